@@ -1,0 +1,165 @@
+"""Dataclass configs for every pipeline stage.
+
+Torch-free on purpose: the TUI's new-session form and ``salve info`` import this module at
+start-up. Each config round-trips through plain dicts (stored as JSON in the session file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASET_KINDS = ("shapes", "imagefolder", "cifar100")
+SAE_KINDS = ("l1", "topk")
+MODULATIONS = ("linear", "clamped")
+
+
+@dataclass
+class DataConfig:
+    """Which images to use. ``shapes`` is the embedded, generated dataset (SPEC §8)."""
+
+    kind: str = "shapes"
+    path: str | None = None  # folder for imagefolder (train/ + val/) or cifar100 root
+    image_size: int = 64
+    seed: int = 0
+    n_train: int = 2000  # shapes only: number of generated training images
+    n_test: int = 1000  # shapes only
+    max_per_class: int | None = None  # optional cap for quick runs on real data
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.kind not in DATASET_KINDS:
+            problems.append(f"dataset kind must be one of {', '.join(DATASET_KINDS)}, got '{self.kind}'")
+        if self.kind != "shapes" and not self.path:
+            problems.append(f"dataset '{self.kind}' needs a path (--data-path)")
+        if not 16 <= self.image_size <= 1024:
+            problems.append(f"image size must be between 16 and 1024, got {self.image_size}")
+        if self.kind == "shapes" and (self.n_train < 10 or self.n_test < 10):
+            problems.append("shapes needs at least 10 train and 10 test images")
+        return problems
+
+
+@dataclass
+class BackboneConfig:
+    """The classifier: a torchvision architecture by name plus where its weights come from.
+
+    ``weights``: ``none`` (random init), ``pretrained`` (torchvision default weights, from the
+    local torch hub cache or the network) or a path to a local checkpoint (plain state_dict).
+    Paper A.3 defaults: Adam, cross-entropy, batch 16, ResNet 10 epochs, ViT 5 epochs.
+    """
+
+    arch: str = "resnet18"
+    weights: str = "none"
+    train: bool = True
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    augment: bool = True
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.epochs < 0:
+            problems.append("epochs must be ≥ 0")
+        if self.batch_size < 1:
+            problems.append("batch size must be ≥ 1")
+        if not self.lr > 0:
+            problems.append("learning rate must be > 0")
+        return problems
+
+
+@dataclass
+class SAEConfig:
+    """Sparse autoencoder (SPEC §2). ``l1``: the paper's linear SAE; ``topk``: keeps k latents.
+
+    Paper schedule: Adam, 1000 epochs, StepLR(step 200 epochs, gamma 0.8), batch 32 (ResNet).
+    """
+
+    kind: str = "l1"
+    hidden: int = 64
+    l1_coeff: float = 1e-3
+    k: int = 8
+    lr: float = 1e-3
+    epochs: int = 1000
+    batch_size: int = 32
+    lr_step_epochs: int = 200
+    lr_gamma: float = 0.8
+    seed: int = 0
+    checkpoint_every: int = 50  # epochs between checkpoints (also the resume granularity)
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.kind not in SAE_KINDS:
+            problems.append(f"SAE kind must be one of {', '.join(SAE_KINDS)}, got '{self.kind}'")
+        if self.hidden < 1:
+            problems.append("SAE hidden size must be ≥ 1")
+        if self.kind == "topk" and not 1 <= self.k <= self.hidden:
+            problems.append(f"TopK k must be between 1 and hidden ({self.hidden})")
+        if self.l1_coeff < 0:
+            problems.append("L1 coefficient must be ≥ 0")
+        if self.epochs < 1 or self.batch_size < 1:
+            problems.append("SAE epochs and batch size must be ≥ 1")
+        if not self.lr > 0:
+            problems.append("SAE learning rate must be > 0")
+        return problems
+
+
+@dataclass
+class SessionConfig:
+    """Everything needed to (re)build a session from scratch."""
+
+    name: str = "demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
+            problems.append(f"session name '{self.name}' is not a valid file name")
+        problems += self.data.validate() + self.backbone.validate() + self.sae.validate()
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SessionConfig:
+        return cls(
+            name=d.get("name", "session"),
+            data=_build(DataConfig, d.get("data", {})),
+            backbone=_build(BackboneConfig, d.get("backbone", {})),
+            sae=_build(SAEConfig, d.get("sae", {})),
+            device=d.get("device", "auto"),
+            seed=d.get("seed", 0),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SessionConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _build(kind: type, values: dict[str, Any]):
+    """Construct a dataclass ignoring unknown keys (forward compatibility of stored configs)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def demo_config(name: str = "demo") -> SessionConfig:
+    """The embedded default: ResNet-18 trained from scratch on Shapes, then the L1 SAE.
+
+    Tuned so `make demo` finishes in minutes on a 2-core CPU (see bench/RESULTS.md).
+    """
+    return SessionConfig(
+        name=name,
+        data=DataConfig(kind="shapes", image_size=64, n_train=2000, n_test=1000),
+        backbone=BackboneConfig(arch="resnet18", weights="none", epochs=4, batch_size=32, lr=1e-3),
+        sae=SAEConfig(kind="l1", hidden=64, epochs=300, batch_size=32, lr_step_epochs=60),
+    )
