@@ -1,0 +1,342 @@
+"""Backbones: build torchvision classifiers by name, load weights safely, replace the head, train.
+
+Any torchvision classifier whose final layer is an ``nn.Linear`` works; the SALVE layer is
+always that final linear (SPEC §2). ``vit_tiny`` is a small ``VisionTransformer`` for quick
+experiments and tests of the ViT code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.config import BackboneConfig
+from core.jobs import (
+    CancelToken,
+    JobCancelled,
+    JobFailed,
+    ProgressFn,
+    ProgressReporter,
+    check_cancel,
+)
+
+
+class BackboneError(ValueError):
+    """A model could not be built or loaded; the message says why and what to do."""
+
+
+VIT_TINY = dict(patch_size=8, num_layers=2, num_heads=2, hidden_dim=64, mlp_dim=128)
+
+
+def final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """Return ``(parent, attribute, linear)`` for the model's final classifier layer.
+
+    Known heads first (``fc``, ``heads.head``, ``classifier[-1]``, ``head``), else the last
+    ``nn.Linear`` registered, which is the classifier in every torchvision classification model.
+    """
+    for dotted in ("fc", "heads.head", "head"):
+        parent_name, _, attr = dotted.rpartition(".")
+        try:
+            parent = model.get_submodule(parent_name) if parent_name else model
+        except AttributeError:
+            continue
+        layer = getattr(parent, attr, None)
+        if isinstance(layer, nn.Linear):
+            return parent, attr, layer
+    last: tuple[nn.Module, str, nn.Linear] | None = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            parent_name, _, attr = name.rpartition(".")
+            last = (model.get_submodule(parent_name) if parent_name else model, attr, module)
+    if last is None:
+        raise BackboneError(
+            f"{type(model).__name__} has no nn.Linear classifier; SALVE edits the final linear layer"
+        )
+    return last
+
+
+def replace_final_linear(model: nn.Module, new_layer: nn.Linear) -> nn.Module:
+    parent, attr, _ = final_linear(model)
+    if isinstance(parent, nn.Sequential) and attr.isdigit():
+        parent[int(attr)] = new_layer
+    else:
+        setattr(parent, attr, new_layer)
+    return model
+
+
+def is_vit(model: nn.Module) -> bool:
+    from torchvision.models import VisionTransformer
+
+    return isinstance(model, VisionTransformer)
+
+
+def _construct(arch: str, image_size: int) -> nn.Module:
+    import torchvision.models as tvm
+
+    if arch == "vit_tiny":
+        return tvm.VisionTransformer(image_size=image_size, num_classes=1000, **VIT_TINY)
+    try:
+        builder = tvm.get_model_builder(arch)
+    except ValueError:
+        known = ", ".join(sorted(tvm.list_models(module=tvm)))
+        raise BackboneError(f"unknown architecture '{arch}'; torchvision classifiers: {known}, vit_tiny") from None
+    kwargs: dict[str, Any] = {}
+    if arch.startswith("vit_"):
+        kwargs["image_size"] = image_size
+    return builder(weights=None, **kwargs)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a plain-weights checkpoint (``.pt``/``.pth`` with ``weights_only=True``, or safetensors).
+
+    Common wrappers (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped. Anything that needs
+    arbitrary unpickling is refused with a message: we never execute code from a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"checkpoint {path} does not exist; give the path to a saved state_dict")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:
+            raise BackboneError(f"{path} is not a readable safetensors file: {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BackboneError(
+            f"{path} is not a plain-weights checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "Only state_dicts are accepted (weights_only=True); re-save it with "
+            "`torch.save(model.state_dict(), path)`"
+        ) from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(
+            f"{path} does not hold a state_dict (a mapping of names to tensors); "
+            "re-save it with `torch.save(model.state_dict(), path)`"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _pretrained_state(arch: str) -> dict[str, torch.Tensor]:
+    import torchvision.models as tvm
+
+    try:
+        weights = tvm.get_model_weights(arch).DEFAULT
+    except Exception:
+        raise BackboneError(f"torchvision has no pretrained weights for '{arch}'") from None
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise BackboneError(
+            f"pretrained weights for {arch} ({weights}) are not in the local cache {cache} and could not be "
+            f"downloaded ({type(exc).__name__}). Copy the file there, pass a local checkpoint with "
+            "--weights PATH, or use --weights none"
+        ) from None
+
+
+def build_model(arch: str, num_classes: int, weights: str = "none", image_size: int = 224,
+                seed: int = 0) -> nn.Module:
+    """Build ``arch`` with ``weights`` (none | pretrained | checkpoint path), head sized to ``num_classes``.
+
+    A checkpoint whose head already has ``num_classes`` outputs is loaded whole; otherwise its head
+    is dropped and a fresh (seeded) head replaces it, as when fine-tuning on a new dataset.
+    """
+    if num_classes < 2:
+        raise BackboneError(f"a classifier needs at least 2 classes, got {num_classes}")
+    torch.manual_seed(seed)
+    model = _construct(arch, image_size)
+    state: dict[str, torch.Tensor] | None = None
+    if weights == "pretrained":
+        state = _pretrained_state(arch)
+    elif weights not in ("none", "", None):
+        state = load_checkpoint(weights)
+    _, attr, head = final_linear(model)
+    head_name = next(n for n, m in model.named_modules() if m is head)
+    if state is not None:
+        ckpt_head = state.get(f"{head_name}.weight")
+        if ckpt_head is not None and ckpt_head.shape[0] != num_classes:
+            state = {k: v for k, v in state.items() if not k.startswith(head_name + ".")}
+        gen = torch.Generator().manual_seed(seed)
+        new_head = nn.Linear(head.in_features, num_classes)
+        _init_linear(new_head, gen)
+        replace_final_linear(model, new_head)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise BackboneError(
+                f"checkpoint {weights} does not fit {arch}: {str(exc).splitlines()[0][:300]}"
+            ) from None
+        missing = [k for k in missing if not k.startswith(head_name + ".")]
+        if missing or unexpected:
+            raise BackboneError(
+                f"checkpoint {weights} does not match {arch}: {len(missing)} missing keys "
+                f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}); "
+                "check --arch"
+            )
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        new_head = nn.Linear(head.in_features, num_classes)
+        _init_linear(new_head, gen)
+        replace_final_linear(model, new_head)
+    return model
+
+
+def _init_linear(layer: nn.Linear, gen: torch.Generator) -> None:
+    bound = 1 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+
+
+def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def load_numpy_state(model: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Module:
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
+    return model
+
+
+def edited_copy(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Module:
+    """Deep copy of ``model`` whose final linear carries ``weight`` (and optionally ``bias``)."""
+    clone = copy.deepcopy(model)
+    _, _, layer = final_linear(clone)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return clone
+
+
+# --------------------------------------------------------------------------- training
+
+
+def augment_batch(images: torch.Tensor, gen: torch.Generator, max_shift: int = 4) -> torch.Tensor:
+    """Light augmentation on a normalised batch: random horizontal flip and a small translation."""
+    flip = torch.rand(len(images), generator=gen) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
+    return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+
+
+@dataclass
+class TrainState:
+    """Resumable training state: model/optimizer weights after ``epoch`` completed epochs."""
+
+    epoch: int
+    model: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _optimizer_arrays(opt: torch.optim.Optimizer) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for key, value in st.items():
+            out[f"{idx}/{key}"] = torch.as_tensor(value).cpu().numpy()
+    return out
+
+
+def _load_optimizer_arrays(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in arrays.items():
+        idx, key = name.split("/")
+        state.setdefault(int(idx), {})[key] = torch.from_numpy(np.asarray(value))
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def evaluate(model: nn.Module, source: Any, device: torch.device, batch_size: int = 128,
+             cancel: CancelToken | None = None) -> float:
+    """Top-1 accuracy of ``model`` on an image source."""
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for images, labels, _ in source.iter_batches(batch_size):
+            check_cancel(cancel)
+            pred = model(images.to(device)).argmax(1).cpu()
+            correct += int((pred == labels).sum())
+            total += len(labels)
+    return correct / max(total, 1)
+
+
+def train_backbone(
+    model: nn.Module,
+    train: Any,
+    test: Any,
+    config: BackboneConfig,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    resume: TrainState | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    seed: int = 0,
+) -> TrainState:
+    """Train/fine-tune with Adam + cross-entropy (paper A.3), checkpointing after every epoch.
+
+    Cancellation is honoured between batches; the last completed epoch stays committed, so a
+    rerun with ``resume`` continues from there. A non-finite loss stops training with a message.
+    """
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = resume or TrainState(0, {}, {}, [])
+    if resume is not None:
+        load_numpy_state(model, resume.model)
+        _load_optimizer_arrays(opt, resume.optimizer)
+        model.to(device)
+    steps_per_epoch = math.ceil(len(train) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    reporter = ProgressReporter("backbone", total, progress)
+    for epoch in range(state.epoch, config.epochs):
+        model.train()
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        running, seen = 0.0, 0
+        for step, (images, labels, _) in enumerate(
+            train.iter_batches(config.batch_size, shuffle=True, generator=gen)
+        ):
+            if config.augment:
+                images = augment_batch(images, gen)
+            if cancel is not None and cancel.cancelled:
+                raise JobCancelled(f"training cancelled during epoch {epoch + 1}; {epoch} epochs are saved")
+            images, labels = images.to(device), labels.to(device)
+            loss = nn.functional.cross_entropy(model(images), labels)
+            if not torch.isfinite(loss):
+                raise JobFailed(
+                    f"backbone loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
+                    f"(epoch {epoch}) is kept. Lower the learning rate (now {config.lr}) and rerun"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item() * len(labels)
+            seen += len(labels)
+            reporter.report(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{config.epochs}",
+                            loss=running / seen)
+        test_acc = evaluate(model, test, device, cancel=cancel)
+        state = TrainState(
+            epoch + 1,
+            state_to_numpy(model),
+            _optimizer_arrays(opt),
+            [*state.history, {"epoch": epoch + 1, "loss": running / max(seen, 1), "test_acc": test_acc}],
+        )
+        reporter.report((epoch + 1) * steps_per_epoch, f"epoch {epoch + 1} test acc {test_acc:.3f}",
+                        loss=running / max(seen, 1), test_acc=test_acc)
+        if on_checkpoint is not None:
+            on_checkpoint(state)
+    model.eval()
+    return state

@@ -1,0 +1,459 @@
+"""Suppression / enhancement sweeps on cached activations (SPEC §3, §5).
+
+Only the final layer changes, so the edited logits of every cached sample are ``W' a + b``
+and a sweep never re-runs the backbone. The fast path exploits linearity: under ``linear``
+modulation of one feature the edited logits are ``Z0 ∓ α·A(W∘|D_k|)ᵀ``, i.e. an n_α × N × C
+tensor from two matmuls and a broadcast (chunked over α to bound memory). Clamped or
+multi-feature edits use the general path, still batched: one ``(n_α×C×d)`` stack of edited
+weights and one batched matmul per chunk.
+
+Automatic α range (used when no grid is given): take the first-order (linear) picture of the
+edit, compute for each correctly classified sample of the target class the α at which it is
+first misclassified (exact for linear single-feature edits), and go to 1.5× the 95th percentile
+of those points; then check with the exact modulation and double the range (at most 6 times)
+until the target accuracy is ≤ 5%. Enhancement uses the suppression range of the same feature
+so both curves share an x-axis scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.edit import MODES, EditSpec, check_features, check_weight, apply_edit, modulation_factors_grid
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+
+DEFAULT_N_ALPHAS = 200
+# Upper bound on the elements of one (n_α_chunk × N × C) logits block (64 MiB in float32).
+DEFAULT_CHUNK_ELEMENTS = 1 << 24
+AUTO_RANGE_QUANTILE = 0.95
+AUTO_RANGE_FACTOR = 1.5
+AUTO_RANGE_TARGET_ACC = 0.05
+AUTO_RANGE_MAX_DOUBLINGS = 6
+
+
+def _nan_to_none(values: list) -> list:
+    return [_nan_to_none(v) if isinstance(v, list) else (None if v != v else v) for v in values]
+
+
+def _none_to_nan(values: list) -> list:
+    return [_none_to_nan(v) if isinstance(v, list) else (math.nan if v is None else v) for v in values]
+
+
+@dataclass
+class SweepResult:
+    """A curve of per-class accuracy against a method's strength parameter.
+
+    ``per_class_accuracy`` is C × n_α (NaN for classes without samples); ``target_prediction``
+    is n_α × C: the share of the target class's samples predicted as each class (paper Fig. 4b).
+    ``alphas`` holds α (SALVE), β (steering) or the target value (ROME), named by ``param_name``.
+    """
+
+    method: str
+    features: list[int]
+    mode: str
+    modulation: str
+    target_class: int | None
+    param_name: str
+    alphas: torch.Tensor
+    per_class_accuracy: torch.Tensor
+    target_prediction: torch.Tensor
+    class_counts: list[int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target_accuracy(self) -> torch.Tensor:
+        if self.target_class is None:
+            raise ValueError("this sweep has no target class")
+        return self.per_class_accuracy[self.target_class]
+
+    @property
+    def others_mean_accuracy(self) -> torch.Tensor:
+        """Mean accuracy of the non-target classes that have samples, per α."""
+        keep = [c for c, n in enumerate(self.class_counts) if n > 0 and c != self.target_class]
+        return self.per_class_accuracy[keep].mean(0)
+
+    @property
+    def overall_accuracy(self) -> torch.Tensor:
+        counts = torch.tensor(self.class_counts, dtype=torch.float64)
+        acc = torch.nan_to_num(self.per_class_accuracy.double(), nan=0.0)
+        return (counts.unsqueeze(1) * acc).sum(0) / counts.sum()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types; NaN (class without samples) becomes ``null``."""
+        return {
+            "method": self.method,
+            "features": list(self.features),
+            "mode": self.mode,
+            "modulation": self.modulation,
+            "target_class": self.target_class,
+            "param_name": self.param_name,
+            "alphas": self.alphas.tolist(),
+            "per_class_accuracy": _nan_to_none(self.per_class_accuracy.tolist()),
+            "target_prediction": _nan_to_none(self.target_prediction.tolist()),
+            "class_counts": list(self.class_counts),
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepResult:
+        return cls(
+            method=d["method"],
+            features=list(d["features"]),
+            mode=d["mode"],
+            modulation=d["modulation"],
+            target_class=d["target_class"],
+            param_name=d["param_name"],
+            alphas=torch.tensor(d["alphas"], dtype=torch.float64),
+            per_class_accuracy=torch.tensor(_none_to_nan(d["per_class_accuracy"]), dtype=torch.float64),
+            target_prediction=torch.tensor(_none_to_nan(d["target_prediction"]), dtype=torch.float64),
+            class_counts=list(d["class_counts"]),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+# ----------------------------------------------------------------------------- basic metrics
+
+
+def _check_data(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor) -> None:
+    if A.ndim != 2 or A.shape[1] != W.shape[1]:
+        raise ValueError(
+            f"activations must be N×{W.shape[1]} to match the classifier, got {tuple(A.shape)}"
+        )
+    if labels.shape != (A.shape[0],):
+        raise ValueError(f"labels must have shape ({A.shape[0]},), got {tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= W.shape[0]):
+        raise ValueError(f"labels must lie in 0..{W.shape[0] - 1} (the classifier has {W.shape[0]} classes)")
+
+
+def logits(A: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    out = A @ W.T
+    return out if b is None else out + b
+
+
+def per_class_accuracy(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C,) accuracy per true class; NaN where a class has no samples."""
+    correct = torch.zeros(num_classes, dtype=torch.float64)
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    labels, preds = labels.cpu().long(), preds.cpu().long()
+    counts.scatter_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
+    correct.scatter_add_(0, labels, (preds == labels).double())
+    return correct / counts  # 0/0 → NaN on purpose
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts, rows = true class, columns = predicted class."""
+    flat = labels.cpu().long() * num_classes + preds.cpu().long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def edited_logits(
+    A: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
+) -> torch.Tensor:
+    """Logits of the cached activations under one edit of any method."""
+    W_new, b_new = apply_edit(W, b, D, spec)
+    return logits(A, W_new, b_new)
+
+
+@dataclass
+class EditEffect:
+    """Before/after view of one edit: per-class accuracy, Δ and confusion matrices."""
+
+    spec: EditSpec
+    accuracy_before: torch.Tensor
+    accuracy_after: torch.Tensor
+    confusion_before: torch.Tensor
+    confusion_after: torch.Tensor
+
+    @property
+    def accuracy_delta(self) -> torch.Tensor:
+        return self.accuracy_after - self.accuracy_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "edit": self.spec.to_dict(),
+            "accuracy_before": _nan_to_none(self.accuracy_before.tolist()),
+            "accuracy_after": _nan_to_none(self.accuracy_after.tolist()),
+            "accuracy_delta": _nan_to_none(self.accuracy_delta.tolist()),
+            "confusion_before": self.confusion_before.tolist(),
+            "confusion_after": self.confusion_after.tolist(),
+        }
+
+
+def edit_effect(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    spec: EditSpec,
+) -> EditEffect:
+    """Per-class accuracy deltas and confusion matrices for any edit (cross-class included)."""
+    _check_data(A, labels, W)
+    C = W.shape[0]
+    before = logits(A, W, b).argmax(1)
+    after = edited_logits(A, W, b, D, spec).argmax(1)
+    return EditEffect(
+        spec,
+        per_class_accuracy(labels, before, C),
+        per_class_accuracy(labels, after, C),
+        confusion_matrix(labels, before, C),
+        confusion_matrix(labels, after, C),
+    )
+
+
+def dominant_features(M: torch.Tensor) -> torch.Tensor:
+    """(C,) index of each class's dominant latent: the largest ``|μ_ck|`` (SPEC §2)."""
+    if M.ndim != 2:
+        raise ValueError(f"class-mean latents M must be C×h, got shape {tuple(M.shape)}")
+    return M.abs().argmax(1)
+
+
+# ----------------------------------------------------------------------------- logit batches
+
+
+def _chunk_size(n_samples: int, n_classes: int, chunk_elements: int) -> int:
+    return max(1, chunk_elements // max(1, n_samples * n_classes))
+
+
+def linear_logit_chunks(
+    Z0: torch.Tensor, slope: torch.Tensor, params: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+) -> Iterator[torch.Tensor]:
+    """Yield ``Z0 + p·slope`` for chunks of the parameter grid: (n_chunk × N × C) blocks.
+
+    Every method whose logits are affine in its parameter uses this (linear SALVE of one
+    feature, steering, ROME).
+    """
+    step = _chunk_size(Z0.shape[0], Z0.shape[1], chunk_elements)
+    params = params.to(Z0)
+    for start in range(0, params.shape[0], step):
+        p = params[start : start + step].view(-1, 1, 1)
+        yield torch.addcmul(Z0.unsqueeze(0), p, slope.unsqueeze(0))
+
+
+def salve_logit_chunks(
+    A: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    features: Sequence[int],
+    alphas: torch.Tensor,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> Iterator[torch.Tensor]:
+    """Edited logits for every α of the grid, in (n_chunk × N × C) blocks."""
+    D = D.to(W)
+    alphas = torch.as_tensor(alphas, dtype=W.dtype, device=W.device)
+    if modulation == "linear" and len(features) == 1:
+        # z(α) = A (W∘(1 ∓ α|D_k|))ᵀ + b = Z0 ∓ α · A (W∘|D_k|)ᵀ: two matmuls for the whole grid.
+        Z0 = logits(A, W, b)
+        slope = A @ (W * D[:, features[0]].abs()).T
+        yield from linear_logit_chunks(Z0, slope if mode == "enhance" else -slope, alphas, chunk_elements)
+        return
+    # General path: (n×C×d) stack of edited weights, one batched matmul per chunk.
+    step = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
+    for start in range(0, alphas.shape[0], step):
+        F = modulation_factors_grid(D, features, alphas[start : start + step], mode, modulation)
+        W_stack = W.unsqueeze(0) * F.unsqueeze(1)
+        out = torch.matmul(A, W_stack.transpose(1, 2))
+        yield out if b is None else out + b
+
+
+def curve_from_logit_chunks(
+    chunks: Iterator[torch.Tensor],
+    labels: torch.Tensor,
+    num_classes: int,
+    target_class: int | None,
+    n_params: int,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reduce logit blocks to (per-class accuracy C×n, target prediction shares n×C)."""
+    device = labels.device
+    onehot = torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float32)
+    counts = onehot.sum(0).double().cpu()
+    target_mask = None if target_class is None else labels == target_class
+    n_target = 0 if target_mask is None else int(target_mask.sum())
+    accs, target_preds = [], []
+    reporter = ProgressReporter("sweep", n_params, progress)
+    done = 0
+    for block in chunks:
+        check_cancel(cancel)
+        preds = block.argmax(-1)  # (n_chunk × N)
+        correct = (preds == labels.unsqueeze(0)).to(torch.float32)
+        accs.append((correct @ onehot).double().cpu())
+        if target_mask is not None and n_target > 0:
+            t_preds = preds[:, target_mask]
+            hist = torch.zeros(preds.shape[0], num_classes, device=device)
+            hist.scatter_add_(1, t_preds, torch.ones_like(t_preds, dtype=hist.dtype))
+            target_preds.append((hist.double() / n_target).cpu())
+        else:
+            target_preds.append(torch.full((preds.shape[0], num_classes), math.nan, dtype=torch.float64))
+        done += preds.shape[0]
+        reporter.report(done)
+    per_class = (torch.cat(accs, 0) / counts).T.contiguous()  # C × n_α, NaN for empty classes
+    return per_class, torch.cat(target_preds, 0)
+
+
+# ----------------------------------------------------------------------------- automatic range
+
+
+def linear_flip_points(Z0: torch.Tensor, slope: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """For logits ``Z0 + p·slope`` (p ≥ 0), the p at which each sample stops being correct.
+
+    The correct-set of an affine family is an interval containing 0, so the first violated
+    margin gives it exactly. ``inf`` if the sample is never misclassified, NaN if it is
+    already wrong at p = 0.
+    """
+    idx = labels.long().unsqueeze(1)
+    margin = Z0.gather(1, idx) - Z0  # > 0 for the competitors of a correct sample
+    closing = slope - slope.gather(1, idx)  # rate at which each competitor catches up
+    with torch.no_grad():
+        points = torch.where(closing > 0, margin / closing, torch.full_like(margin, math.inf))
+        points.scatter_(1, idx, math.inf)
+    flip = points.min(1).values
+    correct0 = Z0.argmax(1) == labels
+    return torch.where(correct0, flip, torch.full_like(flip, math.nan))
+
+
+def auto_range_from_flips(flips: torch.Tensor, fallback: float) -> float:
+    """1.5 × the 95th percentile of the finite flip points, or ``fallback`` if there are none."""
+    finite = flips[torch.isfinite(flips)].double()
+    if finite.numel() == 0:
+        return float(fallback)
+    top = float(torch.quantile(finite, AUTO_RANGE_QUANTILE))
+    return AUTO_RANGE_FACTOR * top if top > 0 else float(fallback)
+
+
+def auto_alpha_max(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    features: Sequence[int],
+    target_class: int,
+    modulation: str = "linear",
+) -> float:
+    """Largest α of the automatic suppression grid (see the module docstring for the rule)."""
+    D = D.to(W)
+    strength = D[:, list(features)].abs().sum(1)  # first-order factor: 1 − α Σ_k |D_jk|
+    if float(strength.max()) <= 0:
+        raise ValueError(f"feature(s) {list(features)} have an all-zero decoder direction: nothing to edit")
+    mask = labels == target_class
+    if not bool(mask.any()):
+        raise ValueError(f"class {target_class} has no samples: cannot choose an α range for it")
+    A_t, y_t = A[mask], labels[mask]
+    Z0 = logits(A_t, W, b)
+    slope = -(A_t @ (W * strength).T)
+    fallback = 2.0 / float(strength.max())  # the strongest coordinate's weight is zeroed twice over
+    alpha_max = auto_range_from_flips(linear_flip_points(Z0, slope, y_t), fallback)
+    for _ in range(AUTO_RANGE_MAX_DOUBLINGS):
+        block = next(salve_logit_chunks(A_t, W, b, D, features, torch.tensor([alpha_max]), "suppress", modulation))
+        if float((block[0].argmax(1) == y_t).double().mean()) <= AUTO_RANGE_TARGET_ACC:
+            break
+        alpha_max *= 2.0
+    return alpha_max
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def salve_sweep(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    features: Sequence[int] | int,
+    target_class: int | None = None,
+    alphas: torch.Tensor | Sequence[float] | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    n_alphas: int = DEFAULT_N_ALPHAS,
+    M: torch.Tensor | None = None,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> SweepResult:
+    """Per-class accuracy vs α for a SALVE edit of ``features`` (any feature: cross-class too).
+
+    ``target_class`` defaults to the class with the largest ``|μ_ck|`` of the first feature
+    when ``M`` is given. ``alphas`` defaults to the automatic range with ``n_alphas`` points.
+    """
+    features = (features,) if isinstance(features, int) else tuple(int(k) for k in features)
+    check_weight(W, D)
+    check_features(D, features)
+    _check_data(A, labels, W)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if target_class is None and M is not None:
+        target_class = int(M[:, features[0]].abs().argmax())
+    if alphas is None:
+        if target_class is None:
+            raise ValueError("an automatic α range needs a target class (pass target_class or M)")
+        alpha_max = auto_alpha_max(A, labels, W, b, D, features, target_class, modulation)
+        alphas = torch.linspace(0.0, alpha_max, n_alphas, dtype=torch.float64)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if bool((alphas < 0).any()):
+        raise ValueError("α values must be ≥ 0 (use mode='enhance' to amplify)")
+    chunks = salve_logit_chunks(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
+    per_class, target_pred = curve_from_logit_chunks(
+        chunks, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
+    )
+    return SweepResult(
+        method="salve",
+        features=list(features),
+        mode=mode,
+        modulation=modulation,
+        target_class=target_class,
+        param_name="alpha",
+        alphas=alphas,
+        per_class_accuracy=per_class,
+        target_prediction=target_pred,
+        class_counts=torch.bincount(labels.cpu().long(), minlength=W.shape[0]).tolist(),
+    )
+
+
+def sweep_dominant(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    M: torch.Tensor,
+    target_class: int,
+    **kwargs: Any,
+) -> SweepResult:
+    """Sweep of ``target_class``'s dominant feature (the default suppression curve)."""
+    feature = int(dominant_features(M)[target_class])
+    return salve_sweep(A, labels, W, b, D, feature, target_class=target_class, **kwargs)
+
+
+def sweep_all_dominant(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    M: torch.Tensor,
+    alphas: dict[int, torch.Tensor] | torch.Tensor | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    **kwargs: Any,
+) -> list[SweepResult]:
+    """One dominant-feature sweep per class. ``alphas``: one grid for all, or per class."""
+    C = W.shape[0]
+    reporter = ProgressReporter("sweep all classes", C, progress)
+    results = []
+    for c in range(C):
+        check_cancel(cancel)
+        grid = alphas.get(c) if isinstance(alphas, dict) else alphas
+        results.append(sweep_dominant(A, labels, W, b, D, M, c, alphas=grid, cancel=cancel, **kwargs))
+        reporter.report(c + 1, f"class {c}")
+    return results
