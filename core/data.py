@@ -272,7 +272,7 @@ def load_image_file(path: str | Path, size: int) -> np.ndarray:
             img = img.resize(new_size, Image.Resampling.BILINEAR)
             left = int(round((new_size[0] - size) / 2.0))
             top = int(round((new_size[1] - size) / 2.0))
-            return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+            return np.array(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(
             f"could not decode image {path}: {exc} — remove or replace the file and run again"
@@ -442,6 +442,10 @@ _CIFAR_HINT = (
 )
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allow-list (possibly an attack)."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals numpy needs to rebuild arrays.
 
@@ -453,7 +457,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         allowed = _safe_pickle_globals()
         if (module, name) in allowed:
             return allowed[(module, name)]
-        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a dataset file")
+        raise _ForbiddenGlobal(f"global '{module}.{name}' is not allowed in a dataset file")
 
 
 def _safe_pickle_globals() -> dict[tuple[str, str], Any]:
@@ -482,7 +486,7 @@ def restricted_pickle_load(path: Path) -> Any:
         raise ValueError(f"cannot read {path}: {exc}") from exc
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _ForbiddenGlobal as exc:
         raise ValueError(
             f"refusing to load {path}: {exc} — the file is not a plain dataset pickle"
         ) from exc

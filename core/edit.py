@@ -71,7 +71,9 @@ class EditSpec:
             if not self.features:
                 problems.append(f"a {self.method} edit needs at least one feature index")
             if not self.alpha >= 0:  # also rejects NaN
-                problems.append(f"strength must be ≥ 0 (choose the mode for direction), got {self.alpha}")
+                problems.append(
+                    f"strength must be ≥ 0 (choose the mode for direction), got {self.alpha}"
+                )
         if any(k < 0 for k in self.features):
             problems.append(f"feature indices must be ≥ 0, got {list(self.features)}")
         if self.method == "rome":
@@ -106,7 +108,9 @@ def check_features(D: torch.Tensor, features: Sequence[int]) -> None:
     h = D.shape[1]
     bad = [k for k in features if not 0 <= k < h]
     if bad:
-        raise ValueError(f"feature index {bad[0]} is out of range: the SAE has {h} latents (0..{h - 1})")
+        raise ValueError(
+            f"feature index {bad[0]} is out of range: the SAE has {h} latents (0..{h - 1})"
+        )
 
 
 def check_weight(W: torch.Tensor, D: torch.Tensor) -> None:
@@ -203,7 +207,9 @@ def replay(W: torch.Tensor, D: torch.Tensor, edits: Iterable[EditSpec]) -> torch
     W_new = W.clone()
     for spec in edits:
         if spec.method == "steer":
-            raise ValueError("steering edits change the bias, not W: use replay_linear(layer, D, edits)")
+            raise ValueError(
+                "steering edits change the bias, not W: use replay_linear(layer, D, edits)"
+            )
         W_new, _ = apply_edit(W_new, None, D, spec)
     return W_new
 
@@ -223,9 +229,7 @@ def replay_linear(linear: nn.Linear, D: torch.Tensor, edits: Iterable[EditSpec])
             if spec.method == "steer" and b is None:
                 b = torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
             W, b = apply_edit(W, b, D, spec)
-        new = nn.Linear(
-            W.shape[1], W.shape[0], bias=b is not None, device=W.device, dtype=W.dtype
-        )
+        new = nn.Linear(W.shape[1], W.shape[0], bias=b is not None, device=W.device, dtype=W.dtype)
         new.weight.copy_(W)
         if b is not None:
             new.bias.copy_(b)
@@ -250,7 +254,9 @@ def find_final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     return parent, attr, getattr(parent, attr)
 
 
-def edited_model(model: nn.Module, spec: EditSpec | Sequence[EditSpec], D: torch.Tensor) -> nn.Module:
+def edited_model(
+    model: nn.Module, spec: EditSpec | Sequence[EditSpec], D: torch.Tensor
+) -> nn.Module:
     """A deep copy of ``model`` whose final linear carries the edit(s); ``model`` is unchanged."""
     edits = [spec] if isinstance(spec, EditSpec) else list(spec)
     new_model = copy.deepcopy(model)

@@ -62,6 +62,15 @@ def load_model(session: Session, device: Any = None):
     return model.eval().to(device or resolve_device(config.device))
 
 
+def load_classifier_head(session: Session) -> tuple[np.ndarray, np.ndarray]:
+    """``W`` (C×d) and ``b`` (C,) of the final linear layer, read without building the model."""
+    if not session.has("backbone/head"):
+        raise SessionError(f"session {session.name} has no trained backbone yet; run `salve run {session.name} backbone`")
+    head = session.read_json("backbone/head")
+    with session.reader() as f:
+        return f[f"backbone/state_dict/{head}.weight"][()], f[f"backbone/state_dict/{head}.bias"][()]
+
+
 def load_activations(session: Session, split: str) -> dict[str, np.ndarray]:
     """Cached activations ``a`` (N×d), ``logits`` (N×C), ``labels`` (N,) of a split."""
     state = session.stages().get("activations")
@@ -81,11 +90,10 @@ def load_sae_arrays(session: Session) -> dict[str, np.ndarray]:
 
 def load_sae(session: Session):
     """The session's SAE as a torch module (CPU)."""
-    from core.sae import SparseAutoencoder
+    from core.sae import sae_from_arrays
 
-    arrays = load_sae_arrays(session)
     config = session.config.sae
-    return SparseAutoencoder.from_arrays(arrays, kind=config.kind, k=config.k)
+    return sae_from_arrays(load_sae_arrays(session), kind=config.kind, k=config.k)
 
 
 # --------------------------------------------------------------------------- stages
@@ -138,7 +146,14 @@ def run_data(session: Session, progress: ProgressFn | None = None, cancel: Cance
 
 def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
     """Build the classifier and train/fine-tune it, committing a checkpoint after each epoch."""
-    from core.backbone import TrainState, build_model, evaluate, state_to_numpy, train_backbone
+    from core.backbone import (
+        TrainState,
+        build_model,
+        evaluate,
+        final_linear,
+        state_to_numpy,
+        train_backbone,
+    )
     from core.device import resolve_device
 
     config = session.config
@@ -176,8 +191,11 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
         test_acc = evaluate(model.to(device), bundle.test, device, cancel=cancel)
         history = []
         reporter.report(1, f"test acc {test_acc:.3f}")
+    _, _, head = final_linear(model)
+    head_name = next(name for name, module in model.named_modules() if module is head)
     with session.transaction() as tx:
         tx.write_arrays("backbone/state_dict", state_to_numpy(model))
+        tx.write_json("backbone/head", head_name)
         tx.delete("backbone/checkpoint")
         tx.update_json("summary", backbone={"arch": config.backbone.arch, "test_accuracy": test_acc,
                                             "epochs": len(history), "history": history})
@@ -275,9 +293,9 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
 
     result = train_sae(torch.from_numpy(train["a"]), config.sae, progress, cancel, resume=resume,
                        on_checkpoint=checkpoint, device=resolve_device(config.device))
-    weights = result.weights_arrays(0)
-    history = result.history_arrays(0)
-    final = {k: float(v[-1]) for k, v in history.items() if len(v)}
+    weights = {name: value[0] for name, value in result.weights.items()}
+    history = {name: value[0] for name, value in result.history.items()}
+    final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}
     with session.transaction() as tx:
         tx.write_arrays("sae/weights", weights)
         tx.write_arrays("sae/history", history)
@@ -285,6 +303,9 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)
+
+
+_SAE_SUMMARY_NAMES = {"ev": "explained_variance", "top5_share": "top5_l1_share"}
 
 
 def run_rankings(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:

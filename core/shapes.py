@@ -325,7 +325,7 @@ def _circle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.maximum(np.abs(u), np.abs(v)) <= 0.72
+    return np.maximum(np.abs(u), np.abs(v)) <= 0.7
 
 
 def _triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -357,8 +357,8 @@ def _crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    x = 1.1 * u
-    y = -1.1 * v + 0.12
+    x = 1.25 * u
+    y = -1.25 * v + 0.25
     return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
@@ -369,7 +369,7 @@ def _arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _hourglass(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return (np.abs(v) <= 0.9) & (np.abs(u) <= 0.75 * np.abs(v) + 0.06)
+    return (np.abs(v) <= 0.8) & (np.abs(u) <= 0.68 * np.abs(v) + 0.05)
 
 
 _SHAPE_FUNCTIONS = {

@@ -11,7 +11,8 @@ Automatic α range (used when no grid is given): take the first-order (linear) p
 edit, compute for each correctly classified sample of the target class the α at which it is
 first misclassified (exact for linear single-feature edits), and go to 1.5× the 95th percentile
 of those points; then check with the exact modulation and double the range (at most 6 times)
-until the target accuracy is ≤ 5%. Enhancement uses the suppression range of the same feature
+while the target accuracy is above 5% and doubling still lowers it (samples the edit can never
+flip would otherwise stretch the range for nothing). Enhancement uses the suppression range of the same feature
 so both curves share an x-axis scale.
 """
 
@@ -24,7 +25,14 @@ from typing import Any
 
 import torch
 
-from core.edit import MODES, EditSpec, check_features, check_weight, apply_edit, modulation_factors_grid
+from core.edit import (
+    MODES,
+    EditSpec,
+    apply_edit,
+    check_features,
+    check_weight,
+    modulation_factors_grid,
+)
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 
 DEFAULT_N_ALPHAS = 200
@@ -36,12 +44,14 @@ AUTO_RANGE_TARGET_ACC = 0.05
 AUTO_RANGE_MAX_DOUBLINGS = 6
 
 
-def _nan_to_none(values: list) -> list:
-    return [_nan_to_none(v) if isinstance(v, list) else (None if v != v else v) for v in values]
+def nan_to_none(values: list) -> list:
+    return [nan_to_none(v) if isinstance(v, list) else (None if v != v else v) for v in values]
 
 
-def _none_to_nan(values: list) -> list:
-    return [_none_to_nan(v) if isinstance(v, list) else (math.nan if v is None else v) for v in values]
+def none_to_nan(values: list) -> list:
+    return [
+        none_to_nan(v) if isinstance(v, list) else (math.nan if v is None else v) for v in values
+    ]
 
 
 @dataclass
@@ -93,8 +103,8 @@ class SweepResult:
             "target_class": self.target_class,
             "param_name": self.param_name,
             "alphas": self.alphas.tolist(),
-            "per_class_accuracy": _nan_to_none(self.per_class_accuracy.tolist()),
-            "target_prediction": _nan_to_none(self.target_prediction.tolist()),
+            "per_class_accuracy": nan_to_none(self.per_class_accuracy.tolist()),
+            "target_prediction": nan_to_none(self.target_prediction.tolist()),
             "class_counts": list(self.class_counts),
             "extra": self.extra,
         }
@@ -109,8 +119,12 @@ class SweepResult:
             target_class=d["target_class"],
             param_name=d["param_name"],
             alphas=torch.tensor(d["alphas"], dtype=torch.float64),
-            per_class_accuracy=torch.tensor(_none_to_nan(d["per_class_accuracy"]), dtype=torch.float64),
-            target_prediction=torch.tensor(_none_to_nan(d["target_prediction"]), dtype=torch.float64),
+            per_class_accuracy=torch.tensor(
+                none_to_nan(d["per_class_accuracy"]), dtype=torch.float64
+            ),
+            target_prediction=torch.tensor(
+                none_to_nan(d["target_prediction"]), dtype=torch.float64
+            ),
             class_counts=list(d["class_counts"]),
             extra=dict(d.get("extra", {})),
         )
@@ -119,7 +133,7 @@ class SweepResult:
 # ----------------------------------------------------------------------------- basic metrics
 
 
-def _check_data(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor) -> None:
+def check_data(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor) -> None:
     if A.ndim != 2 or A.shape[1] != W.shape[1]:
         raise ValueError(
             f"activations must be N×{W.shape[1]} to match the classifier, got {tuple(A.shape)}"
@@ -127,7 +141,9 @@ def _check_data(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor) -> None:
     if labels.shape != (A.shape[0],):
         raise ValueError(f"labels must have shape ({A.shape[0]},), got {tuple(labels.shape)}")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= W.shape[0]):
-        raise ValueError(f"labels must lie in 0..{W.shape[0] - 1} (the classifier has {W.shape[0]} classes)")
+        raise ValueError(
+            f"labels must lie in 0..{W.shape[0] - 1} (the classifier has {W.shape[0]} classes)"
+        )
 
 
 def logits(A: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -148,7 +164,9 @@ def per_class_accuracy(labels: torch.Tensor, preds: torch.Tensor, num_classes: i
 def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts, rows = true class, columns = predicted class."""
     flat = labels.cpu().long() * num_classes + preds.cpu().long()
-    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def edited_logits(
@@ -176,9 +194,9 @@ class EditEffect:
     def to_dict(self) -> dict[str, Any]:
         return {
             "edit": self.spec.to_dict(),
-            "accuracy_before": _nan_to_none(self.accuracy_before.tolist()),
-            "accuracy_after": _nan_to_none(self.accuracy_after.tolist()),
-            "accuracy_delta": _nan_to_none(self.accuracy_delta.tolist()),
+            "accuracy_before": nan_to_none(self.accuracy_before.tolist()),
+            "accuracy_after": nan_to_none(self.accuracy_after.tolist()),
+            "accuracy_delta": nan_to_none(self.accuracy_delta.tolist()),
             "confusion_before": self.confusion_before.tolist(),
             "confusion_after": self.confusion_after.tolist(),
         }
@@ -193,7 +211,7 @@ def edit_effect(
     spec: EditSpec,
 ) -> EditEffect:
     """Per-class accuracy deltas and confusion matrices for any edit (cross-class included)."""
-    _check_data(A, labels, W)
+    check_data(A, labels, W)
     C = W.shape[0]
     before = logits(A, W, b).argmax(1)
     after = edited_logits(A, W, b, D, spec).argmax(1)
@@ -221,7 +239,10 @@ def _chunk_size(n_samples: int, n_classes: int, chunk_elements: int) -> int:
 
 
 def linear_logit_chunks(
-    Z0: torch.Tensor, slope: torch.Tensor, params: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    Z0: torch.Tensor,
+    slope: torch.Tensor,
+    params: torch.Tensor,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> Iterator[torch.Tensor]:
     """Yield ``Z0 + p·slope`` for chunks of the parameter grid: (n_chunk × N × C) blocks.
 
@@ -233,6 +254,66 @@ def linear_logit_chunks(
     for start in range(0, params.shape[0], step):
         p = params[start : start + step].view(-1, 1, 1)
         yield torch.addcmul(Z0.unsqueeze(0), p, slope.unsqueeze(0))
+
+
+def affine_family(
+    A: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    features: Sequence[int],
+    mode: str,
+    modulation: str,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(Z0, slope)`` with edited logits ``Z0 + α·slope`` when the edit is affine in α, else None.
+
+    One feature under linear modulation (or any enhancement, which is never clamped):
+    ``A (W∘(1 ∓ α|D_k|))ᵀ + b = Z0 ∓ α·A(W∘|D_k|)ᵀ`` — two matmuls for the whole grid.
+    """
+    if len(features) != 1 or (modulation != "linear" and mode != "enhance"):
+        return None
+    slope = A @ (W * D.to(W)[:, features[0]].abs()).T
+    return logits(A, W, b), (slope if mode == "enhance" else -slope)
+
+
+def _clamped_logit_chunks(
+    A: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    d_abs: torch.Tensor,
+    alphas: torch.Tensor,
+    chunk_elements: int,
+) -> Iterator[torch.Tensor]:
+    """Clamped suppression of one feature for an ascending α grid, without n_α weight copies.
+
+    Coordinate j is switched off (factor 0) once ``α|D_jk| ≥ 1`` and is affine before, so
+    ``logits(α) = (Z − P(α)) − α (G − Q(α)) + b`` where P, Q sum the switched-off coordinates'
+    contributions. Those sets only grow with α: sort coordinates by |D_jk| (largest first) and
+    accumulate P, Q block by block, one small matmul per block of newly switched-off ones.
+    """
+    order = torch.argsort(d_abs, descending=True)
+    A_sorted, d_sorted = A[:, order], d_abs[order]
+    W_sorted = W[:, order]
+    Wd_sorted = W_sorted * d_sorted
+    Z, G = A @ W.T, A @ (W * d_abs).T
+    n_off = ((alphas.unsqueeze(1) * d_sorted.unsqueeze(0)) >= 1.0).sum(1)  # (n_α,) non-decreasing
+    P, Q = torch.zeros_like(Z), torch.zeros_like(Z)
+    done = 0
+    step = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
+    for start in range(0, alphas.shape[0], step):
+        stop = min(start + step, alphas.shape[0])
+        levels, which = torch.unique_consecutive(n_off[start:stop], return_inverse=True)
+        P_levels, Q_levels = [], []
+        for upto in levels.tolist():
+            if upto > done:
+                P = P + A_sorted[:, done:upto] @ W_sorted[:, done:upto].T
+                Q = Q + A_sorted[:, done:upto] @ Wd_sorted[:, done:upto].T
+                done = upto
+            P_levels.append(P)
+            Q_levels.append(Q)
+        kept = (Z - torch.stack(P_levels))[which]
+        out = kept - alphas[start:stop].view(-1, 1, 1) * (G - torch.stack(Q_levels))[which]
+        yield out if b is None else out + b
 
 
 def salve_logit_chunks(
@@ -249,19 +330,81 @@ def salve_logit_chunks(
     """Edited logits for every α of the grid, in (n_chunk × N × C) blocks."""
     D = D.to(W)
     alphas = torch.as_tensor(alphas, dtype=W.dtype, device=W.device)
-    if modulation == "linear" and len(features) == 1:
-        # z(α) = A (W∘(1 ∓ α|D_k|))ᵀ + b = Z0 ∓ α · A (W∘|D_k|)ᵀ: two matmuls for the whole grid.
-        Z0 = logits(A, W, b)
-        slope = A @ (W * D[:, features[0]].abs()).T
-        yield from linear_logit_chunks(Z0, slope if mode == "enhance" else -slope, alphas, chunk_elements)
+    family = affine_family(A, W, b, D, features, mode, modulation)
+    if family is not None:
+        yield from linear_logit_chunks(*family, alphas, chunk_elements)
         return
-    # General path: (n×C×d) stack of edited weights, one batched matmul per chunk.
+    ascending = alphas.numel() < 2 or bool((alphas[1:] >= alphas[:-1]).all())
+    if len(features) == 1 and ascending:
+        yield from _clamped_logit_chunks(A, W, b, D[:, features[0]].abs(), alphas, chunk_elements)
+        return
+    # General path (several features): (n×C×d) stack of edited weights, one batched matmul.
     step = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
     for start in range(0, alphas.shape[0], step):
         F = modulation_factors_grid(D, features, alphas[start : start + step], mode, modulation)
         W_stack = W.unsqueeze(0) * F.unsqueeze(1)
         out = torch.matmul(A, W_stack.transpose(1, 2))
         yield out if b is None else out + b
+
+
+def correct_intervals(
+    Z0: torch.Tensor, slope: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For logits ``Z0 + p·slope``, the open interval ``(lo, hi)`` of p where each sample is right.
+
+    Every competitor c gives one affine margin ``m_c + p·r_c > 0``, i.e. a half-line; their
+    intersection is an interval (empty when ``lo ≥ hi``). Exact ties, a measure-zero event,
+    count as wrong here while ``argmax`` would keep the lower class index.
+    """
+    idx = labels.long().unsqueeze(1)
+    m = Z0.gather(1, idx) - Z0
+    r = slope.gather(1, idx) - slope
+    m.scatter_(1, idx, 1.0)  # the true class imposes no constraint on itself
+    r.scatter_(1, idx, 0.0)
+    bound = -m / torch.where(r == 0, torch.ones_like(r), r)
+    inf = torch.full_like(bound, math.inf)
+    lo = torch.where(r > 0, bound, -inf).amax(1)
+    hi = torch.where(r < 0, bound, inf).amin(1)
+    never = ((r == 0) & (m <= 0)).any(1)
+    hi = torch.where(never, torch.full_like(hi, -math.inf), hi)
+    return lo, hi
+
+
+def affine_curve(
+    Z0: torch.Tensor,
+    slope: torch.Tensor,
+    params: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    target_class: int | None,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`curve_from_logit_chunks` for an affine family, without the n_α × N × C argmax.
+
+    Per-class accuracy comes from each sample's correct interval (O(N·C) plus a sorted count
+    per class); only the target class's samples are evaluated per α for their predictions.
+    """
+    params = params.to(Z0)
+    lo, hi = correct_intervals(Z0, slope, labels)
+    per_class = torch.full((num_classes, params.numel()), math.nan, dtype=torch.float64)
+    for c in labels.unique().tolist():
+        mask = (labels == c) & (lo < hi)
+        entered = torch.searchsorted(lo[mask].sort().values.contiguous(), params, right=False)
+        left = torch.searchsorted(hi[mask].sort().values.contiguous(), params, right=True)
+        per_class[c] = (entered - left).double().cpu() / int((labels == c).sum())
+    check_cancel(cancel)
+    if target_class is None or not bool((labels == target_class).any()):
+        target_pred = torch.full((params.numel(), num_classes), math.nan, dtype=torch.float64)
+    else:
+        mask = labels == target_class
+        chunks = linear_logit_chunks(Z0[mask], slope[mask], params, chunk_elements)
+        _, target_pred = curve_from_logit_chunks(
+            chunks, labels[mask], num_classes, target_class, params.numel(), None, cancel
+        )
+    ProgressReporter("sweep", params.numel(), progress).report(params.numel())
+    return per_class, target_pred
 
 
 def curve_from_logit_chunks(
@@ -293,7 +436,9 @@ def curve_from_logit_chunks(
             hist.scatter_add_(1, t_preds, torch.ones_like(t_preds, dtype=hist.dtype))
             target_preds.append((hist.double() / n_target).cpu())
         else:
-            target_preds.append(torch.full((preds.shape[0], num_classes), math.nan, dtype=torch.float64))
+            target_preds.append(
+                torch.full((preds.shape[0], num_classes), math.nan, dtype=torch.float64)
+            )
         done += preds.shape[0]
         reporter.report(done)
     per_class = (torch.cat(accs, 0) / counts).T.contiguous()  # C × n_α, NaN for empty classes
@@ -306,19 +451,11 @@ def curve_from_logit_chunks(
 def linear_flip_points(Z0: torch.Tensor, slope: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """For logits ``Z0 + p·slope`` (p ≥ 0), the p at which each sample stops being correct.
 
-    The correct-set of an affine family is an interval containing 0, so the first violated
-    margin gives it exactly. ``inf`` if the sample is never misclassified, NaN if it is
-    already wrong at p = 0.
+    ``inf`` if the sample is never misclassified, NaN if it is already wrong at p = 0.
     """
-    idx = labels.long().unsqueeze(1)
-    margin = Z0.gather(1, idx) - Z0  # > 0 for the competitors of a correct sample
-    closing = slope - slope.gather(1, idx)  # rate at which each competitor catches up
-    with torch.no_grad():
-        points = torch.where(closing > 0, margin / closing, torch.full_like(margin, math.inf))
-        points.scatter_(1, idx, math.inf)
-    flip = points.min(1).values
-    correct0 = Z0.argmax(1) == labels
-    return torch.where(correct0, flip, torch.full_like(flip, math.nan))
+    lo, hi = correct_intervals(Z0, slope, labels)
+    correct0 = (lo < 0) & (hi > 0)
+    return torch.where(correct0, hi, torch.full_like(hi, math.nan))
 
 
 def auto_range_from_flips(flips: torch.Tensor, fallback: float) -> float:
@@ -344,7 +481,9 @@ def auto_alpha_max(
     D = D.to(W)
     strength = D[:, list(features)].abs().sum(1)  # first-order factor: 1 − α Σ_k |D_jk|
     if float(strength.max()) <= 0:
-        raise ValueError(f"feature(s) {list(features)} have an all-zero decoder direction: nothing to edit")
+        raise ValueError(
+            f"feature(s) {list(features)} have an all-zero decoder direction: nothing to edit"
+        )
     mask = labels == target_class
     if not bool(mask.any()):
         raise ValueError(f"class {target_class} has no samples: cannot choose an α range for it")
@@ -353,11 +492,22 @@ def auto_alpha_max(
     slope = -(A_t @ (W * strength).T)
     fallback = 2.0 / float(strength.max())  # the strongest coordinate's weight is zeroed twice over
     alpha_max = auto_range_from_flips(linear_flip_points(Z0, slope, y_t), fallback)
+
+    def target_accuracy(alpha: float) -> float:
+        grid = torch.tensor([alpha])
+        block = next(salve_logit_chunks(A_t, W, b, D, features, grid, "suppress", modulation))
+        return float((block[0].argmax(1) == y_t).double().mean())
+
+    # The first-order estimate is exact for one feature under linear modulation; otherwise
+    # (clamped, several features) extend the range while doing so still suppresses more.
+    current = target_accuracy(alpha_max)
     for _ in range(AUTO_RANGE_MAX_DOUBLINGS):
-        block = next(salve_logit_chunks(A_t, W, b, D, features, torch.tensor([alpha_max]), "suppress", modulation))
-        if float((block[0].argmax(1) == y_t).double().mean()) <= AUTO_RANGE_TARGET_ACC:
+        if current <= AUTO_RANGE_TARGET_ACC:
             break
-        alpha_max *= 2.0
+        doubled = target_accuracy(2.0 * alpha_max)
+        if doubled >= current - 0.5 / y_t.numel():  # plateau: samples this edit cannot flip
+            break
+        alpha_max, current = 2.0 * alpha_max, doubled
     return alpha_max
 
 
@@ -389,7 +539,7 @@ def salve_sweep(
     features = (features,) if isinstance(features, int) else tuple(int(k) for k in features)
     check_weight(W, D)
     check_features(D, features)
-    _check_data(A, labels, W)
+    check_data(A, labels, W)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     if target_class is None and M is not None:
@@ -402,10 +552,17 @@ def salve_sweep(
     alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
     if bool((alphas < 0).any()):
         raise ValueError("α values must be ≥ 0 (use mode='enhance' to amplify)")
-    chunks = salve_logit_chunks(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
-    per_class, target_pred = curve_from_logit_chunks(
-        chunks, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
-    )
+    alphas = alphas.sort().values  # ascending: curves read left to right, clamped path needs it
+    family = affine_family(A, W, b, D, features, mode, modulation)
+    if family is not None:
+        per_class, target_pred = affine_curve(
+            *family, alphas, labels, W.shape[0], target_class, chunk_elements, progress, cancel
+        )
+    else:
+        chunks = salve_logit_chunks(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
+        per_class, target_pred = curve_from_logit_chunks(
+            chunks, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
+        )
     return SweepResult(
         method="salve",
         features=list(features),
@@ -454,6 +611,8 @@ def sweep_all_dominant(
     for c in range(C):
         check_cancel(cancel)
         grid = alphas.get(c) if isinstance(alphas, dict) else alphas
-        results.append(sweep_dominant(A, labels, W, b, D, M, c, alphas=grid, cancel=cancel, **kwargs))
+        results.append(
+            sweep_dominant(A, labels, W, b, D, M, c, alphas=grid, cancel=cancel, **kwargs)
+        )
         reporter.report(c + 1, f"class {c}")
     return results

@@ -165,7 +165,12 @@ def test_grad_cam_matches_pytorch_grad_cam(resnet: nn.Module, images: torch.Tens
 def _tiny_vit() -> nn.Module:
     torch.manual_seed(0)
     vit = torchvision.models.VisionTransformer(
-        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
         num_classes=3,
     ).eval()
     nn.init.normal_(vit.heads.head.weight)  # torchvision zero-inits the head: no gradient

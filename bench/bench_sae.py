@@ -1,0 +1,164 @@
+"""SAE training speed: the obvious PyTorch loop vs the project's fast trainer (core.sae.train_sae).
+
+The obvious loop is what one writes from paper A.4: ``DataLoader(TensorDataset, batch 32,
+shuffle)``, the ``nn.Module`` SAE, ``torch.optim.Adam``, ``loss.backward()``, ``StepLR``.
+Both start from the same initial weights (same seed) and use the same schedule; the paper's
+1000 epochs / step 200 is scaled to ``--epochs`` / (epochs / 5). Final loss is the full-dataset
+loss of the trained SAE (one pass, no update), so both are measured the same way.
+
+Second table: K SAEs (seeds s … s+K−1) trained in one batched run vs K runs one after another,
+and the largest weight difference between the two (they should agree to float tolerance).
+
+    .venv/bin/python bench/bench_sae.py [--epochs 40] [--seeds 5] [--npy acts.npy] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.config import SAEConfig  # noqa: E402
+from core.sae import SparseAutoencoder, sae_from_arrays, sae_loss, train_sae  # noqa: E402
+
+
+def synthetic_activations(n: int = 9469, d: int = 512, rank: int = 24, seed: int = 0) -> torch.Tensor:
+    """Non-negative, low-rank-plus-noise vectors shaped like ResNet-18 avgpool outputs.
+
+    10 class centres plus a shared low-rank mixture, ReLU'd, so there is structure to find.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(10, d, generator=g) * 0.6
+    labels = torch.randint(0, 10, (n,), generator=g)
+    mixing = torch.randn(rank, d, generator=g) / rank**0.5
+    codes = torch.randn(n, rank, generator=g).abs()
+    noise = 0.1 * torch.randn(n, d, generator=g)
+    return torch.relu(centres[labels] + codes @ mixing + noise)
+
+
+def train_obvious(x: torch.Tensor, cfg: SAEConfig, seed: int) -> tuple[SparseAutoencoder, list[float]]:
+    """The straightforward loop; returns the model and per-epoch wall times."""
+    model = SparseAutoencoder(x.shape[1], cfg.hidden, cfg.kind, cfg.k, generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(TensorDataset(x), batch_size=cfg.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
+    times = []
+    for _ in range(cfg.epochs):
+        start = time.perf_counter()
+        epoch_loss = 0.0
+        for (batch,) in loader:
+            u, a_hat = model(batch)
+            loss = torch.mean((a_hat - batch) ** 2) + cfg.l1_coeff * torch.mean(torch.abs(u))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            epoch_loss += loss.item()
+        scheduler.step()
+        times.append(time.perf_counter() - start)
+    return model, times
+
+
+def train_fast(x: torch.Tensor, cfg: SAEConfig, n_seeds: int = 1):
+    """The project trainer; returns the result and per-epoch wall times (from progress reports)."""
+    stamps = [time.perf_counter()]
+    result = train_sae(x, cfg, progress=lambda p: stamps.append(time.perf_counter()), n_seeds=n_seeds)
+    return result, list(np.diff(stamps))
+
+
+@torch.no_grad()
+def full_loss(model: SparseAutoencoder, x: torch.Tensor, l1_coeff: float) -> float:
+    u, a_hat = model(x)
+    return float(sae_loss(u, a_hat, x, l1_coeff)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed-epochs", type=int, default=10, help="epochs for the K-seed comparison")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--npy", type=Path, help="real activations (n × d .npy) instead of synthetic ones")
+    parser.add_argument("--out", type=Path, help="also write the markdown report here")
+    args = parser.parse_args()
+
+    x = torch.from_numpy(np.load(args.npy)).float() if args.npy else synthetic_activations()
+    cfg = SAEConfig(kind="l1", hidden=args.hidden, epochs=args.epochs, batch_size=32, lr=1e-3,
+                    l1_coeff=1e-3, lr_step_epochs=max(1, args.epochs // 5), lr_gamma=0.8, seed=0)
+    lines = [
+        f"Data: {'`' + str(args.npy) + '`' if args.npy else 'synthetic'} {tuple(x.shape)}, h={cfg.hidden}, "
+        f"batch {cfg.batch_size}, Adam lr {cfg.lr:g}, λ {cfg.l1_coeff:g}, {cfg.epochs} epochs, "
+        f"StepLR every {cfg.lr_step_epochs} epochs ×{cfg.lr_gamma} (paper 1000/200 scaled).",
+        f"Machine: {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, CPU "
+        "(shared with other jobs: timings are noisy; medians of per-epoch times).",
+        "",
+    ]
+
+    # Warm-up so neither side pays first-call costs (thread pool, allocator).
+    warm = SAEConfig(**{**cfg.__dict__, "epochs": 1})
+    train_obvious(x[:2048], warm, 0)
+    train_fast(x[:2048], warm)
+
+    model, t_obvious = train_obvious(x, cfg, cfg.seed)
+    result, t_fast = train_fast(x, cfg)
+    loss_obvious = full_loss(model, x, cfg.l1_coeff)
+    loss_fast = full_loss(result.sae(0), x, cfg.l1_coeff)
+    med_o, med_f = statistics.median(t_obvious), statistics.median(t_fast)
+    lines += [
+        "| trainer | s / epoch (median) | total s | speed-up | final loss (full set) |",
+        "|---|---|---|---|---|",
+        f"| obvious DataLoader + autograd + torch.optim.Adam | {med_o:.4f} | {sum(t_obvious):.2f} | 1.0× | {loss_obvious:.6f} |",
+        f"| core.sae.train_sae (fast) | {med_f:.4f} | {sum(t_fast):.2f} | {med_o / med_f:.1f}× | {loss_fast:.6f} |",
+        "",
+        f"Final-loss relative difference: {abs(loss_fast - loss_obvious) / loss_obvious:.2%} "
+        f"(fast EV {result.history['ev'][0, -1]:.4f}, L0 {result.history['l0'][0, -1]:.1f}).",
+        "",
+    ]
+
+    k_cfg = SAEConfig(**{**cfg.__dict__, "epochs": args.seed_epochs,
+                         "lr_step_epochs": max(1, args.seed_epochs // 5)})
+    start = time.perf_counter()
+    batched = train_sae(x, k_cfg, n_seeds=args.seeds)
+    t_batched = time.perf_counter() - start
+    start = time.perf_counter()
+    singles = []
+    for i in range(args.seeds):
+        singles.append(train_sae(x, SAEConfig(**{**k_cfg.__dict__, "seed": k_cfg.seed + i})))
+    t_seq = time.perf_counter() - start
+    max_diff = max(
+        float(np.abs(batched.weights[name][i] - single.weights[name][0]).max())
+        for i, single in enumerate(singles) for name in batched.weights
+    )
+    loss_diff = max(
+        abs(full_loss(sae_from_arrays(batched.weights, i), x, cfg.l1_coeff)
+            - full_loss(single.sae(0), x, cfg.l1_coeff))
+        for i, single in enumerate(singles)
+    )
+    lines += [
+        f"| K={args.seeds} seeds, {k_cfg.epochs} epochs | total s | s / epoch / seed | speed-up |",
+        "|---|---|---|---|",
+        f"| {args.seeds} sequential fast runs | {t_seq:.2f} | {t_seq / k_cfg.epochs / args.seeds:.4f} | 1.0× |",
+        f"| one batched run (n_seeds={args.seeds}) | {t_batched:.2f} | "
+        f"{t_batched / k_cfg.epochs / args.seeds:.4f} | {t_seq / t_batched:.1f}× |",
+        "",
+        f"Batched vs sequential: max |Δweight| {max_diff:.2e}, max |Δfinal loss| {loss_diff:.2e}.",
+        "",
+        "Command: `.venv/bin/python bench/bench_sae.py " + " ".join(sys.argv[1:]) + "`",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.write_text("# SAE trainer benchmark\n\n" + report + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny but real sessions built through the core pipeline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig  # noqa: E402
+
+
+def tiny_config(name: str = "tiny", arch: str = "resnet18", sae_epochs: int = 6) -> SessionConfig:
+    """A session config that runs the whole pipeline in seconds on a CPU."""
+    return SessionConfig(
+        name=name,
+        data=DataConfig(kind="shapes", image_size=32, n_train=80, n_test=40, seed=3),
+        backbone=BackboneConfig(arch=arch, epochs=1, batch_size=16, lr=1e-3, augment=False),
+        sae=SAEConfig(hidden=16, epochs=sae_epochs, batch_size=16, lr_step_epochs=3, checkpoint_every=2),
+        device="cpu",
+    )
+
+
+@pytest.fixture(scope="session")
+def built_session_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny session (all stages done), built once per test run. Copy before writing."""
+    from core.pipeline import run_pipeline
+    from core.session import Session
+
+    path = tmp_path_factory.mktemp("built") / "tiny.h5"
+    with Session.create(path, tiny_config()) as session:
+        run_pipeline(session)
+    return path
