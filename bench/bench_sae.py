@@ -9,7 +9,7 @@ loss of the trained SAE (one pass, no update), so both are measured the same way
 Second table: K SAEs (seeds s … s+K−1) trained in one batched run vs K runs one after another,
 and the largest weight difference between the two (they should agree to float tolerance).
 
-    .venv/bin/python bench/bench_sae.py [--epochs 40] [--seeds 5] [--npy acts.npy] [--out FILE]
+    .venv/bin/python bench/bench_sae.py [--epochs 40] [--seeds 5] [--threads N] [--npy acts.npy] [--out FILE]
 """
 
 from __future__ import annotations
@@ -88,8 +88,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--npy", type=Path, help="real activations (n × d .npy) instead of synthetic ones")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     x = torch.from_numpy(np.load(args.npy)).float() if args.npy else synthetic_activations()
     cfg = SAEConfig(kind="l1", hidden=args.hidden, epochs=args.epochs, batch_size=32, lr=1e-3,

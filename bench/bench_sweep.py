@@ -182,7 +182,9 @@ def main() -> None:
     print(table)
     if args.write:
         out = Path(__file__).with_name("RESULTS_control.md")
-        out.write_text("# Control: sweep and α_crit benchmarks\n\n" + table + "\n", encoding="utf-8")
+        out.write_text(
+            "# Control: sweep and α_crit benchmarks\n\n" + table + "\n", encoding="utf-8"
+        )
         print(f"\nwrote {out}")
 
 

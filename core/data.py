@@ -58,10 +58,19 @@ def normalize_uint8(batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"expected a (B, H, W, 3) uint8 batch, got shape {tuple(batch_uint8_nhwc.shape)}"
         )
-    x = batch_uint8_nhwc.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(mean).div_(std).contiguous()
+    # (x/255 − mean)/std folded into one multiply-add; the uint8 transpose is the cheap one.
+    nchw = batch_uint8_nhwc.permute(0, 3, 1, 2).contiguous().to(torch.float32)
+    scale, shift = _normalisation_affine(nchw.device)
+    return torch.addcmul(shift, nchw, scale)
+
+
+def _normalisation_affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``scale = 1/(255·std)`` and ``shift = −mean/std``, shaped (1, 3, 1, 1)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std)).to(torch.float32).view(1, 3, 1, 1)
+    shift = (-mean / std).to(torch.float32).view(1, 3, 1, 1)
+    return scale.to(device), shift.to(device)
 
 
 def denormalize(x: torch.Tensor) -> np.ndarray:

@@ -299,6 +299,7 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
     with session.transaction() as tx:
         tx.write_arrays("sae/weights", weights)
         tx.write_arrays("sae/history", history)
+        tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden, **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")

@@ -276,44 +276,93 @@ def affine_family(
     return logits(A, W, b), (slope if mode == "enhance" else -slope)
 
 
-def _clamped_logit_chunks(
+# A batch of affine pieces: (Z0 (L×N×C), slope (L×N×C), params (n,), piece index (n,) in 0..L−1).
+# For parameter value params[i] the logits are Z0[piece[i]] + params[i]·slope[piece[i]].
+AffinePieces = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _single_piece(
+    Z0: torch.Tensor, slope: torch.Tensor, params: torch.Tensor, max_run: int
+) -> Iterator[AffinePieces]:
+    """One affine family over the whole grid, in runs of at most ``max_run`` values."""
+    for s in range(0, params.numel(), max_run):
+        run = params[s : s + max_run]
+        yield Z0.unsqueeze(0), slope.unsqueeze(0), run, torch.zeros_like(run, dtype=torch.long)
+
+
+def clamped_pieces(
     A: torch.Tensor,
     W: torch.Tensor,
     b: torch.Tensor | None,
     d_abs: torch.Tensor,
     alphas: torch.Tensor,
-    chunk_elements: int,
-) -> Iterator[torch.Tensor]:
-    """Clamped suppression of one feature for an ascending α grid, without n_α weight copies.
+    max_run: int | None = None,
+) -> Iterator[AffinePieces]:
+    """Clamped suppression of one feature as affine pieces over an ascending α grid.
 
     Coordinate j is switched off (factor 0) once ``α|D_jk| ≥ 1`` and is affine before, so
-    ``logits(α) = (Z − P(α)) − α (G − Q(α)) + b`` where P, Q sum the switched-off coordinates'
-    contributions. Those sets only grow with α: sort coordinates by |D_jk| (largest first) and
-    accumulate P, Q block by block, one small matmul per block of newly switched-off ones.
+    between two switch-off points — the same for every sample, they depend on D only — the
+    logits are ``(Z − P) − α (G − Q) + b`` where P, Q sum the switched-off coordinates'
+    contributions. Those sets only grow with α: sort coordinates by |D_jk| (largest first)
+    and accumulate P, Q with one small matmul per block of newly switched-off coordinates.
+    Yields ``(Z0, slope, α_run)`` per run of grid points (at most ``max_run`` α each).
     """
+    if alphas.numel() > 1 and not bool((alphas[1:] >= alphas[:-1]).all()):
+        raise ValueError("clamped_pieces needs an ascending α grid")
     order = torch.argsort(d_abs, descending=True)
     A_sorted, d_sorted = A[:, order], d_abs[order]
     W_sorted = W[:, order]
     Wd_sorted = W_sorted * d_sorted
-    Z, G = A @ W.T, A @ (W * d_abs).T
-    n_off = ((alphas.unsqueeze(1) * d_sorted.unsqueeze(0)) >= 1.0).sum(1)  # (n_α,) non-decreasing
-    P, Q = torch.zeros_like(Z), torch.zeros_like(Z)
-    done = 0
-    step = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
-    for start in range(0, alphas.shape[0], step):
-        stop = min(start + step, alphas.shape[0])
-        levels, which = torch.unique_consecutive(n_off[start:stop], return_inverse=True)
-        P_levels, Q_levels = [], []
-        for upto in levels.tolist():
-            if upto > done:
-                P = P + A_sorted[:, done:upto] @ W_sorted[:, done:upto].T
-                Q = Q + A_sorted[:, done:upto] @ Wd_sorted[:, done:upto].T
-                done = upto
-            P_levels.append(P)
-            Q_levels.append(Q)
-        kept = (Z - torch.stack(P_levels))[which]
-        out = kept - alphas[start:stop].view(-1, 1, 1) * (G - torch.stack(Q_levels))[which]
-        yield out if b is None else out + b
+    Z = logits(A, W, b)
+    G = A @ (W * d_abs).T
+    n_off = ((alphas.unsqueeze(1) * d_sorted.unsqueeze(0)) >= 1.0).sum(1)  # non-decreasing
+    levels, counts = torch.unique_consecutive(n_off, return_counts=True)
+    max_run = max_run or alphas.numel()
+    Zs, slopes, runs, pieces = [], [], [], []
+    done, start, pending = 0, 0, 0
+    for upto, count in zip(levels.tolist(), counts.tolist(), strict=True):
+        if upto > done:
+            Z = Z - A_sorted[:, done:upto] @ W_sorted[:, done:upto].T
+            G = G - A_sorted[:, done:upto] @ Wd_sorted[:, done:upto].T
+            done = upto
+        for run in range(start, start + count, max_run):
+            stop = min(run + max_run, start + count)
+            if pending + stop - run > max_run:  # flush: bound the batch's size
+                yield torch.stack(Zs), torch.stack(slopes), torch.cat(runs), torch.cat(pieces)
+                Zs, slopes, runs, pieces, pending = [], [], [], [], 0
+            pieces.append(torch.full((stop - run,), len(Zs), dtype=torch.long, device=Z.device))
+            Zs.append(Z)
+            slopes.append(-G)
+            runs.append(alphas[run:stop])
+            pending += stop - run
+        start += count
+    if Zs:
+        yield torch.stack(Zs), torch.stack(slopes), torch.cat(runs), torch.cat(pieces)
+
+
+def salve_pieces(
+    A: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    features: Sequence[int],
+    alphas: torch.Tensor,
+    mode: str,
+    modulation: str,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> Iterator[AffinePieces] | None:
+    """The edit over the grid as affine pieces (one feature), or None when it is not piecewise
+    affine in α (several features multiply their factors)."""
+    D = D.to(W)
+    alphas = torch.as_tensor(alphas, dtype=W.dtype, device=W.device)
+    max_run = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
+    family = affine_family(A, W, b, D, features, mode, modulation)
+    if family is not None:
+        return ((*family, alphas[s : s + max_run]) for s in range(0, alphas.numel(), max_run))
+    ascending = alphas.numel() < 2 or bool((alphas[1:] >= alphas[:-1]).all())
+    if len(features) == 1 and ascending:
+        return clamped_pieces(A, W, b, D[:, features[0]].abs(), alphas, max_run)
+    return None
 
 
 def salve_logit_chunks(
@@ -327,16 +376,13 @@ def salve_logit_chunks(
     modulation: str = "linear",
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> Iterator[torch.Tensor]:
-    """Edited logits for every α of the grid, in (n_chunk × N × C) blocks."""
+    """Edited logits for every α of the grid, in (n_chunk × N × C) blocks, in grid order."""
     D = D.to(W)
     alphas = torch.as_tensor(alphas, dtype=W.dtype, device=W.device)
-    family = affine_family(A, W, b, D, features, mode, modulation)
-    if family is not None:
-        yield from linear_logit_chunks(*family, alphas, chunk_elements)
-        return
-    ascending = alphas.numel() < 2 or bool((alphas[1:] >= alphas[:-1]).all())
-    if len(features) == 1 and ascending:
-        yield from _clamped_logit_chunks(A, W, b, D[:, features[0]].abs(), alphas, chunk_elements)
+    pieces = salve_pieces(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
+    if pieces is not None:
+        for Z0, slope, params, piece in pieces:
+            yield torch.addcmul(Z0[piece], params.view(-1, 1, 1).to(Z0), slope[piece])
         return
     # General path (several features): (n×C×d) stack of edited weights, one batched matmul.
     step = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
@@ -356,18 +402,62 @@ def correct_intervals(
     intersection is an interval (empty when ``lo ≥ hi``). Exact ties, a measure-zero event,
     count as wrong here while ``argmax`` would keep the lower class index.
     """
-    idx = labels.long().unsqueeze(1)
-    m = Z0.gather(1, idx) - Z0
-    r = slope.gather(1, idx) - slope
-    m.scatter_(1, idx, 1.0)  # the true class imposes no constraint on itself
-    r.scatter_(1, idx, 0.0)
+    idx = labels.long().view(-1, 1).expand(*Z0.shape[:-1], 1)  # leading batch dims allowed
+    m = Z0.gather(-1, idx) - Z0
+    r = slope.gather(-1, idx) - slope
+    m.scatter_(-1, idx, 1.0)  # the true class imposes no constraint on itself
+    r.scatter_(-1, idx, 0.0)
     bound = -m / torch.where(r == 0, torch.ones_like(r), r)
     inf = torch.full_like(bound, math.inf)
-    lo = torch.where(r > 0, bound, -inf).amax(1)
-    hi = torch.where(r < 0, bound, inf).amin(1)
-    never = ((r == 0) & (m <= 0)).any(1)
+    lo = torch.where(r > 0, bound, -inf).amax(-1)
+    hi = torch.where(r < 0, bound, inf).amin(-1)
+    never = ((r == 0) & (m <= 0)).any(-1)
     hi = torch.where(never, torch.full_like(hi, -math.inf), hi)
     return lo, hi
+
+
+def curve_from_pieces(
+    pieces: Iterator[AffinePieces],
+    labels: torch.Tensor,
+    num_classes: int,
+    target_class: int | None,
+    n_params: int,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-class accuracy C×n, target prediction shares n×C) without an n × N × C argmax.
+
+    On each affine piece every sample is correct on one interval of the parameter
+    (:func:`correct_intervals`, O(N·C)); accuracy is a count of intervals containing each
+    grid value. Only the target class's samples are evaluated per value for their predictions.
+    """
+    onehot = torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float32)
+    counts = onehot.sum(0).double().cpu()
+    target_mask = None if target_class is None else labels == target_class
+    n_target = 0 if target_mask is None else int(target_mask.sum())
+    correct_counts, target_preds = [], []
+    reporter = ProgressReporter("sweep", n_params, progress)
+    done = 0
+    for Z0, slope, params, piece in pieces:
+        check_cancel(cancel)
+        params = params.to(Z0)
+        lo, hi = correct_intervals(Z0, slope, labels)  # (L × N)
+        p = params.unsqueeze(1)
+        inside = ((lo[piece] < p) & (p < hi[piece])).to(torch.float32)  # (n × N)
+        correct_counts.append((inside @ onehot).double().cpu())
+        if n_target > 0:
+            Z_t, slope_t = Z0[:, target_mask][piece], slope[:, target_mask][piece]
+            preds = torch.addcmul(Z_t, p.unsqueeze(2), slope_t).argmax(-1)  # (n × N_target)
+            hist = torch.zeros(preds.shape[0], num_classes, device=preds.device)
+            hist.scatter_add_(1, preds, torch.ones_like(preds, dtype=hist.dtype))
+            target_preds.append((hist.double() / n_target).cpu())
+        else:
+            nan_block = torch.full((params.numel(), num_classes), math.nan, dtype=torch.float64)
+            target_preds.append(nan_block)
+        done += params.numel()
+        reporter.report(done)
+    per_class = (torch.cat(correct_counts, 0) / counts).T.contiguous()  # NaN for empty classes
+    return per_class, torch.cat(target_preds, 0)
 
 
 def affine_curve(
@@ -381,30 +471,12 @@ def affine_curve(
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`curve_from_logit_chunks` for an affine family, without the n_α × N × C argmax.
-
-    Per-class accuracy comes from each sample's correct interval (O(N·C) plus a sorted count
-    per class); only the target class's samples are evaluated per α for their predictions.
-    """
-    params = params.to(Z0)
-    lo, hi = correct_intervals(Z0, slope, labels)
-    per_class = torch.full((num_classes, params.numel()), math.nan, dtype=torch.float64)
-    for c in labels.unique().tolist():
-        mask = (labels == c) & (lo < hi)
-        entered = torch.searchsorted(lo[mask].sort().values.contiguous(), params, right=False)
-        left = torch.searchsorted(hi[mask].sort().values.contiguous(), params, right=True)
-        per_class[c] = (entered - left).double().cpu() / int((labels == c).sum())
-    check_cancel(cancel)
-    if target_class is None or not bool((labels == target_class).any()):
-        target_pred = torch.full((params.numel(), num_classes), math.nan, dtype=torch.float64)
-    else:
-        mask = labels == target_class
-        chunks = linear_logit_chunks(Z0[mask], slope[mask], params, chunk_elements)
-        _, target_pred = curve_from_logit_chunks(
-            chunks, labels[mask], num_classes, target_class, params.numel(), None, cancel
-        )
-    ProgressReporter("sweep", params.numel(), progress).report(params.numel())
-    return per_class, target_pred
+    """:func:`curve_from_pieces` for logits ``Z0 + p·slope`` over the whole grid ``params``."""
+    step = _chunk_size(Z0.shape[0], Z0.shape[1], chunk_elements)
+    pieces = _single_piece(Z0, slope, params.to(Z0), step)
+    return curve_from_pieces(
+        pieces, labels, num_classes, target_class, params.numel(), progress, cancel
+    )
 
 
 def curve_from_logit_chunks(
@@ -553,10 +625,10 @@ def salve_sweep(
     if bool((alphas < 0).any()):
         raise ValueError("α values must be ≥ 0 (use mode='enhance' to amplify)")
     alphas = alphas.sort().values  # ascending: curves read left to right, clamped path needs it
-    family = affine_family(A, W, b, D, features, mode, modulation)
-    if family is not None:
-        per_class, target_pred = affine_curve(
-            *family, alphas, labels, W.shape[0], target_class, chunk_elements, progress, cancel
+    pieces = salve_pieces(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
+    if pieces is not None:
+        per_class, target_pred = curve_from_pieces(
+            pieces, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
         )
     else:
         chunks = salve_logit_chunks(A, W, b, D, features, alphas, mode, modulation, chunk_elements)

@@ -44,12 +44,13 @@ LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (t
 class SalveApp(App[None]):
     """The salve-tui workstation."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "salve-tui"
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?", show=False),
+        Binding("c", "cancel_job", "Cancel job", show=False),
     ]
 
     def __init__(self, sessions_folder: str | Path | None = None, start_session: str | None = None,
@@ -137,6 +138,11 @@ class SalveApp(App[None]):
         self.log_message(f"opened {session.path}")
         self.push_screen(DashboardScreen())
 
+    def on_unmount(self) -> None:
+        """However the app ends, a running job is told to stop and the writer lock is released."""
+        self.jobs.cancel()
+        self.close_session()
+
     def close_session(self) -> None:
         if self.session is not None:
             self.session.close()
@@ -211,7 +217,8 @@ class SalveApp(App[None]):
     def on_job_finished(self, message: JobFinished) -> None:
         job = message.job
         self.log_message(f"job '{job.name}' finished in {format_duration(job.elapsed)}", style="green")
-        for outcome in message.result or []:
+        outcomes = message.result if isinstance(message.result, list | tuple) else []
+        for outcome in outcomes:  # run_pipeline's StageOutcome list; other jobs return anything
             status = getattr(outcome, "status", None)
             if status is not None:
                 self.log_message(f"  {outcome.stage}: {status} {outcome.message}".rstrip(), style="green")

@@ -1,0 +1,106 @@
+"""Rank SAE latents per class (SPEC §2): class means, dominant features, top-activating samples.
+
+Pure functions on numpy arrays or torch tensors (converted to numpy; results are numpy). Ties are
+broken deterministically by the lower index, so rankings are stable across runs and platforms.
+A class with no samples gets a NaN row in ``M``; it ranks no feature first and its dominant
+feature is -1, so small test splits do not crash the whole ranking.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+#: Dominant-feature value for a class without samples.
+NO_FEATURE = -1
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def class_means(u: ArrayLike, labels: ArrayLike, num_classes: int) -> np.ndarray:
+    """``M`` (C × h): ``M[c] = mean of u_n over samples n of class c`` (NaN row for an empty class)."""
+    u_np, labels_np = _numpy(u).astype(np.float64), _numpy(labels).astype(np.int64)
+    if u_np.ndim != 2 or labels_np.shape != (u_np.shape[0],):
+        raise ValueError(
+            f"need latents (n × h) and one label per sample, got {u_np.shape} and {labels_np.shape}"
+        )
+    if labels_np.size and (labels_np.min() < 0 or labels_np.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), found {labels_np.min()}..{labels_np.max()}; "
+            "check the class count of the dataset"
+        )
+    sums = np.zeros((num_classes, u_np.shape[1]))
+    np.add.at(sums, labels_np, u_np)
+    counts = np.bincount(labels_np, minlength=num_classes).astype(np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def rank_features(M: ArrayLike) -> np.ndarray:
+    """(C × h) feature indices per class, by decreasing ``|μ_ck|`` (ties: lower index first)."""
+    magnitude = np.abs(_numpy(M).astype(np.float64))
+    magnitude = np.where(np.isnan(magnitude), -np.inf, magnitude)
+    return np.argsort(-magnitude, axis=1, kind="stable")
+
+
+def dominant_features(M: ArrayLike) -> np.ndarray:
+    """(C,) each class's top-ranked feature, or :data:`NO_FEATURE` for a class without samples."""
+    M_np = _numpy(M)
+    dominant = rank_features(M_np)[:, 0]
+    return np.where(np.isnan(M_np).all(axis=1), NO_FEATURE, dominant)
+
+
+def dominant_signs(M: ArrayLike, features: ArrayLike | None = None) -> np.ndarray:
+    """(C,) ``sign(μ_c,k)`` of each class's dominant (or given) feature: steering direction.
+
+    0 where the class has no samples or the mean is exactly 0.
+    """
+    M_np = _numpy(M)
+    chosen = dominant_features(M_np) if features is None else _numpy(features).astype(np.int64)
+    values = M_np[np.arange(M_np.shape[0]), np.clip(chosen, 0, None)]
+    return np.where((chosen < 0) | np.isnan(values), 0, np.sign(values)).astype(np.int64)
+
+
+def top_activating(u: ArrayLike, k: int = 16) -> dict[str, np.ndarray]:
+    """Per feature, the sample indices with the largest (``pos``) and most negative (``neg``) u.
+
+    Returns ``{"pos": (h × k'), "neg": (h × k')}`` with ``k' = min(k, n)``, most extreme first.
+    """
+    u_np = _numpy(u)
+    if u_np.ndim != 2:
+        raise ValueError(f"latents must be (samples × features), got shape {u_np.shape}")
+    if k < 1:
+        raise ValueError(f"k must be ≥ 1, got {k}")
+    k = min(k, u_np.shape[0])
+    return {
+        "pos": np.argsort(-u_np, axis=0, kind="stable")[:k].T.copy(),
+        "neg": np.argsort(u_np, axis=0, kind="stable")[:k].T.copy(),
+    }
+
+
+def feature_class_matrix(M: ArrayLike, mode: str = "feature") -> np.ndarray:
+    """``M`` scaled to [-1, 1] for display, keeping signs.
+
+    ``feature``: each column divided by its largest |μ| (which classes use this feature);
+    ``class``: each row by its largest |μ| (which features this class uses); ``global``: by the
+    overall max; ``none``: unchanged. All-zero or empty lines stay 0 / NaN.
+    """
+    M_np = _numpy(M).astype(np.float64)
+    if mode == "none":
+        return M_np.copy()
+    axis = {"feature": 0, "class": 1, "global": None}.get(mode, "bad")
+    if axis == "bad":
+        raise ValueError(f"mode must be feature, class, global or none, got '{mode}'")
+    scale = np.nanmax(np.abs(M_np), axis=axis, keepdims=axis is not None, initial=0.0)
+    return np.divide(M_np, scale, out=np.zeros_like(M_np), where=scale > 0)
+
+
+def distinct_dominants(M: ArrayLike) -> bool:
+    """Does every class (with samples) get a different dominant feature? (a clean class basis)"""
+    dominant = dominant_features(M)
+    present = dominant[dominant != NO_FEATURE]
+    return len(np.unique(present)) == len(present)

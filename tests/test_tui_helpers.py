@@ -1,0 +1,83 @@
+"""Shared builders for the TUI tests: small session files made through core, and pilot waits.
+
+Sessions for pure-UI tests are created with ``Session.create`` and given fake-but-consistent stage
+states through transactions; job tests use a tiny real pipeline (:func:`tiny_config`).
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import core.session
+from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig
+from core.session import Session
+
+FIXED_TIME = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: fixed timestamps keep snapshots stable
+
+
+def tiny_config(name: str, backbone_epochs: int = 1, sae_epochs: int = 5, n_train: int = 60,
+                n_test: int = 40) -> SessionConfig:
+    """The smallest real pipeline: 60 + 40 Shapes images at 32 px, ResNet-18, a 16-latent SAE."""
+    return SessionConfig(
+        name=name,
+        data=DataConfig(kind="shapes", image_size=32, n_train=n_train, n_test=n_test),
+        backbone=BackboneConfig(arch="resnet18", epochs=backbone_epochs, batch_size=16, lr=1e-3),
+        sae=SAEConfig(hidden=16, epochs=sae_epochs, checkpoint_every=2, lr_step_epochs=2),
+        device="cpu",
+    )
+
+
+def make_session(folder: Path, name: str, config: SessionConfig | None = None,
+                 stages: dict[str, tuple[str, str]] | None = None) -> Path:
+    """Create ``folder/name.h5`` and commit the given ``stage -> (state, message)``."""
+    path = folder / f"{name}.h5"
+    with Session.create(path, config or tiny_config(name)) as session:
+        if stages:
+            with session.transaction() as tx:
+                for stage, (state, message) in stages.items():
+                    tx.set_stage(stage, state, message)
+    return path
+
+
+def add_sae_history(path: Path, epochs: int = 30) -> dict[str, np.ndarray]:
+    """Commit a plausible ``sae/history`` (one seed × epochs), as the SAE stage stores it."""
+    t = np.arange(1, epochs + 1, dtype=float)
+    history = {
+        "recon": (1.0 / t)[None],
+        "sparsity": (0.1 + 0.05 / t)[None],
+        "l0": (16 - 10 * (1 - np.exp(-t / 8)))[None],
+        "ev": (1 - 0.9 * np.exp(-t / 6))[None],
+        "dead": np.floor(t / 10)[None],
+    }
+    history["loss"] = history["recon"] + history["sparsity"]
+    with Session.open(path) as session, session.transaction() as tx:
+        tx.write_arrays("sae/history", history)
+    return history
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Freeze the timestamps core.session writes, and show them in UTC."""
+    monkeypatch.setattr(core.session, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield FIXED_TIME
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Let the app run until ``condition()`` holds (jobs run in threads, so poll)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
+        await pilot.pause(0.05)
+    await pilot.pause()
+

@@ -1,0 +1,108 @@
+"""New-session form: bad input is refused field by field before anything is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_tui_helpers import make_session
+from textual.widgets import Input, Select, Static
+
+from core.session import Session
+from salve_tui.app import SalveApp
+from salve_tui.screens.dashboard import DashboardScreen
+from salve_tui.screens.new_session import FIELDS, GENERAL, NewSessionScreen, validate_form
+
+
+def form_values(**changes: str) -> dict[str, str]:
+    values = {field.id: field.default for field in FIELDS}
+    values["name"] = "ok"
+    values.update(changes)
+    return values
+
+
+def test_defaults_with_a_name_give_the_demo_settings(tmp_path: Path) -> None:
+    config, errors = validate_form(form_values(lr="0.002", sae_epochs="100"), tmp_path)
+    assert errors == {}
+    assert config is not None
+    assert (config.name, config.data.kind, config.data.image_size) == ("ok", "shapes", 64)
+    assert config.backbone.lr == pytest.approx(0.002)
+    assert (config.sae.epochs, config.sae.lr_step_epochs) == (100, 20)  # StepLR every 1/5 of training
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "text"),
+    [
+        ({"name": ""}, "name", "required"),
+        ({"name": ".hidden"}, "name", "not a valid file name"),
+        ({"image_size": "3"}, "image_size", "between 16 and 1024, got 3"),
+        ({"image_size": "big"}, "image_size", "'big' is not a whole number"),
+        ({"lr": "-1"}, "lr", "learning rate must be > 0"),
+        ({"lr": "fast"}, "lr", "is not a number"),
+        ({"sae_kind": "topk", "topk": "99", "sae_hidden": "16"}, "topk", "between 1 and hidden (16)"),
+        ({"sae_hidden": "0"}, "sae_hidden", "hidden size must be ≥ 1"),
+        ({"dataset": "imagefolder"}, "data_path", "required for imagefolder"),
+        ({"dataset": "cifar100", "data_path": "/no/such/dir"}, "data_path", "no folder at /no/such/dir"),
+        ({"weights": "file", "weights_path": "/no/such.pt"}, "weights_path", "no file at /no/such.pt"),
+    ],
+)
+def test_bad_input_names_the_field(tmp_path: Path, changes: dict, field: str, text: str) -> None:
+    config, errors = validate_form(form_values(**changes), tmp_path)
+    assert config is None
+    assert text in errors[field], errors
+    assert GENERAL not in errors
+
+
+def test_imagefolder_needs_train_and_val(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    (root / "train").mkdir(parents=True)
+    _, errors = validate_form(form_values(dataset="imagefolder", data_path=str(root)), tmp_path)
+    assert "no val/" in errors["data_path"]
+    (root / "val").mkdir()
+    config, errors = validate_form(form_values(dataset="imagefolder", data_path=str(root)), tmp_path)
+    assert errors == {} and config is not None and config.data.path == str(root)
+
+
+def test_existing_name_is_refused(tmp_path: Path) -> None:
+    make_session(tmp_path, "taken")
+    _, errors = validate_form(form_values(name="taken"), tmp_path)
+    assert "already exists" in errors["name"]
+
+
+async def test_form_shows_messages_and_creates_nothing(tmp_path: Path) -> None:
+    app = SalveApp(sessions_folder=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, NewSessionScreen)
+        form = app.screen
+        form.query_one("#field-image_size", Input).value = "3"
+        form.query_one("#field-dataset", Select).value = "imagefolder"
+        form.query_one("#field-data_path", Input).value = str(tmp_path / "missing")
+        await pilot.pause()
+        await pilot.press("ctrl+s")  # name left empty
+        await pilot.pause()
+
+        assert isinstance(app.screen, NewSessionScreen)
+        shown = {fid: str(form.query_one(f"#error-{fid}", Static).render()) for fid in
+                 ("name", "image_size", "data_path")}
+        assert "required" in shown["name"]
+        assert "between 16 and 1024, got 3" in shown["image_size"]
+        assert "no folder at" in shown["data_path"]
+        for fid in shown:
+            assert form.query_one(f"#error-{fid}").display  # visible next to the field
+        assert not form.query_one("#error-epochs").display
+        assert app.focused is form.query_one("#field-name")  # the first bad field gets focus
+        assert list(tmp_path.iterdir()) == []  # nothing was created
+
+        # Fix everything: the session is created and its dashboard opens.
+        form.query_one("#field-name", Input).value = "fresh"
+        form.query_one("#field-image_size", Input).value = "32"
+        form.query_one("#field-dataset", Select).value = "shapes"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.session is not None and app.session.config.data.image_size == 32
+    with Session.open(tmp_path / "fresh.h5", read_only=True) as session:
+        assert session.config.name == "fresh"
