@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.backbone import final_linear
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
-from core.saliency import EncoderLike, encoder_weights, final_linear
+from core.saliency import EncoderLike, encoder_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

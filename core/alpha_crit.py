@@ -155,19 +155,19 @@ def numerical_alpha_crit(
         alpha_max = default_alpha_max(
             D[:, feature], analytic_alpha_crit(z, S, mode), modulation, mode
         )
-    grid = search_grid(D[:, feature], alpha_max, n_grid)
+    grid = search_grid(D[:, feature], alpha_max, n_grid).to(A.device)
     values = _signed_logit_on_grid(A, w_c, D, feature, grid, mode, modulation)  # (N × G)
     start_positive = values[:, 0] > 0
     nonpositive = (values <= 0) & start_positive.unsqueeze(1)
     crossed = nonpositive.any(1)
     first = nonpositive.to(torch.uint8).argmax(1).clamp_min(1)  # first grid index with value ≤ 0
-    rows = torch.arange(A.shape[0])
+    rows = torch.arange(A.shape[0], device=A.device)
     lo, hi = grid[first - 1], grid[first]
     v_lo, v_hi = values[rows, first - 1], values[rows, first]
     A_x, w_idx = A[crossed], crossed.nonzero().flatten()
     lo, hi, v_lo, v_hi = lo[crossed], hi[crossed], v_lo[crossed], v_hi[crossed]
     # Zoom: re-grid each bracket and keep its first sign change (first-root semantics preserved).
-    fractions = torch.linspace(0.0, 1.0, refine_points + 1, dtype=torch.float64)
+    fractions = torch.linspace(0.0, 1.0, refine_points + 1, dtype=torch.float64, device=A.device)
     for _ in range(refine_rounds):
         if lo.numel() == 0:
             break
@@ -175,10 +175,10 @@ def numerical_alpha_crit(
         v = _signed_logit_per_sample(A_x, w_c, d_abs, points, mode, modulation)
         v[:, 0], v[:, -1] = v_lo, v_hi  # keep the known bracket values exact
         idx = (v <= 0).to(torch.uint8).argmax(1).clamp_min(1)
-        r = torch.arange(points.shape[0])
+        r = torch.arange(points.shape[0], device=A.device)
         lo, hi, v_lo, v_hi = points[r, idx - 1], points[r, idx], v[r, idx - 1], v[r, idx]
     root = lo + v_lo * (hi - lo) / (v_lo - v_hi)  # v_lo > 0 ≥ v_hi, so the denominator is > 0
-    result = torch.full((A.shape[0],), math.nan, dtype=torch.float64)
+    result = torch.full((A.shape[0],), math.nan, dtype=torch.float64, device=A.device)
     result[w_idx] = root
     return result, crossed, float(alpha_max)
 
@@ -410,7 +410,7 @@ def class_alpha_crit(
                 modulation=modulation,
             )
         a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
-    index = rows if sample_indices is None else sample_indices[rows]
+    index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
     return AlphaCritResult(
         target_class=int(target_class),
         feature=int(feature),

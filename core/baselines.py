@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from core.edit import MODES, EditSpec, check_features, find_final_linear
+from core.backbone import final_linear
+from core.edit import MODES, EditSpec, check_features
 from core.jobs import CancelToken, ProgressFn
 from core.sweep import (
     DEFAULT_N_ALPHAS,
@@ -222,7 +223,7 @@ def add_steering_hook(linear: nn.Module, vector: torch.Tensor) -> RemovableHandl
 @contextmanager
 def steering(model: nn.Module, vector: torch.Tensor) -> Iterator[nn.Module]:
     """Steer ``model``'s final linear input inside a ``with`` block; restored on exit."""
-    _, _, linear = find_final_linear(model)
+    _, _, linear = final_linear(model)
     handle = add_steering_hook(linear, vector)
     try:
         yield model

@@ -79,7 +79,7 @@ class SAEConfig:
 
     kind: str = "l1"
     hidden: int = 64
-    l1_coeff: float = 1e-3
+    l1_coeff: float = 1e-2
     k: int = 8
     lr: float = 1e-3
     epochs: int = 1000

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.backbone import final_linear
 from core.config import MODULATIONS
 
 MODES = ("suppress", "enhance")
@@ -229,29 +230,14 @@ def replay_linear(linear: nn.Linear, D: torch.Tensor, edits: Iterable[EditSpec])
             if spec.method == "steer" and b is None:
                 b = torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
             W, b = apply_edit(W, b, D, spec)
-        new = nn.Linear(W.shape[1], W.shape[0], bias=b is not None, device=W.device, dtype=W.dtype)
+        # skip_init: the weights are overwritten right away, so skip the random initialisation.
+        new = nn.utils.skip_init(
+            nn.Linear, W.shape[1], W.shape[0], bias=b is not None, device=W.device, dtype=W.dtype
+        )
         new.weight.copy_(W)
         if b is not None:
             new.bias.copy_(b)
     return new
-
-
-def find_final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
-    """``(parent, attribute name, layer)`` of the last ``nn.Linear`` in registration order.
-
-    Matches ``fc`` of ResNets and ``heads.head`` of torchvision ViTs.
-    """
-    last_name = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last_name = name
-    if last_name is None:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to edit")
-    if last_name == "":
-        raise ValueError("the model is itself a single nn.Linear: edit it with edited_linear")
-    parent_name, _, attr = last_name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    return parent, attr, getattr(parent, attr)
 
 
 def edited_model(
@@ -260,6 +246,6 @@ def edited_model(
     """A deep copy of ``model`` whose final linear carries the edit(s); ``model`` is unchanged."""
     edits = [spec] if isinstance(spec, EditSpec) else list(spec)
     new_model = copy.deepcopy(model)
-    parent, attr, linear = find_final_linear(new_model)
+    parent, attr, linear = final_linear(new_model)
     setattr(parent, attr, replay_linear(linear, D, edits))
     return new_model

@@ -291,8 +291,16 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             tx.write_json("sae/checkpoint/meta", meta)
             tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
 
-    result = train_sae(torch.from_numpy(train["a"]), config.sae, progress, cancel, resume=resume,
-                       on_checkpoint=checkpoint, device=resolve_device(config.device))
+    activations = torch.from_numpy(train["a"])
+    device = resolve_device(config.device)
+    try:
+        result = train_sae(activations, config.sae, progress, cancel, resume=resume,
+                           on_checkpoint=checkpoint, device=device)
+    except ValueError:
+        if resume is None:
+            raise
+        # the checkpoint belongs to other activations or SAE settings: start over
+        result = train_sae(activations, config.sae, progress, cancel, on_checkpoint=checkpoint, device=device)
     weights = {name: value[0] for name, value in result.weights.items()}
     history = {name: value[0] for name, value in result.history.items()}
     final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}

@@ -26,6 +26,7 @@ pytorch-grad-cam, whose maps ours equal within 1e-4.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
@@ -33,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.backbone import final_linear
+
 __all__ = [
     "default_target_layer",
     "encoder_weights",
     "fast_path_applies",
-    "final_linear",
     "grad_cam",
     "grad_fam",
     "normalize_maps",
@@ -49,26 +51,6 @@ EncoderLike = nn.Module | tuple[Tensor, Tensor]
 
 # Below this range a map is treated as constant (no preferred location) and becomes all zeros.
 _FLAT_MAP_RANGE = 1e-12
-
-
-def final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
-    """Return ``(parent, attribute, linear)`` for the model's last ``nn.Linear``.
-
-    Local stand-in for ``core.backbone.final_linear``: the SAE reads the input of this layer
-    (ResNet ``fc``, ViT ``heads.head``), so scores are linear in what it receives.
-    """
-    last_name = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last_name = name
-    if last_name is None:
-        raise ValueError(
-            f"{type(model).__name__} has no nn.Linear layer; saliency needs a classifier whose "
-            "last layer is nn.Linear (torchvision ResNet or ViT)"
-        )
-    parent_name, _, attr = last_name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    return parent, attr, getattr(parent, attr)
 
 
 def encoder_weights(encoder: EncoderLike) -> tuple[Tensor, Tensor]:
@@ -205,7 +187,7 @@ def _target_matrix(targets: Targets, batch: int, n_scores: int) -> tuple[Tensor,
     int → same score for every image, ``(B, H, W)``; 1-D tensor/array of length B → one score
     per image, ``(B, H, W)``; list/tuple → every score for every image, ``(B, F, H, W)``.
     """
-    if isinstance(targets, int) or (isinstance(targets, Tensor) and targets.ndim == 0):
+    if isinstance(targets, numbers.Integral) or getattr(targets, "ndim", None) == 0:
         index = torch.full((batch, 1), int(targets), dtype=torch.long)
         squeeze = True
     elif isinstance(targets, Tensor) or hasattr(targets, "__array__"):

@@ -5,10 +5,12 @@ tool *measure* what saliency maps only suggest, because every image knows where 
 
 Design, in short:
 
-- 10 classes, each defined by a shape and a fixed texture (``CLASS_TEXTURES``). Shapes are large
-  (about 35–60 % of the image side) and drawn with random position, scale, rotation and colours.
-- Backgrounds are random two-colour gradients plus pixel noise, with small distractor blobs and
-  lines that are far smaller than any class shape. Shape, texture and background colours are
+- 10 classes, each defined by a shape and a fixed texture (``CLASS_TEXTURES``; every texture is
+  shared by two classes). Shapes are large (about 40–60 % of the image side), stand upright with
+  a small random tilt (so the tower points up, as on a building), and get a random position,
+  scale and colours.
+- Backgrounds are muted random two-colour gradients plus pixel noise, with small distractor blobs
+  and lines that are far smaller than any class shape. Shape, texture and background colours are
   drawn independently of the class, so no pixel statistic (mean colour, brightness) reveals it.
 - One **shared part**, a "tower" (a mast with a ball on top, sitting on the shape), appears on an
   exact share of two classes' images (``SHARED_PART_RATES``) and nowhere else, like the paper's
@@ -46,16 +48,16 @@ SHAPES_CLASSES: tuple[str, ...] = (
     "arrow",
     "hourglass",
 )
-TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots")
+TEXTURES: tuple[str, ...] = ("stripes", "checker", "dots", "bands")
 # Class -> texture painted inside the shape ("solid" = plain colour, not a concept).
 CLASS_TEXTURES: dict[str, str] = {
     "circle": "solid",
     "square": "stripes",
     "triangle": "dots",
-    "star": "solid",
+    "star": "bands",
     "cross": "checker",
-    "ring": "stripes",
-    "crescent": "dots",
+    "ring": "dots",
+    "crescent": "bands",
     "heart": "checker",
     "arrow": "solid",
     "hourglass": "stripes",
@@ -67,7 +69,9 @@ SHARED_PART_RATES: dict[str, float] = {"square": 0.8, "circle": 0.3}
 CONCEPT_NAMES: tuple[str, ...] = SHAPES_CLASSES + (SHARED_PART,) + TEXTURES
 
 # Geometry, as fractions of the image side.
-_MIN_EXTENT, _MAX_EXTENT = 0.38, 0.58  # shape diameter (2 × radius) range
+_MIN_EXTENT, _MAX_EXTENT = 0.42, 0.62  # shape diameter (2 × radius) range
+_MAX_TILT = math.radians(15)  # objects stand upright (the tower points up), slightly tilted
+_BACKGROUND_SATURATION = (0.2, 0.6)  # backgrounds are muted so objects stand out by colour
 _TOWER_HEIGHT = 0.85  # mast + ball height, in shape radii above the shape's top edge
 _MIN_SHAPE_BG_DISTANCE = 110.0  # RGB distance between shape colour and both background colours
 _MIN_TEXTURE_DISTANCE = 90.0  # RGB distance between the two colours of a texture
@@ -209,6 +213,9 @@ def _render_image(
 
     # Background: gradient between two random colours in a random direction.
     bg_from, bg_to = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    saturation = rng.uniform(*_BACKGROUND_SATURATION)
+    bg_from = bg_from.mean() + saturation * (bg_from - bg_from.mean())
+    bg_to = bg_to.mean() + saturation * (bg_to - bg_to.mean())
     angle = rng.uniform(0, 2 * math.pi)
     t = (grid.x * math.cos(angle) + grid.y * math.sin(angle)) / size
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
@@ -218,14 +225,14 @@ def _render_image(
 
     # Shape placement: radius, rotation, centre (leaving room above for the tower).
     radius = rng.uniform(_MIN_EXTENT, _MAX_EXTENT) * size / 2
-    rotation = rng.uniform(0, 2 * math.pi)
+    rotation = rng.uniform(-_MAX_TILT, _MAX_TILT)
     top_room = radius * (1 + _TOWER_HEIGHT) + 1 if has_part else radius + 1
     cx = rng.uniform(radius + 1, size - radius - 1)
     cy = rng.uniform(top_room, size - radius - 1)
     shape_colour = _contrasting_colour(rng, (bg_from, bg_to), _MIN_SHAPE_BG_DISTANCE)
     texture_colour = _contrasting_colour(rng, (shape_colour,), _MIN_TEXTURE_DISTANCE)
-    texture_period = rng.uniform(0.16, 0.24) * radius + 2.0
-    noise_sigma = rng.uniform(3.0, 12.0)
+    texture_period = rng.uniform(0.3, 0.4) * radius + 2.0  # coarse enough to survive pooling
+    noise_sigma = rng.uniform(2.0, 8.0)
     noise = rng.standard_normal((size, size, 3), dtype=np.float32)
 
     cos_r, sin_r = math.cos(rotation), math.sin(rotation)
@@ -310,6 +317,8 @@ def _texture_pattern(texture: str, u_px: np.ndarray, v_px: np.ndarray, period: f
         return (phase_u % 2) == 0
     if texture == "checker":
         return ((phase_u + phase_v) % 2) == 0
+    if texture == "bands":  # concentric rings around the shape's centre
+        return np.floor(np.sqrt(u_px**2 + v_px**2) / period).astype(np.int64) % 2 == 1
     if texture == "dots":
         fu = u_px / period - phase_u - 0.5
         fv = v_px / period - phase_v - 0.5
@@ -369,7 +378,7 @@ def _arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _hourglass(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return (np.abs(v) <= 0.8) & (np.abs(u) <= 0.68 * np.abs(v) + 0.05)
+    return (np.abs(v) <= 0.85) & (np.abs(u) <= 0.55 * np.abs(v) + 0.05)
 
 
 _SHAPE_FUNCTIONS = {

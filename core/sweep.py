@@ -1,19 +1,24 @@
 """Suppression / enhancement sweeps on cached activations (SPEC §3, §5).
 
 Only the final layer changes, so the edited logits of every cached sample are ``W' a + b``
-and a sweep never re-runs the backbone. The fast path exploits linearity: under ``linear``
-modulation of one feature the edited logits are ``Z0 ∓ α·A(W∘|D_k|)ᵀ``, i.e. an n_α × N × C
-tensor from two matmuls and a broadcast (chunked over α to bound memory). Clamped or
-multi-feature edits use the general path, still batched: one ``(n_α×C×d)`` stack of edited
-weights and one batched matmul per chunk.
+and a sweep never re-runs the backbone. Fast paths exploit linearity in α:
+
+- ``linear`` modulation of one feature: ``logits(α) = Z0 ∓ α·A(W∘|D_k|)ᵀ`` (two matmuls).
+  Each sample is then correct on one interval of α (every competitor's margin is affine),
+  so per-class accuracy for the whole grid is a count of intervals — no n_α × N × C argmax.
+  Only the target class's samples are evaluated per α, for their prediction distribution.
+- ``clamped`` suppression of one feature is piecewise affine with the same breakpoints
+  ``1/|D_jk|`` for every sample: one affine piece per switch-off point inside the grid.
+- Several features multiply their factors (not piecewise affine): batched general path,
+  one ``(n_α×C×d)`` stack of edited weights and one batched matmul per chunk.
 
 Automatic α range (used when no grid is given): take the first-order (linear) picture of the
 edit, compute for each correctly classified sample of the target class the α at which it is
-first misclassified (exact for linear single-feature edits), and go to 1.5× the 95th percentile
-of those points; then check with the exact modulation and double the range (at most 6 times)
-while the target accuracy is above 5% and doubling still lowers it (samples the edit can never
-flip would otherwise stretch the range for nothing). Enhancement uses the suppression range of the same feature
-so both curves share an x-axis scale.
+first misclassified (exact for linear single-feature edits), and go to 1.5× the 95th
+percentile of those points; then check with the exact modulation and double the range (at
+most 6 times) while the target accuracy is above 5% and doubling still lowers it (samples the
+edit can never flip would otherwise stretch the range for nothing). Enhancement uses the
+suppression range of the same feature so both curves share an x-axis scale.
 """
 
 from __future__ import annotations
@@ -238,24 +243,6 @@ def _chunk_size(n_samples: int, n_classes: int, chunk_elements: int) -> int:
     return max(1, chunk_elements // max(1, n_samples * n_classes))
 
 
-def linear_logit_chunks(
-    Z0: torch.Tensor,
-    slope: torch.Tensor,
-    params: torch.Tensor,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-) -> Iterator[torch.Tensor]:
-    """Yield ``Z0 + p·slope`` for chunks of the parameter grid: (n_chunk × N × C) blocks.
-
-    Every method whose logits are affine in its parameter uses this (linear SALVE of one
-    feature, steering, ROME).
-    """
-    step = _chunk_size(Z0.shape[0], Z0.shape[1], chunk_elements)
-    params = params.to(Z0)
-    for start in range(0, params.shape[0], step):
-        p = params[start : start + step].view(-1, 1, 1)
-        yield torch.addcmul(Z0.unsqueeze(0), p, slope.unsqueeze(0))
-
-
 def affine_family(
     A: torch.Tensor,
     W: torch.Tensor,
@@ -305,7 +292,7 @@ def clamped_pieces(
     logits are ``(Z − P) − α (G − Q) + b`` where P, Q sum the switched-off coordinates'
     contributions. Those sets only grow with α: sort coordinates by |D_jk| (largest first)
     and accumulate P, Q with one small matmul per block of newly switched-off coordinates.
-    Yields ``(Z0, slope, α_run)`` per run of grid points (at most ``max_run`` α each).
+    Yields batches of pieces (:data:`AffinePieces`) holding at most ``max_run`` α values.
     """
     if alphas.numel() > 1 and not bool((alphas[1:] >= alphas[:-1]).all()):
         raise ValueError("clamped_pieces needs an ascending α grid")
@@ -358,7 +345,7 @@ def salve_pieces(
     max_run = _chunk_size(A.shape[0], W.shape[0], chunk_elements)
     family = affine_family(A, W, b, D, features, mode, modulation)
     if family is not None:
-        return ((*family, alphas[s : s + max_run]) for s in range(0, alphas.numel(), max_run))
+        return _single_piece(*family, alphas, max_run)
     ascending = alphas.numel() < 2 or bool((alphas[1:] >= alphas[:-1]).all())
     if len(features) == 1 and ascending:
         return clamped_pieces(A, W, b, D[:, features[0]].abs(), alphas, max_run)
@@ -403,16 +390,14 @@ def correct_intervals(
     count as wrong here while ``argmax`` would keep the lower class index.
     """
     idx = labels.long().view(-1, 1).expand(*Z0.shape[:-1], 1)  # leading batch dims allowed
-    m = Z0.gather(-1, idx) - Z0
-    r = slope.gather(-1, idx) - slope
-    m.scatter_(-1, idx, 1.0)  # the true class imposes no constraint on itself
-    r.scatter_(-1, idx, 0.0)
-    bound = -m / torch.where(r == 0, torch.ones_like(r), r)
-    inf = torch.full_like(bound, math.inf)
-    lo = torch.where(r > 0, bound, -inf).amax(-1)
-    hi = torch.where(r < 0, bound, inf).amin(-1)
-    never = ((r == 0) & (m <= 0)).any(-1)
-    hi = torch.where(never, torch.full_like(hi, -math.inf), hi)
+    m = Z0.neg().add_(Z0.gather(-1, idx))  # m_c = z_y − z_c, 0 for the true class
+    r = slope.neg().add_(slope.gather(-1, idx))
+    # A competitor that does not move relative to y blocks the sample for every p if it is
+    # ahead or tied; the true class itself (m = r = 0) is the one such entry every row has.
+    never = ((r == 0) & (m <= 0)).sum(-1) > 1
+    crossing = m.div_(r).neg_()  # where m_c + p·r_c = 0 (in place; r = 0 entries are masked)
+    lo = torch.where(r > 0, crossing, -math.inf).amax(-1)
+    hi = torch.where(r < 0, crossing, math.inf).amin(-1).masked_fill_(never, -math.inf)
     return lo, hi
 
 

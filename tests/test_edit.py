@@ -9,13 +9,13 @@ import torch
 import torchvision
 from torch import nn
 
+from core.backbone import final_linear
 from core.baselines import steer_spec, steering, steering_vector_for
 from core.edit import (
     EditSpec,
     apply_salve_edit,
     edited_linear,
     edited_model,
-    find_final_linear,
     modulation_factors,
     replay,
     replay_linear,
@@ -131,7 +131,7 @@ def test_editspec_json_round_trip_and_validation() -> None:
 def _fc_inputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(input of the final linear, output) of ``model`` on ``x``."""
     captured = {}
-    _, _, linear = find_final_linear(model)
+    _, _, linear = final_linear(model)
     handle = linear.register_forward_pre_hook(lambda m, args: captured.setdefault("a", args[0]))
     with torch.no_grad():
         out = model(x)
@@ -155,7 +155,8 @@ def test_edited_resnet_matches_cached_activation_logits() -> None:
     assert not torch.allclose(out_after, out_before, atol=1e-3)
 
 
-def test_final_linear_of_a_torchvision_vit_is_the_head() -> None:
+def test_edited_vit_replaces_the_head() -> None:
+    torch.manual_seed(7)
     vit = torchvision.models.VisionTransformer(
         image_size=32,
         patch_size=16,
@@ -164,9 +165,22 @@ def test_final_linear_of_a_torchvision_vit_is_the_head() -> None:
         hidden_dim=8,
         mlp_dim=16,
         num_classes=3,
-    )
-    parent, attr, linear = find_final_linear(vit)
-    assert parent is vit.heads and attr == "head" and linear is vit.heads.head
+    ).eval()
+    with torch.no_grad():
+        vit.heads.head.weight.normal_()  # torchvision starts the ViT head at zero
+    x = torch.randn(2, 3, 32, 32)
+    a, _ = _fc_inputs(vit, x)  # the [CLS] token after the final LayerNorm
+    Dr = torch.randn(8, 4)
+    head_before = vit.heads.head.weight.detach().clone()
+    spec = EditSpec(features=(1,), alpha=0.8, modulation="clamped")
+    new_vit = edited_model(vit, spec, Dr).eval()
+    with torch.no_grad():
+        out = new_vit(x)
+    W_new = apply_salve_edit(vit.heads.head.weight.detach(), Dr, spec)
+    assert torch.allclose(out, a @ W_new.T + vit.heads.head.bias.detach(), atol=1e-5)
+    assert new_vit.heads.head is not vit.heads.head
+    assert torch.equal(vit.heads.head.weight, head_before)  # the original head is untouched
+    assert not torch.equal(new_vit.heads.head.weight, head_before)
 
 
 def test_steering_edit_folds_into_the_bias_and_matches_the_hook() -> None:

@@ -15,6 +15,7 @@ from core.groundtruth import (
     dilate,
     energy_inside_mask,
     pointing_game,
+    saliency_localisation,
     shared_part_tracking,
     tolerance_pixels,
 )
@@ -123,3 +124,43 @@ def test_shared_part_tracking_separates_part_from_class_identity() -> None:
     assert max(abs(v - 0.5) for v in class_detector.auroc_per_class) < 0.2  # ... but is not
     assert not class_detector.tracks_both
     assert class_detector.to_dict()["tracks_both"] is False
+
+
+def test_saliency_localisation_matches_direct_scoring() -> None:
+    import torch
+    import torchvision
+
+    from core.saliency import grad_cam, grad_fam
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    encoder = torch.nn.Linear(512, 4)
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    masks = np.zeros((6, 32, 32), bool)
+    masks[:, 8:20, 10:24] = True
+    scores = saliency_localisation(
+        model,
+        encoder,
+        images,
+        labels,
+        masks,
+        dominant=[3, 1],
+        class_names=["a", "b"],
+        batch_size=4,
+    )
+    fam = grad_fam(model, encoder, images, torch.tensor([3, 1, 3, 1, 1, 3]), "layer2").numpy()
+    cam = grad_cam(model, images, torch.tensor(labels), "layer2").numpy()
+    for key, maps in (("grad_fam", fam), ("grad_cam", cam)):
+        result = scores[key]
+        assert result.layer == "layer2"
+        rows = labels == 1
+        direct = pointing_game(maps[rows], masks[rows])
+        assert result.per_class["b"]["hit_rate"] == direct.hit_rate
+        assert result.per_class["b"]["energy_inside"] == pytest.approx(
+            np.nanmean(energy_inside_mask(maps[rows], masks[rows]))
+        )
+        assert result.overall["chance_rate"] == pytest.approx(
+            pointing_game(maps, masks).chance_rate
+        )
+        assert result.overall["mask_area_share"] == pytest.approx(12 * 14 / 32**2)

@@ -98,8 +98,13 @@ async def test_quit_during_a_job_asks_then_cancels_and_releases_the_session(tmp_
 
 
 async def test_cancelled_pipeline_resumes_from_its_checkpoint(tmp_path: Path) -> None:
-    """Cancel the backbone in epoch 2 of 2: epoch 1 stays committed and a rerun continues from it."""
-    config = tiny_config("tiny", backbone_epochs=2, n_train=32, n_test=16)
+    """Cancel the backbone in epoch 2 of 2: epoch 1 stays committed and a rerun continues from it.
+
+    vit_tiny (a real torchvision VisionTransformer, ~0.1M parameters) keeps checkpoints small, so
+    the test is quick; 10 batches per epoch leave ample time to cancel inside epoch 2.
+    """
+    config = tiny_config("tiny", backbone_epochs=2, n_train=160, n_test=16)
+    config.backbone.arch = "vit_tiny"
     path = make_session(tmp_path, "tiny", config)
     app = RecordingApp(sessions_folder=tmp_path, start_session="tiny")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -107,7 +112,7 @@ async def test_cancelled_pipeline_resumes_from_its_checkpoint(tmp_path: Path) ->
         await pilot.press("a")  # run all
         await wait_for(pilot, lambda: app.jobs.current is not None, 5)
         job = app.jobs.current
-        steps_per_epoch = 2  # 32 images / batch 16
+        steps_per_epoch = 10  # 160 images / batch 16
         await wait_for(pilot, lambda: job.latest is not None and job.latest.stage == "backbone"
                        and job.latest.done > steps_per_epoch, 120, "backbone epoch 2")
         await pilot.press("c")

@@ -67,7 +67,7 @@ class SalveScreen(Screen):
                 key = binding.key_display or self.app.get_key_display(binding)
                 yield SystemCommand(
                     f"{binding.description} ({key})",
-                    f"{type(self).__name__}: {binding.action}",
+                    f"{self.SCREEN_TITLE or type(self).__name__}: press {key}",
                     _runner(self, binding.action),
                 )
 

@@ -17,7 +17,10 @@ def binding_rows(screen: Screen) -> list[tuple[str, str]]:
     """(key, description) for every described binding active on ``screen``, in footer order."""
     rows: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
-    for active in screen.active_bindings.values():
+    # The screen's and app's own actions first; a focused widget's cursor keys after them.
+    actives = sorted(screen.active_bindings.values(),
+                     key=lambda a: 0 if a.node is screen or a.node is screen.app else 1)
+    for active in actives:
         binding = active.binding
         if not binding.description:
             continue

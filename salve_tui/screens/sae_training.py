@@ -15,7 +15,6 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Footer, Header, Static
 
-from salve_tui.format import format_metric
 from salve_tui.jobs import JobMessage, JobProgress
 from salve_tui.screens.base import SessionScreen, session_view
 from salve_tui.widgets.progress import JobProgressPanel
@@ -127,7 +126,7 @@ class SAETrainingScreen(SessionScreen):
                 for label, aliases in series:
                     values = pick_series(history, aliases)
                     if values is not None and len(values):
-                        latest.append(f"{label} {format_metric(float(values[-1]))}")
+                        latest.append(f"{label} {float(values[-1]):.3g}")
             epochs = max((len(first_seed(v)) for v in history.values()), default=0)
             source = {"live": "live", "trained": "final", "checkpoint": "last checkpoint"}[self.source]
             summary.update(f"{source}, {epochs} epochs: " + "  ".join(latest))
