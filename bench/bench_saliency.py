@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/bench_saliency.py [--batch 32] [--size 64] [--repeat
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -130,7 +131,8 @@ def main() -> None:
         f"Grad-FAM ({args.features} features) vs pytorch-grad-cam GradCAM, ResNet-18 random init, "
         f"batch {args.batch}, {args.size} px, {device.type} "
         f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
-        f"best of {args.repeats}",
+        f"best of {args.repeats} interleaved runs, 1-min load average at the end "
+        f"{os.getloadavg()[0]:.1f} (shared machine: absolute rates vary, ratios are same-run)",
         "",
         "| layer | Grad-FAM path | Grad-FAM maps/s | naive Grad-FAM maps/s "
         "| pytorch-grad-cam GradCAM images/s | Grad-FAM ÷ GradCAM |",

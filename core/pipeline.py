@@ -8,9 +8,11 @@ stages after it ``stale``. Data flows one way: config → compute → session.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,6 +146,54 @@ def run_data(session: Session, progress: ProgressFn | None = None, cancel: Cance
     reporter.report(1, "data ready")
 
 
+def backbone_checkpoint_path(session: Session) -> Path:
+    """Backbone training checkpoints live beside the session file, not inside it.
+
+    Weights plus Adam moments are ~3× the model size and rewritten every epoch; keeping them out
+    of the HDF5 file keeps every session transaction cheap. The file is replaced atomically and
+    removed when training completes.
+    """
+    return session.path.with_name(f"{session.path.stem}.checkpoints") / "backbone.pt"
+
+
+def _write_backbone_checkpoint(path: Path, state) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = torch.tensor([[h["epoch"], h["loss"], h["test_acc"]] for h in state.history], dtype=torch.float64)
+    tensors = {"meta.epoch": torch.tensor(state.epoch), "meta.history": history.reshape(-1, 3)}
+    tensors.update({f"model.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.model.items()})
+    tensors.update({f"optimizer.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.optimizer.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(tensors, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_backbone_checkpoint(path: Path):
+    """The last completed epoch's state, or None; a damaged file is ignored (training restarts)."""
+    import torch
+
+    from core.backbone import TrainState
+
+    if not path.is_file():
+        return None
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        history = [{"epoch": int(e), "loss": float(loss), "test_acc": float(acc)}
+                   for e, loss, acc in tensors["meta.history"].tolist()]
+        return TrainState(
+            int(tensors["meta.epoch"]),
+            {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("model.")},
+            {k[10:]: v.numpy() for k, v in tensors.items() if k.startswith("optimizer.")},
+            history,
+        )
+    except Exception:
+        return None
+
+
 def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
     """Build the classifier and train/fine-tune it, committing a checkpoint after each epoch."""
     from core.backbone import (
@@ -162,23 +212,14 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
     model = build_model(config.backbone.arch, len(bundle.class_names), config.backbone.weights,
                         config.data.image_size, config.seed)
     stages = session.stages()
-    resume = None
-    if session.has("backbone/checkpoint/meta"):
-        meta = session.read_json("backbone/checkpoint/meta")
-        resume = TrainState(
-            meta["epoch"],
-            session.read_arrays("backbone/checkpoint/model"),
-            session.read_arrays("backbone/checkpoint/optimizer") if meta["epoch"] else {},
-            meta["history"],
-        )
+    checkpoint_file = backbone_checkpoint_path(session)
+    resume = _read_backbone_checkpoint(checkpoint_file)
 
     def checkpoint(state: TrainState) -> None:
+        _write_backbone_checkpoint(checkpoint_file, state)
         with session.transaction() as tx:
-            tx.write_arrays("backbone/checkpoint/model", state.model)
-            tx.write_arrays("backbone/checkpoint/optimizer", state.optimizer)
-            tx.write_json("backbone/checkpoint/meta", {"epoch": state.epoch, "history": state.history})
             tx.set_stage("backbone", "partial", f"{state.epoch}/{config.backbone.epochs} epochs",
-                         epoch=state.epoch, history=state.history)
+                         epoch=state.epoch, history=state.history, checkpoint=str(checkpoint_file))
 
     if config.backbone.train and config.backbone.epochs > 0:
         state = train_backbone(model, bundle.train, bundle.test, config.backbone, device, progress, cancel,
@@ -196,11 +237,11 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
     with session.transaction() as tx:
         tx.write_arrays("backbone/state_dict", state_to_numpy(model))
         tx.write_json("backbone/head", head_name)
-        tx.delete("backbone/checkpoint")
         tx.update_json("summary", backbone={"arch": config.backbone.arch, "test_accuracy": test_acc,
                                             "epochs": len(history), "history": history})
         tx.set_stage("backbone", "done", f"test accuracy {test_acc:.3f}", test_accuracy=test_acc)
         _mark_downstream_stale(tx, "backbone", stages)
+    checkpoint_file.unlink(missing_ok=True)
 
 
 def run_activations(session: Session, progress: ProgressFn | None = None,

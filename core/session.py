@@ -40,6 +40,7 @@ SESSION_SUFFIX = ".h5"
 DEFAULT_SESSIONS_DIR = "sessions"
 PIPELINE_STAGES = ("data", "backbone", "activations", "sae", "rankings")
 STAGE_STATES = ("pending", "partial", "done", "failed", "stale")
+REPACK_MIN_BYTES = 8 << 20  # repack after a transaction that freed more than this
 
 
 class SessionError(Exception):
@@ -129,6 +130,22 @@ def _open_checked(path: Path, mode: str = "r") -> h5py.File:
     return f
 
 
+def _delete(f: h5py.File, key: str) -> int:
+    """Delete ``key`` and return the bytes its datasets occupied (space HDF5 will not give back)."""
+    if key not in f:
+        return 0
+    obj = f[key]
+    freed = 0
+    if isinstance(obj, h5py.Dataset):
+        freed = obj.id.get_storage_size()
+    else:
+        sizes: list[int] = []
+        obj.visititems(lambda _n, o: sizes.append(o.id.get_storage_size()) if isinstance(o, h5py.Dataset) else None)
+        freed = sum(sizes)
+    del f[key]
+    return freed
+
+
 def _write_json(f: h5py.File, key: str, obj: Any) -> None:
     name = f"json/{key}"
     if name in f:
@@ -152,16 +169,16 @@ def _read_json(f: h5py.File, key: str, default: Any = None) -> Any:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
-def _write_array(f: h5py.File, key: str, value: np.ndarray) -> None:
-    if key in f:
-        del f[key]
+def _write_array(f: h5py.File, key: str, value: np.ndarray) -> int:
+    freed = _delete(f, key)
     value = np.asarray(value)
     if value.dtype.kind == "U":
         value = value.astype(h5py.string_dtype())
         f.create_dataset(key, data=value)
-        return
+        return freed
     compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
     f.create_dataset(key, data=value, compression="gzip" if compress else None)
+    return freed
 
 
 def _read_array(f: h5py.File, key: str) -> np.ndarray:
@@ -181,20 +198,19 @@ class Transaction:
     def __init__(self, f: h5py.File, session: Session) -> None:
         self._f = f
         self._session = session
+        self.freed_bytes = 0  # space left unused by deletions; the commit repacks when it is large
 
     def write_array(self, key: str, value: Any) -> None:
-        _write_array(self._f, key, np.asarray(value))
+        self.freed_bytes += _write_array(self._f, key, np.asarray(value))
 
     def write_arrays(self, group: str, arrays: dict[str, Any]) -> None:
-        if group in self._f:
-            del self._f[group]
+        self.freed_bytes += _delete(self._f, group)
         for name, value in arrays.items():
             _write_array(self._f, f"{group}/{name}", np.asarray(value))
 
     def create_rows(self, key: str, shape: tuple[int, ...], dtype: Any) -> None:
         """Preallocate an array filled in row blocks by later transactions (resumable streams)."""
-        if key in self._f:
-            del self._f[key]
+        self.freed_bytes += _delete(self._f, key)
         self._f.create_dataset(key, shape=shape, dtype=dtype)
 
     def write_rows(self, key: str, start: int, value: np.ndarray) -> None:
@@ -209,10 +225,7 @@ class Transaction:
         _write_json(self._f, key, doc)
 
     def delete(self, key: str) -> None:
-        if key in self._f:
-            del self._f[key]
-        if f"json/{key}" in self._f:
-            del self._f[f"json/{key}"]
+        self.freed_bytes += _delete(self._f, key) + _delete(self._f, f"json/{key}")
 
     def has(self, key: str) -> bool:
         return key in self._f
@@ -340,8 +353,11 @@ class Session:
         shutil.copyfile(self.path, tmp)
         try:
             with h5py.File(tmp, "r+") as f:
-                yield Transaction(f, self)
+                tx = Transaction(f, self)
+                yield tx
                 f.attrs["updated"] = time.time()
+            if tx.freed_bytes > REPACK_MIN_BYTES:
+                _repack(tmp)
             _fsync_path(tmp)
             os.replace(tmp, self.path)
         finally:
@@ -421,6 +437,20 @@ class Session:
             }
 
 
+def _repack(path: Path) -> None:
+    """Rewrite ``path`` compactly: HDF5 never returns the space of deleted datasets to the OS."""
+    packed = path.with_name(path.name + ".pack")
+    try:
+        with h5py.File(path, "r") as src, h5py.File(packed, "w") as dst:
+            for name, value in src.attrs.items():
+                dst.attrs[name] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(packed, path)
+    finally:
+        packed.unlink(missing_ok=True)
+
+
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -461,6 +491,7 @@ def delete_session(path: Path) -> None:
     session = Session.open(path)  # takes the lock: refuses if in use
     try:
         path.unlink()
+        shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
     finally:
         session.close()
         session._lock_path().unlink(missing_ok=True)

@@ -225,6 +225,8 @@ def _render_image(
 
     # Shape placement: radius, rotation, centre (leaving room above for the tower).
     radius = rng.uniform(_MIN_EXTENT, _MAX_EXTENT) * size / 2
+    if has_part:  # tiny images only: keep shape + tower inside the frame
+        radius = min(radius, (size - 3) / (2 + _TOWER_HEIGHT))
     rotation = rng.uniform(-_MAX_TILT, _MAX_TILT)
     top_room = radius * (1 + _TOWER_HEIGHT) + 1 if has_part else radius + 1
     cx = rng.uniform(radius + 1, size - radius - 1)

@@ -212,3 +212,18 @@ def test_overview_reads_no_large_arrays(session: Session) -> None:
     assert overview["sae"] == {"l0": 3.5}
     assert overview["stages"]["data"]["state"] == "pending"
     assert "activations" not in overview  # summaries only; speed is measured in bench/bench_info.py
+
+
+def test_rewrites_do_not_grow_the_file(session: Session) -> None:
+    """Deleted datasets leave holes in HDF5 files; large frees trigger a compacting repack."""
+    with session.transaction() as tx:
+        tx.write_array("keep", np.ones(1000, np.float32))
+    for i in range(4):
+        with session.transaction() as tx:
+            tx.write_array("checkpoint", np.full((1 << 21,), i, np.float64))  # 16 MiB each time
+            tx.write_array(f"after{i}", np.ones(10))
+    with session.transaction() as tx:
+        tx.delete("checkpoint")
+    assert session.path.stat().st_size < 1 << 20
+    assert session.read_array("keep").sum() == 1000 and session.has("after3")
+    assert session.stages()["data"].state == "pending"  # JSON documents survive the repack
