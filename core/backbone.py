@@ -261,6 +261,20 @@ def _load_optimizer_arrays(opt: torch.optim.Optimizer, arrays: dict[str, np.ndar
     opt.load_state_dict(sd)
 
 
+def scheduled_lr(config: BackboneConfig, step: int, total_steps: int) -> float:
+    """Learning rate at optimizer ``step``: constant, or one-cycle (15% linear warm-up, cosine decay).
+
+    A pure function of the step, so resuming from a checkpoint needs no scheduler state.
+    """
+    if config.schedule != "onecycle" or total_steps <= 0:
+        return config.lr
+    warmup = max(1, int(0.15 * total_steps))
+    if step < warmup:
+        return config.lr * (0.1 + 0.9 * step / warmup)
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return config.lr * (0.005 + 0.995 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
 def evaluate(model: nn.Module, source: Any, device: torch.device, batch_size: int = 128,
              cancel: CancelToken | None = None) -> float:
     """Top-1 accuracy of ``model`` on an image source."""
@@ -314,6 +328,8 @@ def train_backbone(
             if cancel is not None and cancel.cancelled:
                 raise JobCancelled(f"training cancelled during epoch {epoch + 1}; {epoch} epochs are saved")
             images, labels = images.to(device), labels.to(device)
+            for group in opt.param_groups:
+                group["lr"] = scheduled_lr(config, epoch * steps_per_epoch + step, total)
             loss = nn.functional.cross_entropy(model(images), labels)
             if not torch.isfinite(loss):
                 raise JobFailed(

@@ -58,6 +58,7 @@ class BackboneConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     augment: bool = True
+    schedule: str = "constant"  # constant (paper A.3) | onecycle (warm-up then cosine decay)
 
     def validate(self) -> list[str]:
         problems = []
@@ -67,6 +68,8 @@ class BackboneConfig:
             problems.append("batch size must be ≥ 1")
         if not self.lr > 0:
             problems.append("learning rate must be > 0")
+        if self.schedule not in ("constant", "onecycle"):
+            problems.append(f"schedule must be constant or onecycle, got '{self.schedule}'")
         return problems
 
 
@@ -160,6 +163,7 @@ def demo_config(name: str = "demo") -> SessionConfig:
     return SessionConfig(
         name=name,
         data=DataConfig(kind="shapes", image_size=64, n_train=2000, n_test=1000),
-        backbone=BackboneConfig(arch="resnet18", weights="none", epochs=4, batch_size=32, lr=1e-3),
+        backbone=BackboneConfig(arch="resnet18", weights="none", epochs=8, batch_size=32, lr=2e-3,
+                                schedule="onecycle"),
         sae=SAEConfig(kind="l1", hidden=64, epochs=300, batch_size=32, lr_step_epochs=60),
     )
