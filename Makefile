@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# In a terminal: the TUI opens the demo session, building it first with visible progress.
+# Without one (a pipe, CI): the same pipeline runs headless.
 demo: $(STAMP)
-	$(BIN)/salve demo
+	@if [ -t 0 ] && [ -t 1 ]; then $(BIN)/salve-tui demo --build; else $(BIN)/salve demo; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -157,11 +157,10 @@ def load_inputs(session: Session, split: str = "test") -> ControlInputs:
 
     The key holds the file and the ``updated`` stamps of backbone/activations/sae/rankings:
     rerunning any of them invalidates it, while recording control results does not.
+    The returned object is shared: treat its tensors as read-only.
     """
     stages = session.stages()
-    stamps = tuple(
-        stages[s].updated if s in stages else None for s in _INPUT_STAGES
-    )
+    stamps = tuple(stages[s].updated if s in stages else None for s in _INPUT_STAGES)
     key = (str(Path(session.path).resolve()), split, stamps)
     cached = _inputs_cache.get(key)
     if cached is not None:
