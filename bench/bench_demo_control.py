@@ -43,6 +43,13 @@ def first_suppressed(result: SweepResult) -> tuple[int | None, float | None, flo
     return i, float(result.alphas[i]), float(result.others_mean_accuracy[i])
 
 
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _cell(v: float | None, fmt: str) -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -109,7 +116,7 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
         f"({n_alphas} points each): SALVE {timings['salve']:.2f} s, ROME {timings['rome']:.2f} s, "
         f"steering {timings['steer']:.2f} s (load average {os.getloadavg()[0]:.1f}).",
         "",
-        f"Command: `python bench/bench_demo_control.py {path} --n-alphas {n_alphas}"
+        f"Command: `python bench/bench_demo_control.py {_shown(path)} --n-alphas {n_alphas}"
         f"{'' if modulation == 'linear' else ' --modulation ' + modulation}`",
     ]
     return "\n".join(lines), met["salve"], total

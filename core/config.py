@@ -165,5 +165,5 @@ def demo_config(name: str = "demo") -> SessionConfig:
         data=DataConfig(kind="shapes", image_size=64, n_train=2000, n_test=1000),
         backbone=BackboneConfig(arch="resnet18", weights="none", epochs=8, batch_size=32, lr=2e-3,
                                 schedule="onecycle"),
-        sae=SAEConfig(kind="l1", hidden=64, epochs=300, batch_size=32, lr_step_epochs=60),
+        sae=SAEConfig(kind="l1", hidden=64, l1_coeff=0.1, epochs=300, batch_size=32, lr_step_epochs=60),
     )

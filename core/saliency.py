@@ -56,7 +56,8 @@ _FLAT_MAP_RANGE = 1e-12
 def encoder_weights(encoder: EncoderLike) -> tuple[Tensor, Tensor]:
     """Accept an SAE encoder as ``(W_enc, b_enc)``, an ``nn.Linear`` or a module with ``.encoder``.
 
-    Returns detached ``(W_enc (h×d), b_enc (h))``.
+    Returns detached ``(W_enc (h×d), b_enc (h))``. For a TopK SAE this is the pre-mask latent:
+    it equals ``u_k`` wherever feature k is kept and still gives a map where it is not.
     """
     if isinstance(encoder, tuple | list):
         if len(encoder) != 2:

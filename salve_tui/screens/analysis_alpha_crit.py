@@ -95,7 +95,7 @@ class AlphaCritScreen(SessionScreen):
         Binding("r", "compute", "Compute"),
         Binding("s", "sort_next", "Sort"),
         Binding("i", "invert_sort", "Invert"),
-        Binding("f", "toggle_filter", "Filter class"),
+        Binding("f", "toggle_filter", "Filter"),
         Binding("o", "cycle_modulation", "Modulation"),
         Binding("enter", "open_sample", "Grad-FAM", show=False),
     ]

@@ -148,6 +148,7 @@ class EditPreviewScreen(SessionScreen):
         self.error = ""
         self.status = ""
         self._export_job: Any = None
+        self.last_export: Any = None  # ExportResult of the last record + export
         self._table_ready = False
         self.panel = "curve"  # what the right column shows when both do not fit
 
