@@ -40,7 +40,6 @@ PARAM_NAMES = {"salve": "α", "rome": "target", "steer": "β"}
 MODULATIONS = ("linear", "clamped")
 COARSE_STEPS = 20  # coarse step = curve range / 20
 FINE_STEPS = 200
-CONFUSION_MAX_CLASSES = 12
 ROME_DEFAULT_TARGET = -10.0
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
@@ -54,34 +53,39 @@ def display_path(path: str | Path) -> str:
         return str(path)
 
 
-def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int) -> Text:
-    """Compact confusion matrix after the edit: rows true, columns predicted, 3 chars a cell.
+def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
+                   width: int = 45) -> Text:
+    """Compact confusion matrix after the edit: rows true, columns predicted.
 
-    Diagonal (correct) counts are green, cells that differ from before the edit yellow; the
-    target class's row is bold. Above :data:`CONFUSION_MAX_CLASSES` classes only the target
-    row is listed, as its most frequent predictions.
+    Cells are as wide as the largest count needs (+1 space); row labels are cut to what is left
+    of ``width`` (3–6 characters). Diagonal (correct) counts are green, cells that differ from
+    before the edit yellow, the target class's row bold. When even 3-character labels do not
+    fit (many classes), only the target row is listed, as its most frequent predictions.
     """
     C = after.shape[0]
+    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1)
+    label = min(6, width - 1 - C * cell)
     text = Text()
-    if C > CONFUSION_MAX_CLASSES:
+    if label < 3:
         row_before, row_after = before[target], after[target]
         order = np.argsort(-row_after, kind="stable")[:6]
-        text.append(f"{class_name(names, target)} samples predicted as (after, before):\n", style="bold")
+        text.append(f"{class_name(names, target)} predicted as (after, before):\n", style="bold")
         for j in order:
             style = "yellow" if row_after[j] != row_before[j] else ""
             text.append(f"  {class_name(names, int(j))[:12]:<12} {row_after[j]:4d}  ({row_before[j]})\n",
                         style=style)
         return text
     text.append("after edit: rows true, cols predicted\n", style="dim")
-    text.append(" " * 7 + "".join(f"{name[:2]:>3}" for name in names) + "\n", style="dim")
+    text.append(" " * (label + 1) + "".join(f"{name[:cell - 1]:>{cell}}" for name in names) + "\n",
+                style="dim")
     for i in range(C):
-        text.append(f"{names[i][:6]:<6} ", style="bold" if i == target else "dim")
+        text.append(f"{names[i][:label]:<{label}} ", style="bold" if i == target else "dim")
         for j in range(C):
             value = int(after[i, j])
             style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
             if value == 0 and style == "":
                 style = "bright_black"
-            text.append(f"{value:>3}", style=style)
+            text.append(f"{value:>{cell}}", style=style)
         text.append("\n")
     return text
 
@@ -106,7 +110,7 @@ class EditPreviewScreen(SessionScreen):
     DEFAULT_CSS = """
     EditPreviewScreen #edit-settings { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     EditPreviewScreen #edit-body { height: 1fr; }
-    EditPreviewScreen #edit-table { width: 40; height: 1fr; }
+    EditPreviewScreen #edit-table { width: 35; height: 1fr; }
     EditPreviewScreen #edit-right { width: 1fr; }
     EditPreviewScreen #edit-curve { height: 1fr; min-height: 5; }
     EditPreviewScreen #edit-confusion { height: auto; padding-left: 1; }
@@ -180,7 +184,6 @@ class EditPreviewScreen(SessionScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_column("class", key="class", width=9)
-        table.add_column("n", key="n", width=3)
         table.add_column("before", key="before", width=6)
         table.add_column("after", key="after", width=6)
         table.add_column("Δ pts", key="delta", width=6)
@@ -229,7 +232,7 @@ class EditPreviewScreen(SessionScreen):
         table = self.query_one(DataTable)
         counts = np.bincount(self.inputs.labels.numpy(), minlength=self.inputs.num_classes)
         for c, name in enumerate(self.inputs.class_names):
-            table.add_row(name, str(int(counts[c])), "", "", "", key=str(c))
+            table.add_row(Text(name) if counts[c] else Text(name, style="dim"), "", "", "", key=str(c))
         self._table_ready = True
         table.move_cursor(row=self.target_class)
 
@@ -319,9 +322,10 @@ class EditPreviewScreen(SessionScreen):
         if self.effect is None or self.inputs is None:
             widget.update("")
             return
+        width = widget.size.width - 1 if widget.size.width > 1 else 45  # minus the left padding
         widget.update(confusion_text(self.effect.confusion_before.numpy(),
                                      self.effect.confusion_after.numpy(),
-                                     self.inputs.class_names, self.target_class))
+                                     self.inputs.class_names, self.target_class, width))
 
     def _draw_curve(self) -> None:
         widget = self.query_one("#edit-curve")
