@@ -112,6 +112,12 @@ def test_confusion_text_marks_changed_cells() -> None:
     assert lines[2].split() == ["ab", "1", "1"] and lines[3].split() == ["cd", "1", "1"]
     yellow = [text.plain[span.start:span.end] for span in text.spans if "yellow" in str(span.style)]
     assert yellow == ["  1", "  1"]  # both cells of the first row changed
+    # Three-digit counts widen the cells; too narrow for any matrix: the target row as a list.
+    wide = confusion_text(before * 100, after * 100, ["ab", "cd"], 0).plain.splitlines()
+    assert wide[2].endswith(" 100 100")
+    listing = confusion_text(before, after, ["ab", "cd"], 0, width=8).plain.splitlines()
+    assert listing[0] == "ab predicted as (after, before):"
+    assert [line.split() for line in listing[1:]] == [["ab", "1", "(2)"], ["cd", "1", "(0)"]]
 
 
 # --------------------------------------------------------------------------- the walk

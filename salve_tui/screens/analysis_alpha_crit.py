@@ -70,7 +70,7 @@ def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool = False) ->
     return present + absent
 
 
-@session_view(key="k", title="α_crit", requires=("rankings",), order=40, name="alpha_crit",
+@session_view(footer="α_crit", key="k", title="α_crit", requires=("rankings",), order=40, name="alpha_crit",
               description="Critical suppression thresholds per class and per sample")
 class AlphaCritScreen(SessionScreen):
     SCREEN_TITLE = "α_crit"

@@ -90,7 +90,7 @@ def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], targ
     return text
 
 
-@session_view(key="e", title="Edit preview", requires=("rankings",), order=30, name="edit_preview",
+@session_view(footer="Edit", key="e", title="Edit preview", requires=("rankings",), order=30, name="edit_preview",
               description="Per-class accuracy before/after a SALVE, ROME or steering edit")
 class EditPreviewScreen(SessionScreen):
     SCREEN_TITLE = "Edit preview"
@@ -113,7 +113,7 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-table { width: 35; height: 1fr; }
     EditPreviewScreen #edit-right { width: 1fr; }
     EditPreviewScreen #edit-curve { height: 1fr; min-height: 5; }
-    EditPreviewScreen #edit-confusion { height: auto; padding-left: 1; }
+    EditPreviewScreen #edit-confusion { height: auto; width: 1fr; padding-left: 1; }
     EditPreviewScreen.-show-curve #edit-confusion { display: none; }
     EditPreviewScreen.-show-confusion #edit-curve { display: none; }
     EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -158,6 +158,7 @@ class EditPreviewScreen(SessionScreen):
 
     def on_resize(self) -> None:
         self._apply_panel()
+        self.call_after_refresh(self._draw_confusion)
 
     def _apply_panel(self) -> None:
         both = self.size.height >= BOTH_PANELS_MIN_HEIGHT
@@ -167,6 +168,7 @@ class EditPreviewScreen(SessionScreen):
     def action_toggle_panel(self) -> None:
         self.panel = "confusion" if self.panel == "curve" else "curve"
         self._apply_panel()
+        self.call_after_refresh(self._draw_confusion)  # its width is known once it is laid out
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -322,7 +324,8 @@ class EditPreviewScreen(SessionScreen):
         if self.effect is None or self.inputs is None:
             widget.update("")
             return
-        width = widget.size.width - 1 if widget.size.width > 1 else 45  # minus the left padding
+        right = self.query_one("#edit-right").size.width
+        width = right - 1 if right > 1 else 45  # minus the left padding
         widget.update(confusion_text(self.effect.confusion_before.numpy(),
                                      self.effect.confusion_after.numpy(),
                                      self.inputs.class_names, self.target_class, width))

@@ -18,6 +18,7 @@ import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -167,20 +168,21 @@ def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noq
     return written
 
 
-@session_view(key="x", title="Exports", requires=("rankings",), order=50, name="exports",
+@session_view(footer="Export", key="x", title="Exports", requires=("rankings",), order=50, name="exports",
               description="Write PNG heatmaps, figures, CSV tables and edited weights")
 class ExportsScreen(SessionScreen):
     SCREEN_TITLE = "Exports"
     HELP_TEXT = (
         "Write results to the folder beside the session file (<name>.exports/). ↑/↓ choose an "
         "export and Enter runs it as a job (c cancels); A runs all of them. The files written by "
-        "the last export are listed in green, then everything in the folder, newest first."
+        "the last export are listed in green, then everything in the folder, newest first (Tab "
+        "moves to that list; arrows scroll it)."
     )
     DEFAULT_CSS = """
     ExportsScreen #exports-folder { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     ExportsScreen #exports-list { height: auto; max-height: 8; }
     ExportsScreen #exports-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    ExportsScreen #exports-files { height: 1fr; padding: 0 1; border-top: solid $panel; overflow-y: auto; }
+    ExportsScreen #exports-scroll { height: 1fr; padding: 0 1; border-top: solid $panel; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
@@ -199,7 +201,8 @@ class ExportsScreen(SessionScreen):
         yield OptionList(*(Option(f"{kind.title} — {kind.detail}", id=kind.key) for kind in EXPORTS),
                          id="exports-list")
         yield Static(id="exports-status", markup=False)
-        yield Static(id="exports-files", markup=False)
+        with VerticalScroll(id="exports-scroll"):  # Tab focuses it, arrows scroll
+            yield Static(id="exports-files", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

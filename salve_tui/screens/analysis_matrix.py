@@ -42,7 +42,7 @@ def matrix_status(M: np.ndarray, dominant: np.ndarray, names: list[str], row: in
     return " · ".join(parts)
 
 
-@session_view(key="m", title="Feature–class matrix", requires=("rankings",), order=20,
+@session_view(footer="Matrix", key="m", title="Feature–class matrix", requires=("rankings",), order=20,
               name="feature_class_matrix",
               description="Class-mean SAE latents as a heatmap; Enter opens a feature")
 class MatrixScreen(SessionScreen):

@@ -135,13 +135,15 @@ class SessionView:
     requires: tuple[str, ...] = ()
     description: str = ""
     order: int = 100
+    footer: str = ""  # short label for the 80-column footer (defaults to the title)
 
 
 _VIEWS: dict[str, SessionView] = {}
 
 
 def session_view(*, key: str, title: str, requires: tuple[str, ...] = (), description: str = "",
-                 order: int = 100, name: str | None = None) -> Callable[[type[Screen]], type[Screen]]:
+                 order: int = 100, name: str | None = None,
+                 footer: str | None = None) -> Callable[[type[Screen]], type[Screen]]:
     """Class decorator registering a screen as a dashboard view (see the module docstring)."""
 
     def register(cls: type[Screen]) -> type[Screen]:
@@ -151,7 +153,8 @@ def session_view(*, key: str, title: str, requires: tuple[str, ...] = (), descri
         for other in _VIEWS.values():
             if other.key == key and other.name != view_name:
                 raise ValueError(f"view {view_name}: key '{key}' is already used by {other.name}")
-        _VIEWS[view_name] = SessionView(view_name, key, title, cls, tuple(requires), description, order)
+        _VIEWS[view_name] = SessionView(view_name, key, title, cls, tuple(requires), description, order,
+                                        footer or title)
         return cls
 
     return register

@@ -62,10 +62,10 @@ class DashboardScreen(SessionScreen):
         "keys listed below."
     )
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape", "back", "Sessions"),
-        Binding("a", "run_all", "Run all"),
+        Binding("escape", "back", "Sessions", show=False),
+        Binding("a", "run_all", "All"),
         Binding("r", "run_stage", "Run"),
-        Binding("f", "rerun_stage", "Rerun"),
+        Binding("f", "rerun_stage", "Rerun", show=False),
         Binding("c", "app.cancel_job", "Cancel"),
     ]
 
@@ -74,7 +74,7 @@ class DashboardScreen(SessionScreen):
         self._shown_stage = ""
         # Each registered view gets its key here, so the footer, help and palette list it.
         for view in self.salve.views:
-            self._bindings.bind(view.key, f"open_view('{view.name}')", view.title)
+            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title)
 
     def compose(self) -> ComposeResult:
         yield Header()

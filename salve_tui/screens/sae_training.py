@@ -52,7 +52,7 @@ def metrics_to_history(reports: list[tuple[float, dict]]) -> dict[str, np.ndarra
     }
 
 
-@session_view(key="t", title="SAE training", order=10, name="sae_training",
+@session_view(footer="SAE", key="t", title="SAE training", order=10, name="sae_training",
               description="Loss curves, L0, explained variance and dead latents of the SAE")
 class SAETrainingScreen(SessionScreen):
     SCREEN_TITLE = "SAE training"
