@@ -27,6 +27,27 @@ class RecordingApp(SalveApp):
         self.job_events.subscribe(self, self.received.append)
 
 
+class GatedApp(RecordingApp):
+    """Holds the worker inside backbone epoch 2 until the user's cancel arrives.
+
+    Without the gate a tiny model can finish epoch 2 before the key press is handled, so the
+    test would race; with it, the job stops exactly where a slow real job would be cancelled.
+    """
+
+    gate_after = 10  # progress units (batches) of the backbone stage
+
+    def start_job(self, name, fn):
+        def gated(progress: ProgressFn, cancel: CancelToken):
+            def report(p):
+                progress(p)
+                if p.stage == "backbone" and p.done > self.gate_after and not cancel.cancelled:
+                    cancel._event.wait(30)
+
+            return fn(report, cancel)
+
+        return super().start_job(name, gated)
+
+
 def busy_loop(reports: int, sleep: float = 0.0):
     def body(progress: ProgressFn, cancel: CancelToken) -> int:
         reporter = ProgressReporter("loop", reports, progress)
@@ -106,7 +127,7 @@ async def test_cancelled_pipeline_resumes_from_its_checkpoint(tmp_path: Path) ->
     config = tiny_config("tiny", backbone_epochs=2, n_train=160, n_test=16)
     config.backbone.arch = "vit_tiny"
     path = make_session(tmp_path, "tiny", config)
-    app = RecordingApp(sessions_folder=tmp_path, start_session="tiny")
+    app = GatedApp(sessions_folder=tmp_path, start_session="tiny")
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5)
         await pilot.press("a")  # run all
