@@ -133,6 +133,7 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         arch=args.arch, weights=args.weights, train=not args.no_train,
         epochs=args.epochs if args.epochs is not None else base.backbone.epochs,
         batch_size=args.batch_size or base.backbone.batch_size, lr=args.lr or base.backbone.lr,
+        schedule=args.schedule or ("onecycle" if args.weights == "none" else base.backbone.schedule),
     )
     sae = SAEConfig(
         kind=args.sae_kind, hidden=args.sae_hidden or base.sae.hidden,
@@ -179,11 +180,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with session:
         print(f"session {path}", file=sys.stderr)
-        run_pipeline(session, None, ProgressPrinter(), _cancel_on_sigint())
+        progress, cancel = ProgressPrinter(), _cancel_on_sigint()
+        run_pipeline(session, None, progress, cancel)
+        _run_demo_diagnostics(session, progress, cancel)
         overview = session.overview()
     overview["elapsed_seconds"] = round(time.monotonic() - started, 1)
     emit(args, overview, _info_text)
     return 0
+
+
+def _run_demo_diagnostics(session: Session, progress: Any, cancel: CancelToken) -> None:
+    """After discovery: α_crit of every class's dominant feature and the Shapes ground truth.
+
+    Each is skipped when already stored, so rerunning `salve demo` only opens what exists.
+    """
+    from core.control import run_alpha_crit
+    from core.visuals import run_groundtruth
+
+    if not (session.summary().get("alpha_crit") or {}):
+        run_alpha_crit(session, progress=progress, cancel=cancel)
+    if session.config.data.kind == "shapes" and not session.has("groundtruth/results"):
+        run_groundtruth(session, progress=progress, cancel=cancel)
 
 
 def _info_text(o: dict[str, Any]) -> str:
@@ -199,6 +216,15 @@ def _info_text(o: dict[str, Any]) -> str:
         s = o["sae"]
         lines.append(f"SAE: EV {s.get('explained_variance', float('nan')):.3f}  L0 {s.get('l0', float('nan')):.2f}  "
                      f"dead {s.get('dead', float('nan')):.0f}")
+    gt = o.get("groundtruth") or {}
+    for method, pg in (gt.get("pointing_game") or {}).items():
+        lines.append(f"pointing game ({method}, {gt.get('layer')}): hit {pg['hit_rate']:.3f} vs chance "
+                     f"{pg['chance_rate']:.3f} ({pg['ratio_to_chance']:.2f}×), energy in mask {pg['energy_inside']:.3f}")
+    shared = gt.get("shared_part")
+    if shared:
+        per_class = ", ".join(f"{c} {v:.2f}" for c, v in shared["auroc_per_class"].items())
+        lines.append(f"shared part tracked by latent {shared['latent']}: AUROC {per_class} "
+                     f"({'both classes' if shared['tracks_both'] else 'not both'})")
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
     return "\n".join(lines)
@@ -261,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="use the weights as they are (no fine-tuning)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--schedule", choices=["constant", "onecycle"], default=None,
+                   help="learning-rate schedule (default: onecycle from scratch, constant when fine-tuning)")
     p.add_argument("--sae-kind", default="l1", choices=["l1", "topk"])
     p.add_argument("--sae-hidden", type=int, default=None)
     p.add_argument("--sae-epochs", type=int, default=None)

@@ -149,6 +149,9 @@ def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[Sessio
             epochs=_parse_int(values, "epochs", errors),
             batch_size=_parse_int(values, "batch_size", errors),
             lr=_parse_float(values, "lr", errors),
+            # from scratch a warm-up + cosine schedule converges in few epochs; fine-tuning follows
+            # the paper (constant Adam learning rate)
+            schedule="onecycle" if weights == "none" else "constant",
         ),
         sae=SAEConfig(
             kind=values.get("sae_kind", "l1"),
