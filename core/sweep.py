@@ -401,6 +401,19 @@ def correct_intervals(
     return lo, hi
 
 
+def _prediction_shares(
+    target_preds: torch.Tensor | None, rows: int, num_classes: int
+) -> torch.Tensor:
+    """Share of the target class's samples predicted as each class, one row per parameter value
+    (``rows × C`` float64 on the CPU) from their predictions (``rows × N_target``); all NaN
+    when there is no target class or it has no samples, so curves stay aligned."""
+    if target_preds is None or target_preds.shape[1] == 0:
+        return torch.full((rows, num_classes), math.nan, dtype=torch.float64)
+    hist = torch.zeros(target_preds.shape[0], num_classes, device=target_preds.device)
+    hist.scatter_add_(1, target_preds, torch.ones_like(target_preds, dtype=hist.dtype))
+    return (hist.double() / target_preds.shape[1]).cpu()
+
+
 def curve_from_pieces(
     pieces: Iterator[AffinePieces],
     labels: torch.Tensor,
@@ -430,15 +443,11 @@ def curve_from_pieces(
         p = params.unsqueeze(1)
         inside = ((lo[piece] < p) & (p < hi[piece])).to(torch.float32)  # (n × N)
         correct_counts.append((inside @ onehot).double().cpu())
+        preds = None
         if n_target > 0:
             Z_t, slope_t = Z0[:, target_mask][piece], slope[:, target_mask][piece]
             preds = torch.addcmul(Z_t, p.unsqueeze(2), slope_t).argmax(-1)  # (n × N_target)
-            hist = torch.zeros(preds.shape[0], num_classes, device=preds.device)
-            hist.scatter_add_(1, preds, torch.ones_like(preds, dtype=hist.dtype))
-            target_preds.append((hist.double() / n_target).cpu())
-        else:
-            nan_block = torch.full((params.numel(), num_classes), math.nan, dtype=torch.float64)
-            target_preds.append(nan_block)
+        target_preds.append(_prediction_shares(preds, params.numel(), num_classes))
         done += params.numel()
         reporter.report(done)
     per_class = (torch.cat(correct_counts, 0) / counts).T.contiguous()  # NaN for empty classes
@@ -474,11 +483,9 @@ def curve_from_logit_chunks(
     cancel: CancelToken | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reduce logit blocks to (per-class accuracy C×n, target prediction shares n×C)."""
-    device = labels.device
     onehot = torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float32)
     counts = onehot.sum(0).double().cpu()
     target_mask = None if target_class is None else labels == target_class
-    n_target = 0 if target_mask is None else int(target_mask.sum())
     accs, target_preds = [], []
     reporter = ProgressReporter("sweep", n_params, progress)
     done = 0
@@ -487,15 +494,8 @@ def curve_from_logit_chunks(
         preds = block.argmax(-1)  # (n_chunk × N)
         correct = (preds == labels.unsqueeze(0)).to(torch.float32)
         accs.append((correct @ onehot).double().cpu())
-        if target_mask is not None and n_target > 0:
-            t_preds = preds[:, target_mask]
-            hist = torch.zeros(preds.shape[0], num_classes, device=device)
-            hist.scatter_add_(1, t_preds, torch.ones_like(t_preds, dtype=hist.dtype))
-            target_preds.append((hist.double() / n_target).cpu())
-        else:
-            target_preds.append(
-                torch.full((preds.shape[0], num_classes), math.nan, dtype=torch.float64)
-            )
+        t_preds = None if target_mask is None else preds[:, target_mask]
+        target_preds.append(_prediction_shares(t_preds, preds.shape[0], num_classes))
         done += preds.shape[0]
         reporter.report(done)
     per_class = (torch.cat(accs, 0) / counts).T.contiguous()  # C × n_α, NaN for empty classes

@@ -190,6 +190,17 @@ class SaliencyResult:
     image: np.ndarray  # (H, W, 3) uint8
     heat: np.ndarray  # (H, W) in [0, 1]
 
+    @property
+    def feature(self) -> int | None:
+        """The SAE feature of a Grad-FAM map (None for Grad-CAM), so callers need not check
+        ``method`` before reading ``target``."""
+        return self.target if self.method == "Grad-FAM" else None
+
+    @property
+    def latent(self) -> float | None:
+        """``u_k`` of the sample for a Grad-FAM map (None for Grad-CAM)."""
+        return self.score if self.method == "Grad-FAM" else None
+
     def title(self, class_names: Sequence[str]) -> str:
         what = (
             f"feature {self.target} (u = {self.score:+.3g})"
@@ -359,12 +370,21 @@ def run_actmax(
         )
 
 
+def actmax_path(session: Session, feature: int, seed: int = 0) -> Path:
+    """Where :func:`save_actmax` writes ``feature``'s figure by default: the one place the CLI
+    and the TUI both write and read activation-maximisation results."""
+    from core.figures import safe_filename
+
+    name = safe_filename("actmax", f"feature {int(feature)}", f"seed {seed}", ext=".png")
+    return session.exports_dir / FIGURES_DIR / name
+
+
 def save_actmax(
     session: Session, result: Any, config: Any, out: str | Path | None = None
 ) -> Path:
     """The snapshots of an activation-maximisation run side by side, the final one labelled
     with its latent value; default ``<exports>/figures/actmax_feature-K_seed-S.png``."""
-    from core.figures import safe_filename, save_image_grid
+    from core.figures import save_image_grid
 
     feature = result.features[0]
     images = [snap[0].permute(1, 2, 0).clamp(0, 1).numpy() for _, snap in result.snapshots]
@@ -374,11 +394,10 @@ def save_actmax(
         f"(start {float(result.start_activation[0]):+.3g})"
     )
     goal = "maximise" if config.sign > 0 else "minimise"
-    name = safe_filename("actmax", f"feature {feature}", f"seed {config.seed}", ext=".png")
     return save_image_grid(
         images,
         labels,
-        _target_path(out, session.exports_dir / FIGURES_DIR / name),
+        _target_path(out, actmax_path(session, feature, config.seed)),
         ncols=len(images),
         title=f"activation maximisation: {goal} u_{feature}, {config.steps} steps",
         cell_inches=ACTMAX_CELL_INCHES,
@@ -448,6 +467,66 @@ def top_samples_png(
 # ----------------------------------------------------------------------------- figure export
 
 
+def feature_class_matrix_png(session: Session, out: str | Path | None = None) -> Path:
+    """The feature–class matrix μ as a heatmap with each class's dominant feature boxed;
+    default ``<exports>/figures/feature_class_matrix.png``."""
+    from core.figures import save_feature_class_matrix
+
+    require_stages(session, ("rankings",))
+    names = [str(c) for c in session.read_json("class_names")]
+    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    default = session.exports_dir / FIGURES_DIR / "feature_class_matrix.png"
+    return save_feature_class_matrix(means, names, _target_path(out, default), dominant=dominant)
+
+
+def class_gradfam_png(
+    session: Session, class_index: int, assets: VisualAssets | None = None
+) -> Path | None:
+    """Grad-FAM of class ``class_index``'s dominant feature on the test sample that drives it
+    most (highest ``u_k``, or lowest when the class mean is negative), into
+    ``<exports>/heatmaps``; None when the class has no dominant feature."""
+    from core.figures import safe_filename, save_heatmap_overlay
+
+    k = int(session.read_array("rankings/dominant")[class_index])
+    if k < 0:
+        return None
+    mean = float(session.read_array("rankings/class_means")[class_index, k])
+    top = session.read_array("rankings/top_neg" if mean < 0 else "rankings/top_pos")
+    sample = int(top[k][0])
+    assets = assets or load_assets(session)
+    names = assets.class_names
+    result = saliency_map(session, sample, feature=k, assets=assets)
+    path = session.exports_dir / HEATMAPS_DIR / safe_filename(
+        "gradfam", f"class {names[class_index]}", f"feature {k}", f"sample {sample}",
+        result.layer, ext=".png",
+    )
+    return save_heatmap_overlay(result.image, result.heat, path, title=result.title(names))
+
+
+def alpha_crit_png(
+    session: Session, mode: str = "suppress", modulation: str = "linear"
+) -> Path | None:
+    """The stored α_crit distributions of one setting (analytic beside numerical, α50 marked)
+    into ``<exports>/figures``; None when none are stored for it."""
+    from core import control
+    from core.figures import safe_filename, save_alpha_crit_distributions
+
+    results = control.load_alpha_crit(session, mode, modulation)
+    if not results:
+        return None
+    names = [str(c) for c in session.read_json("class_names")]
+    setting = f"{mode}-{modulation}"
+    return save_alpha_crit_distributions(
+        [r.analytic.numpy() for r in results],
+        [r.numerical.numpy() for r in results],
+        [f"{names[r.target_class]} (f{r.feature})" for r in results],
+        session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
+        alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
+        title=f"critical threshold α_crit ({mode}, {modulation})",
+    )
+
+
 def figure_gaps(session: Session) -> list[str]:
     """The figure groups :func:`export_figures` will skip because their data is not in the
     session yet, each with the command that produces it."""
@@ -481,22 +560,12 @@ def export_figures(
     groups left out. Existing files of the same name are overwritten.
     """
     from core import control
-    from core.figures import (
-        safe_filename,
-        save_alpha_crit_distributions,
-        save_confusion_matrices,
-        save_feature_class_matrix,
-        save_heatmap_overlay,
-        save_suppression_curves,
-    )
+    from core.figures import safe_filename, save_confusion_matrices, save_suppression_curves
 
     require_stages(session)
     figures = session.exports_dir / FIGURES_DIR
     names = [str(c) for c in session.read_json("class_names")]
-    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
-    top_pos = np.asarray(session.read_array("rankings/top_pos"))
-    top_neg = np.asarray(session.read_array("rankings/top_neg"))
     sweeps = control.list_sweeps(session)
     crit_settings = sorted(session.read_json("control/alpha_crit_index", {}) or {})
     robustness = session.read_json("control/robustness", {}) or {}
@@ -516,42 +585,18 @@ def export_figures(
     for done, (label, job) in enumerate(jobs):
         check_cancel(cancel)
         if job is None:
-            written.append(
-                save_feature_class_matrix(
-                    means, names, figures / "feature_class_matrix.png", dominant=dominant
-                )
-            )
+            written.append(feature_class_matrix_png(session))
         elif job[0] == "top":
             written.append(top_samples_png(session, job[1]))
         elif job[0] == "gradfam":
-            c = job[1]
-            k = dominant[c]
-            sample = int((top_neg if means[c, k] < 0 else top_pos)[k][0])
-            assets = load_assets(session)
-            result = saliency_map(session, sample, feature=k, assets=assets)
-            path = session.exports_dir / HEATMAPS_DIR / safe_filename(
-                "gradfam", f"class {names[c]}", f"feature {k}", f"sample {sample}",
-                result.layer, ext=".png",
-            )
-            written.append(
-                save_heatmap_overlay(result.image, result.heat, path, title=result.title(names))
-            )
+            written.append(class_gradfam_png(session, job[1]))
         elif job[0] == "sweep":
-            written += _sweep_figures(session, job[1], names, figures)
+            written += sweep_figures(session, job[1], names, figures)
         elif job[0] == "crit":
             mode, modulation = job[1].split("-", 1)
-            results = control.load_alpha_crit(session, mode, modulation)
-            if results:
-                written.append(
-                    save_alpha_crit_distributions(
-                        [r.analytic.numpy() for r in results],
-                        [r.numerical.numpy() for r in results],
-                        [f"{names[r.target_class]} (f{r.feature})" for r in results],
-                        figures / safe_filename("alpha_crit", job[1], ext=".png"),
-                        alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
-                        title=f"critical threshold α_crit ({mode}, {modulation})",
-                    )
-                )
+            crit = alpha_crit_png(session, mode, modulation)
+            if crit is not None:
+                written.append(crit)
         elif job[0] == "robust":
             mode, modulation = job[1].split("-", 1)
             for c, arrays in sorted(control.load_robustness(session, mode, modulation).items()):
@@ -598,12 +643,16 @@ def _describe_edit(spec: Any) -> str:
     return " ".join(parts)
 
 
-def _sweep_figures(session: Session, key: str, names: list[str], folder: Path) -> list[Path]:
+def sweep_figures(
+    session: Session, key: str, names: list[str] | None = None, folder: Path | None = None
+) -> list[Path]:
     """A stored sweep as a per-class accuracy figure and, with a target class, the share of
-    its samples predicted as each class (paper Fig. 4b)."""
+    its samples predicted as each class (paper Fig. 4b); default folder ``<exports>/figures``."""
     from core import control
     from core.figures import safe_filename, save_prediction_distribution, save_suppression_curves
 
+    names = names if names is not None else [str(c) for c in session.read_json("class_names")]
+    folder = folder if folder is not None else session.exports_dir / FIGURES_DIR
     result = control.load_sweep(session, key)
     target = result.target_class
     a50 = control.curve_alpha50(result)[target] if target is not None else None

@@ -21,17 +21,15 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from salve_tui.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
-from salve_tui.screens.analysis_shared import (
-    SaliencyPreview,
-    class_name,
-    fmt_value,
-    gradfam_preview,
-)
+from salve_tui.screens.analysis_shared import class_name, fmt_value, gradfam_with_overlay
 from salve_tui.screens.base import SessionScreen, session_view
 from salve_tui.widgets.image import ImageView
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from core.alpha_crit import AlphaCritResult
+    from core.visuals import SaliencyResult
 
 MODULATIONS = ("linear", "clamped")
 
@@ -298,7 +296,7 @@ class SampleSaliencyScreen(SessionScreen):
         self.sample = sample
         self.feature = feature
         self.row = row or {}
-        self.preview: SaliencyPreview | None = None
+        self.preview: SaliencyResult | None = None
         self.error = ""
         self._started = False
 
@@ -321,13 +319,13 @@ class SampleSaliencyScreen(SessionScreen):
         def compute() -> None:
             worker = get_current_worker()
             try:
-                preview = gradfam_preview(session, sample, feature)
+                preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown on screen; a preview never crashes the app
                 if not worker.is_cancelled:
                     self.app.call_from_thread(self._failed, str(exc))
                 return
             if not worker.is_cancelled:
-                self.app.call_from_thread(self._show, preview)
+                self.app.call_from_thread(self._show, preview, overlay)
 
         self.run_worker(compute, thread=True, exclusive=True, group="sample-gradfam",
                         exit_on_error=False)
@@ -350,14 +348,14 @@ class SampleSaliencyScreen(SessionScreen):
             text.append(f"u={self.preview.latent:+.3f} · image │ overlay │ map", style="dim")
         self.query_one("#sample-info", Static).update(text)
 
-    def _show(self, preview: SaliencyPreview) -> None:
+    def _show(self, preview: SaliencyResult, overlay: np.ndarray) -> None:
         if not self.is_attached:
             return
         from core.figures import colorize
 
         self.preview = preview
         self.query_one("#sample-image", ImageView).image = preview.image
-        self.query_one("#sample-overlay", ImageView).image = preview.overlay
+        self.query_one("#sample-overlay", ImageView).image = overlay
         self.query_one("#sample-heat", ImageView).image = colorize(preview.heat)
         self._draw_info()
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -26,8 +25,6 @@ from salve_tui.jobs import JobCancelled, JobFailed, JobFinished, JobMessage, Job
 from salve_tui.screens.analysis_edit import display_path
 from salve_tui.screens.base import SessionScreen, session_view
 
-FIGURES = "figures"
-HEATMAPS = "heatmaps"
 TABLES = "tables"
 LISTED_FILES = 50
 
@@ -38,49 +35,35 @@ LISTED_FILES = 50
 
 def export_matrix(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """The feature–class matrix μ as a PNG heatmap with dominant features boxed."""
-    from core.figures import save_feature_class_matrix
+    from core.visuals import feature_class_matrix_png
 
-    M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
-    dominant = [int(k) for k in session.read_array("rankings/dominant")]
-    names = [str(c) for c in session.read_json("class_names")]
-    path = session.exports_dir / FIGURES / "feature_class_matrix.png"
-    return [save_feature_class_matrix(M, names, path, dominant=dominant)]
+    return [feature_class_matrix_png(session)]
 
 
 def export_gradfam(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """Per class: Grad-FAM of its dominant feature on the test sample that drives it most."""
-    from core.figures import safe_filename, save_heatmap_overlay
     from core.jobs import ProgressReporter, check_cancel
-    from salve_tui.screens.analysis_shared import gradfam_preview
+    from core.visuals import class_gradfam_png, load_assets
 
-    M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
-    dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
-    top_pos = np.asarray(session.read_array("rankings/top_pos"))
-    top_neg = np.asarray(session.read_array("rankings/top_neg"))
-    names = [str(c) for c in session.read_json("class_names")]
+    assets = load_assets(session)
+    names = assets.class_names
     reporter = ProgressReporter("Grad-FAM heatmaps", len(names), progress)
     written = []
     for c, name in enumerate(names):
         check_cancel(cancel)
-        k = int(dominant[c])
-        if k < 0:
-            continue
-        sample = int((top_neg if M[c, k] < 0 else top_pos)[k][0])
-        preview = gradfam_preview(session, sample, k)
-        path = session.exports_dir / HEATMAPS / safe_filename("gradfam", name, f"feature {k}",
-                                                               f"sample {sample}", ext=".png")
-        written.append(save_heatmap_overlay(
-            preview.image, preview.heat, path,
-            title=f"Grad-FAM feature {k} · sample {sample} ({names[preview.label]})"))
+        path = class_gradfam_png(session, c, assets)
+        if path is not None:
+            written.append(path)
         reporter.report(c + 1, name)
     return written
 
 
 def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
-    """Per class: the suppression curve of its dominant feature (sweep recorded), α50 marked."""
-    from core.control import curve_alpha50, load_inputs, run_sweep
-    from core.figures import safe_filename, save_suppression_curves
+    """Per class: the suppression sweep of its dominant feature, recorded, drawn as the accuracy
+    curves (α50 marked) and the target class's prediction shares."""
+    from core.control import load_inputs, run_sweep, sweep_id
     from core.jobs import ProgressReporter, check_cancel
+    from core.visuals import sweep_figures
 
     inputs = load_inputs(session)
     names = inputs.class_names
@@ -90,14 +73,7 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
     for i, c in enumerate(present):
         check_cancel(cancel)
         result = run_sweep(session, target_class=c, inputs=inputs)
-        a50 = curve_alpha50(result)[c]
-        k = result.features[0]
-        path = session.exports_dir / FIGURES / safe_filename("suppression", names[c], f"feature {k}",
-                                                              ext=".png")
-        written.append(save_suppression_curves(
-            result.alphas.numpy(), result.per_class_accuracy.numpy().T, names, path, target=c,
-            marker=a50, marker_label="α50" if a50 is not None else "",
-            title=f"suppress feature {k} ({names[c]}'s dominant)"))
+        written += sweep_figures(session, sweep_id(result), names)
         reporter.report(i + 1, names[c])
     return written
 
@@ -106,7 +82,7 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
     """α_crit tables (summary + per sample CSV) and their distribution figure."""
     from core.control import load_alpha_crit, run_alpha_crit
     from core.export import export_alpha_crit_csv
-    from core.figures import save_alpha_crit_distributions
+    from core.visuals import alpha_crit_png
 
     results = load_alpha_crit(session)
     if not results:
@@ -114,13 +90,8 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
     names = [str(c) for c in session.read_json("class_names")]
     summary, samples = export_alpha_crit_csv(
         results, names, session.exports_dir / TABLES / "alpha_crit_suppress-linear.csv")
-    shown = [names[r.target_class] for r in results]
-    figure = save_alpha_crit_distributions(
-        [r.analytic.numpy()[np.isfinite(r.analytic.numpy())] for r in results],
-        [r.numerical.numpy()[np.isfinite(r.numerical.numpy())] for r in results],
-        shown, session.exports_dir / FIGURES / "alpha_crit_suppress-linear.png",
-        alpha50=[float("nan") if r.alpha50 is None else r.alpha50 for r in results])
-    return [summary, samples, figure]
+    figure = alpha_crit_png(session, "suppress", "linear")
+    return [summary, samples] + ([figure] if figure is not None else [])
 
 
 def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001

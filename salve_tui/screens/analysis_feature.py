@@ -3,8 +3,9 @@
 * the test samples with the highest and the lowest latent ``u_k`` (both signs matter: latents
   are signed), as thumbnails captioned with their class;
 * Grad-FAM of the selected thumbnail, computed in a thread worker (read-only, nothing stored);
-* activation maximisation (``a``): a cancellable app job that stores its snapshots in the
-  session under ``validation/actmax/f<k>`` so they survive a restart;
+* activation maximisation (``a``): a cancellable app job running
+  :func:`core.visuals.actmax_png`; its figure (``core.visuals.actmax_path``, the file the CLI
+  writes too) is shown once it exists, so it survives a restart;
 * class association: μ_ck of this feature for every class as a signed bar.
 
 Opened from the feature–class matrix (Enter); not a dashboard view of its own because it needs
@@ -13,7 +14,8 @@ a feature.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from rich.text import Text
@@ -25,22 +27,28 @@ from textual.worker import get_current_worker
 
 from salve_tui.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
 from salve_tui.screens.analysis_shared import (
-    SaliencyPreview,
     bar_text,
     class_name,
-    gradfam_preview,
+    gradfam_with_overlay,
     sample_images,
 )
 from salve_tui.screens.base import SessionScreen
 from salve_tui.widgets.image import ImageView
 
+if TYPE_CHECKING:
+    from core.visuals import SaliencyResult
+
 THUMBNAILS = 8  # per sign; the session stores 16
-ACTMAX_KEY = "validation/actmax"
-ACTMAX_STEPS = 256
 
 
-def actmax_group(feature: int) -> str:
-    return f"{ACTMAX_KEY}/f{feature}"
+def read_png(path: Path) -> np.ndarray | None:
+    """An RGB uint8 array of the PNG at ``path``, or None when it does not exist (yet)."""
+    from PIL import Image
+
+    if not path.is_file():
+        return None
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def encode_latents(session, split: str = "test") -> np.ndarray:  # noqa: ANN001 (Session)
@@ -89,7 +97,7 @@ class FeatureDetailScreen(SessionScreen):
         "(▼), labelled with their class. Arrows choose a sample; its Grad-FAM map (where in the "
         "image the feature's evidence sits) is computed in the background and shown bottom right. "
         "a runs activation maximisation (an image synthesised to drive u_k; a job with progress, "
-        "c cancels it; the result is saved in the session). Bottom left: the feature's mean "
+        "c cancels it; the figure is saved in the export folder). Bottom left: the feature's mean "
         "latent μ for every class. < and > step to the previous / next feature; e opens an edit "
         "preview of this feature."
     )
@@ -126,9 +134,9 @@ class FeatureDetailScreen(SessionScreen):
         self.M = np.zeros((0, 0))
         self.dominant = np.zeros(0, np.int64)
         self.selection = (0, 0)  # (row: 0 = highest, 1 = lowest; column)
-        self.preview: SaliencyPreview | None = None
+        self.preview: SaliencyResult | None = None
         self.preview_error = ""
-        self.actmax_images: np.ndarray | None = None
+        self.actmax_image: np.ndarray | None = None  # the act-max figure, as written by core
         self._built_for: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -167,8 +175,9 @@ class FeatureDetailScreen(SessionScreen):
             "pos": np.asarray(session.read_array("rankings/top_pos"))[self.feature][:THUMBNAILS],
             "neg": np.asarray(session.read_array("rankings/top_neg"))[self.feature][:THUMBNAILS],
         }
-        group = actmax_group(self.feature)
-        self.actmax_images = session.read_arrays(group)["images"] if session.has(group) else None
+        from core.visuals import actmax_path
+
+        self.actmax_image = read_png(actmax_path(session, self.feature))
         if self._built_for != self.feature:
             self._built_for = self.feature
             self._build_thumbnails()
@@ -233,13 +242,13 @@ class FeatureDetailScreen(SessionScreen):
                 title.append(" │ Grad-FAM…", style="dim")
             else:
                 title.append(" │ Grad-FAM")
-        title.append(" │ act-max" if self.actmax_images is not None else " │ act-max: press a",
-                     style="" if self.actmax_images is not None else "dim")
+        title.append(" │ act-max" if self.actmax_image is not None else " │ act-max: press a",
+                     style="" if self.actmax_image is not None else "dim")
         self.query_one("#feature-preview-title", Static).update(title)
 
     def _draw_actmax(self) -> None:
         view = self.query_one("#preview-actmax", ImageView)
-        view.image = None if self.actmax_images is None else self.actmax_images[-1]
+        view.image = self.actmax_image
 
     # ----- selection and Grad-FAM
 
@@ -271,22 +280,22 @@ class FeatureDetailScreen(SessionScreen):
         def compute() -> None:
             worker = get_current_worker()
             try:
-                preview = gradfam_preview(session, sample, feature)
+                preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown in the title; previews never crash the screen
                 if not worker.is_cancelled:
                     self.app.call_from_thread(self._show_preview_error, str(exc))
                 return
             if not worker.is_cancelled:
-                self.app.call_from_thread(self._show_preview, preview)
+                self.app.call_from_thread(self._show_preview, preview, overlay)
 
         self.run_worker(compute, thread=True, exclusive=True, group="gradfam", exit_on_error=False)
 
-    def _show_preview(self, preview: SaliencyPreview) -> None:
+    def _show_preview(self, preview: SaliencyResult, overlay: np.ndarray) -> None:
         if not self.is_attached or preview.sample != self.selected_sample or preview.feature != self.feature:
             return
         self.preview = preview
         self.query_one("#preview-image", ImageView).image = preview.image
-        self.query_one("#preview-overlay", ImageView).image = preview.overlay
+        self.query_one("#preview-overlay", ImageView).image = overlay
         self._draw_preview_title()
 
     def _show_preview_error(self, error: str) -> None:
@@ -311,12 +320,12 @@ class FeatureDetailScreen(SessionScreen):
 
     def action_actmax(self) -> None:
         session, feature = self.session, self.feature
-        column = self.M[:, feature]
-        strongest = int(np.nanargmax(np.abs(column))) if np.isfinite(column).any() else 0
-        sign = -1 if column[strongest] < 0 else 1  # drive the latent the way its class uses it
 
         def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
-            return run_actmax(session, feature, sign, progress, cancel)
+            from core.visuals import actmax_png
+
+            # Paper settings, driving u_k the way the class that uses it most does.
+            return actmax_png(session, feature, progress=progress, cancel=cancel)
 
         self.salve.start_job(f"act-max feature {feature}", body)
 
@@ -328,29 +337,3 @@ class FeatureDetailScreen(SessionScreen):
         elif isinstance(message, JOB_END_MESSAGES):
             self._draw_preview_title()
 
-
-def run_actmax(session, feature: int, sign: int, progress=None, cancel=None,  # noqa: ANN001
-               steps: int = ACTMAX_STEPS) -> np.ndarray:
-    """Activation maximisation of ``feature`` on a private model copy; stores and returns the
-    snapshots as uint8 images (S×H×W×3, the last one final)."""
-    from core.actmax import ActMaxConfig, activation_maximization
-    from core.pipeline import load_model, load_sae
-
-    # A private model copy on the session's device: the preview workers share theirs (CPU).
-    model = load_model(session)
-    sae = load_sae(session).to(next(model.parameters()).device)
-    config = ActMaxConfig(steps=steps, image_size=session.config.data.image_size, sign=sign)
-    result = activation_maximization(model, sae, feature, config, progress=progress, cancel=cancel)
-    images = np.stack([
-        np.round(snapshot[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
-        for _, snapshot in result.snapshots
-    ])
-    with session.transaction() as tx:
-        tx.write_arrays(actmax_group(feature), {
-            "images": images,
-            "steps": np.array([step for step, _ in result.snapshots], dtype=np.int64),
-            "start_activation": result.start_activation.numpy(),
-            "final_activation": result.final_activation.numpy(),
-            "sign": np.array([sign], dtype=np.int64),
-        })
-    return images
