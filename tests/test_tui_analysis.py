@@ -189,7 +189,9 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         await pilot.press("c")
         await wait_for(pilot, lambda: not app.jobs.busy, what="act-max cancelled")
         assert app.jobs.current.token.cancelled
-        assert not app.session.has("validation/actmax/f1")
+        from core.visuals import actmax_path
+
+        assert not actmax_path(app.session, 1).exists()  # the cancelled run wrote nothing
 
         # ---- edit preview: α keys, the table equals the core's edit_effect for the same spec
         await pilot.press("escape", "escape", "e")
