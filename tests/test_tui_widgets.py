@@ -101,7 +101,7 @@ async def test_help_palette_and_sae_view_on_the_dashboard(tmp_path: Path) -> Non
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5)
         rows = dict((description, key) for key, description in binding_rows(app.screen))
-        assert rows["Run all"] == "a" and rows["SAE training"] == "t" and rows["Help"] == "?"
+        assert rows["Run all"] == "a" and rows["SAE"] == "t" and rows["Help"] == "?"
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Open: SAE training" in titles and "Run all (a)" in titles
 

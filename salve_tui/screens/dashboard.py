@@ -63,8 +63,8 @@ class DashboardScreen(SessionScreen):
     )
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Sessions", show=False),
-        Binding("a", "run_all", "All"),
-        Binding("r", "run_stage", "Run"),
+        Binding("a", "run_all", "Run all"),
+        Binding("r", "run_stage", "Run", show=False),  # enter does the same
         Binding("f", "rerun_stage", "Rerun", show=False),
         Binding("c", "app.cancel_job", "Cancel"),
     ]
