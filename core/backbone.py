@@ -149,7 +149,7 @@ def _pretrained_state(arch: str) -> dict[str, torch.Tensor]:
 
 
 def build_model(arch: str, num_classes: int, weights: str = "none", image_size: int = 224,
-                seed: int = 0) -> nn.Module:
+                seed: int = 0, allow_new_head: bool = True) -> nn.Module:
     """Build ``arch`` with ``weights`` (none | pretrained | checkpoint path), head sized to ``num_classes``.
 
     A checkpoint whose head already has ``num_classes`` outputs is loaded whole; otherwise its head
@@ -169,6 +169,12 @@ def build_model(arch: str, num_classes: int, weights: str = "none", image_size: 
     if state is not None:
         ckpt_head = state.get(f"{head_name}.weight")
         if ckpt_head is not None and ckpt_head.shape[0] != num_classes:
+            if not allow_new_head:
+                raise BackboneError(
+                    f"the weights ({weights}) classify {ckpt_head.shape[0]} classes but the dataset has "
+                    f"{num_classes}; a new head would be untrained. Fine-tune (drop --no-train) or use "
+                    "weights trained on this dataset's classes"
+                )
             state = {k: v for k, v in state.items() if not k.startswith(head_name + ".")}
         gen = torch.Generator().manual_seed(seed)
         new_head = nn.Linear(head.in_features, num_classes)

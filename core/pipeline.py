@@ -210,7 +210,8 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
     bundle = load_data(config)
     device = resolve_device(config.device)
     model = build_model(config.backbone.arch, len(bundle.class_names), config.backbone.weights,
-                        config.data.image_size, config.seed)
+                        config.data.image_size, config.seed,
+                        allow_new_head=config.backbone.train and config.backbone.epochs > 0)
     stages = session.stages()
     checkpoint_file = backbone_checkpoint_path(session)
     resume = _read_backbone_checkpoint(checkpoint_file)

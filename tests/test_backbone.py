@@ -75,6 +75,8 @@ def test_checkpoint_round_trip_and_head_swap(tmp_path: Path) -> None:
     same = build_model("resnet18", 5, weights=str(path), seed=2)
     for (k, v), w in zip(source.state_dict().items(), same.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
+    with pytest.raises(BackboneError, match="classify 5 classes but the dataset has 3"):
+        build_model("resnet18", 3, weights=str(path), allow_new_head=False)
     swapped = build_model("resnet18", 3, weights=str(path), seed=2)
     assert torch.equal(swapped.conv1.weight, source.conv1.weight)
     assert swapped.fc.out_features == 3

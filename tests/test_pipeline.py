@@ -166,3 +166,45 @@ def test_cli_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "does not exist" in capsys.readouterr().err
     assert salve(["run", "x", "sae", "--sessions-dir", str(tmp_path)]) == 2
     assert "needs 'activations'" in capsys.readouterr().err
+
+
+def _write_image_folder(root: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("cats", "dogs"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(3):
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+
+
+def test_image_folder_session_and_wrong_class_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Real-data path through the CLI: corrupt files are counted; an untrainable head is refused."""
+    data = tmp_path / "folder"
+    _write_image_folder(data)
+    sessions = str(tmp_path / "sessions")
+    assert salve(["new", "pets", "--sessions-dir", sessions, "--data", "imagefolder", "--data-path", str(data),
+                  "--image-size", "32", "--epochs", "1"]) == 0
+    assert salve(["run", "pets", "data", "--sessions-dir", sessions]) == 0
+    capsys.readouterr()
+    assert salve(["info", "pets", "--sessions-dir", sessions, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["class_names"] == ["cats", "dogs"]
+    assert info["data"]["n_train"] == 6 and info["data"]["skipped_train"] == 1
+
+    checkpoint = tmp_path / "ten_classes.pt"
+    from core.backbone import build_model
+
+    torch.save(build_model("resnet18", 10).state_dict(), checkpoint)
+    assert salve(["new", "frozen", "--sessions-dir", sessions, "--data", "imagefolder", "--data-path", str(data),
+                  "--image-size", "32", "--weights", str(checkpoint), "--no-train"]) == 0
+    assert salve(["run", "frozen", "--sessions-dir", sessions]) == 2
+    err = capsys.readouterr().err
+    assert "classify 10 classes but the dataset has 2" in err
+    with Session.open(tmp_path / "sessions" / "frozen.h5", read_only=True) as s:
+        assert s.stages()["data"].state == "done"  # work done before the refusal is kept
+        assert s.stages()["backbone"].state == "pending"
