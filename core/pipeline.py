@@ -8,10 +8,11 @@ stages after it ``stale``. Data flows one way: config → compute → session.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,15 @@ _REQUIRES = {
 def _load_dataset_cached(data_json: str):
     from core.data import load_dataset
 
-    return load_dataset(DataConfig(**__import__("json").loads(data_json)))
+    return load_dataset(DataConfig(**json.loads(data_json)))
 
 
 def load_data(config: SessionConfig):
-    """The session's DatasetBundle (cached per process: Shapes regenerates deterministically)."""
-    import json
-    from dataclasses import asdict
+    """The session's DatasetBundle, cached per process and keyed by the data settings.
 
+    Shapes regenerates deterministically and folders are scanned once, so the TUI's screens and
+    jobs share one copy. Treat it as read-only.
+    """
     return _load_dataset_cached(json.dumps(asdict(config.data), sort_keys=True))
 
 
