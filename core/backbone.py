@@ -7,7 +7,6 @@ experiments and tests of the ViT code path.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from collections.abc import Callable
@@ -72,11 +71,6 @@ def replace_final_linear(model: nn.Module, new_layer: nn.Linear) -> nn.Module:
         setattr(parent, attr, new_layer)
     return model
 
-
-def is_vit(model: nn.Module) -> bool:
-    from torchvision.models import VisionTransformer
-
-    return isinstance(model, VisionTransformer)
 
 
 def _construct(arch: str, image_size: int) -> nn.Module:
@@ -164,8 +158,11 @@ def build_model(arch: str, num_classes: int, weights: str = "none", image_size: 
         state = _pretrained_state(arch)
     elif weights not in ("none", "", None):
         state = load_checkpoint(weights)
-    _, attr, head = final_linear(model)
+    _, _, head = final_linear(model)
     head_name = next(n for n, m in model.named_modules() if m is head)
+    new_head = nn.Linear(head.in_features, num_classes)  # seeded: same head for the same seed
+    _init_linear(new_head, torch.Generator().manual_seed(seed))
+    replace_final_linear(model, new_head)
     if state is not None:
         ckpt_head = state.get(f"{head_name}.weight")
         if ckpt_head is not None and ckpt_head.shape[0] != num_classes:
@@ -176,10 +173,6 @@ def build_model(arch: str, num_classes: int, weights: str = "none", image_size: 
                     "weights trained on this dataset's classes"
                 )
             state = {k: v for k, v in state.items() if not k.startswith(head_name + ".")}
-        gen = torch.Generator().manual_seed(seed)
-        new_head = nn.Linear(head.in_features, num_classes)
-        _init_linear(new_head, gen)
-        replace_final_linear(model, new_head)
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:
@@ -193,11 +186,6 @@ def build_model(arch: str, num_classes: int, weights: str = "none", image_size: 
                 f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}); "
                 "check --arch"
             )
-    else:
-        gen = torch.Generator().manual_seed(seed)
-        new_head = nn.Linear(head.in_features, num_classes)
-        _init_linear(new_head, gen)
-        replace_final_linear(model, new_head)
     return model
 
 
@@ -216,16 +204,6 @@ def load_numpy_state(model: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Modu
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()})
     return model
 
-
-def edited_copy(model: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Module:
-    """Deep copy of ``model`` whose final linear carries ``weight`` (and optionally ``bias``)."""
-    clone = copy.deepcopy(model)
-    _, _, layer = final_linear(clone)
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        if bias is not None:
-            layer.bias.copy_(bias)
-    return clone
 
 
 # --------------------------------------------------------------------------- training

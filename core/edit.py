@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.backbone import final_linear
+from core.backbone import final_linear, replace_final_linear
 from core.config import MODULATIONS
 
 MODES = ("suppress", "enhance")
@@ -246,6 +246,5 @@ def edited_model(
     """A deep copy of ``model`` whose final linear carries the edit(s); ``model`` is unchanged."""
     edits = [spec] if isinstance(spec, EditSpec) else list(spec)
     new_model = copy.deepcopy(model)
-    parent, attr, linear = final_linear(new_model)
-    setattr(parent, attr, replay_linear(linear, D, edits))
-    return new_model
+    _, _, linear = final_linear(new_model)
+    return replace_final_linear(new_model, replay_linear(linear, D, edits))
