@@ -6,17 +6,27 @@ Weights are xavier-uniform; biases keep ``nn.Linear``'s default init (uniform ±
 drawn from the same seeded generator so a seed fixes the whole run.
 
 Training (:func:`train_sae`) does not use autograd or ``torch.optim``: the model is two matmuls,
-so the gradients are written by hand (five batched matmuls), Adam is re-implemented with the
-exact operation sequence of ``torch.optim.Adam`` on one flat buffer, and K seeds are trained at
-once by giving every parameter a leading seed dimension (``bmm``/``baddbmm``). Each seed keeps
-its own generator (initialisation, then one ``randperm`` per epoch), so seed ``s`` trained in a
-batch of K gives the same SAE as seed ``s`` trained alone. The fast path is checked against
-autograd and a plain ``torch.optim.Adam`` loop in ``tests/test_sae.py``; ``bench/bench_sae.py``
-measures the speed-up.
+so the gradients are written by hand (five matmuls), Adam follows the exact operation sequence of
+``torch.optim.Adam``, and K seeds are trained at once. Two engines run this maths:
+
+* **native** (the default for the L1 SAE on the CPU): one C call per seed and epoch
+  (``core/native/sae_l1_epoch.c``, compiled on first use by :mod:`core.native`). At batch 32 the
+  step is five 32×512×64 matmuls; through torch each costs ~17 µs on this project's AMD test
+  machine (MKL takes its AVX2 path there) plus ~2 µs of dispatch per op, while the C loops use the
+  machine's widest vectors and need no dispatch: ~6× the obvious DataLoader loop on one core
+  against ~3.5× for the torch engine on two (``bench/RESULTS.md``).
+* **torch** (TopK, GPUs, shapes the kernel does not cover, no C compiler, ``SALVE_NATIVE=0``):
+  the same maths with ``bmm``/``baddbmm`` on a leading seed axis and torch's fused Adam on one flat
+  buffer.
+
+Each seed keeps its own generator (initialisation, then one ``randperm`` per epoch), so seed
+``s`` trained in a batch of K gives the same SAE as seed ``s`` trained alone. Both engines are
+checked against autograd and a plain ``torch.optim.Adam`` loop in ``tests/test_sae.py``;
+``bench/bench_sae.py`` measures them.
 
 Per-epoch metrics come from the values of the training steps themselves (no extra pass over
-the data): each step stores |u| and the per-sample squared error into epoch buffers that are
-reduced once per epoch. They therefore describe the parameters *during* the epoch (like a
+the data): each step stores u and the per-sample residual norm ||a − â|| into epoch buffers
+that are reduced once per epoch. They therefore describe the parameters *during* the epoch (like a
 logged training loss), not the end-of-epoch parameters. Definitions (history keys, one value per
 seed and epoch): ``loss``/``recon``/``sparsity`` are sample-weighted means of the batch terms;
 ``ev`` = 1 − Σ||a − â||² / Σ||a − mean(a)||² over the epoch; ``l0`` = mean active latents per
@@ -27,6 +37,7 @@ latents, estimated on 1,024 random samples of the epoch; ``lr`` = the epoch's le
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core import native
 from core.config import SAEConfig
 from core.jobs import CancelToken, JobCancelled, JobFailed, ProgressFn, ProgressReporter
 
@@ -50,6 +62,8 @@ ADAM_EPS = 1e-8
 PARAM_NAMES = ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")
 HISTORY_KEYS = ("loss", "recon", "sparsity", "l0", "top5_share", "ev", "dead", "lr")
 STATE_FORMAT = 1
+#: Above this many encoder weights (d·h) the compiled one-core kernel is not picked automatically.
+NATIVE_AUTO_MAX_WEIGHTS = 1 << 20
 
 
 # --------------------------------------------------------------------------- model
@@ -227,6 +241,9 @@ class FastSAETrainer:
     (one fused kernel, or seven in-place ops) covers all parameters of all seeds. Internally the weights are stored
     transposed (``encoder.weight.T`` as K×d×h, ``decoder.weight.T`` as K×h×d) so every matmul
     reads contiguous operands; :meth:`parameters_standard` converts back to ``nn.Linear`` layout.
+    :meth:`train_epoch` hands a whole epoch to the compiled kernel when :attr:`engine` is
+    ``"native"`` (``use_native``: None = when it applies, True = required, False = never);
+    :meth:`forward_backward` and :meth:`adam_step` are the torch engine's step.
     """
 
     def __init__(
@@ -238,6 +255,7 @@ class FastSAETrainer:
         l1_coeff: float = 0.0,
         device: torch.device | str = "cpu",
         fused_adam: bool | None = None,
+        use_native: bool | None = None,
     ) -> None:
         enc = params["encoder.weight"]
         self.n_seeds, self.hidden, self.dim = enc.shape
@@ -259,8 +277,38 @@ class FastSAETrainer:
         self._fused_adam = fused_adam if fused_adam is not None else _fused_adam_available(self.device)
         self.p = self._views(self.flat)
         self.g = self._views(self.grad)
+        self._moments = (self._views(self.exp_avg), self._views(self.exp_avg_sq))
+        self._fused_args = ([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor])
+        self.native_status = "disabled by the caller"
+        self._native = self._native_kernels(bool(use_native)) if use_native is not False else None
+        if use_native and self._native is None:
+            raise RuntimeError(f"the compiled SAE kernel cannot be used here: {self.native_status}")
         self.load_parameters(params)
         self._workspaces: dict[int, _Workspace] = {}
+
+    @property
+    def engine(self) -> str:
+        """``"native"`` (the compiled C epoch, ``core/native.py``) or ``"torch"``."""
+        return "native" if self._native is not None else "torch"
+
+    def _native_kernels(self, forced: bool):
+        """The compiled kernel when it covers this trainer (L1, CPU, d and h multiples of 16).
+
+        Unless ``forced``, only for SAEs up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights: the
+        kernel runs on one core, and past that size torch's multi-threaded BLAS is the better bet.
+        """
+        if self.kind != "l1" or self.device.type != "cpu":
+            self.native_status = "the compiled kernel covers the L1 SAE on the CPU only"
+            return None
+        if self.dim % 16 or self.hidden % 16:
+            self.native_status = "the compiled kernel needs d and h to be multiples of 16"
+            return None
+        if not forced and self.dim * self.hidden > NATIVE_AUTO_MAX_WEIGHTS:
+            self.native_status = f"d·h = {self.dim * self.hidden:,} > {NATIVE_AUTO_MAX_WEIGHTS:,}: torch's threaded BLAS"
+            return None
+        lib = native.sae_kernels()
+        self.native_status = native.status()
+        return lib
 
     def _views(self, buffer: Tensor) -> dict[str, Tensor]:
         views, offset = {}, 0
@@ -334,11 +382,11 @@ class FastSAETrainer:
         return ws
 
     def forward_backward(
-        self, batch: Tensor, abs_out: Tensor | None = None, sq_err_out: Tensor | None = None
+        self, batch: Tensor, latents_out: Tensor | None = None, err_norm_out: Tensor | None = None
     ) -> None:
-        """Gradients of the SAE loss for ``batch`` (K × b × d) into ``self.grad``.
+        """Gradients of the SAE loss for ``batch`` (K × b × d) into ``self.grad`` (torch path).
 
-        ``abs_out`` (K × b × h) receives |u|, ``sq_err_out`` (K × b) each sample's ||â − a||²
+        ``latents_out`` (K × b × h) receives u, ``err_norm_out`` (K × b) each sample's ||â − a||
         (the epoch metrics). The maths, with r = â − a, c = 2/(b·d):
         ∂L/∂Dᵀ = c·uᵀr, ∂L/∂b_dec = c·Σ_b r, ∂L/∂u = c·r·D + λ/(b·h)·sign(u) (masked for TopK),
         ∂L/∂Eᵀ = aᵀ·∂L/∂u, ∂L/∂b_enc = Σ_b ∂L/∂u.
@@ -354,10 +402,10 @@ class FastSAETrainer:
             u.mul_(ws.mask)
         torch.baddbmm(p["decoder.bias"], u, p["decoder.weight"], out=r)
         r.sub_(batch)
-        if abs_out is not None:
-            torch.abs(u, out=abs_out)
-        if sq_err_out is not None:
-            torch.linalg.vecdot(r, r, out=sq_err_out)
+        if latents_out is not None:
+            latents_out.copy_(u)
+        if err_norm_out is not None:
+            torch.linalg.vector_norm(r, dim=-1, out=err_norm_out)
         c = ws.recon_scale
         g["decoder.weight"].baddbmm_(u.transpose(1, 2), r, beta=0.0, alpha=c)
         g["decoder.bias"].baddbmm_(ws.ones, r, beta=0.0, alpha=c)
@@ -379,7 +427,7 @@ class FastSAETrainer:
             self._step_tensor.fill_(float(self.step))
             beta1, beta2 = ADAM_BETAS
             torch._fused_adam_(
-                [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor],
+                *self._fused_args,
                 lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=ADAM_EPS,
                 amsgrad=False, maximize=False,
             )
@@ -400,13 +448,16 @@ class FastSAETrainer:
         self.flat.addcdiv_(self.exp_avg, self._denom, value=-step_size)
 
     def train_epoch(
-        self, data: Tensor, orders: Tensor, batch_size: int, lr: float, abs_buf: Tensor, sq_err_buf: Tensor
+        self, data: Tensor, orders: Tensor, batch_size: int, lr: float, latents_buf: Tensor, err_norm_buf: Tensor
     ) -> None:
         """One pass over ``data`` (n × d); seed i visits samples in order ``orders[i]`` (K × n).
 
         Batches of ``batch_size``, the last one possibly smaller (like ``DataLoader(drop_last=False)``).
-        ``abs_buf`` (K × n × h) and ``sq_err_buf`` (K × n) receive |u| and ||â − a||² in visit order.
+        ``latents_buf`` (K × n × h) and ``err_norm_buf`` (K × n) receive u and ||â − a|| in visit order.
         """
+        if self._native is not None and data.dtype == torch.float32 and data.is_contiguous():
+            self._train_epoch_native(data, orders, batch_size, lr, latents_buf, err_norm_buf)
+            return
         n_seeds, n = orders.shape
         n_full = n // batch_size
         # (steps, K, b) so each step's indices for all seeds are one contiguous block
@@ -415,15 +466,45 @@ class FastSAETrainer:
         for step in range(n_full):
             torch.index_select(data, 0, full[step].view(-1), out=batch.view(-1, data.shape[1]))
             window = slice(step * batch_size, (step + 1) * batch_size)
-            self.forward_backward(batch, abs_buf[:, window], sq_err_buf[:, window])
+            self.forward_backward(batch, latents_buf[:, window], err_norm_buf[:, window])
             self.adam_step(lr)
         if n_full * batch_size < n:
             rest = orders[:, n_full * batch_size :]
             batch = self._workspace(rest.shape[1]).batch
             torch.index_select(data, 0, rest.reshape(-1), out=batch.view(-1, data.shape[1]))
             window = slice(n_full * batch_size, n)
-            self.forward_backward(batch, abs_buf[:, window], sq_err_buf[:, window])
+            self.forward_backward(batch, latents_buf[:, window], err_norm_buf[:, window])
             self.adam_step(lr)
+
+    def _train_epoch_native(
+        self, data: Tensor, orders: Tensor, batch_size: int, lr: float, latents_buf: Tensor, err_norm_buf: Tensor
+    ) -> None:
+        """:meth:`train_epoch` as one C call per seed (seeds are independent, so running them one
+        after another gives what lock-step would; each starts from the shared Adam step count)."""
+        n_seeds, n = orders.shape
+        if latents_buf.dtype != torch.float32 or not (latents_buf.is_contiguous() and err_norm_buf.is_contiguous()):
+            raise ValueError("latents_buf and err_norm_buf must be contiguous float32 tensors")
+        args = native.EpochArgs(
+            n=n, d=self.dim, h=self.hidden, batch=batch_size, lr=lr, l1_coeff=self.l1_coeff,
+            beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS, adam_step=self.step,
+        )
+        exp_avg, exp_avg_sq = self._moments
+        for seed in range(n_seeds):
+            buffers = native.SAEBuffers()
+            for slot, name in enumerate(PARAM_NAMES):
+                buffers.param[slot] = self.p[name][seed].data_ptr()
+                buffers.grad[slot] = self.g[name][seed].data_ptr()
+                buffers.exp_avg[slot] = exp_avg[name][seed].data_ptr()
+                buffers.exp_avg_sq[slot] = exp_avg_sq[name][seed].data_ptr()
+            order = orders[seed].to(torch.int64).contiguous()
+            args.adam_step = self.step
+            code = self._native.salve_sae_l1_epoch(
+                data.data_ptr(), order.data_ptr(), ctypes.byref(buffers), ctypes.byref(args),
+                latents_buf[seed].data_ptr(), err_norm_buf[seed].data_ptr(),
+            )
+            if code != 0:
+                raise RuntimeError(f"compiled SAE kernel failed (code {code}: 1 = bad shape, 2 = out of memory)")
+        self.step = int(args.adam_step)
 
 
 def _fused_adam_available(device: torch.device) -> bool:
@@ -590,6 +671,7 @@ def train_sae(
     resume: SAETrainState | None = None,
     on_checkpoint: Callable[[SAETrainState], None] | None = None,
     device: torch.device | str | None = None,
+    native: bool | None = None,
 ) -> SAEResult:
     """Train ``n_seeds`` SAEs (seeds ``config.seed … config.seed + n_seeds − 1``) on ``activations``.
 
@@ -617,7 +699,7 @@ def train_sae(
 
     trainer = FastSAETrainer(
         {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.params.items()},
-        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device,
+        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device, use_native=native,
     )
     trainer.load_optimizer(state.exp_avg, state.exp_avg_sq, state.adam_step)
     generators = []
@@ -629,8 +711,8 @@ def train_sae(
                if key in state.history else [] for key in HISTORY_KEYS}
     epoch, lr = state.epoch, state.lr
 
-    abs_buf = torch.empty(n_k, n, config.hidden, device=device)
-    sq_err_buf = torch.empty(n_k, n, device=device)
+    latents_buf = torch.empty(n_k, n, config.hidden, device=device)
+    err_norm_buf = torch.empty(n_k, n, device=device)
     centred_energy = float((data.double() - data.double().mean(0)).pow(2).sum())
     reporter = ProgressReporter("sae", total=config.epochs, progress=progress)
     last_checkpoint = state.epoch if resume is not None else None
@@ -653,10 +735,10 @@ def train_sae(
                     on_checkpoint(snapshot())
                 raise JobCancelled(f"SAE training cancelled after epoch {epoch}; progress was saved")
             orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
-            trainer.train_epoch(data, orders, config.batch_size, lr, abs_buf, sq_err_buf)
+            trainer.train_epoch(data, orders, config.batch_size, lr, latents_buf, err_norm_buf)
 
-            sq_err = sq_err_buf.double().sum(1)
-            stats = _sparsity_from_abs(abs_buf, config.kind == "topk", TOP_SHARE_SAMPLES)
+            sq_err = err_norm_buf.double().square().sum(1)
+            stats = _sparsity_from_abs(latents_buf.abs(), config.kind == "topk", TOP_SHARE_SAMPLES)
             recon = sq_err / (n * d)
             sparsity = config.l1_coeff * stats["mean_abs"].double()
             bad = ~(torch.isfinite(recon + sparsity) & trainer.finite())
