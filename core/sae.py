@@ -592,7 +592,8 @@ class SAEResult:
 
     ``weights``: final parameters as numpy arrays in ``nn.Linear`` layout with a leading seed axis
     (``encoder.weight`` K×h×d, ``decoder.weight`` K×d×h, biases K×h / K×d); ``history``: per-epoch
-    metrics, each (K × epochs); ``state``: the final :class:`SAETrainState` (resume to train longer).
+    metrics, each (K × epochs); ``state``: the final :class:`SAETrainState` (resume to train longer);
+    ``engine``: ``"native"`` or ``"torch"`` (see the module docstring), ``engine_note`` why.
     """
 
     config: SAEConfig
@@ -600,6 +601,8 @@ class SAEResult:
     weights: dict[str, np.ndarray]
     history: dict[str, np.ndarray]
     state: SAETrainState
+    engine: str = "torch"
+    engine_note: str = ""
 
     def sae(self, seed_index: int = 0) -> SparseAutoencoder:
         """The trained SAE of one seed as an ``nn.Module`` (CPU)."""
@@ -681,6 +684,7 @@ def train_sae(
     :class:`JobCancelled` (cancel is checked between epochs). A NaN/inf loss raises
     :class:`JobFailed` without checkpointing the bad state. ``resume`` continues a saved state
     exactly (its seeds, learning-rate position and shuffling); the run ends at ``config.epochs``.
+    ``native``: None picks the compiled engine where it applies, True requires it, False never.
     """
     problems = config.validate()
     if problems:
@@ -774,4 +778,5 @@ def train_sae(
                 last_checkpoint = epoch
 
     final = snapshot()
-    return SAEResult(config=config, seeds=seeds, weights=final.params, history=final.history, state=final)
+    return SAEResult(config=config, seeds=seeds, weights=final.params, history=final.history, state=final,
+                     engine=trainer.engine, engine_note=trainer.native_status)

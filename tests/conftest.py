@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The compiled SAE kernel is built into a fresh cache per test run: every run proves the build.
+os.environ.setdefault("SALVE_CACHE_DIR", tempfile.mkdtemp(prefix="salve-test-cache-"))
 
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig  # noqa: E402
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -312,3 +316,109 @@ def test_bad_settings_and_mismatched_resume_are_rejected() -> None:
         train_sae(low_rank_data(d=D + 1), small_config(), resume=state)
     with pytest.raises(ValueError, match="seed index"):
         sae_from_arrays(state.params, seed_index=3)
+
+
+# --------------------------------------------------------------------------- the compiled (native) engine
+
+ND, NH = 32, 16  # multiples of 16, the shapes the compiled kernel covers; N = 90 keeps a ragged batch
+
+
+def native_data() -> torch.Tensor:
+    return low_rank_data(d=ND, rank=4, seed=7)
+
+
+def native_config(**overrides) -> SAEConfig:
+    return small_config(**{"hidden": NH, **overrides})
+
+
+@pytest.mark.parametrize("n_seeds", [1, 2])
+def test_native_engine_equals_torch_engine(n_seeds: int) -> None:
+    data, cfg = native_data(), native_config(epochs=3, lr_step_epochs=1)
+    compiled = train_sae(data, cfg, n_seeds=n_seeds, native=True)
+    reference = train_sae(data, cfg, n_seeds=n_seeds, native=False)
+    assert (compiled.engine, reference.engine) == ("native", "torch")
+    assert compiled.state.adam_step == reference.state.adam_step == 3 * 12
+    for name in PARAM_NAMES:
+        np.testing.assert_allclose(compiled.weights[name], reference.weights[name], rtol=1e-4, atol=1e-6)
+    for key in ("loss", "recon", "sparsity", "ev", "top5_share"):
+        np.testing.assert_allclose(compiled.history[key], reference.history[key], rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(compiled.history["dead"], reference.history["dead"])
+    np.testing.assert_allclose(compiled.history["l0"], reference.history["l0"], atol=0.05)
+    for name in PARAM_NAMES:  # Adam moments continue the same way on resume
+        np.testing.assert_allclose(compiled.state.exp_avg_sq[name], reference.state.exp_avg_sq[name], rtol=1e-3, atol=1e-12)
+
+
+def test_native_engine_equals_autograd_and_torch_adam_loop() -> None:
+    data, cfg = native_data(), native_config(epochs=3, lr_step_epochs=1)
+    result = train_sae(data, cfg, native=True)
+    reference, logged = reference_epochs(data, cfg, 3)
+    for name, value in reference.state_dict().items():
+        np.testing.assert_allclose(result.weights[name][0], value.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.history["recon"][0], [r for r, _ in logged], rtol=1e-4)
+    np.testing.assert_allclose(result.history["sparsity"][0], [s for _, s in logged], rtol=1e-4)
+
+
+def test_native_one_step_gradients_follow_the_loss() -> None:
+    """One batch with Adam's first step: every parameter moves by −lr·sign(gradient) (|m̂/√v̂| = 1)."""
+    data = native_data()[:BATCH]
+    sae = SparseAutoencoder(ND, NH, generator=torch.Generator().manual_seed(1))
+    params = {name: value[None].clone() for name, value in sae.state_dict().items()}
+    trainer = FastSAETrainer(params, l1_coeff=0.3, use_native=True)
+    latents, norms = torch.empty(1, BATCH, NH), torch.empty(1, BATCH)
+    trainer.train_epoch(data, torch.arange(BATCH)[None], BATCH, 1e-3, latents, norms)
+    u, a_hat = sae(data)
+    sae_loss(u, a_hat, data, 0.3)[0].backward()
+    torch.testing.assert_close(latents[0], u.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norms[0], (a_hat - data).norm(dim=1).detach(), rtol=1e-5, atol=1e-6)
+    after = trainer.parameters_standard()
+    for name, param in sae.named_parameters():
+        moved = torch.from_numpy(after[name][0]) - param.detach()
+        expected = -1e-3 * torch.sign(param.grad)
+        big = param.grad.abs() > 1e-6  # Adam's eps only matters for near-zero gradients
+        torch.testing.assert_close(moved[big], expected[big], rtol=1e-3, atol=1e-8)
+    assert trainer.step == 1
+
+
+def test_native_resume_and_divergence_behave_like_the_torch_engine() -> None:
+    data = native_data()
+    straight = train_sae(data, native_config(epochs=4), native=True)
+    saved: list[SAETrainState] = []
+    train_sae(data, native_config(epochs=2), native=True, on_checkpoint=saved.append)
+    resumed = train_sae(data, native_config(epochs=4), native=True, resume=store_and_load(saved[-1]))
+    for name in PARAM_NAMES:
+        assert np.array_equal(resumed.weights[name], straight.weights[name])
+    with pytest.raises(JobFailed, match="NaN/inf"):
+        train_sae(data, native_config(lr=1e30, epochs=20), native=True)
+
+
+def test_native_engine_is_refused_where_it_cannot_run() -> None:
+    sae = SparseAutoencoder(ND, NH, "topk", k=2)
+    params = {name: value[None].clone() for name, value in sae.state_dict().items()}
+    with pytest.raises(RuntimeError, match="L1 SAE on the CPU only"):
+        FastSAETrainer(params, kind="topk", use_native=True)
+    odd = SparseAutoencoder(D, H)
+    trainer = FastSAETrainer({name: value[None].clone() for name, value in odd.state_dict().items()})
+    assert trainer.engine == "torch" and "multiples of 16" in trainer.native_status
+
+
+def test_without_a_compiler_training_falls_back_to_torch(tmp_path) -> None:
+    script = (
+        "import torch; from core.sae import train_sae; from core.config import SAEConfig; from core import native\n"
+        "r = train_sae(torch.rand(40, 32), SAEConfig(hidden=16, epochs=2, batch_size=8, lr_step_epochs=1))\n"
+        "print(r.engine, '|', native.status())\n"
+    )
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc"), "SALVE_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    engine, status = done.stdout.strip().split(" | ")
+    assert engine == "torch" and "no-such-cc" in status and "torch path" in status
+    assert not (tmp_path / "cache" / "native").exists() or not list((tmp_path / "cache" / "native").glob("*.so"))
+
+
+def test_kernel_is_built_once_into_the_cache() -> None:
+    from core import native
+
+    assert native.sae_kernels() is not None, native.status()
+    built = list((native.cache_dir() / "native").glob("sae_l1_epoch-*.so"))
+    assert len(built) == 1 and built[0].name in native.status()
