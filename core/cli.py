@@ -215,7 +215,7 @@ def _info_text(o: dict[str, Any]) -> str:
     if "sae" in o:
         s = o["sae"]
         lines.append(f"SAE: EV {s.get('explained_variance', float('nan')):.3f}  L0 {s.get('l0', float('nan')):.2f}  "
-                     f"dead {s.get('dead', float('nan')):.0f}")
+                     f"dead {s.get('dead', float('nan')):.0f}  ({s.get('engine', 'torch')} engine)")
     gt = o.get("groundtruth") or {}
     for method, pg in (gt.get("pointing_game") or {}).items():
         lines.append(f"pointing game ({method}, {gt.get('layer')}): hit {pg['hit_rate']:.3f} vs chance "

@@ -1,4 +1,4 @@
-"""Optional compiled CPU kernel for SAE training (``core/native/sae_l1_epoch.c``).
+"""Optional compiled CPU kernel for SAE training (``core/csrc/sae_l1_epoch.c``).
 
 The C source is compiled on first use with the machine's C compiler (``cc -O3 -march=native``)
 into a per-user cache, keyed by the source, the flags and the CPU's feature flags (a home folder
@@ -23,7 +23,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("native") / "sae_l1_epoch.c"
+SOURCE = Path(__file__).with_name("csrc") / "sae_l1_epoch.c"
 FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
 ARCH_FLAGS = (("-march=native",), ("-mcpu=native",), ())  # first that compiles wins
 

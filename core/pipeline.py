@@ -352,7 +352,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.write_arrays("sae/weights", weights)
         tx.write_arrays("sae/history", history)
         tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
-        tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden, **final})
+        tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
+                                       "engine": result.engine, **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)

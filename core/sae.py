@@ -10,7 +10,7 @@ so the gradients are written by hand (five matmuls), Adam follows the exact oper
 ``torch.optim.Adam``, and K seeds are trained at once. Two engines run this maths:
 
 * **native** (the default for the L1 SAE on the CPU): one C call per seed and epoch
-  (``core/native/sae_l1_epoch.c``, compiled on first use by :mod:`core.native`). At batch 32 the
+  (``core/csrc/sae_l1_epoch.c``, compiled on first use by :mod:`core.native`). At batch 32 the
   step is five 32×512×64 matmuls; through torch each costs ~17 µs on this project's AMD test
   machine (MKL takes its AVX2 path there) plus ~2 µs of dispatch per op, while the C loops use the
   machine's widest vectors and need no dispatch: ~6× the obvious DataLoader loop on one core
@@ -482,8 +482,14 @@ class FastSAETrainer:
         """:meth:`train_epoch` as one C call per seed (seeds are independent, so running them one
         after another gives what lock-step would; each starts from the shared Adam step count)."""
         n_seeds, n = orders.shape
-        if latents_buf.dtype != torch.float32 or not (latents_buf.is_contiguous() and err_norm_buf.is_contiguous()):
-            raise ValueError("latents_buf and err_norm_buf must be contiguous float32 tensors")
+        # C reads raw pointers: check every shape it relies on instead of crashing the process
+        if data.shape[1] != self.dim or (n and (int(orders.min()) < 0 or int(orders.max()) >= data.shape[0])):
+            raise ValueError(f"orders must index the rows of data (n × {self.dim})")
+        if (tuple(latents_buf.shape) != (n_seeds, n, self.hidden) or tuple(err_norm_buf.shape) != (n_seeds, n)
+                or latents_buf.dtype != torch.float32 or err_norm_buf.dtype != torch.float32
+                or not (latents_buf.is_contiguous() and err_norm_buf.is_contiguous())):
+            raise ValueError(f"latents_buf must be a contiguous float32 ({n_seeds}, {n}, {self.hidden}) tensor "
+                             f"and err_norm_buf ({n_seeds}, {n})")
         args = native.EpochArgs(
             n=n, d=self.dim, h=self.hidden, batch=batch_size, lr=lr, l1_coeff=self.l1_coeff,
             beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS, adam_step=self.step,

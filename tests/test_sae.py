@@ -422,3 +422,15 @@ def test_kernel_is_built_once_into_the_cache() -> None:
     assert native.sae_kernels() is not None, native.status()
     built = list((native.cache_dir() / "native").glob("sae_l1_epoch-*.so"))
     assert len(built) == 1 and built[0].name in native.status()
+
+
+def test_native_epoch_checks_the_buffers_it_hands_to_c() -> None:
+    sae = SparseAutoencoder(ND, NH)
+    trainer = FastSAETrainer({name: value[None].clone() for name, value in sae.state_dict().items()}, use_native=True)
+    data = native_data()
+    good = (torch.empty(1, N, NH), torch.empty(1, N))
+    with pytest.raises(ValueError, match="index the rows"):
+        trainer.train_epoch(data, torch.arange(N)[None] + 1, BATCH, 1e-3, *good)
+    with pytest.raises(ValueError, match="latents_buf"):
+        trainer.train_epoch(data, torch.arange(N)[None], BATCH, 1e-3, torch.empty(1, N - 1, NH), good[1])
+    assert trainer.step == 0  # nothing ran
