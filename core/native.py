@@ -28,6 +28,7 @@ FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
 ARCH_FLAGS = (("-march=native",), ("-mcpu=native",), ())  # first that compiles wins
 
 _lock = threading.Lock()
+_attempted = False
 _loaded: ctypes.CDLL | None = None
 _status = "not loaded yet"
 
@@ -70,7 +71,7 @@ def _compiler() -> str | None:
 def _build(compiler: str, target: Path) -> str | None:
     """Compile into ``target`` atomically (build in a temp file, then rename); None or the error."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
+    error = "?"
     for arch in ARCH_FLAGS:
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
             tmp_path = Path(tmp.name)
@@ -84,16 +85,17 @@ def _build(compiler: str, target: Path) -> str | None:
             os.replace(tmp_path, target)
             return None
         tmp_path.unlink(missing_ok=True)
-        errors.append(done.stderr.strip().splitlines()[-1:] or ["?"])
-    return f"{compiler} failed: {errors[-1][0]}"
+        error = (done.stderr.strip().splitlines() or ["?"])[-1]
+    return f"{compiler} failed: {error}"
 
 
 def sae_kernels() -> ctypes.CDLL | None:
     """The compiled SAE kernel library, building it on first use; None when unavailable."""
-    global _loaded, _status
+    global _attempted, _loaded, _status
     with _lock:
-        if _loaded is not None or _status != "not loaded yet":
+        if _attempted:
             return _loaded
+        _attempted = True
         if os.environ.get("SALVE_NATIVE", "1") == "0":
             _status = "disabled by SALVE_NATIVE=0"
             return None

@@ -455,7 +455,7 @@ class FastSAETrainer:
         Batches of ``batch_size``, the last one possibly smaller (like ``DataLoader(drop_last=False)``).
         ``latents_buf`` (K × n × h) and ``err_norm_buf`` (K × n) receive u and ||â − a|| in visit order.
         """
-        if self._native is not None and data.dtype == torch.float32 and data.is_contiguous():
+        if self._native is not None:
             self._train_epoch_native(data, orders, batch_size, lr, latents_buf, err_norm_buf)
             return
         n_seeds, n = orders.shape
@@ -482,6 +482,7 @@ class FastSAETrainer:
         """:meth:`train_epoch` as one C call per seed (seeds are independent, so running them one
         after another gives what lock-step would; each starts from the shared Adam step count)."""
         n_seeds, n = orders.shape
+        data = data.to(torch.float32).contiguous()  # no copy for train_sae's activations
         # C reads raw pointers: check every shape it relies on instead of crashing the process
         if data.shape[1] != self.dim or (n and (int(orders.min()) < 0 or int(orders.max()) >= data.shape[0])):
             raise ValueError(f"orders must index the rows of data (n × {self.dim})")

@@ -10,7 +10,8 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 # The compiled SAE kernel is built into a fresh cache per test run: every run proves the build.
-os.environ.setdefault("SALVE_CACHE_DIR", tempfile.mkdtemp(prefix="salve-test-cache-"))
+if "SALVE_CACHE_DIR" not in os.environ:
+    os.environ["SALVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="salve-test-cache-")
 
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig  # noqa: E402
 
