@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.session import PIPELINE_STAGES, Session  # noqa: E402
+from core.store.session import PIPELINE_STAGES, Session  # noqa: E402
 
 REQUIRED_RATIO = 3.0
 
@@ -161,7 +161,7 @@ def main() -> int:
 
     import torch
 
-    from core.visuals import run_groundtruth
+    from core.workflow.visuals import run_groundtruth
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     wait_for_pipeline(args.session, args.wait)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.config import demo_config
-from core.session import Session
+from core.store.session import Session
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
                 tx.write_array(f"activations/{split}/labels", rng.integers(0, 10, n))
             tx.update_json("summary", sae={"l0": 4.0, "explained_variance": 0.9, "dead": 0})
             tx.set_stage("activations", "done")
-        cmd = [sys.executable, "-m", "core.cli", "info", str(path), "--json"]
+        cmd = [sys.executable, "-m", "salve_tui.cli.main", "info", str(path), "--json"]
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
@@ -38,7 +38,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         # the obvious CLI: import the compute stack up front and load the arrays to describe them
         naive_code = (
-            "import sys, torch, torchvision; from core.session import Session; "
+            "import sys, torch, torchvision; from core.store.session import Session; "
             "s = Session.open(sys.argv[1], read_only=True); "
             "a = s.read_arrays('activations/train'); print({k: v.shape for k, v in a.items()})"
         )

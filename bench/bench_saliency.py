@@ -22,7 +22,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.saliency import fast_path_applies, grad_fam  # noqa: E402
+from core.validate.saliency import fast_path_applies, grad_fam  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS_visuals.md")
 

@@ -45,8 +45,8 @@ def main() -> None:
     from PIL import Image
     from torchvision.transforms import v2
 
-    from core.data import IMAGENET_MEAN, IMAGENET_STD, ArrayImageSource, load_image_file
-    from core.shapes import generate_shapes
+    from core.discover.data import IMAGENET_MEAN, IMAGENET_STD, ArrayImageSource, load_image_file
+    from core.discover.shapes import generate_shapes
 
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str, str, str]] = []

@@ -2,7 +2,7 @@
 
 The full sweep suppresses every class's dominant feature over 200 α values on all test
 samples. The reference loop does what one would write first: for each α build the edited
-``nn.Linear`` (``core.edit.edited_linear``), recompute the logits, take per-class accuracy and
+``nn.Linear`` (``core.control.edit.edited_linear``), recompute the logits, take per-class accuracy and
 the target class's prediction histogram. Both produce identical numbers (checked here).
 
 Data are synthetic but shaped like the real case (ResNet-18 avgpool features: d=512, ReLU'd;
@@ -27,9 +27,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alpha_crit import alpha_crit_all_classes  # noqa: E402
-from core.edit import EditSpec, edited_linear  # noqa: E402
-from core.sweep import (  # noqa: E402
+from core.control.alpha_crit import alpha_crit_all_classes  # noqa: E402
+from core.control.edit import EditSpec, edited_linear  # noqa: E402
+from core.control.sweep import (  # noqa: E402
     auto_alpha_max,
     dominant_features,
     per_class_accuracy,

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bench_tui.py [--presses 40]``. Prints markdown tab
 
 1. *Cold start*: ``python -m salve_tui`` in an 80×24 tmux pane, polled until the sessions table
    is on screen (what a user sees). Compared with the obvious eager design, which would import
-   torch + torchvision (via core.pipeline's compute modules) before drawing anything.
+   torch + torchvision (via core.workflow.pipeline's compute modules) before drawing anything.
 2. *In-process start*: ``SalveApp.run_test`` from construction until the sessions screen is
    mounted with its rows.
 3. *Key latency*: send ↓/↑ key events (as the terminal driver does) to the sessions table and time
@@ -33,7 +33,7 @@ PYTHON = sys.executable
 
 def _make_sessions(folder: Path, count: int = 3) -> None:
     from core.config import demo_config
-    from core.session import Session
+    from core.store.session import Session
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -78,14 +78,14 @@ def import_seconds(statement: str, runs: int) -> list[float]:
 
 
 def torch_free_check() -> bool:
-    code = ("import sys, salve_tui.app, salve_tui.screens.sessions; "
+    code = ("import sys, salve_tui.app.app, salve_tui.app.screens.sessions; "
             "sys.exit(1 if 'torch' in sys.modules or 'torchvision' in sys.modules else 0)")
     return subprocess.run([PYTHON, "-c", code], cwd=ROOT).returncode == 0
 
 
 async def in_process_start(folder: Path, runs: int) -> list[float]:
-    from salve_tui.app import SalveApp
-    from salve_tui.screens.sessions import SessionsScreen
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.sessions import SessionsScreen
 
     times = []
     for _ in range(runs):
@@ -120,7 +120,7 @@ async def key_latency(folder: Path, job, presses: int) -> list[float]:
     from textual import events
     from textual.widgets import DataTable
 
-    from salve_tui.app import SalveApp
+    from salve_tui.app.app import SalveApp
 
     app = SalveApp(sessions_folder=folder)
     latencies = []
@@ -169,13 +169,13 @@ def main() -> None:
     cold = cold_start_tmux(folder, args.runs)
     if cold is not None:
         print(_row("`python -m salve_tui` until the sessions list is visible (tmux 80×24)", cold, 1, "s"))
-    print(_row("fresh interpreter: `import salve_tui.app`", import_seconds("import salve_tui.app", args.runs),
+    print(_row("fresh interpreter: `import salve_tui.app.app`", import_seconds("import salve_tui.app.app", args.runs),
                1, "s"))
     print(_row("obvious eager design: fresh interpreter `import torch, torchvision` (extra, before any UI)",
                import_seconds("import torch, torchvision", args.runs), 1, "s"))
     print(_row("in-process `SalveApp.run_test` until the sessions screen has its rows",
                asyncio.run(in_process_start(folder, args.runs)), 1, "s"))
-    print(f"\n`salve_tui.app` + sessions screen import torch: {'no' if torch_free_check() else 'YES'}\n")
+    print(f"\n`salve_tui.app.app` + sessions screen import torch: {'no' if torch_free_check() else 'YES'}\n")
 
     print("## Key-press latency (↓/↑ on the sessions table, until the cursor moved)\n")
     print("| background job | presses | median | p95 | max |\n|---|---|---|---|---|")

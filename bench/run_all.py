@@ -19,7 +19,7 @@ BENCHES = [
     ["bench/bench_sweep.py", "--write"],
     ["bench/bench_saliency.py", "--write"],
     ["bench/bench_tui.py"],
-    ["-m", "core.cli", "demo"],
+    ["-m", "salve_tui.cli.main", "demo"],
     ["bench/bench_demo_control.py"],
     ["bench/bench_demo_visuals.py", "--write"],
 ]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.session import DEFAULT_SESSIONS_DIR
+from core.store.session import DEFAULT_SESSIONS_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,10 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.build and not args.session:
         print("error: --build needs a SESSION name, e.g. `salve-tui demo --build`", file=sys.stderr)
         return 2
-    from salve_tui.widgets.image import preload_terminal_graphics
+    from salve_tui.app.widgets.image import preload_terminal_graphics
 
     preload_terminal_graphics()  # must run before Textual owns the terminal
-    from salve_tui.app import SalveApp
+    from salve_tui.app.app import SalveApp
 
     SalveApp(sessions_folder=args.sessions_dir, start_session=args.session, build=args.build).run()
     return 0

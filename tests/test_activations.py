@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from core.activations import activations_and_logits
-from core.backbone import build_model, final_linear
+from core.discover.activations import activations_and_logits
+from core.discover.backbone import build_model, final_linear
 
 
 def test_resnet_activation_is_flattened_avgpool() -> None:

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from core.actmax import (
+from core.validate.actmax import (
     ActMaxConfig,
     activation_maximization,
     random_transform,

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from core.backbone import (
+from core.discover.backbone import (
     BackboneError,
     TrainState,
     build_model,

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from core.baselines import (
+from core.control.baselines import (
     rome_edit,
     rome_key,
     rome_spec,
@@ -21,8 +21,8 @@ from core.baselines import (
     steering_vector,
     steering_vector_for,
 )
-from core.edit import EditSpec, apply_edit, replay
-from core.sweep import per_class_accuracy
+from core.control.edit import EditSpec, apply_edit, replay
+from core.control.sweep import per_class_accuracy
 
 
 def _problem(seed: int, n: int = 200, C: int = 4, d: int = 20, h: int = 6):

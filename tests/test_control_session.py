@@ -1,4 +1,4 @@
-"""Session-level control API (core.control) and the control CLI commands, on a real tiny session."""
+"""Session-level control API (core.workflow.control) and the control CLI commands, on a real tiny session."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import control
-from core.cli import main
-from core.edit import EditSpec, replay
-from core.session import Session, SessionError
-from core.sweep import edit_effect, per_class_accuracy
+from core.workflow import control
+from salve_tui.cli.main import main
+from core.control.edit import EditSpec, replay
+from core.store.session import Session, SessionError
+from core.control.sweep import edit_effect, per_class_accuracy
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_cli_edit_and_robustness(session_path: Path, tmp_path: Path, capsys) -> 
 
 
 def test_cli_control_module_does_not_import_torch() -> None:
-    code = "import sys, core.cli; core.cli.build_parser(); print('torch' in sys.modules)"
+    code = "import sys, salve_tui.cli.main; salve_tui.cli.main.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"

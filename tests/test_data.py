@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from core.config import DataConfig
-from core.data import (
+from core.discover.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ArrayImageSource,
@@ -22,7 +22,7 @@ from core.data import (
     load_image_file,
     normalize_uint8,
 )
-from core.shapes import generate_shapes
+from core.discover.shapes import generate_shapes
 
 # ---------------------------------------------------------------------------------------------
 # helpers

@@ -9,9 +9,9 @@ import torch
 import torchvision
 from torch import nn
 
-from core.backbone import final_linear
-from core.baselines import steer_spec, steering, steering_vector_for
-from core.edit import (
+from core.discover.backbone import final_linear
+from core.control.baselines import steer_spec, steering, steering_vector_for
+from core.control.edit import (
     EditSpec,
     apply_salve_edit,
     edited_linear,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.figures import (
+from core.workflow.figures import (
     colorize,
     overlay,
     safe_filename,
@@ -147,7 +147,7 @@ def test_shape_mismatches_are_named(tmp_path: Path) -> None:
 
 
 def test_import_does_not_load_matplotlib_or_torch() -> None:
-    code = "import sys, core.figures; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, core.workflow.figures; print('matplotlib' in sys.modules, 'torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root

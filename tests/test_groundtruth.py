@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from core.groundtruth import (
+from core.validate.groundtruth import (
     auroc,
     auroc_matrix,
     average_ranks,
@@ -130,7 +130,7 @@ def test_saliency_localisation_matches_direct_scoring() -> None:
     import torch
     import torchvision
 
-    from core.saliency import grad_cam, grad_fam
+    from core.validate.saliency import grad_cam, grad_fam
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=2).eval()

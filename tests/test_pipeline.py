@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from core import pipeline
-from core.cli import main as salve
+from core.workflow import pipeline
+from salve_tui.cli.main import main as salve
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
-from core.session import Session
+from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
+from core.store.session import Session
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def test_built_session_is_consistent(built_session_path: Path) -> None:
         )
         test = load_activations(s, "test")
         model = load_model(s, torch.device("cpu"))
-        _, _, fc = __import__("core.backbone", fromlist=["final_linear"]).final_linear(model)
+        _, _, fc = __import__("core.discover.backbone", fromlist=["final_linear"]).final_linear(model)
         # the cache is exactly the classifier's input: logits = W a + b
         logits = test["a"] @ fc.weight.detach().numpy().T + fc.bias.detach().numpy()
         assert np.allclose(logits, test["logits"], atol=1e-4)
@@ -101,7 +101,7 @@ def test_kill_9_during_pipeline_then_resume(tmp_path: Path) -> None:
     config.sae.checkpoint_every = 50
     path = tmp_path / "killed.h5"
     Session.create(path, config).close()
-    child = subprocess.Popen([sys.executable, "-m", "core.cli", "run", str(path)], cwd=REPO,
+    child = subprocess.Popen([sys.executable, "-m", "salve_tui.cli.main", "run", str(path)], cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -198,7 +198,7 @@ def test_image_folder_session_and_wrong_class_count(tmp_path: Path, capsys: pyte
     assert info["data"]["n_train"] == 6 and info["data"]["skipped_train"] == 1
 
     checkpoint = tmp_path / "ten_classes.pt"
-    from core.backbone import build_model
+    from core.discover.backbone import build_model
 
     torch.save(build_model("resnet18", 10).state_dict(), checkpoint)
     assert salve(["new", "frozen", "--sessions-dir", sessions, "--data", "imagefolder", "--data-path", str(data),

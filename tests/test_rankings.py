@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.rankings import (
+from core.discover.rankings import (
     NO_FEATURE,
     class_means,
     distinct_dominants,

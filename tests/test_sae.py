@@ -15,7 +15,7 @@ import torch
 
 from core.config import SAEConfig
 from core.jobs import CancelToken, JobCancelled, JobFailed
-from core.sae import (
+from core.discover.sae import (
     HISTORY_KEYS,
     PARAM_NAMES,
     FastSAETrainer,
@@ -403,7 +403,7 @@ def test_native_engine_is_refused_where_it_cannot_run() -> None:
 
 def test_without_a_compiler_training_falls_back_to_torch(tmp_path) -> None:
     script = (
-        "import torch; from core.sae import train_sae; from core.config import SAEConfig; from core import native\n"
+        "import torch; from core.discover.sae import train_sae; from core.config import SAEConfig; from core.discover import native\n"
         "r = train_sae(torch.rand(40, 32), SAEConfig(hidden=16, epochs=2, batch_size=8, lr_step_epochs=1))\n"
         "print(r.engine, '|', native.status())\n"
     )
@@ -417,7 +417,7 @@ def test_without_a_compiler_training_falls_back_to_torch(tmp_path) -> None:
 
 
 def test_kernel_is_built_once_into_the_cache() -> None:
-    from core import native
+    from core.discover import native
 
     assert native.sae_kernels() is not None, native.status()
     built = list((native.cache_dir() / "native").glob("sae_l1_epoch-*.so"))

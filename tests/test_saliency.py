@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from core.saliency import (
+from core.validate.saliency import (
     default_target_layer,
     fast_path_applies,
     grad_cam,

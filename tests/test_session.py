@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.config import SessionConfig, demo_config
-from core.session import (
+from core.store.session import (
     SCHEMA_VERSION,
     Session,
     SessionCorrupt,
@@ -91,7 +91,7 @@ def test_second_process_gets_clear_error(tmp_path: Path) -> None:
     child = _child(
         f"""
         import time
-        from core.session import Session
+        from core.store.session import Session
         s = Session.open({str(path)!r})
         print("ready", flush=True)
         time.sleep(30)
@@ -118,7 +118,7 @@ def test_kill_9_mid_transaction_keeps_last_commit(tmp_path: Path) -> None:
     child = _child(
         f"""
         import time, numpy as np
-        from core.session import Session
+        from core.store.session import Session
         s = Session.open({str(path)!r})
         with s.transaction() as tx:
             tx.write_array("big", np.zeros((2000, 512), np.float32))

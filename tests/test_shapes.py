@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.config import DataConfig
-from core.shapes import (
+from core.discover.shapes import (
     CLASS_TEXTURES,
     CONCEPT_NAMES,
     SHAPES_CLASSES,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.edit import EditSpec, edited_linear
-from core.robustness import seed_robustness
-from core.sweep import (
+from core.control.edit import EditSpec, edited_linear
+from core.control.robustness import seed_robustness
+from core.control.sweep import (
     SweepResult,
     auto_alpha_max,
     edit_effect,

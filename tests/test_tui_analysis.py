@@ -2,9 +2,9 @@
 
 The walk uses the tiny real session built once by ``conftest.built_session_path`` (copied, since
 the app opens it as writer) and checks what the screens show against the core computed
-independently: μ from the session arrays, per-class accuracy from ``core.sweep.edit_effect`` on
-arrays loaded through ``core.pipeline`` (the screen uses the cached ``preview_edit`` path),
-α_crit counts from ``core.alpha_crit.class_alpha_crit``.
+independently: μ from the session arrays, per-class accuracy from ``core.control.sweep.edit_effect`` on
+arrays loaded through ``core.workflow.pipeline`` (the screen uses the cached ``preview_edit`` path),
+α_crit counts from ``core.control.alpha_crit.class_alpha_crit``.
 
 Snapshots use a small synthetic session written directly (known arrays, no training), so they
 are identical on every machine.
@@ -23,21 +23,21 @@ import torch
 from test_tui_helpers import make_session, tiny_config, wait_for
 from textual.widgets import DataTable, Static
 
-from core.alpha_crit import class_alpha_crit
-from core.control import list_edits, run_alpha_crit
-from core.edit import EditSpec
-from core.pipeline import load_activations, load_classifier_head, load_data, load_sae_arrays
-from core.rankings import class_means, dominant_features, top_activating
-from core.session import Session
-from core.sweep import edit_effect
-from salve_tui.app import SalveApp
-from salve_tui.screens.analysis_alpha_crit import AlphaCritScreen, SampleSaliencyScreen, sort_rows
-from salve_tui.screens.analysis_edit import EditPreviewScreen, confusion_text
-from salve_tui.screens.analysis_exports import ExportsScreen
-from salve_tui.screens.analysis_feature import FeatureDetailScreen, Thumbnail, encode_latents
-from salve_tui.screens.analysis_matrix import MatrixScreen, matrix_status
-from salve_tui.screens.dashboard import DashboardScreen
-from salve_tui.widgets.heatmap import Heatmap, signed_colour
+from core.control.alpha_crit import class_alpha_crit
+from core.workflow.control import list_edits, run_alpha_crit
+from core.control.edit import EditSpec
+from core.workflow.pipeline import load_activations, load_classifier_head, load_data, load_sae_arrays
+from core.discover.rankings import class_means, dominant_features, top_activating
+from core.store.session import Session
+from core.control.sweep import edit_effect
+from salve_tui.app.app import SalveApp
+from salve_tui.app.screens.analysis_alpha_crit import AlphaCritScreen, SampleSaliencyScreen, sort_rows
+from salve_tui.app.screens.analysis_edit import EditPreviewScreen, confusion_text
+from salve_tui.app.screens.analysis_exports import ExportsScreen
+from salve_tui.app.screens.analysis_feature import FeatureDetailScreen, Thumbnail, encode_latents
+from salve_tui.app.screens.analysis_matrix import MatrixScreen, matrix_status
+from salve_tui.app.screens.dashboard import DashboardScreen
+from salve_tui.app.widgets.heatmap import Heatmap, signed_colour
 
 SIZE = (80, 24)
 
@@ -189,7 +189,7 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         await pilot.press("c")
         await wait_for(pilot, lambda: not app.jobs.busy, what="act-max cancelled")
         assert app.jobs.current.token.cancelled
-        from core.visuals import actmax_path
+        from core.workflow.visuals import actmax_path
 
         assert not actmax_path(app.session, 1).exists()  # the cancelled run wrote nothing
 

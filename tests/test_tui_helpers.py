@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.session
+import core.store.session
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig
-from core.session import Session
+from core.store.session import Session
 
 FIXED_TIME = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: fixed timestamps keep snapshots stable
 
@@ -63,8 +63,8 @@ def add_sae_history(path: Path, epochs: int = 30) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Freeze the timestamps core.session writes, and show them in UTC."""
-    monkeypatch.setattr(core.session, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
+    """Freeze the timestamps core.store.session writes, and show them in UTC."""
+    monkeypatch.setattr(core.store.session, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield FIXED_TIME

@@ -8,12 +8,12 @@ from pathlib import Path
 from test_tui_helpers import make_session, tiny_config, wait_for
 
 from core.jobs import CancelToken, JobFailed, ProgressFn, ProgressReporter
-from core.session import Session
-from salve_tui.app import SalveApp
-from salve_tui.jobs import JobCancelled, JobFinished, JobMessage, JobProgress
-from salve_tui.jobs import JobFailed as JobFailedMessage
-from salve_tui.screens.confirm import ConfirmModal
-from salve_tui.screens.dashboard import DashboardScreen
+from core.store.session import Session
+from salve_tui.app.app import SalveApp
+from salve_tui.app.jobs import JobCancelled, JobFinished, JobMessage, JobProgress
+from salve_tui.app.jobs import JobFailed as JobFailedMessage
+from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.screens.dashboard import DashboardScreen
 
 
 class RecordingApp(SalveApp):

@@ -8,10 +8,10 @@ import pytest
 from test_tui_helpers import make_session
 from textual.widgets import Input, Select, Static
 
-from core.session import Session
-from salve_tui.app import SalveApp
-from salve_tui.screens.dashboard import DashboardScreen
-from salve_tui.screens.new_session import FIELDS, GENERAL, NewSessionScreen, validate_form
+from core.store.session import Session
+from salve_tui.app.app import SalveApp
+from salve_tui.app.screens.dashboard import DashboardScreen
+from salve_tui.app.screens.new_session import FIELDS, GENERAL, NewSessionScreen, validate_form
 
 
 def form_values(**changes: str) -> dict[str, str]:

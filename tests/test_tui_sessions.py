@@ -8,11 +8,11 @@ import pytest
 from test_tui_helpers import make_session, wait_for
 from textual.widgets import DataTable, Static
 
-from core.session import Session, SessionLocked
-from salve_tui.app import SalveApp
-from salve_tui.screens.confirm import ConfirmModal
-from salve_tui.screens.dashboard import DashboardScreen
-from salve_tui.screens.sessions import SessionsScreen
+from core.store.session import Session, SessionLocked
+from salve_tui.app.app import SalveApp
+from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.screens.dashboard import DashboardScreen
+from salve_tui.app.screens.sessions import SessionsScreen
 
 
 @pytest.fixture

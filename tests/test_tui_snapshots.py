@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_tui_helpers import FIXED_TIME, add_sae_history, fixed_clock, make_session  # noqa: F401
 
-from salve_tui.app import SalveApp
+from salve_tui.app.app import SalveApp
 
 SIZE = (80, 24)
 

@@ -10,12 +10,12 @@ from rich.style import Style
 from test_tui_helpers import add_sae_history, make_session, wait_for
 from textual.app import App, ComposeResult
 
-from salve_tui.app import SalveApp
-from salve_tui.screens.base import session_view
-from salve_tui.screens.dashboard import DashboardScreen
-from salve_tui.screens.help import HelpScreen, binding_rows
-from salve_tui.screens.sae_training import SAETrainingScreen, pick_series
-from salve_tui.widgets.image import (
+from salve_tui.app.app import SalveApp
+from salve_tui.app.screens.base import session_view
+from salve_tui.app.screens.dashboard import DashboardScreen
+from salve_tui.app.screens.help import HelpScreen, binding_rows
+from salve_tui.app.screens.sae_training import SAETrainingScreen, pick_series
+from salve_tui.app.widgets.image import (
     HalfBlockImage,
     ImageView,
     fit_pixels,

@@ -1,4 +1,4 @@
-"""Session-level visuals (core.visuals) through the ``salve`` CLI, on a copy of the tiny session."""
+"""Session-level visuals (core.workflow.visuals) through the ``salve`` CLI, on a copy of the tiny session."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-from core import control
-from core.cli import main
+from core.workflow import control
+from salve_tui.cli.main import main
 from core.config import DataConfig, SessionConfig
-from core.figures import safe_filename
-from core.groundtruth import pointing_game
-from core.pipeline import load_activations, load_data, load_model, load_sae
-from core.saliency import grad_cam
-from core.session import Session
+from core.workflow.figures import safe_filename
+from core.validate.groundtruth import pointing_game
+from core.workflow.pipeline import load_activations, load_data, load_model, load_sae
+from core.validate.saliency import grad_cam
+from core.store.session import Session
 
-DPI = 100  # core.figures draws at 100 dpi: PNG size = figsize × 100
+DPI = 100  # core.workflow.figures draws at 100 dpi: PNG size = figsize × 100
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def test_bad_input_exits_2_with_a_message(
 
 
 def test_registering_visuals_commands_keeps_torch_unimported() -> None:
-    probe = "import sys; from core.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    probe = "import sys; from salve_tui.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root,
                           check=True)

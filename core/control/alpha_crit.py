@@ -1,0 +1,488 @@
+"""Critical suppression threshold α_crit three ways (SPEC §4, paper §3.2 / A.6).
+
+For class c, feature k and each test sample of class c with activation a:
+
+- bias-free perturbed logit ``z_c(α) = Σ_j W_cj f(−α|D_jk|) a_j``;
+- **analytic** ``z_c / S_c`` with ``S_c = Σ_j W_cj |D_jk| a_j`` (qualifying: z > 0 and S > 0);
+- **numerical**: the first positive → non-positive sign change of the exact ``z_c(α)`` on a grid,
+  zoomed in (the bracket is re-gridded a few times) and finished by linear interpolation.
+  Under ``linear`` modulation ``z_c(α) = z − αS`` is a straight line, so interpolation inside
+  the bracket is already exact and the two methods agree to rounding: a built-in check.
+- **empirical α50**: where the class's accuracy on the suppression curve falls to 50%.
+
+The validity diagnostic (A.6.3) is the distribution of ``1 − α_crit·|D_jk|`` over j for each
+qualifying sample: its mass below zero says how far the linear picture breaks down.
+
+Everything is computed in float64: the root of ``z − αS`` suffers cancellation near zero.
+The enhancement analogue (``mode="enhance"``: samples with z < 0, α that lifts z to 0 under
+``f(+α|D_jk|)``) is supported by flipping the sign of z.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.control.edit import MODES, check_features, check_weight, modulation_factors_grid
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.control.sweep import SweepResult, check_data, dominant_features, salve_sweep
+
+DEFAULT_GRID_POINTS = 1000
+DEFAULT_REFINE_ROUNDS = 6
+DEFAULT_REFINE_POINTS = 16
+VALIDITY_BINS = 40
+# Budget (elements) of the (samples × points × d) factor block evaluated per refinement step.
+_REFINE_BLOCK_ELEMENTS = 1 << 22
+
+
+# ----------------------------------------------------------------------------- per-sample math
+
+
+def logit_terms(
+    A: torch.Tensor, w_c: torch.Tensor, d_k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``z = A·w_c`` and ``S = A·(w_c ∘ |d_k|)`` per sample (float64)."""
+    A, w_c, d_abs = A.double(), w_c.double(), d_k.double().abs()
+    return A @ w_c, A @ (w_c * d_abs)
+
+
+def analytic_alpha_crit(z: torch.Tensor, S: torch.Tensor, mode: str = "suppress") -> torch.Tensor:
+    """``z/S`` (suppress) or ``−z/S`` (enhance) where the sample qualifies, NaN elsewhere."""
+    g = z if mode == "suppress" else -z
+    ok = (g > 0) & (S > 0)
+    return torch.where(ok, g / torch.where(ok, S, torch.ones_like(S)), torch.full_like(z, math.nan))
+
+
+def _signed_logit_on_grid(
+    A: torch.Tensor,
+    w_c: torch.Tensor,
+    D: torch.Tensor,
+    feature: int,
+    alphas: torch.Tensor,
+    mode: str,
+    modulation: str,
+) -> torch.Tensor:
+    """``±z_c(α)`` for every sample × grid point, signed so the root is a + → ≤0 crossing."""
+    F = modulation_factors_grid(D, [feature], alphas, mode, modulation)  # (G × d)
+    values = A @ (w_c.unsqueeze(0) * F).T  # (N × G)
+    return values if mode == "suppress" else -values
+
+
+def _signed_logit_per_sample(
+    A: torch.Tensor,
+    w_c: torch.Tensor,
+    d_abs: torch.Tensor,
+    alphas: torch.Tensor,
+    mode: str,
+    modulation: str,
+) -> torch.Tensor:
+    """``±z_c`` at per-sample points ``alphas`` (N × P), chunked over samples."""
+    sign = -1.0 if mode == "suppress" else 1.0
+    out = torch.empty_like(alphas)
+    step = max(1, _REFINE_BLOCK_ELEMENTS // max(1, alphas.shape[1] * A.shape[1]))
+    weighted = A * w_c  # (N × d): W_cj a_j
+    for s in range(0, A.shape[0], step):
+        f = 1.0 + sign * alphas[s : s + step].unsqueeze(-1) * d_abs  # (n × P × d)
+        if modulation == "clamped" and mode == "suppress":
+            f = f.clamp_min(0.0)
+        out[s : s + step] = torch.einsum("nd,npd->np", weighted[s : s + step], f)
+    return out if mode == "suppress" else -out
+
+
+def default_alpha_max(
+    d_k: torch.Tensor, analytic: torch.Tensor, modulation: str, mode: str = "suppress"
+) -> float:
+    """Upper end of the numerical search range.
+
+    Clamped suppression: ``1.001 / min_j |D_jk|`` (over non-zero entries). Beyond it every
+    factor is zero, z is constant and no new crossing can appear, so the search is exhaustive.
+    Otherwise: twice the largest analytic estimate, so every root the linear picture predicts
+    lies inside (fallback ``2 / max_j |D_jk|`` when no sample qualifies).
+    """
+    d_abs = d_k.double().abs()
+    nonzero = d_abs[d_abs > 0]
+    if nonzero.numel() == 0:
+        raise ValueError("the feature's decoder direction is all zeros: α_crit is undefined")
+    if modulation == "clamped" and mode == "suppress":
+        return 1.001 / float(nonzero.min())
+    finite = analytic[torch.isfinite(analytic)]
+    fallback = 2.0 / float(nonzero.max())
+    return max(2.0 * float(finite.max()), fallback) if finite.numel() else fallback
+
+
+def search_grid(
+    d_k: torch.Tensor, alpha_max: float, n_points: int = DEFAULT_GRID_POINTS
+) -> torch.Tensor:
+    """0 followed by geometric points up to ``alpha_max``.
+
+    Geometric spacing keeps small α dense (where the first crossing usually is) while the
+    range may span many decades (clamped breakpoints ``1/|D_jk|`` are spread log-wise).
+    """
+    start = min(1e-3 / float(d_k.double().abs().max()), alpha_max * 1e-3)
+    geo = torch.logspace(
+        math.log10(start), math.log10(alpha_max), n_points - 1, dtype=torch.float64
+    )
+    return torch.cat([torch.zeros(1, dtype=torch.float64), geo])
+
+
+def numerical_alpha_crit(
+    A: torch.Tensor,
+    w_c: torch.Tensor,
+    D: torch.Tensor,
+    feature: int,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    alpha_max: float | None = None,
+    n_grid: int = DEFAULT_GRID_POINTS,
+    refine_rounds: int = DEFAULT_REFINE_ROUNDS,
+    refine_points: int = DEFAULT_REFINE_POINTS,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Root of the exact ``z_c(α)`` per sample, vectorised over samples.
+
+    Returns ``(alpha_crit, crossed, alpha_max)``: NaN where the sample has ``z ≤ 0`` (for
+    suppression) or no crossing in ``[0, alpha_max]``; ``crossed`` marks the samples with a root.
+    """
+    A, w_c, D = A.double(), w_c.double(), D.double()
+    d_abs = D[:, feature].abs()
+    if alpha_max is None:
+        z, S = logit_terms(A, w_c, D[:, feature])
+        alpha_max = default_alpha_max(
+            D[:, feature], analytic_alpha_crit(z, S, mode), modulation, mode
+        )
+    grid = search_grid(D[:, feature], alpha_max, n_grid).to(A.device)
+    values = _signed_logit_on_grid(A, w_c, D, feature, grid, mode, modulation)  # (N × G)
+    start_positive = values[:, 0] > 0
+    nonpositive = (values <= 0) & start_positive.unsqueeze(1)
+    crossed = nonpositive.any(1)
+    first = nonpositive.to(torch.uint8).argmax(1).clamp_min(1)  # first grid index with value ≤ 0
+    rows = torch.arange(A.shape[0], device=A.device)
+    lo, hi = grid[first - 1], grid[first]
+    v_lo, v_hi = values[rows, first - 1], values[rows, first]
+    A_x, w_idx = A[crossed], crossed.nonzero().flatten()
+    lo, hi, v_lo, v_hi = lo[crossed], hi[crossed], v_lo[crossed], v_hi[crossed]
+    # Zoom: re-grid each bracket and keep its first sign change (first-root semantics preserved).
+    fractions = torch.linspace(0.0, 1.0, refine_points + 1, dtype=torch.float64, device=A.device)
+    for _ in range(refine_rounds):
+        if lo.numel() == 0:
+            break
+        points = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * fractions  # (n × P+1)
+        v = _signed_logit_per_sample(A_x, w_c, d_abs, points, mode, modulation)
+        v[:, 0], v[:, -1] = v_lo, v_hi  # keep the known bracket values exact
+        idx = (v <= 0).to(torch.uint8).argmax(1).clamp_min(1)
+        r = torch.arange(points.shape[0], device=A.device)
+        lo, hi, v_lo, v_hi = points[r, idx - 1], points[r, idx], v[r, idx - 1], v[r, idx]
+    root = lo + v_lo * (hi - lo) / (v_lo - v_hi)  # v_lo > 0 ≥ v_hi, so the denominator is > 0
+    result = torch.full((A.shape[0],), math.nan, dtype=torch.float64, device=A.device)
+    result[w_idx] = root
+    return result, crossed, float(alpha_max)
+
+
+def alpha50(alphas: torch.Tensor, accuracy: torch.Tensor, level: float = 0.5) -> float | None:
+    """First α where the accuracy curve falls to ``level``, by linear interpolation.
+
+    None when the unedited accuracy is already ≤ ``level`` or the curve never gets there.
+    """
+    alphas, accuracy = alphas.double().flatten(), accuracy.double().flatten()
+    if accuracy.numel() == 0 or not float(accuracy[0]) > level:
+        return None
+    below = (accuracy <= level).nonzero()
+    if below.numel() == 0:
+        return None
+    i = int(below[0])
+    a0, a1, y0, y1 = (
+        float(alphas[i - 1]),
+        float(alphas[i]),
+        float(accuracy[i - 1]),
+        float(accuracy[i]),
+    )
+    return a0 + (y0 - level) * (a1 - a0) / (y0 - y1)
+
+
+def validity_terms(alpha_crit: torch.Tensor, d_k: torch.Tensor) -> torch.Tensor:
+    """``1 − α_n·|D_jk|`` for each sample n (rows) and coordinate j (columns)."""
+    return 1.0 - alpha_crit.double().unsqueeze(1) * d_k.double().abs().unsqueeze(0)
+
+
+def distribution_stats(values: torch.Tensor) -> dict[str, float | int | None]:
+    """Count, median, quartiles, 5th/95th percentiles, mean, min, max of the finite values."""
+    v = values.double()
+    v = v[torch.isfinite(v)]
+    keys = ("median", "q1", "q3", "p5", "p95", "mean", "min", "max")
+    if v.numel() == 0:
+        return {"count": 0, **{k: None for k in keys}}
+    q = torch.quantile(v, torch.tensor([0.5, 0.25, 0.75, 0.05, 0.95], dtype=torch.float64)).tolist()
+    return {
+        "count": int(v.numel()),
+        "median": q[0],
+        "q1": q[1],
+        "q3": q[2],
+        "p5": q[3],
+        "p95": q[4],
+        "mean": float(v.mean()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
+
+
+# ----------------------------------------------------------------------------- per-class result
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+@dataclass
+class AlphaCritResult:
+    """α_crit of one class for one feature: per-sample values and their summary."""
+
+    target_class: int
+    feature: int
+    mode: str
+    modulation: str
+    sample_index: torch.Tensor  # indices into the activation table
+    prediction: torch.Tensor
+    z: torch.Tensor
+    S: torch.Tensor
+    analytic: torch.Tensor  # NaN where excluded
+    numerical: torch.Tensor  # NaN where excluded
+    alpha_max: float  # numerical search range
+    alpha50: float | None
+    validity_below_zero: (
+        torch.Tensor
+    )  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
+    validity_histogram: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def exclusions(self) -> dict[str, int]:
+        """Why samples were left out, per method (a sample is counted once per method)."""
+        g = self.z if self.mode == "suppress" else -self.z
+        sign_key = "z_nonpositive" if self.mode == "suppress" else "z_nonnegative"
+        wrong_sign = int((g <= 0).sum())
+        return {
+            f"analytic_{sign_key}": wrong_sign,
+            "analytic_s_nonpositive": int(((g > 0) & (self.S <= 0)).sum()),
+            f"numerical_{sign_key}": wrong_sign,
+            "numerical_no_crossing": int(((g > 0) & ~torch.isfinite(self.numerical)).sum()),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        valid = self.validity_below_zero[torch.isfinite(self.validity_below_zero)]
+        return {
+            "class": self.target_class,
+            "feature": self.feature,
+            "mode": self.mode,
+            "modulation": self.modulation,
+            "n_samples": int(self.z.numel()),
+            "n_qualifying_analytic": int(torch.isfinite(self.analytic).sum()),
+            "n_qualifying_numerical": int(torch.isfinite(self.numerical).sum()),
+            "excluded": self.exclusions,
+            "analytic": distribution_stats(self.analytic),
+            "numerical": distribution_stats(self.numerical),
+            "alpha50": _num(self.alpha50),
+            "alpha_max": self.alpha_max,
+            "validity": {
+                "mean_share_below_zero": float(valid.mean()) if valid.numel() else None,
+                "pooled_share_below_zero": self.pooled_below_zero,
+                "samples_with_any_below_zero": int((valid > 0).sum()),
+                "histogram": self.validity_histogram,
+            },
+        }
+
+    @property
+    def pooled_below_zero(self) -> float | None:
+        counts = self.validity_histogram.get("below_zero_count")
+        total = self.validity_histogram.get("total_count")
+        return None if not total else counts / total
+
+    def sample_rows(self) -> list[dict[str, Any]]:
+        """One row per sample of the class: index, label, prediction, z, S, both α_crit."""
+        rows = []
+        for i in range(self.z.numel()):
+            rows.append(
+                {
+                    "index": int(self.sample_index[i]),
+                    "label": self.target_class,
+                    "prediction": int(self.prediction[i]),
+                    "feature": self.feature,
+                    "z": float(self.z[i]),
+                    "S": float(self.S[i]),
+                    "alpha_crit_analytic": _num(float(self.analytic[i])),
+                    "alpha_crit_numerical": _num(float(self.numerical[i])),
+                    "validity_share_below_zero": _num(float(self.validity_below_zero[i])),
+                }
+            )
+        return rows
+
+    def summary_row(self) -> dict[str, Any]:
+        """The summary flattened to one CSV row."""
+        s = self.summary()
+        row: dict[str, Any] = {
+            k: s[k] for k in ("class", "feature", "mode", "modulation", "n_samples")
+        }
+        row["n_qualifying_analytic"] = s["n_qualifying_analytic"]
+        row["n_qualifying_numerical"] = s["n_qualifying_numerical"]
+        row.update({f"excluded_{k}": v for k, v in s["excluded"].items()})
+        for method in ("analytic", "numerical"):
+            row.update({f"{method}_{k}": v for k, v in s[method].items() if k != "count"})
+        row["alpha50"] = s["alpha50"]
+        row["validity_pooled_share_below_zero"] = s["validity"]["pooled_share_below_zero"]
+        return row
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "samples": self.sample_rows()}
+
+
+def class_alpha_crit(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    target_class: int,
+    feature: int,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    alpha_max: float | None = None,
+    n_grid: int = DEFAULT_GRID_POINTS,
+    curve: SweepResult | None = None,
+    sample_indices: torch.Tensor | None = None,
+) -> AlphaCritResult:
+    """All α_crit diagnostics for ``target_class`` and ``feature``.
+
+    ``curve``: a suppression curve of this feature to read α50 from (computed on the class's
+    samples when omitted). ``sample_indices`` maps rows of ``A`` to dataset indices.
+    """
+    check_weight(W, D)
+    check_features(D, [feature])
+    check_data(A, labels, W)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    mask = labels == target_class
+    if not bool(mask.any()):
+        raise ValueError(f"class {target_class} has no samples in this split")
+    rows = mask.nonzero().flatten()
+    A_c = A[mask]
+    w_c = W[target_class]
+    z, S = logit_terms(A_c, w_c, D[:, feature])
+    analytic = analytic_alpha_crit(z, S, mode)
+    numerical, _, used_max = numerical_alpha_crit(
+        A_c, w_c, D, feature, mode, modulation, alpha_max, n_grid
+    )
+    prediction = (A_c @ W.T + (0 if b is None else b)).argmax(1)
+
+    # Validity diagnostic: numerical root where found (the paper's choice), else analytic.
+    # Only suppression has one: enhancement factors 1 + α|D_jk| never change sign.
+    root = torch.where(torch.isfinite(numerical), numerical, analytic)
+    has_root = torch.isfinite(root) & (mode == "suppress")
+    terms = validity_terms(root[has_root], D[:, feature])
+    below = torch.full_like(root, math.nan)
+    below[has_root] = (terms < 0).double().mean(1)
+    histogram: dict[str, Any] = {"below_zero_count": 0, "total_count": 0, "edges": [], "counts": []}
+    if terms.numel():
+        lo, hi = float(terms.min()), float(terms.max())
+        counts, edges = torch.histogram(
+            terms.flatten().cpu(), bins=VALIDITY_BINS, range=(lo, max(hi, lo + 1e-12))
+        )
+        histogram = {
+            "below_zero_count": int((terms < 0).sum()),
+            "total_count": int(terms.numel()),
+            "edges": edges.tolist(),
+            "counts": [int(c) for c in counts.tolist()],
+        }
+
+    a50 = None
+    if mode == "suppress":
+        if curve is None:
+            curve = salve_sweep(
+                A_c,
+                labels[mask],
+                W,
+                b,
+                D,
+                feature,
+                target_class=target_class,
+                modulation=modulation,
+            )
+        a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
+    index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
+    return AlphaCritResult(
+        target_class=int(target_class),
+        feature=int(feature),
+        mode=mode,
+        modulation=modulation,
+        sample_index=index.cpu(),
+        prediction=prediction.cpu(),
+        z=z.cpu(),
+        S=S.cpu(),
+        analytic=analytic.cpu(),
+        numerical=numerical.cpu(),
+        alpha_max=used_max,
+        alpha50=a50,
+        validity_below_zero=below.cpu(),
+        validity_histogram=histogram,
+    )
+
+
+def alpha_crit_all_classes(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    D: torch.Tensor,
+    M: torch.Tensor,
+    classes: Sequence[int] | None = None,
+    features: dict[int, int] | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    curves: dict[int, SweepResult] | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    **kwargs: Any,
+) -> list[AlphaCritResult]:
+    """:func:`class_alpha_crit` per class with its dominant feature (or ``features[c]``)."""
+    dominant = dominant_features(M)
+    classes = list(range(W.shape[0])) if classes is None else list(classes)
+    present = set(labels.unique().tolist())
+    classes = [c for c in classes if c in present]
+    reporter = ProgressReporter("alpha-crit", len(classes), progress)
+    results = []
+    for i, c in enumerate(classes):
+        check_cancel(cancel)
+        k = int(dominant[c]) if features is None or c not in features else int(features[c])
+        curve = None if curves is None else curves.get(c)
+        results.append(
+            class_alpha_crit(A, labels, W, b, D, c, k, mode, modulation, curve=curve, **kwargs)
+        )
+        reporter.report(i + 1, f"class {c}")
+    return results
+
+
+# ----------------------------------------------------------------------------- CSV export
+
+
+def summary_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
+    return [r.summary_row() for r in results]
+
+
+def sample_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
+    return [row for r in results for row in r.sample_rows()]
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Write dict rows with a header (union of keys, first-seen order); None → empty cell."""
+    if not rows:
+        raise ValueError(f"nothing to write to {path}: the table is empty")
+    header: list[str] = []
+    for row in rows:
+        header += [k for k in row if k not in header]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

@@ -1,0 +1,439 @@
+"""The discover pipeline as resumable stages over a session: data → backbone → activations → sae → rankings.
+
+Each stage reads its inputs from the session, computes with the core modules, and commits its
+results (and checkpoints along the way) in session transactions. Rerunning a stage marks the
+stages after it ``stale``. Data flows one way: config → compute → session.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.config import DataConfig, SessionConfig
+from core.jobs import CancelToken, JobCancelled, JobFailed, ProgressFn, ProgressReporter
+from core.store.session import PIPELINE_STAGES, Session, SessionError
+
+COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
+
+_REQUIRES = {
+    "data": (),
+    "backbone": ("data",),
+    "activations": ("backbone",),
+    "sae": ("activations",),
+    "rankings": ("sae",),
+}
+
+
+# --------------------------------------------------------------------------- loading from a session
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset_cached(data_json: str):
+    from core.discover.data import load_dataset
+
+    return load_dataset(DataConfig(**json.loads(data_json)))
+
+
+def load_data(config: SessionConfig):
+    """The session's DatasetBundle, cached per process and keyed by the data settings.
+
+    Shapes regenerates deterministically and folders are scanned once, so the TUI's screens and
+    jobs share one copy. Treat it as read-only.
+    """
+    return _load_dataset_cached(json.dumps(asdict(config.data), sort_keys=True))
+
+
+def load_model(session: Session, device: Any = None):
+    """The session's trained classifier (eval mode) rebuilt from its stored weights."""
+    from core.discover.backbone import build_model, load_numpy_state
+    from core.device import resolve_device
+
+    config = session.config
+    classes = session.read_json("class_names")
+    if not session.has("backbone/state_dict"):
+        raise SessionError(f"session {session.name} has no trained backbone yet; run `salve run {session.name} backbone`")
+    model = build_model(config.backbone.arch, len(classes), "none", config.data.image_size, config.seed)
+    load_numpy_state(model, session.read_arrays("backbone/state_dict"))
+    return model.eval().to(device or resolve_device(config.device))
+
+
+def load_classifier_head(session: Session) -> tuple[np.ndarray, np.ndarray]:
+    """``W`` (C×d) and ``b`` (C,) of the final linear layer, read without building the model."""
+    if not session.has("backbone/head"):
+        raise SessionError(f"session {session.name} has no trained backbone yet; run `salve run {session.name} backbone`")
+    head = session.read_json("backbone/head")
+    with session.reader() as f:
+        return f[f"backbone/state_dict/{head}.weight"][()], f[f"backbone/state_dict/{head}.bias"][()]
+
+
+def load_activations(session: Session, split: str) -> dict[str, np.ndarray]:
+    """Cached activations ``a`` (N×d), ``logits`` (N×C), ``labels`` (N,) of a split."""
+    state = session.stages().get("activations")
+    if state is None or state.state != "done":
+        raise SessionError(
+            f"session {session.name} has no complete activations yet; run `salve run {session.name} activations`"
+        )
+    return session.read_arrays(f"activations/{split}")
+
+
+def load_sae_arrays(session: Session) -> dict[str, np.ndarray]:
+    """Final SAE parameters: ``encoder.weight`` (h×d), ``encoder.bias``, ``decoder.weight`` (d×h), ``decoder.bias``."""
+    if not session.has("sae/weights"):
+        raise SessionError(f"session {session.name} has no trained SAE yet; run `salve run {session.name} sae`")
+    return session.read_arrays("sae/weights")
+
+
+def load_sae(session: Session):
+    """The session's SAE as a torch module (CPU)."""
+    from core.discover.sae import sae_from_arrays
+
+    config = session.config.sae
+    return sae_from_arrays(load_sae_arrays(session), kind=config.kind, k=config.k)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _check_requirements(session: Session, stage: str) -> None:
+    stages = session.stages()
+    for req in _REQUIRES[stage]:
+        if stages.get(req) is None or stages[req].state != "done":
+            raise SessionError(
+                f"stage '{stage}' needs '{req}' to be done first (it is {stages[req].state if req in stages else 'missing'}); "
+                f"run `salve run {session.name} {req}`"
+            )
+
+
+def _mark_downstream_stale(tx, stage: str, stages: dict) -> None:
+    order = list(PIPELINE_STAGES)
+    for later in order[order.index(stage) + 1 :]:
+        if stages.get(later) is not None and stages[later].state in ("done", "partial"):
+            tx.set_stage(later, "stale", f"'{stage}' was rerun; rerun this stage")
+
+
+def run_data(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+    """Load/generate the dataset, record class names, counts and skipped files."""
+    config = session.config
+    reporter = ProgressReporter("data", 1, progress)
+    reporter.report(0, f"loading {config.data.kind}")
+    bundle = load_data(config)
+    info = {
+        "kind": config.data.kind,
+        "n_train": len(bundle.train),
+        "n_test": len(bundle.test),
+        "skipped_train": int(getattr(bundle.train, "skipped", 0)),
+        "skipped_test": int(getattr(bundle.test, "skipped", 0)),
+        "description": getattr(bundle, "description", ""),
+    }
+    stages = session.stages()
+    with session.transaction() as tx:
+        tx.write_json("class_names", list(bundle.class_names))
+        tx.write_array("data/train/labels", np.asarray(bundle.train.labels))
+        tx.write_array("data/test/labels", np.asarray(bundle.test.labels))
+        concepts = getattr(bundle, "concept_names", None)
+        if concepts:
+            tx.write_json("concept_names", list(concepts))
+        tx.update_json("summary", class_names=list(bundle.class_names), data=info)
+        tx.set_stage("data", "done", f"{info['n_train']} train / {info['n_test']} test images", **info)
+        _mark_downstream_stale(tx, "data", stages)
+    reporter.report(1, "data ready")
+
+
+def backbone_checkpoint_path(session: Session) -> Path:
+    """Backbone training checkpoints live beside the session file, not inside it.
+
+    Weights plus Adam moments are ~3× the model size and rewritten every epoch; keeping them out
+    of the HDF5 file keeps every session transaction cheap. The file is replaced atomically and
+    removed when training completes.
+    """
+    return session.path.with_name(f"{session.path.stem}.checkpoints") / "backbone.pt"
+
+
+def _write_backbone_checkpoint(path: Path, state) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    history = torch.tensor([[h["epoch"], h["loss"], h["test_acc"]] for h in state.history], dtype=torch.float64)
+    tensors = {"meta.epoch": torch.tensor(state.epoch), "meta.history": history.reshape(-1, 3)}
+    tensors.update({f"model.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.model.items()})
+    tensors.update({f"optimizer.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.optimizer.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(tensors, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_backbone_checkpoint(path: Path):
+    """The last completed epoch's state, or None; a damaged file is ignored (training restarts)."""
+    import torch
+
+    from core.discover.backbone import TrainState
+
+    if not path.is_file():
+        return None
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+        history = [{"epoch": int(e), "loss": float(loss), "test_acc": float(acc)}
+                   for e, loss, acc in tensors["meta.history"].tolist()]
+        return TrainState(
+            int(tensors["meta.epoch"]),
+            {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("model.")},
+            {k[10:]: v.numpy() for k, v in tensors.items() if k.startswith("optimizer.")},
+            history,
+        )
+    except Exception:
+        return None
+
+
+def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+    """Build the classifier and train/fine-tune it, committing a checkpoint after each epoch."""
+    from core.discover.backbone import (
+        TrainState,
+        build_model,
+        evaluate,
+        final_linear,
+        state_to_numpy,
+        train_backbone,
+    )
+    from core.device import resolve_device
+
+    config = session.config
+    bundle = load_data(config)
+    device = resolve_device(config.device)
+    model = build_model(config.backbone.arch, len(bundle.class_names), config.backbone.weights,
+                        config.data.image_size, config.seed,
+                        allow_new_head=config.backbone.train and config.backbone.epochs > 0)
+    stages = session.stages()
+    checkpoint_file = backbone_checkpoint_path(session)
+    resume = _read_backbone_checkpoint(checkpoint_file)
+
+    def checkpoint(state: TrainState) -> None:
+        _write_backbone_checkpoint(checkpoint_file, state)
+        with session.transaction() as tx:
+            tx.set_stage("backbone", "partial", f"{state.epoch}/{config.backbone.epochs} epochs",
+                         epoch=state.epoch, history=state.history, checkpoint=str(checkpoint_file))
+
+    if config.backbone.train and config.backbone.epochs > 0:
+        state = train_backbone(model, bundle.train, bundle.test, config.backbone, device, progress, cancel,
+                               resume, checkpoint, seed=config.seed)
+        history = state.history
+        test_acc = history[-1]["test_acc"] if history else evaluate(model, bundle.test, device, cancel=cancel)
+    else:
+        reporter = ProgressReporter("backbone", 1, progress)
+        reporter.report(0, "evaluating")
+        test_acc = evaluate(model.to(device), bundle.test, device, cancel=cancel)
+        history = []
+        reporter.report(1, f"test acc {test_acc:.3f}")
+    _, _, head = final_linear(model)
+    head_name = next(name for name, module in model.named_modules() if module is head)
+    with session.transaction() as tx:
+        tx.write_arrays("backbone/state_dict", state_to_numpy(model))
+        tx.write_json("backbone/head", head_name)
+        tx.update_json("summary", backbone={"arch": config.backbone.arch, "test_accuracy": test_acc,
+                                            "epochs": len(history), "history": history})
+        tx.set_stage("backbone", "done", f"test accuracy {test_acc:.3f}", test_accuracy=test_acc)
+        _mark_downstream_stale(tx, "backbone", stages)
+    checkpoint_file.unlink(missing_ok=True)
+
+
+def run_activations(session: Session, progress: ProgressFn | None = None,
+                    cancel: CancelToken | None = None, batch_size: int = 128) -> None:
+    """Stream activations/logits/labels of both splits into the session, resumable by row."""
+    from core.discover.activations import iter_activations
+
+    config = session.config
+    bundle = load_data(config)
+    model = load_model(session)
+    device = next(model.parameters()).device
+    stages = session.stages()
+    progress_info = session.read_json("activations/progress", {}) or {}
+    splits = {"train": bundle.train, "test": bundle.test}
+    total = sum(len(s) for s in splits.values())
+    reporter = ProgressReporter("activations", total, progress)
+    done_before = 0
+    for split, source in splits.items():
+        n = len(source)
+        start = int(progress_info.get(split, 0))
+        if start >= n:
+            done_before += n
+            continue
+        pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        last_commit = time.monotonic()
+
+        def commit(rows: list, split: str = split, n: int = n) -> None:
+            if not rows:
+                return
+            a = np.concatenate([r[1] for r in rows])
+            logits = np.concatenate([r[2] for r in rows])
+            labels = np.concatenate([r[3] for r in rows])
+            first = rows[0][0]
+            with session.transaction() as tx:
+                key = f"activations/{split}"
+                if first == 0 or not tx.has(f"{key}/a"):
+                    tx.create_rows(f"{key}/a", (n, a.shape[1]), np.float32)
+                    tx.create_rows(f"{key}/logits", (n, logits.shape[1]), np.float32)
+                    tx.create_rows(f"{key}/labels", (n,), np.int64)
+                tx.write_rows(f"{key}/a", first, a)
+                tx.write_rows(f"{key}/logits", first, logits)
+                tx.write_rows(f"{key}/labels", first, labels)
+                progress_info[split] = first + len(a)
+                tx.write_json("activations/progress", progress_info)
+                tx.set_stage("activations", "partial", f"{split}: {first + len(a)}/{n} rows",
+                             rows=dict(progress_info))
+
+        try:
+            for row, a, logits, labels in iter_activations(model, source, device, batch_size, start, cancel):
+                pending.append((row, a, logits, labels))
+                reporter.report(done_before + row + len(a), f"{split} {row + len(a)}/{n}")
+                if time.monotonic() - last_commit > COMMIT_INTERVAL_S:
+                    commit(pending)
+                    pending, last_commit = [], time.monotonic()
+        except JobCancelled:
+            commit(pending)
+            raise
+        commit(pending)
+        done_before += n
+    test = session.read_arrays("activations/test")
+    acc = float((test["logits"].argmax(1) == test["labels"]).mean())
+    with session.transaction() as tx:
+        tx.update_json("summary", activation_dim=int(test["a"].shape[1]), cached_test_accuracy=acc)
+        tx.set_stage("activations", "done", f"d={test['a'].shape[1]}, test acc from cache {acc:.3f}")
+        tx.delete("activations/progress")
+        _mark_downstream_stale(tx, "activations", stages)
+
+
+def run_sae(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+    """Train the SAE on the training activations with checkpoints; resumes from the last one."""
+    import torch
+
+    from core.device import resolve_device
+    from core.discover.sae import SAETrainState, train_sae
+
+    config = session.config
+    stages = session.stages()
+    train = load_activations(session, "train")
+    resume = None
+    if session.has("sae/checkpoint/meta"):
+        resume = SAETrainState.from_arrays(session.read_arrays("sae/checkpoint/arrays"),
+                                           session.read_json("sae/checkpoint/meta"))
+
+    def checkpoint(state: SAETrainState) -> None:
+        arrays, meta = state.to_arrays()
+        with session.transaction() as tx:
+            tx.write_arrays("sae/checkpoint/arrays", arrays)
+            tx.write_json("sae/checkpoint/meta", meta)
+            tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
+
+    activations = torch.from_numpy(train["a"])
+    device = resolve_device(config.device)
+    try:
+        result = train_sae(activations, config.sae, progress, cancel, resume=resume,
+                           on_checkpoint=checkpoint, device=device)
+    except ValueError:
+        if resume is None:
+            raise
+        # the checkpoint belongs to other activations or SAE settings: start over
+        result = train_sae(activations, config.sae, progress, cancel, on_checkpoint=checkpoint, device=device)
+    weights = {name: value[0] for name, value in result.weights.items()}
+    history = {name: value[0] for name, value in result.history.items()}
+    final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}
+    with session.transaction() as tx:
+        tx.write_arrays("sae/weights", weights)
+        tx.write_arrays("sae/history", history)
+        tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
+        tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
+                                       "engine": result.engine, **final})
+        tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
+                     f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
+        _mark_downstream_stale(tx, "sae", stages)
+
+
+_SAE_SUMMARY_NAMES = {"ev": "explained_variance", "top5_share": "top5_l1_share"}
+
+
+def run_rankings(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
+    """Class-mean latents (train split), dominant features, top-activating test samples."""
+    import torch
+
+    from core.discover import rankings
+    from core.discover.sae import encode
+
+    reporter = ProgressReporter("rankings", 2, progress)
+    classes = session.read_json("class_names")
+    sae = load_sae(session)
+    train = load_activations(session, "train")
+    test = load_activations(session, "test")
+    u_train = encode(sae, torch.from_numpy(train["a"]))
+    u_test = encode(sae, torch.from_numpy(test["a"]))
+    reporter.report(1, "ranking features")
+    M = rankings.class_means(u_train, torch.from_numpy(train["labels"]), len(classes))
+    dominant = rankings.dominant_features(M)
+    top = rankings.top_activating(u_test, k=16)
+    order = rankings.rank_features(M)
+    dominant_list = [int(x) for x in np.asarray(dominant)]
+    with session.transaction() as tx:
+        tx.write_array("rankings/class_means", np.asarray(M))
+        tx.write_array("rankings/order", np.asarray(order))
+        tx.write_array("rankings/dominant", np.asarray(dominant_list))
+        tx.write_array("rankings/top_pos", np.asarray(top["pos"]))
+        tx.write_array("rankings/top_neg", np.asarray(top["neg"]))
+        tx.update_json(
+            "summary",
+            dominant_features={c: d for c, d in zip(classes, dominant_list, strict=True)},
+            distinct_dominants=len(set(dominant_list)) == len(dominant_list),
+        )
+        tx.set_stage("rankings", "done", f"{len(set(dominant_list))} distinct dominant features / {len(classes)} classes")
+    reporter.report(2, "rankings ready")
+
+
+STAGE_RUNNERS: dict[str, Callable[..., None]] = {
+    "data": run_data,
+    "backbone": run_backbone,
+    "activations": run_activations,
+    "sae": run_sae,
+    "rankings": run_rankings,
+}
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str  # done | skipped | cancelled | failed
+    message: str = ""
+
+
+def run_stage(session: Session, stage: str, progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None) -> None:
+    if stage not in STAGE_RUNNERS:
+        raise SessionError(f"unknown stage '{stage}'; stages: {', '.join(STAGE_RUNNERS)}")
+    _check_requirements(session, stage)
+    try:
+        STAGE_RUNNERS[stage](session, progress, cancel)
+    except JobFailed as exc:
+        with session.transaction() as tx:
+            tx.set_stage(stage, "failed", str(exc))
+        raise
+
+
+def run_pipeline(session: Session, stages: Sequence[str] | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None, force: bool = False) -> list[StageOutcome]:
+    """Run ``stages`` (default: all) in order, skipping those already done unless ``force``."""
+    outcomes = []
+    for stage in stages or PIPELINE_STAGES:
+        if not force and session.stage_done(stage):
+            outcomes.append(StageOutcome(stage, "skipped", "already done"))
+            continue
+        run_stage(session, stage, progress, cancel)
+        outcomes.append(StageOutcome(stage, "done", session.stages()[stage].message))
+    return outcomes

@@ -1,0 +1,330 @@
+"""``SalveApp``: holds the open session (as its single writer), runs jobs, routes their messages.
+
+Data flows one way: a screen asks the app to run a core call → the call runs in a thread worker →
+it commits to the session file and reports progress as messages → screens re-read the session.
+Nothing here imports torch: the pipeline is imported inside the job bodies, so the first screen
+appears quickly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+
+from core.config import demo_config
+from core.jobs import CancelToken, ProgressFn
+from core.store.session import Session, SessionError, SessionLocked, resolve_session_path, sessions_dir
+from salve_tui.app.format import format_duration, format_metric
+from salve_tui.app.jobs import (
+    Job,
+    JobBusy,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobFn,
+    JobMessage,
+    JobProgress,
+    JobRunner,
+    JobStarted,
+)
+from salve_tui.app.screens.base import SalveScreen, discover_views
+from salve_tui.app.screens.confirm import ConfirmModal
+
+LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (the bar is live)
+
+
+class SalveApp(App[None]):
+    """The salve-tui workstation."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
+    TITLE = "salve-tui"
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help", key_display="?", show=False),
+        Binding("c", "cancel_job", "Cancel job", show=False),
+    ]
+
+    def __init__(self, sessions_folder: str | Path | None = None, start_session: str | None = None,
+                 build: bool = False, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.sessions_folder = sessions_dir(sessions_folder)
+        self.start_session = start_session
+        self.build = build
+        self.clock = clock
+        self.session: Session | None = None
+        self.jobs = JobRunner(self)
+        self.job_events: Signal[JobMessage] = Signal(self, "job-events")
+        self.log_events: Signal[Text] = Signal(self, "log-events")
+        self.log_lines: list[Text] = []
+        self.views = discover_views()
+        self._quitting = False
+        self._last_logged_progress = 0.0
+        self._last_stage = ""
+
+    # ----- start-up
+
+    def on_mount(self) -> None:
+        from salve_tui.app.screens.sessions import SessionsScreen
+
+        self.push_screen(SessionsScreen())
+        if self.start_session:
+            self.call_after_refresh(self._open_start_session)
+
+    def _open_start_session(self) -> None:
+        """``salve-tui NAME [--build]``: open it, or offer to build it with the demo settings."""
+        assert self.start_session is not None
+        path = resolve_session_path(self.start_session, self.sessions_folder)
+        if path.exists():
+            if self.open_session(path) and self.build:
+                self.run_pipeline_job(None, force=False, name="build")
+            return
+        if self.build:
+            self._create_and_build(path)
+            return
+
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                self._create_and_build(path)
+
+        self.push_screen(
+            ConfirmModal(f"There is no session '{path.stem}' in {path.parent}/.\nCreate it with the "
+                         "embedded demo settings (Shapes + ResNet-18) and build it now?",
+                         title="New session", yes="Build", no="Not now"),
+            answer,
+        )
+
+    def _create_and_build(self, path: Path) -> None:
+        try:
+            session = Session.create(path, demo_config(path.stem))
+        except SessionError as exc:
+            self.notify(str(exc), title="cannot create the session", severity="error", timeout=10)
+            return
+        self.adopt_session(session)
+        self.run_pipeline_job(None, force=False, name="build")
+
+    # ----- the open session (this app is its single writer)
+
+    def open_session(self, path: Path) -> bool:
+        """Open ``path`` as writer and show its dashboard; errors become notifications."""
+        self.close_session()
+        try:
+            session = Session.open(path, read_only=False)
+        except SessionLocked as exc:
+            self.notify(str(exc), title="session in use", severity="error", timeout=10)
+            return False
+        except SessionError as exc:
+            self.notify(str(exc), title="cannot open session", severity="error", timeout=10)
+            return False
+        self.adopt_session(session)
+        return True
+
+    def adopt_session(self, session: Session) -> None:
+        """Make ``session`` (already holding the writer lock) the open one and show its dashboard."""
+        from salve_tui.app.screens.dashboard import DashboardScreen
+
+        self.close_session()
+        self.session = session
+        self.sub_title = session.name
+        self.log_lines.clear()
+        self.log_message(f"opened {session.path}")
+        self.push_screen(DashboardScreen())
+
+    def on_unmount(self) -> None:
+        """However the app ends, a running job is told to stop and the writer lock is released."""
+        self.jobs.cancel()
+        self.close_session()
+
+    def close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+            self.sub_title = ""
+
+    def back_to_sessions(self) -> None:
+        """Leave the session (releasing the writer lock) and show the sessions list again."""
+        if self.jobs.busy:
+            self.notify("a job is running on this session; cancel it (c) or wait before leaving",
+                        severity="warning")
+            return
+        from salve_tui.app.screens.sessions import SessionsScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, SessionsScreen):
+            self.pop_screen()
+        self.close_session()
+        if isinstance(self.screen, SessionsScreen):
+            self.screen.action_refresh()
+
+    # ----- jobs
+
+    def start_job(self, name: str, fn: JobFn) -> Job | None:
+        """Start a job unless one runs (then say so); see :class:`salve_tui.app.jobs.JobRunner`."""
+        try:
+            return self.jobs.start(name, fn)
+        except JobBusy as exc:
+            self.notify(str(exc), title="one job at a time", severity="warning")
+            return None
+
+    def run_pipeline_job(self, stages: Sequence[str] | None, force: bool, name: str) -> Job | None:
+        """Run pipeline stages of the open session in a worker (skipping done ones unless ``force``)."""
+        session = self.session
+        if session is None:
+            self.notify("open a session first", severity="warning")
+            return None
+
+        def body(progress: ProgressFn, cancel: CancelToken) -> Any:
+            from core.workflow.pipeline import run_pipeline
+
+            return run_pipeline(session, list(stages) if stages else None, progress, cancel, force=force)
+
+        return self.start_job(name, body)
+
+    def action_cancel_job(self) -> None:
+        if self.jobs.cancel():
+            self.log_message("cancel requested: stopping at the next safe point", style="yellow")
+            self.notify("stopping at the next safe point…", title="cancelling")
+        else:
+            self.notify("no job is running")
+
+    # ----- job messages → log, notifications, screens
+
+    def on_job_started(self, message: JobStarted) -> None:
+        self._last_stage = ""
+        self.log_message(f"job '{message.job.name}' started", style="bold")
+        self.job_events.publish(message)
+
+    def on_job_progress(self, message: JobProgress) -> None:
+        progress = message.progress
+        now = time.monotonic()
+        if progress.stage != self._last_stage:
+            self._last_stage = progress.stage
+            self.log_message(f"stage {progress.stage}: {progress.message}", style="cyan")
+            self._last_logged_progress = now
+        elif now - self._last_logged_progress >= LOG_PROGRESS_INTERVAL_S:
+            self._last_logged_progress = now
+            metrics = " ".join(f"{k}={format_metric(v)}" for k, v in list(progress.metrics.items())[:4])
+            self.log_message(f"  {progress.stage} {progress.fraction:.0%} {progress.message} {metrics}".rstrip())
+        self.job_events.publish(message)
+
+    def on_job_finished(self, message: JobFinished) -> None:
+        job = message.job
+        self.log_message(f"job '{job.name}' finished in {format_duration(job.elapsed)}", style="green")
+        outcomes = message.result if isinstance(message.result, list | tuple) else []
+        for outcome in outcomes:  # run_pipeline's StageOutcome list; other jobs return anything
+            status = getattr(outcome, "status", None)
+            if status is not None:
+                self.log_message(f"  {outcome.stage}: {status} {outcome.message}".rstrip(), style="green")
+        self.notify(f"'{job.name}' finished", title="job done")
+        self.job_events.publish(message)
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        self.log_message(f"job '{message.job.name}' failed: {message.error}", style="bold red")
+        if message.details:
+            self.log.error(message.details)
+        self.notify(message.error, title=f"'{message.job.name}' failed", severity="error", timeout=15)
+        self.job_events.publish(message)
+
+    def on_job_cancelled(self, message: JobCancelled) -> None:
+        self.log_message(f"job '{message.job.name}' cancelled; the session keeps its last checkpoint "
+                         "(run again to resume)", style="yellow")
+        self.notify("stopped; run it again to resume", title="job cancelled")
+        self.job_events.publish(message)
+
+    def log_message(self, text: str, style: str = "") -> None:
+        """Append a timestamped line to the session log (shown on the dashboard)."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+        line = Text.assemble((stamp + " ", "bright_black"), (text, style))
+        self.log_lines.append(line)
+        del self.log_lines[:-500]
+        self.log_events.publish(line)
+
+    # ----- help, palette, quit
+
+    def action_help(self) -> None:
+        from salve_tui.app.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help: keys of this screen (?)", "List the keys and what they do", self.action_help)
+        if self.session is None:
+            yield SystemCommand("Sessions: new session (n)", "Open the new-session form", self._palette_new)
+        else:
+            yield SystemCommand("Session: back to the sessions list", "Close this session",
+                                self.back_to_sessions)
+            yield SystemCommand("Pipeline: run all pending stages", "Run or resume the whole pipeline",
+                                lambda: self.run_pipeline_job(None, force=False, name="run all"))
+            if self.jobs.busy:
+                yield SystemCommand("Job: cancel the running job (c)", "Stop at the next safe point",
+                                    self.action_cancel_job)
+            for view in self.views:
+                yield SystemCommand(f"Open: {view.title}", view.description or view.title,
+                                    _opener(self, view.name))
+        if isinstance(screen, SalveScreen):
+            yield from screen.palette_commands()
+
+    def _palette_new(self) -> None:
+        from salve_tui.app.screens.new_session import NewSessionScreen
+
+        self.push_screen(NewSessionScreen())
+
+    def open_view(self, name: str) -> None:
+        """Push a registered view if its required stages are done (else say which to run)."""
+        view = next((v for v in self.views if v.name == name), None)
+        if view is None or self.session is None:
+            return
+        stages = self.session.stages()
+        missing = [s for s in view.requires if stages.get(s) is None or stages[s].state != "done"]
+        if missing:
+            self.notify(f"{view.title} needs the {', '.join(missing)} stage(s) done first; "
+                        "run them from the dashboard (a runs all)", severity="warning")
+            return
+        self.push_screen(view.factory())
+
+    async def action_quit(self) -> None:
+        """Quit; while a job runs, ask, then cancel it and wait so the session stays resumable."""
+        if self._quitting:
+            self.notify("still stopping the job…")
+            return
+        if not self.jobs.busy:
+            self.close_session()
+            self.exit()
+            return
+        if isinstance(self.screen, ConfirmModal):
+            return
+        job = self.jobs.current
+        assert job is not None
+
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                self.run_worker(self._cancel_and_exit(), group="quit")
+
+        self.push_screen(
+            ConfirmModal(f"The job '{job.name}' is still running.\nQuit anyway? It stops at its next "
+                         "safe point and the session keeps its last checkpoint, so you can resume "
+                         "it later.", title="Quit during a job", yes="Stop & quit", no="Keep running"),
+            answer,
+        )
+
+    async def _cancel_and_exit(self) -> None:
+        self._quitting = True
+        self.jobs.cancel()
+        self.notify("stopping the job at its next safe point, then quitting…", title="quitting")
+        await self.jobs.wait()
+        self.close_session()
+        self.exit()
+
+
+def _opener(app: SalveApp, view_name: str) -> Callable[[], None]:
+    return lambda: app.open_view(view_name)

@@ -1,0 +1,531 @@
+"""Edit preview: what a SALVE / ROME / steering edit does to every class, live as α changes.
+
+Each α key press calls :func:`core.workflow.control.preview_edit` (cached activations, one matmul, no
+write) and redraws the per-class accuracy table (before / after / Δ), the confusion matrix after
+the edit (cells that changed in yellow) and the marker on the suppression curve. The curve
+itself is a sweep of the current settings (:func:`core.workflow.control.run_sweep`, ``record=False``)
+computed in a thread worker whenever the feature, class, method, mode or modulation changes;
+its range also sets the α step sizes (coarse = range/20, fine = range/200).
+
+``w`` records the edit in the session and exports the edited model (``.pt`` + ``.safetensors``
+with a JSON sidecar) as an app job; the written paths are shown when it finishes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import get_current_worker
+
+from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
+from salve_tui.app.screens.analysis_shared import class_name, delta_text, fmt_percent
+from salve_tui.app.screens.base import SessionScreen, session_view
+
+if TYPE_CHECKING:
+    from core.workflow.control import ControlInputs
+    from core.control.edit import EditSpec
+    from core.control.sweep import EditEffect, SweepResult
+
+METHODS = ("salve", "rome", "steer")
+METHOD_TITLES = {"salve": "SALVE", "rome": "ROME", "steer": "steering"}
+PARAM_NAMES = {"salve": "α", "rome": "target", "steer": "β"}
+MODULATIONS = ("linear", "clamped")
+COARSE_STEPS = 20  # coarse step = curve range / 20
+FINE_STEPS = 200
+ROME_DEFAULT_TARGET = -10.0
+BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
+
+
+def display_path(path: str | Path) -> str:
+    """A written path relative to the working directory when it lies below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
+                   width: int = 45) -> Text:
+    """Compact confusion matrix after the edit: rows true, columns predicted.
+
+    Cells are as wide as the largest count needs (+1 space); row labels are cut to what is left
+    of ``width`` (3–6 characters). Diagonal (correct) counts are green, cells that differ from
+    before the edit yellow, the target class's row bold. When even 3-character labels do not
+    fit (many classes), only the target row is listed, as its most frequent predictions.
+    """
+    C = after.shape[0]
+    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1)
+    label = min(6, width - 1 - C * cell)
+    text = Text()
+    if label < 3:
+        row_before, row_after = before[target], after[target]
+        order = np.argsort(-row_after, kind="stable")[:6]
+        text.append(f"{class_name(names, target)} predicted as (after, before):\n", style="bold")
+        for j in order:
+            style = "yellow" if row_after[j] != row_before[j] else ""
+            text.append(f"  {class_name(names, int(j))[:12]:<12} {row_after[j]:4d}  ({row_before[j]})\n",
+                        style=style)
+        return text
+    text.append("after edit: rows true, cols predicted\n", style="dim")
+    text.append(" " * (label + 1) + "".join(f"{name[:cell - 1]:>{cell}}" for name in names) + "\n",
+                style="dim")
+    for i in range(C):
+        text.append(f"{names[i][:label]:<{label}} ", style="bold" if i == target else "dim")
+        for j in range(C):
+            value = int(after[i, j])
+            style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
+            if value == 0 and style == "":
+                style = "bright_black"
+            text.append(f"{value:>{cell}}", style=style)
+        text.append("\n")
+    return text
+
+
+@session_view(footer="Edit", key="e", title="Edit preview", requires=("rankings",), order=30, name="edit_preview",
+              description="Per-class accuracy before/after a SALVE, ROME or steering edit")
+class EditPreviewScreen(SessionScreen):
+    SCREEN_TITLE = "Edit preview"
+    HELP_TEXT = (
+        "Preview a permanent edit of the classifier's last layer on the cached test activations. "
+        "↑/↓ choose the target class (the edited feature follows its dominant feature unless you "
+        "picked one); < > step the feature; n adds a feature, x removes the last one; d goes back "
+        "to the dominant feature. + / - change the strength in coarse steps, ] / [ in fine steps, "
+        "0 resets it. s switches suppress/enhance, m the method (SALVE weight edit, ROME rank-one "
+        "baseline, SAE steering), o the modulation (linear = Eq. 1, clamped = sign-preserving). "
+        "The table shows each class's test accuracy before and after the edit and the change in "
+        "percentage points; the curve shows the target class (red) and the mean of the others "
+        "(cyan) across strengths with the current value marked; v swaps it for the confusion matrix "
+        "after the edit (changed cells yellow) when the terminal is too short for both. w records "
+        "the edit in the session and exports the edited model weights."
+    )
+    DEFAULT_CSS = """
+    EditPreviewScreen #edit-settings { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    EditPreviewScreen #edit-body { height: 1fr; }
+    EditPreviewScreen #edit-table { width: 35; height: 1fr; }
+    EditPreviewScreen #edit-right { width: 1fr; }
+    EditPreviewScreen #edit-curve { height: 1fr; min-height: 5; }
+    EditPreviewScreen #edit-confusion { height: auto; width: 1fr; padding-left: 1; }
+    EditPreviewScreen.-show-curve #edit-confusion { display: none; }
+    EditPreviewScreen.-show-confusion #edit-curve { display: none; }
+    EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("plus,equals_sign", "alpha(1)", "α+", key_display="+"),
+        Binding("minus", "alpha(-1)", "α-", key_display="-"),
+        Binding("right_square_bracket", "alpha_fine(1)", "fine+", key_display="]"),
+        Binding("left_square_bracket", "alpha_fine(-1)", "fine-", key_display="["),
+        Binding("0", "alpha_zero", "α=0", show=False),
+        Binding("s", "toggle_mode", "Supp/enh"),
+        Binding("m", "cycle_method", "Method"),
+        Binding("o", "cycle_modulation", "Modulation"),
+        Binding("w", "export", "Record+export"),
+        Binding("v", "toggle_panel", "Curve/confusion"),
+        Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<", show=False),
+        Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">", show=False),
+        Binding("n", "add_feature", "Add feature", show=False),
+        Binding("x", "remove_feature", "Remove feature", show=False),
+        Binding("d", "dominant", "Dominant feature", show=False),
+    ]
+
+    def __init__(self, target_class: int = 0, features: list[int] | None = None) -> None:
+        super().__init__()
+        self.target_class = int(target_class)
+        self.features: list[int] = list(features or [])
+        self.follow_dominant = not self.features
+        self.mode = "suppress"
+        self.method = "salve"
+        self.modulation = "linear"
+        self.alpha = 0.0
+        self.inputs: ControlInputs | None = None
+        self.curve: SweepResult | None = None
+        self.effect: EditEffect | None = None
+        self.spec: EditSpec | None = None
+        self.error = ""
+        self.status = ""
+        self._export_job: Any = None
+        self.last_export: Any = None  # ExportResult of the last record + export
+        self._table_ready = False
+        self.panel = "curve"  # what the right column shows when both do not fit
+
+    def on_resize(self) -> None:
+        self._apply_panel()
+        self.call_after_refresh(self._draw_confusion)
+
+    def _apply_panel(self) -> None:
+        both = self.size.height >= BOTH_PANELS_MIN_HEIGHT
+        self.set_class(not both and self.panel == "curve", "-show-curve")
+        self.set_class(not both and self.panel == "confusion", "-show-confusion")
+
+    def action_toggle_panel(self) -> None:
+        self.panel = "confusion" if self.panel == "curve" else "curve"
+        self._apply_panel()
+        self.call_after_refresh(self._draw_confusion)  # its width is known once it is laid out
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading the cached activations…", id="edit-settings", markup=False)
+        with Horizontal(id="edit-body"):
+            yield DataTable(id="edit-table", cursor_type="row", zebra_stripes=False)
+            with Vertical(id="edit-right"):
+                from textual_plotext import PlotextPlot
+
+                yield PlotextPlot(id="edit-curve")
+                yield Static(id="edit-confusion", markup=False)
+        yield Static(id="edit-status", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("class", key="class", width=9)
+        table.add_column("before", key="before", width=6)
+        table.add_column("after", key="after", width=6)
+        table.add_column("Δ pts", key="delta", width=6)
+        table.focus()
+        self._apply_panel()
+
+    # ----- session → view
+
+    def refresh_from_session(self) -> None:
+        """(Re)load the control inputs in a worker; the first call also builds the table."""
+        session = self.session
+
+        def load() -> None:
+            from core.workflow.control import load_inputs
+
+            try:
+                inputs = load_inputs(session)
+            except Exception as exc:  # e.g. a stage rerun made the session incomplete
+                self.app.call_from_thread(self._set_error, f"cannot load the session: {exc}")
+                return
+            self.app.call_from_thread(self._inputs_ready, inputs)
+
+        self.run_worker(load, thread=True, exclusive=True, group="edit-inputs", exit_on_error=False)
+
+    def _inputs_ready(self, inputs: ControlInputs) -> None:
+        if not self.is_attached:
+            return
+        changed = self.inputs is not inputs
+        self.inputs = inputs
+        self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
+        if self.follow_dominant or not self.features:
+            self.features = [self._dominant(self.target_class)]
+        if not self._table_ready:
+            self._build_table()
+        if changed:
+            self._start_curve()
+        self.update_preview()
+
+    def _dominant(self, c: int) -> int:
+        assert self.inputs is not None
+        k = int(self.inputs.dominant[c])
+        return k if k >= 0 else 0
+
+    def _build_table(self) -> None:
+        assert self.inputs is not None
+        table = self.query_one(DataTable)
+        counts = np.bincount(self.inputs.labels.numpy(), minlength=self.inputs.num_classes)
+        for c, name in enumerate(self.inputs.class_names):
+            table.add_row(Text(name) if counts[c] else Text(name, style="dim"), "", "", "", key=str(c))
+        self._table_ready = True
+        table.move_cursor(row=self.target_class)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if not self._table_ready or event.row_key.value is None:
+            return
+        c = int(event.row_key.value)
+        if c == self.target_class:
+            return
+        self.target_class = c
+        if self.follow_dominant:
+            self.features = [self._dominant(c)]
+        self._settings_changed()
+
+    # ----- the edit
+
+    @property
+    def param_name(self) -> str:
+        return PARAM_NAMES[self.method]
+
+    def build_spec(self) -> EditSpec:
+        from core.workflow.control import build_spec
+
+        assert self.inputs is not None
+        return build_spec(self.inputs, self.method, self.features, self.target_class, self.mode,
+                          self.alpha, self.modulation)
+
+    def update_preview(self) -> None:
+        """Recompute the effect of the current settings (fast, synchronous) and redraw."""
+        if self.inputs is None:
+            return
+        from core.workflow.control import preview_edit
+
+        try:
+            self.spec = self.build_spec()
+            self.effect = preview_edit(None, self.spec, inputs=self.inputs)
+            self.error = ""
+        except ValueError as exc:
+            self.spec, self.effect, self.error = None, None, str(exc)
+        self._draw()
+
+    def _draw(self) -> None:
+        self._draw_settings()
+        self._draw_table()
+        self._draw_confusion()
+        self._draw_curve()
+        self._draw_status()
+
+    def _draw_settings(self) -> None:
+        if self.inputs is None:
+            return
+        names = self.inputs.class_names
+        text = Text()
+        text.append(f"{class_name(names, self.target_class)}", style="bold")
+        text.append(f" · {METHOD_TITLES[self.method]}")
+        if self.method != "rome":
+            text.append(f" {self.mode} f{'+'.join(str(k) for k in self.features)}")
+            if self.follow_dominant:
+                text.append(" (dom.)", style="dim")
+        text.append(f" · {self.param_name}=", style="")
+        text.append(f"{self.alpha:.4g}", style="bold yellow")
+        coarse, fine = self.steps()
+        text.append(f" (±{coarse:.2g}/{fine:.2g})", style="dim")
+        if self.method == "salve":
+            text.append(f" · {self.modulation}")
+        self.query_one("#edit-settings", Static).update(text)
+
+    def _draw_table(self) -> None:
+        if not self._table_ready:
+            return
+        table = self.query_one(DataTable)
+        effect = self.effect
+        for c in range(self.inputs.num_classes if self.inputs else 0):
+            if effect is None:
+                table.update_cell(str(c), "after", "")
+                table.update_cell(str(c), "delta", "")
+                continue
+            before = float(effect.accuracy_before[c])
+            after = float(effect.accuracy_after[c])
+            table.update_cell(str(c), "before", fmt_percent(before))
+            after_style = "bold" if c == self.target_class else ""
+            table.update_cell(str(c), "after", Text(fmt_percent(after), style=after_style))
+            table.update_cell(str(c), "delta", delta_text(after - before))
+
+    def _draw_confusion(self) -> None:
+        widget = self.query_one("#edit-confusion", Static)
+        if self.effect is None or self.inputs is None:
+            widget.update("")
+            return
+        right = self.query_one("#edit-right").size.width
+        width = right - 1 if right > 1 else 45  # minus the left padding
+        widget.update(confusion_text(self.effect.confusion_before.numpy(),
+                                     self.effect.confusion_after.numpy(),
+                                     self.inputs.class_names, self.target_class, width))
+
+    def _draw_curve(self) -> None:
+        widget = self.query_one("#edit-curve")
+        plt = widget.plt  # type: ignore[attr-defined]
+        plt.clear_data()
+        plt.clear_figure()
+        curve = self.curve
+        if curve is None or self.inputs is None:
+            plt.title("computing the curve…" if self.inputs is not None else "")
+            widget.refresh()
+            return
+        x = curve.alphas.double().numpy()
+        target = curve.per_class_accuracy[self.target_class].double().numpy()
+        others = curve.others_mean_accuracy.double().numpy()
+        name = class_name(self.inputs.class_names, self.target_class)
+        plt.plot(x.tolist(), np.nan_to_num(target).tolist(), color="red", marker="braille", label=name)
+        plt.plot(x.tolist(), np.nan_to_num(others).tolist(), color="cyan", marker="braille",
+                 label="others")
+        plt.vline(self.alpha, color="yellow")
+        plt.ylim(0, 1)
+        plt.title(f"accuracy vs {self.param_name} ({self.param_name}={self.alpha:.3g})")
+        widget.refresh()
+
+    def _draw_status(self) -> None:
+        widget = self.query_one("#edit-status", Static)
+        if self.error:
+            widget.update(Text(self.error, style="red"))
+            return
+        if self.status:
+            widget.update(self.status)
+            return
+        if self.effect is None or self.inputs is None:
+            widget.update("")
+            return
+        labels = self.inputs.labels.numpy()
+        counts = np.bincount(labels, minlength=self.inputs.num_classes).astype(float)
+        before = np.nan_to_num(self.effect.accuracy_before.numpy()) @ counts / counts.sum()
+        after = np.nan_to_num(self.effect.accuracy_after.numpy()) @ counts / counts.sum()
+        widget.update(f"overall test accuracy {fmt_percent(before)} → {fmt_percent(after)} · "
+                      "w records the edit and exports the weights")
+
+    def _set_error(self, error: str) -> None:
+        if self.is_attached:
+            self.error = error
+            self._draw_status()
+
+    # ----- the curve (sweep of the current settings, in a worker)
+
+    def _start_curve(self) -> None:
+        if self.inputs is None:
+            return
+        inputs = self.inputs
+        target, features = self.target_class, list(self.features)
+        method, mode, modulation = self.method, self.mode, self.modulation
+        key = (target, tuple(features), method, mode, modulation)
+        self.curve = None
+
+        def compute() -> None:
+            from core.workflow.control import run_sweep
+
+            worker = get_current_worker()
+            try:
+                result = run_sweep(None, target, None if method == "rome" else features,  # type: ignore[arg-type]
+                                   mode, method, modulation, record=False, inputs=inputs)
+            except ValueError as exc:
+                if not worker.is_cancelled:
+                    self.app.call_from_thread(self._set_error, str(exc))
+                return
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._curve_ready, key, result)
+
+        self.run_worker(compute, thread=True, exclusive=True, group="edit-curve", exit_on_error=False)
+
+    def _curve_ready(self, key: tuple, result: SweepResult) -> None:
+        current = (self.target_class, tuple(self.features), self.method, self.mode, self.modulation)
+        if not self.is_attached or key != current:
+            return
+        self.curve = result
+        self._draw()
+
+    def steps(self) -> tuple[float, float]:
+        """(coarse, fine) strength steps from the curve's range (1.0 / 0.1 until it is known)."""
+        if self.curve is None or self.curve.alphas.numel() < 2:
+            return 1.0, 0.1
+        span = float(self.curve.alphas.max() - self.curve.alphas.min())
+        if not math.isfinite(span) or span <= 0:
+            return 1.0, 0.1
+        return span / COARSE_STEPS, span / FINE_STEPS
+
+    def _settings_changed(self) -> None:
+        self.status = ""
+        self._start_curve()
+        self.update_preview()
+
+    # ----- actions
+
+    def _change_alpha(self, delta: float) -> None:
+        value = self.alpha + delta
+        if self.method != "rome":
+            value = max(0.0, value)  # direction comes from the mode, strength is ≥ 0
+        self.alpha = round(value, 12)
+        self.status = ""
+        self.update_preview()
+
+    def action_alpha(self, direction: int) -> None:
+        self._change_alpha(direction * self.steps()[0])
+
+    def action_alpha_fine(self, direction: int) -> None:
+        self._change_alpha(direction * self.steps()[1])
+
+    def action_alpha_zero(self) -> None:
+        self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
+        self.update_preview()
+
+    def action_toggle_mode(self) -> None:
+        self.mode = "enhance" if self.mode == "suppress" else "suppress"
+        self._settings_changed()
+
+    def action_cycle_method(self) -> None:
+        self.method = METHODS[(METHODS.index(self.method) + 1) % len(METHODS)]
+        self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
+        if self.method == "rome":
+            self.mode = "suppress"  # ROME only sets the class logit down
+        self._settings_changed()
+
+    def action_cycle_modulation(self) -> None:
+        self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
+        self._settings_changed()
+
+    def action_step_feature(self, step: int) -> None:
+        if self.inputs is None:
+            return
+        h = self.inputs.num_features
+        self.features[-1] = (self.features[-1] + step) % h
+        self.follow_dominant = False
+        self._settings_changed()
+
+    def action_add_feature(self) -> None:
+        if self.inputs is None:
+            return
+        h = self.inputs.num_features
+        candidate = (self.features[-1] + 1) % h
+        while candidate in self.features and len(self.features) < h:
+            candidate = (candidate + 1) % h
+        self.features.append(candidate)
+        self.follow_dominant = False
+        self._settings_changed()
+
+    def action_remove_feature(self) -> None:
+        if len(self.features) > 1:
+            self.features.pop()
+            self._settings_changed()
+
+    def action_dominant(self) -> None:
+        if self.inputs is None:
+            return
+        self.follow_dominant = True
+        self.features = [self._dominant(self.target_class)]
+        self._settings_changed()
+
+    def action_export(self) -> None:
+        if self.spec is None:
+            self.notify(self.error or "nothing to export yet", severity="warning")
+            return
+        session, spec = self.session, self.spec
+
+        def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            return record_and_export(session, spec)
+
+        job = self.salve.start_job("record + export edit", body)
+        if job is not None:
+            self._export_job = job
+            self.status = "exporting the edited model…"
+            self._draw_status()
+
+    def on_job_update(self, message: JobMessage) -> None:
+        if message.job is not self._export_job:
+            return
+        if isinstance(message, JobFinished):
+            result = message.result
+            names = ", ".join(display_path(p) for p in result.files)
+            self.status = f"recorded edit #{result.metadata.get('edit_index', '?')}; wrote {names}"
+            self.last_export = result
+            self._draw_status()
+        elif isinstance(message, JobFailed):
+            self.status = ""
+            self._set_error(f"export failed: {message.error}")
+        elif isinstance(message, JobProgress):
+            pass
+
+
+def record_and_export(session, spec: EditSpec):  # noqa: ANN001, ANN201 (Session → ExportResult)
+    """Export the model with ``spec`` applied, then record the edit with the written paths."""
+    from core.workflow.control import record_edit
+    from core.workflow.export import export_edited_model
+
+    result = export_edited_model(session, spec)
+    index = record_edit(session, spec, exports=[str(p) for p in result.files])
+    result.metadata["edit_index"] = index
+    return result

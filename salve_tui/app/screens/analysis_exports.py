@@ -1,0 +1,257 @@
+"""Exports view: write figures, heatmaps, tables and edited weights beside the session file.
+
+Every export runs as an app job (``core.workflow.figures`` / ``core.workflow.export`` / ``core.workflow.control``) and
+writes into ``<session>.exports/``; the files it wrote are listed when it finishes, and the
+folder's contents (newest first) stay listed below. Exports that need results the session does
+not have yet compute them first and record them (sweeps, α_crit), like the CLI does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets.option_list import Option
+
+from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage, JobProgress
+from salve_tui.app.screens.analysis_edit import display_path
+from salve_tui.app.screens.base import SessionScreen, session_view
+
+TABLES = "tables"
+LISTED_FILES = 50
+
+
+# --------------------------------------------------------------------------- export bodies
+# Each takes (session, progress, cancel) and returns the list of written paths.
+
+
+def export_matrix(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """The feature–class matrix μ as a PNG heatmap with dominant features boxed."""
+    from core.workflow.visuals import feature_class_matrix_png
+
+    return [feature_class_matrix_png(session)]
+
+
+def export_gradfam(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """Per class: Grad-FAM of its dominant feature on the test sample that drives it most."""
+    from core.jobs import ProgressReporter, check_cancel
+    from core.workflow.visuals import class_gradfam_png, load_assets
+
+    assets = load_assets(session)
+    names = assets.class_names
+    reporter = ProgressReporter("Grad-FAM heatmaps", len(names), progress)
+    written = []
+    for c, name in enumerate(names):
+        check_cancel(cancel)
+        path = class_gradfam_png(session, c, assets)
+        if path is not None:
+            written.append(path)
+        reporter.report(c + 1, name)
+    return written
+
+
+def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """Per class: the suppression sweep of its dominant feature, recorded, drawn as the accuracy
+    curves (α50 marked) and the target class's prediction shares."""
+    from core.workflow.control import load_inputs, run_sweep, sweep_id
+    from core.jobs import ProgressReporter, check_cancel
+    from core.workflow.visuals import sweep_figures
+
+    inputs = load_inputs(session)
+    names = inputs.class_names
+    present = sorted(set(int(c) for c in inputs.labels.tolist()))
+    reporter = ProgressReporter("suppression curves", len(present), progress)
+    written = []
+    for i, c in enumerate(present):
+        check_cancel(cancel)
+        result = run_sweep(session, target_class=c, inputs=inputs)
+        written += sweep_figures(session, sweep_id(result), names)
+        reporter.report(i + 1, names[c])
+    return written
+
+
+def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """α_crit tables (summary + per sample CSV) and their distribution figure."""
+    from core.workflow.control import load_alpha_crit, run_alpha_crit
+    from core.workflow.export import export_alpha_crit_csv
+    from core.workflow.visuals import alpha_crit_png
+
+    results = load_alpha_crit(session)
+    if not results:
+        results = run_alpha_crit(session, progress=progress, cancel=cancel)
+    names = [str(c) for c in session.read_json("class_names")]
+    summary, samples = export_alpha_crit_csv(
+        results, names, session.exports_dir / TABLES / "alpha_crit_suppress-linear.csv")
+    figure = alpha_crit_png(session, "suppress", "linear")
+    return [summary, samples] + ([figure] if figure is not None else [])
+
+
+def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """The model with every recorded edit replayed, as .pt and .safetensors (+ sidecar)."""
+    from core.workflow.control import list_edits
+    from core.workflow.export import export_edited_model
+
+    if not list_edits(session):
+        raise ValueError("no edit is recorded yet: preview one (e) and press w there, then export")
+    result = export_edited_model(session)
+    return [*result.files, result.sidecar, result.readme]
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    key: str
+    title: str
+    detail: str
+    run: Callable[..., list[Path]]
+
+
+EXPORTS = (
+    ExportKind("matrix", "Feature–class matrix (PNG)", "μ heatmap, dominant features boxed",
+               export_matrix),
+    ExportKind("gradfam", "Grad-FAM heatmaps (PNG)", "each class's dominant feature on its top sample",
+               export_gradfam),
+    ExportKind("curves", "Suppression curves (PNG)", "accuracy vs α per class, α50 marked",
+               export_curves),
+    ExportKind("alpha_crit", "α_crit tables (CSV) + figure", "per class and per sample",
+               export_alpha_crit),
+    ExportKind("weights", "Edited weights (.pt, .safetensors)", "all recorded edits replayed",
+               export_weights),
+)
+
+
+def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """Every export above; weights only when an edit is recorded."""
+    from core.workflow.control import list_edits
+
+    written: list[Path] = []
+    for kind in EXPORTS:
+        if kind.key == "weights" and not list_edits(session):
+            continue
+        written += kind.run(session, progress, cancel)
+    return written
+
+
+@session_view(footer="Export", key="x", title="Exports", requires=("rankings",), order=50, name="exports",
+              description="Write PNG heatmaps, figures, CSV tables and edited weights")
+class ExportsScreen(SessionScreen):
+    SCREEN_TITLE = "Exports"
+    HELP_TEXT = (
+        "Write results to the folder beside the session file (<name>.exports/). ↑/↓ choose an "
+        "export and Enter runs it as a job (c cancels); A runs all of them. The files written by "
+        "the last export are listed in green, then everything in the folder, newest first (Tab "
+        "moves to that list; arrows scroll it)."
+    )
+    DEFAULT_CSS = """
+    ExportsScreen #exports-folder { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    ExportsScreen #exports-list { height: auto; max-height: 8; }
+    ExportsScreen #exports-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    ExportsScreen #exports-scroll { height: 1fr; padding: 0 1; border-top: solid $panel; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("enter", "run_selected", "Export"),
+        Binding("A", "run_all", "All", key_display="A"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_written: list[Path] = []
+        self._job: Any = None
+        self.status = Text("Enter runs the highlighted export", style="dim")
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="exports-folder", markup=False)
+        yield OptionList(*(Option(f"{kind.title} — {kind.detail}", id=kind.key) for kind in EXPORTS),
+                         id="exports-list")
+        yield Static(id="exports-status", markup=False)
+        with VerticalScroll(id="exports-scroll"):  # Tab focuses it, arrows scroll
+            yield Static(id="exports-files", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        option_list = self.query_one(OptionList)
+        option_list.highlighted = 0
+        option_list.focus()
+
+    def refresh_from_session(self) -> None:
+        folder = self.session.exports_dir
+        self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/")
+        self.query_one("#exports-status", Static).update(self.status)
+        self._list_files()
+
+    def _list_files(self) -> None:
+        folder = self.session.exports_dir
+        text = Text()
+        for path in self.last_written:
+            text.append(f"✓ {display_path(path)}\n", style="green")
+        existing = sorted((p for p in folder.rglob("*") if p.is_file()),
+                          key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
+        fresh = {p.resolve() for p in self.last_written}
+        others = [p for p in existing if p.resolve() not in fresh]
+        if not existing:
+            text.append("nothing exported yet", style="dim")
+        for path in others[:LISTED_FILES]:
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+            text.append(f"  {path.relative_to(folder)}")
+            text.append(f"  {stamp}\n", style="dim")
+        if len(others) > LISTED_FILES:
+            text.append(f"  … and {len(others) - LISTED_FILES} more\n", style="dim")
+        self.query_one("#exports-files", Static).update(text)
+
+    # ----- actions
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._start(event.option.id or "")
+
+    def action_run_selected(self) -> None:
+        option_list = self.query_one(OptionList)
+        if option_list.highlighted is None:
+            return
+        self._start(EXPORTS[option_list.highlighted].key)
+
+    def action_run_all(self) -> None:
+        self._start("all")
+
+    def _start(self, key: str) -> None:
+        session = self.session
+        if key == "all":
+            run, title = export_everything, "all exports"
+        else:
+            kind = next(k for k in EXPORTS if k.key == key)
+            run, title = kind.run, kind.title
+
+        def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            return run(session, progress, cancel)
+
+        job = self.salve.start_job(f"export: {title}", body)
+        if job is not None:
+            self._job = job
+            self._set_status(Text(f"exporting {title}…", style="cyan"))
+
+    def _set_status(self, text: Text) -> None:
+        self.status = text
+        self.query_one("#exports-status", Static).update(text)
+
+    def on_job_update(self, message: JobMessage) -> None:
+        if message.job is not self._job:
+            return
+        if isinstance(message, JobProgress):
+            p = message.progress
+            self._set_status(Text(f"{message.job.name}: {p.stage} {p.fraction:.0%} {p.message} "
+                                  "(c cancels)", style="cyan"))
+        elif isinstance(message, JobFinished):
+            self.last_written = [Path(p) for p in message.result]
+            self._set_status(Text(f"{message.job.name}: wrote {len(self.last_written)} file(s)",
+                                  style="green"))
+        elif isinstance(message, JobFailed):
+            self._set_status(Text(f"{message.job.name} failed: {message.error}", style="red"))
+        elif isinstance(message, JobCancelled):
+            self._set_status(Text(f"{message.job.name} cancelled", style="yellow"))

@@ -1,0 +1,175 @@
+"""Pipeline dashboard: each stage's committed state, run / rerun / run-all / cancel, progress, log."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, RichLog, Static
+
+from core.store.session import PIPELINE_STAGES, StageState
+from salve_tui.app.format import format_timestamp, stage_state_text
+from salve_tui.app.jobs import (
+    JOB_END_MESSAGES,
+    JobCancelled,
+    JobFinished,
+    JobMessage,
+    JobProgress,
+    JobStarted,
+)
+from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.widgets.progress import JobProgressPanel
+
+STAGE_TITLES = {
+    "data": "data",
+    "backbone": "backbone",
+    "activations": "activations",
+    "sae": "SAE",
+    "rankings": "rankings",
+}
+
+
+def config_line(config_dict: dict) -> str:
+    """One line summarising the session's settings."""
+    data = config_dict.get("data", {})
+    backbone = config_dict.get("backbone", {})
+    sae = config_dict.get("sae", {})
+    weights = backbone.get("weights", "none")
+    if weights not in ("none", "pretrained"):
+        weights = "checkpoint"
+    return (f"{backbone.get('arch', '?')} ({weights}, {backbone.get('epochs', '?')} ep) · "
+            f"{data.get('kind', '?')} {data.get('image_size', '?')}px · "
+            f"SAE {sae.get('kind', '?')} h={sae.get('hidden', '?')} {sae.get('epochs', '?')} ep · "
+            f"device {config_dict.get('device', 'auto')}")
+
+
+class StageTable(DataTable):
+    """Stage rows; up/down choose the stage that r / f act on."""
+
+    BINDINGS: ClassVar[list[Binding]] = [Binding("enter", "select_cursor", "Run stage", show=False)]
+
+
+class DashboardScreen(SessionScreen):
+    SCREEN_TITLE = "Pipeline dashboard"
+    HELP_TEXT = (
+        "The pipeline of the open session: data → backbone → activations → SAE → rankings. "
+        "Each stage commits its results to the session file, so a cancelled or crashed run "
+        "resumes from its last checkpoint. Choose a stage with ↑/↓; r runs it (if not done), "
+        "f reruns it even if done (later stages become stale), a runs every pending stage in order. "
+        "c cancels the running job at its next safe point. Views of the results open with the "
+        "keys listed below."
+    )
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("escape", "back", "Sessions", show=False),
+        Binding("a", "run_all", "Run all"),
+        Binding("r", "run_stage", "Run", show=False),  # enter does the same
+        Binding("f", "rerun_stage", "Rerun", show=False),
+        Binding("c", "app.cancel_job", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown_stage = ""
+        # Each registered view gets its key here, so the footer, help and palette list it.
+        for view in self.salve.views:
+            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="session-config", markup=False)
+        yield StageTable(id="stages", cursor_type="row", zebra_stripes=False)
+        yield JobProgressPanel(id="progress")
+        yield RichLog(id="log", wrap=False, markup=False, max_lines=500)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(StageTable)
+        table.add_column("stage", key="stage", width=11)
+        table.add_column("state", key="state", width=12)
+        table.add_column("detail", key="detail", width=33)
+        table.add_column("updated", key="updated", width=16)
+        for stage in PIPELINE_STAGES:
+            table.add_row(STAGE_TITLES[stage], "", "", "", key=stage)
+        log = self.query_one(RichLog)
+        for line in self.salve.log_lines:
+            log.write(line)
+        self.salve.log_events.subscribe(self, log.write)
+        table.focus()
+
+    def refresh_from_session(self) -> None:
+        session = self.session
+        self.query_one("#session-config", Static).update(f"{session.name}: {config_line(session.config.to_dict())}")
+        stages = session.stages()
+        table = self.query_one(StageTable)
+        running = self._running_stage()
+        for stage in PIPELINE_STAGES:
+            state = stages.get(stage, StageState())
+            state_text = Text("▶ running", style="bold cyan") if stage == running else stage_state_text(state.state)
+            table.update_cell(stage, "state", state_text)
+            table.update_cell(stage, "detail", Text(state.message, no_wrap=True, overflow="ellipsis"))
+            table.update_cell(stage, "updated", format_timestamp(state.updated))
+
+    def _running_stage(self) -> str | None:
+        job = self.salve.jobs.current
+        if job is None or job.finished or job.latest is None:
+            return None
+        return job.latest.stage
+
+    def on_job_update(self, message: JobMessage) -> None:
+        panel = self.query_one(JobProgressPanel)
+        if isinstance(message, JobStarted):
+            panel.show_progress(message.job, None)
+        elif isinstance(message, JobProgress):
+            panel.show_progress(message.job, message.progress)
+            table = self.query_one(StageTable)
+            progress = message.progress
+            if progress.stage != self._shown_stage:  # the previous stage has committed: re-read
+                self._shown_stage = progress.stage
+                self.refresh_from_session()
+            if progress.stage in PIPELINE_STAGES:
+                table.update_cell(progress.stage, "state",
+                                  Text(f"▶ {progress.fraction:.0%}", style="bold cyan"))
+                if progress.message:
+                    table.update_cell(progress.stage, "detail",
+                                      Text(progress.message, no_wrap=True, overflow="ellipsis"))
+        elif isinstance(message, JOB_END_MESSAGES):
+            job = message.job
+            if isinstance(message, JobFinished):
+                panel.show_text(Text(f"'{job.name}' finished", style="green"), complete=True)
+            elif isinstance(message, JobCancelled):
+                panel.show_text(Text(f"'{job.name}' cancelled — a / r resumes from the last checkpoint",
+                                     style="yellow"), complete=False)
+            else:
+                panel.show_text(Text(f"'{job.name}' failed: {message.error}", style="red"), complete=False)
+
+    # ----- actions
+
+    def selected_stage(self) -> str:
+        table = self.query_one(StageTable)
+        row = table.cursor_row if table.cursor_row is not None else 0
+        return PIPELINE_STAGES[min(max(row, 0), len(PIPELINE_STAGES) - 1)]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_run_stage()
+
+    def action_run_all(self) -> None:
+        self.salve.run_pipeline_job(None, force=False, name="run all")
+
+    def action_run_stage(self) -> None:
+        stage = self.selected_stage()
+        if self.session.stage_done(stage):
+            self.notify(f"'{stage}' is already done; press f to rerun it", severity="information")
+            return
+        self.salve.run_pipeline_job([stage], force=False, name=stage)
+
+    def action_rerun_stage(self) -> None:
+        stage = self.selected_stage()
+        self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
+
+    def action_open_view(self, name: str) -> None:
+        self.salve.open_view(name)
+
+    def action_back(self) -> None:
+        self.salve.back_to_sessions()

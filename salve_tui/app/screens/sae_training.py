@@ -1,0 +1,156 @@
+"""SAE training view: loss, L0, explained variance and dead latents per epoch.
+
+While the ``sae`` stage runs the curves come from the job's progress metrics (every report is
+kept by the job runner, so throttled messages lose no points); otherwise from the committed
+``sae/history`` arrays, or from the last checkpoint's history when training stopped half-way.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.widgets import Footer, Header, Static
+
+from salve_tui.app.jobs import JobMessage, JobProgress
+from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.progress import JobProgressPanel
+
+# Plot panels: (widget id, title, [(series label, history key aliases)]).
+PANELS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
+    ("plot-loss", "loss", (("total", ("loss", "total")), ("recon", ("recon", "mse")),
+                           ("sparsity", ("sparsity", "l1")))),
+    ("plot-l0", "L0 (active latents)", (("L0", ("l0",)),)),
+    ("plot-ev", "explained variance", (("EV", ("ev", "explained_variance")),)),
+    ("plot-dead", "dead latents", (("dead", ("dead", "dead_latents")),)),
+)
+SERIES_COLOURS = ("cyan", "green", "orange")
+CHECKPOINT_HISTORY_PREFIX = "history/"
+
+
+def first_seed(values: np.ndarray) -> np.ndarray:
+    """History arrays are (seeds × epochs) or (epochs,): plot the first seed."""
+    values = np.asarray(values, dtype=float)
+    return values[0] if values.ndim == 2 else values.reshape(-1)
+
+
+def pick_series(history: dict[str, np.ndarray], aliases: tuple[str, ...]) -> np.ndarray | None:
+    for key in aliases:
+        if key in history and np.asarray(history[key]).size:
+            return first_seed(history[key])
+    return None
+
+
+def metrics_to_history(reports: list[tuple[float, dict]]) -> dict[str, np.ndarray]:
+    """Live progress reports ``(epoch, metrics)`` → per-key arrays (NaN where a key is missing)."""
+    keys = sorted({k for _, metrics in reports for k in metrics})
+    return {k: np.array([float(m.get(k, np.nan)) for _, m in reports]) for k in keys} | {
+        "epoch": np.array([done for done, _ in reports], dtype=float)
+    }
+
+
+@session_view(footer="SAE", key="t", title="SAE training", order=10, name="sae_training",
+              description="Loss curves, L0, explained variance and dead latents of the SAE")
+class SAETrainingScreen(SessionScreen):
+    SCREEN_TITLE = "SAE training"
+    HELP_TEXT = (
+        "Training curves of the sparse autoencoder, one point per epoch: total loss with its "
+        "reconstruction and sparsity parts, L0 (mean number of active latents per sample), "
+        "explained variance of the activations and the number of dead latents. Curves update "
+        "live while the SAE stage runs."
+    )
+    BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: dict[str, np.ndarray] = {}
+        self.source = ""
+        self.log_scale = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="sae-summary", markup=False)
+        yield JobProgressPanel(id="progress")
+        from textual_plotext import PlotextPlot  # plotext loads on first use, not at start-up
+
+        with Grid(id="sae-plots"):
+            for plot_id, _, _ in PANELS:
+                yield PlotextPlot(id=plot_id)
+        yield Footer(compact=True)
+
+    def refresh_from_session(self) -> None:
+        job = self.salve.jobs.current
+        if job is not None and not job.finished and job.metrics.get("sae"):
+            self._show(metrics_to_history(job.metrics["sae"]), "live")
+            return
+        session = self.session
+        if session.has("sae/history"):
+            self._show(session.read_arrays("sae/history"), "trained")
+        elif session.has("sae/checkpoint/arrays"):
+            arrays = session.read_arrays("sae/checkpoint/arrays")
+            history = {k[len(CHECKPOINT_HISTORY_PREFIX):]: v for k, v in arrays.items()
+                       if k.startswith(CHECKPOINT_HISTORY_PREFIX)}
+            self._show(history, "checkpoint")
+        else:
+            self._show({}, "")
+
+    def on_job_update(self, message: JobMessage) -> None:
+        if isinstance(message, JobProgress):
+            self.query_one(JobProgressPanel).show_progress(message.job, message.progress)
+            if message.progress.stage == "sae" and message.job.metrics.get("sae"):
+                self._show(metrics_to_history(message.job.metrics["sae"]), "live")
+
+    def action_toggle_log_scale(self) -> None:
+        self.log_scale = not self.log_scale
+        self._draw()
+
+    def _show(self, history: dict[str, np.ndarray], source: str) -> None:
+        self.history, self.source = history, source
+        self._draw()
+
+    def _draw(self) -> None:
+        history = self.history
+        summary = self.query_one("#sae-summary", Static)
+        if not history:
+            job = self.salve.jobs.current
+            if job is not None and not job.finished:
+                summary.update("no SAE curves yet: they appear when the running job reaches the SAE stage")
+            else:
+                summary.update("no SAE training yet — run the SAE stage from the dashboard (escape, then a)")
+        else:
+            latest = []
+            for _, _, series in PANELS:
+                for label, aliases in series:
+                    values = pick_series(history, aliases)
+                    if values is not None and len(values):
+                        latest.append(f"{label} {float(values[-1]):.3g}")
+            epochs = max((len(first_seed(v)) for v in history.values()), default=0)
+            source = {"live": "live", "trained": "final", "checkpoint": "last checkpoint"}[self.source]
+            summary.update(f"{source}, {epochs} epochs: " + "  ".join(latest))
+        for plot_id, title, series in PANELS:
+            widget = self.query_one(f"#{plot_id}")
+            plt = widget.plt  # type: ignore[attr-defined]
+            plt.clear_data()
+            plt.clear_figure()
+            plt.title(title)
+            drawn = False
+            for (label, aliases), colour in zip(series, SERIES_COLOURS, strict=False):
+                values = pick_series(history, aliases)
+                if values is None or not len(values):
+                    continue
+                finite = np.isfinite(values)
+                if not finite.any():
+                    continue
+                x = (np.asarray(history["epoch"], dtype=float)[finite] if "epoch" in history
+                     else np.arange(1, len(values) + 1)[finite])
+                plt.plot(x.tolist(), values[finite].tolist(), label=label if len(series) > 1 else None,
+                         color=colour, marker="braille")
+                drawn = True
+            if drawn and self.log_scale and title == "loss":
+                plt.yscale("log")
+            if not drawn:
+                plt.title(f"{title}: no data")
+            widget.refresh()

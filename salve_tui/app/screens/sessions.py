@@ -1,0 +1,160 @@
+"""The first screen: every session in the sessions folder, with its model, data and stage states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from core.store.session import PIPELINE_STAGES, SessionError, delete_session, list_sessions
+from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
+from salve_tui.app.screens.base import SalveScreen
+from salve_tui.app.screens.confirm import ConfirmModal
+
+
+class SessionTable(DataTable):
+    """Row table whose Enter is described in the footer (DataTable hides its own)."""
+
+    BINDINGS: ClassVar[list[Binding]] = [Binding("enter", "select_cursor", "Open")]
+
+
+class SessionsScreen(SalveScreen):
+    SCREEN_TITLE = "Sessions"
+    HELP_TEXT = (
+        "Every session file (*.h5) in the sessions folder. A session remembers its settings and "
+        "every finished step, so opening it resumes where it stopped. Stages, left to right: "
+        "data, backbone, activations, SAE, rankings."
+    )
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("n", "new", "New"),
+        Binding("d", "delete", "Delete"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="sessions-folder", markup=False)
+        yield SessionTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="session-detail", markup=False)
+        yield Static(Text(f"stages D B A S R: {STAGE_LEGEND}", style="bright_black"), id="legend")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.sub_title = "sessions"
+        table = self.query_one(SessionTable)
+        table.add_column("name", key="name", width=18)
+        table.add_column("model", key="model", width=10)
+        table.add_column("data", key="data", width=11)
+        table.add_column("DBASR", key="stages", width=5)
+        table.add_column("last change", key="updated", width=16)
+        self.action_refresh()
+        table.focus()
+
+    @property
+    def folder(self) -> Path:
+        return self.salve.sessions_folder
+
+    def action_refresh(self) -> None:
+        """Re-read the folder; a broken file becomes a row with its error, not a crash."""
+        table = self.query_one(SessionTable)
+        previous = self.selected_row()
+        self.rows = list_sessions(self.folder)
+        table.clear()
+        for row in self.rows:
+            if row.get("error"):
+                table.add_row(Text(row["name"], style="red"), Text("unreadable", style="red"), "", "",
+                              "", key=row["path"])
+            else:
+                table.add_row(row["name"], row["model"], row["dataset"],
+                              stage_glyphs(row["stages"], PIPELINE_STAGES),
+                              format_timestamp(row["updated"]), key=row["path"])
+        count = len(self.rows)
+        folder_text = f"{count} session{'s' if count != 1 else ''} in {self.folder}/"
+        if not count:
+            folder_text += "  — press n to create one"
+        self.query_one("#sessions-folder", Static).update(folder_text)
+        if previous is not None:
+            for index, row in enumerate(self.rows):
+                if row["path"] == previous["path"]:
+                    table.move_cursor(row=index)
+        self._show_detail()
+
+    def selected_row(self) -> dict[str, Any] | None:
+        table = self.query_one(SessionTable)
+        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        row = self.selected_row()
+        detail = self.query_one("#session-detail", Static)
+        if row is None:
+            detail.update("")
+        elif row.get("error"):
+            detail.update(Text(f"cannot read {row['path']}: {row['error']}", style="red"))
+        else:
+            text = Text(f"{row['path']}\n")
+            for stage in PIPELINE_STAGES:
+                state = row["stages"].get(stage, "pending")
+                glyph, colour = STAGE_GLYPHS.get(state, ("?", "red"))
+                text.append(f"{stage} ", style="bright_black")
+                text.append(f"{glyph} {state}  ", style=colour)
+            detail.update(text)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            self.notify("no session selected; press n to create one", severity="warning")
+            return
+        if row.get("error"):
+            self.notify(row["error"], title="cannot open this session", severity="error", timeout=10)
+            return
+        self.salve.open_session(Path(row["path"]))
+
+    def action_new(self) -> None:
+        from salve_tui.app.screens.new_session import NewSessionScreen
+
+        self.app.push_screen(NewSessionScreen())
+
+    def action_delete(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            self.notify("no session selected", severity="warning")
+            return
+        path = Path(row["path"])
+        size = path.stat().st_size / 1e6 if path.exists() else 0.0
+
+        def answer(confirmed: bool | None) -> None:
+            if not confirmed:
+                return
+            try:
+                if row.get("error"):  # unreadable: Session.open would refuse it, remove the file itself
+                    path.unlink(missing_ok=True)
+                    path.with_name(path.name + ".lock").unlink(missing_ok=True)
+                else:
+                    delete_session(path)
+            except (SessionError, OSError) as exc:
+                self.notify(str(exc), title="not deleted", severity="error", timeout=10)
+            else:
+                self.notify(f"deleted {path}")
+            self.action_refresh()
+
+        self.app.push_screen(
+            ConfirmModal(f"Delete session '{row['name']}'?\n{path} ({size:.1f} MB) will be removed; "
+                         "this cannot be undone.", title="Delete session", yes="Delete", no="Keep"),
+            answer,
+        )

@@ -1,0 +1,324 @@
+"""``salve sweep | alpha-crit | edit | robustness``: the control commands of the CLI.
+
+Torch is imported inside the command functions only, so registering these commands keeps
+``salve info`` fast. Every command records its result in the session (``core.workflow.control``)
+unless ``--no-record`` is given, which opens the session read-only (useful while the TUI or
+another process holds it for writing).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from salve_tui.cli.main import CliError, ProgressPrinter, emit, open_session
+
+METHODS = ("salve", "rome", "steer")
+MODES = ("suppress", "enhance")
+MODULATIONS = ("linear", "clamped")
+
+
+def parse_alpha_grid(text: str) -> list[float]:
+    """``START:STOP:N`` (N evenly spaced values, both ends included) or ``a,b,c``."""
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+            if n < 2:
+                raise CliError(f"--alphas {text}: N must be at least 2")
+            return [start + (stop - start) * i / (n - 1) for i in range(n)]
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(
+            f"--alphas '{text}' is not START:STOP:N (e.g. 0:5:200) or a comma list (e.g. 0,1,2)"
+        ) from None
+    if not values:
+        raise CliError("--alphas is empty")
+    return values
+
+
+def _open(args: argparse.Namespace):
+    return open_session(args, read_only=args.no_record)
+
+
+def _class_arg(inputs: Any, value: str | None) -> int | None:
+    return None if value is None else inputs.class_index(value)
+
+
+def _progress(args: argparse.Namespace) -> ProgressPrinter | None:
+    return None if args.json else ProgressPrinter()
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+# ----------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from core.workflow import control
+
+    if args.class_ is None and not args.feature:
+        raise CliError("give --class C (its dominant feature is swept) or --feature K")
+    alphas = parse_alpha_grid(args.alphas) if args.alphas else None
+    with _open(args) as session:
+        inputs = control.load_inputs(session)
+        target = _class_arg(inputs, args.class_)
+        features = args.feature or None
+        result = control.run_sweep(
+            session, target, features, args.mode, args.method, args.modulation, alphas,
+            args.n_alphas, args.rome_sample, _progress(args), None, not args.no_record, inputs,
+        )
+        crit = []
+        if args.method == "salve" and len(result.features) == 1 and args.mode == "suppress":
+            crit = control.run_alpha_crit(
+                session, None, result.features[0], "suppress", args.modulation,
+                curve=result,
+                record=not args.no_record, inputs=inputs,
+            )
+    names = inputs.class_names
+    payload = sweep_payload(session.name, result, names, control.curve_alpha50(result))
+    payload["alpha_crit"] = [control.alpha_crit_brief(r, names) for r in crit]
+    payload["recorded"] = None if args.no_record else control.sweep_id(result)
+    emit(args, payload, _sweep_text)
+    return 0
+
+
+def sweep_payload(session: str, result: Any, names: list[str], a50: list) -> dict[str, Any]:
+    """The documented JSON of ``salve sweep``."""
+    d = result.to_dict()
+    target = result.target_class
+    return {
+        "session": session,
+        "method": result.method,
+        "features": d["features"],
+        "mode": result.mode,
+        "modulation": result.modulation,
+        "target_class": target,
+        "target_class_name": None if target is None else names[target],
+        "param_name": result.param_name,
+        "alphas": d["alphas"],
+        "class_names": names,
+        "class_counts": d["class_counts"],
+        "per_class_accuracy": {n: row for n, row in zip(names, d["per_class_accuracy"], strict=True)},
+        "target_prediction": d["target_prediction"],
+        "curve_alpha50": {n: v for n, v in zip(names, a50, strict=True)},
+        "extra": d["extra"],
+    }
+
+
+def _sweep_text(p: dict[str, Any]) -> str:
+    alphas = p["alphas"]
+    picks = sorted({0, len(alphas) // 4, len(alphas) // 2, 3 * len(alphas) // 4, len(alphas) - 1})
+    feats = ",".join(str(k) for k in p["features"]) or "—"
+    head = (f"{p['method']} {p['mode']} sweep, feature(s) {feats}, target "
+            f"{p['target_class_name']}, {len(alphas)} values of {p['param_name']}")
+    width = max(len(n) for n in p["class_names"]) + 2
+    lines = [head, f"{'class':<{width}}" + "".join(f"{alphas[i]:>10.3g}" for i in picks)
+             + f"{'50% at':>10}"]
+    for name in p["class_names"]:
+        row = p["per_class_accuracy"][name]
+        mark = "*" if name == p["target_class_name"] else " "
+        cells = "".join(f"{'—' if row[i] is None else f'{row[i]:.1%}':>10}" for i in picks)
+        lines.append(f"{mark}{name:<{width - 1}}{cells}{_fmt(p['curve_alpha50'][name]):>10}")
+    if p["alpha_crit"]:
+        lines.append("")
+        lines.append(_crit_table(p["alpha_crit"]))
+    if p["recorded"]:
+        lines.append(f"\nrecorded as control/sweeps/{p['recorded']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- alpha-crit
+
+
+def _crit_table(rows: list[dict[str, Any]]) -> str:
+    width = max(len(r["class_name"]) for r in rows) + 2
+    lines = [f"{'class':<{width}}{'feature':>8}{'qualify':>9}{'analytic':>10}{'numerical':>11}"
+             f"{'α50':>9}{'max rel Δ':>11}"]
+    for r in rows:
+        lines.append(
+            f"{r['class_name']:<{width}}{r['feature']:>8}{r['qualifying']:>5}/{r['n_samples']:<3}"
+            f"{_fmt(r['analytic_median']):>10}{_fmt(r['numerical_median']):>11}"
+            f"{_fmt(r['alpha50']):>9}{_fmt(r['max_relative_difference'], 2):>11}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_alpha_crit(args: argparse.Namespace) -> int:
+    from core.workflow import control
+    from core.workflow.export import export_alpha_crit_csv
+
+    with _open(args) as session:
+        inputs = control.load_inputs(session)
+        target = _class_arg(inputs, args.class_)
+        results = control.run_alpha_crit(
+            session, target, args.feature, args.mode, args.modulation,
+            progress=_progress(args), record=not args.no_record, inputs=inputs,
+        )
+    names = inputs.class_names
+    briefs = [control.alpha_crit_brief(r, names) for r in results]
+    written = None
+    if args.csv:
+        written = [str(p) for p in export_alpha_crit_csv(results, names, args.csv)]
+    payload = {
+        "session": session.name,
+        "mode": args.mode,
+        "modulation": args.modulation,
+        "classes": briefs,
+        "summaries": [r.summary() for r in results],
+        "csv": written,
+    }
+    text = _crit_table(briefs) + (f"\nwrote {written[0]} and {written[1]}" if written else "")
+    emit(args, payload, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- edit
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from core.workflow import control
+    from core.workflow.export import export_edited_model
+
+    if args.method != "rome" and not args.feature and args.class_ is None:
+        raise CliError("give --feature K (repeatable) or --class C (its dominant feature)")
+    if args.alpha is None:
+        raise CliError("give the edit strength with --alpha A")
+    with _open(args) as session:
+        inputs = control.load_inputs(session)
+        target = _class_arg(inputs, args.class_)
+        spec = control.build_spec(
+            inputs, args.method, args.feature or None, target, args.mode, args.alpha,
+            args.modulation, args.rome_sample,
+        )
+        effect = control.preview_edit(session, spec, inputs)
+        exported = export_edited_model(session, spec, args.out)
+        index = None
+        if not args.no_record:
+            index = control.record_edit(session, spec, exports=[str(p) for p in exported.files])
+    d = effect.to_dict()
+    names = inputs.class_names
+    payload = {
+        "session": session.name,
+        "edit": spec.to_dict(),
+        "edit_index": index,
+        "class_names": names,
+        "accuracy_before": dict(zip(names, d["accuracy_before"], strict=True)),
+        "accuracy_after": dict(zip(names, d["accuracy_after"], strict=True)),
+        "accuracy_delta": dict(zip(names, d["accuracy_delta"], strict=True)),
+        "confusion_before": d["confusion_before"],
+        "confusion_after": d["confusion_after"],
+        "export": exported.to_dict(),
+    }
+
+    def text(p: dict[str, Any]) -> str:
+        width = max(len(n) for n in names) + 2
+        lines = [f"{'class':<{width}}{'before':>9}{'after':>9}{'Δ':>9}"]
+        for n in names:
+            b, a, dl = p["accuracy_before"][n], p["accuracy_after"][n], p["accuracy_delta"][n]
+            cells = "".join(f"{'—' if v is None else f'{v:+.1%}' if i == 2 else f'{v:.1%}':>9}"
+                            for i, v in enumerate((b, a, dl)))
+            lines.append(f"{n:<{width}}{cells}")
+        lines.append("wrote " + ", ".join(p["export"]["files"] + [p["export"]["sidecar"]]))
+        return "\n".join(lines)
+
+    emit(args, payload, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from core.workflow import control
+
+    if args.seeds < 1:
+        raise CliError(f"--seeds must be at least 1, got {args.seeds}")
+    with _open(args) as session:
+        inputs = control.load_inputs(session)
+        target = _class_arg(inputs, args.class_)
+        results = control.run_seed_robustness(
+            session, args.seeds, target, args.mode, args.modulation, n_alphas=args.n_alphas,
+            epochs=args.epochs, progress=_progress(args), record=not args.no_record,
+        )
+    payload = {"session": session.name, "mode": args.mode, "modulation": args.modulation,
+               **control.robustness_to_json(results, inputs.class_names)}
+
+    def text(p: dict[str, Any]) -> str:
+        lines = [f"{p['n_seeds']} SAE seeds; accuracy at the largest α (mean ± std)"]
+        for c in p["classes"]:
+            t_m, t_s = c["target_accuracy_mean"][-1], c["target_accuracy_std"][-1]
+            o_m, o_s = c["others_accuracy_mean"][-1], c["others_accuracy_std"][-1]
+            lines.append(f"{c['class_name']:<16} features {c['features_per_seed']}  target "
+                         f"{t_m:.1%} ± {t_s:.1%}  others {o_m:.1%} ± {o_s:.1%}")
+        return "\n".join(lines)
+
+    emit(args, payload, text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+def _shared(p: argparse.ArgumentParser) -> None:
+    p.add_argument("session")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not store results in the session (opens it read-only)")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the control commands to the ``salve`` parser."""
+    p = sub.add_parser("sweep", parents=[common], help="per-class accuracy vs edit strength")
+    _shared(p)
+    p.add_argument("--class", dest="class_", default=None, help="target class (name or index)")
+    p.add_argument("--feature", type=int, action="append", default=[],
+                   help="SAE feature to edit (repeat for several); default: the class's dominant")
+    p.add_argument("--mode", choices=MODES, default="suppress")
+    p.add_argument("--method", choices=METHODS, default="salve")
+    p.add_argument("--modulation", choices=MODULATIONS, default="linear")
+    p.add_argument("--alphas", default=None, help="START:STOP:N or a,b,c (default: automatic)")
+    p.add_argument("--n-alphas", type=int, default=200, help="points of the automatic grid")
+    p.add_argument("--rome-sample", type=int, default=None,
+                   help="ROME key from this test sample instead of the class mean")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("alpha-crit", parents=[common], help="critical suppression thresholds")
+    _shared(p)
+    p.add_argument("--class", dest="class_", default=None, help="one class (default: all)")
+    p.add_argument("--feature", type=int, default=None, help="default: each class's dominant")
+    p.add_argument("--mode", choices=MODES, default="suppress")
+    p.add_argument("--modulation", choices=MODULATIONS, default="linear")
+    p.add_argument("--csv", default=None, metavar="FILE",
+                   help="write the per-class summary to FILE and per-sample rows beside it")
+    p.set_defaults(func=cmd_alpha_crit)
+
+    p = sub.add_parser("edit", parents=[common], help="edit the classifier and export it")
+    _shared(p)
+    p.add_argument("--feature", type=int, action="append", default=[],
+                   help="SAE feature to edit (repeat for several at once)")
+    p.add_argument("--class", dest="class_", default=None,
+                   help="target class (ROME/steering; SALVE: its dominant feature)")
+    p.add_argument("--mode", choices=MODES, default="suppress")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="strength: α (salve), β (steer) or the target logit (rome)")
+    p.add_argument("--method", choices=METHODS, default="salve")
+    p.add_argument("--modulation", choices=MODULATIONS, default="linear")
+    p.add_argument("--rome-sample", type=int, default=None)
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help=".pt or .safetensors (default: both, in the session's export folder)")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("robustness", parents=[common],
+                       help="suppression curves over several SAE seeds (mean ± std)")
+    _shared(p)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--class", dest="class_", default=None, help="one class (default: all)")
+    p.add_argument("--mode", choices=MODES, default="suppress")
+    p.add_argument("--modulation", choices=MODULATIONS, default="linear")
+    p.add_argument("--n-alphas", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=None, help="SAE epochs (default: the session's)")
+    p.set_defaults(func=cmd_robustness)

@@ -1,0 +1,346 @@
+"""``salve``: the headless CLI over the same pipeline the TUI drives.
+
+Heavy imports (torch, torchvision) happen inside commands, so ``salve info`` and ``salve list``
+answer quickly. Commands from other modules register themselves through ``register(sub)``
+functions listed in ``_PLUGINS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig, demo_config
+from core.jobs import CancelToken, JobCancelled, JobFailed, Progress
+from core.store.session import (
+    PIPELINE_STAGES,
+    Session,
+    SessionError,
+    list_sessions,
+    resolve_session_path,
+    sessions_dir,
+)
+
+_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals")
+
+
+class CliError(Exception):
+    """Reported as ``error: <message>`` with exit status 2."""
+
+
+# --------------------------------------------------------------------------- progress output
+
+
+class ProgressPrinter:
+    """Text progress bar with ETA on stderr; one line per update when stderr is not a terminal."""
+
+    def __init__(self, stream: Any = None, min_interval: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.min_interval = min_interval if self.tty else 5.0
+        self._last = 0.0
+        self._stage = ""
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        finished = p.total > 0 and p.done >= p.total
+        if p.stage == self._stage and now - self._last < self.min_interval and not finished:
+            return
+        if p.stage != self._stage and self._stage and self.tty:
+            self.stream.write("\n")
+        self._stage, self._last = p.stage, now
+        width = 24
+        filled = int(round(p.fraction * width))
+        eta = p.eta_seconds
+        eta_text = f" ETA {_fmt_seconds(eta)}" if eta is not None and not finished else ""
+        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in list(p.metrics.items())[:4])
+        line = f"{p.stage:<11} [{'#' * filled}{'.' * (width - filled)}] {p.fraction:6.1%}{eta_text} {p.message} {metrics}"
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(100))
+            if finished:
+                self.stream.write("\n")
+                self._stage = ""
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(s)
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _cancel_on_sigint() -> CancelToken:
+    """First Ctrl-C asks the job to stop at its next safe point; a second one aborts."""
+    token = CancelToken()
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        sys.stderr.write("\ncancelling at the next safe point (Ctrl-C again to abort)...\n")
+
+    signal.signal(signal.SIGINT, handler)
+    return token
+
+
+# --------------------------------------------------------------------------- helpers shared by commands
+
+
+def session_path(args: argparse.Namespace) -> Path:
+    return resolve_session_path(args.session, sessions_dir(args.sessions_dir))
+
+
+def open_session(args: argparse.Namespace, read_only: bool = False) -> Session:
+    return Session.open(session_path(args), read_only=read_only)
+
+
+def emit(args: argparse.Namespace, payload: Any, text: Callable[[Any], str] | str | None = None) -> None:
+    """Print ``payload`` as JSON with --json, else as human text."""
+    if getattr(args, "json", False):
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    elif callable(text):
+        print(text(payload))
+    elif text is not None:
+        print(text)
+    else:
+        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _config_from_args(args: argparse.Namespace) -> SessionConfig:
+    base = demo_config(args.name) if args.data == "shapes" and args.preset == "demo" else SessionConfig(name=args.name)
+    data = DataConfig(
+        kind=args.data, path=args.data_path, image_size=args.image_size or base.data.image_size,
+        seed=args.seed, n_train=args.n_train or base.data.n_train, n_test=args.n_test or base.data.n_test,
+        max_per_class=args.max_per_class,
+    )
+    backbone = BackboneConfig(
+        arch=args.arch, weights=args.weights, train=not args.no_train,
+        epochs=args.epochs if args.epochs is not None else base.backbone.epochs,
+        batch_size=args.batch_size or base.backbone.batch_size, lr=args.lr or base.backbone.lr,
+        schedule=args.schedule or ("onecycle" if args.weights == "none" else base.backbone.schedule),
+    )
+    sae = SAEConfig(
+        kind=args.sae_kind, hidden=args.sae_hidden or base.sae.hidden,
+        l1_coeff=args.l1 if args.l1 is not None else base.sae.l1_coeff, k=args.topk,
+        lr=args.sae_lr or base.sae.lr, epochs=args.sae_epochs or base.sae.epochs,
+        batch_size=args.sae_batch_size or base.sae.batch_size,
+        lr_step_epochs=base.sae.lr_step_epochs if not args.sae_epochs else max(1, args.sae_epochs // 5),
+        seed=args.seed,
+    )
+    return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    problems = config.validate()
+    if problems:
+        raise CliError("invalid settings: " + "; ".join(problems))
+    path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    with Session.create(path, config):
+        pass
+    emit(args, {"session": str(path), "config": config.to_dict()}, f"created session {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.workflow.pipeline import run_pipeline
+
+    stages = None if args.stage in (None, "all") else [args.stage]
+    with open_session(args) as session:
+        outcomes = run_pipeline(session, stages, ProgressPrinter(), _cancel_on_sigint(), force=args.force)
+        for o in outcomes:
+            print(f"{o.stage:<12} {o.status:<8} {o.message}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Create (or resume) the embedded demo session and run the whole pipeline headless."""
+    from core.workflow.pipeline import run_pipeline
+
+    path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    if path.exists() and args.fresh:
+        path.unlink()
+    session = Session.open(path) if path.exists() else Session.create(path, demo_config(args.name))
+    started = time.monotonic()
+    with session:
+        print(f"session {path}", file=sys.stderr)
+        progress, cancel = ProgressPrinter(), _cancel_on_sigint()
+        run_pipeline(session, None, progress, cancel)
+        _run_demo_diagnostics(session, progress, cancel)
+        overview = session.overview()
+    overview["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    emit(args, overview, _info_text)
+    return 0
+
+
+def _run_demo_diagnostics(session: Session, progress: Any, cancel: CancelToken) -> None:
+    """After discovery: α_crit of every class's dominant feature and the Shapes ground truth.
+
+    Each is skipped when already stored, so rerunning `salve demo` only opens what exists.
+    """
+    from core.workflow.control import run_alpha_crit
+    from core.workflow.visuals import run_groundtruth
+
+    if not (session.summary().get("alpha_crit") or {}):
+        run_alpha_crit(session, progress=progress, cancel=cancel)
+    if session.config.data.kind == "shapes" and not session.has("groundtruth/results"):
+        run_groundtruth(session, progress=progress, cancel=cancel)
+
+
+def _info_text(o: dict[str, Any]) -> str:
+    lines = [f"session {o['name']}  ({o['path']}, {o['size_bytes'] / 1e6:.1f} MB, schema {o['schema_version']})"]
+    cfg = o.get("config", {})
+    lines.append(f"model {cfg.get('backbone', {}).get('arch')}  weights {cfg.get('backbone', {}).get('weights')}  "
+                 f"data {cfg.get('data', {}).get('kind')} @ {cfg.get('data', {}).get('image_size')}px")
+    for stage, st in o.get("stages", {}).items():
+        lines.append(f"  {stage:<12} {st.get('state', '?'):<8} {st.get('message', '')}")
+    if "backbone" in o:
+        lines.append(f"backbone test accuracy: {o['backbone']['test_accuracy']:.3f}")
+    if "sae" in o:
+        s = o["sae"]
+        lines.append(f"SAE: EV {s.get('explained_variance', float('nan')):.3f}  L0 {s.get('l0', float('nan')):.2f}  "
+                     f"dead {s.get('dead', float('nan')):.0f}  ({s.get('engine', 'torch')} engine)")
+    gt = o.get("groundtruth") or {}
+    for method, pg in (gt.get("pointing_game") or {}).items():
+        lines.append(f"pointing game ({method}, {gt.get('layer')}): hit {pg['hit_rate']:.3f} vs chance "
+                     f"{pg['chance_rate']:.3f} ({pg['ratio_to_chance']:.2f}×), energy in mask {pg['energy_inside']:.3f}")
+    shared = gt.get("shared_part")
+    if shared:
+        per_class = ", ".join(f"{c} {v:.2f}" for c, v in shared["auroc_per_class"].items())
+        lines.append(f"shared part tracked by latent {shared['latent']}: AUROC {per_class} "
+                     f"({'both classes' if shared['tracks_both'] else 'not both'})")
+    if "dominant_features" in o:
+        lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_session(args, read_only=True) as session:
+        emit(args, session.overview(), _info_text)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = list_sessions(sessions_dir(args.sessions_dir))
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return f"no sessions in {sessions_dir(args.sessions_dir)}; create one with `salve new NAME` or `salve demo`"
+        out = []
+        for r in rows:
+            if r.get("error"):
+                out.append(f"{r['name']:<20} unreadable: {r['error']}")
+            else:
+                states = " ".join(f"{k}:{v}" for k, v in r["stages"].items())
+                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}")
+        return "\n".join(out)
+
+    emit(args, rows, text)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(prog="salve", description="SALVE pipeline, headless.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="build the embedded demo session end to end")
+    p.add_argument("--name", default="demo")
+    p.add_argument("--fresh", action="store_true", help="delete an existing demo session first")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("new", parents=[common], help="create a session")
+    p.add_argument("name")
+    p.add_argument("--preset", choices=["demo", "paper"], default="demo",
+                   help="defaults for unspecified settings (demo: fast CPU run; paper: paper A.3/A.4)")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--weights", default="none", help="none | pretrained | PATH to a state_dict checkpoint")
+    p.add_argument("--data", default="shapes", choices=["shapes", "imagefolder", "cifar100"])
+    p.add_argument("--data-path", default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-test", type=int, default=None)
+    p.add_argument("--max-per-class", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--no-train", action="store_true", help="use the weights as they are (no fine-tuning)")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--schedule", choices=["constant", "onecycle"], default=None,
+                   help="learning-rate schedule (default: onecycle from scratch, constant when fine-tuning)")
+    p.add_argument("--sae-kind", default="l1", choices=["l1", "topk"])
+    p.add_argument("--sae-hidden", type=int, default=None)
+    p.add_argument("--sae-epochs", type=int, default=None)
+    p.add_argument("--sae-batch-size", type=int, default=None)
+    p.add_argument("--sae-lr", type=float, default=None)
+    p.add_argument("--l1", type=float, default=None)
+    p.add_argument("--topk", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("run", parents=[common], help="run a stage (or all) of a session")
+    p.add_argument("session")
+    p.add_argument("stage", nargs="?", default="all", choices=["all", *PIPELINE_STAGES])
+    p.add_argument("--force", action="store_true", help="rerun stages that are already done")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("info", parents=[common], help="show a session's stages and results")
+    p.add_argument("session")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("list", parents=[common], help="list sessions")
+    p.set_defaults(func=cmd_list)
+
+    for module_name in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except JobCancelled as exc:
+        print(f"cancelled: {exc}. Saved progress is kept; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\naborted. The session keeps its last committed step; rerun to resume.", file=sys.stderr)
+        return 130
+    except (CliError, SessionError, JobFailed, ValueError, FileNotFoundError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,0 @@
-"""Reusable widgets: terminal images, job progress."""
-
-from salve_tui.widgets.image import HalfBlockImage, ImageView, image_backend
-from salve_tui.widgets.progress import JobProgressPanel
-
-__all__ = ["HalfBlockImage", "ImageView", "JobProgressPanel", "image_backend"]
