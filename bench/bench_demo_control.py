@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.workflow import control  # noqa: E402
+from core.control.curves import SweepResult  # noqa: E402
 from core.store.session import PIPELINE_STAGES, Session  # noqa: E402
-from core.control.sweep import SweepResult  # noqa: E402
+from core.workflow import control  # noqa: E402
 
 TARGET_BELOW = 0.10
 OTHERS_ABOVE = 0.80

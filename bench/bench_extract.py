@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from core.discover.backbone import build_model, state_to_numpy
 from core.config import demo_config
-from core.workflow.pipeline import load_data, run_activations, run_data
+from core.discover.backbone import build_model, state_to_numpy
 from core.store.session import Session
+from core.workflow.pipeline import load_data, run_activations, run_data
 
 
 def bare_forward(model: torch.nn.Module, sources, batch_size: int) -> float:

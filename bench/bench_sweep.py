@@ -28,13 +28,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.control.alpha_crit import alpha_crit_all_classes  # noqa: E402
-from core.control.edit import EditSpec, edited_linear  # noqa: E402
-from core.control.sweep import (  # noqa: E402
-    auto_alpha_max,
-    dominant_features,
-    per_class_accuracy,
-    sweep_all_dominant,
-)
+from core.control.curves import dominant_features, per_class_accuracy
+from core.control.edit import edited_linear  # noqa: E402
+from core.control.methods.salve import auto_alpha_max
+from core.control.spec import EditSpec  # noqa: E402
+from core.control.sweep import sweep_all_dominant
 
 
 def make_data(n_test: int, n_classes: int = 10, d: int = 512, h: int = 64, seed: int = 0):

@@ -30,8 +30,8 @@ def tiny_config(name: str = "tiny", arch: str = "resnet18", sae_epochs: int = 6)
 @pytest.fixture(scope="session")
 def built_session_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete tiny session (all stages done), built once per test run. Copy before writing."""
-    from core.workflow.pipeline import run_pipeline
     from core.store.session import Session
+    from core.workflow.pipeline import run_pipeline
 
     path = tmp_path_factory.mktemp("built") / "tiny.h5"
     with Session.create(path, tiny_config()) as session:

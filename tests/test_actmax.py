@@ -7,13 +7,13 @@ import torch
 import torchvision
 from torch import nn
 
+from core.jobs import CancelToken, JobCancelled, Progress
 from core.validate.actmax import (
     ActMaxConfig,
     activation_maximization,
     random_transform,
     total_variation,
 )
-from core.jobs import CancelToken, JobCancelled, Progress
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from core.control.alpha_crit import (
     summary_rows,
     write_csv,
 )
-from core.control.sweep import salve_sweep
+from core.control.methods.salve import salve_sweep
 
 # Hand-worked model: d = 3, classes 0..2, bias 0.
 #   W_0 = (2, 1, 0), W_1 = (0, 0, 1), W_2 = (0, 0, −1);  feature 0: D[:,0] = (−.5, 0, 0).

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from core.config import BackboneConfig
 from core.discover.backbone import (
     BackboneError,
     TrainState,
@@ -19,7 +20,6 @@ from core.discover.backbone import (
     load_checkpoint,
     train_backbone,
 )
-from core.config import BackboneConfig
 from core.jobs import CancelToken, JobCancelled, JobFailed
 
 

@@ -8,11 +8,10 @@ import pytest
 import torch
 import torchvision
 
-from core.control.baselines import (
-    rome_edit,
-    rome_key,
-    rome_spec,
-    rome_sweep,
+from core.control.curves import per_class_accuracy
+from core.control.edit import apply_edit, replay
+from core.control.methods.rome import rome_edit, rome_key, rome_spec, rome_sweep
+from core.control.methods.steering import (
     steer_activations,
     steer_spec,
     steer_sweep,
@@ -21,8 +20,7 @@ from core.control.baselines import (
     steering_vector,
     steering_vector_for,
 )
-from core.control.edit import EditSpec, apply_edit, replay
-from core.control.sweep import per_class_accuracy
+from core.control.spec import EditSpec
 
 
 def _problem(seed: int, n: int = 200, C: int = 4, d: int = 20, h: int = 6):

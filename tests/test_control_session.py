@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from core.control.curves import per_class_accuracy
+from core.control.edit import replay
+from core.control.spec import EditSpec
+from core.control.sweep import edit_effect
+from core.store.session import Session, SessionError
 from core.workflow import control
 from salve_tui.cli.main import main
-from core.control.edit import EditSpec, replay
-from core.store.session import Session, SessionError
-from core.control.sweep import edit_effect, per_class_accuracy
 
 
 @pytest.fixture

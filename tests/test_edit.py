@@ -9,17 +9,11 @@ import torch
 import torchvision
 from torch import nn
 
+from core.control.edit import edited_linear, edited_model, replay, replay_linear
+from core.control.methods.salve import apply_salve_edit, modulation_factors
+from core.control.methods.steering import steer_spec, steering, steering_vector_for
+from core.control.spec import EditSpec
 from core.discover.backbone import final_linear
-from core.control.baselines import steer_spec, steering, steering_vector_for
-from core.control.edit import (
-    EditSpec,
-    apply_salve_edit,
-    edited_linear,
-    edited_model,
-    modulation_factors,
-    replay,
-    replay_linear,
-)
 
 # Hand-sized layer: 3 classes, d = 3, two SAE features.
 W = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])

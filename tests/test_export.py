@@ -12,11 +12,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from core.workflow import control
 from core.discover.backbone import build_model
+from core.store.session import Session
+from core.workflow import control
 from core.workflow.export import export_alpha_crit_csv, export_edited_model, load_exported
 from core.workflow.pipeline import load_data, run_pipeline
-from core.store.session import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import tiny_config  # noqa: E402

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.workflow import pipeline
-from salve_tui.cli.main import main as salve
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
 from core.store.session import Session
+from core.workflow import pipeline
+from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
+from salve_tui.cli.main import main as salve
 from tests.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]

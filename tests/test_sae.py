@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from core.config import SAEConfig
-from core.jobs import CancelToken, JobCancelled, JobFailed
 from core.discover.sae import (
     HISTORY_KEYS,
     PARAM_NAMES,
@@ -28,6 +27,7 @@ from core.discover.sae import (
     sparsity_metrics,
     train_sae,
 )
+from core.jobs import CancelToken, JobCancelled, JobFailed
 
 N, D, H, BATCH = 90, 12, 6, 8  # 90 = 11 full batches + one of 2: the ragged last batch is exercised
 

@@ -122,7 +122,8 @@ def test_target_shapes_and_batch_independence(resnet: nn.Module, images: torch.T
     per_image = grad_fam(resnet, encoder, images, torch.tensor([2, 5, 2]), "layer3")
     torch.testing.assert_close(per_image, torch.stack([every[0, 0], every[1, 1], every[2, 0]]))
     alone = grad_fam(resnet, encoder, images[1:2], [5], "layer3")
-    torch.testing.assert_close(alone[0, 0], every[1, 1], atol=1e-6, rtol=0)
+    # A batch of one runs other float32 conv kernels than a batch of three: ~1e-6 apart on [0, 1].
+    torch.testing.assert_close(alone[0, 0], every[1, 1], atol=1e-5, rtol=0)
     assert 0.0 <= every.min() and every.amax(dim=(2, 3)).allclose(torch.ones(3, 2))
 
 

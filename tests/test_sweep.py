@@ -8,17 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from core.control.edit import EditSpec, edited_linear
+from core.control.curves import SweepResult, per_class_accuracy
+from core.control.edit import edited_linear
+from core.control.methods.salve import auto_alpha_max, salve_logit_chunks, salve_sweep
 from core.control.robustness import seed_robustness
-from core.control.sweep import (
-    SweepResult,
-    auto_alpha_max,
-    edit_effect,
-    per_class_accuracy,
-    salve_logit_chunks,
-    salve_sweep,
-    sweep_all_dominant,
-)
+from core.control.spec import EditSpec
+from core.control.sweep import edit_effect, sweep_all_dominant
 
 # Hand-worked model (same as tests/test_alpha_crit.py): logits = W a, b = 0, feature 0 touches
 # only coordinate 0 (|D_00| = .5), which only class 0 uses (weight 2). So under suppression

@@ -24,14 +24,23 @@ from test_tui_helpers import make_session, tiny_config, wait_for
 from textual.widgets import DataTable, Static
 
 from core.control.alpha_crit import class_alpha_crit
-from core.workflow.control import list_edits, run_alpha_crit
-from core.control.edit import EditSpec
-from core.workflow.pipeline import load_activations, load_classifier_head, load_data, load_sae_arrays
+from core.control.spec import EditSpec
+from core.control.sweep import edit_effect
 from core.discover.rankings import class_means, dominant_features, top_activating
 from core.store.session import Session
-from core.control.sweep import edit_effect
+from core.workflow.control import list_edits, run_alpha_crit
+from core.workflow.pipeline import (
+    load_activations,
+    load_classifier_head,
+    load_data,
+    load_sae_arrays,
+)
 from salve_tui.app.app import SalveApp
-from salve_tui.app.screens.analysis_alpha_crit import AlphaCritScreen, SampleSaliencyScreen, sort_rows
+from salve_tui.app.screens.analysis_alpha_crit import (
+    AlphaCritScreen,
+    SampleSaliencyScreen,
+    sort_rows,
+)
 from salve_tui.app.screens.analysis_edit import EditPreviewScreen, confusion_text
 from salve_tui.app.screens.analysis_exports import ExportsScreen
 from salve_tui.app.screens.analysis_feature import FeatureDetailScreen, Thumbnail, encode_latents

@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from core.workflow import control
-from salve_tui.cli.main import main
 from core.config import DataConfig, SessionConfig
-from core.workflow.figures import safe_filename
-from core.validate.groundtruth import pointing_game
-from core.workflow.pipeline import load_activations, load_data, load_model, load_sae
-from core.validate.saliency import grad_cam
 from core.store.session import Session
+from core.validate.groundtruth import pointing_game
+from core.validate.saliency import grad_cam
+from core.workflow import control
+from core.workflow.figures import safe_filename
+from core.workflow.pipeline import load_activations, load_data, load_model, load_sae
+from salve_tui.cli.main import main
 
 DPI = 100  # core.workflow.figures draws at 100 dpi: PNG size = figsize × 100
 

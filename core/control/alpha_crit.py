@@ -29,9 +29,11 @@ from typing import Any
 
 import torch
 
-from core.control.edit import MODES, check_features, check_weight, modulation_factors_grid
+from core.control.curves import SweepResult, check_data, dominant_features
+from core.control.methods.base import CachedInputs, ClassLogit, EditMethod
+from core.control.methods.registry import get_method
+from core.control.spec import MODES, check_features, check_weight
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
-from core.control.sweep import SweepResult, check_data, dominant_features, salve_sweep
 
 DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
@@ -44,76 +46,11 @@ _REFINE_BLOCK_ELEMENTS = 1 << 22
 # ----------------------------------------------------------------------------- per-sample math
 
 
-def logit_terms(
-    A: torch.Tensor, w_c: torch.Tensor, d_k: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``z = A·w_c`` and ``S = A·(w_c ∘ |d_k|)`` per sample (float64)."""
-    A, w_c, d_abs = A.double(), w_c.double(), d_k.double().abs()
-    return A @ w_c, A @ (w_c * d_abs)
-
-
 def analytic_alpha_crit(z: torch.Tensor, S: torch.Tensor, mode: str = "suppress") -> torch.Tensor:
     """``z/S`` (suppress) or ``−z/S`` (enhance) where the sample qualifies, NaN elsewhere."""
     g = z if mode == "suppress" else -z
     ok = (g > 0) & (S > 0)
     return torch.where(ok, g / torch.where(ok, S, torch.ones_like(S)), torch.full_like(z, math.nan))
-
-
-def _signed_logit_on_grid(
-    A: torch.Tensor,
-    w_c: torch.Tensor,
-    D: torch.Tensor,
-    feature: int,
-    alphas: torch.Tensor,
-    mode: str,
-    modulation: str,
-) -> torch.Tensor:
-    """``±z_c(α)`` for every sample × grid point, signed so the root is a + → ≤0 crossing."""
-    F = modulation_factors_grid(D, [feature], alphas, mode, modulation)  # (G × d)
-    values = A @ (w_c.unsqueeze(0) * F).T  # (N × G)
-    return values if mode == "suppress" else -values
-
-
-def _signed_logit_per_sample(
-    A: torch.Tensor,
-    w_c: torch.Tensor,
-    d_abs: torch.Tensor,
-    alphas: torch.Tensor,
-    mode: str,
-    modulation: str,
-) -> torch.Tensor:
-    """``±z_c`` at per-sample points ``alphas`` (N × P), chunked over samples."""
-    sign = -1.0 if mode == "suppress" else 1.0
-    out = torch.empty_like(alphas)
-    step = max(1, _REFINE_BLOCK_ELEMENTS // max(1, alphas.shape[1] * A.shape[1]))
-    weighted = A * w_c  # (N × d): W_cj a_j
-    for s in range(0, A.shape[0], step):
-        f = 1.0 + sign * alphas[s : s + step].unsqueeze(-1) * d_abs  # (n × P × d)
-        if modulation == "clamped" and mode == "suppress":
-            f = f.clamp_min(0.0)
-        out[s : s + step] = torch.einsum("nd,npd->np", weighted[s : s + step], f)
-    return out if mode == "suppress" else -out
-
-
-def default_alpha_max(
-    d_k: torch.Tensor, analytic: torch.Tensor, modulation: str, mode: str = "suppress"
-) -> float:
-    """Upper end of the numerical search range.
-
-    Clamped suppression: ``1.001 / min_j |D_jk|`` (over non-zero entries). Beyond it every
-    factor is zero, z is constant and no new crossing can appear, so the search is exhaustive.
-    Otherwise: twice the largest analytic estimate, so every root the linear picture predicts
-    lies inside (fallback ``2 / max_j |D_jk|`` when no sample qualifies).
-    """
-    d_abs = d_k.double().abs()
-    nonzero = d_abs[d_abs > 0]
-    if nonzero.numel() == 0:
-        raise ValueError("the feature's decoder direction is all zeros: α_crit is undefined")
-    if modulation == "clamped" and mode == "suppress":
-        return 1.001 / float(nonzero.min())
-    finite = analytic[torch.isfinite(analytic)]
-    fallback = 2.0 / float(nonzero.max())
-    return max(2.0 * float(finite.max()), fallback) if finite.numel() else fallback
 
 
 def search_grid(
@@ -142,21 +79,27 @@ def numerical_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     refine_rounds: int = DEFAULT_REFINE_ROUNDS,
     refine_points: int = DEFAULT_REFINE_POINTS,
+    method: str | EditMethod = "salve",
+    logit: ClassLogit | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Root of the exact ``z_c(α)`` per sample, vectorised over samples.
 
     Returns ``(alpha_crit, crossed, alpha_max)``: NaN where the sample has ``z ≤ 0`` (for
     suppression) or no crossing in ``[0, alpha_max]``; ``crossed`` marks the samples with a root.
+    The class logit comes from the editing method's :meth:`~EditMethod.class_logit`.
     """
-    A, w_c, D = A.double(), w_c.double(), D.double()
-    d_abs = D[:, feature].abs()
+    A, D = A.double(), D.double()
+    if logit is None:
+        logit = _class_logit(method, A, w_c, D, feature, mode, modulation)
+    sign = 1.0 if mode == "suppress" else -1.0  # signed so the root is a + → ≤0 crossing
+
+    def signed(rows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        return sign * logit.evaluate(rows, points)
+
     if alpha_max is None:
-        z, S = logit_terms(A, w_c, D[:, feature])
-        alpha_max = default_alpha_max(
-            D[:, feature], analytic_alpha_crit(z, S, mode), modulation, mode
-        )
+        alpha_max = logit.search_max(analytic_alpha_crit(logit.z, logit.S, mode))
     grid = search_grid(D[:, feature], alpha_max, n_grid).to(A.device)
-    values = _signed_logit_on_grid(A, w_c, D, feature, grid, mode, modulation)  # (N × G)
+    values = signed(A, grid)  # (N × G)
     start_positive = values[:, 0] > 0
     nonpositive = (values <= 0) & start_positive.unsqueeze(1)
     crossed = nonpositive.any(1)
@@ -172,7 +115,7 @@ def numerical_alpha_crit(
         if lo.numel() == 0:
             break
         points = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * fractions  # (n × P+1)
-        v = _signed_logit_per_sample(A_x, w_c, d_abs, points, mode, modulation)
+        v = signed(A_x, points)
         v[:, 0], v[:, -1] = v_lo, v_hi  # keep the known bracket values exact
         idx = (v <= 0).to(torch.uint8).argmax(1).clamp_min(1)
         r = torch.arange(points.shape[0], device=A.device)
@@ -181,6 +124,17 @@ def numerical_alpha_crit(
     result = torch.full((A.shape[0],), math.nan, dtype=torch.float64, device=A.device)
     result[w_idx] = root
     return result, crossed, float(alpha_max)
+
+
+def _class_logit(
+    method: str | EditMethod, A: torch.Tensor, w_c: torch.Tensor, D: torch.Tensor, feature: int,
+    mode: str, modulation: str,
+) -> ClassLogit:
+    m = get_method(method) if isinstance(method, str) else method
+    logit = m.class_logit(A.double(), w_c.double(), D.double(), feature, mode, modulation)
+    if logit is None:
+        raise ValueError(f"α_crit is not defined for {m.label}: only methods that scale one feature's weights have it")
+    return logit
 
 
 def alpha50(alphas: torch.Tensor, accuracy: torch.Tensor, level: float = 0.5) -> float | None:
@@ -352,12 +306,15 @@ def class_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     curve: SweepResult | None = None,
     sample_indices: torch.Tensor | None = None,
+    method: str | EditMethod = "salve",
 ) -> AlphaCritResult:
     """All α_crit diagnostics for ``target_class`` and ``feature``.
 
     ``curve``: a suppression curve of this feature to read α50 from (computed on the class's
     samples when omitted). ``sample_indices`` maps rows of ``A`` to dataset indices.
+    ``method``: the editing method whose strength is thresholded (SALVE by default).
     """
+    method = get_method(method) if isinstance(method, str) else method
     check_weight(W, D)
     check_features(D, [feature])
     check_data(A, labels, W)
@@ -369,10 +326,11 @@ def class_alpha_crit(
     rows = mask.nonzero().flatten()
     A_c = A[mask]
     w_c = W[target_class]
-    z, S = logit_terms(A_c, w_c, D[:, feature])
+    logit = _class_logit(method, A_c, w_c, D, feature, mode, modulation)
+    z, S = logit.z, logit.S
     analytic = analytic_alpha_crit(z, S, mode)
     numerical, _, used_max = numerical_alpha_crit(
-        A_c, w_c, D, feature, mode, modulation, alpha_max, n_grid
+        A_c, w_c, D, feature, mode, modulation, alpha_max, n_grid, method=method, logit=logit
     )
     prediction = (A_c @ W.T + (0 if b is None else b)).argmax(1)
 
@@ -399,16 +357,8 @@ def class_alpha_crit(
     a50 = None
     if mode == "suppress":
         if curve is None:
-            curve = salve_sweep(
-                A_c,
-                labels[mask],
-                W,
-                b,
-                D,
-                feature,
-                target_class=target_class,
-                modulation=modulation,
-            )
+            x = CachedInputs(A_c, labels[mask], W, b, D)
+            curve = method.sweep(x, target_class, [feature], modulation=modulation)
         a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
     index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
     return AlphaCritResult(

@@ -13,15 +13,10 @@ from typing import Any
 
 import torch
 
+from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, dominant_features, nan_to_none
+from core.control.methods.base import CachedInputs, EditMethod
+from core.control.methods.registry import get_method
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
-from core.control.sweep import (
-    DEFAULT_N_ALPHAS,
-    SweepResult,
-    auto_alpha_max,
-    dominant_features,
-    nan_to_none,
-    salve_sweep,
-)
 
 
 @dataclass
@@ -76,6 +71,7 @@ def seed_robustness(
     mode: str = "suppress",
     modulation: str = "linear",
     n_alphas: int = DEFAULT_N_ALPHAS,
+    method: str | EditMethod = "salve",
 ) -> RobustnessResult:
     """Suppression curves of ``target_class``'s dominant feature for each of K SAE seeds.
 
@@ -90,26 +86,18 @@ def seed_robustness(
             f"and {len(class_means)} class-mean matrices"
         )
     features = [int(dominant_features(M)[target_class]) for M in class_means]
+    method = get_method(method) if isinstance(method, str) else method
+    inputs = [CachedInputs(A, labels, W, b, D, M) for D, M in zip(decoders, class_means, strict=True)]
     if alphas is None:
+        # The automatic suppression range of each seed (the method's own rule), then the widest.
         alpha_max = max(
-            auto_alpha_max(A, labels, W, b, D, [k], target_class, modulation)
-            for D, k in zip(decoders, features, strict=True)
+            float(method.sweep(x, target_class, [k], None, "suppress", modulation, 2).alphas[-1])
+            for x, k in zip(inputs, features, strict=True)
         )
         alphas = torch.linspace(0.0, alpha_max, n_alphas, dtype=torch.float64)
     sweeps = [
-        salve_sweep(
-            A,
-            labels,
-            W,
-            b,
-            D,
-            k,
-            target_class=target_class,
-            alphas=alphas,
-            mode=mode,
-            modulation=modulation,
-        )
-        for D, k in zip(decoders, features, strict=True)
+        method.sweep(x, target_class, [k], alphas, mode, modulation)
+        for x, k in zip(inputs, features, strict=True)
     ]
     acc_mean, acc_std = _mean_std(torch.stack([s.per_class_accuracy for s in sweeps]))
     pred_mean, pred_std = _mean_std(torch.stack([s.target_prediction for s in sweeps]))

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core.discover import native
 from core.config import SAEConfig
+from core.discover import native
 from core.jobs import CancelToken, JobCancelled, JobFailed, ProgressFn, ProgressReporter
 
 #: A latent counts as active in a sample when |u_k| exceeds this share of the sample's max |u|.

@@ -1,8 +1,8 @@
 """Session-level control API: sweeps, α_crit, edits and SAE-seed robustness on a session.
 
-The CLI (``salve_tui.cli.control``) and the TUI both call these functions; the math lives in the
-pure tensor modules (``core.control.edit``, ``core.control.sweep``, ``core.control.alpha_crit``, ``core.control.baselines``,
-``core.control.robustness``). Each ``run_*`` function loads its inputs from the session, computes, and
+The CLI (``salve_tui.cli.control``) and the TUI both call these functions; the math lives in
+``core.control`` (edits, the editing methods behind one interface, sweeps, α_crit,
+robustness). Each ``run_*`` function loads its inputs from the session, computes, and
 (with ``record=True``, the default) commits the result in one session transaction, so a result
 is either fully stored or absent.
 
@@ -42,17 +42,14 @@ import numpy as np
 import torch
 
 from core.control.alpha_crit import AlphaCritResult, class_alpha_crit
-from core.control.edit import MODES, EditSpec, apply_edit, check_features
-from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, confusion_matrix, per_class_accuracy
+from core.control.edit import apply_edit
+from core.control.methods.base import CachedInputs
 from core.control.robustness import RobustnessResult, seed_robustness
+from core.control.spec import MODES, EditSpec, check_features
+from core.control.sweep import EditEffect, sweep
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session, SessionError
-from core.control.sweep import (
-    DEFAULT_N_ALPHAS,
-    EditEffect,
-    SweepResult,
-    confusion_matrix,
-    per_class_accuracy,
-)
 
 SPLITS = ("train", "test")
 _INPUT_STAGES = ("backbone", "activations", "sae", "rankings")
@@ -119,6 +116,10 @@ class ControlInputs:
         if self._base_predictions is None:
             self._base_predictions = torch.addmm(self.b, self.A, self.W.T).argmax(1)
         return self._base_predictions
+
+    def cached(self) -> CachedInputs:
+        """The tensors an editing method's sweep runs on."""
+        return CachedInputs(self.A, self.labels, self.W, self.b, self.D, self.M)
 
     def class_index(self, value: str | int) -> int:
         return resolve_class(self.class_names, value)
@@ -234,7 +235,8 @@ def build_spec(
     (or a feature, whose owning class is used) and stores its key so it replays anywhere.
     ``alpha`` is α (SALVE), β (steering) or the target value (ROME).
     """
-    from core.control.baselines import rome_spec, steer_spec
+    from core.control.methods.rome import rome_spec
+    from core.control.methods.steering import steer_spec
 
     if isinstance(features, int):
         features = [features]
@@ -372,9 +374,6 @@ def run_sweep(
     mean latent is largest on it), or both for a cross-class edit. ``alphas`` default to the
     automatic range (``core.control.sweep``). ROME sweeps the class logit's target value, steering β.
     """
-    from core.control.baselines import rome_sweep, steer_sweep
-    from core.control.sweep import salve_sweep
-
     _check_writable(session, record)
     x = _inputs(session, inputs, split)
     if mode not in MODES:
@@ -389,25 +388,11 @@ def run_sweep(
         target_class = x.feature_class(features[0])
     if not 0 <= target_class < x.num_classes:
         raise ValueError(f"target class {target_class} is out of range (0..{x.num_classes - 1})")
-    if method == "salve":
-        features = features or [x.dominant_feature(target_class)]
-        result = salve_sweep(
-            x.A, x.labels, x.W, x.b, x.D, features, target_class, alphas, mode, modulation,
-            n_alphas, progress=progress, cancel=cancel,
-        )
-    elif method == "rome":
-        if mode != "suppress":
-            raise ValueError("the ROME baseline only suppresses; use --mode suppress")
-        result = rome_sweep(
-            x.A, x.labels, x.W, x.b, target_class, alphas, rome_sample, n_alphas, progress, cancel
-        )
-    elif method == "steer":
-        result = steer_sweep(
-            x.A, x.labels, x.W, x.b, x.D, x.M, target_class, features, alphas, mode, n_alphas,
-            progress, cancel,
-        )
-    else:
-        raise ValueError(f"method must be one of salve, rome, steer, got '{method}'")
+    options = {"sample_index": rome_sample} if method == "rome" else {}
+    result = sweep(
+        method, x.cached(), target_class, features, alphas, mode, modulation, n_alphas,
+        progress, cancel, **options,
+    )
     if record:
         save_sweep(session, result)
     return result
@@ -630,9 +615,9 @@ def run_seed_robustness(
     ``epochs`` overrides the SAE epochs (quick looks); the session's own SAE is untouched.
     """
     from core.device import resolve_device
-    from core.workflow.pipeline import load_activations
     from core.discover.rankings import class_means
     from core.discover.sae import encode, sae_from_arrays, train_sae
+    from core.workflow.pipeline import load_activations
 
     if k < 1:
         raise ValueError(f"the number of seeds must be ≥ 1, got {k}")

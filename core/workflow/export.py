@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.control.edit import EditSpec
+from core.control.spec import EditSpec
 from core.store.session import Session
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
@@ -83,10 +83,10 @@ def export_edited_model(
     import torch
     import torchvision
 
-    from core.discover.backbone import final_linear
-    from core.workflow.control import list_edits, load_inputs
-    from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
     from core.control.edit import edited_model
+    from core.discover.backbone import final_linear
+    from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
+    from core.workflow.control import list_edits, load_inputs
     from core.workflow.pipeline import load_model
 
     if edits is None:

@@ -54,8 +54,8 @@ def load_data(config: SessionConfig):
 
 def load_model(session: Session, device: Any = None):
     """The session's trained classifier (eval mode) rebuilt from its stored weights."""
-    from core.discover.backbone import build_model, load_numpy_state
     from core.device import resolve_device
+    from core.discover.backbone import build_model, load_numpy_state
 
     config = session.config
     classes = session.read_json("class_names")
@@ -198,6 +198,7 @@ def _read_backbone_checkpoint(path: Path):
 
 def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
     """Build the classifier and train/fine-tune it, committing a checkpoint after each epoch."""
+    from core.device import resolve_device
     from core.discover.backbone import (
         TrainState,
         build_model,
@@ -206,7 +207,6 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
         state_to_numpy,
         train_backbone,
     )
-    from core.device import resolve_device
 
     config = session.config
     bundle = load_data(config)

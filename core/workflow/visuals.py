@@ -560,7 +560,11 @@ def export_figures(
     groups left out. Existing files of the same name are overwritten.
     """
     from core.workflow import control
-    from core.workflow.figures import safe_filename, save_confusion_matrices, save_suppression_curves
+    from core.workflow.figures import (
+        safe_filename,
+        save_confusion_matrices,
+        save_suppression_curves,
+    )
 
     require_stages(session)
     figures = session.exports_dir / FIGURES_DIR
@@ -649,7 +653,11 @@ def sweep_figures(
     """A stored sweep as a per-class accuracy figure and, with a target class, the share of
     its samples predicted as each class (paper Fig. 4b); default folder ``<exports>/figures``."""
     from core.workflow import control
-    from core.workflow.figures import safe_filename, save_prediction_distribution, save_suppression_curves
+    from core.workflow.figures import (
+        safe_filename,
+        save_prediction_distribution,
+        save_suppression_curves,
+    )
 
     names = names if names is not None else [str(c) for c in session.read_json("class_names")]
     folder = folder if folder is not None else session.exports_dir / FIGURES_DIR
@@ -739,16 +747,16 @@ def run_groundtruth(
     ``max_samples`` scores a seeded random subset of the test split (all images by default).
     With ``record`` the result is committed to the session; returns the JSON-safe result.
     """
+    from core.discover.sae import encode
+    from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
     from core.validate.groundtruth import (
         auroc_matrix,
         best_latent_per_concept,
         saliency_localisation,
     )
     from core.validate.groundtruth import shared_part_tracking as track_part
-    from core.workflow.pipeline import load_activations
-    from core.discover.sae import encode
     from core.validate.saliency import default_target_layer
-    from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
+    from core.workflow.pipeline import load_activations
 
     if record and session.read_only:
         raise SessionError(

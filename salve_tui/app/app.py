@@ -21,7 +21,13 @@ from textual.signal import Signal
 
 from core.config import demo_config
 from core.jobs import CancelToken, ProgressFn
-from core.store.session import Session, SessionError, SessionLocked, resolve_session_path, sessions_dir
+from core.store.session import (
+    Session,
+    SessionError,
+    SessionLocked,
+    resolve_session_path,
+    sessions_dir,
+)
 from salve_tui.app.format import format_duration, format_metric
 from salve_tui.app.jobs import (
     Job,

@@ -30,9 +30,10 @@ from salve_tui.app.screens.analysis_shared import class_name, delta_text, fmt_pe
 from salve_tui.app.screens.base import SessionScreen, session_view
 
 if TYPE_CHECKING:
+    from core.control.curves import SweepResult
+    from core.control.spec import EditSpec
+    from core.control.sweep import EditEffect
     from core.workflow.control import ControlInputs
-    from core.control.edit import EditSpec
-    from core.control.sweep import EditEffect, SweepResult
 
 METHODS = ("salve", "rome", "steer")
 METHOD_TITLES = {"salve": "SALVE", "rome": "ROME", "steer": "steering"}

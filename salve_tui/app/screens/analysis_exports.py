@@ -61,8 +61,8 @@ def export_gradfam(session, progress=None, cancel=None) -> list[Path]:  # noqa: 
 def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """Per class: the suppression sweep of its dominant feature, recorded, drawn as the accuracy
     curves (α50 marked) and the target class's prediction shares."""
-    from core.workflow.control import load_inputs, run_sweep, sweep_id
     from core.jobs import ProgressReporter, check_cancel
+    from core.workflow.control import load_inputs, run_sweep, sweep_id
     from core.workflow.visuals import sweep_figures
 
     inputs = load_inputs(session)

@@ -1,0 +1,185 @@
+"""ROME baseline (SPEC §5): a rank-one edit of the class's row that sets its logit at a key.
+
+With key ``k`` (the class-mean activation, or one sample's) only row c changes:
+``logit_c(a) = z_c(a) + (t − W_c·k)(k·a)/(k·k) + b_c``, affine in the target value ``t``, so
+its sweep uses the same affine fast path as linear SALVE. The key is stored in the edit record
+so the edit replays without the activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from core.control.curves import (
+    DEFAULT_N_ALPHAS,
+    SweepResult,
+    affine_curve,
+    auto_range_from_flips,
+    check_data,
+    linear_flip_points,
+    logits,
+)
+from core.control.methods.base import CachedInputs, EditMethod
+from core.control.spec import EditSpec
+from core.jobs import CancelToken, ProgressFn
+
+DEFAULT_ROME_TARGET = -10.0
+
+def rome_key(
+    A: torch.Tensor, labels: torch.Tensor, target_class: int, sample_index: int | None = None
+) -> torch.Tensor:
+    """The ROME key: the class-mean activation (default) or one chosen sample's activation."""
+    if sample_index is not None:
+        if not 0 <= sample_index < A.shape[0]:
+            raise ValueError(f"sample index {sample_index} is out of range (0..{A.shape[0] - 1})")
+        return A[sample_index].clone()
+    mask = labels == target_class
+    if not bool(mask.any()):
+        raise ValueError(f"class {target_class} has no samples to build a ROME key from")
+    return A[mask].mean(0)
+
+
+def rome_edit(
+    W: torch.Tensor, key: torch.Tensor, target_class: int, target_value: float = DEFAULT_ROME_TARGET
+) -> torch.Tensor:
+    """``W' = W + (v − W k) kᵀ / (kᵀk)`` with ``v = W k`` except ``v_c = target_value``.
+
+    Only row c changes, and afterwards its bias-free logit at the key is exactly the target
+    (SPEC §5). Returns a new tensor.
+    """
+    if not 0 <= target_class < W.shape[0]:
+        raise ValueError(f"target class {target_class} is out of range (0..{W.shape[0] - 1})")
+    key = key.to(W)
+    if key.shape != (W.shape[1],):
+        raise ValueError(f"ROME key must have {W.shape[1]} entries, got shape {tuple(key.shape)}")
+    norm2 = key @ key
+    if not float(norm2) > 0:
+        raise ValueError("ROME key is the zero vector: pick a sample with non-zero activation")
+    W_new = W.clone()
+    residual = target_value - W[target_class] @ key  # v − W k is zero outside row c
+    W_new[target_class] = W[target_class] + residual * key / norm2
+    return W_new
+
+
+def rome_spec(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    target_class: int,
+    target_value: float = DEFAULT_ROME_TARGET,
+    sample_index: int | None = None,
+) -> EditSpec:
+    """Record a ROME edit; the key is stored so the edit replays without the activations."""
+    key = rome_key(A, labels, target_class, sample_index)
+    source = "class_mean" if sample_index is None else f"sample:{sample_index}"
+    return EditSpec(
+        features=(),
+        alpha=float(target_value),
+        method="rome",
+        extra={"target_class": int(target_class), "key": key.tolist(), "key_source": source},
+    )
+
+
+def rome_sweep(
+    A: torch.Tensor,
+    labels: torch.Tensor,
+    W: torch.Tensor,
+    b: torch.Tensor | None,
+    target_class: int,
+    targets: torch.Tensor | Sequence[float] | None = None,
+    sample_index: int | None = None,
+    n_points: int = DEFAULT_N_ALPHAS,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> SweepResult:
+    """Per-class accuracy vs the ROME target value ``t``.
+
+    The automatic grid starts at ``t = W_c·k`` (no change) and descends by the depth given by
+    the shared auto-range rule (1.5× the 95th percentile of the target samples' flip points).
+    """
+    check_data(A, labels, W)
+    key = rome_key(A, labels, target_class, sample_index).to(W)
+    z_key = float(W[target_class] @ key)
+    reach = A @ key / (key @ key)  # (N,) how much of the key each sample contains
+    Z0 = logits(A, W, b)
+    # logits(t) = Z0 + (t − z_key)·reach·e_c  =  Z0 − δ·reach·e_c with depth δ = z_key − t ≥ 0
+    depth_slope = torch.zeros_like(Z0)
+    depth_slope[:, target_class] = -reach
+    if targets is None:
+        mask = labels == target_class
+        flips = linear_flip_points(Z0[mask], depth_slope[mask], labels[mask])
+        depth_max = auto_range_from_flips(flips, fallback=abs(z_key - DEFAULT_ROME_TARGET))
+        targets = z_key - torch.linspace(0.0, depth_max, n_points, dtype=torch.float64)
+    targets = torch.as_tensor(targets, dtype=torch.float64).flatten()
+    per_class, target_pred = affine_curve(
+        Z0,
+        depth_slope,
+        z_key - targets,
+        labels,
+        W.shape[0],
+        target_class,
+        progress=progress,
+        cancel=cancel,
+    )
+    source = "class_mean" if sample_index is None else f"sample:{sample_index}"
+    return SweepResult(
+        method="rome",
+        features=[],
+        mode="suppress",
+        modulation="linear",
+        target_class=target_class,
+        param_name="target_value",
+        alphas=targets,
+        per_class_accuracy=per_class,
+        target_prediction=target_pred,
+        class_counts=torch.bincount(labels.cpu().long(), minlength=W.shape[0]).tolist(),
+        extra={"key_source": source, "unedited_key_logit": z_key},
+    )
+
+
+class RomeMethod(EditMethod):
+    """ROME on the classifier head; the strength is the target logit value ``t``."""
+
+    name = "rome"
+    label = "ROME"
+    param_name = "target"
+    modes = ("suppress",)
+
+    def check(self, spec: EditSpec) -> list[str]:
+        problems = super().check(spec)
+        for key in ("target_class", "key"):
+            if key not in spec.extra:
+                problems.append(f"a rome edit needs extra['{key}']")
+        return problems
+
+    def apply(
+        self, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = torch.as_tensor(spec.extra["key"], dtype=W.dtype, device=W.device)
+        W_new = rome_edit(W, key, int(spec.extra["target_class"]), spec.alpha)
+        return W_new, None if b is None else b.clone()
+
+    def sweep(
+        self,
+        x: CachedInputs,
+        target_class: int,
+        features: Sequence[int] | None = None,
+        strengths: torch.Tensor | Sequence[float] | None = None,
+        mode: str = "suppress",
+        modulation: str = "linear",
+        n_points: int = DEFAULT_N_ALPHAS,
+        progress: ProgressFn | None = None,
+        cancel: CancelToken | None = None,
+        **options: Any,
+    ) -> SweepResult:
+        if mode not in self.modes:
+            raise ValueError("the ROME baseline only suppresses; use --mode suppress")
+        return rome_sweep(
+            x.A, x.labels, x.W, x.b, target_class, strengths, options.get("sample_index"),
+            n_points, progress, cancel,
+        )
+
+
+ROME = RomeMethod()
