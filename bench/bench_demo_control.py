@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.control.curves import SweepResult  # noqa: E402
 from core.store.session import PIPELINE_STAGES, Session  # noqa: E402
-from core.workflow import control  # noqa: E402
+from core.workflow.inputs import load_inputs
+from core.workflow.sweeps import run_sweep
 
 TARGET_BELOW = 0.10
 OTHERS_ABOVE = 0.80
@@ -64,7 +65,7 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
                 "build it with `salve demo` first"
             )
         started = time.perf_counter()
-        x = control.load_inputs(session)
+        x = load_inputs(session)
         load_s = time.perf_counter() - started
         classes = sorted(int(c) for c in x.labels.unique().tolist())
         rows, met = [], {"salve": 0, "rome": 0, "steer": 0}
@@ -73,7 +74,7 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
             cells = {}
             for method in ("salve", "rome", "steer"):
                 t0 = time.perf_counter()
-                result = control.run_sweep(
+                result = run_sweep(
                     session, target_class=c, method=method, modulation=modulation,
                     n_alphas=n_alphas, record=False, inputs=x,
                 )

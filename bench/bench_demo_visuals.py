@@ -161,7 +161,7 @@ def main() -> int:
 
     import torch
 
-    from core.workflow.visuals import run_groundtruth
+    from core.workflow.ground_truth import run_groundtruth
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     wait_for_pipeline(args.session, args.wait)

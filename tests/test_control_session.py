@@ -1,4 +1,4 @@
-"""Session-level control API (core.workflow.control) and the control CLI commands, on a real tiny session."""
+"""Session-level control API (core.workflow: inputs, edits, sweeps, alpha_crit, robustness) and the control CLI commands, on a real tiny session."""
 
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ from core.control.edit import replay
 from core.control.spec import EditSpec
 from core.control.sweep import edit_effect
 from core.store.session import Session, SessionError
-from core.workflow import control
+from core.workflow.alpha_crit import load_alpha_crit, run_alpha_crit
+from core.workflow.edits import (
+    build_spec,
+    clear_edits,
+    edited_head,
+    list_edits,
+    preview_edit,
+    record_edit,
+)
+from core.workflow.inputs import load_inputs, resolve_class
+from core.workflow.robustness import load_robustness, run_seed_robustness
+from core.workflow.sweeps import list_sweeps, load_sweep, run_sweep, sweep_id
 from salve_tui.cli.main import main
 
 
@@ -35,7 +46,7 @@ def session(session_path: Path):
 
 
 def test_inputs_match_the_session_model(session: Session) -> None:
-    x = control.load_inputs(session)
+    x = load_inputs(session)
     stored = session.read_arrays("activations/test")
     # The head read without torch reproduces the logits cached while extracting activations.
     logits = (x.A @ x.W.T + x.b).numpy()
@@ -43,32 +54,32 @@ def test_inputs_match_the_session_model(session: Session) -> None:
     assert x.D.shape == (x.A.shape[1], session.config.sae.hidden)
     assert x.dominant.tolist() == session.read_array("rankings/dominant").tolist()
     assert x.class_names == session.read_json("class_names")
-    assert control.load_inputs(session) is x  # cached: the TUI preview reloads nothing
+    assert load_inputs(session) is x  # cached: the TUI preview reloads nothing
 
 
 def test_resolve_class_by_name_or_index() -> None:
     names = ["circle", "Square", "star"]
-    assert control.resolve_class(names, "square") == 1
-    assert control.resolve_class(names, "2") == 2
-    assert control.resolve_class(names, 0) == 0
+    assert resolve_class(names, "square") == 1
+    assert resolve_class(names, "2") == 2
+    assert resolve_class(names, 0) == 0
     with pytest.raises(ValueError, match="valid classes: 0=circle, 1=Square, 2=star"):
-        control.resolve_class(names, "hexagon")
+        resolve_class(names, "hexagon")
     with pytest.raises(ValueError, match="out of range"):
-        control.resolve_class(names, "3")
+        resolve_class(names, "3")
 
 
 def test_sweep_is_recorded_and_reloads_exactly(session: Session, session_path: Path) -> None:
-    x = control.load_inputs(session)
-    result = control.run_sweep(session, target_class=2)
+    x = load_inputs(session)
+    result = run_sweep(session, target_class=2)
     assert result.features == [x.dominant_feature(2)]
     # α = 0 is the unedited classifier.
     base = per_class_accuracy(x.labels, x.base_predictions, x.num_classes)
     torch.testing.assert_close(result.per_class_accuracy[:, 0], base, equal_nan=True)
-    key = control.sweep_id(result)
+    key = sweep_id(result)
     assert key == f"salve-f{result.features[0]}-suppress-linear-c2"
     with Session.open(session_path, read_only=True) as reader:
-        assert key in control.list_sweeps(reader)
-        loaded = control.load_sweep(reader, key)
+        assert key in list_sweeps(reader)
+        loaded = load_sweep(reader, key)
     assert torch.equal(loaded.alphas, result.alphas)
     torch.testing.assert_close(
         loaded.per_class_accuracy, result.per_class_accuracy.double(), equal_nan=True
@@ -80,22 +91,22 @@ def test_sweep_is_recorded_and_reloads_exactly(session: Session, session_path: P
 
 
 def test_baseline_sweeps_are_stored_side_by_side(session: Session) -> None:
-    feature = control.load_inputs(session).dominant_feature(1)
-    rome = control.run_sweep(session, target_class=1, method="rome")
-    steer = control.run_sweep(session, target_class=1, method="steer", alphas=[0.0, 1.0, 2.0])
-    salve = control.run_sweep(session, feature=feature, alphas=[0.0, 0.5])
-    assert salve.target_class == control.load_inputs(session).feature_class(feature)
-    ids = set(control.list_sweeps(session))
-    assert {control.sweep_id(rome), control.sweep_id(steer), control.sweep_id(salve)} <= ids
+    feature = load_inputs(session).dominant_feature(1)
+    rome = run_sweep(session, target_class=1, method="rome")
+    steer = run_sweep(session, target_class=1, method="steer", alphas=[0.0, 1.0, 2.0])
+    salve = run_sweep(session, feature=feature, alphas=[0.0, 0.5])
+    assert salve.target_class == load_inputs(session).feature_class(feature)
+    ids = set(list_sweeps(session))
+    assert {sweep_id(rome), sweep_id(steer), sweep_id(salve)} <= ids
     assert len(ids) == 3
-    assert control.load_sweep(session, control.sweep_id(steer)).alphas.tolist() == [0, 1, 2]
+    assert load_sweep(session, sweep_id(steer)).alphas.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="only suppresses"):
-        control.run_sweep(session, target_class=1, method="rome", mode="enhance")
+        run_sweep(session, target_class=1, method="rome", mode="enhance")
 
 
 def test_alpha_crit_recorded_with_summary(session: Session, session_path: Path) -> None:
-    x = control.load_inputs(session)
-    results = control.run_alpha_crit(session)
+    x = load_inputs(session)
+    results = run_alpha_crit(session)
     assert [r.target_class for r in results] == sorted(set(x.labels.tolist()))
     for r in results:
         ok = torch.isfinite(r.analytic) & torch.isfinite(r.numerical)
@@ -104,7 +115,7 @@ def test_alpha_crit_recorded_with_summary(session: Session, session_path: Path) 
         assert rel.numel() == 0 or float(rel.max()) < 1e-4
     with Session.open(session_path, read_only=True) as reader:
         table = reader.summary()["alpha_crit"]["suppress-linear"]
-        loaded = control.load_alpha_crit(reader)
+        loaded = load_alpha_crit(reader)
     for r in results:
         row = table[x.class_names[r.target_class]]
         assert row["feature"] == int(x.dominant[r.target_class])
@@ -118,51 +129,51 @@ def test_alpha_crit_recorded_with_summary(session: Session, session_path: Path) 
 
 
 def test_recorded_edits_replay_exactly(session: Session, session_path: Path) -> None:
-    x = control.load_inputs(session)
-    first = control.build_spec(x, features=[3, 5], alpha=0.7, modulation="clamped")
-    second = control.build_spec(x, "rome", target_class=4, alpha=-3.0)
-    assert control.record_edit(session, first) == 0
-    assert control.record_edit(session, second, note="baseline") == 1
+    x = load_inputs(session)
+    first = build_spec(x, features=[3, 5], alpha=0.7, modulation="clamped")
+    second = build_spec(x, "rome", target_class=4, alpha=-3.0)
+    assert record_edit(session, first) == 0
+    assert record_edit(session, second, note="baseline") == 1
     with Session.open(session_path, read_only=True) as reader:
-        recorded = control.list_edits(reader)
+        recorded = list_edits(reader)
         assert reader.summary()["edits"] == 2
     assert recorded == [first, second]
     W_replayed = replay(x.W, x.D, recorded)
-    W_direct, b_direct = control.edited_head(x, [first, second])
+    W_direct, b_direct = edited_head(x, [first, second])
     assert torch.equal(W_replayed, W_direct)
     assert torch.equal(b_direct, x.b)  # neither SALVE nor ROME touches the bias
     # ROME edits only its target row.
-    W_first, _ = control.edited_head(x, first)
+    W_first, _ = edited_head(x, first)
     changed = (W_direct != W_first).any(1)
     assert changed.tolist() == [c == 4 for c in range(x.num_classes)]
-    control.clear_edits(session)
-    assert control.list_edits(session) == []
+    clear_edits(session)
+    assert list_edits(session) == []
 
 
 def test_preview_matches_reference_and_writes_nothing(session_path: Path) -> None:
     before = session_path.read_bytes()
     with Session.open(session_path, read_only=True) as reader:
-        x = control.load_inputs(reader)
+        x = load_inputs(reader)
         specs = [
-            control.build_spec(x, target_class=0, alpha=3.0),
-            control.build_spec(x, features=[1, 2], mode="enhance", alpha=2.0),
-            control.build_spec(x, "steer", target_class=2, alpha=5.0),
+            build_spec(x, target_class=0, alpha=3.0),
+            build_spec(x, features=[1, 2], mode="enhance", alpha=2.0),
+            build_spec(x, "steer", target_class=2, alpha=5.0),
         ]
         for spec in specs:
-            fast = control.preview_edit(reader, spec)
+            fast = preview_edit(reader, spec)
             ref = edit_effect(x.A, x.labels, x.W, x.b, x.D, spec)
             torch.testing.assert_close(fast.accuracy_after, ref.accuracy_after, equal_nan=True)
             assert torch.equal(fast.confusion_after, ref.confusion_after)
             assert torch.equal(fast.confusion_before, ref.confusion_before)
         with pytest.raises(SessionError, match="read-only"):
-            control.run_sweep(reader, target_class=0)
-        control.run_sweep(reader, target_class=0, record=False)
+            run_sweep(reader, target_class=0)
+        run_sweep(reader, target_class=0, record=False)
     assert session_path.read_bytes() == before
 
 
 def test_seed_robustness_reuses_the_session_seed(session: Session) -> None:
-    x = control.load_inputs(session)
-    results = control.run_seed_robustness(session, k=2, target_class=3, n_alphas=20)
+    x = load_inputs(session)
+    results = run_seed_robustness(session, k=2, target_class=3, n_alphas=20)
     (r,) = results
     # Seed 0 with the session's SAE settings is the session's own SAE: same dominant feature.
     assert r.features_per_seed[0] == int(x.dominant[3])
@@ -171,7 +182,7 @@ def test_seed_robustness_reuses_the_session_seed(session: Session) -> None:
     np.testing.assert_allclose(stored_decoders[0], x.D.numpy(), atol=1e-6)
     stack = torch.stack([s.per_class_accuracy for s in r.sweeps])
     torch.testing.assert_close(r.accuracy_mean, stack.mean(0), equal_nan=True)
-    loaded = control.load_robustness(session)[3]
+    loaded = load_robustness(session)[3]
     torch.testing.assert_close(loaded["accuracy_std"], r.accuracy_std.double(), equal_nan=True)
     assert loaded["n_seeds"] == 2
     assert session.summary()["robustness"]["suppress-linear"]["n_seeds"] == 2
@@ -196,7 +207,7 @@ def test_cli_sweep_json(session_path: Path, capsys: pytest.CaptureFixture[str]) 
     for key in ("analytic_median", "numerical_median", "alpha50", "qualifying"):
         assert key in brief
     with Session.open(session_path, read_only=True) as reader:
-        assert payload["recorded"] in control.list_sweeps(reader)
+        assert payload["recorded"] in list_sweeps(reader)
 
 
 def test_cli_bad_class_exits_2(session_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,7 +239,7 @@ def test_cli_edit_and_robustness(session_path: Path, tmp_path: Path, capsys) -> 
     assert payload["edit"]["features"] == [2, 4] and payload["edit_index"] == 0
     assert out.exists() and (tmp_path / "edited.json").exists()
     with Session.open(session_path, read_only=True) as reader:
-        assert control.list_edits(reader) == [EditSpec((2, 4), "suppress", 1.5)]
+        assert list_edits(reader) == [EditSpec((2, 4), "suppress", 1.5)]
     rc = main(["robustness", str(session_path), "--seeds", "2", "--epochs", "2", "--class", "0",
                "--n-alphas", "10", "--json"])
     assert rc == 0

@@ -14,8 +14,10 @@ import torch
 
 from core.discover.backbone import build_model
 from core.store.session import Session
-from core.workflow import control
+from core.workflow.alpha_crit import run_alpha_crit
+from core.workflow.edits import build_spec, edited_head, record_edit
 from core.workflow.export import export_alpha_crit_csv, export_edited_model, load_exported
+from core.workflow.inputs import ControlInputs, load_inputs
 from core.workflow.pipeline import load_data, run_pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,20 +38,20 @@ def _image_logits(model: torch.nn.Module, session: Session) -> torch.Tensor:
         return torch.cat([model(images) for images, _, _ in source.iter_batches(16)])
 
 
-def _strong_edits(x: control.ControlInputs) -> list:
+def _strong_edits(x: ControlInputs) -> list:
     """A SALVE suppression strong enough to change predictions, then a steering edit."""
     for alpha in (1.0, 2.0, 4.0, 8.0, 16.0):
-        salve = control.build_spec(x, target_class=0, alpha=alpha)
-        W, b = control.edited_head(x, salve)
+        salve = build_spec(x, target_class=0, alpha=alpha)
+        W, b = edited_head(x, salve)
         if bool(((x.A @ W.T + b).argmax(1) != x.base_predictions).any()):
             break
-    return [salve, control.build_spec(x, "steer", target_class=1, alpha=0.5)]
+    return [salve, build_spec(x, "steer", target_class=1, alpha=0.5)]
 
 
 def _check_round_trip(session: Session, out_dir: Path | None = None) -> None:
-    x = control.load_inputs(session)
+    x = load_inputs(session)
     edits = _strong_edits(x)
-    W_new, b_new = control.edited_head(x, edits)
+    W_new, b_new = edited_head(x, edits)
     cached_logits = x.A @ W_new.T + b_new
     expected = cached_logits.argmax(1)
     assert bool((expected != x.base_predictions).any()), "the edit must change some prediction"
@@ -95,7 +97,7 @@ def test_vit_export_round_trip(tmp_path: Path) -> None:
 
 
 def test_export_to_a_named_file_and_bad_suffix(session: Session, tmp_path: Path) -> None:
-    spec = control.build_spec(control.load_inputs(session), features=[2], alpha=1.0)
+    spec = build_spec(load_inputs(session), features=[2], alpha=1.0)
     result = export_edited_model(session, spec, out=tmp_path / "model.safetensors")
     assert result.files == [tmp_path / "model.safetensors"]
     assert result.sidecar == tmp_path / "model.json"
@@ -103,14 +105,14 @@ def test_export_to_a_named_file_and_bad_suffix(session: Session, tmp_path: Path)
         export_edited_model(session, spec, out=tmp_path / "model.bin")
     with pytest.raises(ValueError, match="no edit to export"):
         export_edited_model(session)  # nothing recorded yet
-    control.record_edit(session, spec)
+    record_edit(session, spec)
     recorded = export_edited_model(session, out=tmp_path / "recorded.pt")
     assert recorded.metadata["edits"] == [spec.to_dict()]
 
 
 def test_alpha_crit_csv_tables(session: Session, tmp_path: Path) -> None:
-    x = control.load_inputs(session)
-    results = control.run_alpha_crit(session, target_class=[0, 3], record=False)
+    x = load_inputs(session)
+    results = run_alpha_crit(session, target_class=[0, 3], record=False)
     summary, samples = export_alpha_crit_csv(results, x.class_names, tmp_path / "t.csv")
     rows = summary.read_text().splitlines()
     assert len(rows) == 3 and rows[1].startswith(f"0,{x.class_names[0]},")

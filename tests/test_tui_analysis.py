@@ -28,7 +28,8 @@ from core.control.spec import EditSpec
 from core.control.sweep import edit_effect
 from core.discover.rankings import class_means, dominant_features, top_activating
 from core.store.session import Session
-from core.workflow.control import list_edits, run_alpha_crit
+from core.workflow.alpha_crit import run_alpha_crit
+from core.workflow.edits import list_edits
 from core.workflow.pipeline import (
     load_activations,
     load_classifier_head,
@@ -198,7 +199,7 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         await pilot.press("c")
         await wait_for(pilot, lambda: not app.jobs.busy, what="act-max cancelled")
         assert app.jobs.current.token.cancelled
-        from core.workflow.visuals import actmax_path
+        from core.workflow.actmax_images import actmax_path
 
         assert not actmax_path(app.session, 1).exists()  # the cancelled run wrote nothing
 

@@ -1,4 +1,4 @@
-"""Session-level visuals (core.workflow.visuals) through the ``salve`` CLI, on a copy of the tiny session."""
+"""Session-level visuals (core.workflow: assets, saliency_maps, actmax_images, figure_export, ground_truth) through the ``salve`` CLI, on a copy of the tiny session."""
 
 from __future__ import annotations
 
@@ -18,9 +18,13 @@ from core.config import DataConfig, SessionConfig
 from core.store.session import Session
 from core.validate.groundtruth import pointing_game
 from core.validate.saliency import grad_cam
-from core.workflow import control
+from core.workflow.alpha_crit import run_alpha_crit
+from core.workflow.edits import build_spec, record_edit
 from core.workflow.figures import safe_filename
+from core.workflow.inputs import load_inputs
 from core.workflow.pipeline import load_activations, load_data, load_model, load_sae
+from core.workflow.robustness import run_seed_robustness
+from core.workflow.sweeps import run_sweep, sweep_id
 from salve_tui.cli.main import main
 
 DPI = 100  # core.workflow.figures draws at 100 dpi: PNG size = figsize × 100
@@ -137,16 +141,16 @@ def test_export_figures_follow_the_stored_control_results(
     assert all(p.is_relative_to(exports) and png_size(p)[0] > 100 for p in written)
 
     with Session.open(session_file) as session:
-        sweep = control.run_sweep(session, target_class=2, n_alphas=9)
-        control.run_alpha_crit(session, target_class=[1, 2], curve=sweep)
-        spec = control.build_spec(control.load_inputs(session), "salve", None, 2, "suppress", 1.5)
-        control.record_edit(session, spec)
-        control.run_seed_robustness(session, k=2, target_class=2, epochs=1, n_alphas=9)
+        sweep = run_sweep(session, target_class=2, n_alphas=9)
+        run_alpha_crit(session, target_class=[1, 2], curve=sweep)
+        spec = build_spec(load_inputs(session), "salve", None, 2, "suppress", 1.5)
+        record_edit(session, spec)
+        run_seed_robustness(session, k=2, target_class=2, epochs=1, n_alphas=9)
     code, out, _ = run_cli(capsys, "export", str(session_file), "--figures", "--json")
     assert code == 0
     second = json.loads(out)
     new = {Path(p) for p in second["written"]} - written
-    key = control.sweep_id(sweep)
+    key = sweep_id(sweep)
     assert {p.name for p in new} == {
         f"curve_{key}.png",
         f"predictions_{key}.png",

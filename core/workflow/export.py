@@ -86,7 +86,8 @@ def export_edited_model(
     from core.control.edit import edited_model
     from core.discover.backbone import final_linear
     from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
-    from core.workflow.control import list_edits, load_inputs
+    from core.workflow.edits import list_edits
+    from core.workflow.inputs import load_inputs
     from core.workflow.pipeline import load_model
 
     if edits is None:
@@ -115,7 +116,7 @@ def export_edited_model(
             )
 
     # Accuracy from the cached activations, so the sidecar says what the edit does.
-    from core.workflow.control import edited_head
+    from core.workflow.edits import edited_head
 
     W_new, b_new = edited_head(inputs, edits)
     after = torch.addmm(b_new, inputs.A, W_new.T).argmax(1)

@@ -1,7 +1,7 @@
 """``salve sweep | alpha-crit | edit | robustness``: the control commands of the CLI.
 
 Torch is imported inside the command functions only, so registering these commands keeps
-``salve info`` fast. Every command records its result in the session (``core.workflow.control``)
+``salve info`` fast. Every command records its result in the session (``core.workflow``)
 unless ``--no-record`` is given, which opens the session read-only (useful while the TUI or
 another process holds it for writing).
 """
@@ -59,30 +59,32 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from core.workflow import control
+    from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
+    from core.workflow.inputs import load_inputs
+    from core.workflow.sweeps import curve_alpha50, run_sweep, sweep_id
 
     if args.class_ is None and not args.feature:
         raise CliError("give --class C (its dominant feature is swept) or --feature K")
     alphas = parse_alpha_grid(args.alphas) if args.alphas else None
     with _open(args) as session:
-        inputs = control.load_inputs(session)
+        inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
         features = args.feature or None
-        result = control.run_sweep(
+        result = run_sweep(
             session, target, features, args.mode, args.method, args.modulation, alphas,
             args.n_alphas, args.rome_sample, _progress(args), None, not args.no_record, inputs,
         )
         crit = []
         if args.method == "salve" and len(result.features) == 1 and args.mode == "suppress":
-            crit = control.run_alpha_crit(
+            crit = run_alpha_crit(
                 session, None, result.features[0], "suppress", args.modulation,
                 curve=result,
                 record=not args.no_record, inputs=inputs,
             )
     names = inputs.class_names
-    payload = sweep_payload(session.name, result, names, control.curve_alpha50(result))
-    payload["alpha_crit"] = [control.alpha_crit_brief(r, names) for r in crit]
-    payload["recorded"] = None if args.no_record else control.sweep_id(result)
+    payload = sweep_payload(session.name, result, names, curve_alpha50(result))
+    payload["alpha_crit"] = [alpha_crit_brief(r, names) for r in crit]
+    payload["recorded"] = None if args.no_record else sweep_id(result)
     emit(args, payload, _sweep_text)
     return 0
 
@@ -149,18 +151,19 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
 
 
 def cmd_alpha_crit(args: argparse.Namespace) -> int:
-    from core.workflow import control
+    from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
     from core.workflow.export import export_alpha_crit_csv
+    from core.workflow.inputs import load_inputs
 
     with _open(args) as session:
-        inputs = control.load_inputs(session)
+        inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
-        results = control.run_alpha_crit(
+        results = run_alpha_crit(
             session, target, args.feature, args.mode, args.modulation,
             progress=_progress(args), record=not args.no_record, inputs=inputs,
         )
     names = inputs.class_names
-    briefs = [control.alpha_crit_brief(r, names) for r in results]
+    briefs = [alpha_crit_brief(r, names) for r in results]
     written = None
     if args.csv:
         written = [str(p) for p in export_alpha_crit_csv(results, names, args.csv)]
@@ -181,25 +184,26 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    from core.workflow import control
+    from core.workflow.edits import build_spec, preview_edit, record_edit
     from core.workflow.export import export_edited_model
+    from core.workflow.inputs import load_inputs
 
     if args.method != "rome" and not args.feature and args.class_ is None:
         raise CliError("give --feature K (repeatable) or --class C (its dominant feature)")
     if args.alpha is None:
         raise CliError("give the edit strength with --alpha A")
     with _open(args) as session:
-        inputs = control.load_inputs(session)
+        inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
-        spec = control.build_spec(
+        spec = build_spec(
             inputs, args.method, args.feature or None, target, args.mode, args.alpha,
             args.modulation, args.rome_sample,
         )
-        effect = control.preview_edit(session, spec, inputs)
+        effect = preview_edit(session, spec, inputs)
         exported = export_edited_model(session, spec, args.out)
         index = None
         if not args.no_record:
-            index = control.record_edit(session, spec, exports=[str(p) for p in exported.files])
+            index = record_edit(session, spec, exports=[str(p) for p in exported.files])
     d = effect.to_dict()
     names = inputs.class_names
     payload = {
@@ -234,19 +238,20 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from core.workflow import control
+    from core.workflow.inputs import load_inputs
+    from core.workflow.robustness import robustness_to_json, run_seed_robustness
 
     if args.seeds < 1:
         raise CliError(f"--seeds must be at least 1, got {args.seeds}")
     with _open(args) as session:
-        inputs = control.load_inputs(session)
+        inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
-        results = control.run_seed_robustness(
+        results = run_seed_robustness(
             session, args.seeds, target, args.mode, args.modulation, n_alphas=args.n_alphas,
             epochs=args.epochs, progress=_progress(args), record=not args.no_record,
         )
     payload = {"session": session.name, "mode": args.mode, "modulation": args.modulation,
-               **control.robustness_to_json(results, inputs.class_names)}
+               **robustness_to_json(results, inputs.class_names)}
 
     def text(p: dict[str, Any]) -> str:
         lines = [f"{p['n_seeds']} SAE seeds; accuracy at the largest α (mean ± std)"]

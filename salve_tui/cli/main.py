@@ -194,8 +194,8 @@ def _run_demo_diagnostics(session: Session, progress: Any, cancel: CancelToken) 
 
     Each is skipped when already stored, so rerunning `salve demo` only opens what exists.
     """
-    from core.workflow.control import run_alpha_crit
-    from core.workflow.visuals import run_groundtruth
+    from core.workflow.alpha_crit import run_alpha_crit
+    from core.workflow.ground_truth import run_groundtruth
 
     if not (session.summary().get("alpha_crit") or {}):
         run_alpha_crit(session, progress=progress, cancel=cancel)

@@ -28,18 +28,19 @@ def _non_negative(what: str, value: int | None) -> None:
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
-    from core.workflow import visuals
+    from core.workflow.assets import load_assets
+    from core.workflow.saliency_maps import saliency_map, save_saliency
 
     if (args.feature is None) == (args.class_ is None):
         raise CliError("give exactly one of --feature K (Grad-FAM) or --class C (Grad-CAM)")
     _non_negative("--sample", args.sample)
     _non_negative("--feature", args.feature)
     with open_session(args, read_only=True) as session:
-        assets = visuals.load_assets(session)
-        result = visuals.saliency_map(
+        assets = load_assets(session)
+        result = saliency_map(
             session, args.sample, args.feature, args.class_, args.layer, assets
         )
-        path = visuals.save_saliency(session, result, assets.class_names, args.out)
+        path = save_saliency(session, result, assets.class_names, args.out)
     names = assets.class_names
     payload = {
         "path": str(path),
@@ -61,19 +62,19 @@ def cmd_saliency(args: argparse.Namespace) -> int:
 
 
 def cmd_actmax(args: argparse.Namespace) -> int:
-    from core.workflow import visuals
+    from core.workflow.actmax_images import default_actmax_config, run_actmax, save_actmax
 
     _non_negative("--feature", args.feature)
     sign = {"auto": None, "pos": 1, "neg": -1}[args.sign]
     with open_session(args, read_only=True) as session:
-        config = visuals.default_actmax_config(
+        config = default_actmax_config(
             session, args.feature, steps=args.steps, seed=args.seed, sign=sign
         )
         problems = config.validate()
         if problems:
             raise CliError("invalid activation-maximisation settings: " + "; ".join(problems))
-        result = visuals.run_actmax(session, args.feature, config, _progress(args))
-        path = visuals.save_actmax(session, result, config, args.out)
+        result = run_actmax(session, args.feature, config, _progress(args))
+        path = save_actmax(session, result, config, args.out)
     start, final = float(result.start_activation[0]), float(result.final_activation[0])
     payload = {
         "path": str(path),
@@ -93,13 +94,13 @@ def cmd_actmax(args: argparse.Namespace) -> int:
 
 
 def cmd_top_samples(args: argparse.Namespace) -> int:
-    from core.workflow import visuals
+    from core.workflow.figure_export import top_samples_png
 
     _non_negative("--feature", args.feature)
     if args.k < 1:
         raise CliError(f"-k must be ≥ 1, got {args.k}")
     with open_session(args, read_only=True) as session:
-        path = visuals.top_samples_png(session, args.feature, args.out, k=args.k)
+        path = top_samples_png(session, args.feature, args.out, k=args.k)
     emit(args, {"path": str(path), "feature": args.feature}, f"wrote {path}")
     return 0
 
@@ -108,7 +109,7 @@ def cmd_top_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from core.workflow import visuals
+    from core.workflow.figure_export import export_figures, figure_gaps
 
     if not args.figures:
         raise CliError(
@@ -116,8 +117,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             "α_crit tables by `salve alpha-crit --csv`)"
         )
     with open_session(args, read_only=True) as session:
-        skipped = visuals.figure_gaps(session)
-        written = visuals.export_figures(session, _progress(args))
+        skipped = figure_gaps(session)
+        written = export_figures(session, _progress(args))
         folder = session.exports_dir
     payload = {"exports_dir": str(folder), "written": [str(p) for p in written],
                "skipped": skipped}
@@ -170,12 +171,12 @@ def _groundtruth_text(result: dict[str, Any]) -> str:
 
 
 def cmd_groundtruth(args: argparse.Namespace) -> int:
-    from core.workflow import visuals
+    from core.workflow.ground_truth import run_groundtruth
 
     if args.max_samples is not None and args.max_samples < 1:
         raise CliError(f"--max-samples must be ≥ 1, got {args.max_samples}")
     with open_session(args, read_only=args.no_record) as session:
-        result = visuals.run_groundtruth(
+        result = run_groundtruth(
             session,
             _progress(args),
             layer=args.layer,

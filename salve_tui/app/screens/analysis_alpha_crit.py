@@ -1,6 +1,6 @@
 """α_crit view: per-class summary and per-sample critical suppression thresholds (SPEC §4).
 
-Reads the α_crit results stored in the session (``core.workflow.control.load_alpha_crit``); ``r``
+Reads the α_crit results stored in the session (``core.workflow.alpha_crit.load_alpha_crit``); ``r``
 computes them for every class's dominant feature as an app job (``run_alpha_crit``), so they are
 in the session for the CLI and exports too. The per-sample table sorts by any column (``s``
 cycles the column, ``i`` inverts) and can be limited to the class highlighted in the summary
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from core.control.alpha_crit import AlphaCritResult
-    from core.workflow.visuals import SaliencyResult
+    from core.workflow.saliency_maps import SaliencyResult
 
 MODULATIONS = ("linear", "clamped")
 
@@ -132,7 +132,7 @@ class AlphaCritScreen(SessionScreen):
     # ----- session → view
 
     def refresh_from_session(self) -> None:
-        from core.workflow.control import load_alpha_crit
+        from core.workflow.alpha_crit import load_alpha_crit
 
         session = self.session
         self.class_names = [str(c) for c in session.read_json("class_names")]
@@ -216,7 +216,7 @@ class AlphaCritScreen(SessionScreen):
     # ----- actions
 
     def action_compute(self) -> None:
-        from core.workflow.control import run_alpha_crit
+        from core.workflow.alpha_crit import run_alpha_crit
 
         session, modulation = self.session, self.modulation
 

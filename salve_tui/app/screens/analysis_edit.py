@@ -1,9 +1,9 @@
 """Edit preview: what a SALVE / ROME / steering edit does to every class, live as α changes.
 
-Each α key press calls :func:`core.workflow.control.preview_edit` (cached activations, one matmul, no
+Each α key press calls :func:`core.workflow.edits.preview_edit` (cached activations, one matmul, no
 write) and redraws the per-class accuracy table (before / after / Δ), the confusion matrix after
 the edit (cells that changed in yellow) and the marker on the suppression curve. The curve
-itself is a sweep of the current settings (:func:`core.workflow.control.run_sweep`, ``record=False``)
+itself is a sweep of the current settings (:func:`core.workflow.sweeps.run_sweep`, ``record=False``)
 computed in a thread worker whenever the feature, class, method, mode or modulation changes;
 its range also sets the α step sizes (coarse = range/20, fine = range/200).
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from core.control.curves import SweepResult
     from core.control.spec import EditSpec
     from core.control.sweep import EditEffect
-    from core.workflow.control import ControlInputs
+    from core.workflow.inputs import ControlInputs
 
 METHODS = ("salve", "rome", "steer")
 METHOD_TITLES = {"salve": "SALVE", "rome": "ROME", "steer": "steering"}
@@ -200,7 +200,7 @@ class EditPreviewScreen(SessionScreen):
         session = self.session
 
         def load() -> None:
-            from core.workflow.control import load_inputs
+            from core.workflow.inputs import load_inputs
 
             try:
                 inputs = load_inputs(session)
@@ -257,7 +257,7 @@ class EditPreviewScreen(SessionScreen):
         return PARAM_NAMES[self.method]
 
     def build_spec(self) -> EditSpec:
-        from core.workflow.control import build_spec
+        from core.workflow.edits import build_spec
 
         assert self.inputs is not None
         return build_spec(self.inputs, self.method, self.features, self.target_class, self.mode,
@@ -267,7 +267,7 @@ class EditPreviewScreen(SessionScreen):
         """Recompute the effect of the current settings (fast, synchronous) and redraw."""
         if self.inputs is None:
             return
-        from core.workflow.control import preview_edit
+        from core.workflow.edits import preview_edit
 
         try:
             self.spec = self.build_spec()
@@ -388,7 +388,7 @@ class EditPreviewScreen(SessionScreen):
         self.curve = None
 
         def compute() -> None:
-            from core.workflow.control import run_sweep
+            from core.workflow.sweeps import run_sweep
 
             worker = get_current_worker()
             try:
@@ -523,7 +523,7 @@ class EditPreviewScreen(SessionScreen):
 
 def record_and_export(session, spec: EditSpec):  # noqa: ANN001, ANN201 (Session → ExportResult)
     """Export the model with ``spec`` applied, then record the edit with the written paths."""
-    from core.workflow.control import record_edit
+    from core.workflow.edits import record_edit
     from core.workflow.export import export_edited_model
 
     result = export_edited_model(session, spec)

@@ -1,6 +1,6 @@
 """Exports view: write figures, heatmaps, tables and edited weights beside the session file.
 
-Every export runs as an app job (``core.workflow.figures`` / ``core.workflow.export`` / ``core.workflow.control``) and
+Every export runs as an app job (``core.workflow.figures`` / ``core.workflow.export`` / ``core.workflow.sweeps``) and
 writes into ``<session>.exports/``; the files it wrote are listed when it finishes, and the
 folder's contents (newest first) stay listed below. Exports that need results the session does
 not have yet compute them first and record them (sweeps, α_crit), like the CLI does.
@@ -35,7 +35,7 @@ LISTED_FILES = 50
 
 def export_matrix(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """The feature–class matrix μ as a PNG heatmap with dominant features boxed."""
-    from core.workflow.visuals import feature_class_matrix_png
+    from core.workflow.figure_export import feature_class_matrix_png
 
     return [feature_class_matrix_png(session)]
 
@@ -43,7 +43,8 @@ def export_matrix(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
 def export_gradfam(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """Per class: Grad-FAM of its dominant feature on the test sample that drives it most."""
     from core.jobs import ProgressReporter, check_cancel
-    from core.workflow.visuals import class_gradfam_png, load_assets
+    from core.workflow.assets import load_assets
+    from core.workflow.saliency_maps import class_gradfam_png
 
     assets = load_assets(session)
     names = assets.class_names
@@ -62,8 +63,9 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
     """Per class: the suppression sweep of its dominant feature, recorded, drawn as the accuracy
     curves (α50 marked) and the target class's prediction shares."""
     from core.jobs import ProgressReporter, check_cancel
-    from core.workflow.control import load_inputs, run_sweep, sweep_id
-    from core.workflow.visuals import sweep_figures
+    from core.workflow.figure_export import sweep_figures
+    from core.workflow.inputs import load_inputs
+    from core.workflow.sweeps import run_sweep, sweep_id
 
     inputs = load_inputs(session)
     names = inputs.class_names
@@ -80,9 +82,9 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
 
 def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """α_crit tables (summary + per sample CSV) and their distribution figure."""
-    from core.workflow.control import load_alpha_crit, run_alpha_crit
+    from core.workflow.alpha_crit import load_alpha_crit, run_alpha_crit
     from core.workflow.export import export_alpha_crit_csv
-    from core.workflow.visuals import alpha_crit_png
+    from core.workflow.figure_export import alpha_crit_png
 
     results = load_alpha_crit(session)
     if not results:
@@ -96,7 +98,7 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
 
 def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """The model with every recorded edit replayed, as .pt and .safetensors (+ sidecar)."""
-    from core.workflow.control import list_edits
+    from core.workflow.edits import list_edits
     from core.workflow.export import export_edited_model
 
     if not list_edits(session):
@@ -129,7 +131,7 @@ EXPORTS = (
 
 def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """Every export above; weights only when an edit is recorded."""
-    from core.workflow.control import list_edits
+    from core.workflow.edits import list_edits
 
     written: list[Path] = []
     for kind in EXPORTS:

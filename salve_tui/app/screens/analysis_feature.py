@@ -4,7 +4,7 @@
   are signed), as thumbnails captioned with their class;
 * Grad-FAM of the selected thumbnail, computed in a thread worker (read-only, nothing stored);
 * activation maximisation (``a``): a cancellable app job running
-  :func:`core.workflow.visuals.actmax_png`; its figure (``core.workflow.visuals.actmax_path``, the file the CLI
+  :func:`core.workflow.actmax_images.actmax_png`; its figure (``core.workflow.actmax_images.actmax_path``, the file the CLI
   writes too) is shown once it exists, so it survives a restart;
 * class association: μ_ck of this feature for every class as a signed bar.
 
@@ -36,7 +36,7 @@ from salve_tui.app.screens.base import SessionScreen
 from salve_tui.app.widgets.image import ImageView
 
 if TYPE_CHECKING:
-    from core.workflow.visuals import SaliencyResult
+    from core.workflow.saliency_maps import SaliencyResult
 
 THUMBNAILS = 8  # per sign; the session stores 16
 
@@ -175,7 +175,7 @@ class FeatureDetailScreen(SessionScreen):
             "pos": np.asarray(session.read_array("rankings/top_pos"))[self.feature][:THUMBNAILS],
             "neg": np.asarray(session.read_array("rankings/top_neg"))[self.feature][:THUMBNAILS],
         }
-        from core.workflow.visuals import actmax_path
+        from core.workflow.actmax_images import actmax_path
 
         self.actmax_image = read_png(actmax_path(session, self.feature))
         if self._built_for != self.feature:
@@ -322,7 +322,7 @@ class FeatureDetailScreen(SessionScreen):
         session, feature = self.session, self.feature
 
         def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
-            from core.workflow.visuals import actmax_png
+            from core.workflow.actmax_images import actmax_png
 
             # Paper settings, driving u_k the way the class that uses it most does.
             return actmax_png(session, feature, progress=progress, cancel=cancel)

@@ -3,9 +3,9 @@
 No view is registered here (the module is imported by view discovery like the other
 ``analysis_*`` modules, so it must stay free of module-level torch imports).
 
-Model, SAE and dataset for previews come from :func:`core.workflow.visuals.load_assets` (cached per
-session, shared under ``core.workflow.visuals.MODEL_LOCK``); Grad-FAM of one sample is
-:func:`core.workflow.visuals.saliency_map`, called in a screen thread worker because it is read-only and
+Model, SAE and dataset for previews come from :func:`core.workflow.assets.load_assets` (cached per
+session, shared under ``core.workflow.assets.MODEL_LOCK``); Grad-FAM of one sample is
+:func:`core.workflow.saliency_maps.saliency_map`, called in a screen thread worker because it is read-only and
 need not wait for — or block — the session's single writer job.
 """
 
@@ -19,7 +19,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from core.store.session import Session
-    from core.workflow.visuals import SaliencyResult
+    from core.workflow.saliency_maps import SaliencyResult
 
 
 def sample_images(session: Session, indices: list[int] | np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ def gradfam_with_overlay(
     """The core's Grad-FAM of ``feature`` on test ``sample`` and its blended overlay, computed
     together so a worker does all the work off the UI thread."""
     from core.workflow.figures import overlay
-    from core.workflow.visuals import saliency_map
+    from core.workflow.saliency_maps import saliency_map
 
     result = saliency_map(session, sample, feature=feature)
     return result, overlay(result.image, result.heat, 0.5)

@@ -1,0 +1,112 @@
+"""Session activation maximisation: the image a feature responds to most, cached as a PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.jobs import CancelToken, ProgressFn
+from core.store.session import Session
+from core.workflow.assets import FIGURES_DIR, MODEL_LOCK, check_feature, load_assets, target_path
+
+ACTMAX_CELL_INCHES = 1.6
+
+def feature_sign(session: Session, feature: int) -> int:
+    """+1 or −1: the sign of the feature's mean latent in the class that uses it most.
+
+    Activation maximisation then drives ``u_k`` the way that class does (a feature with a
+    negative class mean is "on" when ``u_k`` is very negative).
+    """
+    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
+    if not 0 <= int(feature) < means.shape[1]:
+        raise ValueError(
+            f"feature {feature} is out of range: the SAE has {means.shape[1]} latent features "
+            f"(0..{means.shape[1] - 1})"
+        )
+    column = np.nan_to_num(means[:, int(feature)], nan=0.0)
+    if not column.any():
+        return 1
+    return 1 if column[int(np.argmax(np.abs(column)))] >= 0 else -1
+
+def default_actmax_config(session: Session, feature: int, **overrides: Any) -> Any:
+    """The paper's activation-maximisation settings at the session's image size, driving
+    ``u_k`` in the direction of :func:`feature_sign`; ``overrides`` replace any field."""
+    from core.validate.actmax import ActMaxConfig
+
+    settings: dict[str, Any] = {
+        "image_size": int(session.config.data.image_size),
+        "sign": feature_sign(session, feature),
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return ActMaxConfig(**settings)
+
+def run_actmax(
+    session: Session,
+    feature: int,
+    config: Any = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Any:
+    """Activation maximisation of ``feature`` (SPEC §6) → :class:`core.validate.actmax.ActMaxResult`."""
+    from core.validate.actmax import activation_maximization
+
+    assets = load_assets(session)
+    feature = check_feature(assets, feature)
+    config = config or default_actmax_config(session, feature)
+    if config.image_size != assets.image_size:
+        raise ValueError(
+            f"activation maximisation image size {config.image_size} differs from the "
+            f"session's {assets.image_size} px, which the model was trained on"
+        )
+    with MODEL_LOCK:
+        return activation_maximization(
+            assets.model, assets.sae, feature, config, progress=progress, cancel=cancel
+        )
+
+def actmax_path(session: Session, feature: int, seed: int = 0) -> Path:
+    """Where :func:`save_actmax` writes ``feature``'s figure by default: the one place the CLI
+    and the TUI both write and read activation-maximisation results."""
+    from core.workflow.figures import safe_filename
+
+    name = safe_filename("actmax", f"feature {int(feature)}", f"seed {seed}", ext=".png")
+    return session.exports_dir / FIGURES_DIR / name
+
+def save_actmax(
+    session: Session, result: Any, config: Any, out: str | Path | None = None
+) -> Path:
+    """The snapshots of an activation-maximisation run side by side, the final one labelled
+    with its latent value; default ``<exports>/figures/actmax_feature-K_seed-S.png``."""
+    from core.workflow.figures import save_image_grid
+
+    feature = result.features[0]
+    images = [snap[0].permute(1, 2, 0).clamp(0, 1).numpy() for _, snap in result.snapshots]
+    labels = [f"step {step}" for step, _ in result.snapshots]
+    labels[-1] = (
+        f"final u={float(result.final_activation[0]):+.3g}\n"
+        f"(start {float(result.start_activation[0]):+.3g})"
+    )
+    goal = "maximise" if config.sign > 0 else "minimise"
+    return save_image_grid(
+        images,
+        labels,
+        target_path(out, actmax_path(session, feature, config.seed)),
+        ncols=len(images),
+        title=f"activation maximisation: {goal} u_{feature}, {config.steps} steps",
+        cell_inches=ACTMAX_CELL_INCHES,
+    )
+
+def actmax_png(
+    session: Session,
+    feature: int,
+    out: str | Path | None = None,
+    config: Any = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
+    """Run :func:`run_actmax` and write :func:`save_actmax`'s figure; returns its path."""
+    config = config or default_actmax_config(session, feature)
+    result = run_actmax(session, feature, config, progress, cancel)
+    return save_actmax(session, result, config, out)

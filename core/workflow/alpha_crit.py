@@ -1,0 +1,141 @@
+"""Session α_crit: per-class critical thresholds, stored per (mode, modulation) setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from core.control.alpha_crit import AlphaCritResult, class_alpha_crit
+from core.control.curves import SweepResult
+from core.control.spec import check_features
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.store.session import Session
+from core.workflow.inputs import ControlInputs, check_writable, inputs_for, setting_key
+
+
+def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dict[str, Any]:
+    """The per-class numbers a table shows: medians, α50, qualifying counts, agreement."""
+    summary = result.summary()
+    both = torch.isfinite(result.analytic) & torch.isfinite(result.numerical)
+    rel = (result.numerical[both] - result.analytic[both]).abs() / result.analytic[both].abs()
+    return {
+        "class": result.target_class,
+        "class_name": class_names[result.target_class],
+        "feature": result.feature,
+        "mode": result.mode,
+        "modulation": result.modulation,
+        "n_samples": summary["n_samples"],
+        "qualifying": summary["n_qualifying_analytic"],
+        "qualifying_numerical": summary["n_qualifying_numerical"],
+        "analytic_median": summary["analytic"]["median"],
+        "numerical_median": summary["numerical"]["median"],
+        "alpha50": summary["alpha50"],
+        "max_relative_difference": float(rel.max()) if rel.numel() else None,
+        "validity_pooled_share_below_zero": summary["validity"]["pooled_share_below_zero"],
+    }
+
+def run_alpha_crit(
+    session: Session,
+    target_class: int | Sequence[int] | None = None,
+    feature: int | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    curve: SweepResult | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    record: bool = True,
+    inputs: ControlInputs | None = None,
+    split: str = "test",
+) -> list[AlphaCritResult]:
+    """α_crit (analytic, numerical, α50, validity) per class, recorded per class and feature.
+
+    ``target_class``: one class, several, or None for every class with samples. ``feature``:
+    one feature for all of them (cross-class), default each class's dominant feature.
+    ``curve``: a sweep of that feature to read α50 from (else one per class is computed).
+    """
+    check_writable(session, record)
+    x = inputs_for(session, inputs, split)
+    if target_class is None:
+        classes = sorted(int(c) for c in x.labels.unique().tolist())
+    elif isinstance(target_class, int):
+        classes = [target_class]
+    else:
+        classes = [int(c) for c in target_class]
+    if feature is not None:
+        check_features(x.D, [feature])
+    reporter = ProgressReporter("alpha-crit", len(classes), progress)
+    results = []
+    for i, c in enumerate(classes):
+        check_cancel(cancel)
+        k = x.dominant_feature(c) if feature is None else int(feature)
+        use_curve = curve if curve is not None and list(curve.features) == [k] else None
+        if use_curve is not None and (use_curve.mode, use_curve.modulation) != ("suppress", modulation):
+            use_curve = None
+        results.append(
+            class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, c, k, mode, modulation, curve=use_curve)
+        )
+        reporter.report(i + 1, f"class {x.class_names[c]}")
+    if record:
+        save_alpha_crit(session, results, x.class_names, x.dominant)
+    return results
+
+_ALPHA_CRIT_ARRAYS = (
+    "sample_index", "prediction", "z", "S", "analytic", "numerical", "validity_below_zero"
+)
+
+def save_alpha_crit(
+    session: Session,
+    results: Sequence[AlphaCritResult],
+    class_names: Sequence[str],
+    dominant: torch.Tensor | None = None,
+) -> None:
+    """Store α_crit results (per-sample arrays + summaries); dominant-feature ones also go to
+    the session summary."""
+    check_writable(session, True)
+    index = dict(session.read_json("control/alpha_crit_index", {}) or {})
+    summary_block = dict(session.summary().get("alpha_crit", {}) or {})
+    with session.transaction() as tx:
+        for r in results:
+            setting = setting_key(r.mode, r.modulation)
+            key = f"c{r.target_class}-f{r.feature}"
+            tx.write_arrays(
+                f"control/alpha_crit/{setting}/{key}",
+                {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS},
+            )
+            index.setdefault(setting, {})[key] = r.summary()
+            if dominant is not None and int(dominant[r.target_class]) == r.feature:
+                brief = alpha_crit_brief(r, class_names)
+                summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
+                    k: brief[k]
+                    for k in ("feature", "analytic_median", "numerical_median", "alpha50",
+                              "qualifying", "n_samples")
+                }
+        tx.write_json("control/alpha_crit_index", index)
+        tx.update_json("summary", alpha_crit=summary_block)
+
+def load_alpha_crit(
+    session: Session, mode: str = "suppress", modulation: str = "linear"
+) -> list[AlphaCritResult]:
+    """Every stored α_crit result of one setting, ordered by class then feature."""
+    setting = setting_key(mode, modulation)
+    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting, {})
+    results = []
+    for key in sorted(index, key=lambda k: tuple(int(p[1:]) for p in k.split("-"))):
+        s = index[key]
+        arrays = session.read_arrays(f"control/alpha_crit/{setting}/{key}")
+        results.append(
+            AlphaCritResult(
+                target_class=int(s["class"]),
+                feature=int(s["feature"]),
+                mode=s["mode"],
+                modulation=s["modulation"],
+                alpha_max=float(s["alpha_max"]),
+                alpha50=s["alpha50"],
+                validity_histogram=dict(s["validity"]["histogram"]),
+                **{name: torch.from_numpy(arrays[name]) for name in _ALPHA_CRIT_ARRAYS},
+            )
+        )
+    return results

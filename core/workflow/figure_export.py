@@ -1,0 +1,264 @@
+"""Paper figures from a session: matrix, top samples, α_crit, sweeps, Grad-FAM grids, in one export.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.store.session import Session
+from core.workflow.assets import FIGURES_DIR, require_stages, target_path
+from core.workflow.saliency_maps import class_gradfam_png
+
+TOP_SAMPLES_SHOWN = 8
+
+def top_samples_png(
+    session: Session, feature: int, out: str | Path | None = None, k: int = TOP_SAMPLES_SHOWN
+) -> Path:
+    """The ``k`` test samples with the highest and the lowest ``u_feature``, labelled with
+    their class and latent value. Default file: ``<exports>/figures/top_samples_feature-K.png``.
+    """
+    from core.workflow.figures import safe_filename, save_top_activating_grid
+    from core.workflow.pipeline import load_activations, load_data, load_sae
+
+    require_stages(session)
+    sae = load_sae(session)
+    h = int(sae.encoder.out_features)
+    if not 0 <= int(feature) < h:
+        raise ValueError(
+            f"feature {feature} is out of range: the SAE has {h} latent features (0..{h - 1})"
+        )
+    feature = int(feature)
+    top_pos = np.asarray(session.read_array("rankings/top_pos"))[feature, :k]
+    top_neg = np.asarray(session.read_array("rankings/top_neg"))[feature, :k]
+    test = load_activations(session, "test")
+    names = [str(c) for c in session.read_json("class_names")]
+    source = load_data(session.config).test
+    rows = []
+    for indices in (top_pos, top_neg):
+        with torch.no_grad():
+            u = sae.encode(torch.from_numpy(np.asarray(test["a"][indices], dtype=np.float32)))
+        values = u[:, feature].numpy()
+        labels = [
+            f"#{i} {names[int(test['labels'][i])]}\nu={v:+.3g}"
+            for i, v in zip(indices, values, strict=True)
+        ]
+        rows.append((list(source.raw_images(indices)), labels))
+    name = safe_filename("top_samples", f"feature {feature}", ext=".png")
+    return save_top_activating_grid(
+        rows[0][0],
+        rows[0][1],
+        rows[1][0],
+        rows[1][1],
+        target_path(out, session.exports_dir / FIGURES_DIR / name),
+        feature_name=f"feature {feature}",
+    )
+
+def feature_class_matrix_png(session: Session, out: str | Path | None = None) -> Path:
+    """The feature–class matrix μ as a heatmap with each class's dominant feature boxed;
+    default ``<exports>/figures/feature_class_matrix.png``."""
+    from core.workflow.figures import save_feature_class_matrix
+
+    require_stages(session, ("rankings",))
+    names = [str(c) for c in session.read_json("class_names")]
+    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    default = session.exports_dir / FIGURES_DIR / "feature_class_matrix.png"
+    return save_feature_class_matrix(means, names, target_path(out, default), dominant=dominant)
+
+def alpha_crit_png(
+    session: Session, mode: str = "suppress", modulation: str = "linear"
+) -> Path | None:
+    """The stored α_crit distributions of one setting (analytic beside numerical, α50 marked)
+    into ``<exports>/figures``; None when none are stored for it."""
+    from core.workflow.alpha_crit import load_alpha_crit
+    from core.workflow.figures import safe_filename, save_alpha_crit_distributions
+
+    results = load_alpha_crit(session, mode, modulation)
+    if not results:
+        return None
+    names = [str(c) for c in session.read_json("class_names")]
+    setting = f"{mode}-{modulation}"
+    return save_alpha_crit_distributions(
+        [r.analytic.numpy() for r in results],
+        [r.numerical.numpy() for r in results],
+        [f"{names[r.target_class]} (f{r.feature})" for r in results],
+        session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
+        alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
+        title=f"critical threshold α_crit ({mode}, {modulation})",
+    )
+
+def figure_gaps(session: Session) -> list[str]:
+    """The figure groups :func:`export_figures` will skip because their data is not in the
+    session yet, each with the command that produces it."""
+    from core.workflow.edits import edit_records
+    from core.workflow.sweeps import list_sweeps
+
+    gaps = []
+    name = session.name
+    if not list_sweeps(session):
+        gaps.append(f"suppression curves: no sweeps recorded (run `salve sweep {name} --class C`)")
+    if not session.read_json("control/alpha_crit_index", {}):
+        gaps.append(f"α_crit distributions: none recorded (run `salve alpha-crit {name}`)")
+    if not session.read_json("control/robustness", {}):
+        gaps.append(f"seed-robustness curves: none recorded (run `salve robustness {name}`)")
+    if not edit_records(session):
+        gaps.append(
+            f"confusion matrices: no edits recorded (run `salve edit {name} --class C --alpha A`)"
+        )
+    return gaps
+
+def export_figures(
+    session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None
+) -> list[Path]:
+    """Every figure the session's data supports, into ``<exports>/figures`` and ``/heatmaps``.
+
+    Always: the feature–class matrix, the top-activating grid of each dominant feature and the
+    Grad-FAM overlay of each class's dominant feature on the test sample that drives it most.
+    When the control commands stored them: suppression curves + prediction shares of every
+    sweep, α_crit distributions per setting, seed-robustness curves (mean ± std) and the
+    before/after confusion matrices of every recorded edit. :func:`figure_gaps` lists the
+    groups left out. Existing files of the same name are overwritten.
+    """
+    from core.workflow.edits import list_edits, preview_edit
+    from core.workflow.figures import (
+        safe_filename,
+        save_confusion_matrices,
+        save_suppression_curves,
+    )
+    from core.workflow.robustness import load_robustness
+    from core.workflow.sweeps import list_sweeps
+
+    require_stages(session)
+    figures = session.exports_dir / FIGURES_DIR
+    names = [str(c) for c in session.read_json("class_names")]
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    sweeps = list_sweeps(session)
+    crit_settings = sorted(session.read_json("control/alpha_crit_index", {}) or {})
+    robustness = session.read_json("control/robustness", {}) or {}
+    edits = list_edits(session)
+    distinct = sorted({k for k in dominant if k >= 0})
+    with_feature = [c for c, k in enumerate(dominant) if k >= 0]
+
+    jobs: list[tuple[str, Any]] = [("feature-class matrix", None)]
+    jobs += [(f"top samples feature {k}", ("top", k)) for k in distinct]
+    jobs += [(f"Grad-FAM {names[c]}", ("gradfam", c)) for c in with_feature]
+    jobs += [(f"sweep {key}", ("sweep", key)) for key in sorted(sweeps)]
+    jobs += [(f"α_crit {s}", ("crit", s)) for s in crit_settings]
+    jobs += [(f"robustness {s}", ("robust", s)) for s in sorted(robustness)]
+    jobs += [(f"confusion edit {i}", ("edit", i)) for i in range(len(edits))]
+    reporter = ProgressReporter("export figures", len(jobs), progress)
+    written: list[Path] = []
+    for done, (label, job) in enumerate(jobs):
+        check_cancel(cancel)
+        if job is None:
+            written.append(feature_class_matrix_png(session))
+        elif job[0] == "top":
+            written.append(top_samples_png(session, job[1]))
+        elif job[0] == "gradfam":
+            written.append(class_gradfam_png(session, job[1]))
+        elif job[0] == "sweep":
+            written += sweep_figures(session, job[1], names, figures)
+        elif job[0] == "crit":
+            mode, modulation = job[1].split("-", 1)
+            crit = alpha_crit_png(session, mode, modulation)
+            if crit is not None:
+                written.append(crit)
+        elif job[0] == "robust":
+            mode, modulation = job[1].split("-", 1)
+            for c, arrays in sorted(load_robustness(session, mode, modulation).items()):
+                path = figures / safe_filename("robustness", job[1], names[c], ext=".png")
+                written.append(
+                    save_suppression_curves(
+                        arrays["alphas"].numpy(),
+                        arrays["accuracy_mean"].numpy().T,
+                        names,
+                        path,
+                        target=c,
+                        std=arrays["accuracy_std"].numpy().T,
+                        title=f"{mode} {names[c]}'s dominant feature: mean ± std over "
+                        f"{arrays['n_seeds']} SAE seeds",
+                    )
+                )
+        elif job[0] == "edit":
+            spec = edits[job[1]]
+            effect = preview_edit(session, spec)
+            path = figures / safe_filename("confusion", f"edit {job[1]}", _describe_edit(spec),
+                                           ext=".png")
+            written.append(
+                save_confusion_matrices(
+                    {"before": effect.confusion_before.numpy(),
+                     "after": effect.confusion_after.numpy()},
+                    names,
+                    path,
+                    title=f"edit {job[1]}: {_describe_edit(spec)}",
+                )
+            )
+        reporter.report(done + 1, label)
+    return written
+
+def _describe_edit(spec: Any) -> str:
+    """``salve suppress feature 3 α=2``, ``rome suppress class 4 value=-10``, ..."""
+    parts = [spec.method, spec.mode]
+    if spec.features:
+        parts.append("feature " + "+".join(str(k) for k in spec.features))
+    elif "target_class" in spec.extra:
+        parts.append(f"class {spec.extra['target_class']}")
+    strength = {"salve": "α", "steer": "β"}.get(spec.method, "value")
+    parts.append(f"{strength}={spec.alpha:g}")
+    return " ".join(parts)
+
+def sweep_figures(
+    session: Session, key: str, names: list[str] | None = None, folder: Path | None = None
+) -> list[Path]:
+    """A stored sweep as a per-class accuracy figure and, with a target class, the share of
+    its samples predicted as each class (paper Fig. 4b); default folder ``<exports>/figures``."""
+    from core.workflow.figures import (
+        safe_filename,
+        save_prediction_distribution,
+        save_suppression_curves,
+    )
+    from core.workflow.sweeps import curve_alpha50, load_sweep
+
+    names = names if names is not None else [str(c) for c in session.read_json("class_names")]
+    folder = folder if folder is not None else session.exports_dir / FIGURES_DIR
+    result = load_sweep(session, key)
+    target = result.target_class
+    a50 = curve_alpha50(result)[target] if target is not None else None
+    alphas = result.alphas.numpy()
+    title = f"{result.method} {result.mode}"
+    if result.features:
+        title += " feature " + "+".join(str(k) for k in result.features)
+    if target is not None:
+        title += f" (target {names[target]})"
+    written = [
+        save_suppression_curves(
+            alphas,
+            result.per_class_accuracy.numpy().T,
+            names,
+            folder / safe_filename("curve", key, ext=".png"),
+            target=target,
+            marker=a50,
+            marker_label="α50" if a50 is not None else "",
+            title=title,
+            xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+        )
+    ]
+    if target is not None:
+        written.append(
+            save_prediction_distribution(
+                alphas,
+                result.target_prediction.numpy(),
+                names,
+                folder / safe_filename("predictions", key, ext=".png"),
+                target=target,
+                marker=a50,
+                title=f"predictions for {names[target]} samples: {title}",
+            )
+        )
+    return written

@@ -1,0 +1,237 @@
+"""Ground truth on Shapes sessions (SPEC §6): pointing game, concept AUROC, shared-part tracking.
+
+Stored as ``json/groundtruth/results`` (everything), ``groundtruth/auroc`` (the latent × concept
+AUROC table) and a compact ``groundtruth`` entry of the session summary (``salve info --json``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.jobs import CancelToken, ProgressFn
+from core.store.session import Session, SessionError
+from core.workflow.assets import MODEL_LOCK, load_assets
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: NaN/inf → None, numpy scalars → Python, tuples → lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+def require_shapes(session: Session, source: Any = None) -> None:
+    """Ground truth exists only for the embedded Shapes data; say so before loading anything."""
+    kind = session.config.data.kind
+    if kind != "shapes" or (source is not None and getattr(source, "concept_present", None) is None):
+        raise ValueError(
+            f"session {session.name} uses '{kind}' data, which has no ground-truth concept masks; "
+            "ground-truth scores exist only for the embedded Shapes dataset (create such a "
+            "session with `salve demo` or `salve new NAME --data shapes`)"
+        )
+
+def run_groundtruth(
+    session: Session,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    layer: str | None = None,
+    max_samples: int | None = None,
+    record: bool = True,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Score the SAE features against Shapes' ground truth (SPEC §8), on the test split.
+
+    * per concept: the latent whose value best separates images with and without it (AUROC of
+      latent vs presence, sign-free ``strength = max(AUROC, 1 − AUROC)``);
+    * per class: Grad-FAM of its dominant feature and Grad-CAM of the true class at ``layer``
+      (default per SPEC §6), pointing game (with its chance rate) and energy inside the mask of
+      the class's shape;
+    * shared part: whether one latent tracks the tower within each of its two classes.
+
+    ``max_samples`` scores a seeded random subset of the test split (all images by default).
+    With ``record`` the result is committed to the session; returns the JSON-safe result.
+    """
+    from core.discover.sae import encode
+    from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
+    from core.validate.groundtruth import (
+        auroc_matrix,
+        best_latent_per_concept,
+        saliency_localisation,
+    )
+    from core.validate.groundtruth import shared_part_tracking as track_part
+    from core.validate.saliency import default_target_layer
+    from core.workflow.pipeline import load_activations
+
+    if record and session.read_only:
+        raise SessionError(
+            f"session {session.name} is open read-only, so ground-truth scores cannot be "
+            "stored; open it as the writer or pass record=False (CLI: --no-record)"
+        )
+    require_shapes(session)
+    assets = load_assets(session)
+    source = assets.test
+    require_shapes(session, source)
+    names = assets.class_names
+    concepts = list(source.concept_names)
+    labels_all = np.asarray(source.labels, dtype=np.int64)
+    presence_all = np.asarray(source.concept_present, dtype=bool)
+    n_total = len(labels_all)
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be ≥ 1, got {max_samples}")
+    if max_samples is not None and max_samples < n_total:
+        subset = np.sort(np.random.default_rng(0).choice(n_total, max_samples, replace=False))
+    else:
+        subset = np.arange(n_total)
+    labels, presence = labels_all[subset], presence_all[subset]
+
+    cached = load_activations(session, "test")
+    if not np.array_equal(np.asarray(cached["labels"]), labels_all):
+        raise SessionError(
+            f"session {session.name}'s cached test activations do not match its dataset "
+            f"(labels differ); rerun `salve run {session.name} activations --force`"
+        )
+    with torch.no_grad():
+        latents = encode(assets.sae, cached["a"][subset]).cpu().numpy().astype(np.float64)
+
+    # 1. Best latent per concept.
+    table = auroc_matrix(latents, presence)  # (h, n_concepts)
+    matches = best_latent_per_concept(latents, presence, concepts)
+    concept_rows = {
+        m.name: {"latent": m.latent, "auroc": m.auroc, "sign": m.sign, "strength": m.strength}
+        for m in matches
+    }
+
+    # 2. Localisation of each class's dominant feature vs Grad-CAM of the true class.
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
+    class_concept = []
+    for name in names:
+        if name not in concepts:
+            raise ValueError(f"class '{name}' has no ground-truth concept of the same name")
+        class_concept.append(concepts.index(name))
+    usable = np.array([dominant[c] >= 0 for c in labels])
+    scored = subset[usable]
+    masks = np.empty((len(scored), assets.image_size, assets.image_size), dtype=bool)
+    for start in range(0, len(scored), 256):
+        chunk = scored[start : start + 256]
+        dense = source.concept_masks(chunk)
+        own = np.asarray([class_concept[c] for c in labels_all[chunk]])
+        masks[start : start + len(chunk)] = dense[np.arange(len(chunk)), own]
+    with MODEL_LOCK:
+        chosen_layer = layer or default_target_layer(assets.model, assets.image_size)
+        localisation = saliency_localisation(
+            assets.model,
+            assets.sae,
+            lambda idx: source.load_batch(scored[idx]),
+            labels_all[scored],
+            masks,
+            [max(k, 0) for k in dominant],
+            names,
+            layer=chosen_layer,
+            batch_size=batch_size,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    per_class = {}
+    for c, name in enumerate(names):
+        k = dominant[c]
+        rows = labels == c
+        entry: dict[str, Any] = {"dominant_feature": k, "n_images": int(rows.sum())}
+        if k >= 0 and rows.any():
+            sign = 1 if means[c, k] >= 0 else -1
+            raw = table[k, class_concept[c]]
+            entry["dominant_auroc_for_shape"] = raw if sign > 0 else 1.0 - raw
+            entry["grad_fam"] = localisation["grad_fam"].per_class.get(name)
+            entry["grad_cam"] = localisation["grad_cam"].per_class.get(name)
+        per_class[name] = entry
+
+    # 3. Shared part across its two classes.
+    shared: dict[str, Any] = {"concept": SHARED_PART, "classes": list(SHARED_PART_CLASSES)}
+    if SHARED_PART in concepts and all(c in names for c in SHARED_PART_CLASSES):
+        pair = (names.index(SHARED_PART_CLASSES[0]), names.index(SHARED_PART_CLASSES[1]))
+        part = concepts.index(SHARED_PART)
+        try:
+            best = track_part(latents, presence, labels, part, pair)
+            shared["best_latent"] = {
+                "latent": best.latent,
+                "sign": best.sign,
+                "auroc_overall": best.auroc_overall,
+                "auroc_per_class": dict(zip(SHARED_PART_CLASSES, best.auroc_per_class, strict=True)),
+                "tracks_both": best.tracks_both,
+                "threshold": best.threshold,
+            }
+            shared["dominant_features"] = {}
+            for c in pair:
+                if dominant[c] < 0:
+                    continue
+                own = track_part(latents, presence, labels, part, pair, latent=dominant[c])
+                shared["dominant_features"][names[c]] = {
+                    "latent": own.latent,
+                    "auroc_per_class": dict(
+                        zip(SHARED_PART_CLASSES, own.auroc_per_class, strict=True)
+                    ),
+                    "tracks_both": own.tracks_both,
+                }
+        except ValueError as exc:
+            shared["error"] = str(exc)
+    else:
+        shared["error"] = "this dataset has no shared part concept"
+
+    fam, cam = localisation["grad_fam"].overall, localisation["grad_cam"].overall
+    result = _clean(
+        {
+            "layer": chosen_layer,
+            "n_images": int(len(subset)),
+            "n_scored": int(len(scored)),
+            "split": "test",
+            "pointing_game": {
+                "grad_fam": {**fam, "method": localisation["grad_fam"].method},
+                "grad_cam": {**cam, "method": localisation["grad_cam"].method},
+            },
+            "concepts": concept_rows,
+            "classes": per_class,
+            "shared_part": shared,
+        }
+    )
+    if record:
+        brief = {
+            "layer": result["layer"],
+            "n_images": result["n_images"],
+            "pointing_game": {
+                key: {
+                    stat: result["pointing_game"][key][stat]
+                    for stat in ("hit_rate", "chance_rate", "ratio_to_chance", "energy_inside",
+                                 "mask_area_share")
+                }
+                for key in ("grad_fam", "grad_cam")
+            },
+            "concepts": {
+                name: {k: row[k] for k in ("latent", "auroc", "strength")}
+                for name, row in result["concepts"].items()
+            },
+            "shared_part": {
+                key: result["shared_part"].get("best_latent", {}).get(key)
+                for key in ("latent", "auroc_per_class", "tracks_both")
+            },
+        }
+        with session.transaction() as tx:
+            tx.write_json("groundtruth/results", result)
+            tx.write_array("groundtruth/auroc", table.astype(np.float32))
+            tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
+            tx.update_json("summary", groundtruth=brief)
+    return result
+
+def stored_groundtruth(session: Session) -> dict[str, Any] | None:
+    """The last recorded :func:`run_groundtruth` result, or None."""
+    return session.read_json("groundtruth/results")

@@ -1,0 +1,183 @@
+"""Session SAE-seed robustness: train K extra SAEs, mean ± std suppression curves per class.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.control.curves import DEFAULT_N_ALPHAS
+from core.control.robustness import RobustnessResult, seed_robustness
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.store.session import Session
+from core.workflow.inputs import check_writable, load_inputs, setting_key
+
+
+def run_seed_robustness(
+    session: Session,
+    k: int = 5,
+    target_class: int | Sequence[int] | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    alphas: torch.Tensor | Sequence[float] | None = None,
+    n_alphas: int = DEFAULT_N_ALPHAS,
+    epochs: int | None = None,
+    device: str | torch.device | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    record: bool = True,
+    split: str = "test",
+) -> list[RobustnessResult]:
+    """Train ``k`` SAEs (seeds ``sae.seed … sae.seed + k − 1``) in one batched job on the train
+    activations with the session's SAE settings, re-identify each seed's dominant feature from
+    its own train-split class means, and report the ``split`` suppression curves as mean ± std.
+
+    ``epochs`` overrides the SAE epochs (quick looks); the session's own SAE is untouched.
+    """
+    from core.device import resolve_device
+    from core.discover.rankings import class_means
+    from core.discover.sae import encode, sae_from_arrays, train_sae
+    from core.workflow.pipeline import load_activations
+
+    if k < 1:
+        raise ValueError(f"the number of seeds must be ≥ 1, got {k}")
+    check_writable(session, record)
+    x = load_inputs(session, split)
+    config = session.config
+    sae_config = config.sae if epochs is None else replace(
+        config.sae, epochs=int(epochs), lr_step_epochs=min(config.sae.lr_step_epochs, int(epochs))
+    )
+    train = load_activations(session, "train")
+    result = train_sae(
+        torch.from_numpy(np.asarray(train["a"], dtype=np.float32)),
+        sae_config,
+        progress,
+        cancel,
+        n_seeds=k,
+        device=resolve_device(device or config.device),
+    )
+    train_labels = torch.from_numpy(np.asarray(train["labels"], dtype=np.int64))
+    decoders, means = [], []
+    for i in range(k):
+        sae = sae_from_arrays(result.weights, i, kind=sae_config.kind, k=sae_config.k)
+        u = encode(sae, train["a"]).cpu()
+        means.append(torch.from_numpy(class_means(u, train_labels, x.num_classes)))
+        decoders.append(torch.from_numpy(np.asarray(result.weights["decoder.weight"][i])))
+    if target_class is None:
+        classes = sorted(int(c) for c in x.labels.unique().tolist())
+    elif isinstance(target_class, int):
+        classes = [target_class]
+    else:
+        classes = [int(c) for c in target_class]
+    # A class without training samples has a NaN mean row: make it lose every argmax.
+    means = [torch.nan_to_num(M, nan=0.0) for M in means]
+    reporter = ProgressReporter("seed robustness", len(classes), progress)
+    results = []
+    for i, c in enumerate(classes):
+        check_cancel(cancel)
+        results.append(
+            seed_robustness(
+                x.A, x.labels, x.W, x.b, decoders, means, c, alphas, mode, modulation, n_alphas
+            )
+        )
+        reporter.report(i + 1, f"class {x.class_names[c]}")
+    if record:
+        ev = result.history.get("ev")
+        final_ev = [float(v[-1]) for v in ev] if ev is not None and ev.shape[1] else []
+        meta = {
+            "n_seeds": k,
+            "seeds": list(result.seeds),
+            "epochs": sae_config.epochs,
+            "mode": mode,
+            "modulation": modulation,
+            "split": split,
+            "final_explained_variance": final_ev,
+            "classes": {str(r.target_class): r.features_per_seed for r in results},
+            "recorded_at": time.time(),
+        }
+        save_robustness(session, results, result.weights, meta)
+    return results
+
+def save_robustness(
+    session: Session,
+    results: Sequence[RobustnessResult],
+    sae_weights: dict[str, np.ndarray] | None,
+    meta: dict[str, Any],
+) -> None:
+    check_writable(session, True)
+    setting = setting_key(meta["mode"], meta["modulation"])
+    stored = dict(session.read_json("control/robustness", {}) or {})
+    stored[setting] = meta
+    with session.transaction() as tx:
+        tx.delete(f"control/robustness/{setting}")
+        for r in results:
+            tx.write_arrays(
+                f"control/robustness/{setting}/c{r.target_class}",
+                {
+                    "alphas": r.alphas.double().numpy(),
+                    "accuracy_mean": r.accuracy_mean.double().numpy(),
+                    "accuracy_std": r.accuracy_std.double().numpy(),
+                    "target_prediction_mean": r.target_prediction_mean.double().numpy(),
+                    "target_prediction_std": r.target_prediction_std.double().numpy(),
+                    "features_per_seed": np.asarray(r.features_per_seed, dtype=np.int64),
+                },
+            )
+        if sae_weights is not None:
+            tx.write_arrays("control/robustness_sae", sae_weights)
+        tx.write_json("control/robustness", stored)
+        tx.update_json(
+            "summary",
+            robustness={s: {"n_seeds": m["n_seeds"], "epochs": m["epochs"]} for s, m in stored.items()},
+        )
+
+def load_robustness(
+    session: Session, mode: str = "suppress", modulation: str = "linear"
+) -> dict[int, dict[str, Any]]:
+    """Stored mean ± std curves of one setting: class → arrays (as tensors) + seed count."""
+    setting = setting_key(mode, modulation)
+    meta = (session.read_json("control/robustness", {}) or {}).get(setting)
+    if meta is None:
+        raise KeyError(
+            f"session {session.name} has no {setting} robustness results; run "
+            f"`salve robustness {session.name}` first"
+        )
+    out = {}
+    for c in meta["classes"]:
+        arrays = session.read_arrays(f"control/robustness/{setting}/c{c}")
+        out[int(c)] = {name: torch.from_numpy(v) for name, v in arrays.items()}
+        out[int(c)]["n_seeds"] = meta["n_seeds"]
+    return out
+
+def robustness_to_json(results: Sequence[RobustnessResult], class_names: Sequence[str]) -> dict:
+    """JSON view: the shared α grid per class, mean ± std of target and other-class accuracy."""
+    out = []
+    for r in results:
+        c = r.target_class
+        counts = r.sweeps[0].class_counts
+        others = [j for j, n in enumerate(counts) if n > 0 and j != c]
+        others_per_seed = torch.stack([s.per_class_accuracy[others].mean(0) for s in r.sweeps])
+        out.append(
+            {
+                "class": c,
+                "class_name": class_names[c],
+                "features_per_seed": r.features_per_seed,
+                "alphas": r.alphas.tolist(),
+                "target_accuracy_mean": _clean(r.accuracy_mean[c].tolist()),
+                "target_accuracy_std": _clean(r.accuracy_std[c].tolist()),
+                "others_accuracy_mean": _clean(others_per_seed.mean(0).tolist()),
+                "others_accuracy_std": _clean(
+                    (others_per_seed.std(0) if len(r.sweeps) > 1
+                     else torch.zeros_like(others_per_seed[0])).tolist()
+                ),
+            }
+        )
+    return {"n_seeds": results[0].n_seeds if results else 0, "classes": out}
+
+def _clean(values: list[float]) -> list[float | None]:
+    return [None if not math.isfinite(v) else v for v in values]
