@@ -1,4 +1,4 @@
-"""SAE training speed: the obvious PyTorch loop vs the project's fast trainer (core.discover.sae.train_sae).
+"""SAE training speed: the obvious PyTorch loop vs the project's fast trainer (core.discover.sae_train.train_sae).
 
 The obvious loop is what one writes from paper A.4: ``DataLoader(TensorDataset, batch 32,
 shuffle)``, the ``nn.Module`` SAE, ``torch.optim.Adam``, ``loss.backward()``, ``StepLR``.
@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import SAEConfig  # noqa: E402
-from core.discover.sae import SparseAutoencoder, sae_from_arrays, sae_loss, train_sae  # noqa: E402
+from core.discover.sae import SparseAutoencoder, sae_from_arrays, sae_loss
+from core.discover.sae_train import train_sae
 
 
 def synthetic_activations(n: int = 9469, d: int = 512, rank: int = 24, seed: int = 0) -> torch.Tensor:
@@ -126,7 +127,7 @@ def main() -> None:
     for label, res, times in (("torch engine", torch_result, t_torch), (f"{result.engine} engine", result, t_fast)):
         loss = full_loss(res.sae(0), x, cfg.l1_coeff)
         med = statistics.median(times)
-        lines.append(f"| core.discover.sae.train_sae, {label} | {med:.4f} | {sum(times):.2f} | {med_o / med:.1f}× | "
+        lines.append(f"| core.discover.sae_train.train_sae, {label} | {med:.4f} | {sum(times):.2f} | {med_o / med:.1f}× | "
                      f"{loss:.6f} | {(loss - loss_obvious) / loss_obvious:+.2%} |")
     lines += [
         "",

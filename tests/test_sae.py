@@ -15,18 +15,15 @@ import torch
 
 from core.config import SAEConfig
 from core.discover.sae import (
-    HISTORY_KEYS,
     PARAM_NAMES,
-    FastSAETrainer,
-    SAETrainState,
     SparseAutoencoder,
     encode,
     explained_variance,
     sae_from_arrays,
     sae_loss,
     sparsity_metrics,
-    train_sae,
 )
+from core.discover.sae_train import HISTORY_KEYS, FastSAETrainer, SAETrainState, train_sae
 from core.jobs import CancelToken, JobCancelled, JobFailed
 
 N, D, H, BATCH = 90, 12, 6, 8  # 90 = 11 full batches + one of 2: the ragged last batch is exercised
@@ -403,7 +400,7 @@ def test_native_engine_is_refused_where_it_cannot_run() -> None:
 
 def test_without_a_compiler_training_falls_back_to_torch(tmp_path) -> None:
     script = (
-        "import torch; from core.discover.sae import train_sae; from core.config import SAEConfig; from core.discover import native\n"
+        "import torch; from core.discover.sae_train import train_sae; from core.config import SAEConfig; from core.discover import native\n"
         "r = train_sae(torch.rand(40, 32), SAEConfig(hidden=16, epochs=2, batch_size=8, lr_step_epochs=1))\n"
         "print(r.engine, '|', native.status())\n"
     )

@@ -318,7 +318,7 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
     import torch
 
     from core.device import resolve_device
-    from core.discover.sae import SAETrainState, train_sae
+    from core.discover.sae_train import SAETrainState, train_sae
 
     config = session.config
     stages = session.stages()

@@ -42,7 +42,8 @@ def run_seed_robustness(
     """
     from core.device import resolve_device
     from core.discover.rankings import class_means
-    from core.discover.sae import encode, sae_from_arrays, train_sae
+    from core.discover.sae import encode, sae_from_arrays
+    from core.discover.sae_train import train_sae
     from core.workflow.pipeline import load_activations
 
     if k < 1:
