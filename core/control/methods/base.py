@@ -66,12 +66,20 @@ class EditMethod(ABC):
     label: str  # for people: "SALVE", "ROME", "SAE steering"
     param_name: str  # the x-axis of its sweep: "alpha", "beta", "target"
     modes: tuple[str, ...] = ("suppress", "enhance")
+    needs_features: bool = True  # the edit names SAE features
+    nonnegative_strength: bool = True  # strength ≥ 0; the mode gives the direction
 
     def check(self, spec: EditSpec) -> list[str]:
         """Problems with the method-specific fields of ``spec`` (empty when it can be applied)."""
         problems = []
         if spec.mode not in self.modes:
             problems.append(f"the {self.label} method only supports mode {', '.join(self.modes)}")
+        if self.needs_features and not spec.features:
+            problems.append(f"a {self.name} edit needs at least one feature index")
+        if self.nonnegative_strength and not spec.alpha >= 0:  # also rejects NaN
+            problems.append(
+                f"strength must be ≥ 0 (choose the mode for direction), got {spec.alpha}"
+            )
         return problems
 
     @abstractmethod

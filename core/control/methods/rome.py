@@ -146,6 +146,8 @@ class RomeMethod(EditMethod):
     label = "ROME"
     param_name = "target"
     modes = ("suppress",)
+    needs_features = False
+    nonnegative_strength = False  # a target logit value, usually negative
 
     def check(self, spec: EditSpec) -> list[str]:
         problems = super().check(spec)

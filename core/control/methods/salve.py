@@ -405,16 +405,6 @@ class SalveMethod(EditMethod):
     label = "SALVE"
     param_name = "alpha"
 
-    def check(self, spec: EditSpec) -> list[str]:
-        problems = super().check(spec)
-        if not spec.features:
-            problems.append("a salve edit needs at least one feature index")
-        if not spec.alpha >= 0:  # also rejects NaN
-            problems.append(
-                f"strength must be ≥ 0 (choose the mode for direction), got {spec.alpha}"
-            )
-        return problems
-
     def apply(
         self, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

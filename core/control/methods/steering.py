@@ -172,12 +172,6 @@ class SteeringMethod(EditMethod):
 
     def check(self, spec: EditSpec) -> list[str]:
         problems = super().check(spec)
-        if not spec.features:
-            problems.append("a steer edit needs at least one feature index")
-        if not spec.alpha >= 0:  # also rejects NaN
-            problems.append(
-                f"strength must be ≥ 0 (choose the mode for direction), got {spec.alpha}"
-            )
         if len(spec.extra.get("signs", ())) != len(spec.features):
             problems.append("a steer edit needs extra['signs'] with one sign per feature")
         return problems
