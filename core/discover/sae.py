@@ -29,7 +29,11 @@ TOP_SHARE_SAMPLES = 1024
 PARAM_NAMES = ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")
 
 class SparseAutoencoder(nn.Module):
-    """The paper's linear SAE (``kind="l1"``) or its TopK variant behind the same interface."""
+    """The paper's linear SAE (``kind="l1"``) or its TopK variant behind the same interface.
+
+    ``kind="relu"`` (ReLU latents) is only for dictionaries trained elsewhere and imported
+    (``core.discover.sae_interop``); this project trains ``l1`` and ``topk``.
+    """
 
     def __init__(
         self,
@@ -40,8 +44,8 @@ class SparseAutoencoder(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if kind not in ("l1", "topk"):
-            raise ValueError(f"SAE kind must be 'l1' or 'topk', got '{kind}'")
+        if kind not in ("l1", "topk", "relu"):
+            raise ValueError(f"SAE kind must be 'l1', 'topk' or 'relu', got '{kind}'")
         if kind == "topk" and not 1 <= k <= hidden_dim:
             raise ValueError(f"TopK k must be between 1 and hidden ({hidden_dim}), got {k}")
         self.kind = kind
@@ -71,6 +75,8 @@ class SparseAutoencoder(nn.Module):
         pre = self.encoder(a)
         if self.kind == "topk":
             return pre * topk_mask(pre, self.k)
+        if self.kind == "relu":
+            return torch.relu(pre)
         return pre
 
     def forward(self, a: Tensor) -> tuple[Tensor, Tensor]:

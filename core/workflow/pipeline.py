@@ -92,12 +92,21 @@ def load_sae_arrays(session: Session) -> dict[str, np.ndarray]:
     return session.read_arrays("sae/weights")
 
 
+SAE_IMPORT_KEY = "sae/imported"  # JSON record of a dictionary imported from elsewhere
+
+
+def sae_kind(session: Session) -> str:
+    """How the session's SAE encodes: an imported dictionary's kind, else the trained kind."""
+    imported = session.read_json(SAE_IMPORT_KEY, None)
+    return imported["kind"] if imported else session.config.sae.kind
+
+
 def load_sae(session: Session):
     """The session's SAE as a torch module (CPU)."""
     from core.discover.sae import sae_from_arrays
 
     config = session.config.sae
-    return sae_from_arrays(load_sae_arrays(session), kind=config.kind, k=config.k)
+    return sae_from_arrays(load_sae_arrays(session), kind=sae_kind(session), k=config.k)
 
 
 # --------------------------------------------------------------------------- stages
@@ -352,6 +361,7 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.write_arrays("sae/weights", weights)
         tx.write_arrays("sae/history", history)
         tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
+        tx.delete(SAE_IMPORT_KEY)  # a trained SAE replaces an imported one
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
                                        "engine": result.engine, **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "

@@ -29,7 +29,7 @@ from core.store.session import (
     sessions_dir,
 )
 
-_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals")
+_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.sae")
 
 
 class CliError(Exception):
