@@ -42,10 +42,14 @@ def iter_activations(
     batch_size: int = 128,
     start: int = 0,
     cancel: CancelToken | None = None,
+    stop: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(row, activations, logits, labels)`` per batch, starting at row ``start`` (resume)."""
+    """Yield ``(row, activations, logits, labels)`` per batch of rows ``[start, stop)``.
+
+    ``start`` resumes a run; ``stop`` (default: the end) bounds one rank's shard.
+    """
     model.eval().to(device)
-    indices = np.arange(start, len(source))
+    indices = np.arange(start, len(source) if stop is None else stop)
     with capture_classifier_input(model) as captured, torch.inference_mode():
         row = start
         for images, labels, _ in source.iter_batches(batch_size, indices=indices):

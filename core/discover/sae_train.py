@@ -80,6 +80,24 @@ class _Workspace:
     top_index: Tensor | None = None
     mask: Tensor | None = None
 
+class DataParallel:
+    """This process's share of every batch when training under torch.distributed (DDP-style)."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = rank, world_size
+
+    def rows(self, batch: int) -> tuple[int, int]:
+        """Rows ``[lo, hi)`` of a batch of ``batch`` rows that this rank computes."""
+        per, extra = divmod(batch, self.world_size)
+        lo = self.rank * per + min(self.rank, extra)
+        return lo, lo + per + (1 if self.rank < extra else 0)
+
+    def all_reduce(self, tensor: Tensor) -> None:
+        import torch.distributed as dist
+
+        dist.all_reduce(tensor)
+
+
 class FastSAETrainer:
     """K independent SAEs updated in lock-step with hand-written gradients and Adam.
 
@@ -131,6 +149,7 @@ class FastSAETrainer:
             raise RuntimeError(f"the compiled SAE kernel cannot be used here: {self.native_status}")
         self.load_parameters(params)
         self._workspaces: dict[int, _Workspace] = {}
+        self.data_parallel: DataParallel | None = None
 
     @property
     def engine(self) -> str:
@@ -308,19 +327,41 @@ class FastSAETrainer:
         n_full = n // batch_size
         # (steps, K, b) so each step's indices for all seeds are one contiguous block
         full = orders[:, : n_full * batch_size].reshape(n_seeds, n_full, batch_size).transpose(0, 1).contiguous()
-        batch = self._workspace(batch_size).batch
+        if self.data_parallel is not None:
+            latents_buf.zero_()  # each rank fills its part of every batch; summed below
+            err_norm_buf.zero_()
         for step in range(n_full):
-            torch.index_select(data, 0, full[step].view(-1), out=batch.view(-1, data.shape[1]))
-            window = slice(step * batch_size, (step + 1) * batch_size)
-            self.forward_backward(batch, latents_buf[:, window], err_norm_buf[:, window])
-            self.adam_step(lr)
+            self._train_step(data, full[step], step * batch_size, lr, latents_buf, err_norm_buf)
         if n_full * batch_size < n:
-            rest = orders[:, n_full * batch_size :]
-            batch = self._workspace(rest.shape[1]).batch
-            torch.index_select(data, 0, rest.reshape(-1), out=batch.view(-1, data.shape[1]))
-            window = slice(n_full * batch_size, n)
+            self._train_step(data, orders[:, n_full * batch_size :], n_full * batch_size, lr,
+                             latents_buf, err_norm_buf)
+        if self.data_parallel is not None:
+            self.data_parallel.all_reduce(latents_buf)
+            self.data_parallel.all_reduce(err_norm_buf)
+
+    def _train_step(
+        self, data: Tensor, indices: Tensor, start: int, lr: float, latents_buf: Tensor, err_norm_buf: Tensor
+    ) -> None:
+        """One Adam step on the batch ``indices`` (K × B) whose epoch positions begin at ``start``.
+
+        Data parallel: this rank takes rows ``[lo, hi)`` of the batch; its gradient, a mean over
+        those rows, is weighted by their share of B and summed over ranks, which is the gradient
+        of the whole batch: every rank then makes the same Adam update.
+        """
+        B = indices.shape[1]
+        lo, hi = (0, B) if self.data_parallel is None else self.data_parallel.rows(B)
+        if hi > lo:
+            batch = self._workspace(hi - lo).batch
+            torch.index_select(data, 0, indices[:, lo:hi].reshape(-1), out=batch.view(-1, data.shape[1]))
+            window = slice(start + lo, start + hi)
             self.forward_backward(batch, latents_buf[:, window], err_norm_buf[:, window])
-            self.adam_step(lr)
+        else:
+            self.grad.zero_()
+        if self.data_parallel is not None:
+            if hi > lo:
+                self.grad.mul_((hi - lo) / B)
+            self.data_parallel.all_reduce(self.grad)
+        self.adam_step(lr)
 
     def _train_epoch_native(
         self, data: Tensor, orders: Tensor, batch_size: int, lr: float, latents_buf: Tensor, err_norm_buf: Tensor
@@ -515,6 +556,7 @@ def train_sae(
     on_checkpoint: Callable[[SAETrainState], None] | None = None,
     device: torch.device | str | None = None,
     native: bool | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> SAEResult:
     """Train ``n_seeds`` SAEs (seeds ``config.seed … config.seed + n_seeds − 1``) on ``activations``.
 
@@ -525,6 +567,8 @@ def train_sae(
     :class:`JobFailed` without checkpointing the bad state. ``resume`` continues a saved state
     exactly (its seeds, learning-rate position and shuffling); the run ends at ``config.epochs``.
     ``native``: None picks the compiled engine where it applies, True requires it, False never.
+    ``data_parallel``: train as one rank of a torch.distributed group (torch engine; every rank
+    passes the same activations and config and ends with the same weights).
     """
     problems = config.validate()
     if problems:
@@ -543,8 +587,10 @@ def train_sae(
 
     trainer = FastSAETrainer(
         {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.params.items()},
-        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device, use_native=native,
+        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device,
+        use_native=False if data_parallel is not None else native,
     )
+    trainer.data_parallel = data_parallel
     trainer.load_optimizer(state.exp_avg, state.exp_avg_sq, state.adam_step)
     generators = []
     for row in state.generator_states:

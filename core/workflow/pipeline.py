@@ -313,6 +313,11 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
             raise
         commit(pending)
         done_before += n
+    finish_activations(session, stages)
+
+
+def finish_activations(session: Session, stages: dict) -> None:
+    """Mark the activations stage done once every row of both splits is in the session."""
     test = session.read_arrays("activations/test")
     acc = float((test["logits"].argmax(1) == test["labels"]).mean())
     with session.transaction() as tx:
@@ -322,12 +327,19 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
         _mark_downstream_stale(tx, "activations", stages)
 
 
-def run_sae(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
-    """Train the SAE on the training activations with checkpoints; resumes from the last one."""
+def run_sae(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+            data_parallel: Any = None, device: Any = None) -> None:
+    """Train the SAE on the training activations with checkpoints; resumes from the last one.
+
+    ``data_parallel`` (a ``core.discover.sae_train.DataParallel``): this process is one rank of a
+    torch.distributed group; only rank 0 writes (``session`` may be read-only on the others).
+    """
     import torch
 
     from core.device import resolve_device
     from core.discover.sae_train import SAETrainState, train_sae
+
+    writer = data_parallel is None or data_parallel.rank == 0
 
     config = session.config
     stages = session.stages()
@@ -345,15 +357,17 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
 
     activations = torch.from_numpy(train["a"])
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
+    options = {"on_checkpoint": checkpoint if writer else None, "device": device, "data_parallel": data_parallel}
     try:
-        result = train_sae(activations, config.sae, progress, cancel, resume=resume,
-                           on_checkpoint=checkpoint, device=device)
+        result = train_sae(activations, config.sae, progress, cancel, resume=resume, **options)
     except ValueError:
         if resume is None:
             raise
         # the checkpoint belongs to other activations or SAE settings: start over
-        result = train_sae(activations, config.sae, progress, cancel, on_checkpoint=checkpoint, device=device)
+        result = train_sae(activations, config.sae, progress, cancel, **options)
+    if not writer:
+        return
     weights = {name: value[0] for name, value in result.weights.items()}
     history = {name: value[0] for name, value in result.history.items()}
     final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}

@@ -158,9 +158,40 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+DISTRIBUTED_STAGES = ("activations", "sae")
+
+
+def cmd_run_distributed(args: argparse.Namespace, ctx: Any) -> int:
+    """``salve run`` under torchrun: every rank runs this; rank 0 alone writes the session."""
+    from core.discover.distributed import shutdown
+
+    if args.stage not in DISTRIBUTED_STAGES:
+        raise CliError(f"under torchrun only the {' and '.join(DISTRIBUTED_STAGES)} stages run on "
+                       f"several processes; run '{args.stage or 'all'}' in one process")
+    progress = ProgressPrinter() if ctx.is_main else None
+    try:
+        if args.stage == "activations":
+            from core.workflow.distributed_stages import run_activations_distributed
+
+            run_activations_distributed(session_path(args), ctx, progress, _cancel_on_sigint())
+        else:
+            from core.workflow.distributed_stages import run_sae_distributed
+
+            run_sae_distributed(session_path(args), ctx, progress, _cancel_on_sigint())
+    finally:
+        shutdown(ctx)
+    if ctx.is_main:
+        print(f"{args.stage:<12} done     on {ctx.world_size} processes")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from core.workflow.pipeline import run_pipeline
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from core.discover.distributed import init_from_env
+
+        return cmd_run_distributed(args, init_from_env())
     stages = None if args.stage in (None, "all") else [args.stage]
     with open_session(args) as session:
         outcomes = run_pipeline(session, stages, ProgressPrinter(), _cancel_on_sigint(), force=args.force)
