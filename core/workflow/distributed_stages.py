@@ -19,7 +19,13 @@ import numpy as np
 from core.discover.distributed import DistContext, barrier, batch_shard
 from core.jobs import CancelToken, ProgressFn, ProgressReporter
 from core.store.session import Session
-from core.workflow.pipeline import _check_requirements, finish_activations, load_data, load_model, run_sae
+from core.workflow.pipeline import (
+    _check_requirements,
+    finish_activations,
+    load_data,
+    load_model,
+    run_sae,
+)
 
 SPLITS = ("train", "test")
 
