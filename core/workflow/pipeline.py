@@ -120,7 +120,7 @@ def _check_requirements(session: Session, stage: str) -> None:
 def _mark_downstream_stale(tx, stage: str, stages: dict, why: str = "was rerun") -> None:
     order = list(PIPELINE_STAGES)
     for later in order[order.index(stage) + 1 :]:
-        if stages.get(later) is not None and stages[later].state in ("done", "partial"):
+        if stages.get(later) is not None and stages[later].state in ("done", "partial", "stale"):
             tx.set_stage(later, "stale", f"'{stage}' {why}; rerun this stage")
 
 

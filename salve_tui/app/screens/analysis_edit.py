@@ -374,6 +374,8 @@ class EditPreviewScreen(SessionScreen):
     def _set_error(self, error: str) -> None:
         if self.is_attached:
             self.error = error
+            if self.inputs is None:  # never leave "loading…" up when the load has failed
+                self.query_one("#edit-settings", Static).update(Text(error, style="red"))
             self._draw_status()
 
     # ----- the curve (sweep of the current settings, in a worker)

@@ -84,12 +84,13 @@ class EditStackScreen(SessionScreen):
         "before reuses its files."
     )
     BINDINGS: ClassVar[list[Binding]] = [
+        # The footer at 80 columns shows the first four; on/off and redo are in help and palette.
         Binding("d,delete", "remove", "Remove", key_display="d"),
-        Binding("space", "toggle_active", "On/off"),
-        Binding("u", "undo", "Undo"),
-        Binding("r", "redo", "Redo"),
-        Binding("v", "compare", "Compare"),
         Binding("w", "export", "Export"),
+        Binding("u", "undo", "Undo"),
+        Binding("v", "compare", "Compare"),
+        Binding("space", "toggle_active", "On/off", show=False),
+        Binding("r", "redo", "Redo", show=False),
     ]
 
     def __init__(self) -> None:
@@ -166,7 +167,7 @@ class EditStackScreen(SessionScreen):
             table.move_cursor(row=min(cursor, len(stack.rows) - 1))
         self.query_one("#stack-composition", Static).update(composition_text(stack))
         self._show_detail()
-        if self._job is None or self._job.finished:
+        if self._job is None:  # after a change its outcome stays shown until the next one
             self._set_status(self._summary())
 
     def _summary(self) -> Text:

@@ -84,9 +84,12 @@ class DashboardScreen(SessionScreen):
         "The pipeline of the open session: data → backbone → activations → SAE → rankings. "
         "Each stage commits its results to the session file, so a cancelled or crashed run "
         "resumes from its last checkpoint. Choose a stage with ↑/↓; r runs it (if not done), "
-        "f reruns it even if done (later stages become stale), a runs every pending stage in order. "
-        "c cancels the running job at its next safe point. Views of the results open with the "
-        "keys listed below."
+        "f reruns it even if done (it asks first and names the later stages that become stale), a "
+        "runs every pending stage in order. A failed stage shows ✗ with its message until it is "
+        "rerun; a stage after one that is partial, failed or stale reads stale. c cancels the "
+        "running job at its next safe point (a finished epoch is kept). The line under the table "
+        "says what to do next; the job log (l) keeps every job's messages. Views of the results "
+        "open with the keys listed below."
     )
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Sessions", show=False),
