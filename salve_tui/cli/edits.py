@@ -30,7 +30,8 @@ def stack_text(payload: dict[str, Any]) -> str:
     else:
         lines.append(f"{'#':>3} {'on':<3}{'edit':<36}{'Δ overall':>11}  {'worst class':<22}exports")
         for row in edits:
-            worst = f"{_pts(row['worst_class_delta'])} {row['worst_class'] or ''}".strip()
+            worst = (f"{_pts(row['worst_class_delta'])} {row['worst_class'] or ''}".strip()
+                     if row["worst_class_delta"] < -0.0005 else "none lost")
             lines.append(f"{row['number']:>3} {'✓' if row['active'] else '·':<3}{row['label'][:35]:<36}"
                          f"{_pts(row['overall_delta']):>11}  {worst[:21]:<22}{len(row['exports'])}")
         comp = payload["composition"]
@@ -41,8 +42,9 @@ def stack_text(payload: dict[str, Any]) -> str:
             lines.append(
                 f"composition of #{', #'.join(str(n) for n in active)}: overall "
                 f"{comp['overall_before']:.1%} → {comp['overall_after']:.1%} "
-                f"({_pts(comp['overall_delta'])}), worst class {comp['worst_class']} "
-                f"{_pts(comp['worst_class_delta'])}")
+                f"({_pts(comp['overall_delta'])}), worst class "
+                + (f"{comp['worst_class']} {_pts(comp['worst_class_delta'])}"
+                   if comp["worst_class_delta"] < -0.0005 else "none lost"))
     if payload.get("undo"):
         lines.append(f"undo (--undo): {payload['undo']}")
     if payload.get("redo"):

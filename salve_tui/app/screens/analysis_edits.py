@@ -24,7 +24,9 @@ from salve_tui.app.screens.analysis_shared import delta_text, fmt_percent
 from salve_tui.app.screens.base import SessionScreen, session_view
 
 if TYPE_CHECKING:
-    from core.workflow.edits import EditRow, EditStack
+    from core.workflow.edits import AccuracyChange, EditRow, EditStack
+
+LOSS_SHOWN = 0.0005  # a class counts as losing from −0.05 points (what the table can show)
 
 
 def composition_text(stack: EditStack) -> Text:
@@ -38,9 +40,16 @@ def composition_text(stack: EditStack) -> Text:
     text.append(f": overall {fmt_percent(comp.overall_before)} → {fmt_percent(comp.overall_after)} (")
     text.append_text(delta_text(comp.overall_delta))
     text.append(" pts) · worst ")
-    if comp.worst_class >= 0:
-        text.append(f"{names[comp.worst_class]} ")
-    text.append_text(delta_text(comp.worst_delta))
+    text.append_text(worst_text(comp, names))
+    return text
+
+
+def worst_text(change: AccuracyChange, names: list[str]) -> Text:
+    """``-25.0 cross``: the class that loses most; ``none lost`` when no class loses."""
+    if change.worst_class < 0 or change.worst_delta > -LOSS_SHOWN:
+        return Text("none lost", style="dim")
+    text = delta_text(change.worst_delta)
+    text.append(f" {names[change.worst_class]}")
     return text
 
 
@@ -55,9 +64,8 @@ def detail_text(row: EditRow, names: list[str]) -> Text:
         text.append("  (disabled: left out of the composition)", style="yellow")
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.recorded_at)) if row.recorded_at else "—"
     text.append(f"\nrecorded {stamp}", style="dim")
-    if row.change.worst_class >= 0:
-        text.append(f" · alone: overall {fmt_percent(row.change.overall_after)}, worst class "
-                    f"{names[row.change.worst_class]}", style="dim")
+    text.append(f" · alone: overall {fmt_percent(row.change.overall_before)} → "
+                f"{fmt_percent(row.change.overall_after)}", style="dim")
     if row.exports:
         for path in row.exports[-3:]:
             text.append(f"\n  {display_path(path)}")
@@ -153,10 +161,7 @@ class EditStackScreen(SessionScreen):
         from core.workflow.edits import describe_spec
 
         for row in stack.rows:
-            worst = Text()
-            if row.change.worst_class >= 0:
-                worst.append_text(delta_text(row.change.worst_delta))
-                worst.append(f" {names[row.change.worst_class]}")
+            worst = worst_text(row.change, names)
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
             if self.marked == row.number:
