@@ -319,3 +319,22 @@ async def test_finished_build_says_where_to_go_next_and_the_footer_keeps_quit(
         quit_key = keys["q"]
         assert quit_key.description == "Quit"
         assert quit_key.region.right <= SIZE[0]  # drawn whole inside 80 columns
+
+
+async def test_tui_build_records_what_every_screen_shows(tmp_path: Path) -> None:
+    """``salve-tui NAME --build`` (``make demo`` in a terminal) runs the pipeline and then α_crit
+    for every class and the Shapes ground truth, as ``salve demo`` does; then says what's next."""
+    make_session(tmp_path, "fresh", tiny_config("fresh", sae_epochs=4))
+    app = RecordingApp(sessions_folder=tmp_path, start_session="fresh", build=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_dashboard(app, pilot)
+        await wait_for(pilot, lambda: app.ended(), 300, "the build")
+        assert app.ended(JobFinished), [getattr(m, "error", "") for m in app.ended()]
+        session = app.session
+        names = session.read_json("class_names")
+        crit = session.summary()["alpha_crit"]["suppress-linear"]
+        present = {names[c] for c in set(session.read_array("activations/test/labels").tolist())}
+        assert set(crit) == present  # every class with test samples
+        assert session.has("groundtruth/results")
+        await pilot.pause(0.3)
+        assert "ready:" in str(screen.query_one("#next-step", Static).render())

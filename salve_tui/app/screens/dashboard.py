@@ -205,10 +205,12 @@ class DashboardScreen(SessionScreen):
 
     def action_run_stage(self) -> None:
         stage = self.selected_stage()
-        if self.session.stage_done(stage):
+        state = effective_states(self.session.stages())[stage]
+        if state == "done":
             self.notify(f"'{stage}' is already done; press f to rerun it", severity="information")
             return
-        self.salve.run_pipeline_job([stage], force=False, name=stage)
+        # A stage stored as done but stale through an earlier one is run again, not skipped.
+        self.salve.run_pipeline_job([stage], force=True, name=stage)
 
     def action_rerun_stage(self) -> None:
         """Rerun the selected stage; when it is done, ask first and name what becomes stale."""
