@@ -101,7 +101,8 @@ async def test_failed_stage_is_still_shown_after_reopening(tmp_path: Path) -> No
         screen = await open_dashboard(app, pilot)
         state, detail = stage_cells(screen, "data")
         assert state == "✗ failed" and "nowhere" in detail
-        assert "failed" in str(screen.query_one("#next-step", Static).render())
+        next_step = str(screen.query_one("#next-step", Static).render())
+        assert "✗ 'data' failed:" in next_step and "nowhere" in next_step  # the whole message
         await pilot.press("l")  # the job log keeps the failure across restarts
         await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5)
         lines = "\n".join(line.text for line in app.screen.query_one("#joblog").lines)

@@ -239,10 +239,16 @@ def note_exports(session: Session, files: Sequence[str | Any], numbers: Sequence
     """Add exported file paths to the records they came from (bookkeeping, not undoable)."""
     log = edit_records(session)
     paths = [str(p) for p in files]
+    changed = False
     for number in numbers:
         index = _check_number(log, number)
         old = list(log[index].get("exports", []))
-        log[index] = {**log[index], "exports": old + [p for p in paths if p not in old]}
+        new = [p for p in paths if p not in old]
+        if new:
+            log[index] = {**log[index], "exports": old + new}
+            changed = True
+    if not changed:  # a reused export is already listed: no rewrite of the session
+        return
     with session.transaction() as tx:
         tx.write_json("control/edits", log)
 

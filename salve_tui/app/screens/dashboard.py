@@ -50,18 +50,25 @@ def config_line(config_dict: dict) -> str:
 FOOTER_LAST_ORDER = 50  # views up to Exports; later ones (edit stack, job log) are in help
 
 
-def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str]) -> Text:
-    """One line saying where to go next: the stage to run, or (all done) what to look at."""
+def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
+                   messages: dict[str, str] | None = None) -> Text:
+    """One line saying where to go next: the stage to run, or (all done) what to look at.
+
+    A failed stage gets its whole message here (the table's detail column cuts it).
+    """
     if busy:
         return Text("a job is running: c cancels it at its next safe point", style="cyan")
     pending = [s for s in PIPELINE_STAGES if states.get(s) != "done"]
     if pending:
         first = pending[0]
         state = states.get(first, "pending")
-        why = {"failed": "failed — see its message; ", "stale": "is stale; ",
-               "partial": "is partial; "}.get(state, "")
+        if state == "failed":
+            message = (messages or {}).get(first, "")
+            return Text(f"✗ '{first}' failed: {message}\nfix that, then Enter (or a) runs it again",
+                        style="red")
+        why = {"stale": "is stale; ", "partial": "is partial; "}.get(state, "")
         return Text(f"next: '{first}' {why}a runs every pending stage, Enter this one",
-                    style="yellow" if state in ("failed", "stale", "partial") else "")
+                    style="yellow" if state in ("stale", "partial") else "")
 
     def key(name: str, fallback: str) -> str:
         return keys.get(name, fallback)
@@ -155,7 +162,9 @@ class DashboardScreen(SessionScreen):
             if not upstream and shown != "done":
                 upstream = stage
         keys = {view.name: view.key for view in self.salve.views}
-        self.query_one("#next-step", Static).update(next_step_text(effective, self.salve.jobs.busy, keys))
+        messages = {name: state.message for name, state in stages.items()}
+        self.query_one("#next-step", Static).update(
+            next_step_text(effective, self.salve.jobs.busy, keys, messages))
 
     def _running_stage(self) -> str | None:
         job = self.salve.jobs.current
