@@ -513,7 +513,10 @@ class EditPreviewScreen(SessionScreen):
         if isinstance(message, JobFinished):
             result = message.result
             names = ", ".join(display_path(p) for p in result.files)
-            self.status = f"recorded edit #{result.metadata.get('edit_index', '?')}; wrote {names}"
+            index = result.metadata.get("edit_index")
+            number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
+            verb = "reused" if getattr(result, "reused", False) else "wrote"
+            self.status = f"recorded edit #{number} in the edit stack; {verb} {names}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):
