@@ -208,4 +208,5 @@ def test_image_folder_session_and_wrong_class_count(tmp_path: Path, capsys: pyte
     assert "classify 10 classes but the dataset has 2" in err
     with Session.open(tmp_path / "sessions" / "frozen.h5", read_only=True) as s:
         assert s.stages()["data"].state == "done"  # work done before the refusal is kept
-        assert s.stages()["backbone"].state == "pending"
+        backbone = s.stages()["backbone"]  # the refusal is kept, with its message, until rerun
+        assert backbone.state == "failed" and "classify 10 classes" in backbone.message

@@ -299,7 +299,7 @@ def train_backbone(
         model.to(device)
     steps_per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.epochs * steps_per_epoch
-    reporter = ProgressReporter("backbone", total, progress)
+    reporter = ProgressReporter("backbone", total, progress, start=state.epoch * steps_per_epoch)
     for epoch in range(state.epoch, config.epochs):
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -327,7 +327,9 @@ def train_backbone(
             seen += len(labels)
             reporter.report(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / seen)
-        test_acc = evaluate(model, test, device, cancel=cancel)
+        # The epoch's batches are done: finish it (a short evaluation) and commit it even if a
+        # cancel arrived meanwhile; the next batch check then stops with this epoch kept.
+        test_acc = evaluate(model, test, device)
         state = TrainState(
             epoch + 1,
             state_to_numpy(model),

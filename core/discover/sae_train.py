@@ -604,7 +604,7 @@ def train_sae(
     latents_buf = torch.empty(n_k, n, config.hidden, device=device)
     err_norm_buf = torch.empty(n_k, n, device=device)
     centred_energy = float((data.double() - data.double().mean(0)).pow(2).sum())
-    reporter = ProgressReporter("sae", total=config.epochs, progress=progress)
+    reporter = ProgressReporter("sae", total=config.epochs, progress=progress, start=state.epoch)
     last_checkpoint = state.epoch if resume is not None else None
 
     def snapshot() -> SAETrainState:

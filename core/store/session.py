@@ -477,6 +477,8 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
                         "model": config.get("backbone", {}).get("arch", "?"),
                         "dataset": config.get("data", {}).get("kind", "?"),
                         "stages": {k: v.get("state", "pending") for k, v in stages.items()},
+                        "failed": {k: v.get("message", "") for k, v in stages.items()
+                                   if v.get("state") == "failed"},
                         "updated": float(f.attrs["updated"]),
                         "error": None,
                     }
@@ -492,6 +494,7 @@ def delete_session(path: Path) -> None:
     try:
         path.unlink()
         shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
+        path.with_name(f"{path.stem}.joblog.json").unlink(missing_ok=True)  # core.store.joblog
     finally:
         session.close()
         session._lock_path().unlink(missing_ok=True)

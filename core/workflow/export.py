@@ -34,6 +34,7 @@ class ExportResult:
     sidecar: Path
     readme: Path
     metadata: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False  # the same weights were exported before: their files were kept
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class ExportResult:
             "sidecar": str(self.sidecar),
             "readme": str(self.readme),
             "metadata": self.metadata,
+            "reused": self.reused,
         }
 
 
@@ -78,6 +80,9 @@ def export_edited_model(
 
     ``out``: one file whose suffix picks the format (``.pt``/``.pth``/``.safetensors``);
     without it both formats go to ``session.exports_dir`` as ``<stem>.pt`` / ``.safetensors``.
+    Without ``out`` and ``stem`` the name is content-addressed (``<session>-edited-<hash12>``,
+    the hash over the edited weights and the edit list): exporting the same composition again
+    returns the earlier files (``reused=True``) once their recorded SHA-256 still matches.
     """
     import safetensors.torch
     import torch
@@ -86,12 +91,12 @@ def export_edited_model(
     from core.control.edit import edited_model
     from core.discover.backbone import final_linear
     from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
-    from core.workflow.edits import list_edits
+    from core.workflow.edits import active_edits
     from core.workflow.inputs import load_inputs
     from core.workflow.pipeline import load_model
 
     if edits is None:
-        edits = list_edits(session)
+        edits = active_edits(session)
     edits = [edits] if isinstance(edits, EditSpec) else list(edits)
     if not edits:
         raise ValueError(
@@ -105,6 +110,15 @@ def export_edited_model(
     head_name = next(name for name, module in edited.named_modules() if module is head)
 
     config = session.config
+    weights = state_digest(state)
+    content = hashlib.sha256(
+        (weights + json.dumps([e.to_dict() for e in edits], sort_keys=True)).encode()
+    ).hexdigest()
+    if out is None and stem is None:  # content-addressed: the same weights keep their files
+        stem = f"{session.name}-edited-{content[:12]}"
+        reused = _reusable_export(session.exports_dir / f"{stem}.json", content)
+        if reused is not None:
+            return reused
     targets = _targets(session, out, stem)
     for path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +152,8 @@ def export_edited_model(
             "after": float((after == inputs.labels).double().mean()),
         },
         "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in targets},
+        "content_sha256": content,  # weights + edit list: what the default file name carries
+        "weights_sha256": weights,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
     }
@@ -147,6 +163,48 @@ def export_edited_model(
     sidecar.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
     readme.write_text(_readme_text(metadata, targets), encoding="utf-8")
     return ExportResult(list(targets), sidecar, readme, metadata)
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 over a state dict's names, dtypes, shapes and bytes: equal weights, equal digest
+    (independent of how a file format lays them out)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name]
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _reusable_export(sidecar: Path, content: str) -> ExportResult | None:
+    """The earlier export at ``sidecar`` when it holds exactly these weights and its files are
+    intact (checked against the SHA-256 it recorded); None means write afresh."""
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("content_sha256") != content:
+        return None
+    files = [sidecar.with_name(name) for name in sorted(meta.get("files", {}))]
+    for path in files:
+        recorded = meta["files"][path.name]
+        if not path.is_file() or path.stat().st_size != recorded.get("bytes") \
+                or _sha256(path) != recorded.get("sha256"):
+            return None
+    readme = sidecar.with_name(sidecar.name[: -len(".json")] + ".README.txt")
+    if not files or not readme.is_file():
+        return None
+    return ExportResult(files, sidecar, readme, meta, reused=True)
+
+
+def folder_size(folder: str | Path) -> tuple[int, int]:
+    """``(bytes, files)`` of everything under ``folder`` (0, 0 when it does not exist)."""
+    total, count = 0, 0
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            total += path.stat().st_size
+            count += 1
+    return total, count
 
 
 def _describe(spec: EditSpec) -> str:

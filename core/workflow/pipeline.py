@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.config import DataConfig, SessionConfig
-from core.jobs import CancelToken, JobCancelled, JobFailed, ProgressFn, ProgressReporter
+from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter
 from core.store.session import PIPELINE_STAGES, Session, SessionError
 
 COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
@@ -114,19 +114,66 @@ def load_sae(session: Session):
 
 def _check_requirements(session: Session, stage: str) -> None:
     stages = session.stages()
-    for req in _REQUIRES[stage]:
-        if stages.get(req) is None or stages[req].state != "done":
-            raise SessionError(
-                f"stage '{stage}' needs '{req}' to be done first (it is {stages[req].state if req in stages else 'missing'}); "
-                f"run `salve run {session.name} {req}`"
-            )
+    missing = missing_stages(stages, _REQUIRES[stage])
+    if missing:
+        states = effective_states(stages)
+        req = next((r for r in _REQUIRES[stage] if r in missing), missing[-1])
+        first = missing[0]
+        earlier = f" ('{first}' is {states[first]})" if first != req else ""
+        raise SessionError(
+            f"stage '{stage}' needs '{req}' to be done first (it is {states[req]}); "
+            f"run `salve run {session.name} {first}`{earlier}"
+        )
 
 
-def _mark_downstream_stale(tx, stage: str, stages: dict) -> None:
+def _mark_downstream_stale(tx, stage: str, stages: dict, why: str = "was rerun") -> None:
     order = list(PIPELINE_STAGES)
     for later in order[order.index(stage) + 1 :]:
-        if stages.get(later) is not None and stages[later].state in ("done", "partial"):
-            tx.set_stage(later, "stale", f"'{stage}' was rerun; rerun this stage")
+        if stages.get(later) is not None and stages[later].state in ("done", "partial", "stale"):
+            tx.set_stage(later, "stale", f"'{stage}' {why}; rerun this stage")
+
+
+def downstream_of(stage: str) -> list[str]:
+    """The stages after ``stage`` in pipeline order (they read what it writes)."""
+    order = list(PIPELINE_STAGES)
+    return order[order.index(stage) + 1 :] if stage in order else []
+
+
+def stale_if_rerun(stages: dict, stage: str) -> list[str]:
+    """The stages whose results a rerun of ``stage`` makes stale (done or partial after it)."""
+    return [s for s in downstream_of(stage)
+            if stages.get(s) is not None and stages[s].state in ("done", "partial")]
+
+
+def effective_states(stages: dict[str, Any]) -> dict[str, str]:
+    """Each stage's state as the user should trust it: a stage counted done while an earlier
+    stage is not done (partial, failed, stale, pending) reads ``stale``.
+
+    Sessions written before stale-marking was persisted (or killed between two commits) can
+    hold ``activations ◐ partial`` next to ``SAE ✓ done``; this is what screens show and gate on.
+    """
+    out: dict[str, str] = {}
+    upstream_ok = True
+    for stage in PIPELINE_STAGES:
+        value = stages.get(stage)  # a StageState, or its state as text (``list_sessions`` rows)
+        state = value if isinstance(value, str) else (value.state if value is not None else "pending")
+        if state == "done" and not upstream_ok:
+            state = "stale"
+        out[stage] = state
+        upstream_ok = upstream_ok and state == "done"
+    return out
+
+
+def missing_stages(stages: dict, requires: Sequence[str]) -> list[str]:
+    """Stages to run before something that needs ``requires``: every stage up to the last
+    required one that is not effectively done, in pipeline order."""
+    order = list(PIPELINE_STAGES)
+    needed = [s for s in requires if s in order]
+    if not needed:
+        return []
+    last = max(order.index(s) for s in needed)
+    states = effective_states(stages)
+    return [s for s in order[: last + 1] if states[s] != "done"]
 
 
 def run_data(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
@@ -269,7 +316,8 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
     progress_info = session.read_json("activations/progress", {}) or {}
     splits = {"train": bundle.train, "test": bundle.test}
     total = sum(len(s) for s in splits.values())
-    reporter = ProgressReporter("activations", total, progress)
+    resumed = sum(min(int(progress_info.get(split, 0)), len(source)) for split, source in splits.items())
+    reporter = ProgressReporter("activations", total, progress, start=resumed)
     done_before = 0
     for split, source in splits.items():
         n = len(source)
@@ -442,12 +490,29 @@ def run_stage(session: Session, stage: str, progress: ProgressFn | None = None,
     if stage not in STAGE_RUNNERS:
         raise SessionError(f"unknown stage '{stage}'; stages: {', '.join(STAGE_RUNNERS)}")
     _check_requirements(session, stage)
+    stages = session.stages()
+    if stale_if_rerun(stages, stage):  # from here on the later stages' inputs are changing
+        with session.transaction() as tx:
+            _mark_downstream_stale(tx, stage, stages, "is being rerun")
     try:
         STAGE_RUNNERS[stage](session, progress, cancel)
-    except JobFailed as exc:
-        with session.transaction() as tx:
-            tx.set_stage(stage, "failed", str(exc))
+    except JobCancelled:
+        raise  # the stage keeps its last committed checkpoint (partial) and resumes from it
+    except Exception as exc:
+        _record_failure(session, stage, exc)
         raise
+
+
+def _record_failure(session: Session, stage: str, exc: BaseException) -> None:
+    """Persist ``stage`` as failed with the error's message, so it shows until it is rerun."""
+    text = (exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)) or type(exc).__name__
+    try:
+        stages = session.stages()
+        with session.transaction() as tx:
+            tx.set_stage(stage, "failed", str(text), error_type=type(exc).__name__)
+            _mark_downstream_stale(tx, stage, stages, "failed")
+    except Exception:  # noqa: BLE001 - e.g. a full disk: the original error is what to report
+        pass
 
 
 def run_pipeline(session: Session, stages: Sequence[str] | None = None, progress: ProgressFn | None = None,

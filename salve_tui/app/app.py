@@ -75,6 +75,8 @@ class SalveApp(App[None]):
         self._quitting = False
         self._last_logged_progress = 0.0
         self._last_stage = ""
+        self._job_lines: list[list[str]] | None = None  # the running job's log, persisted at its end
+        self._job_started_wall = 0.0
 
     # ----- start-up
 
@@ -91,7 +93,7 @@ class SalveApp(App[None]):
         path = resolve_session_path(self.start_session, self.sessions_folder)
         if path.exists():
             if self.open_session(path) and self.build:
-                self.run_pipeline_job(None, force=False, name="build")
+                self.run_pipeline_job(None, force=False, name="build", diagnostics=True)
             return
         if self.build:
             self._create_and_build(path)
@@ -115,7 +117,7 @@ class SalveApp(App[None]):
             self.notify(str(exc), title="cannot create the session", severity="error", timeout=10)
             return
         self.adopt_session(session)
-        self.run_pipeline_job(None, force=False, name="build")
+        self.run_pipeline_job(None, force=False, name="build", diagnostics=True)
 
     # ----- the open session (this app is its single writer)
 
@@ -179,17 +181,25 @@ class SalveApp(App[None]):
             self.notify(str(exc), title="one job at a time", severity="warning")
             return None
 
-    def run_pipeline_job(self, stages: Sequence[str] | None, force: bool, name: str) -> Job | None:
-        """Run pipeline stages of the open session in a worker (skipping done ones unless ``force``)."""
+    def run_pipeline_job(self, stages: Sequence[str] | None, force: bool, name: str,
+                         diagnostics: bool = False) -> Job | None:
+        """Run pipeline stages of the open session in a worker (skipping done ones unless ``force``).
+
+        ``diagnostics``: then also what every screen shows (α_crit of every class, ground truth),
+        as ``salve demo`` does (``core.workflow.build``).
+        """
         session = self.session
         if session is None:
             self.notify("open a session first", severity="warning")
             return None
 
         def body(progress: ProgressFn, cancel: CancelToken) -> Any:
+            from core.workflow.build import run_diagnostics
             from core.workflow.pipeline import run_pipeline
 
-            return run_pipeline(session, list(stages) if stages else None, progress, cancel, force=force)
+            outcomes = run_pipeline(session, list(stages) if stages else None, progress, cancel,
+                                    force=force)
+            return outcomes + run_diagnostics(session, progress, cancel) if diagnostics else outcomes
 
         return self.start_job(name, body)
 
@@ -204,6 +214,7 @@ class SalveApp(App[None]):
 
     def on_job_started(self, message: JobStarted) -> None:
         self._last_stage = ""
+        self._job_lines, self._job_started_wall = [], self.clock()
         self.log_message(f"job '{message.job.name}' started", style="bold")
         self.job_events.publish(message)
 
@@ -229,6 +240,7 @@ class SalveApp(App[None]):
             if status is not None:
                 self.log_message(f"  {outcome.stage}: {status} {outcome.message}".rstrip(), style="green")
         self.notify(f"'{job.name}' finished", title="job done")
+        self._persist_job_log(job, "finished")
         self.job_events.publish(message)
 
     def on_job_failed(self, message: JobFailed) -> None:
@@ -236,18 +248,42 @@ class SalveApp(App[None]):
         if message.details:
             self.log.error(message.details)
         self.notify(message.error, title=f"'{message.job.name}' failed", severity="error", timeout=15)
+        self._persist_job_log(message.job, "failed", message.error, message.details)
         self.job_events.publish(message)
 
     def on_job_cancelled(self, message: JobCancelled) -> None:
         self.log_message(f"job '{message.job.name}' cancelled; the session keeps its last checkpoint "
                          "(run again to resume)", style="yellow")
         self.notify("stopped; run it again to resume", title="job cancelled")
+        self._persist_job_log(message.job, "cancelled")
         self.job_events.publish(message)
+
+    @property
+    def running_job_lines(self) -> list[list[str]]:
+        """The running job's log lines so far (``[stamp, text, style]``); empty when idle."""
+        return list(self._job_lines or [])
+
+    def _persist_job_log(self, job: Job, status: str, error: str = "", details: str = "") -> None:
+        """Keep the ended job's messages with the session (``core.store.joblog``)."""
+        lines, self._job_lines = self._job_lines or [], None
+        if self.session is None:
+            return
+        from core.store.joblog import append_job_log
+
+        entry = {"job": job.name, "status": status, "started": self._job_started_wall,
+                 "ended": self.clock(), "elapsed": job.elapsed, "error": error,
+                 "details": details, "lines": lines}
+        try:
+            append_job_log(self.session.path, entry)
+        except OSError as exc:
+            self.notify(f"could not save the job log beside the session: {exc}", severity="warning")
 
     def log_message(self, text: str, style: str = "") -> None:
         """Append a timestamped line to the session log (shown on the dashboard)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
         line = Text.assemble((stamp + " ", "bright_black"), (text, style))
+        if self._job_lines is not None:
+            self._job_lines.append([stamp, text, style])
         self.log_lines.append(line)
         del self.log_lines[:-500]
         self.log_events.publish(line)
@@ -290,11 +326,15 @@ class SalveApp(App[None]):
         view = next((v for v in self.views if v.name == name), None)
         if view is None or self.session is None:
             return
+        from core.workflow.pipeline import effective_states, missing_stages
+
         stages = self.session.stages()
-        missing = [s for s in view.requires if stages.get(s) is None or stages[s].state != "done"]
+        missing = missing_stages(stages, view.requires)
         if missing:
-            self.notify(f"{view.title} needs the {', '.join(missing)} stage(s) done first; "
-                        "run them from the dashboard (a runs all)", severity="warning")
+            states = effective_states(stages)
+            listed = ", ".join(f"{s} ({states[s]})" for s in missing)
+            self.notify(f"{view.title} needs {listed} first: run '{missing[0]}' on the dashboard "
+                        "(a runs every pending stage)", severity="warning", timeout=8)
             return
         self.push_screen(view.factory())
 

@@ -29,7 +29,7 @@ from core.store.session import (
     sessions_dir,
 )
 
-_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.sae")
+_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.edits", "salve_tui.cli.sae")
 
 
 class CliError(Exception):
@@ -221,17 +221,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run_demo_diagnostics(session: Session, progress: Any, cancel: CancelToken) -> None:
-    """After discovery: α_crit of every class's dominant feature and the Shapes ground truth.
+    """After discovery: α_crit of every class's dominant feature and the Shapes ground truth
+    (``core.workflow.build.run_diagnostics``, shared with the TUI's build)."""
+    from core.workflow.build import run_diagnostics
 
-    Each is skipped when already stored, so rerunning `salve demo` only opens what exists.
-    """
-    from core.workflow.alpha_crit import run_alpha_crit
-    from core.workflow.ground_truth import run_groundtruth
-
-    if not (session.summary().get("alpha_crit") or {}):
-        run_alpha_crit(session, progress=progress, cancel=cancel)
-    if session.config.data.kind == "shapes" and not session.has("groundtruth/results"):
-        run_groundtruth(session, progress=progress, cancel=cancel)
+    run_diagnostics(session, progress, cancel)
 
 
 def _info_text(o: dict[str, Any]) -> str:

@@ -374,6 +374,8 @@ class EditPreviewScreen(SessionScreen):
     def _set_error(self, error: str) -> None:
         if self.is_attached:
             self.error = error
+            if self.inputs is None:  # never leave "loading…" up when the load has failed
+                self.query_one("#edit-settings", Static).update(Text(error, style="red"))
             self._draw_status()
 
     # ----- the curve (sweep of the current settings, in a worker)
@@ -511,7 +513,10 @@ class EditPreviewScreen(SessionScreen):
         if isinstance(message, JobFinished):
             result = message.result
             names = ", ".join(display_path(p) for p in result.files)
-            self.status = f"recorded edit #{result.metadata.get('edit_index', '?')}; wrote {names}"
+            index = result.metadata.get("edit_index")
+            number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
+            verb = "reused" if getattr(result, "reused", False) else "wrote"
+            self.status = f"recorded edit #{number} in the edit stack; {verb} {names}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):

@@ -98,11 +98,12 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
 
 def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """The model with every recorded edit replayed, as .pt and .safetensors (+ sidecar)."""
-    from core.workflow.edits import list_edits
+    from core.workflow.edits import active_edits
     from core.workflow.export import export_edited_model
 
-    if not list_edits(session):
-        raise ValueError("no edit is recorded yet: preview one (e) and press w there, then export")
+    if not active_edits(session):
+        raise ValueError("no active edit: preview one (e) and press w there, or enable one in the "
+                         "edit stack (s), then export")
     result = export_edited_model(session)
     return [*result.files, result.sidecar, result.readme]
 
@@ -124,18 +125,18 @@ EXPORTS = (
                export_curves),
     ExportKind("alpha_crit", "α_crit tables (CSV) + figure", "per class and per sample",
                export_alpha_crit),
-    ExportKind("weights", "Edited weights (.pt, .safetensors)", "all recorded edits replayed",
+    ExportKind("weights", "Edited weights (.pt, .safetensors)", "the active edits of the stack replayed",
                export_weights),
 )
 
 
 def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """Every export above; weights only when an edit is recorded."""
-    from core.workflow.edits import list_edits
+    from core.workflow.edits import active_edits
 
     written: list[Path] = []
     for kind in EXPORTS:
-        if kind.key == "weights" and not list_edits(session):
+        if kind.key == "weights" and not active_edits(session):
             continue
         written += kind.run(session, progress, cancel)
     return written
@@ -184,8 +185,12 @@ class ExportsScreen(SessionScreen):
         option_list.focus()
 
     def refresh_from_session(self) -> None:
+        from core.workflow.export import folder_size
+
         folder = self.session.exports_dir
-        self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/")
+        size, count = folder_size(folder)
+        self.query_one("#exports-folder", Static).update(
+            f"export folder: {display_path(folder)}/ ({size / 1e6:.1f} MB in {count} files)")
         self.query_one("#exports-status", Static).update(self.status)
         self._list_files()
 

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, RichLog, Static
 
 from core.store.session import PIPELINE_STAGES, StageState
+from core.workflow.pipeline import effective_states, stale_if_rerun
 from salve_tui.app.format import format_timestamp, stage_state_text
 from salve_tui.app.jobs import (
     JOB_END_MESSAGES,
@@ -20,6 +21,7 @@ from salve_tui.app.jobs import (
     JobStarted,
 )
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.widgets.progress import JobProgressPanel
 
 STAGE_TITLES = {
@@ -45,6 +47,38 @@ def config_line(config_dict: dict) -> str:
             f"device {config_dict.get('device', 'auto')}")
 
 
+FOOTER_LAST_ORDER = 50  # views up to Exports; later ones (edit stack, job log) are in help
+
+
+def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
+                   messages: dict[str, str] | None = None) -> Text:
+    """One line saying where to go next: the stage to run, or (all done) what to look at.
+
+    A failed stage gets its whole message here (the table's detail column cuts it).
+    """
+    if busy:
+        return Text("a job is running: c cancels it at its next safe point", style="cyan")
+    pending = [s for s in PIPELINE_STAGES if states.get(s) != "done"]
+    if pending:
+        first = pending[0]
+        state = states.get(first, "pending")
+        if state == "failed":
+            message = (messages or {}).get(first, "")
+            return Text(f"✗ '{first}' failed: {message}\nfix that, then Enter (or a) runs it again",
+                        style="red")
+        why = {"stale": "is stale; ", "partial": "is partial; "}.get(state, "")
+        return Text(f"next: '{first}' {why}a runs every pending stage, Enter this one",
+                    style="yellow" if state in ("stale", "partial") else "")
+
+    def key(name: str, fallback: str) -> str:
+        return keys.get(name, fallback)
+
+    return Text.assemble(("ready: ", "bold green"),
+                         f"{key('feature_class_matrix', 'm')} shows the features each class uses · "
+                         f"{key('edit_preview', 'e')} suppresses one · "
+                         f"{key('alpha_crit', 'k')} α_crit")
+
+
 class StageTable(DataTable):
     """Stage rows; up/down choose the stage that r / f act on."""
 
@@ -57,9 +91,12 @@ class DashboardScreen(SessionScreen):
         "The pipeline of the open session: data → backbone → activations → SAE → rankings. "
         "Each stage commits its results to the session file, so a cancelled or crashed run "
         "resumes from its last checkpoint. Choose a stage with ↑/↓; r runs it (if not done), "
-        "f reruns it even if done (later stages become stale), a runs every pending stage in order. "
-        "c cancels the running job at its next safe point. Views of the results open with the "
-        "keys listed below."
+        "f reruns it even if done (it asks first and names the later stages that become stale), a "
+        "runs every pending stage in order. A failed stage shows ✗ with its message until it is "
+        "rerun; a stage after one that is partial, failed or stale reads stale. c cancels the "
+        "running job at its next safe point (a finished epoch is kept). The line under the table "
+        "says what to do next; the job log (l) keeps every job's messages. Views of the results "
+        "open with the keys listed below."
     )
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Sessions", show=False),
@@ -67,19 +104,24 @@ class DashboardScreen(SessionScreen):
         Binding("r", "run_stage", "Run", show=False),  # enter does the same
         Binding("f", "rerun_stage", "Rerun", show=False),
         Binding("c", "app.cancel_job", "Cancel"),
+        # Before the view keys, so an 80-column footer cuts a view label, never "q Quit".
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self._shown_stage = ""
-        # Each registered view gets its key here, so the footer, help and palette list it.
+        # Each registered view gets its key here, so the footer, help and palette list it; views
+        # ordered after FOOTER_LAST_ORDER are left out of the footer (help and palette keep them).
         for view in self.salve.views:
-            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title)
+            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title,
+                                show=view.order <= FOOTER_LAST_ORDER)
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="session-config", markup=False)
         yield StageTable(id="stages", cursor_type="row", zebra_stripes=False)
+        yield Static(id="next-step", markup=False)
         yield JobProgressPanel(id="progress")
         yield RichLog(id="log", wrap=False, markup=False, max_lines=500)
         yield Footer(compact=True)
@@ -102,14 +144,27 @@ class DashboardScreen(SessionScreen):
         session = self.session
         self.query_one("#session-config", Static).update(f"{session.name}: {config_line(session.config.to_dict())}")
         stages = session.stages()
+        effective = effective_states(stages)
         table = self.query_one(StageTable)
         running = self._running_stage()
+        upstream = ""
         for stage in PIPELINE_STAGES:
             state = stages.get(stage, StageState())
-            state_text = Text("▶ running", style="bold cyan") if stage == running else stage_state_text(state.state)
+            shown = effective[stage]
+            state_text = Text("▶ running", style="bold cyan") if stage == running else stage_state_text(shown)
+            detail = state.message
+            if shown != state.state and upstream:  # done, but an earlier stage is not
+                detail = f"'{upstream}' is {effective[upstream]}; rerun this stage after it"
             table.update_cell(stage, "state", state_text)
-            table.update_cell(stage, "detail", Text(state.message, no_wrap=True, overflow="ellipsis"))
+            style = "red" if shown == "failed" else ""
+            table.update_cell(stage, "detail", Text(detail, style=style, no_wrap=True, overflow="ellipsis"))
             table.update_cell(stage, "updated", format_timestamp(state.updated))
+            if not upstream and shown != "done":
+                upstream = stage
+        keys = {view.name: view.key for view in self.salve.views}
+        messages = {name: state.message for name, state in stages.items()}
+        self.query_one("#next-step", Static).update(
+            next_step_text(effective, self.salve.jobs.busy, keys, messages))
 
     def _running_stage(self) -> str | None:
         job = self.salve.jobs.current
@@ -159,14 +214,33 @@ class DashboardScreen(SessionScreen):
 
     def action_run_stage(self) -> None:
         stage = self.selected_stage()
-        if self.session.stage_done(stage):
+        state = effective_states(self.session.stages())[stage]
+        if state == "done":
             self.notify(f"'{stage}' is already done; press f to rerun it", severity="information")
             return
-        self.salve.run_pipeline_job([stage], force=False, name=stage)
+        # A stage stored as done but stale through an earlier one is run again, not skipped.
+        self.salve.run_pipeline_job([stage], force=True, name=stage)
 
     def action_rerun_stage(self) -> None:
+        """Rerun the selected stage; when it is done, ask first and name what becomes stale."""
         stage = self.selected_stage()
-        self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
+        stages = self.session.stages()
+        if not self.session.stage_done(stage):
+            self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
+            return
+        later = stale_if_rerun(stages, stage)
+        consequence = (f"{', '.join(later)} will become stale and need rerunning."
+                       if later else "No later stage depends on it yet.")
+
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
+
+        self.app.push_screen(
+            ConfirmModal(f"'{stage}' is done. Rerun it from scratch?\n{consequence}",
+                         title=f"Rerun {stage}", yes="Rerun", no="Keep"),
+            answer,
+        )
 
     def action_open_view(self, name: str) -> None:
         self.salve.open_view(name)

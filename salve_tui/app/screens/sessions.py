@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from core.store.session import PIPELINE_STAGES, SessionError, delete_session, list_sessions
+from core.workflow.pipeline import effective_states
 from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
@@ -74,7 +75,7 @@ class SessionsScreen(SalveScreen):
                               "", key=row["path"])
             else:
                 table.add_row(row["name"], row["model"], row["dataset"],
-                              stage_glyphs(row["stages"], PIPELINE_STAGES),
+                              stage_glyphs(effective_states(row["stages"]), PIPELINE_STAGES),
                               format_timestamp(row["updated"]), key=row["path"])
         count = len(self.rows)
         folder_text = f"{count} session{'s' if count != 1 else ''} in {self.folder}/"
@@ -105,11 +106,14 @@ class SessionsScreen(SalveScreen):
             detail.update(Text(f"cannot read {row['path']}: {row['error']}", style="red"))
         else:
             text = Text(f"{row['path']}\n")
+            states = effective_states(row["stages"])
             for stage in PIPELINE_STAGES:
-                state = row["stages"].get(stage, "pending")
+                state = states[stage]
                 glyph, colour = STAGE_GLYPHS.get(state, ("?", "red"))
                 text.append(f"{stage} ", style="bright_black")
                 text.append(f"{glyph} {state}  ", style=colour)
+            for stage, message in (row.get("failed") or {}).items():  # kept until it is rerun
+                text.append(f"\n✗ {stage} failed: {message}", style="red")
             detail.update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
