@@ -74,7 +74,8 @@ class DashboardScreen(SessionScreen):
         self._shown_stage = ""
         # Each registered view gets its key here, so the footer, help and palette list it.
         for view in self.salve.views:
-            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title)
+            self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title,
+                                show=view.in_footer)
 
     def compose(self) -> ComposeResult:
         yield Header()
