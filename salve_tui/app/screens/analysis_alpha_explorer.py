@@ -78,8 +78,8 @@ class AlphaExplorerScreen(SessionScreen):
     AlphaExplorerScreen #explore-plot { height: 1fr; min-height: 4; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("less_than_sign", "step_feature(-1)", "Feature-", key_display="<"),
-        Binding("greater_than_sign", "step_feature(1)", "Feature+", key_display=">"),
+        Binding("greater_than_sign", "step_feature(1)", "Feature", key_display="< >"),
+        Binding("less_than_sign", "step_feature(-1)", "Previous feature", key_display="<", show=False),
         Binding("d", "dominant", "Dominant", show=False),
         Binding("equals_sign", "type_feature", "Type feature", key_display="=", show=False),
         Binding("s", "toggle_mode", "Supp/enh"),

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from core.workflow.inputs import ControlInputs
 
 LABEL = 6
-GAP = 3
+GAP = 2
 
 
 def share_colour(share: float) -> str:
@@ -49,8 +49,8 @@ def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str],
         cell = 2
     block = LABEL + 1 + C * cell
     text = Text()
-    for title in ("before", "after edit"):
-        text.append(f"{title} (rows true, cols predicted)"[:block].ljust(block), style="bold")
+    for title in ("before", "after the edit"):
+        text.append(title[:block].ljust(block), style="bold")
         text.append(" " * GAP)
     text.append("\n")
     header = " " * (LABEL + 1) + "".join(f"{n[:cell - 1]:>{cell}}" if numbers else f"{j % 10:>{cell}}"
@@ -71,9 +71,11 @@ def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str],
                     text.append(mark, style=Style(bgcolor=share_colour(value / total), color="yellow", bold=True))
             text.append(" " * GAP)
         text.append("\n")
-    if not numbers:
-        text.append("cells: share of the row (white 0 → blue 1); columns numbered by class "
-                    "index mod 10; • changed by the edit\n", style="dim")
+    if numbers:
+        text.append("rows: true class · columns: predicted · yellow: changed by the edit\n", style="dim")
+    else:
+        text.append("rows: true class · columns: predicted (class index mod 10) · shade: share of "
+                    "the row (white 0 → blue 1) · •: changed by the edit\n", style="dim")
     return text
 
 
@@ -105,8 +107,8 @@ class ConfusionScreen(SessionScreen):
     ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("right_square_bracket", "target_class(1)", "Class+", key_display="]"),
-        Binding("left_square_bracket", "target_class(-1)", "Class-", key_display="["),
+        Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
+        Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
         Binding("equals_sign", "type_strength", "Strength", key_display="="),
     ]
 
@@ -173,7 +175,7 @@ class ConfusionScreen(SessionScreen):
         features = "+".join(str(k) for k in spec.features) or "class-mean key"
         self.query_one("#confusion-info", Static).update(Text(
             f"{spec.method} {spec.mode} f{features} · strength {spec.alpha:.4g} · {self.source}"))
-        width = max(40, self.query_one("#confusion-scroll").size.width - 2)
+        width = max(40, self.query_one("#confusion-scroll").content_size.width)
         body = confusion_pair_text(self.effect.confusion_before.numpy(),
                                    self.effect.confusion_after.numpy(), names, self.target_class, width)
         body.append_text(target_row_text(self.effect, names, self.target_class))

@@ -104,17 +104,17 @@ class GalleryScreen(SessionScreen):
 
     def _listed(self, listed: tuple[Path, list[Path]]) -> None:
         folder, files = listed
-        if files == self.files:
-            return
+        changed = files != self.files
         self.files = files
         options = self.query_one(OptionList)
-        options.clear_options()
-        options.add_options([Option(str(p.relative_to(folder)), id=str(i)) for i, p in enumerate(files)])
+        if changed:
+            options.clear_options()
+            options.add_options([Option(str(p.relative_to(folder)), id=str(i)) for i, p in enumerate(files)])
         total = sum(p.stat().st_size for p in files if p.exists())
         self.query_one("#gallery-info", Static).update(
             f"{len(files)} PNG file(s) in {folder.name}/ ({human_size(total)})" if files else
             f"no PNG in {folder} yet: export figures (x) or heatmaps first")
-        if files:
+        if files and changed:
             options.highlighted = 0
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:

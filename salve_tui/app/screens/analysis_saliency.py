@@ -51,12 +51,12 @@ class SaliencyScreen(SessionScreen):
         Binding("right", "sample(1)", "Next sample", show=False),
         Binding("pageup", "sample(-10)", "Back ten samples", show=False),
         Binding("pagedown", "sample(10)", "Forward ten samples", show=False),
-        Binding("right_square_bracket", "target_class(1)", "Class+", key_display="]"),
-        Binding("left_square_bracket", "target_class(-1)", "Class-", key_display="["),
+        Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
+        Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
         Binding("t", "true_class", "True class", show=False),
         Binding("g", "toggle_method", "CAM/FAM"),
         Binding("l", "next_layer", "Layer"),
-        Binding("w", "write_png", "Write PNG"),
+        Binding("w", "write_png", "Write PNG", show=False),
     ]
 
     def __init__(self, sample: int = 0) -> None:
@@ -64,8 +64,8 @@ class SaliencyScreen(SessionScreen):
         self.sample = int(sample)
         self.method = "Grad-CAM"
         self.target_class: int | None = None  # None until the sample's label is known
-        self.layer: str | None = None  # None: the default layer
-        self.layers: list[str] = []
+        self.map_layer: str | None = None  # None: the default layer
+        self.map_layers: list[str] = []
         self.labels = np.zeros(0, np.int64)
         self.class_names: list[str] = []
         self.dominant = np.zeros(0, np.int64)
@@ -99,7 +99,7 @@ class SaliencyScreen(SessionScreen):
         self.query_one("#saliency-info", Static).update(error_text("draw saliency maps", error))
 
     def _loaded(self, loaded: tuple[list[str], list[str], np.ndarray, np.ndarray]) -> None:
-        self.class_names, self.layers, self.labels, self.dominant = loaded
+        self.class_names, self.map_layers, self.labels, self.dominant = loaded
         self.sample = min(max(0, self.sample), len(self.labels) - 1)
         if self.target_class is None:
             self.target_class = int(self.labels[self.sample])
@@ -115,7 +115,7 @@ class SaliencyScreen(SessionScreen):
     def _compute(self) -> None:
         if self.target_class is None or not len(self.labels):
             return
-        session, sample, layer = self.session, self.sample, self.layer
+        session, sample, layer = self.session, self.sample, self.map_layer
         feature, target = self.feature, self.target_class
         self._draw_info(computing=True)
 
@@ -134,7 +134,7 @@ class SaliencyScreen(SessionScreen):
     def _show(self, shown: tuple[Any, np.ndarray]) -> None:
         result, overlay = shown
         self.result = result
-        self.layer = self.layer or result.layer
+        self.map_layer = self.map_layer or result.layer
         self.query_one("#saliency-image", ImageView).image = result.image
         self.query_one("#saliency-overlay", ImageView).image = overlay
         self._draw_info()
@@ -149,7 +149,7 @@ class SaliencyScreen(SessionScreen):
             info.append(f" · Grad-CAM of class {target}")
         else:
             info.append(f" · Grad-FAM of feature {self.feature} ({target}'s dominant)")
-        info.append(f" · layer {self.layer or 'default'}")
+        info.append(f" · layer {self.map_layer or 'default'}")
         if computing:
             info.append(" · computing…", style="dim")
         elif self.result is not None:
@@ -157,7 +157,7 @@ class SaliencyScreen(SessionScreen):
             info.append(f" · {what} {self.result.score:+.3g}, "
                         f"predicted {class_name(names, self.result.prediction)}")
         self.query_one("#saliency-info", Static).update(info)
-        layers = " ".join(f"[{n}]" if n == self.layer else n for n in self.layers)
+        layers = " ".join(f"[{n}]" if n == self.map_layer else n for n in self.map_layers)
         self.query_one("#saliency-status", Static).update(
             Text(self.status or f"layers: {layers} · left: the image, right: the map over it",
                  style="dim" if not self.status else ""))
@@ -185,10 +185,10 @@ class SaliencyScreen(SessionScreen):
         self._compute()
 
     def action_next_layer(self) -> None:
-        if not self.layers:
+        if not self.map_layers:
             return
-        index = self.layers.index(self.layer) if self.layer in self.layers else -1
-        self.layer = self.layers[(index + 1) % len(self.layers)]
+        index = self.map_layers.index(self.map_layer) if self.map_layer in self.map_layers else -1
+        self.map_layer = self.map_layers[(index + 1) % len(self.map_layers)]
         self._compute()
 
     def action_write_png(self) -> None:
