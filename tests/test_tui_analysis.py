@@ -178,11 +178,12 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         await wait_for(pilot, lambda: isinstance(app.screen, FeatureDetailScreen), what="feature")
         detail = app.screen
         assert detail.feature == 1
-        await wait_for(pilot, lambda: len(detail.query(Thumbnail)) == 16, what="thumbnails")
-        captions = [str(t.query_one(".caption", Static).render()) for t in detail.query(Thumbnail)][:8]
-        assert captions == [names[labels[i]] for i in top_pos[1][:8]]
-        bars = str(detail.query_one("#feature-assoc-bars", Static).render())
-        assert all(f"{M[c, 1]:+.2f}" in bars for c in range(len(names)))
+        await wait_for(pilot, lambda: detail.card is not None, what="feature card")
+        thumbs = list(detail.query_one("#row-top").query(Thumbnail))
+        captions = [str(t.query_one(".caption", Static).render()) for t in thumbs]
+        assert [c.split()[0] for c in captions] == [names[labels[i]] for i in top_pos[1][:8]]
+        bars = str(detail.query_one("#panel-classes-text", Static).render())
+        assert all(f"{M[c, 1]:+6.2f}" in bars for c in range(len(names)))
         await wait_for(pilot, lambda: detail.preview is not None, what="Grad-FAM preview")
         preview = detail.preview
         assert preview.sample == int(top_pos[1][0]) and preview.feature == 1

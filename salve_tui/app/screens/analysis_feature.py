@@ -76,6 +76,10 @@ def card_layout(width: int, height: int, n_samples: int = 8) -> tuple[int, int, 
     return pixels, rows, per_row
 
 
+class PanelScroll(VerticalScroll, can_focus=False):
+    """A panel that scrolls by PgUp/PgDn only: ↑/↓ stay with the sample selection."""
+
+
 class Thumbnail(Vertical):
     """A sample image with its class and latent under it; the selected one is reversed."""
 
@@ -211,9 +215,9 @@ class FeatureDetailScreen(SessionScreen):
                 yield Static("", id="feature-panel-title", markup=False)
                 with ContentSwitcher(initial="panel-histogram", id="feature-panels"):
                     yield ClassHistogram(id="panel-histogram")
-                    with VerticalScroll(id="panel-classes"):
+                    with PanelScroll(id="panel-classes"):
                         yield Static("", id="panel-classes-text", markup=False)
-                    with VerticalScroll(id="panel-nearest"):
+                    with PanelScroll(id="panel-nearest"):
                         yield Static("", id="panel-nearest-text", markup=False)
                     with Vertical(id="panel-actmax"):
                         yield Horizontal(id="panel-actmax-images")
