@@ -137,9 +137,11 @@ async def test_feature_card_matches_core_and_is_keyboard_driven(tiny_folder: Pat
         await pilot.press("2")
         assert card_screen.query_one(ContentSwitcher).current == "panel-classes"
         classes = text_of(card_screen, "#panel-classes-text")
-        for c in range(len(names)):
-            assert f"W·D {expected.direct_effect[c]:+6.2f}" in classes
-            assert f"{M[c, 2]:+6.2f}" in classes
+        lines = classes.splitlines()
+        assert len(lines) == len(names)
+        for c, line in enumerate(lines):
+            assert line.startswith(f"■ {names[c][:8]}")
+            assert line.endswith(f"{M[c, 2]:+6.2f} {expected.direct_effect[c]:+6.2f}")
         await pilot.press("3")
         nearest = text_of(card_screen, "#panel-nearest-text")
         assert f"{int(expected.nearest[0]):>7} {expected.nearest_cosine[0]:+.3f}" in nearest
@@ -319,3 +321,140 @@ async def test_seed_robustness_job_draws_mean_and_std(tiny_folder: Path) -> None
         mean = expected[screen.target].accuracy_mean.numpy()
         np.testing.assert_allclose(bands["others_mean"], np.nanmean(mean[others], axis=0), atol=1e-9)
         assert "2 SAE seeds" in text_of(screen, "#robust-info")
+
+
+# --------------------------------------------------------------------------- snapshots (80×24)
+
+GROUND_TRUTH = {
+    "layer": "layer3", "n_images": 60, "n_scored": 60, "split": "test",
+    "pointing_game": {
+        "grad_fam": {"hit_rate": 0.8, "chance_rate": 0.2, "ratio_to_chance": 4.0, "energy_inside": 0.5,
+                     "mask_area_share": 0.15, "method": "Grad-FAM (class-dominant feature)"},
+        "grad_cam": {"hit_rate": 0.6, "chance_rate": 0.2, "ratio_to_chance": 3.0, "energy_inside": 0.4,
+                     "mask_area_share": 0.15, "method": "Grad-CAM (true class)"},
+    },
+    "concepts": {"circle": {"latent": 1, "auroc": 0.97, "sign": 1, "strength": 0.97},
+                 "tower": {"latent": 9, "auroc": 0.12, "sign": -1, "strength": 0.88}},
+    "classes": {"circle": {"dominant_feature": 1, "n_images": 6, "dominant_auroc_for_shape": 0.97,
+                           "grad_fam": {"hit_rate": 0.83, "energy_inside": 0.52},
+                           "grad_cam": {"hit_rate": 0.5, "energy_inside": 0.31}}},
+    "shared_part": {"concept": "tower", "classes": ["square", "star"],
+                    "best_latent": {"latent": 9, "sign": -1, "auroc_overall": 0.12,
+                                    "auroc_per_class": {"square": 0.9, "star": 0.85},
+                                    "tracks_both": True, "threshold": 0.75}},
+}
+
+
+@pytest.fixture
+def synth60(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The synthetic session of the matrix snapshots, with 60 Shapes test images for thumbnails."""
+    from test_tui_analysis import make_synthetic_session
+    from test_tui_helpers import tiny_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
+    folder = Path("sessions")
+    folder.mkdir()
+    make_synthetic_session(folder, config=tiny_config("synth", n_test=60))
+    return folder
+
+
+def synth(folder: Path) -> SalveApp:
+    return SalveApp(sessions_folder=folder, start_session="synth", clock=lambda: 1_700_000_000.0)
+
+
+def snapshot_view(key: str, screen_type: type, ready, *keys: str):  # noqa: ANN001, ANN201
+    """A run_before that opens a dashboard view, waits until ``ready(screen)``, then presses keys."""
+    async def run(pilot) -> None:  # noqa: ANN001
+        screen = await open_view(pilot, key, screen_type)
+        await wait_for(pilot, lambda: ready(screen))
+        if keys:
+            await pilot.press(*keys)
+        await pilot.pause(0.2)
+
+    return run
+
+
+def test_feature_card_snapshot(snap_compare, synth60: Path) -> None:
+    async def run(pilot) -> None:  # noqa: ANN001
+        from salve_tui.app.screens.analysis_matrix import MatrixScreen
+
+        await open_view(pilot, "m", MatrixScreen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, FeatureDetailScreen))
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.card is not None and bool(screen.preview_error))
+        await pilot.press("right")
+        await wait_for(pilot, lambda: bool(screen.preview_error))
+        await pilot.pause(0.2)
+
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_feature_card_classes_panel_snapshot(snap_compare, synth60: Path) -> None:
+    async def run(pilot) -> None:  # noqa: ANN001
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
+        pilot.app.push_screen(FeatureDetailScreen(7))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, FeatureDetailScreen))
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.card is not None and bool(screen.preview_error))
+        await pilot.press("2", "down", "down")
+        await wait_for(pilot, lambda: bool(screen.preview_error))
+        await pilot.pause(0.2)
+
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_ground_truth_snapshot(snap_compare, synth60: Path) -> None:
+    with Session.open(synth60 / "synth.h5") as session, session.transaction() as tx:
+        tx.write_json("groundtruth/results", GROUND_TRUTH)
+    run = snapshot_view("g", GroundTruthScreen, lambda s: s.result is not None)
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_seed_robustness_snapshot(snap_compare, synth60: Path) -> None:
+    from core.workflow.robustness import run_seed_robustness
+    from salve_tui.app.screens.analysis_robustness import RobustnessScreen
+
+    with Session.open(synth60 / "synth.h5") as session:
+        run_seed_robustness(session, k=2, target_class=[0, 1, 2], epochs=2)
+    run = snapshot_view("s", RobustnessScreen, lambda s: bool(s.curves), "down")
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_saliency_snapshot_says_what_failed(snap_compare, synth60: Path) -> None:
+    """The synthetic session has no backbone weights: the screen names the problem."""
+    run = snapshot_view("h", SaliencyScreen, lambda s: "cannot" in text_of(s, "#saliency-info"))
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_alpha_explorer_snapshot(snap_compare, synth60: Path) -> None:
+    run = snapshot_view("j", AlphaExplorerScreen, lambda s: s.result is not None)
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_methods_snapshot(snap_compare, synth60: Path) -> None:
+    run = snapshot_view("o", MethodsScreen, lambda s: bool(s.curves))
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_confusion_snapshot(snap_compare, synth60: Path) -> None:
+    run = snapshot_view("v", ConfusionScreen, lambda s: s.effect is not None)
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_gallery_snapshot(snap_compare, synth60: Path) -> None:
+    folder = synth60 / "synth.exports" / "figures"
+    folder.mkdir(parents=True)
+    ramp = np.zeros((32, 48, 3), np.uint8)
+    ramp[..., 0] = np.linspace(0, 255, 48, dtype=np.uint8)[None, :]
+    ramp[..., 2] = np.linspace(255, 0, 32, dtype=np.uint8)[:, None]
+    Image.fromarray(ramp).save(folder / "ramp.png")
+    run = snapshot_view("p", GalleryScreen, lambda s: s.shown is not None)
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_typed_strength_modal_snapshot(snap_compare, synth60: Path) -> None:
+    run = snapshot_view("e", EditPreviewScreen, lambda s: s.effect is not None and s.curve is not None,
+                        "equals_sign", "x", "enter")
+    assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)

@@ -307,7 +307,7 @@ SYNTH_NAMES = ["circle", "square", "triangle", "star", "cross", "ring", "crescen
                "arrow", "hourglass"]
 
 
-def make_synthetic_session(folder: Path, name: str = "synth") -> Path:
+def make_synthetic_session(folder: Path, name: str = "synth", config=None) -> Path:  # noqa: ANN001
     """A complete session from known arrays: d=32 activations, h=64 SAE features, 10 classes.
 
     Class c's activations point along decoder column 6c+1, and the classifier row of c is that
@@ -325,7 +325,7 @@ def make_synthetic_session(folder: Path, name: str = "synth") -> Path:
     u = A.astype(np.float64) @ D
     M = class_means(u, labels, C)
     top = top_activating(u, 16)
-    path = make_session(folder, name, tiny_config(name))
+    path = make_session(folder, name, config or tiny_config(name))
     with Session.open(path) as session, session.transaction() as tx:
         tx.write_json("class_names", SYNTH_NAMES)
         tx.write_json("backbone/head", "fc")

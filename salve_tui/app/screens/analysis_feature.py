@@ -140,8 +140,8 @@ class FeatureDetailScreen(SessionScreen):
         "at evenly spaced quantiles of u_k, ▼ the lowest (latents are signed). ↑/↓ choose the "
         "row, ←/→ the sample; the selected sample and its Grad-FAM map (where its evidence for "
         "the feature sits) are shown bottom left. Panels, 1–4 or tab: 1 the histogram of u_k over "
-        "the test split, stacked by class (▲ marks the selected sample); 2 per class the mean "
-        "latent μ_ck and the direct effect W·D[:,k] of the feature on the class logit (the logit "
+        "the test split, stacked by class (▲ marks the selected sample); 2 per class (■ its colour "
+        "in the histogram) the mean latent μ_ck and the direct effect W·D[:,k] of the feature on the class logit (the logit "
         "change per unit of u_k, what a SALVE edit scales down); 3 the features whose decoder "
         "direction is closest (cosine); 4 activation-maximisation snapshots (a runs it as a job, "
         "c cancels). PgUp/PgDn scroll a long panel. < and > step to the previous / next feature, "
@@ -243,7 +243,7 @@ class FeatureDetailScreen(SessionScreen):
             thumb.styles.height = pixels // 2 + 1
         bottom = max(MIN_BOTTOM_ROWS, height - 3 - rows * (pixels // 2 + 2))
         preview_pixels = max(MIN_PIXELS, 2 * (bottom - 1))
-        self.query_one("#feature-selected").styles.width = min(2 * preview_pixels + 4, width // 2 + 2)
+        self.query_one("#feature-selected").styles.width = min(2 * preview_pixels + 4, width // 2)
         self._show_rows()
 
     def _show_rows(self) -> None:
@@ -363,8 +363,7 @@ class FeatureDetailScreen(SessionScreen):
             title.append(label, style="reverse bold" if key == self.panel else "dim")
             title.append(" ")
         if self.panel == "classes":
-            title = Text("2 classes: ■ colour, μ_ck, direct effect W·D[:,k] on the logit",
-                         style="bold")
+            title = Text("2 class" + " " * 12 + "μ_ck    W·D", style="bold")
         elif self.panel == "actmax":
             title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
         self.query_one("#feature-panel-title", Static).update(title)
@@ -373,16 +372,17 @@ class FeatureDetailScreen(SessionScreen):
         assert self.card is not None and self.inputs is not None
         card, names = self.card, self.inputs.class_names
         scale = float(np.nanmax(np.abs(card.class_means))) if np.isfinite(card.class_means).any() else 1.0
-        width = min(9, max((len(n) for n in names), default=5))
+        width = min(8, max((len(n) for n in names), default=5))
         text = Text()
         for c in range(card.num_classes):
             mu, effect = float(card.class_means[c]), float(card.direct_effect[c])
             text.append("■ ", style=class_colour(c))
             text.append(class_name(names, c)[:width].ljust(width) + " ",
                         style="reverse" if c == self.selected_class else "")
-            text.append_text(bar_text(mu, scale, half_width=5))
+            text.append_text(bar_text(mu, scale, half_width=4))
             text.append(f" {mu:+6.2f}" if np.isfinite(mu) else "      —")
-            text.append(f" W·D {effect:+6.2f}\n", style="bold" if effect == card.direct_effect.max() else "")
+            text.append(f" {effect:+6.2f}\n", style="bold" if effect == card.direct_effect.max() else "")
+        text.rstrip()
         return text
 
     def _nearest_text(self) -> Text:
@@ -394,6 +394,7 @@ class FeatureDetailScreen(SessionScreen):
             text.append(f"{int(j):>7} {cos:+.3f}  ")
             text.append(", ".join(owners) or "—", style="green" if owners else "dim")
             text.append("\n")
+        text.rstrip()
         return text
 
     def _actmax_status(self) -> str:

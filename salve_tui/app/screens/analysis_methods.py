@@ -182,7 +182,8 @@ class MethodsScreen(SessionScreen):
             row = method_row(curves[method])
             low, high = row["range"]
             table.append(f"{title:<9}", style=colour)
-            table.append(f"{PARAM_LABELS.get(row['param'], row['param'])[:5]:>6} {fmt_value(low):>5}→{fmt_value(high):<5}"
+            span = f"{fmt_value(low)}→{fmt_value(high)}"
+            table.append(f"{PARAM_LABELS.get(row['param'], row['param'])[:5]:>6} {span:>11}"
                          f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"
                          f"{fmt_percent(row['others_at_50']):>8}\n")
         self.query_one("#methods-table", Static).update(table)
