@@ -112,6 +112,7 @@ async def test_feature_card_matches_core_and_is_keyboard_driven(tiny_folder: Pat
         W, _ = load_classifier_head(ro)
         D = load_sae_arrays(ro)["decoder.weight"]
         M = ro.read_array("rankings/class_means")
+        dominant = ro.read_array("rankings/dominant")
         names = ro.read_json("class_names")
         u = split_latents(ro)
     labels = acts["labels"]
@@ -140,7 +141,8 @@ async def test_feature_card_matches_core_and_is_keyboard_driven(tiny_folder: Pat
         lines = classes.splitlines()
         assert len(lines) == len(names)
         for c, line in enumerate(lines):
-            assert line.startswith(f"■ {names[c][:8]}")
+            owner = "◆" if int(dominant[c]) == 2 else " "
+            assert line.startswith(f"■{owner}{names[c][:8]}")
             assert line.endswith(f"{M[c, 2]:+6.2f} {expected.direct_effect[c]:+6.2f}")
         await pilot.press("3")
         nearest = text_of(card_screen, "#panel-nearest-text")

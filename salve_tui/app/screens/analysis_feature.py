@@ -141,7 +141,7 @@ class FeatureDetailScreen(SessionScreen):
         "row, ←/→ the sample; the selected sample and its Grad-FAM map (where its evidence for "
         "the feature sits) are shown bottom left. Panels, 1–4 or tab: 1 the histogram of u_k over "
         "the test split, stacked by class (▲ marks the selected sample); 2 per class (■ its colour "
-        "in the histogram) the mean latent μ_ck and the direct effect W·D[:,k] of the feature on the class logit (the logit "
+        "in the histogram, ◆ where this is the class's dominant feature) the mean latent μ_ck and the direct effect W·D[:,k] of the feature on the class logit (the logit "
         "change per unit of u_k, what a SALVE edit scales down); 3 the features whose decoder "
         "direction is closest (cosine); 4 activation-maximisation snapshots (a runs it as a job, "
         "c cancels). PgUp/PgDn scroll a long panel. < and > step to the previous / next feature, "
@@ -337,10 +337,10 @@ class FeatureDetailScreen(SessionScreen):
         strongest = int(np.nanargmax(np.abs(column))) if np.isfinite(column).any() else 0
         info = Text(f"feature {k}", style="bold")
         info.append(f"/{self.inputs.D.shape[1]} · ")
-        info.append("dominant for " + ", ".join(owners) if owners else "dominant for no class",
+        listed = ", ".join(owners) if len(owners) <= 2 else f"{len(owners)} classes (◆ in panel 2)"
+        info.append(f"dominant for {listed}" if owners else "dominant for no class",
                     style="bold green" if owners else "dim")
-        info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}"
-                    f" · u {card.values.min():+.2f}…{card.values.max():+.2f}")
+        info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
         self.query_one("#feature-info", Static).update(info)
 
     # ----- panels
@@ -363,7 +363,7 @@ class FeatureDetailScreen(SessionScreen):
             title.append(label, style="reverse bold" if key == self.panel else "dim")
             title.append(" ")
         if self.panel == "classes":
-            title = Text("2 class" + " " * 12 + "μ_ck    W·D", style="bold")
+            title = Text("2 class".ljust(23) + "μ_ck" + "W·D".rjust(7), style="bold")
         elif self.panel == "actmax":
             title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
         self.query_one("#feature-panel-title", Static).update(title)
@@ -376,7 +376,8 @@ class FeatureDetailScreen(SessionScreen):
         text = Text()
         for c in range(card.num_classes):
             mu, effect = float(card.class_means[c]), float(card.direct_effect[c])
-            text.append("■ ", style=class_colour(c))
+            text.append("■", style=class_colour(c))
+            text.append("◆" if int(self.inputs.dominant[c]) == card.feature else " ", style="bold green")
             text.append(class_name(names, c)[:width].ljust(width) + " ",
                         style="reverse" if c == self.selected_class else "")
             text.append_text(bar_text(mu, scale, half_width=4))
