@@ -512,8 +512,9 @@ class FeatureDetailScreen(SessionScreen):
     # ----- actions
 
     def action_step_feature(self, step: int) -> None:
-        h = self.inputs.D.shape[1] if self.inputs is not None else 1
-        self.feature = (self.feature + step) % max(1, h)
+        if self.inputs is None:  # the feature count is known once the first card has loaded
+            return
+        self.feature = (self.feature + step) % self.inputs.D.shape[1]
         self.preview = None
         self.card = None
         self.actmax = None
