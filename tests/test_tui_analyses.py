@@ -134,6 +134,14 @@ async def test_feature_card_matches_core_and_is_keyboard_driven(tiny_folder: Pat
         thumb = card_screen.query_one("#row-top").query(Thumbnail).first()
         view = thumb.query_one(ImageView)
         assert view.size.width >= 16 and 2 * view.size.height >= 16
+        # the drawn histogram has one bin per column, counted by the core's class_histogram
+        from core.workflow.feature_card import class_histogram
+        from salve_tui.app.widgets.histogram import ClassHistogram
+
+        drawn = card_screen.query_one(ClassHistogram)
+        bins = min(drawn.MAX_BINS, drawn.content_size.width)
+        assert drawn.counts.shape == (len(names), bins) and drawn.counts.sum() == len(labels)
+        np.testing.assert_array_equal(drawn.counts, class_histogram(u[:, 2], labels, len(names), bins)[1])
         # the classes panel lists μ and W·D of every class
         await pilot.press("2")
         assert card_screen.query_one(ContentSwitcher).current == "panel-classes"

@@ -352,7 +352,8 @@ class FeatureDetailScreen(SessionScreen):
         card = self.card
         sample = self.selected_sample
         self.query_one(ClassHistogram).show(card.histogram, card.bin_edges,
-                                            None if sample is None else float(card.values[sample]))
+                                            None if sample is None else float(card.values[sample]),
+                                            card.values, card.labels)
         self.query_one("#panel-classes-text", Static).update(self._classes_text())
         self.query_one("#panel-nearest-text", Static).update(self._nearest_text())
         self._draw_actmax()
@@ -461,7 +462,8 @@ class FeatureDetailScreen(SessionScreen):
         if sample is None or self.card is None:
             return
         self.query_one(ClassHistogram).show(self.card.histogram, self.card.bin_edges,
-                                            float(self.card.values[sample]))
+                                            float(self.card.values[sample]), self.card.values,
+                                            self.card.labels)
         self.preview_error = ""
         self._draw_selected_title()
         self.query_one("#preview-image", ImageView).image = self.images.get(sample)

@@ -101,22 +101,39 @@ def histogram_text(counts: np.ndarray, edges: np.ndarray, width: int, height: in
 
 
 class ClassHistogram(Widget):
-    """The stacked histogram sized to the widget (bars fill all but two rows: axis, range)."""
+    """The stacked histogram sized to the widget (bars fill all but two rows: axis, range).
+
+    Given the raw values and labels it re-bins them to one bin per column (up to
+    :data:`MAX_BINS`) with :func:`core.workflow.feature_card.class_histogram`, so a wide terminal
+    shows a finer histogram; given only counts it draws those."""
 
     DEFAULT_CSS = """
     ClassHistogram { width: 1fr; height: 1fr; }
     """
+    MAX_BINS = 80
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.counts = np.zeros((0, 0), dtype=np.int64)
         self.edges = np.zeros(0)
         self.marker: float | None = None
+        self._raw: tuple[np.ndarray, np.ndarray, int] | None = None
+        self._binned_for = 0
 
-    def show(self, counts: np.ndarray, edges: np.ndarray, marker: float | None = None) -> None:
+    def show(self, counts: np.ndarray, edges: np.ndarray, marker: float | None = None,
+             values: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
         self.counts, self.edges, self.marker = np.asarray(counts), np.asarray(edges), marker
+        self._raw = None if values is None or labels is None else (values, labels, len(self.counts))
+        self._binned_for = 0
         self.refresh()
 
     def render(self) -> Text:
         width, height = self.content_size
+        bins = min(self.MAX_BINS, width)
+        if self._raw is not None and bins >= 4 and bins != self._binned_for:
+            from core.workflow.feature_card import class_histogram
+
+            values, labels, num_classes = self._raw
+            self.edges, self.counts = class_histogram(values, labels, num_classes, bins)
+            self._binned_for = bins
         return histogram_text(self.counts, self.edges, width, height - 1, self.marker)
