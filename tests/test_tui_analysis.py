@@ -178,11 +178,12 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         await wait_for(pilot, lambda: isinstance(app.screen, FeatureDetailScreen), what="feature")
         detail = app.screen
         assert detail.feature == 1
-        await wait_for(pilot, lambda: len(detail.query(Thumbnail)) == 16, what="thumbnails")
-        captions = [str(t.query_one(".caption", Static).render()) for t in detail.query(Thumbnail)][:8]
-        assert captions == [names[labels[i]] for i in top_pos[1][:8]]
-        bars = str(detail.query_one("#feature-assoc-bars", Static).render())
-        assert all(f"{M[c, 1]:+.2f}" in bars for c in range(len(names)))
+        await wait_for(pilot, lambda: detail.card is not None, what="feature card")
+        thumbs = list(detail.query_one("#row-top").query(Thumbnail))
+        captions = [str(t.query_one(".caption", Static).render()) for t in thumbs]
+        assert [c.split()[0] for c in captions] == [names[labels[i]] for i in top_pos[1][:8]]
+        bars = str(detail.query_one("#panel-classes-text", Static).render())
+        assert all(f"{M[c, 1]:+6.2f}" in bars for c in range(len(names)))
         await wait_for(pilot, lambda: detail.preview is not None, what="Grad-FAM preview")
         preview = detail.preview
         assert preview.sample == int(top_pos[1][0]) and preview.feature == 1
@@ -306,7 +307,7 @@ SYNTH_NAMES = ["circle", "square", "triangle", "star", "cross", "ring", "crescen
                "arrow", "hourglass"]
 
 
-def make_synthetic_session(folder: Path, name: str = "synth") -> Path:
+def make_synthetic_session(folder: Path, name: str = "synth", config=None) -> Path:  # noqa: ANN001
     """A complete session from known arrays: d=32 activations, h=64 SAE features, 10 classes.
 
     Class c's activations point along decoder column 6c+1, and the classifier row of c is that
@@ -324,7 +325,7 @@ def make_synthetic_session(folder: Path, name: str = "synth") -> Path:
     u = A.astype(np.float64) @ D
     M = class_means(u, labels, C)
     top = top_activating(u, 16)
-    path = make_session(folder, name, tiny_config(name))
+    path = make_session(folder, name, config or tiny_config(name))
     with Session.open(path) as session, session.transaction() as tx:
         tx.write_json("class_names", SYNTH_NAMES)
         tx.write_json("backbone/head", "fc")

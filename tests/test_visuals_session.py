@@ -117,7 +117,17 @@ def test_actmax_and_top_samples_cli(workspace: Path, capsys: pytest.CaptureFixtu
     assert top == exports / "top-samples_feature-5.png"
     assert png_size(top) == (8 * 130, 2 * 130 + 60)  # two rows of eight 1.3-inch cells
 
-    assert files_under(workspace) - before == {Path(result["path"]), top}
+    # The raw snapshots the TUI draws: a PNG strip at pixel size and its sidecar.
+    from core.workflow.actmax_images import actmax_snapshots_path, load_actmax_snapshots
+
+    with Session.open(session_file, read_only=True) as ro:
+        strip = actmax_snapshots_path(ro, 1, seed=1)
+        images, meta = load_actmax_snapshots(ro, 1, seed=1)
+    assert meta["steps"] == [3, 6, 9, 12] and meta["size"] == 32
+    assert meta["final_activation"] == pytest.approx(result["final_activation"], rel=1e-6)
+    assert [im.shape for im in images] == [(32, 32, 3)] * 4
+    assert files_under(workspace) - before == {Path(result["path"]), top, strip,
+                                               strip.with_suffix(".json")}
 
 
 def test_export_figures_follow_the_stored_control_results(
@@ -267,3 +277,24 @@ def test_registering_visuals_commands_keeps_torch_unimported() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root,
                           check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_actmax_snapshots_are_the_run_pixels(workspace: Path) -> None:
+    """The stored strip holds each snapshot's pixels exactly (to uint8 rounding)."""
+    from core.workflow.actmax_images import (
+        default_actmax_config,
+        load_actmax_snapshots,
+        run_actmax,
+        save_actmax,
+    )
+
+    with Session.open(workspace / "sessions" / "tiny.h5") as session:
+        config = default_actmax_config(session, 2, steps=6, snapshots=1, seed=4)
+        result = run_actmax(session, 2, config)
+        save_actmax(session, result, config)
+        images, meta = load_actmax_snapshots(session, 2, seed=4)
+        assert load_actmax_snapshots(session, 3, seed=4) is None
+    assert meta["steps"] == [step for step, _ in result.snapshots] == [3, 6]
+    for image, (_, snap) in zip(images, result.snapshots, strict=True):
+        expected = (snap[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round()
+        assert np.abs(image.astype(float) - expected).max() <= 1

@@ -123,6 +123,14 @@ def _check_vit_layer(model: nn.Module, layer: str) -> None:
         )
 
 
+def candidate_layers(model: nn.Module) -> list[str]:
+    """The layers a user may pick for saliency maps, shallow to deep: ResNet's ``layer1..layer4``;
+    ViT the ``ln_1`` entering each encoder block (a later layer has no path to [CLS])."""
+    if _is_vit(model):
+        return [f"encoder.layers.{name}.ln_1" for name, _ in model.encoder.layers.named_children()]
+    return [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
+
+
 def default_target_layer(model: nn.Module, image_size: int | tuple[int, int]) -> str:
     """Pick the layer SPEC §6 prescribes for this model and input size.
 

@@ -89,6 +89,7 @@ def save_actmax(
         f"(start {float(result.start_activation[0]):+.3g})"
     )
     goal = "maximise" if config.sign > 0 else "minimise"
+    save_actmax_snapshots(session, result, config)
     return save_image_grid(
         images,
         labels,
@@ -110,3 +111,70 @@ def actmax_png(
     config = config or default_actmax_config(session, feature)
     result = run_actmax(session, feature, config, progress, cancel)
     return save_actmax(session, result, config, out)
+
+
+def actmax_snapshots_path(session: Session, feature: int, seed: int = 0) -> Path:
+    """The raw snapshots of ``feature``'s act-max run as one PNG strip (no figure chrome), which
+    the TUI draws as images; a JSON sidecar (same name, ``.json``) names their steps."""
+    return actmax_path(session, feature, seed).with_suffix(".snapshots.png")
+
+
+def save_actmax_snapshots(session: Session, result: Any, config: Any) -> Path:
+    """Write the snapshots side by side at their pixel size (uint8 RGB) and the sidecar, each
+    to a temp file that is fsynced and renamed."""
+    import json
+
+    feature = result.features[0]
+    images = [
+        (snap[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        for _, snap in result.snapshots
+    ]
+    path = actmax_snapshots_path(session, feature, config.seed)
+    meta = {
+        "feature": int(feature),
+        "steps": [int(step) for step, _ in result.snapshots],
+        "size": int(images[0].shape[0]),
+        "start_activation": float(result.start_activation[0]),
+        "final_activation": float(result.final_activation[0]),
+        "sign": int(config.sign),
+    }
+    _write_atomic(path, lambda handle: _png(np.concatenate(images, axis=1), handle))
+    _write_atomic(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(meta).encode()))
+    return path
+
+
+def load_actmax_snapshots(session: Session, feature: int, seed: int = 0
+                          ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The stored snapshots (H×W×3 uint8 each) and their sidecar, or None before any run."""
+    import json
+
+    from PIL import Image
+
+    path = actmax_snapshots_path(session, feature, seed)
+    sidecar = path.with_suffix(".json")
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    meta = json.loads(sidecar.read_text())
+    with Image.open(path) as image:
+        strip = np.asarray(image.convert("RGB"))
+    size = int(meta["size"])
+    count = strip.shape[1] // size
+    return [strip[:, i * size : (i + 1) * size] for i in range(count)], meta
+
+
+def _png(image: np.ndarray, handle: Any) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(handle, format="PNG")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

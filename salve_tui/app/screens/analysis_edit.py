@@ -100,7 +100,8 @@ class EditPreviewScreen(SessionScreen):
         "↑/↓ choose the target class (the edited feature follows its dominant feature unless you "
         "picked one); < > step the feature; n adds a feature, x removes the last one; d goes back "
         "to the dominant feature. + / - change the strength in coarse steps, ] / [ in fine steps, "
-        "0 resets it. s switches suppress/enhance, m the method (SALVE weight edit, ROME rank-one "
+        "0 resets it, = types an exact value. b shows the confusion matrices before and after "
+        "side by side. s switches suppress/enhance, m the method (SALVE weight edit, ROME rank-one "
         "baseline, SAE steering), o the modulation (linear = Eq. 1, clamped = sign-preserving). "
         "The table shows each class's test accuracy before and after the edit and the change in "
         "percentage points; the curve shows the target class (red) and the mean of the others "
@@ -120,7 +121,9 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("plus,equals_sign", "alpha(1)", "α+", key_display="+"),
+        Binding("plus", "alpha(1)", "α+", key_display="+"),
+        Binding("equals_sign", "type_alpha", "Type strength", key_display="=", show=False),
+        Binding("b", "confusion", "Confusion before/after", show=False),
         Binding("minus", "alpha(-1)", "α-", key_display="-"),
         Binding("right_square_bracket", "alpha_fine(1)", "fine+", key_display="]"),
         Binding("left_square_bracket", "alpha_fine(-1)", "fine-", key_display="["),
@@ -445,6 +448,29 @@ class EditPreviewScreen(SessionScreen):
     def action_alpha_zero(self) -> None:
         self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
         self.update_preview()
+
+    def action_type_alpha(self) -> None:
+        from salve_tui.app.screens.number_input import NumberInputModal
+
+        minimum = None if self.method == "rome" else 0.0
+        what = {"salve": "SALVE strength α (≥ 0)", "rome": "ROME target value of the class logit",
+                "steer": "steering strength β (≥ 0)"}[self.method]
+
+        def apply(value: float | None) -> None:
+            if value is not None:
+                self.alpha = value
+                self.status = ""
+                self.update_preview()
+
+        self.app.push_screen(NumberInputModal(f"Type the {what}:", self.alpha, minimum), apply)
+
+    def action_confusion(self) -> None:
+        from salve_tui.app.screens.analysis_confusion import ConfusionScreen
+
+        if self.spec is None:
+            self.notify(self.error or "no edit to compare yet", severity="warning")
+            return
+        self.app.push_screen(ConfusionScreen(self.spec, self.target_class))
 
     def action_toggle_mode(self) -> None:
         self.mode = "enhance" if self.mode == "suppress" else "suppress"

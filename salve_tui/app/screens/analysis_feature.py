@@ -1,31 +1,32 @@
-"""Feature detail: what one SAE feature responds to (SPEC §6).
+"""Feature card: what one SAE feature responds to, image first (sae_vis / Neuronpedia style).
 
-* the test samples with the highest and the lowest latent ``u_k`` (both signs matter: latents
-  are signed), as thumbnails captioned with their class;
-* Grad-FAM of the selected thumbnail, computed in a thread worker (read-only, nothing stored);
-* activation maximisation (``a``): a cancellable app job running
-  :func:`core.workflow.actmax_images.actmax_png`; its figure (``core.workflow.actmax_images.actmax_path``, the file the CLI
-  writes too) is shown once it exists, so it survives a restart;
-* class association: μ_ck of this feature for every class as a signed bar.
+* sample rows: the test samples with the highest ``u_k`` (▲), samples at evenly spaced
+  activation quantiles (≈), and the lowest (▼) — latents are signed, both ends matter — drawn
+  at 16×16 px or more (the size grows with the terminal); ↑/↓ choose the row, ←/→ the sample;
+* the selected sample and its Grad-FAM map (a thread worker; read-only, nothing stored);
+* panels (1–4, tab cycles): the histogram of ``u_k`` over the test split stacked by class; the
+  class table (μ_ck and the direct effect ``W·D[:,k]`` on every class logit, what the SALVE edit
+  scales); the nearest features by decoder cosine; the activation-maximisation snapshots as
+  images (``a`` runs it as a cancellable job; they are stored beside its figure).
 
-Opened from the feature–class matrix (Enter); not a dashboard view of its own because it needs
-a feature.
+The numbers come from :func:`core.workflow.feature_card.feature_card`. The screen paints a
+loading line at once and fills in from a thread worker. Opened from the feature–class matrix
+(Enter); not a dashboard view of its own because it needs a feature.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import get_current_worker
 
-from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
+from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     bar_text,
     class_name,
@@ -33,248 +34,439 @@ from salve_tui.app.screens.analysis_shared import (
     sample_images,
 )
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.widgets.histogram import ClassHistogram, class_colour
 from salve_tui.app.widgets.image import ImageView
 
 if TYPE_CHECKING:
+    from core.workflow.feature_card import FeatureCard, FeatureCardInputs
     from core.workflow.saliency_maps import SaliencyResult
 
-THUMBNAILS = 8  # per sign; the session stores 16
+ROWS = (("top", "▲ highest"), ("quantiles", "≈ quantiles of"), ("bottom", "▼ lowest"))
+PANELS = (("histogram", "1 hist"), ("classes", "2 class"), ("nearest", "3 near"),
+          ("actmax", "4 act-max"))
+MIN_PIXELS = 16  # thumbnails are never smaller (half-blocks: 2 px per cell vertically)
+MAX_PIXELS = 40
+MIN_BOTTOM_ROWS = 11  # the panels need a title + 10 rows (10 classes)
 
 
-def read_png(path: Path) -> np.ndarray | None:
-    """An RGB uint8 array of the PNG at ``path``, or None when it does not exist (yet)."""
-    from PIL import Image
+def encode_latents(session) -> np.ndarray:  # noqa: ANN001 (Session)
+    """``u`` (N×h) of the test split with the stored SAE (:func:`core.workflow.feature_card.split_latents`)."""
+    from core.workflow.feature_card import split_latents
 
-    if not path.is_file():
-        return None
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+    return split_latents(session)
 
 
-def encode_latents(session, split: str = "test") -> np.ndarray:  # noqa: ANN001 (Session)
-    """``u`` (N×h) of a split with the stored SAE weights, in numpy (no torch needed)."""
-    from core.workflow.pipeline import load_activations, load_sae_arrays
+def card_layout(width: int, height: int, n_samples: int = 8) -> tuple[int, int, int]:
+    """(thumbnail pixels, visible sample rows, thumbnails shown per row) for a terminal size.
 
-    weights = load_sae_arrays(session)
-    a = np.asarray(load_activations(session, split)["a"], dtype=np.float64)
-    u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
-    config = session.config.sae
-    if config.kind == "topk":
-        keep = np.argsort(-np.abs(u), axis=1)[:, : config.k]
-        mask = np.zeros_like(u, dtype=bool)
-        np.put_along_axis(mask, keep, True, axis=1)
-        u = np.where(mask, u, 0.0)
-    return u
+    Thumbnails are square, at least :data:`MIN_PIXELS`, as large as width (all samples of a row
+    side by side) and height (the rows shown plus the panels) allow; all three rows are shown
+    once they fit at the minimum size, else one (↑/↓ switch it).
+    """
+    free = max(0, height - 3 - MIN_BOTTOM_ROWS)  # header, info line, footer
+
+    def pixels_for(rows: int) -> int:
+        return 2 * (free // rows - 2)  # each row: a title, the image, a caption
+
+    rows = 3 if pixels_for(3) >= MIN_PIXELS else 1
+    by_width = (width - 2) // n_samples - 1
+    pixels = max(MIN_PIXELS, min(MAX_PIXELS, by_width, pixels_for(rows)))
+    pixels -= pixels % 2
+    per_row = max(1, min(n_samples, (width - 2) // (pixels + 1)))
+    return pixels, rows, per_row
+
+
+class PanelScroll(VerticalScroll, can_focus=False):
+    """A panel that scrolls by PgUp/PgDn only: ↑/↓ stay with the sample selection."""
 
 
 class Thumbnail(Vertical):
-    """A sample image with its class under it; the selected one has a reversed caption."""
+    """A sample image with its class and latent under it; the selected one is reversed."""
 
     DEFAULT_CSS = """
-    Thumbnail { width: 9; height: 5; padding-right: 1; }
-    Thumbnail ImageView { height: 4; }
+    Thumbnail { width: 17; height: 9; padding-right: 1; }
+    Thumbnail ImageView { height: 1fr; }
     Thumbnail .caption { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     Thumbnail.-selected .caption { text-style: reverse bold; }
     """
 
-    def __init__(self, image: np.ndarray, caption: str, **kwargs) -> None:
+    def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._image = image
-        self._caption = caption
+        self.sample: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield ImageView(self._image)
-        yield Static(self._caption, classes="caption", markup=False)
+        yield ImageView()
+        yield Static("", classes="caption", markup=False)
+
+    def show(self, sample: int | None, image: np.ndarray | None, caption: str) -> None:
+        self.sample = sample
+        self.query_one(ImageView).image = image
+        self.query_one(".caption", Static).update(caption)
 
     def set_selected(self, selected: bool) -> None:
         self.set_class(selected, "-selected")
 
 
+class SampleRow(Vertical):
+    """One row of the card: a title and up to eight thumbnails (a window of them when narrow)."""
+
+    DEFAULT_CSS = """
+    SampleRow { height: auto; }
+    SampleRow .row-title { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
+    SampleRow.-current .row-title { color: $text; text-style: bold; }
+    SampleRow Horizontal { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, key: str, n_samples: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.key = key
+        self.n_samples = n_samples
+
+    def compose(self) -> ComposeResult:
+        yield Static("", classes="row-title", markup=False)
+        with Horizontal():
+            for i in range(self.n_samples):
+                yield Thumbnail(id=f"thumb-{self.key}-{i}")
+
+    @property
+    def thumbnails(self) -> list[Thumbnail]:
+        return list(self.query(Thumbnail))
+
+
 class FeatureDetailScreen(SessionScreen):
-    SCREEN_TITLE = "Feature detail"
+    SCREEN_TITLE = "Feature card"
     HELP_TEXT = (
-        "One SAE feature. Top: the test samples with the highest latent u_k (▲) and the lowest "
-        "(▼), labelled with their class. Arrows choose a sample; its Grad-FAM map (where in the "
-        "image the feature's evidence sits) is computed in the background and shown bottom right. "
-        "a runs activation maximisation (an image synthesised to drive u_k; a job with progress, "
-        "c cancels it; the figure is saved in the export folder). Bottom left: the feature's mean "
-        "latent μ for every class. < and > step to the previous / next feature; e opens an edit "
-        "preview of this feature."
+        "One SAE feature, image first. Rows of test samples: ▲ the highest latent u_k, ≈ samples "
+        "at evenly spaced quantiles of u_k, ▼ the lowest (latents are signed). ↑/↓ choose the "
+        "row, ←/→ the sample; the selected sample and its Grad-FAM map (where its evidence for "
+        "the feature sits) are shown bottom left. Panels, 1–4 or tab: 1 the histogram of u_k over "
+        "the test split, stacked by class (▲ marks the selected sample); 2 per class (■ its colour "
+        "in the histogram, ◆ where this is the class's dominant feature) the mean latent μ_ck and the direct effect W·D[:,k] of the feature on the class logit (the logit "
+        "change per unit of u_k, what a SALVE edit scales down); 3 the features whose decoder "
+        "direction is closest (cosine); 4 activation-maximisation snapshots (a runs it as a job, "
+        "c cancels). PgUp/PgDn scroll a long panel. < and > step to the previous / next feature, "
+        "e opens an edit preview of it."
     )
     DEFAULT_CSS = """
     FeatureDetailScreen #feature-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    FeatureDetailScreen .strip-title { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; }
-    FeatureDetailScreen .thumb-strip { height: 5; padding: 0 1; }
+    FeatureDetailScreen #feature-rows { height: auto; }
     FeatureDetailScreen #feature-bottom { height: 1fr; }
-    FeatureDetailScreen #feature-assoc { width: 38; }
-    FeatureDetailScreen #feature-preview { width: 1fr; }
-    FeatureDetailScreen #feature-preview-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    FeatureDetailScreen #feature-preview-images { height: 1fr; }
-    FeatureDetailScreen #feature-preview-images ImageView { width: 1fr; margin-right: 1; }
+    FeatureDetailScreen #feature-selected { width: 43; padding: 0 1; }
+    FeatureDetailScreen #feature-selected-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FeatureDetailScreen #feature-selected-images ImageView { width: 1fr; margin-right: 1; }
+    FeatureDetailScreen #feature-panel { width: 1fr; padding: 0 1 0 0; }
+    FeatureDetailScreen #feature-panel-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FeatureDetailScreen #feature-panels { height: 1fr; }
+    FeatureDetailScreen #panel-actmax-images { height: 1fr; }
+    FeatureDetailScreen #panel-actmax-images ImageView { width: 1fr; margin-right: 1; }
+    FeatureDetailScreen #panel-actmax-captions { height: 1; text-wrap: nowrap; }
+    FeatureDetailScreen.-actmax #feature-selected { display: none; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("left", "move(0, -1)", "Sample", show=False),
-        Binding("right", "move(0, 1)", "Sample", show=False),
-        Binding("up", "move(-1, 0)", "Row", show=False),
-        Binding("down", "move(1, 0)", "Row", show=False),
+        Binding("left", "move(0, -1)", "Previous sample", show=False),
+        Binding("right", "move(0, 1)", "Next sample", show=False),
+        Binding("up", "move(-1, 0)", "Row up", show=False),
+        Binding("down", "move(1, 0)", "Row down", show=False),
         Binding("a", "actmax", "Act-max"),
-        Binding("e", "edit_feature", "Edit preview"),
-        Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<"),
-        Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">"),
+        Binding("e", "edit_feature", "Edit"),
+        Binding("less_than_sign", "step_feature(-1)", "Prev", key_display="<"),
+        Binding("greater_than_sign", "step_feature(1)", "Next", key_display=">"),
+        Binding("tab", "next_panel", "Next panel", show=False),
+        Binding("1", "panel('histogram')", "Histogram", show=False),
+        Binding("2", "panel('classes')", "Classes: μ and W·D", show=False),
+        Binding("3", "panel('nearest')", "Nearest features", show=False),
+        Binding("4", "panel('actmax')", "Act-max snapshots", show=False),
+        Binding("pagedown", "scroll_panel(1)", "Scroll panel down", show=False),
+        Binding("pageup", "scroll_panel(-1)", "Scroll panel up", show=False),
     ]
 
     def __init__(self, feature: int, selected_class: int | None = None) -> None:
         super().__init__()
         self.feature = int(feature)
         self.selected_class = selected_class
-        self.top: dict[str, np.ndarray] = {"pos": np.zeros(0, np.int64), "neg": np.zeros(0, np.int64)}
-        self.latents = np.zeros((0, 0))
-        self.labels = np.zeros(0, np.int64)
-        self.class_names: list[str] = []
-        self.M = np.zeros((0, 0))
-        self.dominant = np.zeros(0, np.int64)
-        self.selection = (0, 0)  # (row: 0 = highest, 1 = lowest; column)
+        self.inputs: FeatureCardInputs | None = None
+        self.card: FeatureCard | None = None
+        self.images: dict[int, np.ndarray] = {}  # test sample → RGB image
+        self.selection = (0, 0)  # (row: 0 top, 1 quantiles, 2 bottom; column)
+        self.panel = "histogram"
         self.preview: SaliencyResult | None = None
         self.preview_error = ""
-        self.actmax_image: np.ndarray | None = None  # the act-max figure, as written by core
-        self._built_for: int | None = None
+        self.load_error = ""
+        self.actmax: tuple[list[np.ndarray], dict[str, Any]] | None = None
+        self._actmax_job: Any = None
+        self._actmax_feature: int | None = None  # the feature the running act-max job drives
+        self._actmax_progress = ""
+        self._layout = (MIN_PIXELS, 1, 4)
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(id="feature-info", markup=False)
-        yield Static(id="feature-pos-title", classes="strip-title", markup=False)
-        yield Horizontal(id="feature-pos", classes="thumb-strip")
-        yield Static(id="feature-neg-title", classes="strip-title", markup=False)
-        yield Horizontal(id="feature-neg", classes="thumb-strip")
+        yield Static(f"loading feature {self.feature}: latents, decoder, test images…",
+                     id="feature-info", markup=False)
+        with Vertical(id="feature-rows"):
+            for key, _ in ROWS:
+                yield SampleRow(key, 8, id=f"row-{key}")
         with Horizontal(id="feature-bottom"):
-            with VerticalScroll(id="feature-assoc"):
-                yield Static(id="feature-assoc-bars", markup=False)
-            with Vertical(id="feature-preview"):
-                yield Static(id="feature-preview-title", markup=False)
-                with Horizontal(id="feature-preview-images"):
+            with Vertical(id="feature-selected"):
+                yield Static("", id="feature-selected-title", markup=False)
+                with Horizontal(id="feature-selected-images"):
                     yield ImageView(id="preview-image")
                     yield ImageView(id="preview-overlay")
-                    yield ImageView(id="preview-actmax")
+            with Vertical(id="feature-panel"):
+                yield Static("", id="feature-panel-title", markup=False)
+                with ContentSwitcher(initial="panel-histogram", id="feature-panels"):
+                    yield ClassHistogram(id="panel-histogram")
+                    with PanelScroll(id="panel-classes"):
+                        yield Static("", id="panel-classes-text", markup=False)
+                    with PanelScroll(id="panel-nearest"):
+                        yield Static("", id="panel-nearest-text", markup=False)
+                    with Vertical(id="panel-actmax"):
+                        yield Horizontal(id="panel-actmax-images")
+                        yield Static("", id="panel-actmax-captions", markup=False)
         yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._apply_layout()
+
+    def on_resize(self) -> None:
+        self._apply_layout()
+
+    # ----- layout
+
+    def _apply_layout(self) -> None:
+        width, height = self.size
+        if width == 0:
+            return
+        pixels, rows, per_row = card_layout(width, height)
+        self._layout = (pixels, rows, per_row)
+        for thumb in self.query(Thumbnail):
+            thumb.styles.width = pixels + 1
+            thumb.styles.height = pixels // 2 + 1
+        bottom = max(MIN_BOTTOM_ROWS, height - 3 - rows * (pixels // 2 + 2))
+        preview_pixels = max(MIN_PIXELS, 2 * (bottom - 1))
+        self.query_one("#feature-selected").styles.width = min(2 * preview_pixels + 4, width // 2)
+        self._show_rows()
+
+    def _show_rows(self) -> None:
+        _, rows, per_row = self._layout
+        current, column = self.selection
+        for r, (key, _) in enumerate(ROWS):
+            row = self.query_one(f"#row-{key}", SampleRow)
+            row.display = rows == 3 or r == current
+            row.set_class(r == current, "-current")
+            start = max(0, min(column - per_row // 2, 8 - per_row)) if r == current else 0
+            for i, thumb in enumerate(row.thumbnails):
+                thumb.display = start <= i < start + per_row and thumb.sample is not None
+                thumb.set_selected((r, i) == (current, column))
 
     # ----- session → view
 
     def refresh_from_session(self) -> None:
-        session = self.session
-        self.class_names = [str(c) for c in session.read_json("class_names")]
-        self.M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
-        self.dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
-        if not 0 <= self.feature < self.M.shape[1]:
-            raise ValueError(f"feature {self.feature} is out of range (0..{self.M.shape[1] - 1})")
-        if self.latents.size == 0:
-            from core.workflow.pipeline import load_activations
+        """Load the card's inputs in a worker (first time), then the card of the feature."""
+        session, feature = self.session, self.feature
 
-            self.latents = encode_latents(session)
-            self.labels = np.asarray(load_activations(session, "test")["labels"], dtype=np.int64)
-        self.top = {
-            "pos": np.asarray(session.read_array("rankings/top_pos"))[self.feature][:THUMBNAILS],
-            "neg": np.asarray(session.read_array("rankings/top_neg"))[self.feature][:THUMBNAILS],
-        }
-        from core.workflow.actmax_images import actmax_path
+        def load() -> None:
+            from core.workflow.actmax_images import load_actmax_snapshots
+            from core.workflow.feature_card import load_card_inputs
 
-        self.actmax_image = read_png(actmax_path(session, self.feature))
-        if self._built_for != self.feature:
-            self._built_for = self.feature
-            self._build_thumbnails()
-            self.selection = (0, 0)
-            self._select(0, 0)
-        self._draw_text()
-        self._draw_actmax()
+            worker = get_current_worker()
+            try:
+                inputs = self.inputs or load_card_inputs(session)
+                card = inputs.card(feature)
+                needed = sorted({int(i) for i in (*card.top, *card.quantile_samples, *card.bottom)}
+                                - set(self.images))
+                images = dict(zip(needed, sample_images(session, needed), strict=True)) if needed else {}
+                actmax = load_actmax_snapshots(session, feature)
+            except Exception as exc:  # a stage rerun left the session incomplete, a bad feature…
+                if not worker.is_cancelled:
+                    self.app.call_from_thread(self._show_load_error, str(exc))
+                return
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._card_ready, inputs, card, images, actmax)
 
-    def _build_thumbnails(self) -> None:
-        images = {sign: sample_images(self.session, idx) if len(idx) else np.zeros((0, 1, 1, 3), np.uint8)
-                  for sign, idx in self.top.items()}
-        for sign, strip_id in (("pos", "#feature-pos"), ("neg", "#feature-neg")):
-            strip = self.query_one(strip_id, Horizontal)
-            strip.remove_children()
-            strip.mount_all(
-                Thumbnail(image, class_name(self.class_names, int(self.labels[i])))
-                for image, i in zip(images[sign], self.top[sign], strict=True)
-            )
+        self.run_worker(load, thread=True, exclusive=True, group="feature-card", exit_on_error=False)
 
-    def _draw_text(self) -> None:
-        k = self.feature
-        owners = [class_name(self.class_names, c) for c, d in enumerate(self.dominant) if int(d) == k]
-        column = self.M[:, k]
+    def _show_load_error(self, error: str) -> None:
+        if self.is_attached:
+            self.load_error = error
+            self.query_one("#feature-info", Static).update(Text(f"cannot show feature {self.feature}: "
+                                                                f"{error}", style="red"))
+
+    def _card_ready(self, inputs: FeatureCardInputs, card: FeatureCard, images: dict[int, np.ndarray],
+                    actmax: tuple[list[np.ndarray], dict[str, Any]] | None) -> None:
+        if not self.is_attached or card.feature != self.feature:
+            return
+        first = self.card is None or self.card.feature != card.feature
+        self.inputs, self.card, self.actmax, self.load_error = inputs, card, actmax, ""
+        self.images.update(images)
+        self._fill_rows()
+        self._draw_info()
+        self._draw_panels()
+        if first:
+            self._select(*self.selection)
+
+    def _row_samples(self, row: int) -> np.ndarray:
+        if self.card is None:
+            return np.zeros(0, np.int64)
+        return {0: self.card.top, 1: self.card.quantile_samples, 2: self.card.bottom}[row]
+
+    def _fill_rows(self) -> None:
+        assert self.card is not None and self.inputs is not None
+        card, names, k = self.card, self.inputs.class_names, self.card.feature
+        for r, (key, title) in enumerate(ROWS):
+            row = self.query_one(f"#row-{key}", SampleRow)
+            samples = self._row_samples(r)
+            values = card.values[samples]
+            span = f" ({values[0]:+.2f} … {values[-1]:+.2f})" if len(samples) else ""
+            where = "↑↓ row, ←→ sample"
+            row.query_one(".row-title", Static).update(f"{title} u_{k}{span} · {where}")
+            for i, thumb in enumerate(row.thumbnails):
+                if i < len(samples):
+                    s = int(samples[i])
+                    label = class_name(names, int(card.labels[s]))
+                    thumb.show(s, self.images.get(s), f"{label} {card.values[s]:+.2g}")
+                else:
+                    thumb.show(None, None, "")
+        self._show_rows()
+
+    def _draw_info(self) -> None:
+        assert self.card is not None and self.inputs is not None
+        card, names = self.card, self.inputs.class_names
+        k = card.feature
+        owners = [class_name(names, c) for c, d in enumerate(self.inputs.dominant) if int(d) == k]
+        column = card.class_means
         strongest = int(np.nanargmax(np.abs(column))) if np.isfinite(column).any() else 0
         info = Text(f"feature {k}", style="bold")
-        info.append(f" of {self.M.shape[1]} · ")
-        info.append("dominant for " + ", ".join(owners) if owners else "dominant for no class",
+        info.append(f"/{self.inputs.D.shape[1]} · ")
+        listed = ", ".join(owners) if len(owners) <= 2 else f"{len(owners)} classes (◆ in panel 2)"
+        info.append(f"dominant for {listed}" if owners else "dominant for no class",
                     style="bold green" if owners else "dim")
-        info.append(f" · strongest μ: {class_name(self.class_names, strongest)} "
-                    f"{column[strongest]:+.3f}")
+        info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
         self.query_one("#feature-info", Static).update(info)
-        u = self.latents[:, k] if self.latents.size else np.zeros(0)
-        pos, neg = self.top["pos"], self.top["neg"]
-        self.query_one("#feature-pos-title", Static).update(
-            f"▲ highest u_{k}" + (f" ({u[pos[0]]:+.2f} … {u[pos[-1]]:+.2f})" if len(pos) else ""))
-        self.query_one("#feature-neg-title", Static).update(
-            f"▼ lowest u_{k}" + (f" ({u[neg[0]]:+.2f} … {u[neg[-1]]:+.2f})" if len(neg) else ""))
-        scale = float(np.nanmax(np.abs(column))) if np.isfinite(column).any() else 1.0
-        bars = Text(f"class association μ_c,{k}\n", style="bold")
-        width = max(len(n) for n in self.class_names) if self.class_names else 5
-        width = min(width, 10)
-        for c, value in enumerate(column):
-            style = "reverse" if c == self.selected_class else ""
-            bars.append(class_name(self.class_names, c)[:width].ljust(width) + " ", style=style)
-            bars.append_text(bar_text(float(value), scale, half_width=8))
-            bars.append(f" {value:+.2f}\n" if np.isfinite(value) else "  —\n")
-        self.query_one("#feature-assoc-bars", Static).update(bars)
-        self._draw_preview_title()
 
-    def _draw_preview_title(self) -> None:
-        title = Text()
+    # ----- panels
+
+    def _draw_panels(self) -> None:
+        self._draw_panel_title()
+        if self.card is None or self.inputs is None:
+            return
+        card = self.card
         sample = self.selected_sample
-        if sample is None:
-            title.append("no samples")
-        else:
-            label = class_name(self.class_names, int(self.labels[sample]))
-            u = self.latents[sample, self.feature] if self.latents.size else float("nan")
-            title.append(f"#{sample} {label} u={u:+.2f}", style="bold")
-            if self.preview_error:
-                title.append(f" │ Grad-FAM failed: {self.preview_error}", style="red")
-            elif self.preview is None or self.preview.sample != sample:
-                title.append(" │ Grad-FAM…", style="dim")
-            else:
-                title.append(" │ Grad-FAM")
-        title.append(" │ act-max" if self.actmax_image is not None else " │ act-max: press a",
-                     style="" if self.actmax_image is not None else "dim")
-        self.query_one("#feature-preview-title", Static).update(title)
+        self.query_one(ClassHistogram).show(card.histogram, card.bin_edges,
+                                            None if sample is None else float(card.values[sample]),
+                                            card.values, card.labels)
+        self.query_one("#panel-classes-text", Static).update(self._classes_text())
+        self.query_one("#panel-nearest-text", Static).update(self._nearest_text())
+        self._draw_actmax()
+
+    def _draw_panel_title(self) -> None:
+        title = Text()
+        for key, label in PANELS:
+            title.append(label, style="reverse bold" if key == self.panel else "dim")
+            title.append(" ")
+        if self.panel == "classes":
+            title = Text("2 class".ljust(23) + "μ_ck" + "W·D".rjust(7), style="bold")
+        elif self.panel == "actmax":
+            title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
+        self.query_one("#feature-panel-title", Static).update(title)
+
+    def _classes_text(self) -> Text:
+        assert self.card is not None and self.inputs is not None
+        card, names = self.card, self.inputs.class_names
+        scale = float(np.nanmax(np.abs(card.class_means))) if np.isfinite(card.class_means).any() else 1.0
+        width = min(8, max((len(n) for n in names), default=5))
+        text = Text()
+        for c in range(card.num_classes):
+            mu, effect = float(card.class_means[c]), float(card.direct_effect[c])
+            text.append("■", style=class_colour(c))
+            text.append("◆" if int(self.inputs.dominant[c]) == card.feature else " ", style="bold green")
+            text.append(class_name(names, c)[:width].ljust(width) + " ",
+                        style="reverse" if c == self.selected_class else "")
+            text.append_text(bar_text(mu, scale, half_width=4))
+            text.append(f" {mu:+6.2f}" if np.isfinite(mu) else "      —")
+            text.append(f" {effect:+6.2f}\n", style="bold" if effect == card.direct_effect.max() else "")
+        text.rstrip()
+        return text
+
+    def _nearest_text(self) -> Text:
+        assert self.card is not None and self.inputs is not None
+        names = self.inputs.class_names
+        text = Text("feature  cos    dominant for\n", style="dim")
+        for j, cos in zip(self.card.nearest, self.card.nearest_cosine, strict=True):
+            owners = [class_name(names, c) for c, d in enumerate(self.inputs.dominant) if int(d) == int(j)]
+            text.append(f"{int(j):>7} {cos:+.3f}  ")
+            text.append(", ".join(owners) or "—", style="green" if owners else "dim")
+            text.append("\n")
+        text.rstrip()
+        return text
+
+    def _actmax_status(self) -> str:
+        if self._actmax_progress:
+            return self._actmax_progress
+        if self.actmax is None:
+            return "none yet: a runs it"
+        meta = self.actmax[1]
+        return f"u {meta['start_activation']:+.2g} → {meta['final_activation']:+.2g}"
 
     def _draw_actmax(self) -> None:
-        view = self.query_one("#preview-actmax", ImageView)
-        view.image = self.actmax_image
+        strip = self.query_one("#panel-actmax-images", Horizontal)
+        strip.remove_children()
+        captions = self.query_one("#panel-actmax-captions", Static)
+        if self.actmax is None:
+            captions.update("activation maximisation: press a (a job; c cancels)")
+            return
+        images, meta = self.actmax
+        strip.mount_all(ImageView(image) for image in images)
+        caption = Text()
+        width = max(1, (self.query_one("#feature-panel").size.width or 60) // max(1, len(images)))
+        for i, step in enumerate(meta["steps"]):
+            label = f"final {meta['final_activation']:+.2g}" if i == len(images) - 1 else f"step {step}"
+            caption.append(label[: width - 1].ljust(width))
+        captions.update(caption)
+
+    def action_panel(self, panel: str) -> None:
+        self.panel = panel
+        self.query_one(ContentSwitcher).current = f"panel-{panel}"
+        self.set_class(panel == "actmax", "-actmax")
+        self._draw_panel_title()
+        if panel == "actmax":
+            self.call_after_refresh(self._draw_actmax)
+
+    def action_next_panel(self) -> None:
+        keys = [key for key, _ in PANELS]
+        self.action_panel(keys[(keys.index(self.panel) + 1) % len(keys)])
+
+    def action_scroll_panel(self, direction: int) -> None:
+        current = self.query_one(ContentSwitcher).visible_content
+        if isinstance(current, VerticalScroll):
+            current.scroll_relative(y=direction * max(1, current.size.height - 1), animate=False)
 
     # ----- selection and Grad-FAM
 
     @property
     def selected_sample(self) -> int | None:
         row, column = self.selection
-        strip = self.top["pos" if row == 0 else "neg"]
-        return int(strip[column]) if column < len(strip) else None
+        samples = self._row_samples(row)
+        return int(samples[column]) if column < len(samples) else None
 
     def action_move(self, rows: int, columns: int) -> None:
         row, column = self.selection
-        row = min(1, max(0, row + rows))
-        strip = self.top["pos" if row == 0 else "neg"]
-        column = min(max(0, len(strip) - 1), max(0, column + columns))
+        row = min(len(ROWS) - 1, max(0, row + rows))
+        samples = self._row_samples(row)
+        column = min(max(0, len(samples) - 1), max(0, column + columns))
         self._select(row, column)
 
     def _select(self, row: int, column: int) -> None:
         self.selection = (row, column)
-        for r, strip_id in enumerate(("#feature-pos", "#feature-neg")):
-            for c, thumb in enumerate(self.query_one(strip_id, Horizontal).query(Thumbnail)):
-                thumb.set_selected((r, c) == (row, column))
+        self._show_rows()
         sample = self.selected_sample
-        if sample is None:
+        if sample is None or self.card is None:
             return
+        self.query_one(ClassHistogram).show(self.card.histogram, self.card.bin_edges,
+                                            float(self.card.values[sample]), self.card.values,
+                                            self.card.labels)
         self.preview_error = ""
-        self._draw_preview_title()
+        self._draw_selected_title()
+        self.query_one("#preview-image", ImageView).image = self.images.get(sample)
         session, feature = self.session, self.feature
 
         def compute() -> None:
@@ -283,12 +475,28 @@ class FeatureDetailScreen(SessionScreen):
                 preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown in the title; previews never crash the screen
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._show_preview_error, str(exc))
+                    self.app.call_from_thread(self._show_preview_error, sample, str(exc))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._show_preview, preview, overlay)
 
         self.run_worker(compute, thread=True, exclusive=True, group="gradfam", exit_on_error=False)
+
+    def _draw_selected_title(self) -> None:
+        title = Text()
+        sample = self.selected_sample
+        if sample is None or self.card is None or self.inputs is None:
+            title.append("no sample")
+        else:
+            label = class_name(self.inputs.class_names, int(self.card.labels[sample]))
+            title.append(f"#{sample} {label} u={self.card.values[sample]:+.2f}", style="bold")
+            if self.preview_error:
+                title.append(f" Grad-FAM failed: {self.preview_error}", style="red")
+            elif self.preview is None or self.preview.sample != sample or self.preview.feature != self.feature:
+                title.append(" │ Grad-FAM…", style="dim")
+            else:
+                title.append(f" │ Grad-FAM {self.preview.layer}")
+        self.query_one("#feature-selected-title", Static).update(title)
 
     def _show_preview(self, preview: SaliencyResult, overlay: np.ndarray) -> None:
         if not self.is_attached or preview.sample != self.selected_sample or preview.feature != self.feature:
@@ -296,27 +504,33 @@ class FeatureDetailScreen(SessionScreen):
         self.preview = preview
         self.query_one("#preview-image", ImageView).image = preview.image
         self.query_one("#preview-overlay", ImageView).image = overlay
-        self._draw_preview_title()
+        self._draw_selected_title()
 
-    def _show_preview_error(self, error: str) -> None:
-        if self.is_attached:
+    def _show_preview_error(self, sample: int, error: str) -> None:
+        if self.is_attached and sample == self.selected_sample:
             self.preview_error = error
-            self._draw_preview_title()
+            self._draw_selected_title()
 
     # ----- actions
 
     def action_step_feature(self, step: int) -> None:
-        self.feature = (self.feature + step) % max(1, self.M.shape[1])
+        if self.inputs is None:  # the feature count is known once the first card has loaded
+            return
+        self.feature = (self.feature + step) % self.inputs.D.shape[1]
         self.preview = None
+        self.card = None
+        self.actmax = None
+        self.query_one("#feature-info", Static).update(f"loading feature {self.feature}…")
+        self.query_one("#preview-overlay", ImageView).image = None
         self.refresh_from_session()
 
     def action_edit_feature(self) -> None:
         from salve_tui.app.screens.analysis_edit import EditPreviewScreen
 
         target = self.selected_class
-        if target is None:
-            target = int(np.nanargmax(np.abs(self.M[:, self.feature])))
-        self.app.push_screen(EditPreviewScreen(target_class=target, features=[self.feature]))
+        if target is None and self.card is not None:
+            target = int(np.nanargmax(np.abs(self.card.class_means)))
+        self.app.push_screen(EditPreviewScreen(target_class=target or 0, features=[self.feature]))
 
     def action_actmax(self) -> None:
         session, feature = self.session, self.feature
@@ -327,13 +541,25 @@ class FeatureDetailScreen(SessionScreen):
             # Paper settings, driving u_k the way the class that uses it most does.
             return actmax_png(session, feature, progress=progress, cancel=cancel)
 
-        self.salve.start_job(f"act-max feature {feature}", body)
+        job = self.salve.start_job(f"act-max feature {feature}", body)
+        if job is not None:
+            self._actmax_job, self._actmax_feature = job, feature
+            self._actmax_progress = f"act-max feature {feature}: starting…"
+            self.action_panel("actmax")
 
     def on_job_update(self, message: JobMessage) -> None:
-        if isinstance(message, JobProgress) and message.progress.stage == "activation maximisation":
-            title = self.query_one("#feature-preview-title", Static)
-            title.update(f"act-max feature {self.feature}: {message.progress.fraction:.0%} "
-                         f"{message.progress.message} (c cancels)")
+        if self._actmax_job is None or message.job is not self._actmax_job:
+            return
+        if isinstance(message, JobProgress):
+            self._actmax_progress = (f"act-max feature {self._actmax_feature}: "
+                                     f"{message.progress.fraction:.0%} (c cancels)")
+            self._draw_panel_title()
         elif isinstance(message, JOB_END_MESSAGES):
-            self._draw_preview_title()
+            done = self._actmax_feature
+            self._actmax_job, self._actmax_feature, self._actmax_progress = None, None, ""
+            if isinstance(message, JobFinished) and done == self.feature:
+                from core.workflow.actmax_images import load_actmax_snapshots
 
+                self.actmax = load_actmax_snapshots(self.session, self.feature)
+                self._draw_actmax()
+            self._draw_panel_title()

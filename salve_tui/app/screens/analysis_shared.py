@@ -12,12 +12,15 @@ need not wait for — or block — the session's single writer job.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from textual.screen import Screen
+
     from core.store.session import Session
     from core.workflow.saliency_maps import SaliencyResult
 
@@ -39,6 +42,36 @@ def gradfam_with_overlay(
 
     result = saliency_map(session, sample, feature=feature)
     return result, overlay(result.image, result.heat, 0.5)
+
+
+def load_in_thread(screen: Screen, compute: Callable[[], Any], ready: Callable[[Any], None],
+                   failed: Callable[[str], None], group: str) -> None:
+    """Run ``compute`` in a thread worker; hand its result to ``ready`` (or its error message to
+    ``failed``) on the UI thread, unless the screen was left or a newer load replaced it."""
+    from textual.worker import get_current_worker
+
+    def work() -> None:
+        worker = get_current_worker()
+        try:
+            result = compute()
+        except Exception as exc:  # shown on the screen; a load never crashes the app
+            if not worker.is_cancelled:
+                screen.app.call_from_thread(_if_attached, screen, failed, str(exc) or type(exc).__name__)
+            return
+        if not worker.is_cancelled:
+            screen.app.call_from_thread(_if_attached, screen, ready, result)
+
+    screen.run_worker(work, thread=True, exclusive=True, group=group, exit_on_error=False)
+
+
+def _if_attached(screen: Screen, callback: Callable[[Any], None], value: Any) -> None:
+    if screen.is_attached:
+        callback(value)
+
+
+def error_text(what: str, error: str) -> Text:
+    """``cannot load …: error`` in red: the one way a screen says its content failed."""
+    return Text(f"cannot {what}: {error}", style="red")
 
 
 # --------------------------------------------------------------------------- formatting

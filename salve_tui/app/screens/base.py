@@ -136,6 +136,7 @@ class SessionView:
     description: str = ""
     order: int = 100
     footer: str = ""  # short label for the 80-column footer (defaults to the title)
+    in_footer: bool = True  # False: the key works and help/palette list it, the footer does not
 
 
 _VIEWS: dict[str, SessionView] = {}
@@ -143,7 +144,8 @@ _VIEWS: dict[str, SessionView] = {}
 
 def session_view(*, key: str, title: str, requires: tuple[str, ...] = (), description: str = "",
                  order: int = 100, name: str | None = None,
-                 footer: str | None = None) -> Callable[[type[Screen]], type[Screen]]:
+                 footer: str | None = None,
+                 in_footer: bool = True) -> Callable[[type[Screen]], type[Screen]]:
     """Class decorator registering a screen as a dashboard view (see the module docstring)."""
 
     def register(cls: type[Screen]) -> type[Screen]:
@@ -154,7 +156,7 @@ def session_view(*, key: str, title: str, requires: tuple[str, ...] = (), descri
             if other.key == key and other.name != view_name:
                 raise ValueError(f"view {view_name}: key '{key}' is already used by {other.name}")
         _VIEWS[view_name] = SessionView(view_name, key, title, cls, tuple(requires), description, order,
-                                        footer or title)
+                                        footer or title, in_footer)
         return cls
 
     return register

@@ -115,7 +115,7 @@ class DashboardScreen(SessionScreen):
         # ordered after FOOTER_LAST_ORDER are left out of the footer (help and palette keep them).
         for view in self.salve.views:
             self._bindings.bind(view.key, f"open_view('{view.name}')", view.footer or view.title,
-                                show=view.order <= FOOTER_LAST_ORDER)
+                                show=view.in_footer and view.order <= FOOTER_LAST_ORDER)
 
     def compose(self) -> ComposeResult:
         yield Header()

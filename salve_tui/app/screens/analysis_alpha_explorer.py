@@ -1,0 +1,256 @@
+"""α_crit explorer: the critical threshold for any class × feature, suppression or enhancement.
+
+The α_crit view lists each class's dominant feature; here any feature can be asked about (a
+cross-class edit: a feature shared by two classes) and the mode switched to enhancement (the
+critical enhancement threshold, for samples whose class logit is negative). Each change runs
+:func:`core.workflow.alpha_crit.run_alpha_crit` with ``record=False`` in a thread worker (cached
+activations, no write); ``w`` records the shown result in the session as a job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+
+from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
+from salve_tui.app.screens.analysis_shared import class_name, error_text, fmt_value, load_in_thread
+from salve_tui.app.screens.base import SessionScreen, session_view
+
+if TYPE_CHECKING:
+    from core.control.alpha_crit import AlphaCritResult
+    from core.workflow.inputs import ControlInputs
+
+MODES = ("suppress", "enhance")
+MODULATIONS = ("linear", "clamped")
+
+
+def summary_text(result: AlphaCritResult, class_names: list[str]) -> Text:
+    """Counts (qualifying, excluded and why), quantiles of both estimates, α50 and validity."""
+    s = result.summary()
+    text = Text()
+    critical = "enhancement" if result.mode == "enhance" else "suppression"
+    text.append(f"critical {critical} threshold · {class_name(class_names, result.target_class)} · "
+                f"feature {result.feature} · {result.modulation}\n", style="bold")
+    text.append(f"samples {s['n_samples']} · qualifying analytic {s['n_qualifying_analytic']}, "
+                f"numerical {s['n_qualifying_numerical']}\n")
+    excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in s["excluded"].items() if v)
+    text.append(f"excluded: {excluded or 'none'}\n", style="dim")
+    text.append(f"{'':<10}{'median':>8}{'q1':>8}{'q3':>8}{'p5':>8}{'p95':>8}\n", style="dim")
+    for key in ("analytic", "numerical"):
+        d = s[key]
+        text.append(f"{key:<10}" + "".join(f"{fmt_value(d.get(q)):>8}"
+                                            for q in ("median", "q1", "q3", "p5", "p95")) + "\n")
+    text.append(f"α50 (accuracy 50% on the curve): {fmt_value(s['alpha50'])}\n")
+    below = s["validity"]["pooled_share_below_zero"]
+    text.append(f"factors 1 − α_crit|D_j| below zero: {fmt_value(below)} of all coordinates\n")
+    if result.modulation != "linear":
+        text.append("clamped modulation: the analytic value z/S is only an approximation here\n",
+                    style="yellow")
+    return text
+
+
+@session_view(footer="α any", key="j", title="α_crit explorer", requires=("rankings",), order=41,
+              name="alpha_crit_explorer", in_footer=False,
+              description="α_crit for any feature, and the critical enhancement threshold")
+class AlphaExplorerScreen(SessionScreen):
+    SCREEN_TITLE = "α_crit explorer"
+    HELP_TEXT = (
+        "The critical threshold for any class and any feature. ↑/↓ choose the class; < > step "
+        "the feature (d goes back to the class's dominant feature, = types one); s switches "
+        "between suppression (α at which the class logit z of a sample with z > 0 reaches zero) and "
+        "enhancement (the critical enhancement threshold, for samples with z < 0); o the "
+        "modulation. The summary gives counts, exclusions, quartiles and 5th/95th percentiles of "
+        "the analytic z/S and the numerical root, α50 from the curve and the validity diagnostic; "
+        "the plot the per-sample distribution. w records the result in the session."
+    )
+    DEFAULT_CSS = """
+    AlphaExplorerScreen #explore-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    AlphaExplorerScreen #explore-body { height: 1fr; }
+    AlphaExplorerScreen #explore-classes { width: 22; height: 1fr; }
+    AlphaExplorerScreen #explore-right { width: 1fr; padding-left: 1; }
+    AlphaExplorerScreen #explore-summary { height: auto; }
+    AlphaExplorerScreen #explore-plot { height: 1fr; min-height: 4; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("greater_than_sign", "step_feature(1)", "Feature", key_display="< >"),
+        Binding("less_than_sign", "step_feature(-1)", "Previous feature", key_display="<", show=False),
+        Binding("d", "dominant", "Dominant", show=False),
+        Binding("equals_sign", "type_feature", "Type feature", key_display="=", show=False),
+        Binding("s", "toggle_mode", "Supp/enh"),
+        Binding("o", "cycle_modulation", "Modulation", show=False),
+        Binding("w", "record", "Record"),
+    ]
+
+    def __init__(self, target_class: int = 0, feature: int | None = None, mode: str = "suppress") -> None:
+        super().__init__()
+        self.target_class = int(target_class)
+        self.feature = feature
+        self.mode = mode
+        self.modulation = "linear"
+        self.inputs: ControlInputs | None = None
+        self.result: AlphaCritResult | None = None
+        self._job: Any = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading the cached activations…", id="explore-info", markup=False)
+        with Horizontal(id="explore-body"):
+            yield DataTable(id="explore-classes", cursor_type="row", zebra_stripes=False)
+            with Vertical(id="explore-right"):
+                yield Static("", id="explore-summary", markup=False)
+                from textual_plotext import PlotextPlot
+
+                yield PlotextPlot(id="explore-plot")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("class", key="class", width=10)
+        table.add_column("dom.", key="dominant", width=5)
+        table.focus()
+
+    def refresh_from_session(self) -> None:
+        session = self.session
+
+        def load() -> ControlInputs:
+            from core.workflow.inputs import load_inputs
+
+            return load_inputs(session)
+
+        load_in_thread(self, load, self._inputs_ready, self._failed, "explore-inputs")
+
+    def _failed(self, error: str) -> None:
+        self.query_one("#explore-info", Static).update(error_text("compute α_crit", error))
+
+    def _inputs_ready(self, inputs: ControlInputs) -> None:
+        first = self.inputs is None
+        self.inputs = inputs
+        if first:
+            table = self.query_one(DataTable)
+            for c, name in enumerate(inputs.class_names):
+                table.add_row(name, str(int(inputs.dominant[c])), key=str(c))
+            self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
+            table.move_cursor(row=self.target_class)
+        if self.feature is None:
+            self.feature = max(0, int(inputs.dominant[self.target_class]))
+        self._compute()
+
+    def _compute(self) -> None:
+        if self.inputs is None or self.feature is None:
+            return
+        session, inputs = self.session, self.inputs
+        c, k, mode, modulation = self.target_class, self.feature, self.mode, self.modulation
+        self.query_one("#explore-info", Static).update(
+            f"computing α_crit of {class_name(inputs.class_names, c)}, feature {k}, {mode}…")
+
+        def compute() -> AlphaCritResult:
+            from core.workflow.alpha_crit import run_alpha_crit
+
+            return run_alpha_crit(session, c, k, mode, modulation, record=False, inputs=inputs)[0]
+
+        load_in_thread(self, compute, self._show, self._failed, "explore-compute")
+
+    def _show(self, result: AlphaCritResult) -> None:
+        key = (self.target_class, self.feature, self.mode, self.modulation)
+        if key != (result.target_class, result.feature, result.mode, result.modulation):
+            return  # a newer request is on its way
+        self.result = result
+        names = self.inputs.class_names if self.inputs else []
+        dominant = self.inputs is not None and int(self.inputs.dominant[result.target_class]) == result.feature
+        self.query_one("#explore-info", Static).update(Text(
+            f"{class_name(names, result.target_class)} · feature {result.feature}"
+            f"{' (dominant)' if dominant else ' (cross-class)'} · {result.mode} · {result.modulation}"
+            " · w records it"))
+        self.query_one("#explore-summary", Static).update(summary_text(result, names))
+        self._draw_plot()
+
+    def _draw_plot(self) -> None:
+        widget = self.query_one("#explore-plot")
+        plt = widget.plt  # type: ignore[attr-defined]
+        plt.clear_data()
+        plt.clear_figure()
+        result = self.result
+        values = result.numerical.double().numpy() if result is not None else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            plt.title("no qualifying sample")
+        else:
+            plt.hist(values.tolist(), bins=min(20, max(5, len(values) // 3)), color="cyan")
+            plt.title(f"numerical α_crit per sample (n={len(values)})")
+        widget.refresh()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.inputs is None or event.row_key.value is None:
+            return
+        c = int(event.row_key.value)
+        if c != self.target_class:
+            follow = self.feature == int(self.inputs.dominant[self.target_class])
+            self.target_class = c
+            if follow:
+                self.feature = max(0, int(self.inputs.dominant[c]))
+            self._compute()
+
+    def action_step_feature(self, step: int) -> None:
+        if self.inputs is not None and self.feature is not None:
+            self.feature = (self.feature + step) % self.inputs.num_features
+            self._compute()
+
+    def action_dominant(self) -> None:
+        if self.inputs is not None:
+            self.feature = max(0, int(self.inputs.dominant[self.target_class]))
+            self._compute()
+
+    def action_type_feature(self) -> None:
+        from salve_tui.app.screens.number_input import NumberInputModal
+
+        if self.inputs is None:
+            return
+        h = self.inputs.num_features
+
+        def apply(value: float | None) -> None:
+            if value is None:
+                return
+            if value != int(value) or not 0 <= value < h:
+                self.notify(f"a feature is a whole number from 0 to {h - 1}", severity="warning")
+                return
+            self.feature = int(value)
+            self._compute()
+
+        self.app.push_screen(NumberInputModal(f"Feature (0–{h - 1}):", float(self.feature or 0), 0), apply)
+
+    def action_toggle_mode(self) -> None:
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        self._compute()
+
+    def action_cycle_modulation(self) -> None:
+        self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
+        self._compute()
+
+    def action_record(self) -> None:
+        if self.result is None:
+            self.notify("nothing computed yet", severity="warning")
+            return
+        session = self.session
+        c, k, mode, modulation = self.target_class, self.feature, self.mode, self.modulation
+
+        def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            from core.workflow.alpha_crit import run_alpha_crit
+
+            return run_alpha_crit(session, c, k, mode, modulation, progress=progress, cancel=cancel)
+
+        self._job = self.salve.start_job(f"α_crit class {c} feature {k} {mode}", body)
+
+    def on_job_update(self, message: JobMessage) -> None:
+        if message.job is not self._job:
+            return
+        info = self.query_one("#explore-info", Static)
+        if isinstance(message, JobFinished):
+            self.notify("α_crit recorded in the session")
+        elif isinstance(message, JobFailed):
+            info.update(error_text("record α_crit", str(message.error)))

@@ -1,0 +1,224 @@
+"""Confusion matrices before and after an edit, side by side (SPEC §5).
+
+Opened from the edit preview (``b``, with the edit being previewed) or from the dashboard (the
+last recorded edit, else suppression of class 0's dominant feature at its α50). The effect is
+:func:`core.workflow.edits.preview_edit` on the cached activations, in a thread worker.
+When the counts do not fit beside each other, cells become shades of each row's share.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.base import SessionScreen, session_view
+
+if TYPE_CHECKING:
+    from core.control.spec import EditSpec
+    from core.control.sweep import EditEffect
+    from core.workflow.inputs import ControlInputs
+
+LABEL = 6
+GAP = 2
+
+
+def share_colour(share: float) -> str:
+    """White (0) to dark blue (1) for a row share."""
+    share = float(np.clip(share, 0, 1))
+    low, high = np.array([245, 245, 245]), np.array([8, 48, 107])
+    r, g, b = np.round(low + share * (high - low)).astype(int)
+    return f"rgb({r},{g},{b})"
+
+
+def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
+                        width: int) -> Text:
+    """Before and after side by side (rows true, columns predicted): counts when they fit in
+    ``width``, else shaded cells (row share). Changed cells of "after" are yellow."""
+    C = before.shape[0]
+    cell = max(3, len(str(int(max(before.max(initial=0), after.max(initial=0))))) + 1)
+    numbers = 2 * (LABEL + 1 + C * cell) + GAP <= width
+    if not numbers:
+        cell = 2
+    block = LABEL + 1 + C * cell
+    text = Text()
+    for title in ("before", "after the edit"):
+        text.append(title[:block].ljust(block), style="bold")
+        text.append(" " * GAP)
+    text.append("\n")
+    header = " " * (LABEL + 1) + "".join(f"{n[:cell - 1]:>{cell}}" if numbers else f"{j % 10:>{cell}}"
+                                         for j, n in enumerate(names))
+    text.append((header + " " * GAP) * 2 + "\n", style="dim")
+    for i in range(C):
+        for m, matrix in enumerate((before, after)):
+            text.append(f"{names[i][:LABEL]:<{LABEL}} ", style="bold" if i == target else "dim")
+            total = max(1, int(matrix[i].sum()))
+            for j in range(C):
+                value = int(matrix[i, j])
+                changed = m == 1 and value != int(before[i, j])
+                if numbers:
+                    style = "yellow bold" if changed else ("green" if i == j else ("bright_black" if value == 0 else ""))
+                    text.append(f"{value:>{cell}}", style=style)
+                else:
+                    mark = "••" if changed else "  "
+                    text.append(mark, style=Style(bgcolor=share_colour(value / total), color="yellow", bold=True))
+            text.append(" " * GAP)
+        text.append("\n")
+    if numbers:
+        text.append("rows: true class · columns: predicted · yellow: changed by the edit\n", style="dim")
+    else:
+        text.append("rows: true class · columns: predicted (class index mod 10) · shade: share of "
+                    "the row (white 0 → blue 1) · •: changed by the edit\n", style="dim")
+    return text
+
+
+def target_row_text(effect: EditEffect, names: list[str], target: int) -> Text:
+    """The target class's row before and after, as its most frequent predictions."""
+    before = effect.confusion_before.numpy()[target]
+    after = effect.confusion_after.numpy()[target]
+    order = np.argsort(-after, kind="stable")[:4]
+    text = Text(f"{class_name(names, target)}: correct {int(before[target])} → {int(after[target])} "
+                f"of {int(before.sum())} · now predicted as ", style="bold")
+    text.append(", ".join(f"{class_name(names, int(j))} {int(after[j])}" for j in order if after[j]))
+    return text
+
+
+@session_view(footer="Confusion", key="v", title="Confusion before/after", requires=("rankings",),
+              order=36, name="confusion", in_footer=False,
+              description="Confusion matrices before and after an edit, side by side")
+class ConfusionScreen(SessionScreen):
+    SCREEN_TITLE = "Confusion before/after"
+    HELP_TEXT = (
+        "The confusion matrix of the test split before the edit and after it, side by side (rows: "
+        "true class, columns: predicted; changed cells yellow). From the edit preview (b) it shows "
+        "the edit being previewed; opened from the dashboard it shows the last recorded edit, or "
+        "suppressing class 0's dominant feature at the α where its accuracy halves. ] / [ step the "
+        "target class (dominant feature, at its α50), = types the strength. ↑/↓ scroll."
+    )
+    DEFAULT_CSS = """
+    ConfusionScreen #confusion-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
+        Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
+        Binding("equals_sign", "type_strength", "Strength", key_display="="),
+    ]
+
+    def __init__(self, spec: EditSpec | None = None, target_class: int = 0) -> None:
+        super().__init__()
+        self.spec = spec
+        self.target_class = int(target_class)
+        self.inputs: ControlInputs | None = None
+        self.effect: EditEffect | None = None
+        self.source = "the edit being previewed" if spec is not None else ""
+        self.use_recorded = spec is None  # the dashboard's view starts from the last recorded edit
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading the cached activations and the edit…", id="confusion-info", markup=False)
+        with VerticalScroll(id="confusion-scroll"):
+            yield Static("", id="confusion-body", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#confusion-scroll").focus()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def refresh_from_session(self) -> None:
+        session, spec, target = self.session, self.spec, self.target_class
+
+        def load() -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
+            from core.workflow.edits import list_edits, preview_edit
+            from core.workflow.inputs import load_inputs
+
+            inputs = load_inputs(session)
+            source = self.source
+            if spec is None:
+                edits = list_edits(session) if self.use_recorded else []
+                if edits:
+                    chosen, source = edits[-1], f"last recorded edit (#{len(edits)})"
+                else:
+                    chosen, source = default_spec(inputs, target), "dominant feature at its α50"
+            else:
+                chosen = spec
+            return inputs, chosen, target, source, preview_edit(None, chosen, inputs=inputs)
+
+        load_in_thread(self, load, self._loaded, self._failed, "confusion-load")
+
+    def _failed(self, error: str) -> None:
+        self.query_one("#confusion-info", Static).update(error_text("show the confusion matrices", error))
+
+    def _loaded(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
+        self.inputs, self.spec, target, self.source, self.effect = loaded
+        if "target_class" in self.spec.extra:
+            self.target_class = int(self.spec.extra["target_class"])
+        elif self.source.startswith("last recorded") and self.spec.features:
+            self.target_class = self.inputs.feature_class(self.spec.features[0])
+        else:
+            self.target_class = target
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.effect is None or self.inputs is None or self.spec is None:
+            return
+        names, spec = self.inputs.class_names, self.spec
+        features = "+".join(str(k) for k in spec.features) or "class-mean key"
+        self.query_one("#confusion-info", Static).update(Text(
+            f"{spec.method} {spec.mode} f{features} · strength {spec.alpha:.4g} · {self.source}"))
+        width = max(40, self.query_one("#confusion-scroll").content_size.width)
+        body = confusion_pair_text(self.effect.confusion_before.numpy(),
+                                   self.effect.confusion_after.numpy(), names, self.target_class, width)
+        body.append_text(target_row_text(self.effect, names, self.target_class))
+        self.query_one("#confusion-body", Static).update(body)
+
+    def _recompute(self, spec: EditSpec | None, source: str) -> None:
+        self.spec, self.source = spec, source
+        self.query_one("#confusion-info", Static).update("computing the edit's effect…")
+        self.refresh_from_session()
+
+    def action_target_class(self, step: int) -> None:
+        if self.inputs is None:
+            return
+        self.target_class = (self.target_class + step) % self.inputs.num_classes
+        self.use_recorded = False
+        self._recompute(None, "")
+
+    def action_type_strength(self) -> None:
+        from dataclasses import replace
+
+        from salve_tui.app.screens.number_input import NumberInputModal
+
+        if self.spec is None:
+            return
+        spec = self.spec
+        minimum = None if spec.method == "rome" else 0.0
+
+        def apply(value: float | None) -> None:
+            if value is not None:
+                self._recompute(replace(spec, alpha=value), "typed strength")
+
+        self.app.push_screen(NumberInputModal("Edit strength:", spec.alpha, minimum), apply)
+
+
+def default_spec(inputs: ControlInputs, target: int) -> EditSpec:
+    """Suppress ``target``'s dominant feature (SALVE, linear) at the α where its accuracy halves
+    on the automatic curve (the curve's end when it never does)."""
+    from core.control.alpha_crit import alpha50
+    from core.workflow.edits import build_spec
+    from core.workflow.sweeps import run_sweep
+
+    k = max(0, int(inputs.dominant[target]))
+    curve = run_sweep(None, target, [k], "suppress", "salve", record=False, inputs=inputs)  # type: ignore[arg-type]
+    at = alpha50(curve.alphas, curve.per_class_accuracy[target])
+    strength = float(curve.alphas[-1]) if at is None else float(at)
+    return build_spec(inputs, "salve", [k], target, "suppress", strength, "linear")

@@ -1,0 +1,197 @@
+"""SALVE, ROME and SAE steering on the same target, on one plot (SPEC §5: side by side).
+
+For the class chosen in the table the three methods are swept on the cached activations
+(:func:`core.workflow.sweeps.run_sweep`, ``record=False``, in a thread worker): SALVE over α on
+the class's dominant feature, steering over β on the same feature, ROME over the class logit's
+target value. Their strengths are not in the same units, so the x axis is each method's share of
+its own automatic range (0 = no edit; each range is set by the same rule: 1.5× the 95th
+percentile of the target samples' flip points). Solid lines: the target class; the table under
+the plot gives each method's strength at 50% target accuracy and what the other classes keep.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Static
+
+from salve_tui.app.screens.analysis_shared import (
+    class_name,
+    error_text,
+    fmt_percent,
+    fmt_value,
+    load_in_thread,
+)
+from salve_tui.app.screens.base import SessionScreen, session_view
+
+if TYPE_CHECKING:
+    from core.control.curves import SweepResult
+    from core.workflow.inputs import ControlInputs
+
+METHODS = (("salve", "SALVE", "red"), ("rome", "ROME", "blue"), ("steer", "steering", "green"))
+PARAM_LABELS = {"alpha": "α", "beta": "β", "target_value": "logit"}
+
+
+def normalised_strength(alphas: np.ndarray) -> np.ndarray:
+    """Each point's share of the sweep's range, 0 at the first (unedited) point, 1 at the last."""
+    alphas = np.asarray(alphas, dtype=float)
+    span = alphas[-1] - alphas[0] if len(alphas) > 1 else 0.0
+    return (alphas - alphas[0]) / span if span else np.zeros_like(alphas)
+
+
+def method_row(curve: SweepResult) -> dict[str, Any]:
+    """Strength at 50% target accuracy (interpolated), and the others' mean accuracy there."""
+    from core.control.alpha_crit import alpha50
+
+    target = curve.per_class_accuracy[curve.target_class].double()
+    others = curve.others_mean_accuracy.double().numpy()
+    at = alpha50(curve.alphas.double(), target)
+    share = None
+    kept = None
+    if at is not None:
+        x = curve.alphas.double().numpy()
+        order = np.argsort(x)
+        kept = float(np.interp(at, x[order], others[order]))
+        share = float(normalised_strength(np.array([x[0], at, x[-1]]))[1])
+    return {"alpha50": at, "share": share, "others_at_50": kept,
+            "range": (float(curve.alphas[0]), float(curve.alphas[-1])), "param": curve.param_name}
+
+
+@session_view(footer="Methods", key="o", title="Methods compared", requires=("rankings",), order=35,
+              name="methods_compared", in_footer=False,
+              description="SALVE, ROME and steering curves for the same target on one plot")
+class MethodsScreen(SessionScreen):
+    SCREEN_TITLE = "Methods compared"
+    HELP_TEXT = (
+        "The three editing methods on the same target class: SALVE (weight edit on the class's "
+        "dominant feature, α), SAE steering (β along the same feature) and ROME (rank-one edit "
+        "setting the class logit to a target value). ↑/↓ choose the class. Strengths have "
+        "different units, so the x axis is each method's share of its own automatic range (same "
+        "rule for all). Lines: the target class's accuracy (SALVE red, ROME blue, steering green). "
+        "The table lists where each falls to 50% and how much accuracy the other classes keep "
+        "there (higher = more selective)."
+    )
+    DEFAULT_CSS = """
+    MethodsScreen #methods-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    MethodsScreen #methods-body { height: 1fr; }
+    MethodsScreen #methods-classes { width: 14; height: 1fr; }
+    MethodsScreen #methods-right { width: 1fr; }
+    MethodsScreen #methods-plot { height: 1fr; }
+    MethodsScreen #methods-table { height: 4; padding: 0 1; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = []
+
+    def __init__(self, target_class: int = 0) -> None:
+        super().__init__()
+        self.target_class = int(target_class)
+        self.inputs: ControlInputs | None = None
+        self.curves: dict[str, SweepResult] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading the cached activations…", id="methods-info", markup=False)
+        with Horizontal(id="methods-body"):
+            yield DataTable(id="methods-classes", cursor_type="row", zebra_stripes=False)
+            with Vertical(id="methods-right"):
+                from textual_plotext import PlotextPlot
+
+                yield PlotextPlot(id="methods-plot")
+                yield Static("", id="methods-table", markup=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("class", key="class", width=12)
+        table.focus()
+
+    def refresh_from_session(self) -> None:
+        session = self.session
+
+        def load() -> ControlInputs:
+            from core.workflow.inputs import load_inputs
+
+            return load_inputs(session)
+
+        load_in_thread(self, load, self._inputs_ready, self._failed, "methods-inputs")
+
+    def _failed(self, error: str) -> None:
+        self.query_one("#methods-info", Static).update(error_text("compare the methods", error))
+
+    def _inputs_ready(self, inputs: ControlInputs) -> None:
+        first = self.inputs is None
+        self.inputs = inputs
+        if first:
+            table = self.query_one(DataTable)
+            for c, name in enumerate(inputs.class_names):
+                table.add_row(name, key=str(c))
+            self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
+            table.move_cursor(row=self.target_class)
+        self._compute()
+
+    def _compute(self) -> None:
+        if self.inputs is None:
+            return
+        inputs, c = self.inputs, self.target_class
+        k = max(0, int(inputs.dominant[c]))
+        self.query_one("#methods-info", Static).update(
+            f"sweeping SALVE, ROME and steering for {class_name(inputs.class_names, c)}…")
+
+        def compute() -> tuple[int, dict[str, SweepResult]]:
+            from core.workflow.sweeps import run_sweep
+
+            curves = {}
+            for method, _, _ in METHODS:
+                features = None if method == "rome" else [k]
+                curves[method] = run_sweep(None, c, features, "suppress", method,  # type: ignore[arg-type]
+                                           record=False, inputs=inputs)
+            return c, curves
+
+        load_in_thread(self, compute, self._show, self._failed, "methods-sweeps")
+
+    def _show(self, computed: tuple[int, dict[str, SweepResult]]) -> None:
+        c, curves = computed
+        if c != self.target_class or self.inputs is None:
+            return
+        self.curves = curves
+        names = self.inputs.class_names
+        k = int(self.inputs.dominant[c])
+        self.query_one("#methods-info", Static).update(Text(
+            f"{class_name(names, c)} · SALVE and steering on feature {k}, ROME on the class-mean key"
+            " · x: share of each method's range"))
+        widget = self.query_one("#methods-plot")
+        plt = widget.plt  # type: ignore[attr-defined]
+        plt.clear_data()
+        plt.clear_figure()
+        for method, title, colour in METHODS:
+            curve = curves[method]
+            x = normalised_strength(curve.alphas.double().numpy())
+            y = np.nan_to_num(curve.per_class_accuracy[c].double().numpy())
+            plt.plot(x.tolist(), y.tolist(), color=colour, marker="braille", label=title)
+        plt.ylim(0, 1)
+        plt.xlim(0, 1)
+        plt.title(f"{class_name(names, c)} accuracy vs strength (share of range)")
+        widget.refresh()
+        table = Text()
+        table.append(f"{'method':<9}{'range':>18}{'50% at':>10}{'share':>7}{'others':>8}\n", style="dim")
+        for method, title, colour in METHODS:
+            row = method_row(curves[method])
+            low, high = row["range"]
+            table.append(f"{title:<9}", style=colour)
+            span = f"{fmt_value(low)}→{fmt_value(high)}"
+            table.append(f"{PARAM_LABELS.get(row['param'], row['param'])[:5]:>6} {span:>11}"
+                         f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"
+                         f"{fmt_percent(row['others_at_50']):>8}\n")
+        self.query_one("#methods-table", Static).update(table)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.inputs is None or event.row_key.value is None:
+            return
+        c = int(event.row_key.value)
+        if c != self.target_class:
+            self.target_class = c
+            self._compute()
