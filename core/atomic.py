@@ -73,7 +73,7 @@ def describe_os_error(exc: OSError, path: Path | str, action: str = "write") -> 
                 "choose a writable location")
     if exc.errno == errno.ENAMETOOLONG:
         return f"cannot {action} {path}: the file name is too long; choose a shorter name"
-    return f"cannot {action} {path}: {exc.strerror or exc}"
+    return f"cannot {action} {path}: {exc.strerror or str(exc).split(' (')[0]}"
 
 
 def _fail(exc: OSError, path: Path) -> WriteFailed:

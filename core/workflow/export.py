@@ -4,14 +4,21 @@ An exported model is the session's classifier with the edit(s) replayed on its f
 ``nn.Linear`` (``core.control.edit.edited_model``), saved as a plain ``state_dict``: ``torch.load(...,
 weights_only=True)`` or ``safetensors.torch.load_file`` then ``load_state_dict`` into a fresh
 ``torchvision.models.<arch>(num_classes=C)`` (``core.discover.backbone.build_model``) reproduces it.
-A JSON sidecar (``<stem>.json``) and a ``<stem>.README.txt`` say which edit(s) the file
-carries, which session it came from, the class names, the architecture and the input
-preprocessing. Files go to the session's export folder unless a path is given.
+Each weight file gets its own JSON sidecar (``<file name>.json``, e.g. ``model.pt.json``) and
+``<file name>.README.txt`` saying which edit(s) the file carries, which session it came from,
+the class names, the architecture, the input preprocessing and the file's sha256. Files go to
+the session's export folder unless a path is given.
+
+Every file is written through :mod:`core.atomic` (temp, fsync, rename). The old sidecar is
+removed before the new weights replace the old ones and the new sidecar is renamed in last, so
+a reader (or a crash) never pairs a model with the wrong sidecar; :func:`load_exported` checks
+the sha256 as well. The session is verified against its checksums before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -19,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.atomic import WriteFailed, refuse_existing, write_bytes, write_text
 from core.control.spec import EditSpec
-from core.store.session import Session
+from core.store.session import Session, require_intact
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
 SIDECAR_FORMAT = "salve-tui edited model"
@@ -31,17 +39,55 @@ class ExportResult:
     """Where an export went: the weight files, the sidecar and the README."""
 
     files: list[Path]
-    sidecar: Path
-    readme: Path
+    sidecars: list[Path]
+    readmes: list[Path]
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sidecar(self) -> Path:
+        return self.sidecars[0]
+
+    @property
+    def readme(self) -> Path:
+        return self.readmes[0]
+
+    @property
+    def written(self) -> list[Path]:
+        return [*self.files, *self.sidecars, *self.readmes]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "files": [str(p) for p in self.files],
             "sidecar": str(self.sidecar),
-            "readme": str(self.readme),
+            "sidecars": [str(p) for p in self.sidecars],
+            "readmes": [str(p) for p in self.readmes],
             "metadata": self.metadata,
         }
+
+
+def sidecar_path(weights: Path) -> Path:
+    """``model.pt`` → ``model.pt.json``: one sidecar per weight file, never shared."""
+    return weights.with_name(weights.name + ".json")
+
+
+def readme_path(weights: Path) -> Path:
+    return weights.with_name(weights.name + ".README.txt")
+
+
+def _check_targets(targets: Sequence[Path]) -> None:
+    """Refuse folders, existing outputs (unless overwriting is allowed) and foreign sidecar names."""
+    for path in targets:
+        for target in (path, sidecar_path(path), readme_path(path)):
+            refuse_existing(target)
+        side = sidecar_path(path)
+        if side.exists():
+            try:
+                ours = json.loads(side.read_text(encoding="utf-8")).get("format") == SIDECAR_FORMAT
+            except (OSError, ValueError, AttributeError):
+                ours = False
+            if not ours:
+                raise WriteFailed(f"{side} exists and is not a salve-tui sidecar; it is not replaced. "
+                                  "Move it or choose another output name")
 
 
 def _targets(session: Session, out: str | Path | None, stem: str | None) -> list[Path]:
@@ -49,6 +95,8 @@ def _targets(session: Session, out: str | Path | None, stem: str | None) -> list
     session's export folder."""
     if out is not None:
         out = Path(out)
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'model.pt'}")
         if out.suffix.lower() not in FORMATS:
             raise ValueError(
                 f"cannot tell the export format from '{out.name}': use a .pt, .pth or "
@@ -97,6 +145,9 @@ def export_edited_model(
         raise ValueError(
             "there is no edit to export: pass --feature/--alpha, or record an edit first"
         )
+    targets = _targets(session, out, stem)
+    _check_targets(targets)
+    require_intact(session)  # never export a model built from damaged weights
     inputs = load_inputs(session)
     model = load_model(session, "cpu")
     edited = edited_model(model, edits, inputs.D)
@@ -105,14 +156,15 @@ def export_edited_model(
     head_name = next(name for name, module in edited.named_modules() if module is head)
 
     config = session.config
-    targets = _targets(session, out, stem)
+    payloads: dict[Path, bytes] = {}
     for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if FORMATS[path.suffix.lower()] == "pt":
-            torch.save(state, path)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            payloads[path] = buffer.getvalue()
         else:
-            safetensors.torch.save_file(
-                state, str(path), metadata={"format": SIDECAR_FORMAT, "arch": config.backbone.arch}
+            payloads[path] = safetensors.torch.save(
+                state, metadata={"format": SIDECAR_FORMAT, "arch": config.backbone.arch}
             )
 
     # Accuracy from the cached activations, so the sidecar says what the edit does.
@@ -137,16 +189,21 @@ def export_edited_model(
             "before": float((before == inputs.labels).double().mean()),
             "after": float((after == inputs.labels).double().mean()),
         },
-        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in targets},
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
     }
-    base = targets[0].with_suffix("")
-    sidecar = base.with_name(base.name + ".json")
-    readme = base.with_name(base.name + ".README.txt")
-    sidecar.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-    readme.write_text(_readme_text(metadata, targets), encoding="utf-8")
-    return ExportResult(list(targets), sidecar, readme, metadata)
+    sidecars, readmes = [], []
+    for path, data in payloads.items():
+        meta = {**metadata, "files": {path.name: {"sha256": hashlib.sha256(data).hexdigest(),
+                                                  "bytes": len(data)}}}
+        side, readme = sidecar_path(path), readme_path(path)
+        side.unlink(missing_ok=True)  # from here until the new one lands, no sidecar: never a wrong one
+        write_bytes(path, data, overwrite=True)
+        write_text(readme, _readme_text(meta, [path]), overwrite=True)
+        write_text(side, json.dumps(meta, indent=2, sort_keys=True), overwrite=True)
+        sidecars.append(side)
+        readmes.append(readme)
+    return ExportResult(list(targets), sidecars, readmes, metadata)
 
 
 def _describe(spec: EditSpec) -> str:
@@ -200,12 +257,24 @@ def load_exported(path: str | Path) -> Any:
         raise ValueError(f"'{path.name}' is not a .pt/.pth/.safetensors export")
     if not path.exists():
         raise FileNotFoundError(f"exported model {path} does not exist")
-    sidecar = path.with_suffix("").with_name(path.stem + ".json")
+    sidecar = sidecar_path(path)
     if not sidecar.exists():
-        raise FileNotFoundError(
-            f"{path.name} has no sidecar {sidecar.name}: it says which architecture to build"
+        legacy = path.with_name(path.stem + ".json")  # exports before per-file sidecars
+        if not legacy.exists():
+            raise FileNotFoundError(
+                f"{path.name} has no sidecar {sidecar.name}: it says which architecture to build"
+            )
+        sidecar = legacy
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ValueError(f"sidecar {sidecar} is not valid JSON; export the model again") from None
+    entry = (meta.get("files") or {}).get(path.name)
+    if entry is None or entry.get("sha256") != _sha256(path):
+        raise ValueError(
+            f"{sidecar.name} does not describe this {path.name} (sha256 differs or is missing): the export "
+            "was interrupted or the files were mixed up; export the model again"
         )
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
     model = build_model(meta["arch"], meta["num_classes"], "none", meta["image_size"])
     if FORMATS[path.suffix.lower()] == "pt":
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -241,6 +310,8 @@ def export_alpha_crit_csv(
     sample_rows = [
         {"class_name": class_names[r.target_class], **row} for r in results for row in r.sample_rows()
     ]
+    for target in (path, samples):
+        refuse_existing(target)
     write_csv(path, summary_rows)
     write_csv(samples, sample_rows)
     return path, samples

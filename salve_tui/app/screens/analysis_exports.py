@@ -104,7 +104,7 @@ def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: 
     if not list_edits(session):
         raise ValueError("no edit is recorded yet: preview one (e) and press w there, then export")
     result = export_edited_model(session)
-    return [*result.files, result.sidecar, result.readme]
+    return result.written
 
 
 @dataclass(frozen=True)
