@@ -337,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line error (or --help)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with overwrite_policy(bool(getattr(args, "force", False))):
             return int(args.func(args) or 0)
