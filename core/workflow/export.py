@@ -94,18 +94,23 @@ def _targets(session: Session, out: str | Path | None, stem: str | None) -> list
     """The weight files to write: ``out`` (format from its suffix) or both formats in the
     session's export folder."""
     if out is not None:
-        out = Path(out)
-        if out.is_dir():
-            raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'model.pt'}")
-        if out.suffix.lower() not in FORMATS:
-            raise ValueError(
-                f"cannot tell the export format from '{out.name}': use a .pt, .pth or "
-                ".safetensors file name"
-            )
-        return [out]
+        return [check_export_target(out)]
     folder = session.exports_dir
     base = stem or f"{session.name}-edited-{time.strftime('%Y%m%d-%H%M%S')}"
     return [folder / f"{base}.pt", folder / f"{base}.safetensors"]
+
+
+def check_export_target(out: str | Path) -> Path:
+    """Refuse an ``--out`` that is a folder, has an unknown suffix or exists (without --force)."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name such as {path / 'model.pt'}")
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(
+            f"cannot tell the export format from '{path.name}': use a .pt, .pth or .safetensors file name"
+        )
+    _check_targets([path])
+    return path
 
 
 def _sha256(path: Path) -> str:
@@ -146,7 +151,7 @@ def export_edited_model(
             "there is no edit to export: pass --feature/--alpha, or record an edit first"
         )
     targets = _targets(session, out, stem)
-    _check_targets(targets)
+    _check_targets(targets)  # again for the default names (and anything created meanwhile)
     require_intact(session)  # never export a model built from damaged weights
     inputs = load_inputs(session)
     model = load_model(session, "cpu")
@@ -287,6 +292,15 @@ def load_exported(path: str | Path) -> Any:
 # ----------------------------------------------------------------------------- tables
 
 
+def alpha_crit_csv_paths(path: str | Path, samples_path: str | Path | None = None) -> tuple[Path, Path]:
+    """The summary CSV and the per-sample CSV beside it; refused now if either cannot be written."""
+    path = Path(path)
+    samples = Path(samples_path) if samples_path else path.with_name(path.stem + ".samples.csv")
+    for target in (path, samples):
+        refuse_existing(target)
+    return path, samples
+
+
 def export_alpha_crit_csv(
     results: Sequence[Any],
     class_names: Sequence[str],
@@ -299,9 +313,7 @@ def export_alpha_crit_csv(
 
     if not results:
         raise ValueError("no α_crit results to export; run `salve alpha-crit` first")
-    path = Path(path)
-    samples = Path(samples_path) if samples_path else path.with_name(path.stem + ".samples.csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path, samples = alpha_crit_csv_paths(path, samples_path)
     summary_rows = []
     for r in results:
         row = r.summary_row()
@@ -310,8 +322,6 @@ def export_alpha_crit_csv(
     sample_rows = [
         {"class_name": class_names[r.target_class], **row} for r in results for row in r.sample_rows()
     ]
-    for target in (path, samples):
-        refuse_existing(target)
     write_csv(path, summary_rows)
     write_csv(samples, sample_rows)
     return path, samples

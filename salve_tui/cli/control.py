@@ -140,9 +140,11 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
 
 def cmd_alpha_crit(args: argparse.Namespace) -> int:
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
-    from core.workflow.export import export_alpha_crit_csv
+    from core.workflow.export import alpha_crit_csv_paths, export_alpha_crit_csv
     from core.workflow.inputs import load_inputs
 
+    if args.csv:
+        alpha_crit_csv_paths(args.csv)  # a bad or existing target is refused before any work
     with _open(args) as session:
         inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
@@ -173,13 +175,15 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from core.workflow.edits import build_spec, preview_edit, record_edit
-    from core.workflow.export import export_edited_model
+    from core.workflow.export import check_export_target, export_edited_model
     from core.workflow.inputs import load_inputs
 
     if args.method != "rome" and not args.feature and args.class_ is None:
         raise CliError("give --feature K (repeatable) or --class C (its dominant feature)")
     if args.alpha is None:
         raise CliError("give the edit strength with --alpha A")
+    if args.out is not None:
+        check_export_target(args.out)  # a bad or existing target is refused before any work
     with _open(args) as session:
         inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)

@@ -9,9 +9,11 @@ from salve_tui.cli.main import emit, session_path
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from core.store.session import verify_session
+    from core.store.session import SessionError, verify_session
 
     path = session_path(args)
+    if not path.exists():
+        raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
     report = verify_session(path)
     payload = {"session": str(path), "ok": report.ok, "checked": report.checked,
                "problems": report.problems, "unchecked": report.unchecked}
