@@ -124,13 +124,41 @@ def check_free_space(folder: Path, needed: int) -> None:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A fresh, unique temp file beside ``path`` (hidden, removed on failure)."""
+    """A fresh, unique temp file beside ``path`` (hidden, named after this pid, removed on failure).
+
+    Temp files of writers that were killed (``kill -9`` skips every cleanup) are removed here,
+    the next time the same file is written.
+    """
+    remove_stale_temps(path)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _fail(exc, path) from None
     os.close(fd)
     return Path(name)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete ``.<name>.<pid>-*.tmp`` beside ``path`` whose writer process no longer runs."""
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager
