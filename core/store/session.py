@@ -629,8 +629,16 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
 
 
 def delete_session(path: Path) -> None:
-    """Delete a session file (refuses while another process writes it) and its lock file."""
-    session = Session.open(path)  # takes the lock: refuses if in use
+    """Delete a session file (refuses while another process writes it) and its lock file.
+
+    The lock is taken without reading the file, so a damaged session can be deleted too, and
+    never while another process writes it.
+    """
+    session = Session(Path(path), read_only=False)
+    try:
+        session._acquire_lock(must_write=True)  # refuses if in use
+    except OSError as exc:
+        raise SessionError(describe_os_error(exc, path, "delete")) from None
     try:
         path.unlink()
         shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
