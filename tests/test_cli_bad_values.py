@@ -54,15 +54,15 @@ def workspace(built_session_path: Path, tmp_path_factory: pytest.TempPathFactory
 S = "tiny"
 BAD: dict[str, list[list[str]]] = {
     "new": [
-        ["new", "x", "--lr", "inf"], ["new", "x", "--lr", "nan"], ["new", "x", "--lr", "0"],
-        ["new", "x", "--l1", "nan"], ["new", "x", "--l1", "-1"], ["new", "x", "--seed", "-5"],
-        ["new", "x", "--sae-hidden", "0"], ["new", "x", "--batch-size", "0"],
-        ["new", "x", "--image-size", "0"], ["new", "x", "--n-train", "-1"],
-        ["new", "x", "--epochs", "-1"], ["new", "x", "--sae-epochs", "0"],
-        ["new", "x", "--sae-lr", "inf"], ["new", "x", "--topk", "0"], ["new", "x", "--max-per-class", "0"],
-        ["new", "x", "--sae-batch-size", "abc"], ["new", LONG],
-        ["new", "x", "--weights", "{root}/empty.pt"], ["new", "x", "--weights", "{root}/text.pt"],
-        ["new", "x", "--weights", "{root}/evil.pt"], ["new", "x", "--weights", "{root}/missing.pt"],
+        ["new", "{name}", "--lr", "inf"], ["new", "{name}", "--lr", "nan"], ["new", "{name}", "--lr", "0"],
+        ["new", "{name}", "--l1", "nan"], ["new", "{name}", "--l1", "-1"], ["new", "{name}", "--seed", "-5"],
+        ["new", "{name}", "--sae-hidden", "0"], ["new", "{name}", "--batch-size", "0"],
+        ["new", "{name}", "--image-size", "0"], ["new", "{name}", "--n-train", "-1"],
+        ["new", "{name}", "--epochs", "-1"], ["new", "{name}", "--sae-epochs", "0"],
+        ["new", "{name}", "--sae-lr", "inf"], ["new", "{name}", "--topk", "0"], ["new", "{name}", "--max-per-class", "0"],
+        ["new", "{name}", "--sae-batch-size", "abc"], ["new", LONG],
+        ["new", "{name}", "--weights", "{root}/empty.pt"], ["new", "{name}", "--weights", "{root}/text.pt"],
+        ["new", "{name}", "--weights", "{root}/evil.pt"], ["new", "{name}", "--weights", "{root}/missing.pt"],
         ["new", S],  # exists already
     ],
     "demo": [["demo", "--name", "../escape"], ["demo", "--name", LONG]],
@@ -113,7 +113,7 @@ CASES = [(cmd, i) for cmd, rows in BAD.items() for i in range(len(rows))]
 
 @pytest.mark.parametrize(("command", "row"), CASES, ids=[f"{c}-{i}" for c, i in CASES])
 def test_bad_value_is_refused_with_one_message(workspace: Path, command: str, row: int, capfd) -> None:
-    argv = [a.replace("{root}", str(workspace)) for a in BAD[command][row]]
+    argv = [a.replace("{root}", str(workspace)).replace("{name}", f"case{row}") for a in BAD[command][row]]
     argv += ["--sessions-dir", str(workspace / "sessions")]
     before = snapshot(workspace)
     rc, out = run_cli(argv)
