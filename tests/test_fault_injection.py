@@ -86,9 +86,6 @@ def assert_csv_intact(path: Path, good: str) -> None:
         assert rows, "an empty CSV replaced a good one"
 
 
-Scenario = Callable[[Path, Path, float | None], None]
-
-
 def _copy_session(built: Path, tmp: Path) -> Path:
     folder = tmp / "sessions"
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,11 +93,17 @@ def _copy_session(built: Path, tmp: Path) -> Path:
     return folder
 
 
-def pipeline_scenario(built: Path, tmp: Path, kill_after: float | None) -> float:
-    folder = tmp / "sessions"
-    if not (folder / "p.h5").exists():
-        rc, out, _ = salve(["new", "p", *NEW_TINY], folder)
-        assert rc == 0, out
+# Each scenario: prepare(built, work) makes the starting state once (a session and a previous good
+# output); run(work, kill_after) runs the command (killed or not) and checks what it left.
+
+
+def prepare_pipeline(built: Path, work: Path) -> None:
+    rc, out, _ = salve(["new", "p", *NEW_TINY], work / "sessions")
+    assert rc == 0, out
+
+
+def run_pipeline_cmd(work: Path, kill_after: float | None) -> float:
+    folder = work / "sessions"
     rc, out, took = salve(["run", "p"], folder, kill_after)
     assert_session_sound(folder / "p.h5")
     rc, out, _ = salve(["run", "p"], folder)  # resumes from the last commit and finishes
@@ -110,77 +113,94 @@ def pipeline_scenario(built: Path, tmp: Path, kill_after: float | None) -> float
     return took
 
 
-def edit_scenario(built: Path, tmp: Path, kill_after: float | None) -> float:
-    folder = _copy_session(built, tmp)
-    out = tmp / "model.pt"
-    if not out.exists():
-        rc, text, _ = salve(["edit", "tiny", "--class", "0", "--alpha", "1", "--out", str(out), "--no-record"], folder)
-        assert rc == 0, text
+def prepare_edit(built: Path, work: Path) -> None:
+    folder = _copy_session(built, work)
+    rc, text, _ = salve(["edit", "tiny", "--class", "0", "--alpha", "1", "--out", str(work / "model.pt"),
+                         "--no-record"], folder)
+    assert rc == 0, text
+
+
+def run_edit_cmd(work: Path, kill_after: float | None) -> float:
+    out = work / "model.pt"
     good = digest(out)
     rc, text, took = salve(["edit", "tiny", "--class", "1", "--alpha", "2", "--out", str(out), "--force"],
-                           folder, kill_after)
+                           work / "sessions", kill_after)
     assert_model_intact(out, good)
-    assert_session_sound(folder / "tiny.h5")
+    assert_session_sound(work / "sessions" / "tiny.h5")
     return took
 
 
-def figures_scenario(built: Path, tmp: Path, kill_after: float | None) -> float:
-    folder = _copy_session(built, tmp)
-    figures = folder / "tiny.exports" / "figures"
-    if not figures.exists():
-        rc, text, _ = salve(["export", "tiny", "--figures"], folder)
-        assert rc == 0, text
+def prepare_figures(built: Path, work: Path) -> None:
+    rc, text, _ = salve(["export", "tiny", "--figures"], _copy_session(built, work))
+    assert rc == 0, text
+
+
+def run_figures_cmd(work: Path, kill_after: float | None) -> float:
+    figures = work / "sessions" / "tiny.exports" / "figures"
     before = {p.name: digest(p) for p in figures.glob("*.png")}
     assert before
-    rc, text, took = salve(["export", "tiny", "--figures", "--force"], folder, kill_after)
+    rc, text, took = salve(["export", "tiny", "--figures", "--force"], work / "sessions", kill_after)
     assert_pngs_intact(before, figures)
     return took
 
 
-def alpha_crit_scenario(built: Path, tmp: Path, kill_after: float | None) -> float:
-    folder = _copy_session(built, tmp)
-    table = tmp / "crit.csv"
-    if not table.exists():
-        rc, text, _ = salve(["alpha-crit", "tiny", "--csv", str(table)], folder)
-        assert rc == 0, text
-    good = digest(table)
-    rc, text, took = salve(["alpha-crit", "tiny", "--csv", str(table), "--force"], folder, kill_after)
-    assert_csv_intact(table, good)
-    assert_csv_intact(table.with_name("crit.samples.csv"), digest(table.with_name("crit.samples.csv")))
-    assert_session_sound(folder / "tiny.h5")
+def prepare_alpha_crit(built: Path, work: Path) -> None:
+    rc, text, _ = salve(["alpha-crit", "tiny", "--csv", str(work / "crit.csv")], _copy_session(built, work))
+    assert rc == 0, text
+
+
+def run_alpha_crit_cmd(work: Path, kill_after: float | None) -> float:
+    tables = [work / "crit.csv", work / "crit.samples.csv"]
+    good = [digest(t) for t in tables]
+    rc, text, took = salve(["alpha-crit", "tiny", "--csv", str(tables[0]), "--force"], work / "sessions",
+                           kill_after)
+    for table, before in zip(tables, good, strict=True):
+        assert_csv_intact(table, before)
+    assert_session_sound(work / "sessions" / "tiny.h5")
     return took
 
 
-def robustness_scenario(built: Path, tmp: Path, kill_after: float | None) -> float:
-    folder = _copy_session(built, tmp)
-    args = ["robustness", "tiny", "--seeds", "2", "--epochs", "3", "--n-alphas", "20"]
-    rc, text, took = salve(args, folder, kill_after)
-    assert_session_sound(folder / "tiny.h5")
-    rc, text, _ = salve(args, folder)
+def prepare_robustness(built: Path, work: Path) -> None:
+    _copy_session(built, work)
+
+
+ROBUSTNESS = ["robustness", "tiny", "--seeds", "2", "--epochs", "3", "--n-alphas", "20"]
+
+
+def run_robustness_cmd(work: Path, kill_after: float | None) -> float:
+    rc, text, took = salve(ROBUSTNESS, work / "sessions", kill_after)
+    assert_session_sound(work / "sessions" / "tiny.h5")
+    rc, text, _ = salve(ROBUSTNESS, work / "sessions")
     assert rc == 0, text
     return took
 
 
-SCENARIOS = {
-    "pipeline": pipeline_scenario,
-    "edit": edit_scenario,
-    "export-figures": figures_scenario,
-    "alpha-crit": alpha_crit_scenario,
-    "robustness": robustness_scenario,
+SCENARIOS: dict[str, tuple[Callable[[Path, Path], None], Callable[[Path, float | None], float]]] = {
+    "pipeline": (prepare_pipeline, run_pipeline_cmd),
+    "edit": (prepare_edit, run_edit_cmd),
+    "export-figures": (prepare_figures, run_figures_cmd),
+    "alpha-crit": (prepare_alpha_crit, run_alpha_crit_cmd),
+    "robustness": (prepare_robustness, run_robustness_cmd),
 }
 
 
 def _kill_at_random_points(name: str, built: Path, tmp: Path, kills: int, seed: int,
                            duration: float | None = None) -> None:
     """Kill ``kills`` runs at uniform random moments within the command's (measured) duration."""
-    scenario = SCENARIOS[name]
+    prepare, run = SCENARIOS[name]
     rng = np.random.default_rng(seed)
-    work = tmp / name
+    prepared = tmp / name / "prepared"
+    prepare(built, prepared)
+
+    def fresh(label: str) -> Path:
+        work = tmp / name / label
+        shutil.copytree(prepared, work)
+        return work
+
     if duration is None:
-        duration = scenario(built, work / "measure", None)  # uninterrupted: how long the command takes
+        duration = run(fresh("measure"), None)  # uninterrupted: how long the command takes
     for i in range(kills):
-        delay = float(rng.uniform(0.3, 1.0)) * duration
-        scenario(built, work / f"kill{i}", delay)
+        run(fresh(f"kill{i}"), float(rng.uniform(0.3, 1.0)) * duration)
 
 
 def test_kill_during_pipeline_and_edit_leaves_everything_sound(built_session_path: Path, tmp_path: Path) -> None:
@@ -191,6 +211,7 @@ def test_kill_during_pipeline_and_edit_leaves_everything_sound(built_session_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_kill_at_random_points(name: str, built_session_path: Path, tmp_path: Path) -> None:
     _kill_at_random_points(name, built_session_path, tmp_path, kills=4, seed=7)
