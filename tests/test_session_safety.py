@@ -117,6 +117,20 @@ def test_a_checkpoint_from_a_deleted_session_is_not_resumed(tmp_path) -> None:
         assert notes and "another session" in notes[0]
 
 
+def test_a_checkpoint_for_another_class_count_is_not_resumed() -> None:
+    """Same session id but a head of another size (e.g. the dataset changed): start afresh, no traceback."""
+    from core.discover.backbone import build_model, state_to_numpy
+    from core.workflow.pipeline import _checkpoint_fits
+
+    model = build_model("resnet18", 3, image_size=32)
+    arrays = state_to_numpy(model)
+    assert _checkpoint_fits(model, arrays)
+    arrays["fc.weight"] = np.zeros((5, 512), np.float32)
+    assert not _checkpoint_fits(model, arrays)
+    del arrays["fc.bias"]
+    assert not _checkpoint_fits(model, arrays)
+
+
 # ----------------------------------------------------------------------------- corruption (item 5)
 
 
