@@ -69,7 +69,7 @@ class BackboneConfig:
         if self.batch_size < 1:
             problems.append("batch size must be ≥ 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"learning rate must be a finite number > 0, got {self.lr}")
+            problems.append(f"learning rate must be > 0 and finite, got {self.lr}")
         if self.schedule not in ("constant", "onecycle"):
             problems.append(f"schedule must be constant or onecycle, got '{self.schedule}'")
         return problems
@@ -103,11 +103,11 @@ class SAEConfig:
         if self.kind == "topk" and not 1 <= self.k <= self.hidden:
             problems.append(f"TopK k must be between 1 and hidden ({self.hidden})")
         if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
-            problems.append(f"L1 coefficient must be a finite number ≥ 0, got {self.l1_coeff}")
+            problems.append(f"L1 coefficient must be ≥ 0 and finite, got {self.l1_coeff}")
         if self.epochs < 1 or self.batch_size < 1:
             problems.append("SAE epochs and batch size must be ≥ 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            problems.append(f"SAE learning rate must be a finite number > 0, got {self.lr}")
+            problems.append(f"SAE learning rate must be > 0 and finite, got {self.lr}")
         if self.seed < 0:
             problems.append(f"SAE seed must be ≥ 0, got {self.seed}")
         return problems
