@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 DATASET_KINDS = ("shapes", "imagefolder", "cifar100")
 SAE_KINDS = ("l1", "topk")
 MODULATIONS = ("linear", "clamped")
+MAX_NAME_LENGTH = 100  # leaves room for ".h5", ".lock" and temp suffixes in a 255-byte file name
 
 
 @dataclass
@@ -66,8 +68,8 @@ class BackboneConfig:
             problems.append("epochs must be ≥ 0")
         if self.batch_size < 1:
             problems.append("batch size must be ≥ 1")
-        if not self.lr > 0:
-            problems.append("learning rate must be > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"learning rate must be > 0 and finite, got {self.lr}")
         if self.schedule not in ("constant", "onecycle"):
             problems.append(f"schedule must be constant or onecycle, got '{self.schedule}'")
         return problems
@@ -100,12 +102,14 @@ class SAEConfig:
             problems.append("SAE hidden size must be ≥ 1")
         if self.kind == "topk" and not 1 <= self.k <= self.hidden:
             problems.append(f"TopK k must be between 1 and hidden ({self.hidden})")
-        if self.l1_coeff < 0:
-            problems.append("L1 coefficient must be ≥ 0")
+        if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
+            problems.append(f"L1 coefficient must be ≥ 0 and finite, got {self.l1_coeff}")
         if self.epochs < 1 or self.batch_size < 1:
             problems.append("SAE epochs and batch size must be ≥ 1")
-        if not self.lr > 0:
-            problems.append("SAE learning rate must be > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"SAE learning rate must be > 0 and finite, got {self.lr}")
+        if self.seed < 0:
+            problems.append(f"SAE seed must be ≥ 0, got {self.seed}")
         return problems
 
 
@@ -124,6 +128,10 @@ class SessionConfig:
         problems = []
         if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
             problems.append(f"session name '{self.name}' is not a valid file name")
+        elif len(self.name) > MAX_NAME_LENGTH:
+            problems.append(f"session name is {len(self.name)} characters long; use at most {MAX_NAME_LENGTH}")
+        if self.seed < 0:
+            problems.append(f"seed must be ≥ 0, got {self.seed}")
         problems += self.data.validate() + self.backbone.validate() + self.sae.validate()
         return problems
 

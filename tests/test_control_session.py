@@ -237,7 +237,7 @@ def test_cli_edit_and_robustness(session_path: Path, tmp_path: Path, capsys) -> 
     assert rc == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["edit"]["features"] == [2, 4] and payload["edit_index"] == 0
-    assert out.exists() and (tmp_path / "edited.json").exists()
+    assert out.exists() and (tmp_path / "edited.pt.json").exists()
     with Session.open(session_path, read_only=True) as reader:
         assert list_edits(reader) == [EditSpec((2, 4), "suppress", 1.5)]
     rc = main(["robustness", str(session_path), "--seeds", "2", "--epochs", "2", "--class", "0",

@@ -100,7 +100,7 @@ def test_export_to_a_named_file_and_bad_suffix(session: Session, tmp_path: Path)
     spec = build_spec(load_inputs(session), features=[2], alpha=1.0)
     result = export_edited_model(session, spec, out=tmp_path / "model.safetensors")
     assert result.files == [tmp_path / "model.safetensors"]
-    assert result.sidecar == tmp_path / "model.json"
+    assert result.sidecar == tmp_path / "model.safetensors.json"
     with pytest.raises(ValueError, match=r"\.pt, \.pth or \.safetensors"):
         export_edited_model(session, spec, out=tmp_path / "model.bin")
     with pytest.raises(ValueError, match="no edit to export"):

@@ -159,7 +159,7 @@ def test_cli_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert salve(["run", "x", "data", "--sessions-dir", str(tmp_path)]) == 2
     assert "nowhere" in capsys.readouterr().err
     assert salve(["new", "bad", "--sessions-dir", str(tmp_path), "--image-size", "3"]) == 2
-    assert "image size" in capsys.readouterr().err
+    assert "--image-size: must be ≥ 16" in capsys.readouterr().err
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
     assert salve(["info", "junk", "--sessions-dir", str(tmp_path)]) == 2
     assert "not a readable HDF5 file" in capsys.readouterr().err

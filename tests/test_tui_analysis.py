@@ -46,6 +46,7 @@ from salve_tui.app.screens.analysis_edit import EditPreviewScreen, confusion_tex
 from salve_tui.app.screens.analysis_exports import ExportsScreen
 from salve_tui.app.screens.analysis_feature import FeatureDetailScreen, Thumbnail, encode_latents
 from salve_tui.app.screens.analysis_matrix import MatrixScreen, matrix_status
+from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.screens.dashboard import DashboardScreen
 from salve_tui.app.widgets.heatmap import Heatmap, signed_colour
 
@@ -293,6 +294,16 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         assert png.name == "feature_class_matrix.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         listed = str(exports.query_one("#exports-files", Static).render())
         assert "feature_class_matrix.png" in listed
+        before = png.stat().st_mtime_ns
+        await pilot.press("enter")  # again: the file exists, so the screen asks before replacing it
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="replace question")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is exports and not app.jobs.busy, what="kept")
+        assert png.stat().st_mtime_ns == before
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="replace question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: png.stat().st_mtime_ns != before and not app.jobs.busy, what="replaced")
         await pilot.press("down", "down", "down", "enter")  # α_crit tables
         await wait_for(pilot, lambda: any(p.suffix == ".csv" for p in exports.last_written)
                        and not app.jobs.busy, what="α_crit export")

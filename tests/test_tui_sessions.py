@@ -114,3 +114,40 @@ async def test_start_session_opens_its_dashboard(folder: Path) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
         assert app.session is not None and app.session.name == "alpha"
+
+
+async def test_damaged_json_in_one_session_does_not_break_the_screen(folder: Path) -> None:
+    """A session whose stored JSON is damaged is one red row; the others still list and open."""
+    import h5py
+
+    with h5py.File(folder / "beta.h5", "r+") as f:
+        del f["json/stages"]
+        f.create_dataset("json/stages", data='{"data": {"state": "do')  # cut mid-way
+    app = SalveApp(sessions_folder=folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        assert table.row_count == 3
+        assert str(table.get_row_at(1)[1]) == "unreadable"
+        await pilot.press("down")
+        detail = str(app.screen.query_one("#session-detail", Static).render())
+        assert "beta.h5" in detail and "stages" in detail
+        await pilot.press("up", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_deleting_a_damaged_session_waits_for_its_writer(folder: Path) -> None:
+    holder = Session(folder / "broken.h5", read_only=False)
+    holder._acquire_lock(must_write=True)  # another process writing under this name
+    app = SalveApp(sessions_folder=folder)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("down", "down", "d")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmModal)
+            await pilot.press("y")
+            await pilot.pause()
+            assert (folder / "broken.h5").exists()
+    finally:
+        holder.close()

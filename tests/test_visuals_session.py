@@ -156,7 +156,11 @@ def test_export_figures_follow_the_stored_control_results(
         spec = build_spec(load_inputs(session), "salve", None, 2, "suppress", 1.5)
         record_edit(session, spec)
         run_seed_robustness(session, k=2, target_class=2, epochs=1, n_alphas=9)
-    code, out, _ = run_cli(capsys, "export", str(session_file), "--figures", "--json")
+    matrix = exports / "figures" / "feature_class_matrix.png"
+    before = matrix.read_bytes()
+    code, _, err = run_cli(capsys, "export", str(session_file), "--figures", "--json")
+    assert code == 2 and "--force" in err and matrix.read_bytes() == before  # nothing replaced
+    code, out, _ = run_cli(capsys, "export", str(session_file), "--figures", "--json", "--force")
     assert code == 0
     second = json.loads(out)
     new = {Path(p) for p in second["written"]} - written
@@ -256,7 +260,7 @@ def test_groundtruth_on_non_shapes_data_says_why(
         (["saliency", "--sample", "0"], "give exactly one of --feature K"),
         (["saliency", "--sample", "0", "--feature", "1", "--out", "x.jpg"], "must be a .png"),
         (["actmax", "--feature", "99"], "feature 99 is out of range"),
-        (["actmax", "--feature", "1", "--steps", "0"], "at least 1 step"),
+        (["actmax", "--feature", "1", "--steps", "0"], "--steps: must be ≥ 1"),
         (["export"], "pass --figures"),
     ],
 )

@@ -431,7 +431,9 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> N
     header: list[str] = []
     for row in rows:
         header += [k for k in row if k not in header]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    from core.atomic import atomic_write
+
+    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=header, restval="")
         writer.writeheader()
         for row in rows:

@@ -105,14 +105,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:
             raise BackboneError(f"{path} is not a readable safetensors file: {exc}") from exc
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise BackboneError(
-            f"{path} is not a plain-weights checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
-            "Only state_dicts are accepted (weights_only=True); re-save it with "
-            "`torch.save(model.state_dict(), path)`"
-        ) from exc
+    obj = _torch_load_plain(path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -124,22 +117,89 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _torch_load_plain(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with one message per way a file can fail to be plain weights."""
+    import pickle
+    import zipfile
+
+    if path.stat().st_size == 0:
+        raise BackboneError(f"{path} is empty (0 bytes); copy the checkpoint again or pass another file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
+            raise BackboneError(
+                f"{path} is not a plain-weights checkpoint: it holds Python objects beyond plain tensors, "
+                "and loading it would run code from the "
+                "file, which salve-tui never does. Re-save only the weights with "
+                "`torch.save(model.state_dict(), path)` (or use safetensors)"
+            ) from None
+        raise BackboneError(
+            f"{path} is not a PyTorch checkpoint (it cannot be unpickled); pass a file saved with "
+            "`torch.save(model.state_dict(), path)`"
+        ) from None
+    except (EOFError, RuntimeError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile, OSError) as exc:
+        raise BackboneError(
+            f"{path} is not a PyTorch checkpoint or is truncated ({type(exc).__name__}); pass a file "
+            "saved with `torch.save(model.state_dict(), path)`"
+        ) from None
+
+
+def load_hub_weights(path: str | os.PathLike, hash_prefix: str | None) -> dict[str, torch.Tensor]:
+    """A torchvision weights file from the hub cache: hash prefix checked, then weights only.
+
+    torchvision's own loader ends in ``torch.load`` without ``weights_only``, so a file planted in
+    the cache under the expected name would run code; this never does.
+    """
+    import hashlib
+
+    path = Path(path)
+    if hash_prefix:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if not digest.hexdigest().startswith(hash_prefix):
+            raise BackboneError(
+                f"{path} does not match torchvision's published hash (sha256 {hash_prefix}…): it is "
+                "damaged or not the official file. Delete it and copy or download the weights again"
+            )
+    obj = _torch_load_plain(path)
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BackboneError(f"{path} does not hold a state_dict; delete it and fetch the weights again")
+    return obj
+
+
 def _pretrained_state(arch: str) -> dict[str, torch.Tensor]:
+    import re
+
     import torchvision.models as tvm
 
     try:
         weights = tvm.get_model_weights(arch).DEFAULT
     except Exception:
         raise BackboneError(f"torchvision has no pretrained weights for '{arch}'") from None
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    file_name = Path(weights.url).name
+    path = cache / file_name
+    match = re.search(r"-([a-f0-9]+)\.", file_name)
+    prefix = match.group(1) if match else None
+    if not path.is_file():
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            # download only (the hub helper checks the hash and renames atomically); never its loader
+            torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=prefix, progress=False)
+        except Exception as exc:
+            raise BackboneError(
+                f"pretrained weights for {arch} ({weights}) are not in the local cache {cache} and could "
+                f"not be downloaded ({type(exc).__name__}). Copy {file_name} there, pass a local "
+                "checkpoint with --weights PATH, or use --weights none"
+            ) from None
     try:
-        return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as exc:
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise BackboneError(
-            f"pretrained weights for {arch} ({weights}) are not in the local cache {cache} and could not be "
-            f"downloaded ({type(exc).__name__}). Copy the file there, pass a local checkpoint with "
-            "--weights PATH, or use --weights none"
-        ) from None
+        return load_hub_weights(path, prefix)
+    except BackboneError as exc:
+        raise BackboneError(f"pretrained weights {file_name}: {exc}") from None
 
 
 def build_model(arch: str, num_classes: int, weights: str = "none", image_size: int = 224,

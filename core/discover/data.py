@@ -396,6 +396,30 @@ def _load_image_folder(root: Path, config: DataConfig) -> DatasetBundle:
     return DatasetBundle(class_names, train, test, "imagefolder", description)
 
 
+def files_fingerprint(config: DataConfig) -> str | None:
+    """Digest of the image files' names, sizes and times under an image folder (no decoding).
+
+    The data stage stores it; when files are added or removed later (e.g. a corrupt one, as the
+    scan told the user) the pipeline sees the change and rescans instead of keeping stale counts.
+    ``None`` for datasets that cannot change on disk this way (Shapes is generated).
+    """
+    import hashlib
+
+    if config.kind != "imagefolder" or not config.path:
+        return None
+    root = Path(config.path).expanduser()
+    digest = hashlib.sha256()
+    if not root.is_dir():
+        return "missing"
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -433,10 +457,12 @@ def _scan_split(
 
 
 def _is_readable_image(path: Path) -> bool:
-    """Header + integrity check without a full decode (fast enough for a scan)."""
+    """Decode the whole file (JPEGs in draft mode, at 1/8 scale): ``verify()`` alone passes
+    truncated JPEGs, which would then abort training half-way."""
     try:
         with Image.open(path) as img:
-            img.verify()
+            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
         return True
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False

@@ -18,11 +18,14 @@ slash-separated keys (``backbone/state_dict/fc.weight``, ``activations/test/a``,
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core.atomic import WriteFailed, check_free_space, describe_os_error, fsync_dir
 from core.config import SessionConfig
 
 FORMAT_NAME = "salve-tui session"
@@ -41,6 +45,10 @@ DEFAULT_SESSIONS_DIR = "sessions"
 PIPELINE_STAGES = ("data", "backbone", "activations", "sae", "rankings")
 STAGE_STATES = ("pending", "partial", "done", "failed", "stale")
 REPACK_MIN_BYTES = 8 << 20  # repack after a transaction that freed more than this
+# HDF5 1.8+ formats: superblock, object headers, B-trees and heaps carry checksums of their own
+LIBVER = ("v108", "latest")
+DIGEST_ATTR = "sha256"  # digest of datasets HDF5 cannot checksum (scalars, strings, JSON)
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class SessionError(Exception):
@@ -59,6 +67,10 @@ class SessionTooNew(SessionError):
     """The file was written by a newer schema than this version understands."""
 
 
+class SessionReadOnly(SessionError):
+    """The session's folder cannot be written (no lock file, no temp file can be created)."""
+
+
 # --------------------------------------------------------------------------- locations
 
 
@@ -68,11 +80,13 @@ def sessions_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_session_path(name_or_path: str | os.PathLike, folder: Path | None = None) -> Path:
-    """A bare name means ``<sessions dir>/<name>.h5``; anything with a slash or suffix is a path."""
+    """A bare name (no slash) always means ``<sessions dir>/<name>.h5``, whatever the current folder
+    holds; only an argument with a slash (``./x.h5``, ``/abs/x.h5``, ``runs/x``) is a path."""
     text = str(name_or_path)
-    if os.sep in text or text.endswith(SESSION_SUFFIX) or Path(text).exists():
+    if "/" in text or os.sep in text:
         return Path(text)
-    return (folder or sessions_dir()) / f"{text}{SESSION_SUFFIX}"
+    name = text if text.endswith(SESSION_SUFFIX) else f"{text}{SESSION_SUFFIX}"
+    return (folder or sessions_dir()) / name
 
 
 def exports_dir(session_path: Path) -> Path:
@@ -150,7 +164,9 @@ def _write_json(f: h5py.File, key: str, obj: Any) -> None:
     name = f"json/{key}"
     if name in f:
         del f[name]
-    f.create_dataset(name, data=json.dumps(obj, sort_keys=True, default=_json_default))
+    text = json.dumps(obj, sort_keys=True, default=_json_default)
+    ds = f.create_dataset(name, data=text)
+    ds.attrs[DIGEST_ATTR] = _digest(text.encode())
 
 
 def _json_default(o: Any) -> Any:
@@ -165,8 +181,15 @@ def _read_json(f: h5py.File, key: str, default: Any = None) -> Any:
     name = f"json/{key}"
     if name not in f:
         return default
-    raw = f[name][()]
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    try:
+        raw = f[name][()]
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        _check_digest(f, name, text.encode())
+        return json.loads(text)
+    except SessionCorrupt:
+        raise
+    except (OSError, ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
+        raise _corrupt(f, name, exc) from None
 
 
 def _write_array(f: h5py.File, key: str, value: np.ndarray) -> int:
@@ -174,19 +197,74 @@ def _write_array(f: h5py.File, key: str, value: np.ndarray) -> int:
     value = np.asarray(value)
     if value.dtype.kind == "U":
         value = value.astype(h5py.string_dtype())
-        f.create_dataset(key, data=value)
+        _create_checked(f, key, data=value)
         return freed
     compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
-    f.create_dataset(key, data=value, compression="gzip" if compress else None)
+    _create_checked(f, key, data=value, compression="gzip" if compress else None)
     return freed
 
 
 def _read_array(f: h5py.File, key: str) -> np.ndarray:
-    ds = f[key]
-    data = ds[()]
+    try:
+        ds = f[key]
+        data = ds[()]
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise _corrupt(f, key, exc) from None
     if ds.dtype.kind == "O":
         data = np.array([x.decode() if isinstance(x, bytes) else x for x in np.atleast_1d(data)])
+    if DIGEST_ATTR in ds.attrs:
+        _check_digest(f, key, _array_bytes(data))
     return data
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def _digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _array_bytes(data: Any) -> bytes:
+    data = np.asarray(data)
+    if data.dtype.kind in "OUS":
+        items = [x.decode() if isinstance(x, bytes) else str(x) for x in np.atleast_1d(data).ravel()]
+        return json.dumps([list(data.shape), items]).encode()
+    return np.ascontiguousarray(data).tobytes()
+
+
+def _create_checked(f: h5py.File, key: str, data: Any = None, shape: tuple[int, ...] | None = None,
+                    dtype: Any = None, **kwargs: Any) -> h5py.Dataset:
+    """Create a dataset HDF5 checksums on every read (fletcher32), or one with a stored digest
+    where the filter cannot apply (scalars, empty arrays, variable-length strings)."""
+    arr = None if data is None else np.asarray(data)
+    shape = tuple(arr.shape) if arr is not None else tuple(shape or ())
+    kind = arr.dtype.kind if arr is not None else np.dtype(dtype).kind
+    if not shape or 0 in shape or kind in "OUS":
+        kwargs.pop("compression", None)
+        ds = f.create_dataset(key, data=data, shape=None if data is not None else shape, dtype=dtype, **kwargs)
+        ds.attrs[DIGEST_ATTR] = _digest(_array_bytes(ds[()]))
+        return ds
+    return f.create_dataset(key, data=data, shape=None if data is not None else shape, dtype=dtype,
+                            fletcher32=True, **kwargs)
+
+
+def _check_digest(f: h5py.File, key: str, raw: bytes) -> None:
+    stored = f[key].attrs.get(DIGEST_ATTR)
+    if stored is None:
+        return  # written before checksums existed
+    stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+    if stored != _digest(raw):
+        raise _corrupt(f, key, None)
+
+
+def _corrupt(f: h5py.File, key: str, exc: BaseException | None) -> SessionCorrupt:
+    path = Path(f.filename)
+    cause = "its checksum does not match" if exc is None else f"{type(exc).__name__}: {exc}"
+    return SessionCorrupt(
+        f"session {path}: '{key}' is damaged ({cause}). Run `salve verify {path}` to list every damaged "
+        "part; restore the file from a backup or rerun the stage that wrote it "
+        "(`salve run NAME STAGE --force`)"
+    )
 
 
 # --------------------------------------------------------------------------- the session
@@ -200,18 +278,30 @@ class Transaction:
         self._session = session
         self.freed_bytes = 0  # space left unused by deletions; the commit repacks when it is large
 
+    def _ensure_space(self, nbytes: int) -> None:
+        """Refuse a write the disk cannot hold: HDF5 does not survive running out of space."""
+        try:
+            check_free_space(self._session.path.parent, int(nbytes))
+        except WriteFailed as exc:
+            raise SessionError(f"cannot save session {self._session.name}: {exc}") from None
+
     def write_array(self, key: str, value: Any) -> None:
-        self.freed_bytes += _write_array(self._f, key, np.asarray(value))
+        value = np.asarray(value)
+        self._ensure_space(value.nbytes)
+        self.freed_bytes += _write_array(self._f, key, value)
 
     def write_arrays(self, group: str, arrays: dict[str, Any]) -> None:
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        self._ensure_space(sum(a.nbytes for a in arrays.values()))
         self.freed_bytes += _delete(self._f, group)
         for name, value in arrays.items():
-            _write_array(self._f, f"{group}/{name}", np.asarray(value))
+            _write_array(self._f, f"{group}/{name}", value)
 
     def create_rows(self, key: str, shape: tuple[int, ...], dtype: Any) -> None:
         """Preallocate an array filled in row blocks by later transactions (resumable streams)."""
+        self._ensure_space(int(np.prod(shape)) * np.dtype(dtype).itemsize)
         self.freed_bytes += _delete(self._f, key)
-        self._f.create_dataset(key, shape=shape, dtype=dtype)
+        _create_checked(self._f, key, shape=shape, dtype=dtype)
 
     def write_rows(self, key: str, start: int, value: np.ndarray) -> None:
         self._f[key][start : start + len(value)] = value
@@ -245,6 +335,7 @@ class Session:
         self.path = Path(path)
         self.read_only = read_only
         self._lock_fd: int | None = None
+        self.unwritable_reason: str | None = None  # set when the folder cannot hold a lock file
 
     # ----- lifecycle
 
@@ -259,22 +350,32 @@ class Session:
             raise SessionError(
                 f"session {path} already exists; open it (`salve info {path.stem}`) or choose another name"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
         session = cls(path, read_only=False)
-        session._acquire_lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            session._acquire_lock(must_write=True)
+        except OSError as exc:
+            raise SessionError(describe_os_error(exc, path, "create")) from None
+        if overwrite:  # under the lock: another writer of the old session would have refused us
+            shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
         tmp = session._tmp_path()
         try:
-            with h5py.File(tmp, "w") as f:
+            with h5py.File(tmp, "w", libver=LIBVER) as f:
                 now = time.time()
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["schema_version"] = SCHEMA_VERSION
                 f.attrs["created"] = now
                 f.attrs["updated"] = now
+                f.attrs["session_id"] = uuid.uuid4().hex
                 _write_json(f, "config", config.to_dict())
                 _write_json(f, "stages", {s: StageState().to_dict() for s in PIPELINE_STAGES})
                 _write_json(f, "summary", {})
             _fsync_path(tmp)
             os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            session.close()
+            raise SessionError(describe_os_error(exc, path, "create")) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             session.close()
@@ -289,8 +390,9 @@ class Session:
         _open_checked(path).close()  # validates format and schema before locking
         if not read_only:
             session._acquire_lock()
-            for stale in path.parent.glob(f".{path.name}.tmp-*"):
-                stale.unlink(missing_ok=True)
+            if session._lock_fd is not None:
+                for stale in path.parent.glob(f".{path.name}.tmp-*"):
+                    stale.unlink(missing_ok=True)
         return session
 
     def close(self) -> None:
@@ -327,8 +429,25 @@ class Session:
     def _tmp_path(self) -> Path:
         return self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
 
-    def _acquire_lock(self) -> None:
-        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    @property
+    def session_id(self) -> str:
+        """Unique id of this session (fixed at creation): binds checkpoints beside the file to it."""
+        with self.reader() as f:
+            sid = f.attrs.get("session_id")
+            if sid is None:  # sessions created before ids: their creation time is unique enough
+                return f"created-{float(f.attrs.get('created', 0.0))!r}"
+            return sid.decode() if isinstance(sid, bytes) else str(sid)
+
+    def _acquire_lock(self, must_write: bool = False) -> None:
+        """Take the writer lock. In a folder where no lock file can be created nothing can be
+        written either: the handle then reads, and its first transaction says why it cannot save."""
+        try:
+            fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if must_write or exc.errno not in _UNWRITABLE:
+                raise
+            self.unwritable_reason = describe_os_error(exc, self._lock_path(), "create the lock file")
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -347,12 +466,21 @@ class Session:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """Apply changes atomically (copy, modify, fsync, rename). Nothing is saved on error."""
+        if self.unwritable_reason is not None:
+            raise SessionReadOnly(
+                f"session {self.path} cannot be saved: {self.unwritable_reason}. Copy it to a writable "
+                "folder (--sessions-dir), or pass --no-record to compute without saving"
+            )
         if self.read_only or self._lock_fd is None:
             raise SessionError(f"session {self.path} is open read-only; open it as the writer to change it")
         tmp = self._tmp_path()
-        shutil.copyfile(self.path, tmp)
         try:
-            with h5py.File(tmp, "r+") as f:
+            check_free_space(self.path.parent, 2 * self.path.stat().st_size)
+        except WriteFailed as exc:
+            raise SessionError(f"cannot save session {self.name}: {exc}") from None
+        try:
+            shutil.copyfile(self.path, tmp)
+            with h5py.File(tmp, "r+", libver=LIBVER) as f:
                 tx = Transaction(f, self)
                 yield tx
                 f.attrs["updated"] = time.time()
@@ -360,6 +488,14 @@ class Session:
                 _repack(tmp)
             _fsync_path(tmp)
             os.replace(tmp, self.path)
+            fsync_dir(self.path.parent)
+        except OSError as exc:
+            if exc.errno in _UNWRITABLE or _disk_full(exc, self.path.parent):
+                raise SessionError(
+                    f"cannot save session {self.name}: {describe_os_error(exc, self.path)}. "
+                    "Nothing was lost: the session keeps its last committed step"
+                ) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -371,6 +507,11 @@ class Session:
         f = _open_checked(self.path)
         try:
             yield f
+        except OSError as exc:  # HDF5 read errors: a failed checksum or damaged metadata
+            raise SessionCorrupt(
+                f"session {self.path} could not be read ({exc}); it may be damaged. Run `salve verify "
+                f"{self.path}` to list the damaged parts"
+            ) from None
         finally:
             f.close()
 
@@ -441,7 +582,7 @@ def _repack(path: Path) -> None:
     """Rewrite ``path`` compactly: HDF5 never returns the space of deleted datasets to the OS."""
     packed = path.with_name(path.name + ".pack")
     try:
-        with h5py.File(path, "r") as src, h5py.File(packed, "w") as dst:
+        with h5py.File(path, "r") as src, h5py.File(packed, "w", libver=LIBVER) as dst:
             for name, value in src.attrs.items():
                 dst.attrs[name] = value
             for name in src:
@@ -483,14 +624,23 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
                         "error": None,
                     }
                 )
-        except SessionError as exc:
-            rows.append({"name": path.stem, "path": str(path), "error": str(exc)})
+        except Exception as exc:  # one damaged file never hides the others
+            message = str(exc) if isinstance(exc, SessionError) else f"{path}: {type(exc).__name__}: {exc}"
+            rows.append({"name": path.stem, "path": str(path), "error": message})
     return rows
 
 
 def delete_session(path: Path) -> None:
-    """Delete a session file (refuses while another process writes it) and its lock file."""
-    session = Session.open(path)  # takes the lock: refuses if in use
+    """Delete a session file (refuses while another process writes it) and its lock file.
+
+    The lock is taken without reading the file, so a damaged session can be deleted too, and
+    never while another process writes it.
+    """
+    session = Session(Path(path), read_only=False)
+    try:
+        session._acquire_lock(must_write=True)  # refuses if in use
+    except OSError as exc:
+        raise SessionError(describe_os_error(exc, path, "delete")) from None
     try:
         path.unlink()
         shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
@@ -498,3 +648,86 @@ def delete_session(path: Path) -> None:
     finally:
         session.close()
         session._lock_path().unlink(missing_ok=True)
+
+
+def _disk_full(exc: OSError, folder: Path) -> bool:
+    """HDF5 reports a failed write without errno: tell a full disk by looking at it."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_session` found: damaged parts and datasets without any checksum."""
+
+    path: Path
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_session(path: str | os.PathLike) -> VerifyReport:
+    """Read every dataset of a session in full, checking fletcher32 checksums and stored digests."""
+    path = Path(path)
+    report = VerifyReport(path)
+    try:
+        f = _open_checked(path)
+    except SessionError as exc:
+        report.problems.append(str(exc))
+        return report
+    except Exception as exc:
+        report.problems.append(f"{path} cannot be opened: {type(exc).__name__}: {exc}")
+        return report
+    try:
+        names: list[str] = []
+        try:
+            f.visit(names.append)
+        except Exception as exc:
+            report.problems.append(f"the group structure is damaged ({type(exc).__name__}: {exc})")
+        for name in names:
+            try:
+                obj = f[name]
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                if name.startswith("json/"):
+                    _read_json(f, name[5:])
+                else:
+                    _read_array(f, name)
+                report.checked += 1
+                if not obj.fletcher32 and DIGEST_ATTR not in obj.attrs:
+                    report.unchecked.append(name)
+            except Exception as exc:
+                report.problems.append(f"'{name}': {type(exc).__name__}: {exc}")
+        try:
+            for attr in ("format", "schema_version", "created", "updated"):
+                f.attrs[attr]
+        except Exception as exc:
+            report.problems.append(f"the file's attributes are damaged ({type(exc).__name__}: {exc})")
+    finally:
+        try:
+            f.close()
+        except Exception as exc:
+            report.problems.append(f"closing failed ({type(exc).__name__}: {exc})")
+    return report
+
+
+def require_intact(session: Session) -> None:
+    """Raise :class:`SessionCorrupt` unless every part of ``session`` passes its checksum."""
+    report = verify_session(session.path)
+    if not report.ok:
+        raise SessionCorrupt(
+            f"session {session.path} is damaged ({len(report.problems)} part(s), first: "
+            f"{report.problems[0]}); nothing was exported. Run `salve verify {session.path}`, then "
+            "restore the file from a backup or rerun the damaged stages"
+        )

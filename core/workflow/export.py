@@ -4,14 +4,21 @@ An exported model is the session's classifier with the edit(s) replayed on its f
 ``nn.Linear`` (``core.control.edit.edited_model``), saved as a plain ``state_dict``: ``torch.load(...,
 weights_only=True)`` or ``safetensors.torch.load_file`` then ``load_state_dict`` into a fresh
 ``torchvision.models.<arch>(num_classes=C)`` (``core.discover.backbone.build_model``) reproduces it.
-A JSON sidecar (``<stem>.json``) and a ``<stem>.README.txt`` say which edit(s) the file
-carries, which session it came from, the class names, the architecture and the input
-preprocessing. Files go to the session's export folder unless a path is given.
+Each weight file gets its own JSON sidecar (``<file name>.json``, e.g. ``model.pt.json``) and
+``<file name>.README.txt`` saying which edit(s) the file carries, which session it came from,
+the class names, the architecture, the input preprocessing and the file's sha256. Files go to
+the session's export folder unless a path is given.
+
+Every file is written through :mod:`core.atomic` (temp, fsync, rename). The old sidecar is
+removed before the new weights replace the old ones and the new sidecar is renamed in last, so
+a reader (or a crash) never pairs a model with the wrong sidecar; :func:`load_exported` checks
+the sha256 as well. The session is verified against its checksums before anything is written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -19,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.atomic import WriteFailed, refuse_existing, write_bytes, write_text
 from core.control.spec import EditSpec
-from core.store.session import Session
+from core.store.session import Session, require_intact
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
 SIDECAR_FORMAT = "salve-tui edited model"
@@ -31,35 +39,80 @@ class ExportResult:
     """Where an export went: the weight files, the sidecar and the README."""
 
     files: list[Path]
-    sidecar: Path
-    readme: Path
+    sidecars: list[Path]
+    readmes: list[Path]
     metadata: dict[str, Any] = field(default_factory=dict)
     reused: bool = False  # the same weights were exported before: their files were kept
+
+    @property
+    def sidecar(self) -> Path:
+        return self.sidecars[0]
+
+    @property
+    def readme(self) -> Path:
+        return self.readmes[0]
+
+    @property
+    def written(self) -> list[Path]:
+        return [*self.files, *self.sidecars, *self.readmes]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "files": [str(p) for p in self.files],
             "sidecar": str(self.sidecar),
-            "readme": str(self.readme),
+            "sidecars": [str(p) for p in self.sidecars],
+            "readmes": [str(p) for p in self.readmes],
             "metadata": self.metadata,
             "reused": self.reused,
         }
+
+
+def sidecar_path(weights: Path) -> Path:
+    """``model.pt`` → ``model.pt.json``: one sidecar per weight file, never shared."""
+    return weights.with_name(weights.name + ".json")
+
+
+def readme_path(weights: Path) -> Path:
+    return weights.with_name(weights.name + ".README.txt")
+
+
+def _check_targets(targets: Sequence[Path]) -> None:
+    """Refuse folders, existing outputs (unless overwriting is allowed) and foreign sidecar names."""
+    for path in targets:
+        for target in (path, sidecar_path(path), readme_path(path)):
+            refuse_existing(target)
+        side = sidecar_path(path)
+        if side.exists():
+            try:
+                ours = json.loads(side.read_text(encoding="utf-8")).get("format") == SIDECAR_FORMAT
+            except (OSError, ValueError, AttributeError):
+                ours = False
+            if not ours:
+                raise WriteFailed(f"{side} exists and is not a salve-tui sidecar; it is not replaced. "
+                                  "Move it or choose another output name")
 
 
 def _targets(session: Session, out: str | Path | None, stem: str | None) -> list[Path]:
     """The weight files to write: ``out`` (format from its suffix) or both formats in the
     session's export folder."""
     if out is not None:
-        out = Path(out)
-        if out.suffix.lower() not in FORMATS:
-            raise ValueError(
-                f"cannot tell the export format from '{out.name}': use a .pt, .pth or "
-                ".safetensors file name"
-            )
-        return [out]
+        return [check_export_target(out)]
     folder = session.exports_dir
     base = stem or f"{session.name}-edited-{time.strftime('%Y%m%d-%H%M%S')}"
     return [folder / f"{base}.pt", folder / f"{base}.safetensors"]
+
+
+def check_export_target(out: str | Path) -> Path:
+    """Refuse an ``--out`` that is a folder, has an unknown suffix or exists (without --force)."""
+    path = Path(out)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name such as {path / 'model.pt'}")
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(
+            f"cannot tell the export format from '{path.name}': use a .pt, .pth or .safetensors file name"
+        )
+    _check_targets([path])
+    return path
 
 
 def _sha256(path: Path) -> str:
@@ -102,6 +155,9 @@ def export_edited_model(
         raise ValueError(
             "there is no edit to export: pass --feature/--alpha, or record an edit first"
         )
+    targets = _targets(session, out, stem)
+    _check_targets(targets)  # again for the default names (and anything created meanwhile)
+    require_intact(session)  # never export a model built from damaged weights
     inputs = load_inputs(session)
     model = load_model(session, "cpu")
     edited = edited_model(model, edits, inputs.D)
@@ -115,18 +171,20 @@ def export_edited_model(
         (weights + json.dumps([e.to_dict() for e in edits], sort_keys=True)).encode()
     ).hexdigest()
     if out is None and stem is None:  # content-addressed: the same weights keep their files
-        stem = f"{session.name}-edited-{content[:12]}"
-        reused = _reusable_export(session.exports_dir / f"{stem}.json", content)
+        targets = _targets(session, None, f"{session.name}-edited-{content[:12]}")
+        reused = _reusable_export(targets, content)
         if reused is not None:
             return reused
-    targets = _targets(session, out, stem)
+        _check_targets(targets)
+    payloads: dict[Path, bytes] = {}
     for path in targets:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if FORMATS[path.suffix.lower()] == "pt":
-            torch.save(state, path)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            payloads[path] = buffer.getvalue()
         else:
-            safetensors.torch.save_file(
-                state, str(path), metadata={"format": SIDECAR_FORMAT, "arch": config.backbone.arch}
+            payloads[path] = safetensors.torch.save(
+                state, metadata={"format": SIDECAR_FORMAT, "arch": config.backbone.arch}
             )
 
     # Accuracy from the cached activations, so the sidecar says what the edit does.
@@ -151,18 +209,23 @@ def export_edited_model(
             "before": float((before == inputs.labels).double().mean()),
             "after": float((after == inputs.labels).double().mean()),
         },
-        "files": {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in targets},
         "content_sha256": content,  # weights + edit list: what the default file name carries
         "weights_sha256": weights,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
     }
-    base = targets[0].with_suffix("")
-    sidecar = base.with_name(base.name + ".json")
-    readme = base.with_name(base.name + ".README.txt")
-    sidecar.write_text(json.dumps(metadata, indent=2, sort_keys=True), encoding="utf-8")
-    readme.write_text(_readme_text(metadata, targets), encoding="utf-8")
-    return ExportResult(list(targets), sidecar, readme, metadata)
+    sidecars, readmes = [], []
+    for path, data in payloads.items():
+        meta = {**metadata, "files": {path.name: {"sha256": hashlib.sha256(data).hexdigest(),
+                                                  "bytes": len(data)}}}
+        side, readme = sidecar_path(path), readme_path(path)
+        side.unlink(missing_ok=True)  # from here until the new one lands, no sidecar: never a wrong one
+        write_bytes(path, data, overwrite=True)
+        write_text(readme, _readme_text(meta, [path]), overwrite=True)
+        write_text(side, json.dumps(meta, indent=2, sort_keys=True), overwrite=True)
+        sidecars.append(side)
+        readmes.append(readme)
+    return ExportResult(list(targets), sidecars, readmes, metadata)
 
 
 def state_digest(state: dict[str, Any]) -> str:
@@ -176,25 +239,24 @@ def state_digest(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _reusable_export(sidecar: Path, content: str) -> ExportResult | None:
-    """The earlier export at ``sidecar`` when it holds exactly these weights and its files are
-    intact (checked against the SHA-256 it recorded); None means write afresh."""
-    try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if meta.get("content_sha256") != content:
-        return None
-    files = [sidecar.with_name(name) for name in sorted(meta.get("files", {}))]
-    for path in files:
-        recorded = meta["files"][path.name]
-        if not path.is_file() or path.stat().st_size != recorded.get("bytes") \
-                or _sha256(path) != recorded.get("sha256"):
+def _reusable_export(targets: Sequence[Path], content: str) -> ExportResult | None:
+    """The earlier export of exactly these weights at ``targets`` when every file, sidecar and
+    README is there and intact (checked against the SHA-256 each sidecar recorded); None means
+    write afresh."""
+    sidecars, readmes, meta = [], [], {}
+    for path in targets:
+        side, readme = sidecar_path(path), readme_path(path)
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
-    readme = sidecar.with_name(sidecar.name[: -len(".json")] + ".README.txt")
-    if not files or not readme.is_file():
-        return None
-    return ExportResult(files, sidecar, readme, meta, reused=True)
+        recorded = meta.get("files", {}).get(path.name, {}) if isinstance(meta, dict) else {}
+        if meta.get("content_sha256") != content or not readme.is_file() or not path.is_file() \
+                or path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded.get("sha256"):
+            return None
+        sidecars.append(side)
+        readmes.append(readme)
+    return ExportResult(list(targets), sidecars, readmes, meta, reused=True)
 
 
 def folder_size(folder: str | Path) -> tuple[int, int]:
@@ -258,12 +320,24 @@ def load_exported(path: str | Path) -> Any:
         raise ValueError(f"'{path.name}' is not a .pt/.pth/.safetensors export")
     if not path.exists():
         raise FileNotFoundError(f"exported model {path} does not exist")
-    sidecar = path.with_suffix("").with_name(path.stem + ".json")
+    sidecar = sidecar_path(path)
     if not sidecar.exists():
-        raise FileNotFoundError(
-            f"{path.name} has no sidecar {sidecar.name}: it says which architecture to build"
+        legacy = path.with_name(path.stem + ".json")  # exports before per-file sidecars
+        if not legacy.exists():
+            raise FileNotFoundError(
+                f"{path.name} has no sidecar {sidecar.name}: it says which architecture to build"
+            )
+        sidecar = legacy
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ValueError(f"sidecar {sidecar} is not valid JSON; export the model again") from None
+    entry = (meta.get("files") or {}).get(path.name)
+    if entry is None or entry.get("sha256") != _sha256(path):
+        raise ValueError(
+            f"{sidecar.name} does not describe this {path.name} (sha256 differs or is missing): the export "
+            "was interrupted or the files were mixed up; export the model again"
         )
-    meta = json.loads(sidecar.read_text(encoding="utf-8"))
     model = build_model(meta["arch"], meta["num_classes"], "none", meta["image_size"])
     if FORMATS[path.suffix.lower()] == "pt":
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -274,6 +348,15 @@ def load_exported(path: str | Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- tables
+
+
+def alpha_crit_csv_paths(path: str | Path, samples_path: str | Path | None = None) -> tuple[Path, Path]:
+    """The summary CSV and the per-sample CSV beside it; refused now if either cannot be written."""
+    path = Path(path)
+    samples = Path(samples_path) if samples_path else path.with_name(path.stem + ".samples.csv")
+    for target in (path, samples):
+        refuse_existing(target)
+    return path, samples
 
 
 def export_alpha_crit_csv(
@@ -288,9 +371,7 @@ def export_alpha_crit_csv(
 
     if not results:
         raise ValueError("no α_crit results to export; run `salve alpha-crit` first")
-    path = Path(path)
-    samples = Path(samples_path) if samples_path else path.with_name(path.stem + ".samples.csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path, samples = alpha_crit_csv_paths(path, samples_path)
     summary_rows = []
     for r in results:
         row = r.summary_row()

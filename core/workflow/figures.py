@@ -111,9 +111,11 @@ def _new_figure(figsize: tuple[float, float], dpi: int) -> Any:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
+    from core.atomic import atomic_write
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=figure.dpi, format="png")
+    with atomic_write(target) as handle:  # a kill never leaves a 0-byte PNG in place of a good one
+        figure.savefig(handle, dpi=figure.dpi, format="png")
     return target
 
 

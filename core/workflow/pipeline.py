@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -114,6 +113,12 @@ def load_sae(session: Session):
 
 def _check_requirements(session: Session, stage: str) -> None:
     stages = session.stages()
+    if stage in ("backbone", "activations") and stages.get("data") is not None \
+            and stages["data"].state == "done" and _data_files_changed(session):
+        raise SessionError(
+            f"the image files changed since the data stage counted them; rescan with "
+            f"`salve run {session.name} data` (or `salve run {session.name}`), then rerun '{stage}'"
+        )
     missing = missing_stages(stages, _REQUIRES[stage])
     if missing:
         states = effective_states(stages)
@@ -178,9 +183,13 @@ def missing_stages(stages: dict, requires: Sequence[str]) -> list[str]:
 
 def run_data(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
     """Load/generate the dataset, record class names, counts and skipped files."""
+    from core.discover.data import files_fingerprint
+
     config = session.config
     reporter = ProgressReporter("data", 1, progress)
     reporter.report(0, f"loading {config.data.kind}")
+    fingerprint = files_fingerprint(config.data)
+    _load_dataset_cached.cache_clear()  # rescan: files may have been added or removed since
     bundle = load_data(config)
     info = {
         "kind": config.data.kind,
@@ -189,6 +198,7 @@ def run_data(session: Session, progress: ProgressFn | None = None, cancel: Cance
         "skipped_train": int(getattr(bundle.train, "skipped", 0)),
         "skipped_test": int(getattr(bundle.test, "skipped", 0)),
         "description": getattr(bundle, "description", ""),
+        "files_fingerprint": fingerprint,
     }
     stages = session.stages()
     with session.transaction() as tx:
@@ -214,24 +224,24 @@ def backbone_checkpoint_path(session: Session) -> Path:
     return session.path.with_name(f"{session.path.stem}.checkpoints") / "backbone.pt"
 
 
-def _write_backbone_checkpoint(path: Path, state) -> None:
+def _write_backbone_checkpoint(path: Path, state, session_id: str) -> None:
+    """Write the checkpoint atomically, stamped with the id of the session it belongs to."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from core.atomic import atomic_write
+
     history = torch.tensor([[h["epoch"], h["loss"], h["test_acc"]] for h in state.history], dtype=torch.float64)
-    tensors = {"meta.epoch": torch.tensor(state.epoch), "meta.history": history.reshape(-1, 3)}
+    tensors = {"meta.epoch": torch.tensor(state.epoch), "meta.history": history.reshape(-1, 3),
+               "meta.session_id": torch.tensor(list(session_id.encode()), dtype=torch.uint8)}
     tensors.update({f"model.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.model.items()})
     tensors.update({f"optimizer.{k}": torch.from_numpy(np.asarray(v)) for k, v in state.optimizer.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path, overwrite=True) as f:
         torch.save(tensors, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
-def _read_backbone_checkpoint(path: Path):
-    """The last completed epoch's state, or None; a damaged file is ignored (training restarts)."""
+def _read_backbone_checkpoint(path: Path, session_id: str, note: Callable[[str], None] | None = None):
+    """The last completed epoch's state, or None; a damaged file is ignored (training restarts),
+    and so is one left by another session of the same name (deleted and recreated)."""
     import torch
 
     from core.discover.backbone import TrainState
@@ -240,6 +250,11 @@ def _read_backbone_checkpoint(path: Path):
         return None
     try:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
+        owner = bytes(tensors["meta.session_id"].tolist()).decode() if "meta.session_id" in tensors else None
+        if owner != session_id:
+            if note is not None:
+                note(f"ignored {path}: it belongs to another session of the same name; training starts afresh")
+            return None
         history = [{"epoch": int(e), "loss": float(loss), "test_acc": float(acc)}
                    for e, loss, acc in tensors["meta.history"].tolist()]
         return TrainState(
@@ -250,6 +265,12 @@ def _read_backbone_checkpoint(path: Path):
         )
     except Exception:
         return None
+
+
+def _checkpoint_fits(model, arrays: dict[str, np.ndarray]) -> bool:
+    """Same parameter names and shapes as ``model``: resuming from it cannot fail half-way."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return expected == {k: tuple(np.shape(v)) for k, v in arrays.items()}
 
 
 def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
@@ -272,10 +293,15 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
                         allow_new_head=config.backbone.train and config.backbone.epochs > 0)
     stages = session.stages()
     checkpoint_file = backbone_checkpoint_path(session)
-    resume = _read_backbone_checkpoint(checkpoint_file)
+    session_id = session.session_id
+    notice = ProgressReporter("backbone", 1, progress)
+    resume = _read_backbone_checkpoint(checkpoint_file, session_id, lambda m: notice.report(0, m))
+    if resume is not None and not _checkpoint_fits(model, resume.model):
+        notice.report(0, f"ignored {checkpoint_file}: it does not fit this model; training starts afresh")
+        resume = None
 
     def checkpoint(state: TrainState) -> None:
-        _write_backbone_checkpoint(checkpoint_file, state)
+        _write_backbone_checkpoint(checkpoint_file, state, session_id)
         with session.transaction() as tx:
             tx.set_stage("backbone", "partial", f"{state.epoch}/{config.backbone.epochs} epochs",
                          epoch=state.epoch, history=state.history, checkpoint=str(checkpoint_file))
@@ -515,11 +541,24 @@ def _record_failure(session: Session, stage: str, exc: BaseException) -> None:
         pass
 
 
+def _data_files_changed(session: Session) -> bool:
+    """The image folder's files differ from those the data stage counted."""
+    from core.discover.data import files_fingerprint
+
+    stored = session.stages()["data"].info.get("files_fingerprint")
+    return stored is not None and stored != files_fingerprint(session.config.data)
+
+
 def run_pipeline(session: Session, stages: Sequence[str] | None = None, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None, force: bool = False) -> list[StageOutcome]:
     """Run ``stages`` (default: all) in order, skipping those already done unless ``force``."""
     outcomes = []
     for stage in stages or PIPELINE_STAGES:
+        if stage == "data" and not force and session.stage_done("data") and _data_files_changed(session):
+            run_stage(session, "data", progress, cancel)
+            outcomes.append(StageOutcome("data", "done", "image files changed since the last scan; "
+                                         "rescanned: " + session.stages()["data"].message))
+            continue
         if not force and session.stage_done(stage):
             outcomes.append(StageOutcome(stage, "skipped", "already done"))
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from salve_tui.cli import validate as v
 from salve_tui.cli.main import CliError, ProgressPrinter, emit, open_session
 
 METHODS = ("salve", "rome", "steer")
@@ -21,22 +22,9 @@ MODULATIONS = ("linear", "clamped")
 def parse_alpha_grid(text: str) -> list[float]:
     """``START:STOP:N`` (N evenly spaced values, both ends included) or ``a,b,c``."""
     try:
-        if ":" in text:
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if n < 2:
-                raise CliError(f"--alphas {text}: N must be at least 2")
-            return [start + (stop - start) * i / (n - 1) for i in range(n)]
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CliError(
-            f"--alphas '{text}' is not START:STOP:N (e.g. 0:5:200) or a comma list (e.g. 0,1,2)"
-        ) from None
-    if not values:
-        raise CliError("--alphas is empty")
-    return values
+        return v.parse_alpha_grid(text)
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"--alphas {exc}") from None
 
 
 def _open(args: argparse.Namespace):
@@ -152,9 +140,11 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
 
 def cmd_alpha_crit(args: argparse.Namespace) -> int:
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
-    from core.workflow.export import export_alpha_crit_csv
+    from core.workflow.export import alpha_crit_csv_paths, export_alpha_crit_csv
     from core.workflow.inputs import load_inputs
 
+    if args.csv:
+        alpha_crit_csv_paths(args.csv)  # a bad or existing target is refused before any work
     with _open(args) as session:
         inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
@@ -185,13 +175,15 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from core.workflow.edits import build_spec, preview_edit, record_edit
-    from core.workflow.export import export_edited_model
+    from core.workflow.export import check_export_target, export_edited_model
     from core.workflow.inputs import load_inputs
 
     if args.method != "rome" and not args.feature and args.class_ is None:
         raise CliError("give --feature K (repeatable) or --class C (its dominant feature)")
     if args.alpha is None:
         raise CliError("give the edit strength with --alpha A")
+    if args.out is not None:
+        check_export_target(args.out)  # a bad or existing target is refused before any work
     with _open(args) as session:
         inputs = load_inputs(session)
         target = _class_arg(inputs, args.class_)
@@ -227,7 +219,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
             cells = "".join(f"{'—' if v is None else f'{v:+.1%}' if i == 2 else f'{v:.1%}':>9}"
                             for i, v in enumerate((b, a, dl)))
             lines.append(f"{n:<{width}}{cells}")
-        lines.append("wrote " + ", ".join(p["export"]["files"] + [p["export"]["sidecar"]]))
+        lines.append("wrote " + ", ".join(p["export"]["files"] + p["export"]["sidecars"]))
         return "\n".join(lines)
 
     emit(args, payload, text)
@@ -275,55 +267,59 @@ def _shared(p: argparse.ArgumentParser) -> None:
                    help="do not store results in the session (opens it read-only)")
 
 
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the control commands to the ``salve`` parser."""
     p = sub.add_parser("sweep", parents=[common], help="per-class accuracy vs edit strength")
     _shared(p)
     p.add_argument("--class", dest="class_", default=None, help="target class (name or index)")
-    p.add_argument("--feature", type=int, action="append", default=[],
+    p.add_argument("--feature", type=v.index, action="append", default=[],
                    help="SAE feature to edit (repeat for several); default: the class's dominant")
     p.add_argument("--mode", choices=MODES, default="suppress")
     p.add_argument("--method", choices=METHODS, default="salve")
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
-    p.add_argument("--alphas", default=None, help="START:STOP:N or a,b,c (default: automatic)")
-    p.add_argument("--n-alphas", type=int, default=200, help="points of the automatic grid")
-    p.add_argument("--rome-sample", type=int, default=None,
+    p.add_argument("--alphas", default=None, type=v.alpha_grid,
+                   help="START:STOP:N or a,b,c (default: automatic)")
+    p.add_argument("--n-alphas", type=v.integer(2, 100_000), default=200, help="points of the automatic grid")
+    p.add_argument("--rome-sample", type=v.index, default=None,
                    help="ROME key from this test sample instead of the class mean")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("alpha-crit", parents=[common], help="critical suppression thresholds")
     _shared(p)
     p.add_argument("--class", dest="class_", default=None, help="one class (default: all)")
-    p.add_argument("--feature", type=int, default=None, help="default: each class's dominant")
+    p.add_argument("--feature", type=v.index, default=None, help="default: each class's dominant")
     p.add_argument("--mode", choices=MODES, default="suppress")
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
     p.add_argument("--csv", default=None, metavar="FILE",
                    help="write the per-class summary to FILE and per-sample rows beside it")
+    v.force_flag(p)
     p.set_defaults(func=cmd_alpha_crit)
 
     p = sub.add_parser("edit", parents=[common], help="edit the classifier and export it")
     _shared(p)
-    p.add_argument("--feature", type=int, action="append", default=[],
+    p.add_argument("--feature", type=v.index, action="append", default=[],
                    help="SAE feature to edit (repeat for several at once)")
     p.add_argument("--class", dest="class_", default=None,
                    help="target class (ROME/steering; SALVE: its dominant feature)")
     p.add_argument("--mode", choices=MODES, default="suppress")
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--alpha", type=v.finite, default=None,
                    help="strength: α (salve), β (steer) or the target logit (rome)")
     p.add_argument("--method", choices=METHODS, default="salve")
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
-    p.add_argument("--rome-sample", type=int, default=None)
+    p.add_argument("--rome-sample", type=v.index, default=None)
     p.add_argument("--out", default=None, metavar="FILE",
                    help=".pt or .safetensors (default: both, in the session's export folder)")
+    v.force_flag(p)
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("robustness", parents=[common],
                        help="suppression curves over several SAE seeds (mean ± std)")
     _shared(p)
-    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seeds", type=v.integer(1, 1000), default=5)
     p.add_argument("--class", dest="class_", default=None, help="one class (default: all)")
     p.add_argument("--mode", choices=MODES, default="suppress")
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
-    p.add_argument("--n-alphas", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=None, help="SAE epochs (default: the session's)")
+    p.add_argument("--n-alphas", type=v.integer(2, 100_000), default=200)
+    p.add_argument("--epochs", type=v.count, default=None, help="SAE epochs (default: the session's)")
     p.set_defaults(func=cmd_robustness)

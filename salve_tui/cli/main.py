@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.atomic import WriteFailed, describe_os_error, overwrite_policy
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig, demo_config
 from core.jobs import CancelToken, JobCancelled, JobFailed, Progress
 from core.store.session import (
@@ -28,8 +29,10 @@ from core.store.session import (
     resolve_session_path,
     sessions_dir,
 )
+from salve_tui.cli import validate as v
 
-_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.edits", "salve_tui.cli.sae")
+_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.edits", "salve_tui.cli.sae",
+            "salve_tui.cli.maintenance")
 
 
 class CliError(Exception):
@@ -152,6 +155,10 @@ def cmd_new(args: argparse.Namespace) -> int:
     if problems:
         raise CliError("invalid settings: " + "; ".join(problems))
     path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    if args.weights not in ("none", "pretrained"):  # a bad checkpoint is named now, not after the data stage
+        from core.discover.backbone import load_checkpoint
+
+        load_checkpoint(args.weights)
     with Session.create(path, config):
         pass
     emit(args, {"session": str(path), "config": config.to_dict()}, f"created session {path}")
@@ -204,10 +211,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Create (or resume) the embedded demo session and run the whole pipeline headless."""
     from core.workflow.pipeline import run_pipeline
 
+    if "/" in args.name or os.sep in args.name:
+        raise CliError(f"--name {args.name!r} must be a session name, not a path; the demo lives in the "
+                       "sessions folder (--sessions-dir)")
     path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
-    if path.exists() and args.fresh:
-        path.unlink()
-    session = Session.open(path) if path.exists() else Session.create(path, demo_config(args.name))
+    if args.fresh:  # replaced under the writer lock, never deleted from outside the sessions folder
+        session = Session.create(path, demo_config(args.name), overwrite=True)
+    else:
+        session = Session.open(path) if path.exists() else Session.create(path, demo_config(args.name))
     started = time.monotonic()
     with session:
         print(f"session {path}", file=sys.stderr)
@@ -292,37 +303,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", parents=[common], help="build the embedded demo session end to end")
-    p.add_argument("--name", default="demo")
+    p.add_argument("--name", default="demo", type=v.session_name)
     p.add_argument("--fresh", action="store_true", help="delete an existing demo session first")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("new", parents=[common], help="create a session")
-    p.add_argument("name")
+    p.add_argument("name", type=v.session_name)
     p.add_argument("--preset", choices=["demo", "paper"], default="demo",
                    help="defaults for unspecified settings (demo: fast CPU run; paper: paper A.3/A.4)")
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--weights", default="none", help="none | pretrained | PATH to a state_dict checkpoint")
     p.add_argument("--data", default="shapes", choices=["shapes", "imagefolder", "cifar100"])
     p.add_argument("--data-path", default=None)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--n-train", type=int, default=None)
-    p.add_argument("--n-test", type=int, default=None)
-    p.add_argument("--max-per-class", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--image-size", type=v.integer(16, 1024), default=None)
+    p.add_argument("--n-train", type=v.integer(10), default=None)
+    p.add_argument("--n-test", type=v.integer(10), default=None)
+    p.add_argument("--max-per-class", type=v.count, default=None)
+    p.add_argument("--epochs", type=v.index, default=None)
     p.add_argument("--no-train", action="store_true", help="use the weights as they are (no fine-tuning)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=v.count, default=None)
+    p.add_argument("--lr", type=v.positive, default=None)
     p.add_argument("--schedule", choices=["constant", "onecycle"], default=None,
                    help="learning-rate schedule (default: onecycle from scratch, constant when fine-tuning)")
     p.add_argument("--sae-kind", default="l1", choices=["l1", "topk"])
-    p.add_argument("--sae-hidden", type=int, default=None)
-    p.add_argument("--sae-epochs", type=int, default=None)
-    p.add_argument("--sae-batch-size", type=int, default=None)
-    p.add_argument("--sae-lr", type=float, default=None)
-    p.add_argument("--l1", type=float, default=None)
-    p.add_argument("--topk", type=int, default=8)
+    p.add_argument("--sae-hidden", type=v.count, default=None)
+    p.add_argument("--sae-epochs", type=v.count, default=None)
+    p.add_argument("--sae-batch-size", type=v.count, default=None)
+    p.add_argument("--sae-lr", type=v.positive, default=None)
+    p.add_argument("--l1", type=v.non_negative, default=None)
+    p.add_argument("--topk", type=v.count, default=8)
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=v.index, default=0)
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("run", parents=[common], help="run a stage (or all) of a session")
@@ -352,18 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line error (or --help)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with overwrite_policy(bool(getattr(args, "force", False))):
+            return int(args.func(args) or 0)
     except JobCancelled as exc:
         print(f"cancelled: {exc}. Saved progress is kept; rerun the same command to resume.", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("\naborted. The session keeps its last committed step; rerun to resume.", file=sys.stderr)
         return 130
-    except (CliError, SessionError, JobFailed, ValueError, FileNotFoundError, KeyError) as exc:
+    except (CliError, SessionError, JobFailed, ValueError, FileNotFoundError, KeyError, WriteFailed) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment: permissions, full disk, names too long, ...
+        print(f"error: {describe_os_error(exc, exc.filename or 'a file', 'use')}", file=sys.stderr)
         return 2
 
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from salve_tui.cli import validate as v
 from salve_tui.cli.main import CliError, ProgressPrinter, emit, open_session
 
 
@@ -190,30 +191,33 @@ def cmd_groundtruth(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the visuals commands to the ``salve`` parser."""
     p = sub.add_parser("saliency", parents=[common],
                        help="Grad-FAM of a feature or Grad-CAM of a class on a test sample (PNG)")
     p.add_argument("session")
-    p.add_argument("--sample", type=int, required=True, help="test-split sample index")
+    p.add_argument("--sample", type=v.index, required=True, help="test-split sample index")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--feature", type=int, default=None, help="SAE feature → Grad-FAM")
+    target.add_argument("--feature", type=v.index, default=None, help="SAE feature → Grad-FAM")
     target.add_argument("--class", dest="class_", default=None,
                         help="class name or index → Grad-CAM")
     p.add_argument("--layer", default=None,
                    help="module name, e.g. layer3 (default: deepest ResNet stage with ≥ 4×4 maps)")
     p.add_argument("--out", type=Path, default=None,
                    help="PNG file to write (default: the session's export folder)")
+    v.force_flag(p)
     p.set_defaults(func=cmd_saliency)
 
     p = sub.add_parser("actmax", parents=[common],
                        help="activation maximisation of an SAE feature (PNG of the snapshots)")
     p.add_argument("session")
-    p.add_argument("--feature", type=int, required=True)
+    p.add_argument("--feature", type=v.index, required=True)
     p.add_argument("--out", type=Path, default=None,
                    help="PNG file to write (default: the session's export folder)")
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (default 256)")
-    p.add_argument("--seed", type=int, default=None, help="noise/transform seed (default 0)")
+    p.add_argument("--steps", type=v.integer(1, 100_000), default=None, help="gradient steps (default 256)")
+    p.add_argument("--seed", type=v.index, default=None, help="noise/transform seed (default 0)")
+    v.force_flag(p)
     p.add_argument("--sign", choices=["auto", "pos", "neg"], default="auto",
                    help="drive u_k up (pos) or down (neg); auto: the sign its class uses")
     p.set_defaults(func=cmd_actmax)
@@ -221,9 +225,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("top-samples", parents=[common],
                        help="test samples with the highest and lowest activation of a feature")
     p.add_argument("session")
-    p.add_argument("--feature", type=int, required=True)
-    p.add_argument("-k", type=int, default=8, help="samples per row (default 8, at most 16)")
+    p.add_argument("--feature", type=v.index, required=True)
+    p.add_argument("-k", type=v.integer(1, 16), default=8, help="samples per row (default 8, at most 16)")
     p.add_argument("--out", type=Path, default=None)
+    v.force_flag(p)
     p.set_defaults(func=cmd_top_samples)
 
     p = sub.add_parser("export", parents=[common],
@@ -231,13 +236,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("session")
     p.add_argument("--figures", action="store_true",
                    help="feature–class matrix, top samples, Grad-FAM, curves, α_crit, confusion")
+    v.force_flag(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("groundtruth", parents=[common],
                        help="Shapes ground truth: concept AUROC, pointing game, shared part")
     p.add_argument("session")
     p.add_argument("--layer", default=None, help="saliency layer (default per SPEC §6)")
-    p.add_argument("--max-samples", type=int, default=None,
+    p.add_argument("--max-samples", type=v.count, default=None,
                    help="score a seeded random subset of the test split")
     p.add_argument("--no-record", action="store_true",
                    help="do not store the scores (opens the session read-only)")

@@ -105,7 +105,14 @@ def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: 
         raise ValueError("no active edit: preview one (e) and press w there, or enable one in the "
                          "edit stack (s), then export")
     result = export_edited_model(session)
-    return [*result.files, result.sidecar, result.readme]
+    return result.written
+
+
+@dataclass(frozen=True)
+class ExistingOutput:
+    """An export stopped before replacing a file that exists; the screen asks, then reruns."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,7 @@ class ExportsScreen(SessionScreen):
         super().__init__()
         self.last_written: list[Path] = []
         self._job: Any = None
+        self._job_key = ""
         self.status = Text("Enter runs the highlighted export", style="dim")
 
     def compose(self) -> ComposeResult:
@@ -227,7 +235,9 @@ class ExportsScreen(SessionScreen):
     def action_run_all(self) -> None:
         self._start("all")
 
-    def _start(self, key: str) -> None:
+    def _start(self, key: str, replace: bool = False) -> None:
+        from core.atomic import OutputExists, overwrite_policy
+
         session = self.session
         if key == "all":
             run, title = export_everything, "all exports"
@@ -236,12 +246,32 @@ class ExportsScreen(SessionScreen):
             run, title = kind.run, kind.title
 
         def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
-            return run(session, progress, cancel)
+            with overwrite_policy(replace):  # set in the worker thread: context is per thread
+                try:
+                    return run(session, progress, cancel)
+                except OutputExists as exc:
+                    return ExistingOutput(str(exc))
 
         job = self.salve.start_job(f"export: {title}", body)
         if job is not None:
-            self._job = job
+            self._job, self._job_key = job, key
             self._set_status(Text(f"exporting {title}…", style="cyan"))
+
+    def _ask_to_replace(self, reason: str) -> None:
+        from salve_tui.app.screens.confirm import ConfirmModal
+
+        key = self._job_key
+        self._set_status(Text("nothing replaced: files of this export exist", style="yellow"))
+
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                self._start(key, replace=True)
+
+        self.app.push_screen(
+            ConfirmModal(f"{reason.split(';')[0]}.\nReplace the existing files of this export?",
+                         title="Replace exports", yes="Replace", no="Keep"),
+            answer,
+        )
 
     def _set_status(self, text: Text) -> None:
         self.status = text
@@ -254,6 +284,8 @@ class ExportsScreen(SessionScreen):
             p = message.progress
             self._set_status(Text(f"{message.job.name}: {p.stage} {p.fraction:.0%} {p.message} "
                                   "(c cancels)", style="cyan"))
+        elif isinstance(message, JobFinished) and isinstance(message.result, ExistingOutput):
+            self._ask_to_replace(message.result.message)
         elif isinstance(message, JobFinished):
             self.last_written = [Path(p) for p in message.result]
             self._set_status(Text(f"{message.job.name}: wrote {len(self.last_written)} file(s)",

@@ -146,11 +146,7 @@ class SessionsScreen(SalveScreen):
             if not confirmed:
                 return
             try:
-                if row.get("error"):  # unreadable: Session.open would refuse it, remove the file itself
-                    path.unlink(missing_ok=True)
-                    path.with_name(path.name + ".lock").unlink(missing_ok=True)
-                else:
-                    delete_session(path)
+                delete_session(path)  # under the writer lock, damaged files included
             except (SessionError, OSError) as exc:
                 self.notify(str(exc), title="not deleted", severity="error", timeout=10)
             else:
