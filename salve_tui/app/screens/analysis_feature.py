@@ -14,6 +14,7 @@ a feature.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -30,7 +31,6 @@ from salve_tui.app.screens.analysis_shared import (
     bar_text,
     class_name,
     gradfam_with_overlay,
-    sample_images,
 )
 from salve_tui.app.screens.base import SessionScreen
 from salve_tui.app.widgets.image import ImageView
@@ -51,20 +51,26 @@ def read_png(path: Path) -> np.ndarray | None:
         return np.asarray(image.convert("RGB"))
 
 
-def encode_latents(session, split: str = "test") -> np.ndarray:  # noqa: ANN001 (Session)
-    """``u`` (N×h) of a split with the stored SAE weights, in numpy (no torch needed)."""
-    from core.workflow.pipeline import load_activations, load_sae_arrays
+def encode_latents(session) -> np.ndarray:  # noqa: ANN001 (Session)
+    """``u`` (N×h) of the test split with the stored SAE weights, in numpy (no torch needed)."""
+    from salve_tui.app.preload import latents_of_test_split
 
-    weights = load_sae_arrays(session)
-    a = np.asarray(load_activations(session, split)["a"], dtype=np.float64)
-    u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
-    config = session.config.sae
-    if config.kind == "topk":
-        keep = np.argsort(-np.abs(u), axis=1)[:, : config.k]
-        mask = np.zeros_like(u, dtype=bool)
-        np.put_along_axis(mask, keep, True, axis=1)
-        u = np.where(mask, u, 0.0)
-    return u
+    return latents_of_test_split(session)
+
+
+@dataclass
+class FeatureData:
+    """What the feature screen draws for one feature, read in its load worker."""
+
+    feature: int
+    class_names: list[str]
+    M: np.ndarray
+    dominant: np.ndarray
+    latents: np.ndarray
+    labels: np.ndarray
+    top: dict[str, np.ndarray]
+    images: dict[str, np.ndarray]
+    actmax_image: np.ndarray | None
 
 
 class Thumbnail(Vertical):
@@ -122,6 +128,8 @@ class FeatureDetailScreen(SessionScreen):
         Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<"),
         Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">"),
     ]
+    LOADING = "the feature's top samples, latents and thumbnails"
+    CONTENT_ACTIONS = frozenset({"move", "actmax", "edit_feature", "step_feature"})
 
     def __init__(self, feature: int, selected_class: int | None = None) -> None:
         super().__init__()
@@ -159,36 +167,47 @@ class FeatureDetailScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
-        session = self.session
-        self.class_names = [str(c) for c in session.read_json("class_names")]
-        self.M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
-        self.dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
-        if not 0 <= self.feature < self.M.shape[1]:
-            raise ValueError(f"feature {self.feature} is out of range (0..{self.M.shape[1] - 1})")
-        if self.latents.size == 0:
-            from core.workflow.pipeline import load_activations
-
-            self.latents = encode_latents(session)
-            self.labels = np.asarray(load_activations(session, "test")["labels"], dtype=np.int64)
-        self.top = {
-            "pos": np.asarray(session.read_array("rankings/top_pos"))[self.feature][:THUMBNAILS],
-            "neg": np.asarray(session.read_array("rankings/top_neg"))[self.feature][:THUMBNAILS],
-        }
+    def load(self) -> FeatureData:
+        """Rankings of this feature plus the shared latents, labels and thumbnails."""
         from core.workflow.actmax_images import actmax_path
 
-        self.actmax_image = read_png(actmax_path(session, self.feature))
+        session, shared, feature = self.session, self.salve.shared, self.feature
+        M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
+        if not 0 <= feature < M.shape[1]:
+            raise ValueError(f"feature {feature} is out of range (0..{M.shape[1] - 1})")
+        top = {
+            "pos": np.asarray(session.read_array("rankings/top_pos"))[feature][:THUMBNAILS],
+            "neg": np.asarray(session.read_array("rankings/top_neg"))[feature][:THUMBNAILS],
+        }
+        thumbnails = shared.get("thumbnails", session)
+        return FeatureData(
+            feature=feature,
+            class_names=[str(c) for c in session.read_json("class_names")],
+            M=M,
+            dominant=np.asarray(session.read_array("rankings/dominant"), dtype=np.int64),
+            latents=shared.get("latents", session),
+            labels=shared.get("inputs", session).labels.numpy().astype(np.int64),
+            top=top,
+            images={sign: thumbnails[idx] if len(idx) else np.zeros((0, 1, 1, 3), np.uint8)
+                    for sign, idx in top.items()},
+            actmax_image=read_png(actmax_path(session, feature)),
+        )
+
+    def show(self, data: FeatureData) -> None:
+        if data.feature != self.feature:
+            return  # < or > was pressed meanwhile; its reload is on the way
+        self.class_names, self.M, self.dominant = data.class_names, data.M, data.dominant
+        self.latents, self.labels, self.top = data.latents, data.labels, data.top
+        self.actmax_image = data.actmax_image
         if self._built_for != self.feature:
             self._built_for = self.feature
-            self._build_thumbnails()
+            self._build_thumbnails(data.images)
             self.selection = (0, 0)
             self._select(0, 0)
         self._draw_text()
         self._draw_actmax()
 
-    def _build_thumbnails(self) -> None:
-        images = {sign: sample_images(self.session, idx) if len(idx) else np.zeros((0, 1, 1, 3), np.uint8)
-                  for sign, idx in self.top.items()}
+    def _build_thumbnails(self, images: dict[str, np.ndarray]) -> None:
         for sign, strip_id in (("pos", "#feature-pos"), ("neg", "#feature-neg")):
             strip = self.query_one(strip_id, Horizontal)
             strip.remove_children()
@@ -308,7 +327,8 @@ class FeatureDetailScreen(SessionScreen):
     def action_step_feature(self, step: int) -> None:
         self.feature = (self.feature + step) % max(1, self.M.shape[1])
         self.preview = None
-        self.refresh_from_session()
+        self.query_one("#feature-info", Static).update(Text(f"loading feature {self.feature}…", style="dim"))
+        self.reload()
 
     def action_edit_feature(self) -> None:
         from salve_tui.app.screens.analysis_edit import EditPreviewScreen
