@@ -14,6 +14,7 @@ the loading state is observed deterministically, not by racing a timer.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -234,6 +235,27 @@ async def test_session_items_preload_in_the_background_and_reload_after_a_stage_
         assert app.shared.get("inputs") is not inputs
 
 
+async def test_open_screen_says_it_is_out_of_date_when_a_rerun_leaves_a_stage_undone(
+        synth_folder: Path) -> None:
+    app = synth_app(synth_folder)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_dashboard(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen) and app.screen.loaded)
+        edit = app.screen
+
+        def interrupted_rerun(progress, cancel):  # noqa: ANN001, ANN202 (a stage left partial)
+            with app.session.transaction() as tx:
+                tx.set_stage("rankings", "partial", "interrupted")
+
+        app.start_job("rerun rankings", interrupted_rerun)
+        await wait_for(pilot, lambda: edit.load_error, what="failed reload")
+        notice = edit.query_one(LoadingNotice)
+        assert notice.display and notice.has_class("-error")
+        text = notice_text(edit)
+        assert text.startswith("out of date") and "'rankings' stage done" in text and "partial" in text
+
+
 # --------------------------------------------------------------------------- footers and help
 
 
@@ -428,3 +450,80 @@ def test_export_listing_counts_every_file_and_its_size(tmp_path: Path) -> None:
     assert listing.total_bytes == 2_501_500
     assert format_size(listing.total_bytes) == "2.5 MB" and format_size(999) == "999 B"
     assert list_exports(tmp_path / "missing").files == []
+
+
+# --------------------------------------------------------------------------- snapshots (80×24)
+
+
+@pytest.mark.parametrize(("key", "cls"), [
+    ("m", MatrixScreen), ("e", EditPreviewScreen), ("k", AlphaCritScreen), ("x", ExportsScreen),
+    ("t", SAETrainingScreen),
+], ids=["matrix", "edit", "alpha-crit", "exports", "sae-training"])
+def test_loading_state_snapshot(snap_compare, synth_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                gate: threading.Event, key: str, cls: type[SessionScreen]) -> None:
+    gate_load(monkeypatch, cls, gate)
+
+    async def open_gated(pilot) -> None:  # noqa: ANN001
+        await open_dashboard(pilot)
+        await pilot.press(key)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, cls))
+        await pilot.pause(0.2)
+
+    assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_gated)
+
+
+def test_feature_card_loading_snapshot(snap_compare, synth_folder: Path, monkeypatch: pytest.MonkeyPatch,
+                                       gate: threading.Event) -> None:
+    gate_load(monkeypatch, FeatureDetailScreen, gate)
+
+    async def open_gated(pilot) -> None:  # noqa: ANN001
+        await open_dashboard(pilot)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, FeatureDetailScreen))
+        await pilot.pause(0.2)
+
+    assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_gated)
+
+
+def test_exports_snapshot(snap_compare, synth_folder: Path) -> None:
+    exports = synth_folder / "synth.exports" / "figures"
+    exports.mkdir(parents=True)
+    (exports / "feature_class_matrix.png").write_bytes(b"\x89PNG" + b"0" * 2000)
+
+    async def open_exports(pilot) -> None:  # noqa: ANN001
+        await open_dashboard(pilot)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportsScreen) and pilot.app.screen.loaded)
+        await pilot.pause(0.1)
+
+    os.utime(exports / "feature_class_matrix.png", (FIXED_TIME, FIXED_TIME))
+    assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_exports)
+
+
+def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
+    async def open_help(pilot) -> None:  # noqa: ANN001
+        await open_dashboard(pilot)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
+        await pilot.press("question_mark")
+        await pilot.pause(0.1)
+
+    assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_help)
+
+
+def test_discard_form_snapshot(snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("sessions").mkdir()
+
+    async def fill_and_leave(pilot) -> None:  # noqa: ANN001
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, NewSessionScreen))
+        await pilot.press(*"my run!")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.pause(0.1)
+
+    app = SalveApp(sessions_folder=Path("sessions"), clock=lambda: FIXED_TIME)
+    assert snap_compare(app, terminal_size=SIZE, run_before=fill_and_leave)

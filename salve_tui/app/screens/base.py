@@ -173,12 +173,16 @@ class LoadingNotice(Static):
 
     def done(self) -> None:
         self._timer.stop()
+        self.remove_class("-error")
         self.add_class("-hidden")
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str, stale: bool = False) -> None:
+        """Show why the load failed; ``stale``: over content that is now out of date."""
         self._timer.stop()
+        self.remove_class("-hidden")
         self.add_class("-error")
-        self.update(f"could not load {self.what}: {error}")
+        self.update(f"out of date — could not reload {self.what}: {error}" if stale
+                    else f"could not load {self.what}: {error}")
 
 
 class ScreenLoaded(Message):
@@ -228,7 +232,11 @@ class SessionScreen(SalveScreen):
         self.salve.job_events.subscribe(self, self._job_event)
         if self.LOADING:
             self.mount(LoadingNotice(self.LOADING))
-        self.refresh_from_session()
+            # After the first frame: the worker's reads would otherwise compete for the GIL with
+            # the layout and delay the first paint.
+            self.call_after_refresh(self.refresh_from_session)
+        else:
+            self.refresh_from_session()
 
     def on_screen_resume(self) -> None:
         if self.salve.session is not None:
@@ -257,10 +265,11 @@ class SessionScreen(SalveScreen):
         """Draw what :meth:`load` returned; runs on the UI thread. Override."""
 
     def show_error(self, error: str) -> None:
-        """:meth:`load` failed: by default the loading notice says why (a toast after the first)."""
+        """:meth:`load` failed: the notice says why, over the old content ("out of date") when
+        a reload failed (e.g. a stage was rerun and is not done yet)."""
         notices = self.query(LoadingNotice)
-        if notices and not self.loaded:
-            notices.first().failed(error)
+        if notices:
+            notices.first().failed(error, stale=self.loaded)
         else:
             self.notify(error, title=f"cannot refresh {self.SCREEN_TITLE}", severity="error")
 
@@ -289,9 +298,9 @@ class SessionScreen(SalveScreen):
         first = not self.loaded
         self.loaded, self.load_error = True, ""
         self.show(message.data)
+        for notice in self.query(LoadingNotice):
+            notice.done()
         if first:
-            for notice in self.query(LoadingNotice):
-                notice.done()
             self.refresh_bindings()
 
     def on_screen_load_failed(self, message: ScreenLoadFailed) -> None:
