@@ -42,7 +42,7 @@ MODULATIONS = ("linear", "clamped")
 COARSE_STEPS = 20  # coarse step = curve range / 20
 FINE_STEPS = 200
 ROME_DEFAULT_TARGET = -10.0
-ALPHA_GROUP = Binding.Group("α", compact=True)  # the footer shows "+- α"
+ALPHA_GROUP = Binding.Group("α ", compact=True)  # the footer shows "+- α"
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
 

@@ -226,7 +226,8 @@ class ExportsScreen(SessionScreen):
 
     def show(self, listing: ExportListing) -> None:
         folder = listing.folder
-        size = f" · {len(listing.files)} files, {format_size(listing.total_bytes)}" if listing.files else ""
+        count = len(listing.files)
+        size = f" · {count} file{'s' if count != 1 else ''}, {format_size(listing.total_bytes)}" if count else ""
         self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/{size}")
         self.query_one("#exports-status", Static).update(self.status)
         text = Text()
