@@ -297,6 +297,12 @@ async def test_every_footer_fits_80_columns(synth_folder: Path, busy: bool) -> N
                 assert footer_overflow(app.screen) == [], cls.__name__
                 await pilot.press("escape")
                 await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await pilot.press("m")  # the feature card opens from the matrix
+            await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen) and app.screen.loaded)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, FeatureDetailScreen))
+            await pilot.pause(0.2)
+            assert footer_overflow(app.screen) == [], "FeatureDetailScreen"
         finally:
             stop.set()
 

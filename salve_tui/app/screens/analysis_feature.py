@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from core.workflow.saliency_maps import SaliencyResult
 
 THUMBNAILS = 8  # per sign; the session stores 16
+STEP_GROUP = Binding.Group("feature ", compact=True)  # the footer shows "<> feature"
 
 
 def read_png(path: Path) -> np.ndarray | None:
@@ -124,9 +125,9 @@ class FeatureDetailScreen(SessionScreen):
         Binding("up", "move(-1, 0)", "Row", show=False),
         Binding("down", "move(1, 0)", "Row", show=False),
         Binding("a", "actmax", "Act-max"),
-        Binding("e", "edit_feature", "Edit preview"),
-        Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<"),
-        Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">"),
+        Binding("e", "edit_feature", "Edit"),
+        Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<", group=STEP_GROUP),
+        Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">", group=STEP_GROUP),
     ]
     LOADING = "the feature's top samples, latents and thumbnails"
     CONTENT_ACTIONS = frozenset({"move", "actmax", "edit_feature", "step_feature"})

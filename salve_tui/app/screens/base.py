@@ -59,6 +59,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage
@@ -155,6 +156,7 @@ class LoadingNotice(Static):
         super().__init__(id="loading-notice", markup=False)
         self.what = what
         self.started = 0.0
+        self._timer: Timer | None = None
 
     def _clock(self) -> float:
         return float(getattr(self.app, "clock", time.time)())  # the app's clock: tests freeze it
@@ -171,14 +173,18 @@ class LoadingNotice(Static):
                                   (f"{elapsed:.0f} s" if elapsed >= 1 else "", "dim"),
                                   ("  esc goes back", "dim")))
 
+    def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
     def done(self) -> None:
-        self._timer.stop()
+        self._stop()
         self.remove_class("-error")
         self.add_class("-hidden")
 
     def failed(self, error: str, stale: bool = False) -> None:
         """Show why the load failed; ``stale``: over content that is now out of date."""
-        self._timer.stop()
+        self._stop()
         self.remove_class("-hidden")
         self.add_class("-error")
         self.update(f"out of date — could not reload {self.what}: {error}" if stale
@@ -218,6 +224,7 @@ class SessionScreen(SalveScreen):
         self._load_generation = 0
         self.loaded = not self.LOADING  # screens without a load() have their content at once
         self.load_error = ""
+        self._resumed = False
 
     @property
     def session(self) -> Session:
@@ -239,6 +246,9 @@ class SessionScreen(SalveScreen):
             self.refresh_from_session()
 
     def on_screen_resume(self) -> None:
+        if not self._resumed:  # the first resume comes with the push: on_mount loads already
+            self._resumed = True
+            return
         if self.salve.session is not None:
             self.refresh_from_session()
 
