@@ -286,12 +286,72 @@ async def screen_latencies(folder: Path, name: str, job, opens: int, obvious: bo
     return results
 
 
+async def plain_screen_first_paint(opens: int, job=None) -> list[float]:  # noqa: ANN001
+    """The floor on this machine: key → first frame of a screen with only Header, Static, Footer."""
+    from textual import events
+    from textual.app import App
+    from textual.binding import Binding
+    from textual.screen import Screen
+    from textual.widgets import Footer, Header, Static
+
+    class Plain(Screen):
+        def compose(self):  # noqa: ANN202
+            yield Header()
+            yield Static("plain")
+            yield Footer(compact=True)
+
+    class PlainApp(App):
+        BINDINGS = [Binding("m", "open", "Open")]  # noqa: RUF012
+
+        def compose(self):  # noqa: ANN202
+            yield Footer()
+
+        def action_open(self) -> None:
+            self.push_screen(Plain())
+
+    app = PlainApp()
+    clock = FrameClock(app)
+    times = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        import threading
+
+        from core.jobs import CancelToken
+
+        token = CancelToken()
+        if job is not None:  # the CPU-heavy job in a plain thread, as the app's worker runs it
+            threading.Thread(target=job, args=(None, token), daemon=True).start()
+        for _ in range(opens):
+            started = time.perf_counter()
+            app._driver.send_message(events.Key("m", None))
+            while not isinstance(app.screen, Plain):
+                await asyncio.sleep(0.0005)
+            screen = app.screen
+            while clock.first_after(started, screen) is None:
+                await asyncio.sleep(0.0005)
+            times.append(clock.first_after(started, screen))
+            app.pop_screen()
+            await pilot.pause(0.2)
+        token.cancel()
+    return times
+
+
+def floor_rows(opens: int) -> None:
+    print("| floor (same run) | background | first paint median | p95 | max |\n|---|---|---:|---:|---:|")
+    for background, job in (("idle", None), ("torch job running", matmul_job)):
+        f = _stats(asyncio.run(plain_screen_first_paint(opens, job)))
+        print(f"| plain Textual screen (Header, Static, Footer) | {background} | {f[0]:.0f} ms | {f[1]:.0f} ms "
+              f"| {f[2]:.0f} ms |", flush=True)
+    print()
+
+
 def screens_section(session: str, opens: int) -> None:
     path = Path(session)
     if not path.suffix:
         path = ROOT / "sessions" / f"{session}.h5"
     folder, name = path.parent, path.stem
     print(f"## Screens: key → first paint / key → content (session {name}, 80×24, {opens} opens each)\n")
+    floor_rows(max(opens, 10))
     print("| design | background | screen | first paint median | p95 | max | content median | p95 | max |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for design, obvious in (("load() worker + preload", False), ("obvious: load() on UI thread", True)):

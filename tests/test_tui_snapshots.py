@@ -46,6 +46,7 @@ def test_new_session_form(snap_compare, snapshot_sessions: Path) -> None:
         await pilot.press("n")
         await pilot.pause()
         pilot.app.screen.query_one("#field-image_size").value = "3"  # and no name: two refusals
+        pilot.app.screen.query_one("#field-name").cursor_blink = False  # a steady cursor: no flaky frame
         await pilot.press("ctrl+s")
         await pilot.pause()
 
