@@ -11,6 +11,11 @@ Run: ``.venv/bin/python bench/bench_tui.py [--presses 40]``. Prints markdown tab
    until the cursor moved, with no job,
    with a torch matmul loop in a job thread (how core jobs behave: the GIL is released inside
    kernels), and with a pure-Python loop (holds the GIL: worst case for a thread worker).
+4. *Screens* (``--screens SESSION``, e.g. the demo session): key → first paint and key → content
+   for the feature–class matrix, feature card, edit preview, α_crit and exports screens, idle
+   (after the session's background load finished) and with a CPU-heavy job running, against the
+   obvious design in the same run: ``load()`` called on the UI thread and no background preload
+   (the shared caches cleared before each open, as on a screen's first open).
 """
 
 from __future__ import annotations
@@ -153,12 +158,230 @@ def _row(label: str, values: list[float], scale: float = 1000.0, unit: str = "ms
             f"{p95 * scale:.1f} {unit} | {max(values) * scale:.1f} {unit} |")
 
 
+# --------------------------------------------------------------------------- screens
+
+# (label, key on the screen it is opened from, that screen, the screen it opens, content ready?)
+SCREENS = (
+    ("feature–class matrix", "m", "dashboard", "MatrixScreen", lambda s: s.loaded),
+    ("feature card", "enter", "matrix", "FeatureDetailScreen",
+     lambda s: s.loaded and s._built_for == s.feature),
+    ("edit preview (table)", "e", "dashboard", "EditPreviewScreen",
+     lambda s: s.loaded and s.effect is not None),
+    ("α_crit", "k", "dashboard", "AlphaCritScreen", lambda s: s.loaded),
+    ("exports", "x", "dashboard", "ExportsScreen", lambda s: s.loaded),
+)
+
+
+class FrameClock:
+    """Times of the frames the app hands its driver, per screen (``App._display`` is where a
+    frame is written to the terminal; headless it is still called, then not written)."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.frames: list[tuple[float, object]] = []
+        original = app._display
+
+        def display(screen, renderable) -> None:  # noqa: ANN001
+            if renderable is not None:
+                self.frames.append((time.perf_counter(), screen))
+            original(screen, renderable)
+
+        app._display = display
+
+    def first_after(self, started: float, screen: object) -> float | None:
+        return next((t - started for t, s in self.frames if t >= started and s is screen), None)
+
+
+def _obvious_design(app) -> None:  # noqa: ANN001
+    """Patch ``app`` into the obvious design: no background preload, load() on the UI thread."""
+    from salve_tui.app.screens.base import ScreenLoaded, SessionScreen
+
+    app.shared.start = lambda _app, session: app.shared.clear()
+
+    def reload_synchronously(self) -> None:  # noqa: ANN001
+        self._load_generation += 1
+        self.on_screen_loaded(ScreenLoaded(self.load(), self._load_generation))
+
+    def mount_and_load(self) -> None:  # noqa: ANN001 (the pre-worker on_mount: no notice)
+        self.salve.job_events.subscribe(self, self._job_event)
+        self.refresh_from_session()
+
+    SessionScreen.reload = reload_synchronously
+    SessionScreen.on_mount = mount_and_load
+
+
+def _clear_caches() -> None:
+    from core.workflow.assets import clear_asset_cache
+    from core.workflow.inputs import clear_input_cache
+    from core.workflow.pipeline import _load_dataset_cached
+
+    clear_input_cache()
+    clear_asset_cache()
+    _load_dataset_cached.cache_clear()
+
+
+async def screen_latencies(folder: Path, name: str, job, opens: int, obvious: bool) -> dict[str, tuple]:
+    """Per screen: key → first frame of the new screen, key → first frame with its content."""
+    from textual import events
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.base import SessionScreen
+
+    original_reload, original_loaded = SessionScreen.reload, SessionScreen.on_screen_loaded
+    original_mount = SessionScreen.on_mount
+
+    def loaded_and_stamped(self, message) -> None:  # noqa: ANN001
+        original_loaded(self, message)
+        self._bench_shown_at = time.perf_counter()  # show() has drawn the content
+
+    SessionScreen.on_screen_loaded = loaded_and_stamped
+    app = SalveApp(sessions_folder=folder, start_session=name)
+    if obvious:
+        _obvious_design(app)
+    clock = FrameClock(app)
+    results: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label, *_ in SCREENS}
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            while type(app.screen).__name__ != "DashboardScreen":
+                await pilot.pause(0.01)
+            dashboard = app.screen
+            if not obvious:
+                while not app.shared.finished:  # "once the background load has finished"
+                    await pilot.pause(0.05)
+            if job is not None:
+                app.start_job("bench load", job)
+                await pilot.pause(0.5)
+
+            async def open_screen(key: str, expect: str, ready, label: str | None) -> object:  # noqa: ANN001
+                if obvious and label is not None:
+                    _clear_caches()
+                started = time.perf_counter()
+                app._driver.send_message(events.Key(key, None))
+                while type(app.screen).__name__ != expect or not ready(app.screen):
+                    await asyncio.sleep(0.0005)
+                screen = app.screen
+                content_at = screen._bench_shown_at
+                while not any(t >= content_at and s is screen for t, s in clock.frames):
+                    await asyncio.sleep(0.0005)  # the frame that shows the content
+                if label is not None:
+                    first = clock.first_after(started, screen)
+                    content = next(t for t, s in clock.frames if t >= content_at and s is screen) - started
+                    results[label][0].append(first)
+                    results[label][1].append(content)
+                return screen
+
+            for _ in range(opens):
+                for label, key, origin, target, ready in SCREENS:
+                    if origin == "matrix":
+                        await open_screen("m", "MatrixScreen", lambda s: s.loaded, None)
+                    await open_screen(key, target, ready, label)
+                    while app.screen is not dashboard:
+                        app.pop_screen()
+                        await pilot.pause(0.05)
+                    await pilot.pause(0.1)
+            app.jobs.cancel()
+            await app.jobs.wait()
+    finally:
+        SessionScreen.reload, SessionScreen.on_screen_loaded = original_reload, original_loaded
+        SessionScreen.on_mount = original_mount
+    return results
+
+
+async def plain_screen_first_paint(opens: int, job=None) -> list[float]:  # noqa: ANN001
+    """The floor on this machine: key → first frame of a screen with only Header, Static, Footer."""
+    from textual import events
+    from textual.app import App
+    from textual.binding import Binding
+    from textual.screen import Screen
+    from textual.widgets import Footer, Header, Static
+
+    class Plain(Screen):
+        def compose(self):  # noqa: ANN202
+            yield Header()
+            yield Static("plain")
+            yield Footer(compact=True)
+
+    class PlainApp(App):
+        BINDINGS = [Binding("m", "open", "Open")]  # noqa: RUF012
+
+        def compose(self):  # noqa: ANN202
+            yield Footer()
+
+        def action_open(self) -> None:
+            self.push_screen(Plain())
+
+    app = PlainApp()
+    clock = FrameClock(app)
+    times = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        import threading
+
+        from core.jobs import CancelToken
+
+        token = CancelToken()
+        if job is not None:  # the CPU-heavy job in a plain thread, as the app's worker runs it
+            threading.Thread(target=job, args=(None, token), daemon=True).start()
+        for _ in range(opens):
+            started = time.perf_counter()
+            app._driver.send_message(events.Key("m", None))
+            while not isinstance(app.screen, Plain):
+                await asyncio.sleep(0.0005)
+            screen = app.screen
+            while clock.first_after(started, screen) is None:
+                await asyncio.sleep(0.0005)
+            times.append(clock.first_after(started, screen))
+            app.pop_screen()
+            await pilot.pause(0.2)
+        token.cancel()
+    return times
+
+
+def floor_rows(opens: int) -> None:
+    print("| floor (same run) | background | first paint median | p95 | max |\n|---|---|---:|---:|---:|")
+    for background, job in (("idle", None), ("torch job running", matmul_job)):
+        f = _stats(asyncio.run(plain_screen_first_paint(opens, job)))
+        print(f"| plain Textual screen (Header, Static, Footer) | {background} | {f[0]:.0f} ms | {f[1]:.0f} ms "
+              f"| {f[2]:.0f} ms |", flush=True)
+    print()
+
+
+def screens_section(session: str, opens: int) -> None:
+    path = Path(session)
+    if not path.suffix:
+        path = ROOT / "sessions" / f"{session}.h5"
+    folder, name = path.parent, path.stem
+    print(f"## Screens: key → first paint / key → content (session {name}, 80×24, {opens} opens each)\n")
+    floor_rows(max(opens, 10))
+    print("| design | background | screen | first paint median | p95 | max | content median | p95 | max |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for design, obvious in (("load() worker + preload", False), ("obvious: load() on UI thread", True)):
+        for background, job in (("idle", None), ("torch job running", matmul_job)):
+            results = asyncio.run(screen_latencies(folder, name, job, opens, obvious))
+            for label, (first, content) in results.items():
+                f, c = _stats(first), _stats(content)
+                print(f"| {design} | {background} | {label} | {f[0]:.0f} ms | {f[1]:.0f} ms | {f[2]:.0f} ms "
+                      f"| {c[0]:.0f} ms | {c[1]:.0f} ms | {c[2]:.0f} ms |", flush=True)
+
+
+def _stats(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered) * 1000, p95 * 1000, ordered[-1] * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--presses", type=int, default=40)
+    parser.add_argument("--screens", metavar="SESSION", help="only the screens section, on SESSION")
+    parser.add_argument("--opens", type=int, default=10, help="opens per screen (--screens)")
     args = parser.parse_args()
     os.environ["SALVE_TUI_IMAGES"] = "halfblock"
+    if args.screens:
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}\n")
+        screens_section(args.screens, args.opens)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     folder = tmp / "sessions"
     _make_sessions(folder)

@@ -161,7 +161,7 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
 
         # ---- matrix: cursor starts on class 0's dominant feature, status shows the exact μ
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen), what="matrix")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen) and app.screen.loaded, what="matrix")
         matrix = app.screen
         heatmap = matrix.query_one(Heatmap)
         assert heatmap.cursor == (0, int(dominant[0]))
@@ -244,7 +244,8 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
 
         # ---- α_crit: compute as a job, rows present, sort, filter, Enter → Grad-FAM
         await pilot.press("escape", "k")
-        await wait_for(pilot, lambda: isinstance(app.screen, AlphaCritScreen), what="α_crit")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlphaCritScreen) and app.screen.loaded,
+                       what="α_crit")
         crit = app.screen
         assert crit.results == [] and "press r" in str(crit.query_one("#crit-info", Static).render())
         await pilot.press("r")
@@ -286,7 +287,8 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
 
         # ---- exports: the matrix PNG and the α_crit CSV, written paths listed
         await pilot.press("escape", "escape", "x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExportsScreen), what="exports")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportsScreen) and app.screen.loaded,
+                       what="exports")
         exports = app.screen
         await pilot.press("enter")
         await wait_for(pilot, lambda: exports.last_written and not app.jobs.busy, what="matrix export")
@@ -379,7 +381,7 @@ def test_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
     async def open_matrix(pilot) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
         await pilot.press("down", "right")
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_matrix)
@@ -404,7 +406,7 @@ def test_alpha_crit_snapshot(snap_compare, synth_folder: Path) -> None:
     async def open_crit(pilot) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await pilot.press("k")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlphaCritScreen))
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlphaCritScreen) and pilot.app.screen.loaded)
         await pilot.press("s")
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_crit)
@@ -416,7 +418,7 @@ async def test_heatmap_scrolls_to_keep_the_cursor_visible(synth_folder: Path) ->
     async with app.run_test(size=(60, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen) and app.screen.loaded)
         heatmap = app.screen.query_one(Heatmap)
         assert heatmap.cell_width() == 1 and heatmap.visible_columns() < 64
         await pilot.press("end")

@@ -34,7 +34,7 @@ def test_defaults_with_a_name_give_the_demo_settings(tmp_path: Path) -> None:
     ("changes", "field", "text"),
     [
         ({"name": ""}, "name", "required"),
-        ({"name": ".hidden"}, "name", "not a valid file name"),
+        ({"name": ".hidden"}, "name", "only letters, digits, - and _ are allowed (not '.')"),
         ({"image_size": "3"}, "image_size", "between 16 and 1024, got 3"),
         ({"image_size": "big"}, "image_size", "'big' is not a whole number"),
         ({"lr": "-1"}, "lr", "learning rate must be > 0"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_tui_helpers import FIXED_TIME, add_sae_history, fixed_clock, make_session  # noqa: F401
+from test_tui_helpers import FIXED_TIME, add_sae_history, fixed_clock, make_session, wait_for  # noqa: F401
 
 from salve_tui.app.app import SalveApp
 
@@ -75,6 +75,7 @@ def test_sae_training_view(snap_compare, snapshot_sessions: Path) -> None:
     async def open_view(pilot) -> None:
         await pilot.pause(0.3)
         await pilot.press("t")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", False), what="SAE curves")
         await pilot.pause()
 
     assert snap_compare(make_app(snapshot_sessions, start_session="demo"), terminal_size=SIZE,

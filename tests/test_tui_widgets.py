@@ -103,16 +103,16 @@ async def test_help_palette_and_sae_view_on_the_dashboard(tmp_path: Path) -> Non
         rows = dict((description, key) for key, description in binding_rows(app.screen))
         assert rows["Run all"] == "a" and rows["SAE"] == "t" and rows["Help"] == "?"
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Open: SAE training" in titles and "Run all (a)" in titles
+        assert "Open: SAE training (t)" in titles and "Run all (a)" in titles
 
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.press("t")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, SAETrainingScreen) and app.screen.loaded)
         screen = app.screen
-        assert isinstance(screen, SAETrainingScreen) and screen.source == "trained"
+        assert screen.source == "trained"
         assert pick_series(screen.history, ("loss",)).tolist() == history["loss"][0].tolist()
         summary = str(screen.query_one("#sae-summary").render())
         assert summary.startswith("final, 12 epochs")

@@ -41,6 +41,8 @@ from salve_tui.app.jobs import (
     JobRunner,
     JobStarted,
 )
+from salve_tui.app.palette import SalveCommands
+from salve_tui.app.preload import SessionAssets
 from salve_tui.app.screens.base import SalveScreen, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
 
@@ -52,6 +54,7 @@ class SalveApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     TITLE = "salve-tui"
+    COMMANDS = {SalveCommands}  # word search over titles and descriptions, no duplicates
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -72,6 +75,7 @@ class SalveApp(App[None]):
         self.log_events: Signal[Text] = Signal(self, "log-events")
         self.log_lines: list[Text] = []
         self.views = discover_views()
+        self.shared = SessionAssets()  # inputs, latents, thumbnails, model/SAE: loaded once, shared
         self._quitting = False
         self._last_logged_progress = 0.0
         self._last_stage = ""
@@ -145,6 +149,7 @@ class SalveApp(App[None]):
         self.log_lines.clear()
         self.log_message(f"opened {session.path}")
         self.push_screen(DashboardScreen())
+        self.shared.start(self, session)  # after the dashboard is up: it never waits for this
 
     def on_unmount(self) -> None:
         """However the app ends, a running job is told to stop and the writer lock is released."""
@@ -152,6 +157,7 @@ class SalveApp(App[None]):
         self.close_session()
 
     def close_session(self) -> None:
+        self.shared.clear()
         if self.session is not None:
             self.session.close()
             self.session = None
@@ -203,6 +209,12 @@ class SalveApp(App[None]):
 
         return self.start_job(name, body)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Cancel only exists while a job runs (footer and palette leave it out otherwise)."""
+        if action == "cancel_job":
+            return self.jobs.busy
+        return True
+
     def action_cancel_job(self) -> None:
         if self.jobs.cancel():
             self.log_message("cancel requested: stopping at the next safe point", style="yellow")
@@ -216,6 +228,7 @@ class SalveApp(App[None]):
         self._last_stage = ""
         self._job_lines, self._job_started_wall = [], self.clock()
         self.log_message(f"job '{message.job.name}' started", style="bold")
+        self.refresh_bindings()
         self.job_events.publish(message)
 
     def on_job_progress(self, message: JobProgress) -> None:
@@ -241,6 +254,7 @@ class SalveApp(App[None]):
                 self.log_message(f"  {outcome.stage}: {status} {outcome.message}".rstrip(), style="green")
         self.notify(f"'{job.name}' finished", title="job done")
         self._persist_job_log(job, "finished")
+        self._job_ended()
         self.job_events.publish(message)
 
     def on_job_failed(self, message: JobFailed) -> None:
@@ -249,6 +263,7 @@ class SalveApp(App[None]):
             self.log.error(message.details)
         self.notify(message.error, title=f"'{message.job.name}' failed", severity="error", timeout=15)
         self._persist_job_log(message.job, "failed", message.error, message.details)
+        self._job_ended()
         self.job_events.publish(message)
 
     def on_job_cancelled(self, message: JobCancelled) -> None:
@@ -256,6 +271,7 @@ class SalveApp(App[None]):
                          "(run again to resume)", style="yellow")
         self.notify("stopped; run it again to resume", title="job cancelled")
         self._persist_job_log(message.job, "cancelled")
+        self._job_ended()
         self.job_events.publish(message)
 
     @property
@@ -278,6 +294,13 @@ class SalveApp(App[None]):
         except OSError as exc:
             self.notify(f"could not save the job log beside the session: {exc}", severity="warning")
 
+
+    def _job_ended(self) -> None:
+        """Before screens hear of the end: reload the shared items when a stage changed."""
+        self.refresh_bindings()
+        if self.session is not None and self.shared.refresh_if_changed(self, self.session):
+            self.log_message("a stage changed: reloading the shared model, SAE and inputs", style="cyan")
+
     def log_message(self, text: str, style: str = "") -> None:
         """Append a timestamped line to the session log (shown on the dashboard)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
@@ -298,21 +321,37 @@ class SalveApp(App[None]):
         self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Help: keys of this screen (?)", "List the keys and what they do", self.action_help)
+        """Every action the palette offers here, once each, only those that can run now."""
+        seen: set[str] = set()
+        for command in self._palette_candidates(screen):
+            if command.title not in seen:
+                seen.add(command.title)
+                yield command
+
+    def _palette_candidates(self, screen: Screen) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":  # Textual's panel lists widget internals; ? is our help
+                yield command
+        yield SystemCommand("Help: keys of this screen (?)",
+                            "List this screen's keys and the global ones", self.action_help)
         if self.session is None:
             yield SystemCommand("Sessions: new session (n)", "Open the new-session form", self._palette_new)
-        else:
+            return
+        from salve_tui.app.screens.dashboard import DashboardScreen
+
+        if not isinstance(screen, DashboardScreen):  # there esc says "Sessions" itself
             yield SystemCommand("Session: back to the sessions list", "Close this session",
                                 self.back_to_sessions)
-            yield SystemCommand("Pipeline: run all pending stages", "Run or resume the whole pipeline",
-                                lambda: self.run_pipeline_job(None, force=False, name="run all"))
-            if self.jobs.busy:
-                yield SystemCommand("Job: cancel the running job (c)", "Stop at the next safe point",
-                                    self.action_cancel_job)
-            for view in self.views:
-                yield SystemCommand(f"Open: {view.title}", view.description or view.title,
-                                    _opener(self, view.name))
+        yield SystemCommand("Pipeline: run all pending stages", "Run or resume the whole pipeline",
+                            lambda: self.run_pipeline_job(None, force=False, name="run all"))
+        if self.jobs.busy:
+            yield SystemCommand("Job: cancel the running job (c)", "Stop at the next safe point",
+                                self.action_cancel_job)
+        for view in self.views:
+            if self.view_missing_stages(view.name):
+                continue  # cannot open yet: its stages are not done
+            yield SystemCommand(f"Open: {view.title} ({view.key})", view.description or view.title,
+                                _opener(self, view.name))
         if isinstance(screen, SalveScreen):
             yield from screen.palette_commands()
 
@@ -326,10 +365,10 @@ class SalveApp(App[None]):
         view = next((v for v in self.views if v.name == name), None)
         if view is None or self.session is None:
             return
-        from core.workflow.pipeline import effective_states, missing_stages
+        from core.workflow.pipeline import effective_states
 
         stages = self.session.stages()
-        missing = missing_stages(stages, view.requires)
+        missing = self.view_missing_stages(name)
         if missing:
             states = effective_states(stages)
             listed = ", ".join(f"{s} ({states[s]})" for s in missing)
@@ -337,6 +376,15 @@ class SalveApp(App[None]):
                         "(a runs every pending stage)", severity="warning", timeout=8)
             return
         self.push_screen(view.factory())
+
+    def view_missing_stages(self, name: str) -> list[str]:
+        """The stages view ``name`` needs that are not done in the open session."""
+        view = next((v for v in self.views if v.name == name), None)
+        if view is None or self.session is None:
+            return []
+        from core.workflow.pipeline import missing_stages
+
+        return missing_stages(self.session.stages(), view.requires)
 
     async def action_quit(self) -> None:
         """Quit; while a job runs, ask, then cancel it and wait so the session stays resumable."""

@@ -92,11 +92,13 @@ class AlphaCritScreen(SessionScreen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Compute"),
         Binding("s", "sort_next", "Sort"),
-        Binding("i", "invert_sort", "Invert"),
+        Binding("i", "invert_sort", "Invert", show=False),
         Binding("f", "toggle_filter", "Filter"),
-        Binding("o", "cycle_modulation", "Modulation"),
-        Binding("enter", "open_sample", "Grad-FAM", show=False),
+        Binding("o", "cycle_modulation", "Modulation", show=False),
+        Binding("enter", "open_sample", "Grad-FAM"),
     ]
+    LOADING = "the α_crit results stored in the session"
+    CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,12 +133,17 @@ class AlphaCritScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[str, list[str], list[AlphaCritResult]]:
         from core.workflow.alpha_crit import load_alpha_crit
 
-        session = self.session
-        self.class_names = [str(c) for c in session.read_json("class_names")]
-        self.results = load_alpha_crit(session, "suppress", self.modulation)
+        session, modulation = self.session, self.modulation
+        names = [str(c) for c in session.read_json("class_names")]
+        return modulation, names, load_alpha_crit(session, "suppress", modulation)
+
+    def show(self, data: tuple[str, list[str], list[AlphaCritResult]]) -> None:
+        modulation, self.class_names, self.results = data
+        if modulation != self.modulation:
+            return  # o was pressed meanwhile: the reload it started brings the right results
         self._fill_summary()
         self._fill_samples()
 
@@ -216,11 +223,11 @@ class AlphaCritScreen(SessionScreen):
     # ----- actions
 
     def action_compute(self) -> None:
-        from core.workflow.alpha_crit import run_alpha_crit
-
         session, modulation = self.session, self.modulation
 
         def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            from core.workflow.alpha_crit import run_alpha_crit
+
             return run_alpha_crit(session, mode="suppress", modulation=modulation,
                                   progress=progress, cancel=cancel)
 
@@ -258,7 +265,9 @@ class AlphaCritScreen(SessionScreen):
 
     def action_cycle_modulation(self) -> None:
         self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
-        self.refresh_from_session()
+        self.query_one("#crit-info", Static).update(
+            Text(f"loading the α_crit results ({self.modulation})…", style="dim"))
+        self.reload()
 
     def action_open_sample(self) -> None:
         table = self.query_one("#crit-samples", DataTable)

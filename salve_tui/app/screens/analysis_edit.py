@@ -42,6 +42,7 @@ MODULATIONS = ("linear", "clamped")
 COARSE_STEPS = 20  # coarse step = curve range / 20
 FINE_STEPS = 200
 ROME_DEFAULT_TARGET = -10.0
+ALPHA_GROUP = Binding.Group("α ", compact=True)  # the footer shows "+- α"
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
 
@@ -121,24 +122,29 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("plus", "alpha(1)", "α+", key_display="+"),
+        Binding("plus", "alpha(1)", "α+ coarse", key_display="+", group=ALPHA_GROUP),
+        Binding("minus", "alpha(-1)", "α- coarse", key_display="-", group=ALPHA_GROUP),
+        Binding("right_square_bracket", "alpha_fine(1)", "fine α+", key_display="]", show=False),
+        Binding("left_square_bracket", "alpha_fine(-1)", "fine α-", key_display="[", show=False),
         Binding("equals_sign", "type_alpha", "Type strength", key_display="=", show=False),
         Binding("b", "confusion", "Confusion before/after", show=False),
-        Binding("minus", "alpha(-1)", "α-", key_display="-"),
-        Binding("right_square_bracket", "alpha_fine(1)", "fine+", key_display="]"),
-        Binding("left_square_bracket", "alpha_fine(-1)", "fine-", key_display="["),
         Binding("0", "alpha_zero", "α=0", show=False),
         Binding("s", "toggle_mode", "Supp/enh"),
         Binding("m", "cycle_method", "Method"),
-        Binding("o", "cycle_modulation", "Modulation"),
-        Binding("w", "export", "Record+export"),
-        Binding("v", "toggle_panel", "Curve/confusion"),
+        Binding("o", "cycle_modulation", "Modulation", show=False),
+        Binding("w", "export", "Export", tooltip="record the edit and export the edited weights"),
+        Binding("v", "toggle_panel", "Curve/confusion", show=False),
         Binding("less_than_sign", "step_feature(-1)", "Prev feature", key_display="<", show=False),
         Binding("greater_than_sign", "step_feature(1)", "Next feature", key_display=">", show=False),
         Binding("n", "add_feature", "Add feature", show=False),
         Binding("x", "remove_feature", "Remove feature", show=False),
         Binding("d", "dominant", "Dominant feature", show=False),
     ]
+    LOADING = "the control inputs (cached activations, classifier head, SAE decoder)"
+    CONTENT_ACTIONS = frozenset({"alpha", "alpha_fine", "alpha_zero", "toggle_mode", "cycle_method",
+                                 "type_alpha", "confusion",
+                                 "cycle_modulation", "export", "step_feature", "add_feature",
+                                 "remove_feature", "dominant"})
 
     def __init__(self, target_class: int = 0, features: list[int] | None = None) -> None:
         super().__init__()
@@ -176,13 +182,10 @@ class EditPreviewScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("loading the cached activations…", id="edit-settings", markup=False)
+        yield Static(id="edit-settings", markup=False)
         with Horizontal(id="edit-body"):
             yield DataTable(id="edit-table", cursor_type="row", zebra_stripes=False)
-            with Vertical(id="edit-right"):
-                from textual_plotext import PlotextPlot
-
-                yield PlotextPlot(id="edit-curve")
+            with Vertical(id="edit-right"):  # the curve is mounted by show(): plotext loads in load()
                 yield Static(id="edit-confusion", markup=False)
         yield Static(id="edit-status", markup=False)
         yield Footer(compact=True)
@@ -198,26 +201,19 @@ class EditPreviewScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
-        """(Re)load the control inputs in a worker; the first call also builds the table."""
-        session = self.session
+    def load(self) -> ControlInputs:
+        """The shared control inputs (the app preloads them when the session opens)."""
+        import textual_plotext  # noqa: F401  (imported here, off the UI thread)
 
-        def load() -> None:
-            from core.workflow.inputs import load_inputs
+        return self.salve.shared.get("inputs", self.session)
 
-            try:
-                inputs = load_inputs(session)
-            except Exception as exc:  # e.g. a stage rerun made the session incomplete
-                self.app.call_from_thread(self._set_error, f"cannot load the session: {exc}")
-                return
-            self.app.call_from_thread(self._inputs_ready, inputs)
-
-        self.run_worker(load, thread=True, exclusive=True, group="edit-inputs", exit_on_error=False)
-
-    def _inputs_ready(self, inputs: ControlInputs) -> None:
-        if not self.is_attached:
-            return
+    def show(self, inputs: ControlInputs) -> None:
+        """The first call also builds the table; a changed session restarts the curve."""
         changed = self.inputs is not inputs
+        if not self.query("#edit-curve"):
+            from textual_plotext import PlotextPlot
+
+            self.query_one("#edit-right").mount(PlotextPlot(id="edit-curve"), before=0)
         self.inputs = inputs
         self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
         if self.follow_dominant or not self.features:
@@ -335,6 +331,8 @@ class EditPreviewScreen(SessionScreen):
                                      self.inputs.class_names, self.target_class, width))
 
     def _draw_curve(self) -> None:
+        if not self.query("#edit-curve"):
+            return
         widget = self.query_one("#edit-curve")
         plt = widget.plt  # type: ignore[attr-defined]
         plt.clear_data()

@@ -116,6 +116,43 @@ class ExistingOutput:
 
 
 @dataclass(frozen=True)
+class ExportListing:
+    """The export folder's files (path, mtime, bytes), newest first, and their total size."""
+
+    folder: Path
+    files: list[tuple[Path, float, int]]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, _, size in self.files)
+
+
+def list_exports(folder: Path) -> ExportListing:
+    """Every file below ``folder`` (stat once each; runs in the screen's load worker)."""
+    files = []
+    if folder.exists():
+        for path in folder.rglob("*"):
+            try:
+                stat = path.stat()
+            except OSError:  # removed meanwhile
+                continue
+            if path.is_file():
+                files.append((path, stat.st_mtime, stat.st_size))
+    files.sort(key=lambda f: f[1], reverse=True)
+    return ExportListing(folder, files)
+
+
+def format_size(size: int) -> str:
+    """``90.1 MB``: bytes in the largest unit that keeps the number ≥ 1."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+@dataclass(frozen=True)
 class ExportKind:
     key: str
     title: str
@@ -169,6 +206,7 @@ class ExportsScreen(SessionScreen):
         Binding("enter", "run_selected", "Export"),
         Binding("A", "run_all", "All", key_display="A"),
     ]
+    LOADING = "the list of exported files"
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,29 +230,24 @@ class ExportsScreen(SessionScreen):
         option_list.highlighted = 0
         option_list.focus()
 
-    def refresh_from_session(self) -> None:
-        from core.workflow.export import folder_size
+    def load(self) -> ExportListing:
+        return list_exports(self.session.exports_dir)
 
-        folder = self.session.exports_dir
-        size, count = folder_size(folder)
-        self.query_one("#exports-folder", Static).update(
-            f"export folder: {display_path(folder)}/ ({size / 1e6:.1f} MB in {count} files)")
+    def show(self, listing: ExportListing) -> None:
+        folder = listing.folder
+        count = len(listing.files)
+        size = f" · {count} file{'s' if count != 1 else ''}, {format_size(listing.total_bytes)}" if count else ""
+        self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/{size}")
         self.query_one("#exports-status", Static).update(self.status)
-        self._list_files()
-
-    def _list_files(self) -> None:
-        folder = self.session.exports_dir
         text = Text()
         for path in self.last_written:
             text.append(f"✓ {display_path(path)}\n", style="green")
-        existing = sorted((p for p in folder.rglob("*") if p.is_file()),
-                          key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
         fresh = {p.resolve() for p in self.last_written}
-        others = [p for p in existing if p.resolve() not in fresh]
-        if not existing:
+        others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh]
+        if not listing.files:
             text.append("nothing exported yet", style="dim")
-        for path in others[:LISTED_FILES]:
-            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+        for path, mtime in others[:LISTED_FILES]:
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
             text.append(f"  {path.relative_to(folder)}")
             text.append(f"  {stamp}\n", style="dim")
         if len(others) > LISTED_FILES:

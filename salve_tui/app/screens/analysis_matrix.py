@@ -8,6 +8,7 @@ the feature dominates; Enter opens the feature, ``e`` an edit preview of it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +43,26 @@ def matrix_status(M: np.ndarray, dominant: np.ndarray, names: list[str], row: in
     return " · ".join(parts)
 
 
+@dataclass(frozen=True)
+class MatrixData:
+    """What the matrix screen draws: μ (C×h), dominant features, class names and the colour
+    values of every normalisation (computed in the load worker: the core's maths needs torch)."""
+
+    M: np.ndarray
+    dominant: np.ndarray
+    class_names: list[str]
+    colours: dict[str, np.ndarray]
+
+
+def load_matrix(session) -> MatrixData:  # noqa: ANN001 (Session)
+    from core.discover.rankings import feature_class_matrix
+
+    M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
+    colours = {n: feature_class_matrix(M, n) if M.size else M for n in NORMALISATIONS}
+    return MatrixData(M, np.asarray(session.read_array("rankings/dominant"), dtype=np.int64),
+                      [str(c) for c in session.read_json("class_names")], colours)
+
+
 @session_view(footer="Matrix", key="m", title="Feature–class matrix", requires=("rankings",), order=20,
               name="feature_class_matrix",
               description="Class-mean SAE latents as a heatmap; Enter opens a feature")
@@ -61,17 +82,20 @@ class MatrixScreen(SessionScreen):
     MatrixScreen #matrix-status { height: auto; padding: 0 1; margin-top: 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("enter", "open_feature", "Open feature", show=False),
-        Binding("e", "edit_feature", "Edit preview"),
-        Binding("d", "dominant", "Dominant"),
+        Binding("enter", "open_feature", "Open feature"),
+        Binding("e", "edit_feature", "Edit"),
+        Binding("d", "dominant", "Dominant", show=False),
         Binding("n", "cycle_normalisation", "Normalise"),
     ]
+    LOADING = "the feature–class matrix (class-mean latents μ)"
+    CONTENT_ACTIONS = frozenset({"open_feature", "edit_feature", "dominant", "cycle_normalisation"})
 
     def __init__(self) -> None:
         super().__init__()
         self.M = np.zeros((0, 0))
         self.dominant = np.zeros(0, dtype=np.int64)
         self.class_names: list[str] = []
+        self.colours: dict[str, np.ndarray] = {}
         self.normalisation = NORMALISATIONS[0]
         self._positioned = False
 
@@ -87,11 +111,12 @@ class MatrixScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
-        session = self.session
-        self.M = np.asarray(session.read_array("rankings/class_means"), dtype=float)
-        self.dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
-        self.class_names = [str(c) for c in session.read_json("class_names")]
+    def load(self) -> MatrixData:
+        return load_matrix(self.session)
+
+    def show(self, data: MatrixData) -> None:
+        self.M, self.dominant, self.class_names = data.M, data.dominant, data.class_names
+        self.colours = data.colours
         self._draw()
         if not self._positioned and self.M.size:
             self._positioned = True
@@ -100,11 +125,9 @@ class MatrixScreen(SessionScreen):
         self._update_status()
 
     def _draw(self) -> None:
-        from core.discover.rankings import feature_class_matrix
-
         heatmap = self.query_one(Heatmap)
         marks = {(c, int(k)) for c, k in enumerate(self.dominant) if k >= 0}
-        colours = feature_class_matrix(self.M, self.normalisation) if self.M.size else self.M
+        colours = self.colours.get(self.normalisation, self.M)
         heatmap.set_data(self.M, colours, self.class_names, marks)
         info = Text(f"μ {self.M.shape[0]} classes × {self.M.shape[1]} features  ", style="dim")
         for segment in scale_legend(1.0 if self.normalisation != "global" else heatmap.colour_scale):
@@ -114,6 +137,8 @@ class MatrixScreen(SessionScreen):
 
     def _update_status(self) -> None:
         heatmap = self.query_one(Heatmap)
+        if not self.loaded:
+            return
         if not self.M.size:
             self.query_one("#matrix-status", Static).update("no rankings in this session yet")
             return

@@ -15,19 +15,52 @@ Modules named ``salve_tui/app/screens/analysis_*.py`` are imported by :func:`dis
 new screen needs no edit anywhere else: the dashboard gets a key for it, the command palette an
 entry, and the help screen lists it. View modules must not import torch at module level (the
 app imports them at start-up); import it inside the functions or workers that need it.
+
+Instant screens: the load pattern
+---------------------------------
+A screen paints at once and reads the session in a thread worker. Declare what it loads and
+split reading from drawing::
+
+    class MatrixScreen(SessionScreen):
+        LOADING = "the feature–class matrix"          # shown as "loading the feature–class matrix…"
+        CONTENT_ACTIONS = frozenset({"edit_feature"})  # greyed out (and inert) until loaded
+
+        def load(self) -> MatrixData:                  # worker thread: no widgets, no self.query
+            return MatrixData(...session reads, numpy, torch...)
+
+        def show(self, data: MatrixData) -> None:      # UI thread, with what load() returned
+            ...update widgets...
+
+:meth:`SessionScreen.refresh_from_session` (on mount, when the screen is shown again and after
+every job) starts :meth:`load` again; the first time a :class:`LoadingNotice` covers the content
+and says what is loading (with the seconds elapsed); later reloads keep the old content until the
+new one arrives. The worker reports back with :class:`ScreenLoaded` / :class:`ScreenLoadFailed`
+messages (a failure replaces the notice with the message, never a traceback). Results of a reload
+that was superseded are dropped. Keys work throughout: ``esc`` leaves while a load runs (the
+worker's result is then ignored) and the actions in ``CONTENT_ACTIONS`` wait for the content.
+
+Things many screens need (control inputs, model/SAE/data, test latents and thumbnails) come from
+``self.salve.shared`` (:class:`salve_tui.app.preload.SessionAssets`), loaded once in the
+background right after the session opens and reloaded when a job changes a stage they depend on.
+A ``load()`` that asks for one of them waits for the preloader instead of loading it twice.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Static
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage
 
@@ -57,19 +90,43 @@ class SalveScreen(Screen):
         return self.app  # type: ignore[return-value]
 
     def palette_commands(self) -> Iterable[SystemCommand]:
-        """One palette entry per described binding of this screen (so the palette lists actions)."""
+        """One palette entry per described action of this screen that can run now.
+
+        App-wide actions (``app.…``: help, cancel) are listed once by the app, not per screen;
+        an action whose :meth:`check_action` says no (content still loading, nothing to act on)
+        is left out, as the footer leaves it out or greys it.
+        """
         seen: set[str] = set()
         for bindings in self._bindings.key_to_bindings.values():
             for binding in bindings:
-                if not binding.description or binding.action in seen:
+                if (not binding.description or binding.action in seen or binding.action.startswith("app.")
+                        or binding.action in PALETTE_SKIPPED_ACTIONS
+                        or binding.action.startswith(PALETTE_SKIPPED_PREFIXES)):
                     continue
                 seen.add(binding.action)
+                name, parameters = _split_action(binding.action)
+                if not self.check_action(name, parameters):
+                    continue
                 key = binding.key_display or self.app.get_key_display(binding)
                 yield SystemCommand(
                     f"{binding.description} ({key})",
-                    f"{self.SCREEN_TITLE or type(self).__name__}: press {key}",
+                    f"{self.SCREEN_TITLE or type(self).__name__}: {binding.tooltip or binding.description} "
+                    f"(press {key})",
                     _runner(self, binding.action),
                 )
+
+
+# Listed by the app already (views as "Open: …") or Textual internals, so never per screen.
+PALETTE_SKIPPED_ACTIONS = frozenset({"screen.copy_text", "copy_text"})
+PALETTE_SKIPPED_PREFIXES = ("open_view(",)
+
+
+def _split_action(action: str) -> tuple[str, tuple[object, ...]]:
+    """``"move(0, -1)"`` → ``("move", (0, -1))`` (the parsed form :meth:`check_action` takes)."""
+    from textual.actions import parse
+
+    _, name, parameters = parse(action)
+    return name, parameters
 
 
 def _runner(screen: Screen, action: str) -> Callable[[], object]:
@@ -79,13 +136,95 @@ def _runner(screen: Screen, action: str) -> Callable[[], object]:
     return run
 
 
+# --------------------------------------------------------------------------- loading pattern
+
+
+class LoadingNotice(Static):
+    """Covers a screen's content while its first :meth:`SessionScreen.load` runs, saying what."""
+
+    DEFAULT_CSS = """
+    LoadingNotice {
+        position: absolute; offset: 0 3; width: 100%; height: 3; padding: 1 2;
+        background: $panel; color: $text; text-style: bold; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    LoadingNotice.-hidden { display: none; }
+    LoadingNotice.-error { color: $error; height: auto; text-wrap: wrap; }
+    """
+    SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(id="loading-notice", markup=False)
+        self.what = what
+        self.started = 0.0
+        self._timer: Timer | None = None
+
+    def _clock(self) -> float:
+        return float(getattr(self.app, "clock", time.time)())  # the app's clock: tests freeze it
+
+    def on_mount(self) -> None:
+        self.started = self._clock()
+        self._tick()
+        self._timer = self.set_interval(0.2, self._tick)
+
+    def _tick(self) -> None:
+        elapsed = self._clock() - self.started
+        spinner = self.SPINNER[int(elapsed * 5) % len(self.SPINNER)]
+        self.update(Text.assemble(f"{spinner} loading {self.what}… ",
+                                  (f"{elapsed:.0f} s" if elapsed >= 1 else "", "dim"),
+                                  ("  esc goes back", "dim")))
+
+    def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+
+    def done(self) -> None:
+        self._stop()
+        self.remove_class("-error")
+        self.add_class("-hidden")
+
+    def failed(self, error: str, stale: bool = False) -> None:
+        """Show why the load failed; ``stale``: over content that is now out of date."""
+        self._stop()
+        self.remove_class("-hidden")
+        self.add_class("-error")
+        self.update(f"out of date — could not reload {self.what}: {error}" if stale
+                    else f"could not load {self.what}: {error}")
+
+
+class ScreenLoaded(Message):
+    """A screen's :meth:`SessionScreen.load` returned (posted from its worker thread)."""
+
+    def __init__(self, data: Any, generation: int) -> None:
+        super().__init__()
+        self.data = data
+        self.generation = generation
+
+
+class ScreenLoadFailed(Message):
+    """A screen's :meth:`SessionScreen.load` raised; ``error`` is the text to show."""
+
+    def __init__(self, error: str, generation: int) -> None:
+        super().__init__()
+        self.error = error
+        self.generation = generation
+
+
 class SessionScreen(SalveScreen):
     """A screen about the open session; re-reads it after jobs and when shown again."""
 
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Back"),
-        Binding("c", "app.cancel_job", "Cancel job"),
+        Binding("c", "app.cancel_job", "Cancel"),  # only while a job runs (SalveApp.check_action)
     ]
+    LOADING: ClassVar[str] = ""  # what load() reads ("the feature–class matrix"); "" = no worker
+    CONTENT_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # actions that need the loaded content
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._load_generation = 0
+        self.loaded = not self.LOADING  # screens without a load() have their content at once
+        self.load_error = ""
+        self._resumed = False
 
     @property
     def session(self) -> Session:
@@ -98,9 +237,18 @@ class SessionScreen(SalveScreen):
         # Textual calls on_mount along the MRO, subclass first: a subclass's on_mount (building
         # tables) has run when this refresh happens. Subclasses must not call super().on_mount().
         self.salve.job_events.subscribe(self, self._job_event)
-        self.refresh_from_session()
+        if self.LOADING:
+            self.mount(LoadingNotice(self.LOADING))
+            # After the first frame: the worker's reads would otherwise compete for the GIL with
+            # the layout and delay the first paint.
+            self.call_after_refresh(self.refresh_from_session)
+        else:
+            self.refresh_from_session()
 
     def on_screen_resume(self) -> None:
+        if not self._resumed:  # the first resume comes with the push: on_mount loads already
+            self._resumed = True
+            return
         if self.salve.session is not None:
             self.refresh_from_session()
 
@@ -112,7 +260,70 @@ class SessionScreen(SalveScreen):
             self.refresh_from_session()
 
     def refresh_from_session(self) -> None:
-        """Re-read what this screen shows from the session file. Override."""
+        """Re-read what this screen shows. The default runs :meth:`load` in a worker; screens
+        with fast synchronous reads may override it instead."""
+        if self.LOADING:
+            self.reload()
+
+    # ----- the load pattern (see the module docstring)
+
+    def load(self) -> Any:
+        """Read what the screen shows; runs in a thread worker (no widget access). Override."""
+        return None
+
+    def show(self, data: Any) -> None:
+        """Draw what :meth:`load` returned; runs on the UI thread. Override."""
+
+    def show_error(self, error: str) -> None:
+        """:meth:`load` failed: the notice says why, over the old content ("out of date") when
+        a reload failed (e.g. a stage was rerun and is not done yet)."""
+        notices = self.query(LoadingNotice)
+        if notices:
+            notices.first().failed(error, stale=self.loaded)
+        else:
+            self.notify(error, title=f"cannot refresh {self.SCREEN_TITLE}", severity="error")
+
+    def reload(self) -> None:
+        """Start :meth:`load` in a worker; a newer reload supersedes a running one."""
+        self._load_generation += 1
+        generation = self._load_generation
+
+        def body() -> None:
+            from salve_tui.app.jobs import error_text
+
+            try:
+                data = self.load()
+            except Exception as exc:  # shown on the screen; a load never crashes the app
+                self.post_message(ScreenLoadFailed(error_text(exc), generation))
+            else:
+                self.post_message(ScreenLoaded(data, generation))
+
+        self.run_worker(body, thread=True, exclusive=True, group="screen-load", exit_on_error=False,
+                        name=f"load {self.LOADING}")
+
+    def on_screen_loaded(self, message: ScreenLoaded) -> None:
+        message.stop()
+        if message.generation != self._load_generation or not self.is_attached:
+            return
+        first = not self.loaded
+        self.loaded, self.load_error = True, ""
+        self.show(message.data)
+        for notice in self.query(LoadingNotice):
+            notice.done()
+        if first:
+            self.refresh_bindings()
+
+    def on_screen_load_failed(self, message: ScreenLoadFailed) -> None:
+        message.stop()
+        if message.generation != self._load_generation or not self.is_attached:
+            return
+        self.load_error = message.error
+        self.show_error(message.error)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.CONTENT_ACTIONS and not self.loaded:
+            return None  # shown greyed in the footer; the key does nothing until the content is in
+        return True
 
     def on_job_update(self, message: JobMessage) -> None:
         """Live job messages (progress, start, end). Override to show them."""

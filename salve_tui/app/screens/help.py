@@ -7,27 +7,47 @@ from typing import ClassVar
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import ActiveBinding, Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
 
+OWN_WIDGET_PREFIX = "salve_tui."  # keys of our own widgets (heatmap, tables) are the screen's
+# Textual's built-in bindings that are not this app's keys (the palette key is listed by hand).
+TEXTUAL_INTERNAL_ACTIONS = frozenset({"screen.copy_text", "copy_text", "help_quit", "command_palette"})
 
-def binding_rows(screen: Screen) -> list[tuple[str, str]]:
-    """(key, description) for every described binding active on ``screen``, in footer order."""
+
+def _is_global(active: ActiveBinding, screen: Screen) -> bool:
+    return active.node is screen.app or active.binding.action.startswith("app.")
+
+
+def _is_listed(active: ActiveBinding, screen: Screen) -> bool:
+    """The screen's, the app's and our own widgets' keys; not Textual widgets' internals."""
+    node = active.node
+    if active.binding.action in TEXTUAL_INTERNAL_ACTIONS:
+        return False
+    return (node is screen or node is screen.app
+            or type(node).__module__.startswith(OWN_WIDGET_PREFIX))
+
+
+def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
+    """(key, description) of the described bindings active on ``screen``: ``scope`` ``screen``
+    (its own and its widgets' keys), ``global`` (app-wide: help, palette, cancel, quit) or
+    ``all`` (screen first). Keys of Textual's own widgets (cursor keys of a table) are left out."""
     rows: list[tuple[str, str]] = []
-    seen: set[tuple[str, str]] = set()
-    # The screen's and app's own actions first; a focused widget's cursor keys after them.
-    actives = sorted(screen.active_bindings.values(),
-                     key=lambda a: 0 if a.node is screen or a.node is screen.app else 1)
-    for active in actives:
+    seen: set[str] = set()
+    actives = [a for a in screen.active_bindings.values() if a.binding.description and _is_listed(a, screen)]
+    screen_keys = [a for a in actives if not _is_global(a, screen)]
+    global_keys = [a for a in actives if _is_global(a, screen)]
+    chosen = {"screen": screen_keys, "global": global_keys, "all": screen_keys + global_keys}[scope]
+    # The screen's own keys before its widgets' (so ↑/↓ of a heatmap follow the screen's actions).
+    chosen.sort(key=lambda a: 0 if a.node is screen or a.node is screen.app else 1)
+    for active in chosen:
         binding = active.binding
-        if not binding.description:
-            continue
         display = binding.key_display or screen.app.get_key_display(binding)
-        if (display, binding.description) in seen:
+        if display in seen:  # one line per key (a key bound twice shows its active meaning)
             continue
-        seen.add((display, binding.description))
+        seen.add(display)
         rows.append((display, binding.description))
     return rows
 
@@ -51,19 +71,24 @@ class HelpScreen(ModalScreen[None]):
                 about = getattr(self.target, "HELP_TEXT", "")
                 if about:
                     yield Static(Text(about.strip()), id="help-about")
-                yield Static(self._keys_table(), id="help-keys")
+                yield Static(self._keys_table("screen", "keys of this screen"), id="help-keys")
+                yield Static(self._keys_table("global", "everywhere"), id="help-global")
                 yield Static(
-                    Text("ctrl+p opens the command palette: type to search every action.\n"
-                         "tab / shift+tab move between fields and panels.", style="italic"),
+                    Text("ctrl+p opens the command palette: type any word of an action.\n"
+                         "tab / shift+tab move between fields and panels; esc goes back.",
+                         style="italic"),
                     id="help-tips",
                 )
         yield Footer(compact=True)
 
-    def _keys_table(self) -> Table:
+    def _keys_table(self, scope: str, title: str) -> Table:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)
-        table.add_column("key", style="bold cyan", no_wrap=True)
-        table.add_column("action")
-        for key, description in binding_rows(self.target):
+        table.add_column("key", style="bold cyan", no_wrap=True, min_width=7)
+        table.add_column(title)
+        rows = binding_rows(self.target, scope)
+        if scope == "global":
+            rows.append(("ctrl+p", "Command palette (search every action)"))
+        for key, description in rows:
             table.add_row(key, description)
         return table
 

@@ -7,6 +7,7 @@ problem to the field it is about, so the message appears right under that field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Label, Select, Static
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig, demo_config
 from core.store.session import SessionError, resolve_session_path
 from salve_tui.app.screens.base import SalveScreen
+from salve_tui.app.screens.confirm import ConfirmModal
 
 ARCHS = ("resnet18", "resnet50", "vit_b_16", "vit_tiny")
 WEIGHT_CHOICES = ("none", "pretrained", "file")
@@ -26,6 +28,7 @@ DATASETS = ("shapes", "imagefolder", "cifar100")
 SAE_KIND_CHOICES = ("l1", "topk")
 DEVICES = ("auto", "cpu", "cuda")
 GENERAL = "general"  # problems that belong to no single field
+SESSION_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what the name field's hint promises
 
 
 @dataclass(frozen=True)
@@ -106,14 +109,25 @@ def _parse_float(values: dict[str, str], key: str, errors: dict[str, str]) -> fl
         return 0.0
 
 
+def name_problem(name: str, sessions_folder: Path) -> str:
+    """Why ``name`` cannot name a new session ("" when it can): letters, digits, - and _ only."""
+    if not name:
+        return "required: give the session a name"
+    if not SESSION_NAME.fullmatch(name):
+        bad = "".join(dict.fromkeys(c for c in name if not SESSION_NAME.fullmatch(c)))
+        shown = ", ".join("space" if c == " " else f"'{c}'" for c in bad)
+        return f"only letters, digits, - and _ are allowed (not {shown})"
+    if resolve_session_path(name, sessions_folder).exists():
+        return f"a session '{name}' already exists in {sessions_folder}/; choose another name"
+    return ""
+
+
 def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[SessionConfig | None, dict[str, str]]:
     """Turn form text into a SessionConfig, or field id → message for everything that is wrong."""
     errors: dict[str, str] = {}
     name = values.get("name", "").strip()
-    if not name:
-        errors["name"] = "required: give the session a name"
-    elif "/" not in name and resolve_session_path(name, sessions_folder).exists():
-        errors["name"] = f"a session '{name}' already exists in {sessions_folder}/; choose another name"
+    if problem := name_problem(name, sessions_folder):
+        errors["name"] = problem
 
     weights = values.get("weights", "none")
     if weights == "file":
@@ -184,7 +198,7 @@ class NewSessionScreen(SalveScreen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("ctrl+s", "create(False)", "Create", priority=True),
         Binding("ctrl+r", "create(True)", "Create & run", priority=True),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("escape", "cancel", "Back"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -213,6 +227,17 @@ class NewSessionScreen(SalveScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         self._update_dependent_fields()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """The name is checked as it is typed (the other fields when Create is pressed)."""
+        if event.input.id == "field-name":
+            name = event.value.strip()
+            problem = name_problem(name, self.salve.sessions_folder) if name else ""
+            self._show_field_error("name", problem)
+
+    def is_filled(self) -> bool:
+        """Whether any field differs from what the form opened with."""
+        return self.values() != {f.id: f.default for f in FIELDS}
+
     def _update_dependent_fields(self) -> None:
         """Path fields only matter for some choices: disable them otherwise."""
         values = self.values()
@@ -230,12 +255,14 @@ class NewSessionScreen(SalveScreen):
 
     def show_errors(self, errors: dict[str, str]) -> None:
         for field_id in (*FIELD_IDS, GENERAL):
-            label = self.query_one(f"#error-{field_id}", Static)
-            message = errors.get(field_id, "")
-            label.update(f"↑ {message}" if message and field_id != GENERAL else message)
-            label.set_class(bool(message), "visible")
-            if field_id != GENERAL:
-                self.query_one(f"#row-{field_id}").set_class(bool(message), "invalid")
+            self._show_field_error(field_id, errors.get(field_id, ""))
+
+    def _show_field_error(self, field_id: str, message: str) -> None:
+        label = self.query_one(f"#error-{field_id}", Static)
+        label.update(f"↑ {message}" if message and field_id != GENERAL else message)
+        label.set_class(bool(message), "visible")
+        if field_id != GENERAL:
+            self.query_one(f"#row-{field_id}").set_class(bool(message), "invalid")
 
     def action_create(self, run: bool) -> None:
         config, errors = validate_form(self.values(), self.salve.sessions_folder)
@@ -267,4 +294,15 @@ class NewSessionScreen(SalveScreen):
             self.salve.run_pipeline_job(None, force=False, name="run all")
 
     def action_cancel(self) -> None:
-        self.app.pop_screen()
+        """Back to the sessions list; asks first when the form holds anything typed."""
+        if not self.is_filled():
+            self.app.pop_screen()
+            return
+
+        def answer(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(ConfirmModal("Discard the settings typed into this form? Nothing "
+                                          "has been created yet.", title="Leave the new-session form",
+                                          yes="Discard", no="Keep editing"), answer)

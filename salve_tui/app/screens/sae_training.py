@@ -63,6 +63,7 @@ class SAETrainingScreen(SessionScreen):
         "live while the SAE stage runs."
     )
     BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss")]
+    LOADING = "the SAE training history"
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,33 +75,35 @@ class SAETrainingScreen(SessionScreen):
         yield Header()
         yield Static(id="sae-summary", markup=False)
         yield JobProgressPanel(id="progress")
-        from textual_plotext import PlotextPlot  # plotext loads on first use, not at start-up
-
-        with Grid(id="sae-plots"):
-            for plot_id, _, _ in PANELS:
-                yield PlotextPlot(id=plot_id)
+        yield Grid(id="sae-plots")  # plots are mounted by show(): plotext is imported in load()
         yield Footer(compact=True)
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[dict[str, np.ndarray], str]:
+        import textual_plotext  # noqa: F401  (imported here, off the UI thread)
+
         job = self.salve.jobs.current
         if job is not None and not job.finished and job.metrics.get("sae"):
-            self._show(metrics_to_history(job.metrics["sae"]), "live")
-            return
+            return metrics_to_history(job.metrics["sae"]), "live"
         session = self.session
         if session.has("sae/history"):
-            self._show(session.read_arrays("sae/history"), "trained")
-        elif session.has("sae/checkpoint/arrays"):
+            return session.read_arrays("sae/history"), "trained"
+        if session.has("sae/checkpoint/arrays"):
             arrays = session.read_arrays("sae/checkpoint/arrays")
-            history = {k[len(CHECKPOINT_HISTORY_PREFIX):]: v for k, v in arrays.items()
-                       if k.startswith(CHECKPOINT_HISTORY_PREFIX)}
-            self._show(history, "checkpoint")
-        else:
-            self._show({}, "")
+            return {k[len(CHECKPOINT_HISTORY_PREFIX):]: v for k, v in arrays.items()
+                    if k.startswith(CHECKPOINT_HISTORY_PREFIX)}, "checkpoint"
+        return {}, ""
+
+    def show(self, data: tuple[dict[str, np.ndarray], str]) -> None:
+        if not self.query("PlotextPlot"):
+            from textual_plotext import PlotextPlot
+
+            self.query_one("#sae-plots", Grid).mount_all(PlotextPlot(id=plot_id) for plot_id, _, _ in PANELS)
+        self._show(*data)
 
     def on_job_update(self, message: JobMessage) -> None:
         if isinstance(message, JobProgress):
             self.query_one(JobProgressPanel).show_progress(message.job, message.progress)
-            if message.progress.stage == "sae" and message.job.metrics.get("sae"):
+            if self.loaded and message.progress.stage == "sae" and message.job.metrics.get("sae"):
                 self._show(metrics_to_history(message.job.metrics["sae"]), "live")
 
     def action_toggle_log_scale(self) -> None:

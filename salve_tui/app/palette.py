@@ -1,0 +1,50 @@
+"""Command palette provider: every word of the query is looked for in a command's title *and*
+its description, with Greek letters spelled out, so "alpha" finds α_crit and "export" finds
+both the exports screen and "Record+export".
+
+Textual's own system-commands provider fuzzy-matches the title only; this one keeps that
+ranking for title matches and adds the word matches after them. The commands themselves come
+from :meth:`salve_tui.app.app.SalveApp.get_system_commands` (deduplicated, only what can run).
+"""
+
+from __future__ import annotations
+
+from textual.command import DiscoveryHit, Hit, Hits
+from textual.system_commands import SystemCommandsProvider
+
+SPELLED_OUT = {"α": "alpha", "β": "beta", "μ": "mu", "Δ": "delta", "δ": "delta", "λ": "lambda",
+               "–": "-", "—": "-"}
+WORD_MATCH_SCORE = 0.3  # below any fuzzy title match Textual reports for a real match
+
+
+def searchable(text: str) -> str:
+    """Lower case with Greek letters spelled out (``α_crit`` → ``alpha_crit``)."""
+    text = text.lower()
+    for letter, spelled in SPELLED_OUT.items():
+        text = text.replace(letter, spelled)
+    return text
+
+
+def matches_every_word(query: str, title: str, help_text: str) -> bool:
+    """Whether every whitespace-separated word of ``query`` occurs in the title or the help."""
+    haystack = searchable(f"{title} {help_text}")
+    words = searchable(query).split()
+    return bool(words) and all(word in haystack for word in words)
+
+
+class SalveCommands(SystemCommandsProvider):
+    """The app's commands, found by fuzzy title match or by every word of title + description."""
+
+    async def discover(self) -> Hits:
+        for command in sorted(self.app.get_system_commands(self.screen), key=lambda c: c.title):
+            if command.discover:
+                yield DiscoveryHit(command.title, command.callback, help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self.app.get_system_commands(self.screen):
+            score = matcher.match(command.title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(command.title), command.callback, help=command.help)
+            elif matches_every_word(query, command.title, command.help):
+                yield Hit(WORD_MATCH_SCORE, command.title, command.callback, help=command.help)

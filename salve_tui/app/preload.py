@@ -1,0 +1,210 @@
+"""What many screens of the open session need, loaded once in the background and shared.
+
+Right after a session opens the app starts :meth:`SessionAssets.start`: one thread worker loads,
+in this order, the modules the screens draw with (torch, plotext), the control inputs
+(:func:`core.workflow.inputs.load_inputs`: activations, head, decoder, μ), the test split's SAE
+latents, the test images used as thumbnails and the model/SAE/data of
+:func:`core.workflow.assets.load_assets`. A screen's ``load()`` worker asks with :meth:`get`:
+a ready item is returned at once, one the preloader is loading is waited for (never loaded
+twice), one it has not reached yet is loaded by the caller right away.
+
+Items are keyed on the session's stage timestamps: when a job changes a stage,
+:meth:`refresh_if_changed` drops everything and loads again (open screens re-run their ``load()``
+after every job, so they pick the new values up). Nothing here writes the session.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from core.store.session import Session
+
+ITEMS = ("modules", "inputs", "latents", "thumbnails", "assets")
+ITEM_TITLES = {
+    "modules": "the plotting and tensor libraries",
+    "inputs": "the control inputs (cached activations, classifier head, SAE decoder)",
+    "latents": "the SAE latents of the test split",
+    "thumbnails": "the test images",
+    "assets": "the model, the SAE and the dataset",
+}
+
+
+def import_modules(session: Session) -> None:
+    """Modules that screens import on first use: importing them here keeps the UI thread free."""
+    import textual_plotext  # noqa: F401
+    import torch  # noqa: F401
+
+    import core.discover.rankings  # noqa: F401
+    import core.workflow.alpha_crit  # noqa: F401
+    import core.workflow.edits  # noqa: F401
+
+
+def load_control_inputs(session: Session) -> Any:
+    from core.workflow.inputs import load_inputs
+
+    return load_inputs(session)
+
+
+def latents_of_test_split(session: Session) -> np.ndarray:
+    """``u`` (N×h) of the test split with the stored SAE weights, in numpy (TopK applied)."""
+    from core.workflow.pipeline import load_activations, load_sae_arrays
+
+    weights = load_sae_arrays(session)
+    a = np.asarray(load_activations(session, "test")["a"], dtype=np.float64)
+    u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
+    config = session.config.sae
+    if config.kind == "topk":
+        keep = np.argsort(-np.abs(u), axis=1)[:, : config.k]
+        mask = np.zeros_like(u, dtype=bool)
+        np.put_along_axis(mask, keep, True, axis=1)
+        u = np.where(mask, u, 0.0)
+    return u
+
+
+def images_of_test_split(session: Session) -> np.ndarray:
+    """Every test image as ``(N, H, W, 3)`` uint8 (what the thumbnails show)."""
+    from core.workflow.pipeline import load_data
+
+    test = load_data(session.config).test
+    return test.raw_images(np.arange(len(test), dtype=np.int64))
+
+
+def visual_assets(session: Session) -> Any:
+    from core.workflow.assets import load_assets
+
+    return load_assets(session)
+
+
+LOADERS: dict[str, Callable[[Session], Any]] = {
+    "modules": import_modules,
+    "inputs": load_control_inputs,
+    "latents": latents_of_test_split,
+    "thumbnails": images_of_test_split,
+    "assets": visual_assets,
+}
+
+
+def stage_stamps(session: Session) -> tuple[tuple[str, str, Any], ...]:
+    """Every stage's state and timestamp: the key the shared items are valid for."""
+    return tuple(sorted((name, s.state, s.updated) for name, s in session.stages().items()))
+
+
+@dataclass
+class _Item:
+    state: str = "pending"  # pending → running → ready | failed
+    value: Any = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class SessionAssets:
+    """The shared, background-loaded read-only items of the open session (see the module doc)."""
+
+    def __init__(self, loaders: dict[str, Callable[[Session], Any]] | None = None) -> None:
+        self.loaders = dict(loaders or LOADERS)
+        self._lock = threading.Lock()
+        self._items: dict[str, _Item] = {}
+        self._session: Session | None = None
+        self._stamps: tuple = ()
+        self.generation = 0
+
+    # ----- lifecycle (UI thread)
+
+    def begin(self, session: Session) -> Callable[[], None]:
+        """Forget what was loaded; return the loop that loads every item for ``session``
+        (to run in a thread: :meth:`start` gives it to an app worker)."""
+        with self._lock:
+            self.generation += 1
+            self._session = session
+            self._stamps = stage_stamps(session)
+            self._items = {name: _Item() for name in self.loaders}
+            items, generation = dict(self._items), self.generation
+        return lambda: self._preload(session, items, generation)
+
+    def start(self, app: App, session: Session) -> None:
+        """:meth:`begin` and run the loading loop in a thread worker of ``app``."""
+        app.run_worker(self.begin(session), thread=True, group="preload",
+                       name="preload session assets", exit_on_error=False)
+
+    def refresh_if_changed(self, app: App, session: Session) -> bool:
+        """After a job: when a stage changed, drop the items and load them again."""
+        if session is self._session and stage_stamps(session) == self._stamps:
+            return False
+        self.start(app, session)
+        return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._session = None
+            self._items = {}
+
+    # ----- reading (any thread)
+
+    def status(self) -> dict[str, str]:
+        """Each item's state (``pending``, ``running``, ``ready``, ``failed``)."""
+        with self._lock:
+            return {name: item.state for name, item in self._items.items()}
+
+    def seconds(self) -> dict[str, float]:
+        with self._lock:
+            return {name: item.seconds for name, item in self._items.items() if item.state == "ready"}
+
+    @property
+    def finished(self) -> bool:
+        return all(state in ("ready", "failed") for state in self.status().values())
+
+    def get(self, name: str, session: Session | None = None) -> Any:
+        """The item ``name``: at once when ready, after the preloader when it is loading it, else
+        loaded here and now (and kept for the others). Raises what loading it raised."""
+        with self._lock:
+            if session is not None and session is not self._session:
+                item = None  # not the session we preload for (tests, a closed session)
+            else:
+                session = self._session
+                item = self._items.get(name)
+        if session is None:
+            raise RuntimeError("no session is open")
+        if item is None:
+            return self.loaders[name](session)
+        self._run(item, name, session)
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.value
+
+    # ----- loading (worker threads)
+
+    def _run(self, item: _Item, name: str, session: Session) -> None:
+        """Load ``item`` in this thread unless another thread already does (or did)."""
+        with self._lock:
+            if item.state != "pending":
+                return
+            item.state = "running"
+        started = time.perf_counter()
+        try:
+            item.value = self.loaders[name](session)
+        except Exception as exc:  # kept and re-raised to every caller of get()
+            item.error = exc
+            item.state = "failed"
+        else:
+            item.state = "ready"
+        item.seconds = time.perf_counter() - started
+        item.done.set()
+
+    def _preload(self, session: Session, items: dict[str, _Item], generation: int) -> None:
+        for name, item in items.items():
+            if self.generation != generation:
+                return  # a newer start() or clear() superseded this run
+            self._run(item, name, session)
+            item.done.wait()
