@@ -300,7 +300,7 @@ async def test_edit_removal_changes_what_export_writes(tmp_path: Path, built_ses
         await wait_for(pilot, lambda: isinstance(app.screen, ExportsScreen), 10)
         await pilot.pause(0.3)
         folder_line = str(app.screen.query_one("#exports-folder", Static).render())
-        assert re.search(r"\d+(\.\d)? MB in \d+ files", folder_line), folder_line
+        assert re.search(r"\d+ files, \d+(\.\d)? MB", folder_line), folder_line
 
 
 # --------------------------------------------------------------------------- the first minute
