@@ -203,11 +203,15 @@ def test_cli_sweep_json(session_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert payload["target_class"] == 1
     assert set(payload["per_class_accuracy"]) == set(names)
     assert all(len(v) == 9 for v in payload["per_class_accuracy"].values())
-    brief = payload["alpha_crit"][1]
-    for key in ("analytic_median", "numerical_median", "alpha50", "qualifying"):
+    # α_crit of the swept class only: a sweep does not re-record it for every class.
+    (brief,) = payload["alpha_crit"]
+    assert brief["class"] == 1
+    for key in ("analytic_median", "numerical_median", "alpha50", "qualifying", "total_ablation"):
         assert key in brief
     with Session.open(session_path, read_only=True) as reader:
         assert payload["recorded"] in list_sweeps(reader)
+        stored = reader.read_json("control/alpha_crit_index")["suppress-linear"]
+        assert list(stored) == [f"c1-f{brief['feature']}"]
 
 
 def test_cli_bad_class_exits_2(session_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

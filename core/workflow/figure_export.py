@@ -76,12 +76,14 @@ def alpha_crit_png(
 ) -> Path | None:
     """The stored α_crit distributions of one setting (analytic beside numerical, α50 marked)
     into ``<exports>/figures``; None when none are stored for it."""
-    from core.workflow.alpha_crit import load_alpha_crit
+    from core.workflow.alpha_crit import current_per_class, load_alpha_crit, recorded_times
     from core.workflow.figures import safe_filename, save_alpha_crit_distributions
 
-    results = load_alpha_crit(session, mode, modulation)
-    if not results:
+    stored = load_alpha_crit(session, mode, modulation)
+    if not stored:
         return None
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    results = current_per_class(stored, dominant, recorded_times(session, mode, modulation))
     names = [str(c) for c in session.read_json("class_names")]
     setting = f"{mode}-{modulation}"
     return save_alpha_crit_distributions(
@@ -91,7 +93,21 @@ def alpha_crit_png(
         session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
         alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
         title=f"critical threshold α_crit ({mode}, {modulation})",
+        caption=alpha_crit_caption(results, names),
     )
+
+
+def alpha_crit_caption(results: list[Any], names: list[str]) -> list[str]:
+    """Caption lines of an α_crit figure: excluded samples per reason and the analytic caveat."""
+    lines = []
+    ablated = [f"{names[r.target_class]} {int(r.total_ablation_mask.sum())}/{r.z.numel()}"
+               for r in results if bool(r.total_ablation_mask.any())]
+    if ablated:
+        lines.append("excluded, root only at total ablation: " + ", ".join(ablated))
+    notes = sorted({r.note for r in results if r.note})
+    lines += [f"note: {n}" for n in notes]
+    return lines
+
 
 def figure_gaps(session: Session) -> list[str]:
     """The figure groups :func:`export_figures` will skip because their data is not in the

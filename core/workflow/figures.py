@@ -117,6 +117,23 @@ def _save(figure: Any, path: str | Path) -> Path:
     return target
 
 
+def add_caption(figure: Any, lines: Sequence[str]) -> None:
+    """Small left-aligned text under the axes (warnings, notes); constrained layout keeps room."""
+    text = "\n".join(line for line in lines if line)
+    if text:
+        figure.supxlabel(text, x=0.01, ha="left", fontsize=6, color="dimgray")
+
+
+def wants_log_scale(values: Sequence[np.ndarray], decades: float = 2.0) -> bool:
+    """True when the positive values span more than ``decades`` orders of magnitude."""
+    finite = [np.asarray(v, dtype=np.float64) for v in values]
+    pooled = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in finite] or [np.empty(0)])
+    if pooled.size < 2:
+        return False
+    lo, hi = np.percentile(pooled, [5, 95])
+    return bool(lo > 0 and np.log10(hi / lo) > decades)
+
+
 def _class_colours(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -362,11 +379,15 @@ def save_alpha_crit_distributions(
     title: str = "critical suppression threshold α_crit",
     figsize: tuple[float, float] = (7.2, 4.0),
     dpi: int = 100,
+    log_scale: bool | None = None,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Per-class α_crit distributions, analytic beside numerical, α50 as a marker.
 
     ``kind='box'``: paired box plots on one axis; ``'hist'``: one small histogram per class.
     Each class entry is a 1-D array of per-sample values (qualifying samples only; may be empty).
+    ``log_scale`` None: a log α axis when the values span more than two decades. ``caption``:
+    lines printed under the plot (excluded counts, an inexact analytic estimate, warnings).
     """
     if kind not in ("box", "hist"):
         raise ValueError(f"kind must be 'box' or 'hist', got '{kind}'")
@@ -402,6 +423,9 @@ def save_alpha_crit_distributions(
             axes.scatter(positions, alpha50, marker="D", color="black", zorder=4, label="α50")
         axes.set_xticks(positions, labels=class_names, rotation=30, ha="right", fontsize=7)
         axes.set_ylabel("α")
+        if log_scale if log_scale is not None else wants_log_scale(series[0] + series[1]):
+            axes.set_yscale("log")
+            axes.set_ylabel("α (log scale)")
         axes.legend(fontsize=7)
         if title:
             axes.set_title(title, fontsize=10)
@@ -425,6 +449,7 @@ def save_alpha_crit_distributions(
         grid.flat[0].legend(fontsize=6)
         if title:
             figure.suptitle(title, fontsize=10)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 

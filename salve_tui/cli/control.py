@@ -76,8 +76,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         crit = []
         if args.method == "salve" and len(result.features) == 1 and args.mode == "suppress":
+            # Only the swept class: re-recording every class would pile up cross-class results.
             crit = run_alpha_crit(
-                session, None, result.features[0], "suppress", args.modulation,
+                session, result.target_class, result.features[0], "suppress", args.modulation,
                 curve=result,
                 record=not args.no_record, inputs=inputs,
             )
@@ -147,6 +148,10 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
             f"{_fmt(r['analytic_median']):>10}{_fmt(r['numerical_median']):>11}"
             f"{_fmt(r['alpha50']):>9}{_fmt(r['max_relative_difference'], 2):>11}"
         )
+    ablated = [f"{r['class_name']} {r['total_ablation']}" for r in rows if r.get("total_ablation")]
+    if ablated:
+        lines.append("excluded (root only at total ablation): " + ", ".join(ablated))
+    lines += sorted({f"note: {r['note']}" for r in rows if r.get("note")})
     return "\n".join(lines)
 
 
