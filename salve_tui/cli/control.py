@@ -82,12 +82,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 curve=result,
                 record=not args.no_record, inputs=inputs,
             )
+        selectivity = sweep_selectivity(session, result, inputs)
     names = inputs.class_names
     payload = sweep_payload(session.name, result, names, curve_alpha50(result))
     payload["alpha_crit"] = [alpha_crit_brief(r, names) for r in crit]
+    payload["selectivity"] = selectivity
     payload["recorded"] = None if args.no_record else sweep_id(result)
     emit(args, payload, _sweep_text)
     return 0
+
+
+def sweep_selectivity(session: Any, result: Any, inputs: Any) -> dict[str, Any] | None:
+    """Side effects, selective window, train-vs-test and controls of a sweep (None: no target)."""
+    from core.workflow.selectivity import selectivity_report
+
+    if result.target_class is None:
+        return None
+    return selectivity_report(session, result, inputs)
 
 
 def sweep_payload(session: str, result: Any, names: list[str], a50: list) -> dict[str, Any]:
@@ -127,6 +138,11 @@ def _sweep_text(p: dict[str, Any]) -> str:
         mark = "*" if name == p["target_class_name"] else " "
         cells = "".join(f"{'—' if row[i] is None else f'{row[i]:.1%}':>10}" for i in picks)
         lines.append(f"{mark}{name:<{width - 1}}{cells}{_fmt(p['curve_alpha50'][name]):>10}")
+    if p.get("selectivity"):
+        from core.workflow.selectivity import selectivity_lines
+
+        lines.append("")
+        lines += selectivity_lines(p["selectivity"])
     if p["alpha_crit"]:
         lines.append("")
         lines.append(_crit_table(p["alpha_crit"]))
