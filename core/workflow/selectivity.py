@@ -82,8 +82,31 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
 
+def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
+    """Three short lines for a narrow panel: window, side effects where suppressed, controls."""
+    p = {"alpha": "α", "beta": "β"}.get(report["param_name"], report["param_name"])
+    window = report["selective_window"]
+    lines = ["selective " + (", ".join(f"{p} {lo:.3g}–{hi:.3g}" for lo, hi in window)
+                             if window else "window: none")]
+    first = report["first_suppressed"]
+    if first is None:
+        lines.append("target never < 10%")
+    else:
+        lines.append(f"@{p} {first[report['param_name']]:.3g}: worst {first['worst_other_class_name']}"
+                     f" {_pct(first['worst_other_accuracy'])}, {first['n_other_lost_over_10_points']}"
+                     " lost>10pt")
+    ctrl = report.get("controls")
+    if ctrl:
+        low, rnd = ctrl.get("low_association", {}), ctrl.get("random", {})
+        feat = low.get("feature")
+        lines.append(f"controls @50%: low{'' if feat is None else f' f{feat}'}"
+                     f" {_pct(low.get('target_accuracy_at_main_alpha50'))},"
+                     f" rand {_pct(rnd.get('target_accuracy_at_main_alpha50'))}")
+    return lines
+
+
 def selectivity_lines(report: dict[str, Any]) -> list[str]:
-    """A compact human summary (CLI text, TUI panel): window, side effects, controls."""
+    """A human summary (CLI text): window, side effects, generalisation, controls."""
     p = report["param_name"]
     window = report["selective_window"]
     lines = [
