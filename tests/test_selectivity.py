@@ -56,6 +56,9 @@ def test_hand_worked_selectivity() -> None:
     g = generalisation(s, selectivity(train, train.per_class_accuracy[:, 0]), ["a", "b", "c"])
     assert g["max_efficacy_gap"] == pytest.approx(0.4)
     assert g["train_selective_window"] == []
+    # A target already below 10% before the edit has no selective window at all.
+    low = selectivity(result, torch.tensor([0.05, 0.9, 0.5], dtype=torch.float64))
+    assert low.window() == [] and low.summary(["a", "b", "c"])["target_suppressed_before_edit"]
 
 
 def _problem(seed: int = 3, n: int = 240, C: int = 4, d: int = 24, h: int = 6) -> CachedInputs:

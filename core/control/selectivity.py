@@ -106,6 +106,7 @@ class Selectivity:
             "baseline": {n: _num(v) for n, v in zip(names, self.baseline, strict=True)},
             "selective_window": [list(w) for w in self.window()],
             "has_selective_window": bool(selective.numel()),
+            "target_suppressed_before_edit": not bool(self.baseline[self.target_class] >= TARGET_SUPPRESSED),
             "first_suppressed": None if first is None else self.point(first, names),
             "first_selective": None if not selective.numel() else self.point(int(selective[0]), names),
             "per_strength": [self.point(i, names) for i in range(self.strengths.numel())],
@@ -136,11 +137,15 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
               and math.isfinite(float(base[k]))]
     G = acc.shape[1]
     target = acc[c]
+    if not base[c] >= TARGET_SUPPRESSED:  # also NaN
+        target_selective = torch.zeros(G, dtype=torch.bool)
+    else:
+        target_selective = target < TARGET_SUPPRESSED
     if not others:
         nan = torch.full((G,), math.nan, dtype=torch.float64)
         none = torch.full((G,), -1, dtype=torch.long)
         return Selectivity(result.param_name, result.alphas.double(), c, base, target, nan, nan,
-                           none, nan, nan, torch.zeros(G, dtype=torch.long), target < TARGET_SUPPRESSED)
+                           none, nan, nan, torch.zeros(G, dtype=torch.long), target_selective)
     o = acc[others]  # K × G
     b_o = base[others].unsqueeze(1)
     # A class with baseline 0 keeps "all" of nothing: share 1 (it cannot get worse).
@@ -160,7 +165,9 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
         worst_other_kept=worst_kept,
         specificity=kept.mean(0),
         n_lost=((b_o - o) > LOST_POINTS + 1e-12).sum(0),
-        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12),
+        # A target already below 10% unedited has no window: the edit did not suppress it.
+        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12)
+        & bool(base[c] >= TARGET_SUPPRESSED),
     )
 
 
@@ -279,7 +286,8 @@ def control_summary(
         sel = selectivity(sweep_result, main.baseline)
         at = None
         if main_alpha50 is not None:
-            at = _num(_interp(main_alpha50, sel.strengths, sel.target))
+            # controls share the main grid point for point (ROME: the same depths)
+            at = _num(_interp(main_alpha50, main.strengths, sel.target))
         out[name] = {
             "feature": sweep_result.extra.get("feature"),
             "target_accuracy_at_main_alpha50": at,

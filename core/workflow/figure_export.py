@@ -277,4 +277,27 @@ def sweep_figures(
                 title=f"predictions for {names[target]} samples: {title}",
             )
         )
+        written.append(selectivity_png(session, result, key, folder, title))
     return written
+
+
+def selectivity_png(session: Session, result: Any, key: str, folder: Path, title: str) -> Path:
+    """Selectivity of a sweep with its controls (``selectivity_<key>.png``)."""
+    from core.workflow.figures import safe_filename, save_selectivity_curves
+    from core.workflow.selectivity import selectivity_lines, selectivity_report
+
+    report = selectivity_report(session, result)
+    rows = report["per_strength"]
+    controls = {name: np.asarray([np.nan if v is None else v for v in c["target_accuracy"]])
+                for name, c in (report["controls"] or {}).items()}
+    return save_selectivity_curves(
+        result.alphas.numpy(),
+        np.asarray([np.nan if r["target_accuracy"] is None else r["target_accuracy"] for r in rows]),
+        np.asarray([np.nan if r["worst_other_kept"] is None else r["worst_other_kept"] for r in rows]),
+        controls,
+        folder / safe_filename("selectivity", key, ext=".png"),
+        window=report["selective_window"],
+        title=f"selectivity: {title}",
+        xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+        caption=selectivity_lines(report)[1:],
+    )

@@ -368,6 +368,49 @@ def save_feature_class_matrix(
     return _save(figure, path)
 
 
+def save_selectivity_curves(
+    strengths: np.ndarray,
+    target: np.ndarray,
+    worst_kept: np.ndarray,
+    controls: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    window: Sequence[Sequence[float]] = (),
+    target_below: float = 0.10,
+    keep_share: float = 0.80,
+    title: str = "",
+    xlabel: str = "α",
+    caption: Sequence[str] = (),
+    figsize: tuple[float, float] = (6.4, 4.0),
+    dpi: int = 100,
+) -> Path:
+    """Target accuracy, the worst other class's kept share of its baseline, and the controls'
+    target accuracy against strength; the selective window shaded, both thresholds dashed."""
+    x = np.asarray(strengths, dtype=np.float64)
+    figure = _new_figure(figsize, dpi)
+    axes = figure.add_subplot()
+    for lo, hi in window:
+        axes.axvspan(lo, hi, color="tab:green", alpha=0.15, linewidth=0)
+    axes.plot(x, np.asarray(target, dtype=np.float64), color="tab:red", linewidth=2.2,
+              label="target accuracy")
+    axes.plot(x, np.asarray(worst_kept, dtype=np.float64), color="tab:blue", linewidth=1.5,
+              label="worst other class: share of baseline kept")
+    for (name, values), style in zip(controls.items(), ("--", ":", "-."), strict=False):
+        axes.plot(x, np.asarray(values, dtype=np.float64), color="tab:gray", linestyle=style,
+                  linewidth=1.2, label=f"control target ({name})")
+    axes.axhline(target_below, color="tab:red", linestyle=(0, (2, 3)), linewidth=0.8)
+    axes.axhline(keep_share, color="tab:blue", linestyle=(0, (2, 3)), linewidth=0.8)
+    axes.set_ylim(-0.02, 1.05)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("accuracy / share")
+    axes.legend(fontsize=6, loc="center right")
+    if title:
+        axes.set_title(title, fontsize=10)
+    add_caption(figure, list(caption) + ["shaded: selective window (target < 10%, every other "
+                                         "class keeps ≥ 80% of its baseline)"])
+    return _save(figure, path)
+
+
 def save_alpha_crit_distributions(
     analytic: Sequence[np.ndarray],
     numerical: Sequence[np.ndarray],
