@@ -478,6 +478,7 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
                         "dataset": config.get("data", {}).get("kind", "?"),
                         "stages": {k: v.get("state", "pending") for k, v in stages.items()},
                         "updated": float(f.attrs["updated"]),
+                        "warnings": len(_read_json(f, "summary", {}).get("warnings") or []),
                         "error": None,
                     }
                 )

@@ -93,8 +93,20 @@ def alpha_crit_png(
         session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
         alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
         title=f"critical threshold α_crit ({mode}, {modulation})",
-        caption=alpha_crit_caption(results, names),
+        caption=alpha_crit_caption(results, names) + figure_warning_lines(session),
     )
+
+
+def figure_warning_lines(session: Session) -> list[str]:
+    """The session's quality warnings as one short caption line (codes, values, thresholds;
+    `salve info` has the sentences)."""
+    from core.workflow.quality import session_warnings
+
+    warnings = session_warnings(session)
+    if not warnings:
+        return []
+    return ["warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
+                                     for w in warnings)]
 
 
 def alpha_crit_caption(results: list[Any], names: list[str]) -> list[str]:
@@ -263,6 +275,7 @@ def sweep_figures(
             marker_label="α50" if a50 is not None else "",
             title=title,
             xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+            caption=figure_warning_lines(session),
         )
     ]
     if target is not None:
@@ -299,5 +312,5 @@ def selectivity_png(session: Session, result: Any, key: str, folder: Path, title
         window=report["selective_window"],
         title=f"selectivity: {title}",
         xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
-        caption=selectivity_lines(report)[1:],
+        caption=selectivity_lines(report)[1:] + figure_warning_lines(session),
     )

@@ -255,6 +255,7 @@ def save_suppression_curves(
     ylabel: str = "accuracy",
     figsize: tuple[float, float] = (6.4, 4.0),
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Per-class accuracy vs α ``(A, C)``; the target class drawn thick, others thin.
 
@@ -295,6 +296,7 @@ def save_suppression_curves(
     if title:
         axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7, loc="best", ncols=2 if accuracy.shape[1] > 6 else 1)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 

@@ -424,6 +424,9 @@ def run_stage(session: Session, stage: str, progress: ProgressFn | None = None,
         with session.transaction() as tx:
             tx.set_stage(stage, "failed", str(exc))
         raise
+    from core.workflow.quality import record_warnings
+
+    record_warnings(session)  # quality gates after every stage (stored in the summary)
 
 
 def run_pipeline(session: Session, stages: Sequence[str] | None = None, progress: ProgressFn | None = None,

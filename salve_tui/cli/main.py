@@ -227,12 +227,26 @@ def _info_text(o: dict[str, Any]) -> str:
                      f"({'both classes' if shared['tracks_both'] else 'not both'})")
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
+    lines += _warning_text(o.get("warnings") or [])
     return "\n".join(lines)
 
 
+def _warning_text(warnings: list[dict[str, Any]]) -> list[str]:
+    from core.workflow.quality import warning_lines
+
+    if not warnings:
+        return ["quality: no warnings"]
+    return [f"quality: {len(warnings)} warning(s)"] + [f"  {line}" for line in warning_lines(warnings)]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    from core.workflow.quality import session_warnings
+
     with open_session(args, read_only=True) as session:
-        emit(args, session.overview(), _info_text)
+        overview = session.overview()
+        # computed now, so sessions built before the gates existed get them too
+        overview["warnings"] = [w.to_dict() for w in session_warnings(session)]
+        emit(args, overview, _info_text)
     return 0
 
 
@@ -248,7 +262,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 out.append(f"{r['name']:<20} unreadable: {r['error']}")
             else:
                 states = " ".join(f"{k}:{v}" for k, v in r["stages"].items())
-                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}")
+                warn = f"  ⚠ {r['warnings']}" if r.get("warnings") else ""
+                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}{warn}")
         return "\n".join(out)
 
     emit(args, rows, text)

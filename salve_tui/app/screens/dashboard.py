@@ -79,6 +79,7 @@ class DashboardScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="session-config", markup=False)
+        yield Static(id="quality", markup=False)
         yield StageTable(id="stages", cursor_type="row", zebra_stripes=False)
         yield JobProgressPanel(id="progress")
         yield RichLog(id="log", wrap=False, markup=False, max_lines=500)
@@ -101,6 +102,7 @@ class DashboardScreen(SessionScreen):
     def refresh_from_session(self) -> None:
         session = self.session
         self.query_one("#session-config", Static).update(f"{session.name}: {config_line(session.config.to_dict())}")
+        self._show_quality(session.summary().get("warnings") or [])
         stages = session.stages()
         table = self.query_one(StageTable)
         running = self._running_stage()
@@ -110,6 +112,14 @@ class DashboardScreen(SessionScreen):
             table.update_cell(stage, "state", state_text)
             table.update_cell(stage, "detail", Text(state.message, no_wrap=True, overflow="ellipsis"))
             table.update_cell(stage, "updated", format_timestamp(state.updated))
+
+    def _show_quality(self, warnings: list[dict]) -> None:
+        """One yellow line naming the quality warnings stored after the last stage (if any)."""
+        widget = self.query_one("#quality", Static)
+        widget.display = bool(warnings)
+        codes = ", ".join(w["code"] for w in warnings)
+        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (salve info for values)",
+                           style="yellow", no_wrap=True, overflow="ellipsis"))
 
     def _running_stage(self) -> str | None:
         job = self.salve.jobs.current

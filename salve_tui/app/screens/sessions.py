@@ -110,6 +110,9 @@ class SessionsScreen(SalveScreen):
                 glyph, colour = STAGE_GLYPHS.get(state, ("?", "red"))
                 text.append(f"{stage} ", style="bright_black")
                 text.append(f"{glyph} {state}  ", style=colour)
+            if row.get("warnings"):
+                text.append(f"\n⚠ {row['warnings']} quality warning(s) (salve info {row['name']})",
+                            style="yellow")
             detail.update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
