@@ -413,6 +413,36 @@ def save_selectivity_curves(
     return _save(figure, path)
 
 
+def save_faithfulness_curves(
+    fractions: np.ndarray,
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | Path,
+    *,
+    title: str = "",
+    caption: Sequence[str] = (),
+    panel_inches: float = 3.4,
+    dpi: int = 100,
+) -> Path:
+    """One panel per saliency method: deletion and insertion curves of the map's pixel order
+    (solid) against a random order (dashed), on the fraction of pixels changed."""
+    figure = _new_figure((panel_inches * len(panels), 3.4), dpi)
+    x = np.asarray(fractions, dtype=np.float64)
+    for axes, (method, c) in zip(figure.subplots(1, len(panels), squeeze=False).flat,
+                                 panels.items(), strict=True):
+        for kind, colour in (("deletion", "tab:red"), ("insertion", "tab:blue")):
+            axes.plot(x, c[kind], color=colour, linewidth=1.8, label=f"{kind} (map order)")
+            axes.plot(x, c[f"{kind}_random"], color=colour, linestyle="--", linewidth=1.2,
+                      label=f"{kind} (random)")
+        axes.set_title(method, fontsize=9)
+        axes.set_xlabel("fraction of pixels changed")
+        axes.set_ylabel("score / intact score")
+        axes.legend(fontsize=6)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    add_caption(figure, caption)
+    return _save(figure, path)
+
+
 def save_alpha_crit_distributions(
     analytic: Sequence[np.ndarray],
     numerical: Sequence[np.ndarray],
