@@ -123,7 +123,7 @@ def emit(args: argparse.Namespace, payload: Any, text: Callable[[Any], str] | st
 
 
 def _config_from_args(args: argparse.Namespace) -> SessionConfig:
-    base = demo_config(args.name) if args.data == "shapes" and args.preset == "demo" else SessionConfig(name=args.name)
+    base = _preset_base(args)
     data = DataConfig(
         kind=args.data, path=args.data_path, image_size=args.image_size or base.data.image_size,
         seed=args.seed, n_train=args.n_train or base.data.n_train, n_test=args.n_test or base.data.n_test,
@@ -133,7 +133,9 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         arch=args.arch, weights=args.weights, train=not args.no_train,
         epochs=args.epochs if args.epochs is not None else base.backbone.epochs,
         batch_size=args.batch_size or base.backbone.batch_size, lr=args.lr or base.backbone.lr,
-        schedule=args.schedule or ("onecycle" if args.weights == "none" else base.backbone.schedule),
+        schedule=args.schedule or (
+            "onecycle" if args.weights == "none" and args.preset != "paper" else base.backbone.schedule),
+        augment=args.augment if args.augment is not None else base.backbone.augment,
     )
     sae = SAEConfig(
         kind=args.sae_kind, hidden=args.sae_hidden or base.sae.hidden,
@@ -144,6 +146,19 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         seed=args.seed,
     )
     return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
+
+
+def _preset_base(args: argparse.Namespace) -> SessionConfig:
+    """Defaults for settings not given: the demo's, the paper's for the architecture (any
+    dataset kind; h = 2·d from the architecture's head), or the plain dataclass defaults."""
+    if args.preset == "paper":
+        from core.config import paper_config
+        from core.discover.backbone import head_input_dim
+
+        return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
+    if args.data == "shapes":
+        return demo_config(args.name)
+    return SessionConfig(name=args.name)
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -300,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-class", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-train", action="store_true", help="use the weights as they are (no fine-tuning)")
+    p.add_argument("--augment", choices=["none", "flip", "shift", "flip+shift"], default=None,
+                   help="backbone training augmentation (default flip+shift; flips are wrong for digits or text)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--schedule", choices=["constant", "onecycle"], default=None,
