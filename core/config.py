@@ -95,6 +95,10 @@ class SAEConfig:
     lr_gamma: float = 0.8
     seed: int = 0
     checkpoint_every: int = 50  # epochs between checkpoints (also the resume granularity)
+    # Train on activations scaled to mean ‖a‖² = d; the scale is folded back into the stored
+    # weights, so the decoder (edits, α_crit) is in the activations' units. λ then weighs
+    # mean |u| against the MSE of unit-mean-square activations.
+    normalize: bool = False
 
     def validate(self) -> list[str]:
         problems = []
@@ -187,7 +191,8 @@ def paper_config(name: str, arch: str, activation_dim: int, data: DataConfig | N
         backbone=BackboneConfig(arch=arch, epochs=5 if vit else 10, batch_size=16, lr=1e-4,
                                 schedule="constant"),
         sae=SAEConfig(kind="l1", hidden=PAPER_SAE_WIDTH_MULTIPLE * int(activation_dim),
-                      epochs=1000, batch_size=16 if vit else 32, lr_step_epochs=200, lr_gamma=0.8),
+                      epochs=1000, batch_size=16 if vit else 32, lr_step_epochs=200, lr_gamma=0.8,
+                      normalize=True),
     )
 
 

@@ -335,7 +335,12 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             tx.write_json("sae/checkpoint/meta", meta)
             tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
 
+    from core.discover.sae import fold_scale, normalization_scale
+
     activations = torch.from_numpy(train["a"])
+    scale = normalization_scale(activations) if config.sae.normalize else 1.0
+    if config.sae.normalize:
+        activations = activations * scale
     device = resolve_device(config.device)
     try:
         result = train_sae(activations, config.sae, progress, cancel, resume=resume,
@@ -346,6 +351,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         # the checkpoint belongs to other activations or SAE settings: start over
         result = train_sae(activations, config.sae, progress, cancel, on_checkpoint=checkpoint, device=device)
     weights = {name: value[0] for name, value in result.weights.items()}
+    if config.sae.normalize:
+        weights = fold_scale(weights, scale)  # stored in raw units: decoder users stay exact
     history = {name: value[0] for name, value in result.history.items()}
     final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}
     with session.transaction() as tx:
@@ -353,7 +360,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.write_arrays("sae/history", history)
         tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
-                                       "engine": result.engine, **final})
+                                       "engine": result.engine, "activation_scale": scale,
+                                       "normalized": bool(config.sae.normalize), **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)

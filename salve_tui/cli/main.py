@@ -143,7 +143,7 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         lr=args.sae_lr or base.sae.lr, epochs=args.sae_epochs or base.sae.epochs,
         batch_size=args.sae_batch_size or base.sae.batch_size,
         lr_step_epochs=base.sae.lr_step_epochs if not args.sae_epochs else max(1, args.sae_epochs // 5),
-        seed=args.seed,
+        seed=args.seed, normalize=base.sae.normalize,
     )
     return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
 
@@ -158,7 +158,7 @@ def _preset_base(args: argparse.Namespace) -> SessionConfig:
         return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
     if args.data == "shapes":
         return demo_config(args.name)
-    return SessionConfig(name=args.name)
+    return SessionConfig(name=args.name, sae=SAEConfig(normalize=True))  # real data: normalised
 
 
 def cmd_new(args: argparse.Namespace) -> int:
