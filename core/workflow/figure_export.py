@@ -105,8 +105,11 @@ def figure_warning_lines(session: Session) -> list[str]:
     warnings = session_warnings(session)
     if not warnings:
         return []
-    return ["warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
-                                     for w in warnings)]
+    import textwrap
+
+    text = "warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
+                                    for w in warnings)
+    return textwrap.wrap(text, width=120)
 
 
 def alpha_crit_caption(results: list[Any], names: list[str]) -> list[str]:
