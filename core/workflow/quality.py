@@ -69,8 +69,9 @@ def check_sae(hidden: int, dim: int, l0: float | None, dead: float | None) -> li
     if hidden <= dim:
         out.append(QualityWarning(
             "sae_not_overcomplete", "sae",
-            f"SAE width h={hidden} ≤ activation dim d={dim}: not an overcomplete basis, and "
-            "reconstruction can be trivial (explained variance near 1 says little)",
+            f"SAE width h={hidden} ≤ activation dim d={dim}: not an overcomplete basis"
+            + (" and reconstruction can be trivial (explained variance near 1 says little)"
+               if hidden == dim else " (undercomplete: features are a compressed basis)"),
             float(hidden), float(dim)))
     if l0 is not None and hidden > 0 and l0 / hidden > DENSE_L0_SHARE:
         out.append(QualityWarning(
