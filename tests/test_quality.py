@@ -73,3 +73,31 @@ def test_session_warnings_recorded_and_in_info(tmp_path: Path, built_session_pat
     assert all({"code", "value", "threshold", "message"} <= set(w) for w in payload["warnings"])
     assert main(["info", str(path)]) == 0
     assert "⚠ backbone_near_chance" in capsys.readouterr().out
+
+
+async def test_dashboard_and_sessions_list_show_the_warnings(tmp_path: Path, built_session_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_tui_helpers import wait_for
+    from textual.widgets import Static
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.dashboard import DashboardScreen
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    with Session.open(folder / "tiny.h5") as session:
+        n = len(record_warnings(session))
+    app = SalveApp(sessions_folder=folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        detail = str(app.screen.query_one("#session-detail", Static).render())
+        assert f"⚠ {n} quality warning(s)" in detail
+    app = SalveApp(sessions_folder=folder, start_session="tiny")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10, "the dashboard")
+        await pilot.pause()
+        line = app.screen.query_one("#quality", Static)
+        assert line.display and "backbone_near_chance" in str(line.render())
