@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.control.curves import SweepResult  # noqa: E402
 from core.store.session import PIPELINE_STAGES, Session  # noqa: E402
-from core.workflow.inputs import load_inputs
-from core.workflow.sweeps import run_sweep
+from core.workflow.inputs import load_inputs  # noqa: E402
+from core.workflow.selectivity import selectivity_report  # noqa: E402
+from core.workflow.sweeps import run_sweep  # noqa: E402
 
 TARGET_BELOW = 0.10
 OTHERS_ABOVE = 0.80
@@ -42,6 +43,27 @@ def first_suppressed(result: SweepResult) -> tuple[int | None, float | None, flo
         return None, None, None
     i = int(below[0])
     return i, float(result.alphas[i]), float(result.others_mean_accuracy[i])
+
+
+def _window(report: dict) -> str:
+    w = report["selective_window"]
+    return ", ".join(f"{lo:.3g}–{hi:.3g}" for lo, hi in w) if w else "none"
+
+
+def selectivity_row(name: str, method: str, report: dict) -> str:
+    """One markdown row: window, side effects at the first sub-10% strength, controls."""
+    first = report["first_suppressed"]
+    side = "—" if first is None else (
+        f"{first['worst_other_class_name']} {first['worst_other_accuracy']:.0%} "
+        f"(keeps {first['worst_other_kept']:.0%}), {first['n_other_lost_over_10_points']} lost")
+    g = report["generalisation"]
+    gap = "—" if g is None or g["max_efficacy_gap"] is None else f"{100 * g['max_efficacy_gap']:.1f}"
+    ctrl = report["controls"]
+    low, rnd = ctrl["low_association"], ctrl["random"]
+    feat = "" if low["feature"] is None else f"f{low['feature']} "
+    return (f"| {name} | {method} | {_window(report)} | {side} | {gap} "
+            f"| {feat}{_cell(low['target_accuracy_at_main_alpha50'], '.0%')} "
+            f"| {_cell(rnd['target_accuracy_at_main_alpha50'], '.0%')} |")
 
 
 def _shown(path: Path) -> str:
@@ -69,6 +91,8 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
         load_s = time.perf_counter() - started
         classes = sorted(int(c) for c in x.labels.unique().tolist())
         rows, met = [], {"salve": 0, "rome": 0, "steer": 0}
+        sel_rows, windows = [], {"salve": 0, "rome": 0, "steer": 0}
+        controls_hold = {"salve": 0, "rome": 0, "steer": 0}
         timings = {"salve": 0.0, "rome": 0.0, "steer": 0.0}
         for c in classes:
             cells = {}
@@ -83,6 +107,12 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
                 ok = others is not None and others > OTHERS_ABOVE
                 met[method] += ok
                 cells[method] = (result, param, others, ok)
+                report = selectivity_report(session, result, x)
+                windows[method] += report["has_selective_window"]
+                ctrl = report["controls"]
+                held = [ctrl[k]["target_accuracy_at_main_alpha50"] for k in ("low_association", "random")]
+                controls_hold[method] += all(v is not None and v > 0.5 for v in held)
+                sel_rows.append(selectivity_row(x.class_names[c], method, report))
             salve, a_star, others, ok = cells["salve"]
             rows.append(
                 f"| {x.class_names[c]} | {salve.features[0]} "
@@ -112,6 +142,29 @@ def run(path: Path, n_alphas: int, modulation: str) -> tuple[str, int, int]:
         "",
         f"**SALVE: {met['salve']}/{total} classes** meet target < 10% while others > 80% "
         f"(ROME {met['rome']}/{total}, steering {met['steer']}/{total}).",
+        "",
+        "## Selectivity, side effects and controls",
+        "",
+        "Selective window: strengths where the target is below 10% and every other class keeps "
+        "≥ 80% of its own unedited accuracy. Side effects at the first strength where the target "
+        "is below 10%: the worst other class (by the share of its baseline it keeps) and how many "
+        "other classes lost more than 10 points. Gap: largest |efficacy(train) − efficacy(test)| "
+        "over the grid, in points (the same edit on both splits). Controls: the same method at "
+        "the same strengths on the lowest-association feature (decoder norm ≥ median) and on a "
+        "random direction with the dominant feature's decoder norm (seed 0); the target class's "
+        "accuracy at the edit's own 50% point (α50 of the dominant-feature curve).",
+        "",
+        "| class | method | selective window | worst other at first < 10% | gap (pts) "
+        "| low-association control: target at α50 | random direction: target at α50 |",
+        "|---|---|---|---|---:|---:|---:|",
+        *sel_rows,
+        "",
+        "**Selective window:** " + ", ".join(
+            f"{label} {windows[m]}/{total}" for m, label in
+            (("salve", "SALVE"), ("rome", "ROME"), ("steer", "steering"))) + ". "
+        "**Both controls keep the target above 50% at α50:** " + ", ".join(
+            f"{label} {controls_hold[m]}/{total}" for m, label in
+            (("salve", "SALVE"), ("rome", "ROME"), ("steer", "steering"))) + ".",
         "",
         f"Timing: inputs loaded in {load_s:.2f} s; all {total} sweeps "
         f"({n_alphas} points each): SALVE {timings['salve']:.2f} s, ROME {timings['rome']:.2f} s, "

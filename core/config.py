@@ -59,7 +59,7 @@ class BackboneConfig:
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.0
-    augment: bool = True
+    augment: bool | str = True  # none | flip | shift | flip+shift (True: flip+shift, False: none)
     schedule: str = "constant"  # constant (paper A.3) | onecycle (warm-up then cosine decay)
 
     def validate(self) -> list[str]:
@@ -72,6 +72,10 @@ class BackboneConfig:
             problems.append(f"learning rate must be > 0 and finite, got {self.lr}")
         if self.schedule not in ("constant", "onecycle"):
             problems.append(f"schedule must be constant or onecycle, got '{self.schedule}'")
+        try:
+            augment_mode(self.augment)
+        except ValueError as exc:
+            problems.append(str(exc))
         return problems
 
 
@@ -93,6 +97,10 @@ class SAEConfig:
     lr_gamma: float = 0.8
     seed: int = 0
     checkpoint_every: int = 50  # epochs between checkpoints (also the resume granularity)
+    # Train on activations scaled to mean ‖a‖² = d; the scale is folded back into the stored
+    # weights, so the decoder (edits, α_crit) is in the activations' units. λ then weighs
+    # mean |u| against the MSE of unit-mean-square activations.
+    normalize: bool = False
 
     def validate(self) -> list[str]:
         problems = []
@@ -161,6 +169,39 @@ def _build(kind: type, values: dict[str, Any]):
     """Construct a dataclass ignoring unknown keys (forward compatibility of stored configs)."""
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: v for k, v in values.items() if k in names})
+
+
+AUGMENTATIONS = ("none", "flip", "shift", "flip+shift")
+PAPER_SAE_WIDTH_MULTIPLE = 2  # default h = 2·d: an overcomplete basis on any architecture
+
+
+def augment_mode(value: bool | str) -> str:
+    """The augmentation setting as one of AUGMENTATIONS (stored booleans map to all / none)."""
+    if value is True:
+        return "flip+shift"
+    if value is False:
+        return "none"
+    if value not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got '{value}'")
+    return str(value)
+
+
+def paper_config(name: str, arch: str, activation_dim: int, data: DataConfig | None = None) -> SessionConfig:
+    """The paper's settings for ``arch`` on any dataset (A.3 backbone, A.4 SAE schedule).
+
+    A.3: Adam, cross-entropy, batch 16, constant lr, ResNet 10 epochs, ViT 5. A.4: Adam, 1000
+    epochs, StepLR(200, 0.8), batch 32 ResNet / 16 ViT. ``h = 2·d`` (``activation_dim`` = d).
+    """
+    vit = arch.startswith("vit")
+    return SessionConfig(
+        name=name,
+        data=data or DataConfig(),
+        backbone=BackboneConfig(arch=arch, epochs=5 if vit else 10, batch_size=16, lr=1e-4,
+                                schedule="constant"),
+        sae=SAEConfig(kind="l1", hidden=PAPER_SAE_WIDTH_MULTIPLE * int(activation_dim),
+                      epochs=1000, batch_size=16 if vit else 32, lr_step_epochs=200, lr_gamma=0.8,
+                      normalize=True),
+    )
 
 
 def demo_config(name: str = "demo") -> SessionConfig:

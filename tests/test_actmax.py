@@ -111,3 +111,35 @@ def test_total_variation_known_answer() -> None:
     stripes = torch.tensor([0.0, 1.0, 0.0, 1.0]).repeat(1, 3, 4, 1)
     assert total_variation(stripes).item() == pytest.approx(1.0)  # dx mean 1, dy mean 0
     assert total_variation(torch.full((1, 3, 4, 4), 0.3)).item() == 0.0
+
+
+def test_transforms_are_sized_in_proportion_to_the_image() -> None:
+    config = ActMaxConfig()
+    assert (config.pad_pixels(224), config.jitter_pixels(224)) == (16, 8)  # the paper's sizes
+    assert (config.pad_pixels(64), config.jitter_pixels(64)) == (5, 2)
+    assert ActMaxConfig(pad=16, jitter=8).pad_pixels(64) == 16  # explicit pixels win
+
+
+def test_fourier_parametrisation() -> None:
+    from core.validate.actmax import FourierImage, colour_matrix, spectrum_scale
+
+    scale = spectrum_scale(8)
+    assert scale[0, 0] == 8.0  # DC clamped at f = 1/size
+    assert scale[0, 1] == pytest.approx(8.0) and scale[0, 4] == pytest.approx(2.0)  # 1/f
+    assert float(colour_matrix().norm(dim=0).max()) == pytest.approx(1.0)
+    image = FourierImage(2, 8, ActMaxConfig(), torch.Generator().manual_seed(0), torch.device("cpu"))
+    with torch.no_grad():
+        image.coefficients.zero_()
+    torch.testing.assert_close(image.image(), torch.full((2, 3, 8, 8), 0.5))  # sigmoid(0)
+    with torch.no_grad():
+        image.coefficients.normal_(0, 10.0)
+    pixels = image.image()
+    assert pixels.min() > 0 and pixels.max() < 1  # the sigmoid keeps any spectrum viewable
+
+
+def test_pixel_parametrisation_still_ascends(model_and_encoder) -> None:
+    model, encoder = model_and_encoder
+    result = activation_maximization(model, encoder, 2, small_config(parametrization="pixel"))
+    assert result.final_activation[0] > result.start_activation[0]
+    with pytest.raises(ValueError, match="parametrization"):
+        activation_maximization(model, encoder, 2, small_config(parametrization="wavelet"))

@@ -60,6 +60,7 @@ def test_hand_worked_linear() -> None:
         "analytic_s_nonpositive": 1,
         "numerical_z_nonpositive": 1,
         "numerical_no_crossing": 1,
+        "numerical_total_ablation": 0,
     }
     s = r.summary()
     assert s["n_qualifying_analytic"] == 4 and s["n_qualifying_numerical"] == 4
@@ -78,13 +79,35 @@ def test_hand_worked_linear() -> None:
 
 
 def test_hand_worked_clamped() -> None:
-    # Clamped: z(α) = 2a1·max(0, 1 − α/2) + a2. s1 (a2 = 0) and s3 (a2 = 0) reach 0 at α = 2;
-    # s2 (a2 = 1) and s4 (a2 = 2) never get below a2 > 0: no crossing.
+    # Clamped: z(α) = 2a1·max(0, 1 − α/2) + a2. s1 (a2 = 0) and s3 (a2 = 0) reach 0 only at
+    # α = 2 = 1/|D_00|, where the feature's one coordinate is switched off entirely: total
+    # ablation, not a crossing. s2 (a2 = 1) and s4 (a2 = 2) never get below a2 > 0.
     r = class_alpha_crit(A, labels, W, b, D, target_class=0, feature=0, modulation="clamped")
-    assert _same(r.numerical, [2, nan, 2, nan, nan, nan])
+    assert _same(r.numerical, [nan] * 6)
+    assert r.total_ablation_mask.tolist() == [True, False, True, False, False, False]
     assert r.exclusions["numerical_no_crossing"] == 3  # s2, s4, s6
+    assert r.exclusions["numerical_total_ablation"] == 2  # s1, s3
+    assert r.summary()["total_ablation"] == 2 and r.summary()["n_qualifying_numerical"] == 0
     assert r.alpha_max == pytest.approx(1.001 / 0.5)  # every factor is 0 beyond 1/|D_00|
     assert _same(r.analytic, [2, 3, 2, 4, nan, nan])  # the linear estimate does not change
+    assert not r.first_order_exact and "first-order" in r.summary()["note"]
+    linear = class_alpha_crit(A, labels, W, b, D, target_class=0, feature=0)
+    assert linear.first_order_exact and linear.summary()["note"] is None
+    assert linear.exclusions["numerical_total_ablation"] == 0
+
+
+def test_clamped_crossing_before_total_ablation_is_kept() -> None:
+    # d = 2, W_0 = (2, 1), D[:,0] = (−.5, −.25): total ablation at α = 1/.25 = 4.
+    # a = (1, −1): z(α) = 2·max(0, 1 − α/2) − max(0, 1 − α/4); for α ≤ 2: 1 − 3α/4 → root 4/3.
+    # a = (1, 1): z(α) = 2·max(0, 1 − α/2) + max(0, 1 − α/4) > 0 until α = 4: total ablation.
+    Wt = torch.tensor([[2.0, 1.0], [0.0, 0.0]])
+    Dt = torch.tensor([[-0.5], [-0.25]])
+    At = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    r = class_alpha_crit(At, torch.tensor([0, 0]), Wt, None, Dt, 0, 0, modulation="clamped")
+    assert r.numerical[0] == pytest.approx(4 / 3, rel=1e-9)
+    assert math.isnan(float(r.numerical[1]))
+    assert r.total_ablation_mask.tolist() == [False, True]
+    assert r.exclusions["numerical_no_crossing"] == 0
 
 
 def test_alpha50_interpolation_and_undefined_cases() -> None:
@@ -167,3 +190,18 @@ def test_tables_json_and_csv(tmp_path) -> None:
     )
     with pytest.raises(ValueError, match="empty"):
         write_csv(tmp_path / "none.csv", [])
+
+
+def test_one_result_per_class_for_figures() -> None:
+    from core.workflow.alpha_crit import current_per_class
+    from core.workflow.figures import wants_log_scale
+
+    Ar, y, Wr, br, Dr, M = _random_problem(seed=6)
+    dominant = [0, 1, 2, 3]
+    cross = alpha_crit_all_classes(Ar, y, Wr, br, Dr, M, features={c: 5 for c in range(4)})
+    own = alpha_crit_all_classes(Ar, y, Wr, br, Dr, M, classes=[0, 2])
+    picked = current_per_class(cross + own, dominant, {(1, 5): 1.0, (3, 5): 2.0})
+    # one per class: the dominant feature's where stored, else the cross-class one
+    assert [(r.target_class, r.feature) for r in picked] == [(0, 0), (1, 5), (2, 2), (3, 5)]
+    assert wants_log_scale([torch.tensor([1.0, 2.0]).numpy(), torch.tensor([5e3]).numpy()])
+    assert not wants_log_scale([torch.tensor([1.0, 2.0, 9.0]).numpy()])

@@ -203,11 +203,40 @@ def test_cli_sweep_json(session_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert payload["target_class"] == 1
     assert set(payload["per_class_accuracy"]) == set(names)
     assert all(len(v) == 9 for v in payload["per_class_accuracy"].values())
-    brief = payload["alpha_crit"][1]
-    for key in ("analytic_median", "numerical_median", "alpha50", "qualifying"):
+    # α_crit of the swept class only: a sweep does not re-record it for every class.
+    (brief,) = payload["alpha_crit"]
+    assert brief["class"] == 1
+    for key in ("analytic_median", "numerical_median", "alpha50", "qualifying", "total_ablation"):
         assert key in brief
     with Session.open(session_path, read_only=True) as reader:
         assert payload["recorded"] in list_sweeps(reader)
+        stored = reader.read_json("control/alpha_crit_index")["suppress-linear"]
+        assert list(stored) == [f"c1-f{brief['feature']}"]
+    sel = payload["selectivity"]
+    target_row = payload["per_class_accuracy"][names[1]]
+    assert [p["target_accuracy"] for p in sel["per_strength"]] == pytest.approx(target_row)
+    for point in sel["per_strength"]:  # the worst other class is named and is the lowest share
+        worst = point["worst_other_class_name"]
+        assert worst != names[1]
+        i = payload["alphas"].index(point["alpha"])
+        kept = [payload["per_class_accuracy"][n][i] / sel["baseline"][n]
+                for n in names if n != names[1] and sel["baseline"][n]]
+        assert point["worst_other_kept"] == pytest.approx(min(kept))
+    assert sel["generalisation"] is not None  # the tiny session has a train split
+    assert set(sel["controls"]) == {"low_association", "random"}
+    assert sel["controls"]["low_association"]["feature"] != payload["features"][0]
+
+
+@pytest.mark.parametrize("method", ["rome", "steer"])
+def test_selectivity_report_for_baselines(session: Session, method: str) -> None:
+    from core.workflow.selectivity import selectivity_lines, selectivity_report
+
+    result = run_sweep(session, target_class=0, method=method, record=False)
+    report = selectivity_report(session, result)
+    assert len(report["per_strength"]) == result.alphas.numel()
+    assert report["generalisation"]["train_efficacy"][0] is not None
+    assert report["controls"]["random"]["target_accuracy"]
+    assert any("selective window" in line for line in selectivity_lines(report))
 
 
 def test_cli_bad_class_exits_2(session_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -431,3 +431,27 @@ def test_native_epoch_checks_the_buffers_it_hands_to_c() -> None:
     with pytest.raises(ValueError, match="latents_buf"):
         trainer.train_epoch(data, torch.arange(N)[None], BATCH, 1e-3, torch.empty(1, N - 1, NH), good[1])
     assert trainer.step == 0  # nothing ran
+
+
+def test_native_kernel_results_do_not_depend_on_the_instruction_set(tmp_path) -> None:
+    """The portable build and a -march=native build give bit-identical weights (no FMA
+    contraction, no reassociation), so a result does not depend on the CPU it ran on."""
+
+    script = (
+        "import hashlib, sys; sys.path[:0] = ['tests', '.']\n"
+        "from test_sae import native_config, native_data\n"
+        "from core.discover.sae_train import train_sae\n"
+        "r = train_sae(native_data(), native_config(epochs=3, lr_step_epochs=1), native=True)\n"
+        "assert r.engine == 'native', r.engine\n"
+        "w = r.weights['decoder.weight'].tobytes()\n"
+        "print(hashlib.sha256(w).hexdigest())\n"
+    )
+    digests = []
+    for arch in ("", "native"):
+        env = {**os.environ, "SALVE_CACHE_DIR": str(tmp_path), "SALVE_NATIVE_ARCH": arch}
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, timeout=600, cwd=Path(__file__).resolve().parents[1])
+        assert done.returncode == 0, done.stderr
+        digests.append(done.stdout.strip())
+    assert len(list((tmp_path / "native").glob("*.so"))) == 2  # two different builds
+    assert digests[0] == digests[1]

@@ -168,6 +168,7 @@ def test_export_figures_follow_the_stored_control_results(
     assert {p.name for p in new} == {
         f"curve_{key}.png",
         f"predictions_{key}.png",
+        f"selectivity_{key}.png",
         "alpha-crit_suppress-linear.png",
         f"robustness_suppress-linear_{names[2]}.png",
         safe_filename("confusion", "edit 0", f"salve suppress feature {dominant[2]} α=1.5",
@@ -177,7 +178,8 @@ def test_export_figures_follow_the_stored_control_results(
     confusion = next(p for p in new if p.name.startswith("confusion"))
     assert png_size(confusion) == (800, 400)  # two 4-inch panels
     assert all(p.is_relative_to(exports) and png_size(p) == (640, 400)  # 6.4 × 4 inches
-               for p in new if p.name.startswith(("curve", "predictions", "robustness")))
+               for p in new if p.name.startswith(("curve", "predictions", "robustness",
+                                                  "selectivity")))
 
 
 def test_groundtruth_is_stored_shown_by_info_and_matches_a_direct_computation(

@@ -10,6 +10,12 @@ For class c, feature k and each test sample of class c with activation a:
   the bracket is already exact and the two methods agree to rounding: a built-in check.
 - **empirical α50**: where the class's accuracy on the suppression curve falls to 50%.
 
+Total ablation is not a crossing (SPEC §4): under clamped suppression every factor is 0 from
+``α = 1/min_j |D_jk|`` on, and a logit that only reaches 0 there says the feature alone cannot
+flip the sample. Such roots are excluded from the numerical values and counted
+(``total_ablation``). Where the modulation makes ``z/S`` only a first-order estimate
+(``ClassLogit.first_order_exact`` false), the summary says so (``analytic_exact``, ``note``).
+
 The validity diagnostic (A.6.3) is the distribution of ``1 − α_crit·|D_jk|`` over j for each
 qualifying sample: its mass below zero says how far the linear picture breaks down.
 
@@ -39,6 +45,11 @@ DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
 DEFAULT_REFINE_POINTS = 16
 VALIDITY_BINS = 40
+# A root within this relative distance of the total-ablation point counts as reached only there.
+TOTAL_ABLATION_RTOL = 1e-9
+INEXACT_NOTE = (
+    "analytic z/S is a first-order estimate under {modulation} {mode}: it is not the exact root"
+)
 # Budget (elements) of the (samples × points × d) factor block evaluated per refinement step.
 _REFINE_BLOCK_ELEMENTS = 1 << 22
 
@@ -126,6 +137,14 @@ def numerical_alpha_crit(
     return result, crossed, float(alpha_max)
 
 
+def at_total_ablation(roots: torch.Tensor, logit: ClassLogit) -> torch.Tensor:
+    """Which roots lie only at the total-ablation point (``logit.total_ablation_at``)."""
+    if logit.total_ablation_at is None:
+        return torch.zeros(roots.shape, dtype=torch.bool, device=roots.device)
+    limit = logit.total_ablation_at * (1.0 - TOTAL_ABLATION_RTOL)
+    return torch.isfinite(roots) & (roots >= limit)
+
+
 def _class_logit(
     method: str | EditMethod, A: torch.Tensor, w_c: torch.Tensor, D: torch.Tensor, feature: int,
     mode: str, modulation: str,
@@ -211,6 +230,22 @@ class AlphaCritResult:
         torch.Tensor
     )  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
     validity_histogram: dict[str, list[float]] = field(default_factory=dict)
+    # per sample: the exact logit reached 0 only at total ablation (excluded from `numerical`)
+    total_ablation: torch.Tensor | None = None
+    first_order_exact: bool = True  # is z/S the exact root for this modulation?
+
+    @property
+    def total_ablation_mask(self) -> torch.Tensor:
+        if self.total_ablation is None:
+            return torch.zeros(self.z.shape, dtype=torch.bool)
+        return self.total_ablation.bool()
+
+    @property
+    def note(self) -> str | None:
+        """What a reader must know about the analytic column, or None."""
+        if self.first_order_exact:
+            return None
+        return INEXACT_NOTE.format(modulation=self.modulation, mode=self.mode)
 
     @property
     def exclusions(self) -> dict[str, int]:
@@ -218,11 +253,15 @@ class AlphaCritResult:
         g = self.z if self.mode == "suppress" else -self.z
         sign_key = "z_nonpositive" if self.mode == "suppress" else "z_nonnegative"
         wrong_sign = int((g <= 0).sum())
+        ablated = self.total_ablation_mask
         return {
             f"analytic_{sign_key}": wrong_sign,
             "analytic_s_nonpositive": int(((g > 0) & (self.S <= 0)).sum()),
             f"numerical_{sign_key}": wrong_sign,
-            "numerical_no_crossing": int(((g > 0) & ~torch.isfinite(self.numerical)).sum()),
+            "numerical_no_crossing": int(
+                ((g > 0) & ~torch.isfinite(self.numerical) & ~ablated).sum()
+            ),
+            "numerical_total_ablation": int(ablated.sum()),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -236,6 +275,9 @@ class AlphaCritResult:
             "n_qualifying_analytic": int(torch.isfinite(self.analytic).sum()),
             "n_qualifying_numerical": int(torch.isfinite(self.numerical).sum()),
             "excluded": self.exclusions,
+            "total_ablation": int(self.total_ablation_mask.sum()),
+            "analytic_exact": self.first_order_exact,
+            "note": self.note,
             "analytic": distribution_stats(self.analytic),
             "numerical": distribution_stats(self.numerical),
             "alpha50": _num(self.alpha50),
@@ -268,6 +310,7 @@ class AlphaCritResult:
                     "S": float(self.S[i]),
                     "alpha_crit_analytic": _num(float(self.analytic[i])),
                     "alpha_crit_numerical": _num(float(self.numerical[i])),
+                    "total_ablation": bool(self.total_ablation_mask[i]),
                     "validity_share_below_zero": _num(float(self.validity_below_zero[i])),
                 }
             )
@@ -281,6 +324,8 @@ class AlphaCritResult:
         }
         row["n_qualifying_analytic"] = s["n_qualifying_analytic"]
         row["n_qualifying_numerical"] = s["n_qualifying_numerical"]
+        row["total_ablation"] = s["total_ablation"]
+        row["analytic_exact"] = s["analytic_exact"]
         row.update({f"excluded_{k}": v for k, v in s["excluded"].items()})
         for method in ("analytic", "numerical"):
             row.update({f"{method}_{k}": v for k, v in s[method].items() if k != "count"})
@@ -332,12 +377,14 @@ def class_alpha_crit(
     numerical, _, used_max = numerical_alpha_crit(
         A_c, w_c, D, feature, mode, modulation, alpha_max, n_grid, method=method, logit=logit
     )
+    ablated = at_total_ablation(numerical, logit)
+    numerical = torch.where(ablated, torch.full_like(numerical, math.nan), numerical)
     prediction = (A_c @ W.T + (0 if b is None else b)).argmax(1)
 
     # Validity diagnostic: numerical root where found (the paper's choice), else analytic.
     # Only suppression has one: enhancement factors 1 + α|D_jk| never change sign.
     root = torch.where(torch.isfinite(numerical), numerical, analytic)
-    has_root = torch.isfinite(root) & (mode == "suppress")
+    has_root = torch.isfinite(root) & (mode == "suppress") & ~ablated
     terms = validity_terms(root[has_root], D[:, feature])
     below = torch.full_like(root, math.nan)
     below[has_root] = (terms < 0).double().mean(1)
@@ -376,6 +423,8 @@ def class_alpha_crit(
         alpha50=a50,
         validity_below_zero=below.cpu(),
         validity_histogram=histogram,
+        total_ablation=ablated.cpu(),
+        first_order_exact=bool(logit.first_order_exact),
     )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import BackboneConfig
+from core.config import BackboneConfig, augment_mode
 from core.jobs import (
     CancelToken,
     JobCancelled,
@@ -269,12 +269,22 @@ def load_numpy_state(model: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Modu
 # --------------------------------------------------------------------------- training
 
 
-def augment_batch(images: torch.Tensor, gen: torch.Generator, max_shift: int = 4) -> torch.Tensor:
-    """Light augmentation on a normalised batch: random horizontal flip and a small translation."""
-    flip = torch.rand(len(images), generator=gen) < 0.5
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
-    return torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+def augment_batch(images: torch.Tensor, gen: torch.Generator, max_shift: int = 4,
+                  mode: str = "flip+shift") -> torch.Tensor:
+    """Light augmentation on a normalised batch: random horizontal flip and/or a small
+    translation (``mode``: none | flip | shift | flip+shift; flips are wrong for digits/text)."""
+    if "flip" in mode:
+        flip = torch.rand(len(images), generator=gen) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    if "shift" in mode:
+        dx, dy = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,), generator=gen))
+        images = torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+    return images
+
+
+def head_input_dim(arch: str, image_size: int = 224) -> int:
+    """d, the width of the final linear layer's input, for an architecture (builds it once)."""
+    return int(final_linear(_construct(arch, image_size))[2].in_features)
 
 
 @dataclass
@@ -367,8 +377,9 @@ def train_backbone(
         for step, (images, labels, _) in enumerate(
             train.iter_batches(config.batch_size, shuffle=True, generator=gen)
         ):
-            if config.augment:
-                images = augment_batch(images, gen)
+            mode = augment_mode(config.augment)
+            if mode != "none":
+                images = augment_batch(images, gen, mode=mode)
             if cancel is not None and cancel.cancelled:
                 raise JobCancelled(f"training cancelled during epoch {epoch + 1}; {epoch} epochs are saved")
             images, labels = images.to(device), labels.to(device)

@@ -1,13 +1,19 @@
 """Optional compiled CPU kernel for SAE training (``core/discover/csrc/sae_l1_epoch.c``).
 
-The C source is compiled on first use with the machine's C compiler (``cc -O3 -march=native``)
-into a per-user cache, keyed by the source, the flags and the CPU's feature flags (a home folder
-shared by different cluster nodes gets one library per CPU type), and loaded with ``ctypes``
+The C source is compiled on first use with the machine's C compiler into a per-user cache, keyed
+by the source, the compiler and the flags, and loaded with ``ctypes``
 (which releases the GIL during the call, so the TUI stays responsive). Everything here is
 best-effort: no compiler, a failed build or ``SALVE_NATIVE=0`` just means :func:`sae_kernels`
 returns ``None`` and the trainer uses its torch path; :func:`status` says why.
 
-Environment: ``SALVE_NATIVE=0`` disables the kernel; ``SALVE_CACHE_DIR`` moves the cache
+Results do not depend on the CPU: the build targets a portable baseline (``-march=x86-64-v2``
+on x86-64, the compiler's default elsewhere) with ``-ffp-contract=off``, so no fused
+multiply-add is ever formed and every float operation is the one the source spells, in its
+order. The vector types lower to whatever width the ISA has, element by element, so even a
+``SALVE_NATIVE_ARCH=native`` build (opt-in, for speed) gives bit-identical results; the tests
+check that against the portable build.
+
+Environment: ``SALVE_NATIVE=0`` disables the kernel; ``SALVE_NATIVE_ARCH`` sets ``-march``; ``SALVE_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/salve-tui`` or ``~/.cache/salve-tui``); ``CC`` picks the compiler.
 """
 
@@ -24,8 +30,20 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("csrc") / "sae_l1_epoch.c"
-FLAGS = ("-O3", "-fno-math-errno", "-shared", "-fPIC")
-ARCH_FLAGS = (("-march=native",), ("-mcpu=native",), ())  # first that compiles wins
+# -ffp-contract=off: no a·b+c → fma contraction, whose rounding differs from a·b then +c.
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC")
+PORTABLE_X86 = "x86-64-v2"
+
+
+def arch_flags() -> tuple[tuple[str, ...], ...]:
+    """``-march`` candidates, first that compiles wins: ``SALVE_NATIVE_ARCH`` if set, else the
+    portable x86-64 baseline (SSE4.2), else the compiler's default target."""
+    forced = os.environ.get("SALVE_NATIVE_ARCH")
+    if forced:
+        return ((f"-march={forced}",),)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        return ((f"-march={PORTABLE_X86}",), ())
+    return ((),)
 
 _lock = threading.Lock()
 _attempted = False
@@ -54,16 +72,6 @@ def cache_dir() -> Path:
     return Path(base) / "salve-tui"
 
 
-def _cpu_signature() -> str:
-    """The CPU's model and feature flags: a library built with -march=native only runs there."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        keep = [line for line in lines if line.startswith(("flags", "model name", "Features", "CPU part"))]
-        return "\n".join(sorted(set(keep)))
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
@@ -72,7 +80,7 @@ def _build(compiler: str, target: Path) -> str | None:
     """Compile into ``target`` atomically (build in a temp file, then rename); None or the error."""
     target.parent.mkdir(parents=True, exist_ok=True)
     error = "?"
-    for arch in ARCH_FLAGS:
+    for arch in arch_flags():
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
             tmp_path = Path(tmp.name)
         cmd = [compiler, *FLAGS, *arch, "-o", str(tmp_path), str(SOURCE), "-lm"]
@@ -103,9 +111,10 @@ def sae_kernels() -> ctypes.CDLL | None:
         if compiler is None:
             _status = "no C compiler found (set CC); using the torch path"
             return None
+        flags = " ".join(FLAGS + tuple(f for arch in arch_flags() for f in arch))
         key = hashlib.sha256(
-            b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), compiler.encode(),
-                        _cpu_signature().encode(), platform.machine().encode()])
+            b"\0".join([SOURCE.read_bytes(), flags.encode(), compiler.encode(),
+                        platform.machine().encode()])
         ).hexdigest()[:16]
         target = cache_dir() / "native" / f"sae_l1_epoch-{key}.so"
         try:

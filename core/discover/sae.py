@@ -167,3 +167,27 @@ def sae_from_arrays(
     sae = SparseAutoencoder(dim, hidden, kind=kind, k=k)
     sae.load_state_dict(tensors)
     return sae
+
+
+# --------------------------------------------------------------------------- activation scale
+
+
+def normalization_scale(activations: Tensor | np.ndarray) -> float:
+    """The factor ``s`` with ``mean ‖s·a‖² = d`` (as SAELens does): the SAE then trains on
+    activations whose mean square per coordinate is 1, so λ means the same on any backbone."""
+    a = torch.as_tensor(activations, dtype=torch.float64)
+    mean_sq = float(a.pow(2).sum(1).mean())
+    if not mean_sq > 0:
+        raise ValueError("the activations are all zero: they cannot be normalised")
+    return math.sqrt(a.shape[1] / mean_sq)
+
+
+def fold_scale(weights: dict[str, np.ndarray], scale: float) -> dict[str, np.ndarray]:
+    """Raw-unit weights of an SAE trained on ``scale·a``: ``u = (s·W_e) a + b_e`` and
+    ``â = (W_d u + b_d)/s``, so encode/decode of raw activations are exactly the trained ones
+    and every later use of the decoder (edits, α_crit) works in the activations' own units."""
+    out = dict(weights)
+    out["encoder.weight"] = weights["encoder.weight"] * scale
+    out["decoder.weight"] = weights["decoder.weight"] / scale
+    out["decoder.bias"] = weights["decoder.bias"] / scale
+    return out

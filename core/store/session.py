@@ -621,6 +621,7 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
                         "failed": {k: v.get("message", "") for k, v in stages.items()
                                    if v.get("state") == "failed"},
                         "updated": float(f.attrs["updated"]),
+                        "warnings": len(_read_json(f, "summary", {}).get("warnings") or []),
                         "error": None,
                     }
                 )

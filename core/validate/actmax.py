@@ -4,9 +4,18 @@ Synthesises an input that drives latent ``u_k`` up, starting from noise, by grad
 
     u_k(T(x)) − λ_tv · TV(x) − λ_2 · ‖x − 0.5‖²
 
-where ``T`` is a fresh random transform every step (pad 16 px with grey, jitter ±8 px, random
-scale, random rotation, centre crop back). The transforms stop the optimiser from exploiting
-pixel-exact high-frequency patterns, so what survives is the feature's robust visual content.
+where ``T`` is a fresh random transform every step (pad with grey, jitter, random scale, random
+rotation, centre crop back). The transforms stop the optimiser from exploiting pixel-exact
+high-frequency patterns, so what survives is the feature's robust visual content. Pad and
+jitter are sized in proportion to the image (16 px and ±8 px at 224 px, so 5 px and ±2 px at
+64 px) unless given in pixels; 256 steps by default.
+
+The image is parametrised (``parametrization='fourier'``, the default) as a decorrelated
+Fourier spectrum: each channel's 2-D real FFT coefficients, scaled by ``1/f^decay`` so that
+low frequencies dominate as they do in natural images, then mixed across colour channels by a
+fixed decorrelation matrix (the square root of the ImageNet colour covariance) and squashed to
+[0, 1] with a sigmoid. Steepest ascent in this basis favours natural-image statistics over the
+per-pixel colour noise a plain pixel parametrisation (``'pixel'``) produces.
 
 Conventions (where the spec leaves room):
 
@@ -37,6 +46,10 @@ from core.validate.saliency import EncoderLike, encoder_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Square root of the ImageNet RGB colour covariance (rows: R, G, B; columns: decorrelated
+# components); divided by its largest column norm before use.
+COLOUR_CORRELATION_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
+PARAMETRIZATIONS = ("fourier", "pixel")
 
 
 @dataclass
@@ -48,9 +61,14 @@ class ActMaxConfig:
     tv_weight: float = 0.05
     l2_weight: float = 0.01
     image_size: int = 64
-    pad: int = 16
+    pad: int | None = None  # pixels; None: pad_fraction of the image size
     pad_value: float = 0.5
-    jitter: int = 8
+    jitter: int | None = None  # pixels; None: jitter_fraction of the image size
+    pad_fraction: float = 16 / 224
+    jitter_fraction: float = 8 / 224
+    parametrization: str = "fourier"
+    decay_power: float = 1.0  # Fourier: spectrum scaled by 1/f^decay_power
+    spectrum_std: float = 0.01  # Fourier: start noise of the coefficients
     scale_range: tuple[float, float] = (0.9, 1.1)
     rotation_degrees: float = 10.0
     init_std: float = 0.1  # noise around grey at the start
@@ -70,14 +88,22 @@ class ActMaxConfig:
             problems.append("regulariser weights must be ≥ 0")
         if self.image_size < 8:
             problems.append("image size must be ≥ 8 pixels")
-        if self.pad < 0 or self.jitter < 0 or self.snapshots < 0:
+        if (self.pad or 0) < 0 or (self.jitter or 0) < 0 or self.snapshots < 0:
             problems.append("pad, jitter and snapshot count must be ≥ 0")
+        if self.parametrization not in PARAMETRIZATIONS:
+            problems.append(f"parametrization must be one of {', '.join(PARAMETRIZATIONS)}")
         low, high = self.scale_range
         if not 0 < low <= high:
             problems.append(f"scale range must satisfy 0 < low ≤ high, got {self.scale_range}")
         if self.sign not in (1, -1):
             problems.append("sign must be 1 (maximise) or -1 (minimise)")
         return problems
+
+    def pad_pixels(self, size: int) -> int:
+        return int(self.pad) if self.pad is not None else round(self.pad_fraction * size)
+
+    def jitter_pixels(self, size: int) -> int:
+        return int(self.jitter) if self.jitter is not None else round(self.jitter_fraction * size)
 
     def snapshot_steps(self) -> list[int]:
         """Steps (1-based, after the update) whose images are kept: evenly spaced + the last."""
@@ -113,9 +139,10 @@ def random_transform(images: Tensor, config: ActMaxConfig, generator: torch.Gene
     anything outside the padded canvas the pad colour too.
     """
     batch, _, size, _ = images.shape
-    padded_size = size + 2 * config.pad
-    padded = F.pad(images - config.pad_value, [config.pad] * 4, value=0.0)
-    shift = torch.randint(-config.jitter, config.jitter + 1, (batch, 2), generator=generator)
+    pad, jitter = config.pad_pixels(size), config.jitter_pixels(size)
+    padded_size = size + 2 * pad
+    padded = F.pad(images - config.pad_value, [pad] * 4, value=0.0)
+    shift = torch.randint(-jitter, jitter + 1, (batch, 2), generator=generator)
     low, high = config.scale_range
     scale = low + (high - low) * torch.rand(batch, generator=generator)
     angle = (2 * torch.rand(batch, generator=generator) - 1) * math.radians(config.rotation_degrees)
@@ -131,6 +158,64 @@ def random_transform(images: Tensor, config: ActMaxConfig, generator: torch.Gene
         padded, grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
     return sampled + config.pad_value
+
+
+def spectrum_scale(size: int, decay_power: float = 1.0) -> Tensor:
+    """``1 / max(f, 1/size)^decay`` on the rfft2 frequency grid (size × size//2+1)."""
+    fy = torch.fft.fftfreq(size).view(-1, 1)
+    fx = torch.fft.rfftfreq(size).view(1, -1)
+    freq = (fy**2 + fx**2).sqrt()
+    return 1.0 / freq.clamp_min(1.0 / size) ** decay_power
+
+
+def colour_matrix() -> Tensor:
+    m = torch.tensor(COLOUR_CORRELATION_SQRT)
+    return m / m.norm(dim=0).max()
+
+
+class FourierImage:
+    """Images as decorrelated Fourier coefficients (see the module docstring)."""
+
+    def __init__(self, batch: int, size: int, config: ActMaxConfig, generator: torch.Generator,
+                 device: torch.device) -> None:
+        shape = (batch, 3, size, size // 2 + 1, 2)
+        init = config.spectrum_std * torch.randn(shape, generator=generator)
+        self.coefficients = init.to(device).requires_grad_(True)
+        self.scale = spectrum_scale(size, config.decay_power).to(device)
+        self.colour = colour_matrix().to(device)
+        self.size = size
+
+    def parameters(self) -> list[Tensor]:
+        return [self.coefficients]
+
+    def image(self) -> Tensor:
+        spectrum = torch.view_as_complex(self.coefficients) * self.scale
+        decorrelated = torch.fft.irfft2(spectrum, s=(self.size, self.size), norm="ortho") / 4.0
+        mixed = torch.einsum("rc,bchw->brhw", self.colour, decorrelated)
+        return torch.sigmoid(mixed)
+
+    def project(self) -> None:
+        """Nothing to do: the sigmoid keeps every image in [0, 1]."""
+
+
+class PixelImage:
+    """Images as raw pixels in [0, 1], clamped after every step (the plain parametrisation)."""
+
+    def __init__(self, batch: int, size: int, config: ActMaxConfig, generator: torch.Generator,
+                 device: torch.device) -> None:
+        start = config.pad_value + config.init_std * torch.randn(batch, 3, size, size,
+                                                                 generator=generator)
+        self.pixels = start.clamp(0, 1).to(device).requires_grad_(True)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.pixels]
+
+    def image(self) -> Tensor:
+        return self.pixels
+
+    def project(self) -> None:
+        with torch.no_grad():
+            self.pixels.clamp_(0, 1)
 
 
 class _LatentProbe:
@@ -186,11 +271,9 @@ def activation_maximization(
     device = probe.weight.device
     generator = torch.Generator().manual_seed(config.seed)
     size = config.image_size
-    start = config.pad_value + config.init_std * torch.randn(
-        len(feature_list), 3, size, size, generator=generator
-    )
-    pixels = start.clamp(0, 1).to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([pixels], lr=config.lr)
+    kind = FourierImage if config.parametrization == "fourier" else PixelImage
+    param = kind(len(feature_list), size, config, generator, device)
+    optimizer = torch.optim.Adam(param.parameters(), lr=config.lr)
     index = torch.tensor(feature_list, device=device)
     rows = torch.arange(len(feature_list), device=device)
     keep = set(config.snapshot_steps())
@@ -200,28 +283,32 @@ def activation_maximization(
     model.eval()
     try:
         with torch.no_grad():
-            start_activation = probe(pixels)[rows, index].cpu()
+            start_activation = probe(param.image())[rows, index].cpu()
         trace, snapshots = [], []
         for step in range(1, config.steps + 1):
             check_cancel(cancel)
             with torch.enable_grad():
+                pixels = param.image()
                 latents = probe(random_transform(pixels, config, generator))[rows, index]
                 objective = (
                     config.sign * latents
                     - config.tv_weight * total_variation(pixels)
                     - config.l2_weight * (pixels - 0.5).pow(2).mean(dim=(1, 2, 3))
                 )
-                (gradient,) = torch.autograd.grad(-objective.sum(), pixels)
-            pixels.grad = gradient
+                tensors = param.parameters()
+                for tensor, gradient in zip(
+                    tensors, torch.autograd.grad(-objective.sum(), tensors), strict=True
+                ):
+                    tensor.grad = gradient
             optimizer.step()
-            with torch.no_grad():
-                pixels.clamp_(0, 1)
+            param.project()
             trace.append(latents.detach().cpu())
             if step in keep:
-                snapshots.append((step, pixels.detach().cpu().clone()))
+                with torch.no_grad():
+                    snapshots.append((step, param.image().detach().cpu().clone()))
             reporter.report(step, f"step {step}/{config.steps}", activation=latents.mean().item())
         with torch.no_grad():
-            final_activation = probe(pixels)[rows, index].cpu()
+            final_activation = probe(param.image())[rows, index].cpu()
     finally:
         model.train(was_training)
     return ActMaxResult(

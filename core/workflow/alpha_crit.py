@@ -1,8 +1,13 @@
 """Session α_crit: per-class critical thresholds, stored per (mode, modulation) setting.
+
+One current result per (class, feature, mode, modulation): a new run replaces the stored one.
+Figures show one result per class (:func:`current_per_class`): the dominant feature's, else
+the most recently recorded one.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +40,9 @@ def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dic
         "alpha50": summary["alpha50"],
         "max_relative_difference": float(rel.max()) if rel.numel() else None,
         "validity_pooled_share_below_zero": summary["validity"]["pooled_share_below_zero"],
+        "total_ablation": summary["total_ablation"],
+        "analytic_exact": summary["analytic_exact"],
+        "note": summary["note"],
     }
 
 def run_alpha_crit(
@@ -85,6 +93,7 @@ def run_alpha_crit(
 _ALPHA_CRIT_ARRAYS = (
     "sample_index", "prediction", "z", "S", "analytic", "numerical", "validity_below_zero"
 )
+_OPTIONAL_ARRAYS = ("total_ablation",)  # absent in sessions written before it existed
 
 def save_alpha_crit(
     session: Session,
@@ -101,17 +110,16 @@ def save_alpha_crit(
         for r in results:
             setting = setting_key(r.mode, r.modulation)
             key = f"c{r.target_class}-f{r.feature}"
-            tx.write_arrays(
-                f"control/alpha_crit/{setting}/{key}",
-                {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS},
-            )
-            index.setdefault(setting, {})[key] = r.summary()
+            arrays = {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS}
+            arrays["total_ablation"] = r.total_ablation_mask.numpy()
+            tx.write_arrays(f"control/alpha_crit/{setting}/{key}", arrays)
+            index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time()}
             if dominant is not None and int(dominant[r.target_class]) == r.feature:
                 brief = alpha_crit_brief(r, class_names)
                 summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
                     k: brief[k]
                     for k in ("feature", "analytic_median", "numerical_median", "alpha50",
-                              "qualifying", "n_samples")
+                              "qualifying", "n_samples", "total_ablation", "analytic_exact")
                 }
         tx.write_json("control/alpha_crit_index", index)
         tx.update_json("summary", alpha_crit=summary_block)
@@ -135,7 +143,39 @@ def load_alpha_crit(
                 alpha_max=float(s["alpha_max"]),
                 alpha50=s["alpha50"],
                 validity_histogram=dict(s["validity"]["histogram"]),
+                first_order_exact=bool(s.get("analytic_exact", s["modulation"] == "linear")),
                 **{name: torch.from_numpy(arrays[name]) for name in _ALPHA_CRIT_ARRAYS},
+                **{name: torch.from_numpy(arrays[name]) for name in _OPTIONAL_ARRAYS
+                   if name in arrays},
             )
         )
     return results
+
+
+def recorded_times(session: Session, mode: str = "suppress", modulation: str = "linear") -> dict[tuple[int, int], float]:
+    """(class, feature) → when its current α_crit result was recorded (0 if unknown)."""
+    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(
+        setting_key(mode, modulation), {}
+    )
+    return {(int(s["class"]), int(s["feature"])): float(s.get("recorded_at", 0.0))
+            for s in index.values()}
+
+
+def current_per_class(
+    results: Sequence[AlphaCritResult],
+    dominant: Sequence[int] | None = None,
+    recorded: dict[tuple[int, int], float] | None = None,
+) -> list[AlphaCritResult]:
+    """One result per class, ordered by class: its dominant feature's when stored, else the
+    most recently recorded one (cross-class runs do not crowd the per-class figure)."""
+    best: dict[int, AlphaCritResult] = {}
+    recorded = recorded or {}
+
+    def rank(r: AlphaCritResult) -> tuple[bool, float]:
+        is_dominant = dominant is not None and int(dominant[r.target_class]) == r.feature
+        return is_dominant, recorded.get((r.target_class, r.feature), 0.0)
+
+    for r in results:
+        if r.target_class not in best or rank(r) > rank(best[r.target_class]):
+            best[r.target_class] = r
+    return [best[c] for c in sorted(best)]

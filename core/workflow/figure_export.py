@@ -76,12 +76,14 @@ def alpha_crit_png(
 ) -> Path | None:
     """The stored α_crit distributions of one setting (analytic beside numerical, α50 marked)
     into ``<exports>/figures``; None when none are stored for it."""
-    from core.workflow.alpha_crit import load_alpha_crit
+    from core.workflow.alpha_crit import current_per_class, load_alpha_crit, recorded_times
     from core.workflow.figures import safe_filename, save_alpha_crit_distributions
 
-    results = load_alpha_crit(session, mode, modulation)
-    if not results:
+    stored = load_alpha_crit(session, mode, modulation)
+    if not stored:
         return None
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    results = current_per_class(stored, dominant, recorded_times(session, mode, modulation))
     names = [str(c) for c in session.read_json("class_names")]
     setting = f"{mode}-{modulation}"
     return save_alpha_crit_distributions(
@@ -91,7 +93,36 @@ def alpha_crit_png(
         session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
         alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
         title=f"critical threshold α_crit ({mode}, {modulation})",
+        caption=alpha_crit_caption(results, names) + figure_warning_lines(session),
     )
+
+
+def figure_warning_lines(session: Session) -> list[str]:
+    """The session's quality warnings as one short caption line (codes, values, thresholds;
+    `salve info` has the sentences)."""
+    from core.workflow.quality import session_warnings
+
+    warnings = session_warnings(session)
+    if not warnings:
+        return []
+    import textwrap
+
+    text = "warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
+                                    for w in warnings)
+    return textwrap.wrap(text, width=120)
+
+
+def alpha_crit_caption(results: list[Any], names: list[str]) -> list[str]:
+    """Caption lines of an α_crit figure: excluded samples per reason and the analytic caveat."""
+    lines = []
+    ablated = [f"{names[r.target_class]} {int(r.total_ablation_mask.sum())}/{r.z.numel()}"
+               for r in results if bool(r.total_ablation_mask.any())]
+    if ablated:
+        lines.append("excluded, root only at total ablation: " + ", ".join(ablated))
+    notes = sorted({r.note for r in results if r.note})
+    lines += [f"note: {n}" for n in notes]
+    return lines
+
 
 def figure_gaps(session: Session) -> list[str]:
     """The figure groups :func:`export_figures` will skip because their data is not in the
@@ -247,6 +278,7 @@ def sweep_figures(
             marker_label="α50" if a50 is not None else "",
             title=title,
             xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+            caption=figure_warning_lines(session),
         )
     ]
     if target is not None:
@@ -261,4 +293,27 @@ def sweep_figures(
                 title=f"predictions for {names[target]} samples: {title}",
             )
         )
+        written.append(selectivity_png(session, result, key, folder, title))
     return written
+
+
+def selectivity_png(session: Session, result: Any, key: str, folder: Path, title: str) -> Path:
+    """Selectivity of a sweep with its controls (``selectivity_<key>.png``)."""
+    from core.workflow.figures import safe_filename, save_selectivity_curves
+    from core.workflow.selectivity import selectivity_lines, selectivity_report
+
+    report = selectivity_report(session, result)
+    rows = report["per_strength"]
+    controls = {name: np.asarray([np.nan if v is None else v for v in c["target_accuracy"]])
+                for name, c in (report["controls"] or {}).items()}
+    return save_selectivity_curves(
+        result.alphas.numpy(),
+        np.asarray([np.nan if r["target_accuracy"] is None else r["target_accuracy"] for r in rows]),
+        np.asarray([np.nan if r["worst_other_kept"] is None else r["worst_other_kept"] for r in rows]),
+        controls,
+        folder / safe_filename("selectivity", key, ext=".png"),
+        window=report["selective_window"],
+        title=f"selectivity: {title}",
+        xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+        caption=selectivity_lines(report)[1:] + figure_warning_lines(session),
+    )

@@ -119,6 +119,23 @@ def _save(figure: Any, path: str | Path) -> Path:
     return target
 
 
+def add_caption(figure: Any, lines: Sequence[str]) -> None:
+    """Small left-aligned text under the axes (warnings, notes); constrained layout keeps room."""
+    text = "\n".join(line for line in lines if line)
+    if text:
+        figure.supxlabel(text, x=0.01, ha="left", fontsize=6, color="dimgray")
+
+
+def wants_log_scale(values: Sequence[np.ndarray], decades: float = 2.0) -> bool:
+    """True when the positive values span more than ``decades`` orders of magnitude."""
+    finite = [np.asarray(v, dtype=np.float64) for v in values]
+    pooled = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in finite] or [np.empty(0)])
+    if pooled.size < 2:
+        return False
+    lo, hi = np.percentile(pooled, [5, 95])
+    return bool(lo > 0 and np.log10(hi / lo) > decades)
+
+
 def _class_colours(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -240,6 +257,7 @@ def save_suppression_curves(
     ylabel: str = "accuracy",
     figsize: tuple[float, float] = (6.4, 4.0),
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Per-class accuracy vs α ``(A, C)``; the target class drawn thick, others thin.
 
@@ -280,6 +298,7 @@ def save_suppression_curves(
     if title:
         axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7, loc="best", ncols=2 if accuracy.shape[1] > 6 else 1)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -353,6 +372,79 @@ def save_feature_class_matrix(
     return _save(figure, path)
 
 
+def save_selectivity_curves(
+    strengths: np.ndarray,
+    target: np.ndarray,
+    worst_kept: np.ndarray,
+    controls: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    window: Sequence[Sequence[float]] = (),
+    target_below: float = 0.10,
+    keep_share: float = 0.80,
+    title: str = "",
+    xlabel: str = "α",
+    caption: Sequence[str] = (),
+    figsize: tuple[float, float] = (6.4, 4.0),
+    dpi: int = 100,
+) -> Path:
+    """Target accuracy, the worst other class's kept share of its baseline, and the controls'
+    target accuracy against strength; the selective window shaded, both thresholds dashed."""
+    x = np.asarray(strengths, dtype=np.float64)
+    figure = _new_figure(figsize, dpi)
+    axes = figure.add_subplot()
+    for lo, hi in window:
+        axes.axvspan(lo, hi, color="tab:green", alpha=0.15, linewidth=0)
+    axes.plot(x, np.asarray(target, dtype=np.float64), color="tab:red", linewidth=2.2,
+              label="target accuracy")
+    axes.plot(x, np.asarray(worst_kept, dtype=np.float64), color="tab:blue", linewidth=1.5,
+              label="worst other class: share of baseline kept")
+    for (name, values), style in zip(controls.items(), ("--", ":", "-."), strict=False):
+        axes.plot(x, np.asarray(values, dtype=np.float64), color="tab:gray", linestyle=style,
+                  linewidth=1.2, label=f"control target ({name})")
+    axes.axhline(target_below, color="tab:red", linestyle=(0, (2, 3)), linewidth=0.8)
+    axes.axhline(keep_share, color="tab:blue", linestyle=(0, (2, 3)), linewidth=0.8)
+    axes.set_ylim(-0.02, 1.05)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("accuracy / share")
+    axes.legend(fontsize=6, loc="center right")
+    if title:
+        axes.set_title(title, fontsize=10)
+    add_caption(figure, list(caption) + ["shaded: selective window (target < 10%, every other "
+                                         "class keeps ≥ 80% of its baseline)"])
+    return _save(figure, path)
+
+
+def save_faithfulness_curves(
+    fractions: np.ndarray,
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | Path,
+    *,
+    title: str = "",
+    caption: Sequence[str] = (),
+    panel_inches: float = 3.4,
+    dpi: int = 100,
+) -> Path:
+    """One panel per saliency method: deletion and insertion curves of the map's pixel order
+    (solid) against a random order (dashed), on the fraction of pixels changed."""
+    figure = _new_figure((panel_inches * len(panels), 3.4), dpi)
+    x = np.asarray(fractions, dtype=np.float64)
+    for axes, (method, c) in zip(figure.subplots(1, len(panels), squeeze=False).flat,
+                                 panels.items(), strict=True):
+        for kind, colour in (("deletion", "tab:red"), ("insertion", "tab:blue")):
+            axes.plot(x, c[kind], color=colour, linewidth=1.8, label=f"{kind} (map order)")
+            axes.plot(x, c[f"{kind}_random"], color=colour, linestyle="--", linewidth=1.2,
+                      label=f"{kind} (random)")
+        axes.set_title(method, fontsize=9)
+        axes.set_xlabel("fraction of pixels changed")
+        axes.set_ylabel("score / intact score")
+        axes.legend(fontsize=6)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    add_caption(figure, caption)
+    return _save(figure, path)
+
+
 def save_alpha_crit_distributions(
     analytic: Sequence[np.ndarray],
     numerical: Sequence[np.ndarray],
@@ -364,11 +456,15 @@ def save_alpha_crit_distributions(
     title: str = "critical suppression threshold α_crit",
     figsize: tuple[float, float] = (7.2, 4.0),
     dpi: int = 100,
+    log_scale: bool | None = None,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Per-class α_crit distributions, analytic beside numerical, α50 as a marker.
 
     ``kind='box'``: paired box plots on one axis; ``'hist'``: one small histogram per class.
     Each class entry is a 1-D array of per-sample values (qualifying samples only; may be empty).
+    ``log_scale`` None: a log α axis when the values span more than two decades. ``caption``:
+    lines printed under the plot (excluded counts, an inexact analytic estimate, warnings).
     """
     if kind not in ("box", "hist"):
         raise ValueError(f"kind must be 'box' or 'hist', got '{kind}'")
@@ -404,6 +500,9 @@ def save_alpha_crit_distributions(
             axes.scatter(positions, alpha50, marker="D", color="black", zorder=4, label="α50")
         axes.set_xticks(positions, labels=class_names, rotation=30, ha="right", fontsize=7)
         axes.set_ylabel("α")
+        if log_scale if log_scale is not None else wants_log_scale(series[0] + series[1]):
+            axes.set_yscale("log")
+            axes.set_ylabel("α (log scale)")
         axes.legend(fontsize=7)
         if title:
             axes.set_title(title, fontsize=10)
@@ -427,6 +526,7 @@ def save_alpha_crit_distributions(
         grid.flat[0].legend(fontsize=6)
         if title:
             figure.suptitle(title, fontsize=10)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 

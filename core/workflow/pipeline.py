@@ -430,7 +430,12 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             tx.write_json("sae/checkpoint/meta", meta)
             tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
 
+    from core.discover.sae import fold_scale, normalization_scale
+
     activations = torch.from_numpy(train["a"])
+    scale = normalization_scale(activations) if config.sae.normalize else 1.0
+    if config.sae.normalize:
+        activations = activations * scale
     device = device or resolve_device(config.device)
     options = {"on_checkpoint": checkpoint if writer else None, "device": device, "data_parallel": data_parallel}
     try:
@@ -443,6 +448,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
     if not writer:
         return
     weights = {name: value[0] for name, value in result.weights.items()}
+    if config.sae.normalize:
+        weights = fold_scale(weights, scale)  # stored in raw units: decoder users stay exact
     history = {name: value[0] for name, value in result.history.items()}
     final = {_SAE_SUMMARY_NAMES.get(k, k): float(v[-1]) for k, v in history.items() if len(v)}
     with session.transaction() as tx:
@@ -451,7 +458,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.delete("sae/checkpoint")  # a rerun starts afresh; partial runs resume from it
         tx.delete(SAE_IMPORT_KEY)  # a trained SAE replaces an imported one
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
-                                       "engine": result.engine, **final})
+                                       "engine": result.engine, "activation_scale": scale,
+                                       "normalized": bool(config.sae.normalize), **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)
@@ -527,6 +535,9 @@ def run_stage(session: Session, stage: str, progress: ProgressFn | None = None,
     except Exception as exc:
         _record_failure(session, stage, exc)
         raise
+    from core.workflow.quality import record_warnings
+
+    record_warnings(session)  # quality gates after every stage (stored in the summary)
 
 
 def _record_failure(session: Session, stage: str, exc: BaseException) -> None:

@@ -64,17 +64,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         crit = []
         if args.method == "salve" and len(result.features) == 1 and args.mode == "suppress":
+            # Only the swept class: re-recording every class would pile up cross-class results.
             crit = run_alpha_crit(
-                session, None, result.features[0], "suppress", args.modulation,
+                session, result.target_class, result.features[0], "suppress", args.modulation,
                 curve=result,
                 record=not args.no_record, inputs=inputs,
             )
+        selectivity = sweep_selectivity(session, result, inputs)
     names = inputs.class_names
     payload = sweep_payload(session.name, result, names, curve_alpha50(result))
     payload["alpha_crit"] = [alpha_crit_brief(r, names) for r in crit]
+    payload["selectivity"] = selectivity
     payload["recorded"] = None if args.no_record else sweep_id(result)
     emit(args, payload, _sweep_text)
     return 0
+
+
+def sweep_selectivity(session: Any, result: Any, inputs: Any) -> dict[str, Any] | None:
+    """Side effects, selective window, train-vs-test and controls of a sweep (None: no target)."""
+    from core.workflow.selectivity import selectivity_report
+
+    if result.target_class is None:
+        return None
+    return selectivity_report(session, result, inputs)
 
 
 def sweep_payload(session: str, result: Any, names: list[str], a50: list) -> dict[str, Any]:
@@ -114,6 +126,11 @@ def _sweep_text(p: dict[str, Any]) -> str:
         mark = "*" if name == p["target_class_name"] else " "
         cells = "".join(f"{'—' if row[i] is None else f'{row[i]:.1%}':>10}" for i in picks)
         lines.append(f"{mark}{name:<{width - 1}}{cells}{_fmt(p['curve_alpha50'][name]):>10}")
+    if p.get("selectivity"):
+        from core.workflow.selectivity import selectivity_lines
+
+        lines.append("")
+        lines += selectivity_lines(p["selectivity"])
     if p["alpha_crit"]:
         lines.append("")
         lines.append(_crit_table(p["alpha_crit"]))
@@ -135,6 +152,10 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
             f"{_fmt(r['analytic_median']):>10}{_fmt(r['numerical_median']):>11}"
             f"{_fmt(r['alpha50']):>9}{_fmt(r['max_relative_difference'], 2):>11}"
         )
+    ablated = [f"{r['class_name']} {r['total_ablation']}" for r in rows if r.get("total_ablation")]
+    if ablated:
+        lines.append("excluded (root only at total ablation): " + ", ".join(ablated))
+    lines += sorted({f"note: {r['note']}" for r in rows if r.get("note")})
     return "\n".join(lines)
 
 

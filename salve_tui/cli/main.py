@@ -126,7 +126,7 @@ def emit(args: argparse.Namespace, payload: Any, text: Callable[[Any], str] | st
 
 
 def _config_from_args(args: argparse.Namespace) -> SessionConfig:
-    base = demo_config(args.name) if args.data == "shapes" and args.preset == "demo" else SessionConfig(name=args.name)
+    base = _preset_base(args)
     data = DataConfig(
         kind=args.data, path=args.data_path, image_size=args.image_size or base.data.image_size,
         seed=args.seed, n_train=args.n_train or base.data.n_train, n_test=args.n_test or base.data.n_test,
@@ -136,7 +136,9 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         arch=args.arch, weights=args.weights, train=not args.no_train,
         epochs=args.epochs if args.epochs is not None else base.backbone.epochs,
         batch_size=args.batch_size or base.backbone.batch_size, lr=args.lr or base.backbone.lr,
-        schedule=args.schedule or ("onecycle" if args.weights == "none" else base.backbone.schedule),
+        schedule=args.schedule or (
+            "onecycle" if args.weights == "none" and args.preset != "paper" else base.backbone.schedule),
+        augment=args.augment if args.augment is not None else base.backbone.augment,
     )
     sae = SAEConfig(
         kind=args.sae_kind, hidden=args.sae_hidden or base.sae.hidden,
@@ -144,9 +146,22 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         lr=args.sae_lr or base.sae.lr, epochs=args.sae_epochs or base.sae.epochs,
         batch_size=args.sae_batch_size or base.sae.batch_size,
         lr_step_epochs=base.sae.lr_step_epochs if not args.sae_epochs else max(1, args.sae_epochs // 5),
-        seed=args.seed,
+        seed=args.seed, normalize=base.sae.normalize,
     )
     return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
+
+
+def _preset_base(args: argparse.Namespace) -> SessionConfig:
+    """Defaults for settings not given: the demo's, the paper's for the architecture (any
+    dataset kind; h = 2·d from the architecture's head), or the plain dataclass defaults."""
+    if args.preset == "paper":
+        from core.config import paper_config
+        from core.discover.backbone import head_input_dim
+
+        return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
+    if args.data == "shapes":
+        return demo_config(args.name)
+    return SessionConfig(name=args.name, sae=SAEConfig(normalize=True))  # real data: normalised
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -263,12 +278,26 @@ def _info_text(o: dict[str, Any]) -> str:
                      f"({'both classes' if shared['tracks_both'] else 'not both'})")
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
+    lines += _warning_text(o.get("warnings") or [])
     return "\n".join(lines)
 
 
+def _warning_text(warnings: list[dict[str, Any]]) -> list[str]:
+    from core.workflow.quality import warning_lines
+
+    if not warnings:
+        return ["quality: no warnings"]
+    return [f"quality: {len(warnings)} warning(s)"] + [f"  {line}" for line in warning_lines(warnings)]
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    from core.workflow.quality import session_warnings
+
     with open_session(args, read_only=True) as session:
-        emit(args, session.overview(), _info_text)
+        overview = session.overview()
+        # computed now, so sessions built before the gates existed get them too
+        overview["warnings"] = [w.to_dict() for w in session_warnings(session)]
+        emit(args, overview, _info_text)
     return 0
 
 
@@ -284,7 +313,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 out.append(f"{r['name']:<20} unreadable: {r['error']}")
             else:
                 states = " ".join(f"{k}:{v}" for k, v in r["stages"].items())
-                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}")
+                warn = f"  ⚠ {r['warnings']}" if r.get("warnings") else ""
+                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}{warn}")
         return "\n".join(out)
 
     emit(args, rows, text)
@@ -321,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-per-class", type=v.count, default=None)
     p.add_argument("--epochs", type=v.index, default=None)
     p.add_argument("--no-train", action="store_true", help="use the weights as they are (no fine-tuning)")
+    p.add_argument("--augment", choices=["none", "flip", "shift", "flip+shift"], default=None,
+                   help="backbone training augmentation (default flip+shift; flips are wrong for digits or text)")
     p.add_argument("--batch-size", type=v.count, default=None)
     p.add_argument("--lr", type=v.positive, default=None)
     p.add_argument("--schedule", choices=["constant", "onecycle"], default=None,

@@ -188,6 +188,40 @@ def cmd_groundtruth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    from core.workflow.faithfulness import run_faithfulness
+
+    for name in ("samples", "steps", "random_orders"):
+        if getattr(args, name) < (2 if name == "steps" else 1):
+            raise CliError(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
+    with open_session(args, read_only=True) as session:
+        result = run_faithfulness(
+            session, args.feature or None, args.samples, args.steps, args.random_orders,
+            args.layer, _progress(args),
+        )
+    emit(args, result, _faithfulness_text)
+    return 0
+
+
+def _faithfulness_text(r: dict[str, Any]) -> str:
+    lines = [f"deletion / insertion AUC vs random order (layer {r['layer']}, {r['steps']} steps, "
+             f"{r['samples_per_feature']} samples each, scores / intact score)",
+             f"{'class':<12}{'feature':>8}  {'FAM del':>8}{'rand':>7}  {'FAM ins':>8}{'rand':>7}"
+             f"  {'CAM del':>8}{'rand':>7}"]
+    for e in r["features"]:
+        f, c = e["gradfam"], e["gradcam"]
+        lines.append(f"{e['class_name']:<12}{e['feature']:>8}  {f['deletion']:>8.3f}"
+                     f"{f['deletion_random']:>7.3f}  {f['insertion']:>8.3f}{f['insertion_random']:>7.3f}"
+                     f"  {c['deletion']:>8.3f}{c['deletion_random']:>7.3f}")
+    s = r["summary"]
+    lines.append(f"Grad-FAM deletion below random: {s['gradfam']['deletion_below_random']}/"
+                 f"{s['gradfam']['n']}; Grad-CAM: {s['gradcam']['deletion_below_random']}/"
+                 f"{s['gradcam']['n']}")
+    if r["figure"]:
+        lines.append(f"figure: {r['figure']}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- parser
 
 
@@ -248,3 +282,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-record", action="store_true",
                    help="do not store the scores (opens the session read-only)")
     p.set_defaults(func=cmd_groundtruth)
+
+    p = sub.add_parser("faithfulness", parents=[common],
+                       help="deletion/insertion curves of Grad-FAM and Grad-CAM vs random order")
+    p.add_argument("session")
+    p.add_argument("--feature", type=int, action="append", default=None,
+                   help="SAE feature (repeatable; default: every class's dominant feature)")
+    p.add_argument("--samples", type=int, default=4, help="test samples per feature (default 4)")
+    p.add_argument("--steps", type=int, default=20, help="points per curve − 1 (default 20)")
+    p.add_argument("--random-orders", type=int, default=3, help="random orders averaged (default 3)")
+    p.add_argument("--layer", default=None, help="saliency layer (default per SPEC §6)")
+    p.set_defaults(func=cmd_faithfulness)

@@ -50,6 +50,9 @@ class ClassLogit:
     ``z`` is the logit at strength 0 and ``S`` its first-order slope (``z(s) ≈ z − s·S`` when
     suppressing), which gives the analytic α_crit; ``first_order_exact`` says whether that
     estimate is exact for this modulation. ``search_max(analytic)`` bounds the root search.
+    ``total_ablation_at``: the strength from which the edit has switched off every coordinate
+    it touches (clamped suppression: ``1/min_j |D_jk|``), None where there is no such point. A
+    root found only there is no crossing (SPEC §4): the feature alone cannot flip the sample.
     """
 
     z: torch.Tensor
@@ -57,6 +60,7 @@ class ClassLogit:
     evaluate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     search_max: Callable[[torch.Tensor], float]
     first_order_exact: bool
+    total_ablation_at: float | None = None
 
 
 class EditMethod(ABC):

@@ -93,14 +93,18 @@ def rome_sweep(
     n_points: int = DEFAULT_N_ALPHAS,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    key: torch.Tensor | None = None,
 ) -> SweepResult:
     """Per-class accuracy vs the ROME target value ``t``.
+
+    ``key``: an explicit key vector (control sweeps), instead of the class mean / a sample.
 
     The automatic grid starts at ``t = W_c·k`` (no change) and descends by the depth given by
     the shared auto-range rule (1.5× the 95th percentile of the target samples' flip points).
     """
     check_data(A, labels, W)
-    key = rome_key(A, labels, target_class, sample_index).to(W)
+    custom = key is not None
+    key = (rome_key(A, labels, target_class, sample_index) if key is None else key).to(W)
     z_key = float(W[target_class] @ key)
     reach = A @ key / (key @ key)  # (N,) how much of the key each sample contains
     Z0 = logits(A, W, b)
@@ -123,7 +127,7 @@ def rome_sweep(
         progress=progress,
         cancel=cancel,
     )
-    source = "class_mean" if sample_index is None else f"sample:{sample_index}"
+    source = "custom" if custom else "class_mean" if sample_index is None else f"sample:{sample_index}"
     return SweepResult(
         method="rome",
         features=[],
@@ -180,7 +184,7 @@ class RomeMethod(EditMethod):
             raise ValueError("the ROME baseline only suppresses; use --mode suppress")
         return rome_sweep(
             x.A, x.labels, x.W, x.b, target_class, strengths, options.get("sample_index"),
-            n_points, progress, cancel,
+            n_points, progress, cancel, options.get("key"),
         )
 
 

@@ -395,6 +395,16 @@ def search_alpha_max(
     return max(2.0 * float(finite.max()), fallback) if finite.numel() else fallback
 
 
+def total_ablation_alpha(d_k: torch.Tensor, modulation: str, mode: str = "suppress") -> float | None:
+    """Clamped suppression: ``1 / min_j |D_jk|`` over the non-zero entries, the α from which
+    every coordinate the feature touches has factor 0 (None for other settings)."""
+    if modulation != "clamped" or mode != "suppress":
+        return None
+    d_abs = d_k.double().abs()
+    nonzero = d_abs[d_abs > 0]
+    return None if nonzero.numel() == 0 else 1.0 / float(nonzero.min())
+
+
 # ----------------------------------------------------------------------------- the method
 
 
@@ -451,6 +461,7 @@ class SalveMethod(EditMethod):
             evaluate=evaluate,
             search_max=lambda analytic: search_alpha_max(d_k, analytic, modulation, mode),
             first_order_exact=modulation == "linear" or mode == "enhance",
+            total_ablation_at=total_ablation_alpha(d_k, modulation, mode),
         )
 
 

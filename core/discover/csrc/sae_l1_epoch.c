@@ -4,8 +4,9 @@
  * Why this exists: at batch 32 the SAE step is five small matmuls (32×512×64), and on CPUs where
  * the BLAS that torch ships picks a narrow code path (MKL on AMD runs AVX2, not AVX-512) each
  * one costs ~17 µs through torch, plus ~2 µs of Python and dispatch per op. The matmuls below are
- * plain register-blocked loops over GCC/Clang vector types, compiled with -march=native by
- * core/native.py, so they use the widest vectors the machine has. core/sae.py calls this for
+ * plain register-blocked loops over GCC/Clang vector types, compiled by core/discover/native.py
+ * for a portable baseline with -ffp-contract=off (no FMA contraction), so the results are the
+ * same on every CPU; the vector width only changes speed. core/sae.py calls this for
  * the L1 kind on CPU float32 and falls back to its torch path otherwise; tests/test_sae.py checks
  * both paths against autograd + torch.optim.Adam.
  *

@@ -28,6 +28,7 @@ from textual.worker import get_current_worker
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import class_name, delta_text, fmt_percent
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.selectivity import SelectivityPanel
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
@@ -187,6 +188,7 @@ class EditPreviewScreen(SessionScreen):
             yield DataTable(id="edit-table", cursor_type="row", zebra_stripes=False)
             with Vertical(id="edit-right"):  # the curve is mounted by show(): plotext loads in load()
                 yield Static(id="edit-confusion", markup=False)
+                yield SelectivityPanel(id="edit-selectivity")
         yield Static(id="edit-status", markup=False)
         yield Footer(compact=True)
 
@@ -412,6 +414,8 @@ class EditPreviewScreen(SessionScreen):
             return
         self.curve = result
         self._draw()
+        if self.inputs is not None:
+            self.query_one(SelectivityPanel).show_for(self.session, result, self.inputs)
 
     def steps(self) -> tuple[float, float]:
         """(coarse, fine) strength steps from the curve's range (1.0 / 0.1 until it is known)."""

@@ -120,6 +120,7 @@ class DashboardScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="session-config", markup=False)
+        yield Static(id="quality", markup=False)
         yield StageTable(id="stages", cursor_type="row", zebra_stripes=False)
         yield Static(id="next-step", markup=False)
         yield JobProgressPanel(id="progress")
@@ -143,6 +144,7 @@ class DashboardScreen(SessionScreen):
     def refresh_from_session(self) -> None:
         session = self.session
         self.query_one("#session-config", Static).update(f"{session.name}: {config_line(session.config.to_dict())}")
+        self._show_quality(session.summary().get("warnings") or [])
         stages = session.stages()
         effective = effective_states(stages)
         table = self.query_one(StageTable)
@@ -165,6 +167,14 @@ class DashboardScreen(SessionScreen):
         messages = {name: state.message for name, state in stages.items()}
         self.query_one("#next-step", Static).update(
             next_step_text(effective, self.salve.jobs.busy, keys, messages))
+
+    def _show_quality(self, warnings: list[dict]) -> None:
+        """One yellow line naming the quality warnings stored after the last stage (if any)."""
+        widget = self.query_one("#quality", Static)
+        widget.display = bool(warnings)
+        codes = ", ".join(w["code"] for w in warnings)
+        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (salve info for values)",
+                           style="yellow", no_wrap=True, overflow="ellipsis"))
 
     def _running_stage(self) -> str | None:
         job = self.salve.jobs.current

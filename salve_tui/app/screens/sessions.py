@@ -114,6 +114,9 @@ class SessionsScreen(SalveScreen):
                 text.append(f"{glyph} {state}  ", style=colour)
             for stage, message in (row.get("failed") or {}).items():  # kept until it is rerun
                 text.append(f"\n✗ {stage} failed: {message}", style="red")
+            if row.get("warnings"):
+                text.append(f"\n⚠ {row['warnings']} quality warning(s) (salve info {row['name']})",
+                            style="yellow")
             detail.update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

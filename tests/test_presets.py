@@ -1,0 +1,53 @@
+"""`--preset paper` per architecture and dataset kind, and the augmentation setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.config import BackboneConfig, augment_mode
+from core.discover.backbone import augment_batch
+from salve_tui.cli.main import main
+
+
+@pytest.mark.parametrize(("arch", "d", "epochs", "sae_batch"),
+                         [("resnet18", 512, 10, 32), ("vit_tiny", None, 5, 16)])
+@pytest.mark.parametrize("data", ["shapes", "imagefolder"])
+def test_paper_preset(tmp_path: Path, capsys, arch: str, d: int | None, epochs: int,
+                      sae_batch: int, data: str) -> None:
+    from core.discover.backbone import head_input_dim
+
+    d = d or head_input_dim(arch, 64)
+    args = ["new", f"p-{arch}-{data}", "--sessions-dir", str(tmp_path), "--preset", "paper",
+            "--arch", arch, "--data", data, "--image-size", "64", "--json"]
+    if data == "imagefolder":
+        (tmp_path / "images").mkdir()
+        args += ["--data-path", str(tmp_path / "images")]
+    assert main(args) == 0
+    cfg = json.loads(capsys.readouterr().out)["config"]
+    b, s = cfg["backbone"], cfg["sae"]
+    assert (b["epochs"], b["batch_size"], b["lr"], b["schedule"]) == (epochs, 16, 1e-4, "constant")
+    assert (s["epochs"], s["batch_size"], s["lr_step_epochs"], s["lr_gamma"]) == (1000, sae_batch, 200, 0.8)
+    assert s["hidden"] == 2 * d  # overcomplete by default
+
+
+def test_augment_setting(tmp_path: Path, capsys) -> None:
+    assert main(["new", "digits", "--sessions-dir", str(tmp_path), "--augment", "shift", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["backbone"]["augment"] == "shift"
+    assert augment_mode(True) == "flip+shift" and augment_mode(False) == "none"
+    assert "augment must be one of" in " ".join(BackboneConfig(augment="rotate").validate())
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert torch.equal(augment_batch(x, torch.Generator().manual_seed(0), mode="none"), x)
+    flipped = augment_batch(x, torch.Generator().manual_seed(0), mode="flip")
+    for i in range(2):  # each image is itself or its mirror, never shifted
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+    # flip+shift consumes the generator as before (stored sessions train the same way)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    both = augment_batch(x, g1, mode="flip+shift")
+    flip = torch.rand(2, generator=g2) < 0.5
+    ref = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-4, 5, (2,), generator=g2))
+    assert torch.equal(both, torch.roll(ref, shifts=(dy, dx), dims=(-2, -1)))

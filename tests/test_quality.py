@@ -1,0 +1,103 @@
+"""Quality gates (core.workflow.quality): hand-worked thresholds and a real tiny session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.store.session import Session
+from core.workflow.quality import (
+    check_backbone,
+    check_baseline,
+    check_rankings,
+    check_sae,
+    per_class_test_accuracy,
+    record_warnings,
+    session_warnings,
+)
+from salve_tui.cli.main import main
+
+
+def test_backbone_near_chance_threshold_is_halfway() -> None:
+    # 10 classes: chance .1, warn below .1 + .5·.9 = .55 (the issue's ViT at 35% warns).
+    (w,) = check_backbone(0.35, 10)
+    assert w.code == "backbone_near_chance" and w.value == 0.35
+    assert w.threshold == pytest.approx(0.55)
+    assert check_backbone(0.55, 10) == []
+
+
+def test_sae_gates() -> None:
+    codes = {w.code: w for w in check_sae(hidden=64, dim=64, l0=55, dead=20)}
+    assert set(codes) == {"sae_not_overcomplete", "sae_dense", "sae_many_dead"}
+    assert codes["sae_dense"].value == pytest.approx(55 / 64)
+    assert codes["sae_many_dead"].value == pytest.approx(20 / 64)
+    assert check_sae(hidden=2048, dim=512, l0=100, dead=10) == []
+
+
+def test_rankings_gates_shared_and_weak() -> None:
+    # class 0 and 1 share f0; class 2: top 1.0 vs second .8 → ratio 1.25 < 1.5.
+    M = np.array([[3.0, 0.1, 0.0], [-2.0, 0.5, 0.0], [0.0, 0.8, -1.0]])
+    codes = {w.code: w for w in check_rankings(M, ["a", "b", "c"])}
+    assert codes["shared_dominant"].value == 2 and "f0: a, b" in codes["shared_dominant"].message
+    assert codes["weak_dominance"].value == pytest.approx(1.25)
+    assert "c 1.25×" in codes["weak_dominance"].message
+
+
+def test_baseline_gate() -> None:
+    logits = np.array([[1, 0], [1, 0], [1, 0], [0, 1]], dtype=float)
+    labels = np.array([0, 0, 1, 1])
+    acc = per_class_test_accuracy(logits, labels, 2)
+    assert acc.tolist() == [1.0, 0.5]
+    assert check_baseline(acc, ["a", "b"]) == []
+    (w,) = check_baseline(np.array([1.0, 0.05]), ["a", "b"])
+    assert w.code == "already_suppressed" and w.value == 1
+
+
+def test_session_warnings_recorded_and_in_info(tmp_path: Path, built_session_path: Path, capsys) -> None:
+    path = tmp_path / "tiny.h5"
+    shutil.copyfile(built_session_path, path)
+    with Session.open(path) as session:
+        warnings = session_warnings(session)
+        # The tiny session: 1 epoch on 80 images (near chance), h=16 < d=512.
+        codes = {w.code for w in warnings}
+        assert {"backbone_near_chance", "sae_not_overcomplete"} <= codes
+        record_warnings(session)
+        assert len(session.summary()["warnings"]) == len(warnings)
+    assert main(["info", str(path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {w["code"] for w in payload["warnings"]} == codes
+    assert all({"code", "value", "threshold", "message"} <= set(w) for w in payload["warnings"])
+    assert main(["info", str(path)]) == 0
+    assert "⚠ backbone_near_chance" in capsys.readouterr().out
+
+
+async def test_dashboard_and_sessions_list_show_the_warnings(tmp_path: Path, built_session_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_tui_helpers import wait_for
+    from textual.widgets import Static
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.dashboard import DashboardScreen
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    with Session.open(folder / "tiny.h5") as session:
+        n = len(record_warnings(session))
+    app = SalveApp(sessions_folder=folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        detail = str(app.screen.query_one("#session-detail", Static).render())
+        assert f"⚠ {n} quality warning(s)" in detail
+    app = SalveApp(sessions_folder=folder, start_session="tiny")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10, "the dashboard")
+        await pilot.pause()
+        line = app.screen.query_one("#quality", Static)
+        assert line.display and "backbone_near_chance" in str(line.render())
