@@ -1,7 +1,7 @@
 """GPU measurements in one run (issue 13, item 5): everything `bench/gpu.sh` records.
 
 1. SAE epoch time on the device: the project trainer (``train_sae``, torch engine on CUDA)
-   against the obvious loop (DataLoader, nn.Module, torch.optim.Adam, backward) on the same
+   against the obvious loop (``bench_sae.train_obvious``: DataLoader, Adam, backward) on the same
    data, schedule and batch, in the same run.
 2. Activation extraction images/s for ResNet-18 and ViT-B/16 at 224 px: the project's capture
    path (``iter_activations``: uint8 source, on-the-fly normalisation, hook on the final linear,
@@ -28,18 +28,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_sae import train_obvious  # noqa: E402
 from bench_saliency import naive_grad_fam, run_grad_cam  # noqa: E402
 
 from core.config import SAEConfig  # noqa: E402
 from core.discover.activations import iter_activations  # noqa: E402
 from core.discover.data import ArrayImageSource  # noqa: E402
-from core.discover.sae import SparseAutoencoder  # noqa: E402
 from core.discover.sae_train import train_sae  # noqa: E402
 from core.validate.saliency import grad_fam  # noqa: E402
 
@@ -65,26 +64,6 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float
 # ----------------------------------------------------------------------------- 1. SAE
 
 
-def obvious_sae_epochs(x: torch.Tensor, cfg: SAEConfig, device: torch.device) -> list[float]:
-    model = SparseAutoencoder(x.shape[1], cfg.hidden, generator=torch.Generator().manual_seed(0)).to(device)
-    loader = DataLoader(TensorDataset(x.to(device)), batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator(device="cpu").manual_seed(0))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    times = []
-    for _ in range(cfg.epochs):
-        sync(device)
-        start = time.perf_counter()
-        for (batch,) in loader:
-            u, a_hat = model(batch)
-            loss = torch.mean((a_hat - batch) ** 2) + cfg.l1_coeff * torch.mean(torch.abs(u))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def project_sae_epochs(x: torch.Tensor, cfg: SAEConfig, device: torch.device) -> tuple[list[float], str]:
     stamps: list[float] = []
 
@@ -103,7 +82,7 @@ def bench_sae(device: torch.device, n: int, d: int, h: int, batch: int, epochs: 
     x = torch.relu(torch.randn(n, 32, generator=g) @ torch.randn(32, d, generator=g)
                    + 0.1 * torch.randn(n, d, generator=g))
     cfg = SAEConfig(hidden=h, epochs=epochs, batch_size=batch, lr_step_epochs=max(1, epochs), l1_coeff=0.1)
-    obvious = obvious_sae_epochs(x, cfg, device)
+    _, obvious = train_obvious(x, cfg, 0, device)
     ours, engine = project_sae_epochs(x, cfg, device)
     o, p = min(obvious), min(ours)
     return [

@@ -46,10 +46,13 @@ def synthetic_activations(n: int = 9469, d: int = 512, rank: int = 24, seed: int
     return torch.relu(centres[labels] + codes @ mixing + noise)
 
 
-def train_obvious(x: torch.Tensor, cfg: SAEConfig, seed: int) -> tuple[SparseAutoencoder, list[float]]:
-    """The straightforward loop; returns the model and per-epoch wall times."""
-    model = SparseAutoencoder(x.shape[1], cfg.hidden, cfg.kind, cfg.k, generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(TensorDataset(x), batch_size=cfg.batch_size, shuffle=True,
+def train_obvious(x: torch.Tensor, cfg: SAEConfig, seed: int,
+                  device: torch.device | str = "cpu") -> tuple[SparseAutoencoder, list[float]]:
+    """The straightforward loop; returns the model and per-epoch wall times (on ``device``)."""
+    device = torch.device(device)
+    model = SparseAutoencoder(x.shape[1], cfg.hidden, cfg.kind, cfg.k,
+                              generator=torch.Generator().manual_seed(seed)).to(device)
+    loader = DataLoader(TensorDataset(x.to(device)), batch_size=cfg.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
@@ -65,6 +68,8 @@ def train_obvious(x: torch.Tensor, cfg: SAEConfig, seed: int) -> tuple[SparseAut
             optimizer.step()
             epoch_loss += loss.item()
         scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return model, times
 

@@ -10,12 +10,11 @@ the shards in row order; the rows are those a single-process run computes, batch
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_write
 from core.discover.distributed import DistContext, barrier, batch_shard
 from core.jobs import CancelToken, ProgressFn, ProgressReporter
 from core.store.session import Session
@@ -39,16 +38,8 @@ def _write_shard(path: Path, start: int, stop: int, rows: list) -> None:
     if rows:
         arrays.update(a=np.concatenate([r[1] for r in rows]), logits=np.concatenate([r[2] for r in rows]),
                       labels=np.concatenate([r[3] for r in rows]))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb", overwrite=True) as handle:  # a killed rank leaves no half shard
+        np.savez(handle, **arrays)
 
 
 def _shard_is_complete(path: Path, start: int, stop: int) -> bool:

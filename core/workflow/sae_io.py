@@ -9,13 +9,12 @@ stage stale so SALVE runs on the imported features after ``salve run SESSION ran
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.atomic import refuse_existing, write_bytes, write_text
 from core.discover.sae_interop import (
     CFG_FILE,
     WEIGHTS_FILE,
@@ -34,21 +33,6 @@ from core.workflow.pipeline import (
 )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader sees the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_saelens(session: Session, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the session's SAE to ``out_dir`` in SAELens naming; returns the written paths."""
     from safetensors.numpy import save as save_safetensors
@@ -58,9 +42,8 @@ def export_saelens(session: Session, out_dir: str | Path, force: bool = False) -
     if out.exists() and not out.is_dir():
         raise InteropError(f"{out} is a file; give a folder for cfg.json and {WEIGHTS_FILE}")
     targets = [out / CFG_FILE, out / WEIGHTS_FILE]
-    existing = [p for p in targets if p.exists()]
-    if existing and not force:
-        raise InteropError(f"{existing[0]} already exists; pass --force to overwrite it")
+    for path in targets:
+        refuse_existing(path, overwrite=force)
     out.mkdir(parents=True, exist_ok=True)
     config = session.config.sae
     kind = sae_kind(session)
@@ -69,8 +52,8 @@ def export_saelens(session: Session, out_dir: str | Path, force: bool = False) -
         {"model_name": session.config.backbone.arch, "salve_session": session.name},
     )
     # Weights first, config last: a folder with a cfg.json always has the weights it describes.
-    _write_atomic(targets[1], save_safetensors(tensors))
-    _write_atomic(targets[0], (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(targets[1], save_safetensors(tensors), overwrite=True)
+    write_text(targets[0], json.dumps(cfg, indent=2, sort_keys=True) + "\n", overwrite=True)
     return {"folder": str(out), "files": [str(p) for p in targets], "d_in": cfg["d_in"],
             "d_sae": cfg["d_sae"], "activation_fn": cfg["activation_fn"]}
 
