@@ -227,3 +227,15 @@ def test_rewrites_do_not_grow_the_file(session: Session) -> None:
     assert session.path.stat().st_size < 1 << 20
     assert session.read_array("keep").sum() == 1000 and session.has("after3")
     assert session.stages()["data"].state == "pending"  # JSON documents survive the repack
+
+
+def test_rows_slices_without_loading_everything(session: Session) -> None:
+    a = np.arange(40, dtype=np.float32).reshape(10, 4)
+    with session.transaction() as tx:
+        tx.write_array("activations/train/a", a)
+    with session.rows("activations/train/a") as ds:
+        assert ds.shape == (10, 4)
+        assert np.array_equal(ds[3:7], a[3:7])
+    with pytest.raises(KeyError, match="run the stage"):
+        with session.rows("activations/train/missing"):
+            pass

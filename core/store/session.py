@@ -537,6 +537,18 @@ class Session:
             )
             return out
 
+    @contextmanager
+    def rows(self, key: str) -> Iterator[h5py.Dataset]:
+        """A read-only dataset to slice block by block (``ds[i:j]``) without loading it all.
+
+        Out-of-core code reads large arrays (activations, logits) through this; the dataset is
+        only valid inside the ``with`` block.
+        """
+        with self.reader() as f:
+            if key not in f:
+                raise KeyError(f"session {self.name} has no '{key}' yet; run the stage that produces it")
+            yield f[key]
+
     def array_shape(self, key: str) -> tuple[int, ...] | None:
         with self.reader() as f:
             return tuple(f[key].shape) if key in f else None
