@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from core.atomic import OutputExists, WriteFailed, atomic_write, default_file_mode, overwrite_policy
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.edits import build_spec
 from core.workflow.export import export_edited_model, load_exported, sidecar_path
 from core.workflow.inputs import load_inputs
@@ -21,7 +20,7 @@ from core.workflow.inputs import load_inputs
 @pytest.fixture
 def session(tmp_path: Path, built_session_path: Path):
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     with Session.open(path) as s:
         yield s
 

@@ -6,11 +6,11 @@ import contextlib
 import hashlib
 import io
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
 
+from core.store.session import copy_session
 from salve_tui.cli.main import main
 
 LONG = "n" * 300
@@ -41,7 +41,7 @@ class Evil:
 def workspace(built_session_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bad-values")
     (root / "sessions").mkdir()
-    shutil.copyfile(built_session_path, root / "sessions" / "tiny.h5")
+    copy_session(built_session_path, root / "sessions" / "tiny.h5")
     (root / "empty.pt").write_bytes(b"")
     (root / "text.pt").write_text("just some notes\n")
     with open(root / "evil.pt", "wb") as f:

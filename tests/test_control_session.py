@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from core.control.curves import per_class_accuracy
 from core.control.edit import replay
 from core.control.spec import EditSpec
 from core.control.sweep import edit_effect
-from core.store.session import Session, SessionError
+from core.store.session import Session, SessionError, copy_session
 from core.workflow.alpha_crit import load_alpha_crit, run_alpha_crit
 from core.workflow.edits import (
     build_spec,
@@ -35,7 +34,7 @@ from salve_tui.cli.main import main
 @pytest.fixture
 def session_path(tmp_path: Path, built_session_path: Path) -> Path:
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     return path
 
 

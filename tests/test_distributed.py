@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from core.discover.distributed import batch_shard
 from core.discover.sae_train import DataParallel
-from core.store.session import Session
+from core.store.session import Session, copy_session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +50,8 @@ def _single(path: Path, stage: str) -> subprocess.CompletedProcess:
 
 def test_torchrun_activations_equal_a_single_process_run(tmp_path: Path, built_session_path: Path) -> None:
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    shutil.copyfile(built_session_path, one)
-    shutil.copyfile(built_session_path, two)
+    copy_session(built_session_path, one)
+    copy_session(built_session_path, two)
     _single(one, "activations")  # the reference, with the same thread count as each rank
     out = _torchrun(two, "activations")
     assert "done" in out.stdout and "2 processes" in out.stdout
@@ -68,8 +67,8 @@ def test_torchrun_activations_equal_a_single_process_run(tmp_path: Path, built_s
 
 def test_torchrun_sae_matches_single_process_training(tmp_path: Path, built_session_path: Path) -> None:
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    shutil.copyfile(built_session_path, one)
-    shutil.copyfile(built_session_path, two)
+    copy_session(built_session_path, one)
+    copy_session(built_session_path, two)
     _single(one, "sae")
     _torchrun(two, "sae")
     with Session.open(one, read_only=True) as a, Session.open(two, read_only=True) as b:
@@ -85,7 +84,7 @@ def test_torchrun_sae_matches_single_process_training(tmp_path: Path, built_sess
 @pytest.mark.slow
 def test_torchrun_refuses_other_stages(tmp_path: Path, built_session_path: Path) -> None:
     path = tmp_path / "s.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "salve_tui.cli.main", "run", str(path), "rankings"],

@@ -8,7 +8,6 @@ exported file's head against ``replay`` of the active edits.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 
 from core.control.edit import replay_linear
 from core.control.sweep import edit_effect
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.edits import (
     active_edits,
     build_spec,
@@ -40,7 +39,7 @@ from salve_tui.cli.main import main as salve
 @pytest.fixture
 def session_path(tmp_path: Path, built_session_path: Path) -> Path:
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     return path
 
 

@@ -4,7 +4,6 @@ run on the test images, predicts exactly what the cached activations predict und
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,11 +22,13 @@ from core.workflow.pipeline import load_data, run_pipeline
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import tiny_config  # noqa: E402
 
+from core.store.session import copy_session
+
 
 @pytest.fixture
 def session(tmp_path: Path, built_session_path: Path):
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     with Session.open(path) as s:
         yield s
 

@@ -4,12 +4,12 @@ and the session command on a real tiny session."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from core.store.session import copy_session
 from core.validate.faithfulness import auc, perturbed, saliency_order, sample_curves
 from salve_tui.cli.main import main
 
@@ -58,7 +58,7 @@ def test_perturbed_endpoints_and_order() -> None:
 
 def test_faithfulness_command_json(tmp_path: Path, built_session_path: Path, capsys) -> None:
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     rc = main(["faithfulness", str(path), "--feature", "1", "--samples", "2", "--steps", "4",
                "--random-orders", "1", "--json"])
     assert rc == 0

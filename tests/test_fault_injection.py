@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.store.session import Session, verify_session
+from core.store.session import Session, copy_session, verify_session
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW_TINY = ["--image-size", "32", "--n-train", "80", "--n-test", "40", "--epochs", "2", "--batch-size", "16",
@@ -89,7 +89,7 @@ def assert_csv_intact(path: Path, good: str) -> None:
 def _copy_session(built: Path, tmp: Path) -> Path:
     folder = tmp / "sessions"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(built, folder / "tiny.h5")
+    copy_session(built, folder / "tiny.h5")
     return folder
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow import pipeline
 from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
 from salve_tui.cli.main import main as salve
@@ -50,7 +49,7 @@ def test_built_session_is_consistent(built_session_path: Path) -> None:
 def test_cancelled_sae_resumes_to_the_same_weights(built_session_path: Path, tmp_path: Path) -> None:
     """Cancel mid-training, reopen, rerun: the result equals an uninterrupted run exactly."""
     path = tmp_path / "resume.h5"
-    shutil.copy(built_session_path, path)
+    copy_session(built_session_path, path)
     reference = Session.open(built_session_path, read_only=True).read_arrays("sae/weights")
     token = CancelToken()
 
@@ -75,7 +74,7 @@ def test_cancelled_sae_resumes_to_the_same_weights(built_session_path: Path, tmp
 def test_activation_stream_resumes_after_cancel(built_session_path: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "acts.h5"
-    shutil.copy(built_session_path, path)
+    copy_session(built_session_path, path)
     reference = Session.open(built_session_path, read_only=True).read_arrays("activations/train")
     monkeypatch.setattr(pipeline, "COMMIT_INTERVAL_S", 0.0)  # commit every batch
     token = CancelToken()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.quality import (
     check_backbone,
     check_baseline,
@@ -59,7 +58,7 @@ def test_baseline_gate() -> None:
 
 def test_session_warnings_recorded_and_in_info(tmp_path: Path, built_session_path: Path, capsys) -> None:
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     with Session.open(path) as session:
         warnings = session_warnings(session)
         # The tiny session: 1 epoch on 80 images (near chance), h=16 < d=512.
@@ -87,7 +86,7 @@ async def test_dashboard_and_sessions_list_show_the_warnings(tmp_path: Path, bui
 
     folder = tmp_path / "sessions"
     folder.mkdir()
-    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    copy_session(built_session_path, folder / "tiny.h5")
     with Session.open(folder / "tiny.h5") as session:
         n = len(record_warnings(session))
     app = SalveApp(sessions_folder=folder)

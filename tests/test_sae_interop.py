@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from safetensors.numpy import load_file, save_file
 
 from core.discover.sae import sae_from_arrays
 from core.discover.sae_interop import InteropError, expected_average_scale, from_saelens, to_saelens
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.pipeline import load_sae_arrays, run_stage
 from core.workflow.sae_io import import_sae
 from salve_tui.cli.main import main
@@ -22,7 +21,7 @@ from salve_tui.cli.main import main
 @pytest.fixture
 def session_path(tmp_path: Path, built_session_path: Path) -> Path:
     path = tmp_path / "tiny.h5"
-    shutil.copyfile(built_session_path, path)
+    copy_session(built_session_path, path)
     return path
 
 

@@ -21,10 +21,13 @@ from core.store.session import (
     SessionError,
     SessionLocked,
     SessionTooNew,
+    copy_session,
+    data_dir,
     delete_session,
     list_sessions,
     resolve_session_path,
     sessions_dir,
+    verify_session,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,11 +134,13 @@ def test_kill_9_mid_transaction_keeps_last_commit(tmp_path: Path) -> None:
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert list(tmp_path.glob(".crash.h5.tmp-*")), "the half-done transaction left its temp copy"
+    assert len(list((tmp_path / "crash.data").glob("big-*.h5"))) == 1  # its array file, never committed
     with Session.open(path) as s:  # writer reopens: lock free, stale temp removed
         assert s.read_json("summary") == {"committed": True}
         assert s.stages()["data"].state == "done"
         assert not s.has("big")
     assert not list(tmp_path.glob(".crash.h5.tmp-*"))
+    assert list((tmp_path / "crash.data").iterdir()) == []  # the orphan array file is collected
 
 
 def test_corrupt_and_foreign_files(tmp_path: Path) -> None:
@@ -222,9 +227,11 @@ def test_rewrites_do_not_grow_the_file(session: Session) -> None:
         with session.transaction() as tx:
             tx.write_array("checkpoint", np.full((1 << 21,), i, np.float64))  # 16 MiB each time
             tx.write_array(f"after{i}", np.ones(10))
+        assert len(list(data_dir(session.path).iterdir())) == 1  # replaced array files are deleted
     with session.transaction() as tx:
         tx.delete("checkpoint")
     assert session.path.stat().st_size < 1 << 20
+    assert list(data_dir(session.path).iterdir()) == []
     assert session.read_array("keep").sum() == 1000 and session.has("after3")
     assert session.stages()["data"].state == "pending"  # JSON documents survive the repack
 
@@ -239,3 +246,145 @@ def test_rows_slices_without_loading_everything(session: Session) -> None:
     with pytest.raises(KeyError, match="run the stage"):
         with session.rows("activations/train/missing"):
             pass
+
+
+# ----------------------------------------------------------------------------- array files (schema 2)
+
+
+def test_large_arrays_live_in_files_of_their_own(session: Session) -> None:
+    """The small file stays small however much data the session holds: writes do not copy it."""
+    big = np.random.default_rng(0).random((4000, 768)).astype(np.float32)  # 12 MB
+    with session.transaction() as tx:
+        tx.write_array("activations/test/a", big)
+        tx.write_arrays("sae/weights", {"encoder.weight": big[:2000], "encoder.bias": np.ones(2000)})
+        tx.write_array("small", np.arange(10))
+    assert session.path.stat().st_size < 200_000
+    files = sorted(p.name for p in data_dir(session.path).iterdir())
+    assert len(files) == 2 and files[0].startswith("activations-test-a-") and files[1].startswith("sae-weights-")
+    assert np.array_equal(session.read_array("activations/test/a"), big)
+    weights = session.read_arrays("sae/weights")
+    assert np.array_equal(weights["encoder.weight"], big[:2000]) and weights["encoder.bias"].sum() == 2000
+    with h5py.File(session.path, "r") as f:  # one tree: h5py sees the arrays where they were written
+        assert f["activations/test/a"].is_virtual and f["activations/test/a"].shape == (4000, 768)
+        assert not f["small"].is_virtual
+    assert session.overview()["size_bytes"] > big.nbytes  # the session's size counts its array files
+
+
+def test_append_rows_never_rewrites_earlier_rows(session: Session) -> None:
+    a = np.arange(50, dtype=np.float32).reshape(25, 2)
+    with session.transaction() as tx:
+        tx.append_rows("activations/train", 0, 25, {"a": a[:10], "labels": np.arange(10)})
+    first = sorted(data_dir(session.path).iterdir())
+    stamp = first[0].stat().st_mtime_ns
+    with session.transaction() as tx:
+        tx.append_rows("activations/train", 10, 25, {"a": a[10:25], "labels": np.arange(10, 25)})
+    assert first[0].stat().st_mtime_ns == stamp and len(list(data_dir(session.path).iterdir())) == 2
+    assert np.array_equal(session.read_array("activations/train/a"), a)
+    assert session.read_array("activations/train/labels").tolist() == list(range(25))
+    with session.transaction() as tx:  # a resumed run continues where the last commit ended
+        with pytest.raises(ValueError, match="cannot continue at 5"):
+            tx.append_rows("activations/train", 5, 25, {"a": a[5:10], "labels": np.arange(5)})
+    with session.transaction() as tx:  # starting at row 0 replaces every shard
+        tx.append_rows("activations/train", 0, 3, {"a": a[:3] * 0, "labels": np.zeros(3, np.int64)})
+    assert session.read_array("activations/train/a").sum() == 0
+    assert len(list(data_dir(session.path).iterdir())) == 1
+
+
+def test_failed_transaction_leaves_no_array_file(session: Session) -> None:
+    with pytest.raises(RuntimeError):
+        with session.transaction() as tx:
+            tx.write_array("big", np.zeros((1000, 1000)))
+            assert len(list(data_dir(session.path).iterdir())) == 1
+            raise RuntimeError("boom")
+    assert list(data_dir(session.path).iterdir()) == [] and not session.has("big")
+
+
+def test_missing_or_damaged_array_file_is_named(session: Session) -> None:
+    with session.transaction() as tx:
+        tx.write_array("activations/test/a", np.ones((1000, 512), np.float32))
+    array_file = next(data_dir(session.path).iterdir())
+    with h5py.File(array_file, "r") as g:
+        ds = g["data"]
+        offset = ds.id.get_chunk_info(0).byte_offset
+    raw = bytearray(array_file.read_bytes())
+    raw[offset + 16] ^= 0xFF
+    array_file.chmod(0o644)
+    array_file.write_bytes(bytes(raw))
+    with pytest.raises(SessionCorrupt, match="activations/test/a"):
+        session.read_array("activations/test/a")
+    report = verify_session(session.path)
+    assert not report.ok and "activations/test/a" in report.problems[0]
+    array_file.unlink()  # HDF5 would read a missing file as zeros: the store refuses instead
+    with pytest.raises(SessionCorrupt, match=r"missing.*salve copy"):
+        session.read_array("activations/test/a")
+    with pytest.raises(SessionCorrupt, match="missing"):
+        with session.rows("activations/test/a"):
+            pass
+    assert "missing" in verify_session(session.path).problems[0]
+
+
+def _schema_1_session(path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
+    """A session as schema 1 wrote it: every array inside the one file."""
+    import core.store.session as store
+
+    big = np.arange(600_000, dtype=np.float32).reshape(1000, 600)
+    monkeypatch.setattr(store, "EXTERNAL_MIN_BYTES", 1 << 62)
+    with Session.create(path, demo_config("old")) as s:
+        with s.transaction() as tx:
+            tx.write_array("activations/test/a", big)
+            tx.write_array("rankings/dominant", np.arange(3))
+    monkeypatch.undo()
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 1
+    return big
+
+
+def test_schema_1_sessions_open_and_migrate_on_first_write(tmp_path: Path, monkeypatch, caplog) -> None:
+    path = tmp_path / "old.h5"
+    big = _schema_1_session(path, monkeypatch)
+    with Session.open(path, read_only=True) as reader:  # read as it is, nothing changes
+        assert np.array_equal(reader.read_array("activations/test/a"), big)
+        assert reader.overview()["schema_version"] == 1
+    size_before = path.stat().st_size
+    with Session.open(path) as s:
+        assert s.overview()["schema_version"] == 1  # opening is not a write
+        with caplog.at_level("WARNING", logger="salve"), s.transaction() as tx:
+            tx.write_json("note", "first write")
+        assert s.notices and "migrated from schema 1 to 2" in s.notices[0]
+        assert "migrated" in caplog.text
+        assert s.overview()["schema_version"] == 2
+        assert np.array_equal(s.read_array("activations/test/a"), big)
+        assert s.read_array("rankings/dominant").tolist() == [0, 1, 2]
+        assert s.read_json("note") == "first write"
+    assert path.stat().st_size < size_before / 10  # the large array moved out (and was repacked away)
+    with h5py.File(path, "r") as f:
+        assert f["activations/test/a"].is_virtual and not f["rankings/dominant"].is_virtual
+    assert verify_session(path).ok
+
+
+def test_copy_list_and_delete_treat_the_session_as_one_unit(tmp_path: Path) -> None:
+    src = tmp_path / "a.h5"
+    a = np.random.default_rng(1).random((2000, 300))
+    with Session.create(src, demo_config("a")) as s:
+        with s.transaction() as tx:
+            tx.write_array("x", a)
+            tx.append_rows("activations/train", 0, 4000, {"a": a})
+        with s.transaction() as tx:
+            tx.append_rows("activations/train", 2000, 4000, {"a": a + 1})
+        sid = s.session_id
+    other = tmp_path / "elsewhere" / "b.h5"
+    copy_session(src, other)
+    with pytest.raises(SessionError, match="already exists"):
+        copy_session(src, other)
+    delete_session(src)  # the copy refers to its own files only
+    assert not src.exists() and not data_dir(src).exists()
+    with Session.open(other) as b:
+        assert b.session_id != sid
+        assert np.array_equal(b.read_array("x"), a)
+        assert np.array_equal(b.read_array("activations/train/a")[2000:], a + 1)
+        with b.transaction() as tx:  # and can go on writing
+            tx.write_array("x", a * 2)
+        assert np.array_equal(b.read_array("x"), a * 2)
+        assert verify_session(other).ok
+    rows = list_sessions(other.parent)
+    assert rows[0]["name"] == "b" and rows[0]["size_bytes"] > 2 * a.nbytes

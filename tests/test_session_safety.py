@@ -19,6 +19,8 @@ from core.store.session import (
     Session,
     SessionCorrupt,
     SessionError,
+    copy_session,
+    data_dir,
     list_sessions,
     resolve_session_path,
     verify_session,
@@ -136,7 +138,7 @@ def test_a_checkpoint_for_another_class_count_is_not_resumed() -> None:
 
 def _copy_built(built: Path, tmp_path: Path, name: str = "tiny") -> Path:
     target = tmp_path / f"{name}.h5"
-    shutil.copyfile(built, target)
+    copy_session(built, target)
     return target
 
 
@@ -167,15 +169,27 @@ def test_damaged_json_in_one_session_does_not_break_the_list(built_session_path,
 
 
 def test_every_dataset_is_checksummed(built_session_path) -> None:
+    """Inline datasets carry fletcher32 or a digest; virtual ones read only checksummed array files."""
     with h5py.File(built_session_path, "r") as f:
         unchecked: list[str] = []
+        virtual: list[str] = []
 
         def visit(name: str, obj) -> None:
-            if isinstance(obj, h5py.Dataset) and not (obj.fletcher32 or "sha256" in obj.attrs):
-                unchecked.append(name)
+            if isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    virtual.append(name)
+                elif not (obj.fletcher32 or "sha256" in obj.attrs):
+                    unchecked.append(name)
 
         f.visititems(visit)
     assert unchecked == []
+    assert "activations/train/a" in virtual  # the large arrays live in files of their own
+    for folder_file in data_dir(built_session_path).iterdir():
+        with h5py.File(folder_file, "r") as g:
+            g.visititems(lambda name, obj, file=folder_file.name: unchecked.append(f"{file}:{name}")
+                         if isinstance(obj, h5py.Dataset) and not obj.fletcher32 else None)
+    assert unchecked == []
+    assert verify_session(built_session_path).unchecked == []
 
 
 def _all_content(path: Path) -> dict[str, bytes]:
@@ -190,18 +204,22 @@ def _all_content(path: Path) -> dict[str, bytes]:
 def _flip_bytes(built: Path, tmp_path: Path, flips: int) -> int:
     """Flip one random bit at a time (restored after each check); count the flips verify reports.
 
-    Every flip is either reported by ``verify_session`` or left every readable value unchanged
-    (it hit free space or padding): no flip changes data silently.
+    The bit is drawn uniformly over every byte of the session: the small file and its array
+    files. Every flip is either reported by ``verify_session`` or left every readable value
+    unchanged (it hit free space or padding): no flip changes data silently.
     """
-    reference = _all_content(built)
     target = tmp_path / "flip.h5"
-    shutil.copyfile(built, target)
-    size = target.stat().st_size
+    copy_session(built, target)
+    reference = _all_content(target)
+    files = [target, *sorted(data_dir(target).iterdir())]
+    sizes = np.array([p.stat().st_size for p in files])
     rng = np.random.default_rng(0)
     detected = 0
     for i in range(flips):
-        offset = int(rng.integers(0, size))
-        with open(target, "r+b") as f:
+        offset = int(rng.integers(0, sizes.sum()))
+        index = int(np.searchsorted(np.cumsum(sizes), offset, side="right"))
+        path, offset = files[index], offset - int(sizes[:index].sum())
+        with open(path, "r+b") as f:
             f.seek(offset)
             byte = f.read(1)[0]
             f.seek(offset)
@@ -213,10 +231,10 @@ def _flip_bytes(built: Path, tmp_path: Path, flips: int) -> int:
             try:
                 content = _all_content(target)
             except Exception as exc:  # pragma: no cover - would be an undetected corruption
-                pytest.fail(f"flip {i} at byte {offset}: verify passed but reading failed: {exc}")
-            assert content == reference, f"flip {i} at byte {offset} changed data undetected"
+                pytest.fail(f"flip {i} at byte {offset} of {path.name}: verify passed but reading failed: {exc}")
+            assert content == reference, f"flip {i} at byte {offset} of {path.name} changed data undetected"
         finally:
-            with open(target, "r+b") as f:
+            with open(path, "r+b") as f:
                 f.seek(offset)
                 f.write(bytes([byte]))
     return detected
@@ -287,7 +305,7 @@ def read_only_folder(folder: Path):
 def test_read_only_folder_reads_without_a_lock(built_session_path, tmp_path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir()
-    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    copy_session(built_session_path, folder / "tiny.h5")
     with read_only_folder(folder):
         rc, out = run_cli("run", "tiny", "--sessions-dir", str(folder))
         assert rc == 0 and "Traceback" not in out, out
@@ -303,7 +321,7 @@ def test_read_only_folder_reads_without_a_lock(built_session_path, tmp_path) -> 
         assert rc == 2 and "Traceback" not in out and "read-only" in out, out
         rc, out = run_cli("export", "tiny", "--figures", "--sessions-dir", str(folder))
         assert rc == 2 and "Traceback" not in out and "read-only" in out, out
-        assert sorted(p.name for p in folder.iterdir()) == ["tiny.h5"]
+        assert sorted(p.name for p in folder.iterdir()) == ["tiny.data", "tiny.h5"]
 
 
 def test_free_space_is_checked_before_a_transaction(tmp_path, monkeypatch) -> None:
@@ -374,18 +392,25 @@ import numpy as np
 from core.config import demo_config
 from core.store.session import Session, SessionError
 from core.atomic import WriteFailed, write_bytes
+from core.store.session import copy_session
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 path = sys.argv[1]
 session = Session.create(path, demo_config("full"))
 with session.transaction() as tx:
-    tx.write_array("kept", np.arange(300_000, dtype=np.float64))  # 2.4 MB
-limit = 1024 * 1024  # the file system now takes at most 1 MB per file: the copy cannot finish
-resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    tx.write_array("kept", np.arange(100_000, dtype=np.float64))  # 0.8 MB: kept inside the small file
+limit = 512 * 1024  # the file system now takes at most 0.5 MB per file: the copy cannot finish
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 try:
     with session.transaction() as tx:
         tx.write_json("x", 1)
 except SessionError as exc:
     print("SESSION:", exc)
+small = Session.create(sys.argv[2], demo_config("small"))  # a few kB: its copy fits
+try:
+    with small.transaction() as tx:  # a large array goes to a file of its own, which cannot finish
+        tx.write_array("big", np.arange(300_000, dtype=np.float64))
+except SessionError as exc:
+    print("ARRAY:", exc)
 try:
     write_bytes(path + ".export.pt", b"x" * (8 * 1024 * 1024))
 except WriteFailed as exc:
@@ -400,14 +425,19 @@ def test_full_disk_gives_a_message_and_leaves_no_temp_file(tmp_path) -> None:
 
     root = Path(__file__).resolve().parents[1]
     path = tmp_path / "full.h5"
-    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(path)], capture_output=True,
+    small = tmp_path / "small.h5"
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK_SCRIPT, str(path), str(small)], capture_output=True,
                           text=True, timeout=120, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Traceback" not in out, out
-    assert out.count("no space left") == 2 and "SESSION:" in out and "EXPORT:" in out, out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.h5", "full.h5.lock"]
+    assert out.count("no space left") == 3 and "SESSION:" in out and "EXPORT:" in out and "ARRAY:" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "full.h5", "full.h5.lock", "small.data", "small.h5", "small.h5.lock"]
+    assert list((tmp_path / "small.data").iterdir()) == []  # the half-written array file is gone
     with Session.open(path, read_only=True) as s:
-        assert not s.has("x") and len(s.read_array("kept")) == 300_000
+        assert not s.has("x") and len(s.read_array("kept")) == 100_000
+    with Session.open(small, read_only=True) as s:
+        assert not s.has("big")
 
 
 def test_a_large_write_is_refused_before_the_disk_fills(tmp_path, monkeypatch) -> None:

@@ -3,7 +3,6 @@ session; what they show is checked against the core called independently in the 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from test_tui_helpers import wait_for
 from textual.widgets import ContentSwitcher, Input, Static
 
 from core.control.alpha_crit import class_alpha_crit
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.edits import preview_edit
 from core.workflow.feature_card import feature_card, split_latents
 from core.workflow.ground_truth import run_groundtruth
@@ -50,7 +49,7 @@ def tiny_folder(tmp_path: Path, built_session_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "sessions"
     folder.mkdir()
-    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    copy_session(built_session_path, folder / "tiny.h5")
     return folder
 
 

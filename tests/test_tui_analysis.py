@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from core.control.alpha_crit import class_alpha_crit
 from core.control.spec import EditSpec
 from core.control.sweep import edit_effect
 from core.discover.rankings import class_means, dominant_features, top_activating
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.alpha_crit import run_alpha_crit
 from core.workflow.edits import list_edits
 from core.workflow.pipeline import (
@@ -140,7 +139,7 @@ def walk_folder(tmp_path: Path, built_session_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "sessions"
     folder.mkdir()
-    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    copy_session(built_session_path, folder / "tiny.h5")
     return folder
 
 

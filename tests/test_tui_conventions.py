@@ -15,7 +15,6 @@ the loading state is observed deterministically, not by racing a timer.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from test_tui_helpers import FIXED_TIME, make_session, wait_for
 from textual.widgets import Footer, Input, Static
 from textual.widgets._footer import FooterKey
 
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.inputs import load_inputs
 from salve_tui.app.app import SalveApp
 from salve_tui.app.palette import matches_every_word, searchable
@@ -163,7 +162,7 @@ async def test_feature_card_stays_on_the_feature_asked_for(tmp_path: Path, built
     monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
     folder = tmp_path / "sessions"
     folder.mkdir()
-    shutil.copyfile(built_session_path, folder / "tiny.h5")
+    copy_session(built_session_path, folder / "tiny.h5")
     app = SalveApp(sessions_folder=folder, start_session="tiny", clock=lambda: FIXED_TIME)
     async with app.run_test(size=SIZE) as pilot:
         await open_dashboard(pilot)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from core.config import DataConfig
 from core.control.edit import replay_linear
 from core.jobs import CancelToken, ProgressFn, ProgressReporter
 from core.store.joblog import read_job_log
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.workflow.edits import build_spec, list_edits, record_edit
 from core.workflow.inputs import load_inputs
 from salve_tui.app.app import SalveApp
@@ -61,7 +60,7 @@ def stage_cells(screen: DashboardScreen, stage: str) -> tuple[str, str]:
 def copy_built(built: Path, folder: Path, name: str = "tiny") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.h5"
-    shutil.copyfile(built, path)
+    copy_session(built, path)
     return path
 
 

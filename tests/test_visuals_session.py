@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 
 from core.config import DataConfig, SessionConfig
-from core.store.session import Session
+from core.store.session import Session, copy_session
 from core.validate.groundtruth import pointing_game
 from core.validate.saliency import grad_cam
 from core.workflow.alpha_crit import run_alpha_crit
@@ -35,7 +34,7 @@ def workspace(tmp_path: Path, built_session_path: Path, monkeypatch: pytest.Monk
     """A session copy in ``tmp/sessions`` and an empty working directory ``tmp/cwd``."""
     sessions = tmp_path / "sessions"
     sessions.mkdir()
-    shutil.copyfile(built_session_path, sessions / "tiny.h5")
+    copy_session(built_session_path, sessions / "tiny.h5")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)

@@ -1,10 +1,20 @@
-"""The session store: one HDF5 file per session, the only module that touches h5py.
+"""The session store: a small HDF5 file per session plus its large arrays beside it.
 
-Design, for crash safety (SPEC §7):
-- Every write is a *transaction*: the committed file is copied to a temporary file beside it,
-  the changes are applied there, the copy is flushed and fsynced, then atomically renamed over
-  the original. A crash or ``kill -9`` at any point leaves either the old or the new file, never
-  a half-written one, so a session always opens and resumes from its last committed step.
+The only module that touches h5py. Design, for crash safety and scale (SPEC §7):
+- A session is ``<name>.h5`` (small: JSON documents, small arrays, links) and the folder
+  ``<name>.data/`` holding every large array (activations, logits, backbone weights, SAE weights
+  and checkpoints) in HDF5 files of its own. Each is written once, to a temp file that is fsynced
+  and renamed, and never modified; the small file refers to it with an HDF5 *virtual dataset*,
+  so ``h5py.File("<name>.h5")`` and ``h5dump`` show one tree and reads slice it like any array.
+- Every change to the small file is a *transaction*: the small file is copied to a temporary file
+  beside it, the changes are applied there, the copy is fsynced and atomically renamed over the
+  original. The cost is that of the small file, not of the data. A crash or ``kill -9`` at any
+  point leaves the old or the new small file, and every array file either committed version
+  refers to is complete, so a session always opens and resumes from its last committed step.
+  Array files no committed version refers to (left by a crash, or replaced) are deleted by the
+  next writer.
+- Activations are written as row shards: each commit adds one shard file and re-points the
+  virtual dataset; earlier rows are never rewritten.
 - One writer at a time: a writer holds an exclusive ``flock`` on ``<file>.lock`` for its whole
   life (released by the kernel if the process dies). A second writer gets :class:`SessionLocked`
   naming the holder's pid. Readers never lock: they only ever see committed files.
@@ -13,7 +23,9 @@ Design, for crash safety (SPEC §7):
 
 Layout: root attrs ``format``, ``schema_version``, ``created``, ``updated``; JSON documents
 (config, stages, summary, ...) are scalar string datasets under ``json/``; arrays live under
-slash-separated keys (``backbone/state_dict/fc.weight``, ``activations/test/a``, ...).
+slash-separated keys (``backbone/state_dict/fc.weight``, ``activations/test/a``, ...). Schema 1
+kept every array inside the one file; such sessions are read as they are and migrated on their
+first write.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -35,12 +48,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core.atomic import WriteFailed, check_free_space, describe_os_error, fsync_dir
+from core.atomic import WriteFailed, check_free_space, describe_os_error, fsync_dir, write_bytes
 from core.config import SessionConfig
 
 FORMAT_NAME = "salve-tui session"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: large arrays in files of their own under <name>.data/
 SESSION_SUFFIX = ".h5"
+DATA_SUFFIX = ".data"  # folder beside the session holding its large arrays
+ARRAY_FILE_FORMAT = "salve-tui session arrays"
+EXTERNAL_MIN_BYTES = 1 << 20  # arrays (or groups written together) this large live in their own file
+SHARDS_ATTR = "shards"  # JSON [[start, stop, file], ...] of a row-sharded group
 DEFAULT_SESSIONS_DIR = "sessions"
 PIPELINE_STAGES = ("data", "backbone", "activations", "sae", "rankings")
 STAGE_STATES = ("pending", "partial", "done", "failed", "stale")
@@ -49,6 +66,7 @@ REPACK_MIN_BYTES = 8 << 20  # repack after a transaction that freed more than th
 LIBVER = ("v108", "latest")
 DIGEST_ATTR = "sha256"  # digest of datasets HDF5 cannot checksum (scalars, strings, JSON)
 _UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
+log = logging.getLogger("salve")
 
 
 class SessionError(Exception):
@@ -92,6 +110,11 @@ def resolve_session_path(name_or_path: str | os.PathLike, folder: Path | None = 
 def exports_dir(session_path: Path) -> Path:
     """Exports live in a folder beside the session file: ``<name>.exports/``."""
     return session_path.with_name(session_path.stem + ".exports")
+
+
+def data_dir(session_path: Path) -> Path:
+    """The session's large arrays live in a folder beside it: ``<name>.data/``."""
+    return session_path.with_name(session_path.stem + DATA_SUFFIX)
 
 
 @dataclass
@@ -207,6 +230,7 @@ def _write_array(f: h5py.File, key: str, value: np.ndarray) -> int:
 def _read_array(f: h5py.File, key: str) -> np.ndarray:
     try:
         ds = f[key]
+        _check_sources(f, key, ds)
         data = ds[()]
     except (OSError, RuntimeError, KeyError) as exc:
         raise _corrupt(f, key, exc) from None
@@ -215,6 +239,119 @@ def _read_array(f: h5py.File, key: str) -> np.ndarray:
     if DIGEST_ATTR in ds.attrs:
         _check_digest(f, key, _array_bytes(data))
     return data
+
+
+# --------------------------------------------------------------------------- array files
+
+
+def _goes_external(arrays: dict[str, np.ndarray]) -> bool:
+    """Large numeric arrays go to a file of their own; strings and small arrays stay inline."""
+    numeric = all(a.dtype.kind in "biuf" and a.ndim > 0 and a.size > 0 for a in arrays.values())
+    return numeric and sum(a.nbytes for a in arrays.values()) >= EXTERNAL_MIN_BYTES
+
+
+def _slug(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in key).strip("-")[:60] or "array"
+
+
+def _array_file_image(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of an HDF5 file holding ``arrays``, built in memory.
+
+    HDF5 does not survive a write failing under it (a full disk or a file-size limit can crash
+    the process), so array files are assembled in memory and written by plain Python I/O, where
+    a failure is an ordinary error and leaves nothing behind.
+    """
+    with h5py.File(f"array-{uuid.uuid4().hex}", "w", driver="core", backing_store=False, libver=LIBVER) as g:
+        g.attrs["format"] = ARRAY_FILE_FORMAT
+        for name, value in arrays.items():
+            compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
+            _create_checked(g, name, data=value, compression="gzip" if compress else None)
+        g.flush()
+        return g.id.get_file_image()
+
+
+def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write ``arrays`` into a new file under ``folder`` (temp file, fsync, rename); return it."""
+    final = folder / f"{_slug(stem)}-{uuid.uuid4().hex[:12]}{SESSION_SUFFIX}"
+    write_bytes(final, _array_file_image(arrays), overwrite=False)
+    return final
+
+
+def _link(f: h5py.File, key: str, shape: tuple[int, ...], dtype: np.dtype,
+          shards: list[tuple[int, int, str]], dset: str) -> h5py.Dataset:
+    """A virtual dataset at ``key`` made of row ranges ``[start, stop)`` of array files.
+
+    File names are relative to the session's folder, so a session and its ``.data`` folder can be
+    moved together. Rows no shard covers read as 0 (only while a stage is partial).
+    """
+    layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+    for start, stop, rel in shards:
+        layout[start:stop] = h5py.VirtualSource(rel, dset, shape=(stop - start, *shape[1:]), dtype=dtype)
+    return f.create_virtual_dataset(key, layout, fillvalue=0)
+
+
+def _sources(f: h5py.File, ds: h5py.Dataset) -> list[Path]:
+    """The array files a virtual dataset reads from."""
+    folder = Path(f.filename).parent
+    return sorted({folder / vs.file_name for vs in ds.virtual_sources()})
+
+
+def _check_sources(f: h5py.File, key: str, ds: h5py.Dataset) -> None:
+    """HDF5 reads a missing source file as zeros without a word: refuse instead."""
+    if not ds.is_virtual:
+        return
+    missing = [p for p in _sources(f, ds) if not p.exists()]
+    if missing:
+        path = Path(f.filename)
+        raise SessionCorrupt(
+            f"session {path}: '{key}' is stored in {missing[0]}, which is missing ({len(missing)} file(s) "
+            f"gone). Keep the folder {data_dir(path).name}/ beside {path.name} (move or copy them together, "
+            "or use `salve copy`), or rerun the stage that wrote it (`salve run NAME STAGE --force`)"
+        )
+
+
+def _referenced_files(f: h5py.File) -> set[str]:
+    """Names of the array files any virtual dataset of ``f`` refers to."""
+    names: set[str] = set()
+
+    def visit(_name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+            names.update(Path(vs.file_name).name for vs in obj.virtual_sources())
+
+    f.visititems(visit)
+    return names
+
+
+def _collect_garbage(path: Path) -> int:
+    """Delete array files the committed session no longer refers to; return how many.
+
+    Only the writer calls this (under the lock), after a commit or when it opens the session, so
+    no transaction in flight can own one of these files.
+    """
+    folder = data_dir(path)
+    if not folder.is_dir():
+        return 0
+    with h5py.File(path, "r") as f:
+        keep = _referenced_files(f)
+    removed = 0
+    for item in folder.iterdir():
+        if item.name not in keep and (item.suffix == SESSION_SUFFIX or item.name.endswith(".tmp")):
+            item.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return 0
+
+
+def session_bytes(path: Path) -> int:
+    """Disk use of a session as one unit: the small file and its array files."""
+    size = path.stat().st_size if path.exists() else 0
+    return size + _folder_bytes(data_dir(path))
 
 
 # --------------------------------------------------------------------------- checksums
@@ -277,6 +414,9 @@ class Transaction:
         self._f = f
         self._session = session
         self.freed_bytes = 0  # space left unused by deletions; the commit repacks when it is large
+        self.new_files: list[Path] = []  # array files written by this transaction (removed on abort)
+        self.links_changed = False  # the commit may have left array files unreferenced
+        self.repack = False  # compact the small file on commit whatever was freed (migration)
 
     def _ensure_space(self, nbytes: int) -> None:
         """Refuse a write the disk cannot hold: HDF5 does not survive running out of space."""
@@ -285,22 +425,80 @@ class Transaction:
         except WriteFailed as exc:
             raise SessionError(f"cannot save session {self._session.name}: {exc}") from None
 
+    def _remove(self, key: str) -> None:
+        if key in self._f:
+            self.links_changed = True
+            self.freed_bytes += _delete(self._f, key)
+
+    def _array_file(self, stem: str, arrays: dict[str, np.ndarray]) -> str:
+        """Write a new array file; return its name relative to the session's folder."""
+        folder = data_dir(self._session.path)
+        try:
+            path = _write_array_file(folder, stem, arrays)
+        except WriteFailed as exc:
+            raise SessionError(f"cannot save session {self._session.name}: {exc}. Nothing was lost: "
+                               "the session keeps its last committed step") from None
+        self.new_files.append(path)
+        return f"{folder.name}/{path.name}"
+
     def write_array(self, key: str, value: Any) -> None:
         value = np.asarray(value)
         self._ensure_space(value.nbytes)
-        self.freed_bytes += _write_array(self._f, key, value)
+        self._remove(key)
+        if _goes_external({"data": value}):
+            rel = self._array_file(key, {"data": value})
+            _link(self._f, key, value.shape, value.dtype, [(0, len(value), rel)], "data")
+        else:
+            _write_array(self._f, key, value)
 
     def write_arrays(self, group: str, arrays: dict[str, Any]) -> None:
+        """Replace ``group`` by ``arrays``; large groups go to one array file together."""
         arrays = {name: np.asarray(value) for name, value in arrays.items()}
         self._ensure_space(sum(a.nbytes for a in arrays.values()))
-        self.freed_bytes += _delete(self._f, group)
+        self._remove(group)
+        if arrays and _goes_external(arrays):
+            rel = self._array_file(group, arrays)
+            for name, value in arrays.items():
+                _link(self._f, f"{group}/{name}", value.shape, value.dtype, [(0, len(value), rel)], name)
+        else:
+            for name, value in arrays.items():
+                _write_array(self._f, f"{group}/{name}", value)
+
+    def append_rows(self, group: str, start: int, total: int, arrays: dict[str, Any]) -> None:
+        """Add rows ``[start, start + n)`` of the row-aligned arrays of ``group`` (each ``total`` rows).
+
+        The rows go to one new shard file; the virtual datasets are re-pointed to cover every
+        shard so far. Earlier shards are never rewritten: ``start == 0`` begins afresh, and a
+        resumed run drops only shards past ``start`` (rows a crash left uncommitted).
+        """
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValueError(f"append_rows: arrays of {group} differ in rows ({sorted(n)})")
+        rows = n.pop()
+        if start < 0 or start + rows > total:
+            raise ValueError(f"append_rows: rows {start}..{start + rows} outside 0..{total} of {group}")
+        self._ensure_space(sum(a.nbytes for a in arrays.values()))
+        shards: list[tuple[int, int, str]] = []
+        if start > 0 and group in self._f:
+            raw = self._f[group].attrs.get(SHARDS_ATTR)
+            shards = [tuple(x) for x in json.loads(raw)] if raw is not None else []
+            shards = [x for x in shards if x[1] <= start]
+            if not shards or shards[-1][1] != start:
+                raise ValueError(f"append_rows: {group} holds rows up to "
+                                 f"{shards[-1][1] if shards else 0}, cannot continue at {start}")
+        rel = self._array_file(f"{group}-r{start}", arrays)
+        shards.append((start, start + rows, rel))
+        self._remove(group)
+        grp = self._f.create_group(group)
         for name, value in arrays.items():
-            _write_array(self._f, f"{group}/{name}", value)
+            _link(grp, name, (total, *value.shape[1:]), value.dtype, shards, name)
+        grp.attrs[SHARDS_ATTR] = json.dumps(shards)
 
     def create_rows(self, key: str, shape: tuple[int, ...], dtype: Any) -> None:
-        """Preallocate an array filled in row blocks by later transactions (resumable streams)."""
+        """Preallocate a small in-file array filled in row blocks by later transactions."""
         self._ensure_space(int(np.prod(shape)) * np.dtype(dtype).itemsize)
-        self.freed_bytes += _delete(self._f, key)
+        self._remove(key)
         _create_checked(self._f, key, shape=shape, dtype=dtype)
 
     def write_rows(self, key: str, start: int, value: np.ndarray) -> None:
@@ -315,7 +513,8 @@ class Transaction:
         _write_json(self._f, key, doc)
 
     def delete(self, key: str) -> None:
-        self.freed_bytes += _delete(self._f, key) + _delete(self._f, f"json/{key}")
+        self._remove(key)
+        self._remove(f"json/{key}")
 
     def has(self, key: str) -> bool:
         return key in self._f
@@ -336,6 +535,7 @@ class Session:
         self.read_only = read_only
         self._lock_fd: int | None = None
         self.unwritable_reason: str | None = None  # set when the folder cannot hold a lock file
+        self.notices: list[str] = []  # things a front should tell the user (a schema migration)
 
     # ----- lifecycle
 
@@ -358,6 +558,7 @@ class Session:
             raise SessionError(describe_os_error(exc, path, "create")) from None
         if overwrite:  # under the lock: another writer of the old session would have refused us
             shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
+            shutil.rmtree(data_dir(path), ignore_errors=True)
         tmp = session._tmp_path()
         try:
             with h5py.File(tmp, "w", libver=LIBVER) as f:
@@ -393,6 +594,10 @@ class Session:
             if session._lock_fd is not None:
                 for stale in path.parent.glob(f".{path.name}.tmp-*"):
                     stale.unlink(missing_ok=True)
+                try:
+                    _collect_garbage(path)  # array files a crash left behind
+                except OSError:
+                    pass  # a damaged file is reported by the read that needs it
         return session
 
     def close(self) -> None:
@@ -478,17 +683,24 @@ class Session:
             check_free_space(self.path.parent, 2 * self.path.stat().st_size)
         except WriteFailed as exc:
             raise SessionError(f"cannot save session {self.name}: {exc}") from None
+        tx: Transaction | None = None
+        committed = False
         try:
             shutil.copyfile(self.path, tmp)
             with h5py.File(tmp, "r+", libver=LIBVER) as f:
                 tx = Transaction(f, self)
+                migrated = _migrate(f, tx)
                 yield tx
                 f.attrs["updated"] = time.time()
-            if tx.freed_bytes > REPACK_MIN_BYTES:
+            if tx.repack or tx.freed_bytes > REPACK_MIN_BYTES:
                 _repack(tmp)
-            _fsync_path(tmp)
+            _fsync_path(tmp)  # array files were fsynced, and their folder, as they were written
             os.replace(tmp, self.path)
+            committed = True
             fsync_dir(self.path.parent)
+            if migrated:
+                self.notices.append(migrated)
+                log.warning(migrated)
         except OSError as exc:
             if exc.errno in _UNWRITABLE or _disk_full(exc, self.path.parent):
                 raise SessionError(
@@ -498,6 +710,11 @@ class Session:
             raise
         finally:
             tmp.unlink(missing_ok=True)
+            if tx is not None and not committed:
+                for path in tx.new_files:  # this transaction's arrays: nothing refers to them
+                    path.unlink(missing_ok=True)
+        if tx.links_changed:
+            _collect_garbage(self.path)
 
     # ----- reads
 
@@ -547,6 +764,7 @@ class Session:
         with self.reader() as f:
             if key not in f:
                 raise KeyError(f"session {self.name} has no '{key}' yet; run the stage that produces it")
+            _check_sources(f, key, f[key])
             yield f[key]
 
     def array_shape(self, key: str) -> tuple[int, ...] | None:
@@ -583,11 +801,38 @@ class Session:
                 "schema_version": int(f.attrs["schema_version"]),
                 "created": float(f.attrs["created"]),
                 "updated": float(f.attrs["updated"]),
-                "size_bytes": self.path.stat().st_size,
+                "size_bytes": session_bytes(self.path),
                 "config": config,
                 "stages": stages,
                 **summary,
             }
+
+
+def _migrate(f: h5py.File, tx: Transaction) -> str | None:
+    """Bring a schema-1 file (every array inside) to schema 2 in the transaction ``tx``.
+
+    Large arrays move to array files of their own; returns the message to show, or None.
+    """
+    version = int(f.attrs.get("schema_version", 1))
+    if version >= SCHEMA_VERSION:
+        return None
+    large: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if (isinstance(obj, h5py.Dataset) and not obj.is_virtual and not name.startswith("json/")
+                and obj.dtype.kind in "biuf" and obj.ndim > 0 and obj.size
+                and obj.size * obj.dtype.itemsize >= EXTERNAL_MIN_BYTES):
+            large.append(name)
+
+    f.visititems(visit)
+    for name in large:
+        tx.write_array(name, _read_array(f, name))
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    tx.repack = bool(large)
+    path = tx._session.path
+    return (f"session {path.name} was migrated from schema {version} to {SCHEMA_VERSION}: "
+            f"{len(large)} large array(s) moved to {data_dir(path).name}/ beside it; keep the two "
+            "together (older salve-tui versions cannot open it now)")
 
 
 def _repack(path: Path) -> None:
@@ -633,6 +878,7 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
                         "failed": {k: v.get("message", "") for k, v in stages.items()
                                    if v.get("state") == "failed"},
                         "updated": float(f.attrs["updated"]),
+                        "size_bytes": session_bytes(path),
                         "warnings": len(_read_json(f, "summary", {}).get("warnings") or []),
                         "error": None,
                     }
@@ -644,7 +890,8 @@ def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
 
 
 def delete_session(path: Path) -> None:
-    """Delete a session file (refuses while another process writes it) and its lock file.
+    """Delete a session as one unit (refuses while another process writes it): the file, its
+    array folder, checkpoints, job log and lock file.
 
     The lock is taken without reading the file, so a damaged session can be deleted too, and
     never while another process writes it.
@@ -657,10 +904,85 @@ def delete_session(path: Path) -> None:
     try:
         path.unlink()
         shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
+        shutil.rmtree(data_dir(path), ignore_errors=True)
         path.with_name(f"{path.stem}.joblog.json").unlink(missing_ok=True)  # core.store.joblog
     finally:
         session.close()
         session._lock_path().unlink(missing_ok=True)
+
+
+def copy_session(src: Path, dst: Path) -> Path:
+    """Copy a session as one unit (small file and array files) to ``dst``; the copy gets its own id.
+
+    The copy is assembled under temporary names and renamed into place, folder first, so a crash
+    leaves no half copy that opens. Refuses an existing ``dst`` and a disk that cannot hold it.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists() or data_dir(dst).exists():
+        raise SessionError(f"{dst} already exists; choose another name or delete it first (`salve delete`)")
+    with Session.open(src, read_only=True):
+        pass  # validates the source
+    try:
+        check_free_space(dst.parent, session_bytes(src))
+    except WriteFailed as exc:
+        raise SessionError(f"cannot copy session {src.stem}: {exc}") from None
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = dst.parent / f".{data_dir(dst).name}.tmp-{os.getpid()}"
+    tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
+    try:
+        src_folder = data_dir(src)
+        if src_folder.is_dir():
+            tmp_dir.mkdir()
+            for item in src_folder.iterdir():
+                if item.suffix == SESSION_SUFFIX:
+                    shutil.copyfile(item, tmp_dir / item.name)
+                    _fsync_path(tmp_dir / item.name)
+        shutil.copyfile(src, tmp)
+        with h5py.File(tmp, "r+", libver=LIBVER) as f:
+            _relink(f, data_dir(dst).name)
+            f.attrs["session_id"] = uuid.uuid4().hex
+        _fsync_path(tmp)
+        if tmp_dir.exists():
+            fsync_dir(tmp_dir)
+            os.replace(tmp_dir, data_dir(dst))
+        os.replace(tmp, dst)
+        fsync_dir(dst.parent)
+    except OSError as exc:
+        raise SessionError(describe_os_error(exc, dst, "copy the session to")) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return dst
+
+
+def _relink(f: h5py.File, folder_name: str) -> None:
+    """Point every virtual dataset of ``f`` at the same files under ``folder_name``."""
+    virtual: list[str] = []
+    f.visititems(lambda name, obj: virtual.append(name)
+                 if isinstance(obj, h5py.Dataset) and obj.is_virtual else None)
+    for name in virtual:
+        ds = f[name]
+        shape, dtype = ds.shape, ds.dtype
+        pieces = []
+        for vs in ds.virtual_sources():
+            start = vs.vspace.get_select_bounds()[0][0] if len(shape) else 0
+            stop = vs.vspace.get_select_bounds()[1][0] + 1 if len(shape) else 0
+            pieces.append((int(start), int(stop), f"{folder_name}/{Path(vs.file_name).name}", vs.dset_name))
+        del f[name]
+        dsets = {d for *_, d in pieces}
+        if len(dsets) != 1:
+            raise SessionCorrupt(f"'{name}' mixes datasets {sorted(dsets)}; this session was not written by salve-tui")
+        _link(f, name, shape, dtype, [(a, b, r) for a, b, r, _ in pieces], dsets.pop().lstrip("/"))
+    for name in _sharded_groups(f):
+        shards = [(a, b, f"{folder_name}/{Path(r).name}") for a, b, r in json.loads(f[name].attrs[SHARDS_ATTR])]
+        f[name].attrs[SHARDS_ATTR] = json.dumps(shards)
+
+
+def _sharded_groups(f: h5py.File) -> list[str]:
+    out: list[str] = []
+    f.visititems(lambda name, obj: out.append(name)
+                 if isinstance(obj, h5py.Group) and SHARDS_ATTR in obj.attrs else None)
+    return out
 
 
 def _disk_full(exc: OSError, folder: Path) -> bool:
@@ -718,7 +1040,10 @@ def verify_session(path: str | os.PathLike) -> VerifyReport:
                 else:
                     _read_array(f, name)
                 report.checked += 1
-                if not obj.fletcher32 and DIGEST_ATTR not in obj.attrs:
+                if obj.is_virtual:
+                    if not _sources_checksummed(f, obj):
+                        report.unchecked.append(name)
+                elif not obj.fletcher32 and DIGEST_ATTR not in obj.attrs:
                     report.unchecked.append(name)
             except Exception as exc:
                 report.problems.append(f"'{name}': {type(exc).__name__}: {exc}")
@@ -733,6 +1058,16 @@ def verify_session(path: str | os.PathLike) -> VerifyReport:
         except Exception as exc:
             report.problems.append(f"closing failed ({type(exc).__name__}: {exc})")
     return report
+
+
+def _sources_checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:
+    """Whether every array file behind a virtual dataset carries HDF5 checksums."""
+    folder = Path(f.filename).parent
+    for vs in ds.virtual_sources():
+        with h5py.File(folder / vs.file_name, "r") as g:
+            if not g[vs.dset_name].fletcher32:
+                return False
+    return True
 
 
 def require_intact(session: Session) -> None:

@@ -90,13 +90,10 @@ def commit_shards(session: Session, world_size: int) -> None:
         filled = [p for p in parts if "a" in p]
         n = max(int(p["stop"]) for p in parts)
         with session.transaction() as tx:
-            key = f"activations/{split}"
-            tx.create_rows(f"{key}/a", (n, filled[0]["a"].shape[1]), np.float32)
-            tx.create_rows(f"{key}/logits", (n, filled[0]["logits"].shape[1]), np.float32)
-            tx.create_rows(f"{key}/labels", (n,), np.int64)
-            for p in filled:
-                for name in ("a", "logits", "labels"):
-                    tx.write_rows(f"{key}/{name}", int(p["start"]), p[name])
+            for p in sorted(filled, key=lambda p: int(p["start"])):  # one shard file per rank
+                tx.append_rows(f"activations/{split}", int(p["start"]), n,
+                               {"a": p["a"].astype(np.float32), "logits": p["logits"].astype(np.float32),
+                                "labels": p["labels"].astype(np.int64)})
             tx.set_stage("activations", "partial", f"{split}: {n}/{n} rows from {world_size} ranks")
     finish_activations(session, stages)
 

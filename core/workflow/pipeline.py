@@ -362,14 +362,10 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
             labels = np.concatenate([r[3] for r in rows])
             first = rows[0][0]
             with session.transaction() as tx:
-                key = f"activations/{split}"
-                if first == 0 or not tx.has(f"{key}/a"):
-                    tx.create_rows(f"{key}/a", (n, a.shape[1]), np.float32)
-                    tx.create_rows(f"{key}/logits", (n, logits.shape[1]), np.float32)
-                    tx.create_rows(f"{key}/labels", (n,), np.int64)
-                tx.write_rows(f"{key}/a", first, a)
-                tx.write_rows(f"{key}/logits", first, logits)
-                tx.write_rows(f"{key}/labels", first, labels)
+                # one new shard file per commit: earlier rows are never rewritten
+                tx.append_rows(f"activations/{split}", first, n,
+                               {"a": a.astype(np.float32), "logits": logits.astype(np.float32),
+                                "labels": labels.astype(np.int64)})
                 progress_info[split] = first + len(a)
                 tx.write_json("activations/progress", progress_info)
                 tx.set_stage("activations", "partial", f"{split}: {first + len(a)}/{n} rows",

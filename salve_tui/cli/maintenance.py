@@ -1,4 +1,5 @@
-"""``salve verify``: check every stored array and document of a session against its checksum."""
+"""Maintenance commands: ``salve verify`` (checksums), ``salve copy`` and ``salve delete`` (a
+session as one unit: its small file and its ``.data`` folder of array files)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,43 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    from core.store.session import copy_session, resolve_session_path, session_bytes, sessions_dir
+
+    src = session_path(args)
+    dst = resolve_session_path(args.target, sessions_dir(args.sessions_dir))
+    copy_session(src, dst)
+    emit(args, {"session": str(src), "copy": str(dst), "size_bytes": session_bytes(dst)},
+         lambda p: f"copied {src} to {dst} ({p['size_bytes'] / 1e6:.1f} MB with its array files)")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from core.store.session import SessionError, data_dir, delete_session, session_bytes
+
+    path = session_path(args)
+    if not path.exists():
+        raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
+    size = session_bytes(path)
+    if not args.yes:
+        raise SessionError(f"this deletes {path} and {data_dir(path).name}/ ({size / 1e6:.1f} MB); "
+                           "rerun with --yes to confirm")
+    delete_session(path)
+    emit(args, {"deleted": str(path), "size_bytes": size},
+         lambda p: f"deleted {path} and its array files ({size / 1e6:.1f} MB)")
+    return 0
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the maintenance commands to the ``salve`` parser."""
     p = sub.add_parser("verify", parents=[common], help="check a whole session against its checksums")
     p.add_argument("session")
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("copy", parents=[common], help="copy a session with its array files")
+    p.add_argument("session")
+    p.add_argument("target", help="new session name (in the sessions folder) or path")
+    p.set_defaults(func=cmd_copy)
+    p = sub.add_parser("delete", parents=[common], help="delete a session with its array files")
+    p.add_argument("session")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.set_defaults(func=cmd_delete)
