@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import shutil
 import time
 import uuid
@@ -48,7 +49,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core.atomic import WriteFailed, check_free_space, describe_os_error, fsync_dir, write_bytes
+from core.atomic import WriteFailed, atomic_path, check_free_space, describe_os_error, fsync_dir
 from core.config import SessionConfig
 
 FORMAT_NAME = "salve-tui session"
@@ -254,26 +255,26 @@ def _slug(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in key).strip("-")[:60] or "array"
 
 
-def _array_file_image(arrays: dict[str, np.ndarray]) -> bytes:
-    """The bytes of an HDF5 file holding ``arrays``, built in memory.
-
-    HDF5 does not survive a write failing under it (a full disk or a file-size limit can crash
-    the process), so array files are assembled in memory and written by plain Python I/O, where
-    a failure is an ordinary error and leaves nothing behind.
-    """
-    with h5py.File(f"array-{uuid.uuid4().hex}", "w", driver="core", backing_store=False, libver=LIBVER) as g:
-        g.attrs["format"] = ARRAY_FILE_FORMAT
-        for name, value in arrays.items():
-            compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
-            _create_checked(g, name, data=value, compression="gzip" if compress else None)
-        g.flush()
-        return g.id.get_file_image()
-
-
 def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` into a new file under ``folder`` (temp file, fsync, rename); return it."""
+    """Write ``arrays`` into a new file under ``folder`` (temp file, fsync, rename); return it.
+
+    HDF5 does not survive a write failing under it (the process can crash), so every limit that
+    can be known is checked first: free space (``Transaction._ensure_space``) and the process's
+    file-size limit here. A failure HDF5 reports as an error leaves only the temp file, removed.
+    """
+    nbytes = sum(a.nbytes for a in arrays.values())
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and nbytes + (1 << 20) > soft:
+        raise WriteFailed(f"no space left to write an array file of {nbytes / 1e6:.1f} MB under {folder}: "
+                          f"this process may write files of at most {soft / 1e6:.1f} MB (ulimit -f); "
+                          "raise the limit and rerun")
     final = folder / f"{_slug(stem)}-{uuid.uuid4().hex[:12]}{SESSION_SUFFIX}"
-    write_bytes(final, _array_file_image(arrays), overwrite=False)
+    with atomic_path(final, overwrite=False) as tmp:
+        with h5py.File(tmp, "w", libver=LIBVER) as g:
+            g.attrs["format"] = ARRAY_FILE_FORMAT
+            for name, value in arrays.items():
+                compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
+                _create_checked(g, name, data=value, compression="gzip" if compress else None)
     return final
 
 
@@ -435,6 +436,9 @@ class Transaction:
         folder = data_dir(self._session.path)
         try:
             path = _write_array_file(folder, stem, arrays)
+        except OSError as exc:  # HDF5's own failures (atomic_path reports the others as WriteFailed)
+            raise SessionError(f"cannot save session {self._session.name}: "
+                               f"{describe_os_error(exc, folder)}. Nothing was lost") from None
         except WriteFailed as exc:
             raise SessionError(f"cannot save session {self._session.name}: {exc}. Nothing was lost: "
                                "the session keeps its last committed step") from None

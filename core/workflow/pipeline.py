@@ -332,8 +332,6 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
 def run_activations(session: Session, progress: ProgressFn | None = None,
                     cancel: CancelToken | None = None, batch_size: int = 128) -> None:
     """Stream activations/logits/labels of both splits into the session, resumable by row."""
-    from core.discover.activations import iter_activations
-
     config = session.config
     bundle = load_data(config)
     model = load_model(session)
@@ -346,44 +344,68 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
     reporter = ProgressReporter("activations", total, progress, start=resumed)
     done_before = 0
     for split, source in splits.items():
-        n = len(source)
-        start = int(progress_info.get(split, 0))
-        if start >= n:
-            done_before += n
-            continue
-        pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
-        last_commit = time.monotonic()
+        stream_activations(session, split, model, source, device, batch_size, progress_info, cancel,
+                           lambda rows, text, base=done_before: reporter.report(base + rows, text))
+        done_before += len(source)
+    finish_activations(session, stages)
 
-        def commit(rows: list, split: str = split, n: int = n) -> None:
-            if not rows:
-                return
-            a = np.concatenate([r[1] for r in rows])
-            logits = np.concatenate([r[2] for r in rows])
-            labels = np.concatenate([r[3] for r in rows])
-            first = rows[0][0]
-            with session.transaction() as tx:
-                # one new shard file per commit: earlier rows are never rewritten
-                tx.append_rows(f"activations/{split}", first, n,
-                               {"a": a.astype(np.float32), "logits": logits.astype(np.float32),
-                                "labels": labels.astype(np.int64)})
-                progress_info[split] = first + len(a)
-                tx.write_json("activations/progress", progress_info)
-                tx.set_stage("activations", "partial", f"{split}: {first + len(a)}/{n} rows",
-                             rows=dict(progress_info))
 
+def stream_activations(session: Session, split: str, model: Any, source: Any, device: Any, batch_size: int,
+                       progress_info: dict[str, int], cancel: CancelToken | None = None,
+                       report: Callable[[int, str], None] | None = None,
+                       commit_interval_s: float | None = None) -> None:
+    """Extract one split's rows from ``progress_info[split]`` on and commit them as row shards.
+
+    A commit (one new shard file plus a small transaction) happens at most every
+    ``commit_interval_s`` seconds, so a crash loses at most that much work and no commit copies
+    earlier rows. ``progress_info`` is updated in place with the committed row count.
+    """
+    from core.discover.activations import iter_activations
+
+    interval = COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
+    n = len(source)
+    start = int(progress_info.get(split, 0))
+    if start >= n:
+        return
+    pending: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    last_commit = time.monotonic()
+
+    def commit(rows: list) -> None:
+        if not rows:
+            return
+        a = np.concatenate([r[1] for r in rows])
+        first = rows[0][0]
+        with session.transaction() as tx:
+            # one new shard file per commit: earlier rows are never rewritten
+            tx.append_rows(f"activations/{split}", first, n,
+                           {"a": a.astype(np.float32, copy=False),
+                            "logits": np.concatenate([r[2] for r in rows]).astype(np.float32, copy=False),
+                            "labels": np.concatenate([r[3] for r in rows]).astype(np.int64, copy=False)})
+            progress_info[split] = first + len(a)
+            tx.write_json("activations/progress", progress_info)
+            tx.set_stage("activations", "partial", f"{split}: {first + len(a)}/{n} rows",
+                         rows=dict(progress_info))
+
+    # Commits run on one background thread while extraction goes on (HDF5 writes release the
+    # GIL), one at a time and in row order; an error in one surfaces at the next commit or the end.
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    in_flight: Future | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation-commit") as pool:
         try:
             for row, a, logits, labels in iter_activations(model, source, device, batch_size, start, cancel):
                 pending.append((row, a, logits, labels))
-                reporter.report(done_before + row + len(a), f"{split} {row + len(a)}/{n}")
-                if time.monotonic() - last_commit > COMMIT_INTERVAL_S:
-                    commit(pending)
+                if report is not None:
+                    report(row + len(a), f"{split} {row + len(a)}/{n}")
+                if time.monotonic() - last_commit > interval:
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = pool.submit(commit, pending)
                     pending, last_commit = [], time.monotonic()
-        except JobCancelled:
+        finally:  # a cancel (or any error) still keeps every row extracted so far
+            if in_flight is not None:
+                in_flight.result()
             commit(pending)
-            raise
-        commit(pending)
-        done_before += n
-    finish_activations(session, stages)
 
 
 def finish_activations(session: Session, stages: dict) -> None:
