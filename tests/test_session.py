@@ -388,3 +388,29 @@ def test_copy_list_and_delete_treat_the_session_as_one_unit(tmp_path: Path) -> N
         assert verify_session(other).ok
     rows = list_sessions(other.parent)
     assert rows[0]["name"] == "b" and rows[0]["size_bytes"] > 2 * a.nbytes
+
+
+def test_cli_copy_delete_and_migration_note(tmp_path: Path, monkeypatch, capsys) -> None:
+    from salve_tui.cli.main import main
+
+    folder = str(tmp_path)
+    big = _schema_1_session(tmp_path / "old.h5", monkeypatch)
+    assert main(["copy", "old", "new", "--sessions-dir", folder]) == 0
+    assert "copied" in capsys.readouterr().out
+    assert main(["copy", "old", "new", "--sessions-dir", folder]) == 2
+    assert "already exists" in capsys.readouterr().err
+    with Session.open(tmp_path / "new.h5") as s:  # the copy is still schema 1 until it is written
+        assert np.array_equal(s.read_array("activations/test/a"), big)
+    # the first write to the schema-1 session migrates it; the CLI shows the notice on one line
+    from salve_tui.cli.main import _show_store_notices
+
+    _show_store_notices()
+    with Session.open(tmp_path / "old.h5") as s, s.transaction() as tx:
+        tx.write_json("note", 1)
+    err = capsys.readouterr().err
+    assert err.count("note: session old.h5 was migrated from schema 1 to 2") == 1, err
+    assert main(["delete", "old", "--sessions-dir", folder]) == 2
+    assert "--yes" in capsys.readouterr().err and (tmp_path / "old.h5").exists()
+    assert main(["delete", "old", "--yes", "--sessions-dir", folder]) == 0
+    assert not (tmp_path / "old.h5").exists() and not (tmp_path / "old.data").exists()
+    assert [r["name"] for r in list_sessions(tmp_path)] == ["new"]

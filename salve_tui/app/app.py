@@ -8,6 +8,7 @@ appears quickly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -49,6 +50,28 @@ from salve_tui.app.screens.confirm import ConfirmModal
 LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (the bar is live)
 
 
+class _StoreNotices(logging.Handler):
+    """The store's notices (a schema migration) as a toast: jobs write from worker threads."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(logging.WARNING)
+        self.app = app
+
+    @classmethod
+    def attach(cls, app: App) -> None:
+        logger = logging.getLogger("salve")
+        for handler in [h for h in logger.handlers if isinstance(h, cls)]:
+            logger.removeHandler(handler)
+        logger.addHandler(cls(app))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        try:
+            self.app.call_from_thread(self.app.notify, message, title="session", timeout=10)
+        except RuntimeError:  # already on the app's thread
+            self.app.notify(message, title="session", timeout=10)
+
+
 class SalveApp(App[None]):
     """The salve-tui workstation."""
 
@@ -87,6 +110,7 @@ class SalveApp(App[None]):
     def on_mount(self) -> None:
         from salve_tui.app.screens.sessions import SessionsScreen
 
+        _StoreNotices.attach(self)
         self.push_screen(SessionsScreen())
         if self.start_session:
             self.call_after_refresh(self._open_start_session)

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core.store.session import PIPELINE_STAGES, SessionError, delete_session, list_sessions
+from core.store.session import PIPELINE_STAGES, SessionError, delete_session, list_sessions, session_bytes
 from core.workflow.pipeline import effective_states
 from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
 from salve_tui.app.screens.base import SalveScreen
@@ -143,7 +143,7 @@ class SessionsScreen(SalveScreen):
             self.notify("no session selected", severity="warning")
             return
         path = Path(row["path"])
-        size = path.stat().st_size / 1e6 if path.exists() else 0.0
+        size = session_bytes(path) / 1e6  # the file and its array folder: deleted together
 
         def answer(confirmed: bool | None) -> None:
             if not confirmed:
