@@ -10,7 +10,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core.store.session import PIPELINE_STAGES, SessionError, delete_session, list_sessions, session_bytes
+from core.store.session import (
+    PIPELINE_STAGES,
+    SessionError,
+    delete_session,
+    list_sessions,
+    session_bytes,
+)
 from core.workflow.pipeline import effective_states
 from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
 from salve_tui.app.screens.base import SalveScreen
