@@ -29,9 +29,10 @@ NEW_TINY = ["--image-size", "32", "--n-train", "80", "--n-test", "40", "--epochs
             "--sae-hidden", "16", "--sae-epochs", "6", "--sae-batch-size", "16", "--device", "cpu", "--seed", "3"]
 
 
-def salve(args: list[str], folder: Path, kill_after: float | None = None) -> tuple[int, str, float]:
+def salve(args: list[str], folder: Path, kill_after: float | None = None,
+          env_extra: dict[str, str] | None = None) -> tuple[int, str, float]:
     """Run the CLI in a subprocess; with ``kill_after`` send SIGKILL after that many seconds."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     command = [sys.executable, "-m", "salve_tui.cli.main", *args, "--sessions-dir", str(folder)]
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -113,6 +114,36 @@ def run_pipeline_cmd(work: Path, kill_after: float | None) -> float:
     return took
 
 
+ALL_IN_ARRAY_FILES = {"SALVE_ARRAY_FILE_MIN_BYTES": "0"}  # every array of the tiny session in its own file
+
+
+def run_pipeline_array_files_cmd(work: Path, kill_after: float | None) -> float:
+    """The pipeline with backbone weights, SAE checkpoints and rankings all in array files."""
+    folder = work / "sessions"
+    rc, out, took = salve(["run", "p"], folder, kill_after, ALL_IN_ARRAY_FILES)
+    assert_session_sound(folder / "p.h5")
+    rc, out, _ = salve(["run", "p"], folder, None, ALL_IN_ARRAY_FILES)
+    assert rc == 0, out
+    with Session.open(folder / "p.h5", read_only=True) as session:
+        assert all(s.state == "done" for s in session.stages().values())
+        with session.rows("backbone/state_dict/" + session.read_json("backbone/head") + ".weight") as ds:
+            assert ds.is_virtual  # the weights really went through an array file
+    files = {p.name for p in (folder / "p.data").iterdir()}
+    assert {name.split("-")[0] for name in files} >= {"activations", "backbone", "sae", "rankings"}, files
+    assert files == referenced_array_files(folder / "p.h5")  # no orphan left by the kill, no temp file
+    return took
+
+
+def referenced_array_files(path: Path) -> set[str]:
+    import h5py
+
+    names: set[str] = set()
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _n, o: names.update(Path(vs.file_name).name for vs in o.virtual_sources())
+                     if isinstance(o, h5py.Dataset) and o.is_virtual else None)
+    return names
+
+
 def prepare_edit(built: Path, work: Path) -> None:
     folder = _copy_session(built, work)
     rc, text, _ = salve(["edit", "tiny", "--class", "0", "--alpha", "1", "--out", str(work / "model.pt"),
@@ -177,6 +208,7 @@ def run_robustness_cmd(work: Path, kill_after: float | None) -> float:
 
 SCENARIOS: dict[str, tuple[Callable[[Path, Path], None], Callable[[Path, float | None], float]]] = {
     "pipeline": (prepare_pipeline, run_pipeline_cmd),
+    "pipeline-array-files": (prepare_pipeline, run_pipeline_array_files_cmd),
     "edit": (prepare_edit, run_edit_cmd),
     "export-figures": (prepare_figures, run_figures_cmd),
     "alpha-crit": (prepare_alpha_crit, run_alpha_crit_cmd),
@@ -204,9 +236,9 @@ def _kill_at_random_points(name: str, built: Path, tmp: Path, kills: int, seed: 
 
 
 def test_kill_during_pipeline_and_edit_leaves_everything_sound(built_session_path: Path, tmp_path: Path) -> None:
-    """Fast variant: one random kill each of `salve run` and `salve edit --out`."""
+    """Fast variant: one random kill each of `salve run` (every array in array files) and `salve edit --out`."""
     # durations measured on the 2-core dev machine (start-up included); the slow test measures
-    for name, duration in (("pipeline", 20.0), ("edit", 10.0)):
+    for name, duration in (("pipeline-array-files", 20.0), ("edit", 10.0)):
         _kill_at_random_points(name, built_session_path, tmp_path, kills=1, seed=1, duration=duration)
 
 

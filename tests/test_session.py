@@ -256,7 +256,8 @@ def test_large_arrays_live_in_files_of_their_own(session: Session) -> None:
     big = np.random.default_rng(0).random((4000, 768)).astype(np.float32)  # 12 MB
     with session.transaction() as tx:
         tx.write_array("activations/test/a", big)
-        tx.write_arrays("sae/weights", {"encoder.weight": big[:2000], "encoder.bias": np.ones(2000)})
+        tx.write_arrays("sae/weights", {"encoder.weight": big[:2000], "encoder.bias": np.ones(2000),
+                                        "steps": np.int64(7), "names": np.array(["a", "b"])})
         tx.write_array("small", np.arange(10))
     assert session.path.stat().st_size < 200_000
     files = sorted(p.name for p in data_dir(session.path).iterdir())
@@ -264,9 +265,11 @@ def test_large_arrays_live_in_files_of_their_own(session: Session) -> None:
     assert np.array_equal(session.read_array("activations/test/a"), big)
     weights = session.read_arrays("sae/weights")
     assert np.array_equal(weights["encoder.weight"], big[:2000]) and weights["encoder.bias"].sum() == 2000
+    assert int(weights["steps"]) == 7 and list(weights["names"]) == ["a", "b"]  # scalars, strings: inline
     with h5py.File(session.path, "r") as f:  # one tree: h5py sees the arrays where they were written
         assert f["activations/test/a"].is_virtual and f["activations/test/a"].shape == (4000, 768)
-        assert not f["small"].is_virtual
+        assert not f["small"].is_virtual and not f["sae/weights/steps"].is_virtual
+        assert f["sae/weights/encoder.bias"].is_virtual
     assert session.overview()["size_bytes"] > big.nbytes  # the session's size counts its array files
 
 

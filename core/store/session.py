@@ -57,7 +57,9 @@ SCHEMA_VERSION = 2  # 2: large arrays in files of their own under <name>.data/
 SESSION_SUFFIX = ".h5"
 DATA_SUFFIX = ".data"  # folder beside the session holding its large arrays
 ARRAY_FILE_FORMAT = "salve-tui session arrays"
-EXTERNAL_MIN_BYTES = 1 << 20  # arrays (or groups written together) this large live in their own file
+# arrays (or groups written together) this large live in a file of their own; the environment
+# variable exists for tests, which lower it to put every array of a tiny session in array files
+EXTERNAL_MIN_BYTES = int(os.environ.get("SALVE_ARRAY_FILE_MIN_BYTES", 1 << 20))
 SHARDS_ATTR = "shards"  # JSON [[start, stop, file], ...] of a row-sharded group
 DEFAULT_SESSIONS_DIR = "sessions"
 PIPELINE_STAGES = ("data", "backbone", "activations", "sae", "rankings")
@@ -245,10 +247,17 @@ def _read_array(f: h5py.File, key: str) -> np.ndarray:
 # --------------------------------------------------------------------------- array files
 
 
-def _goes_external(arrays: dict[str, np.ndarray]) -> bool:
-    """Large numeric arrays go to a file of their own; strings and small arrays stay inline."""
-    numeric = all(a.dtype.kind in "biuf" and a.ndim > 0 and a.size > 0 for a in arrays.values())
-    return numeric and sum(a.nbytes for a in arrays.values()) >= EXTERNAL_MIN_BYTES
+def _fits_array_file(value: np.ndarray) -> bool:
+    """Numeric arrays with rows can live in an array file; strings and scalars stay inline."""
+    return value.dtype.kind in "biuf" and value.ndim > 0 and value.size > 0
+
+
+def _split_external(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``(to an array file, inline)``: a group goes out when its numeric arrays are large together."""
+    numeric = {name: a for name, a in arrays.items() if _fits_array_file(a)}
+    if not numeric or sum(a.nbytes for a in numeric.values()) < EXTERNAL_MIN_BYTES:
+        return {}, arrays
+    return numeric, {name: a for name, a in arrays.items() if name not in numeric}
 
 
 def _slug(key: str) -> str:
@@ -449,7 +458,7 @@ class Transaction:
         value = np.asarray(value)
         self._ensure_space(value.nbytes)
         self._remove(key)
-        if _goes_external({"data": value}):
+        if _split_external({"data": value})[0]:
             rel = self._array_file(key, {"data": value})
             _link(self._f, key, value.shape, value.dtype, [(0, len(value), rel)], "data")
         else:
@@ -460,13 +469,13 @@ class Transaction:
         arrays = {name: np.asarray(value) for name, value in arrays.items()}
         self._ensure_space(sum(a.nbytes for a in arrays.values()))
         self._remove(group)
-        if arrays and _goes_external(arrays):
-            rel = self._array_file(group, arrays)
-            for name, value in arrays.items():
+        external, inline = _split_external(arrays)
+        if external:
+            rel = self._array_file(group, external)
+            for name, value in external.items():
                 _link(self._f, f"{group}/{name}", value.shape, value.dtype, [(0, len(value), rel)], name)
-        else:
-            for name, value in arrays.items():
-                _write_array(self._f, f"{group}/{name}", value)
+        for name, value in inline.items():
+            _write_array(self._f, f"{group}/{name}", value)
 
     def append_rows(self, group: str, start: int, total: int, arrays: dict[str, Any]) -> None:
         """Add rows ``[start, start + n)`` of the row-aligned arrays of ``group`` (each ``total`` rows).
