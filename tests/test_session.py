@@ -417,3 +417,17 @@ def test_cli_copy_delete_and_migration_note(tmp_path: Path, monkeypatch, capsys)
     assert main(["delete", "old", "--yes", "--sessions-dir", folder]) == 0
     assert not (tmp_path / "old.h5").exists() and not (tmp_path / "old.data").exists()
     assert [r["name"] for r in list_sessions(tmp_path)] == ["new"]
+
+
+def test_row_blocks_are_written_without_concatenating(session: Session) -> None:
+    from core.store.session import RowBlocks
+
+    parts = [np.full((n, 3), i, np.float32) for i, n in enumerate((4, 1, 5))]
+    with session.transaction() as tx:
+        tx.append_rows("activations/train", 0, 10, {"a": RowBlocks(tuple(parts)), "labels": np.arange(10)})
+    assert np.array_equal(session.read_array("activations/train/a"), np.concatenate(parts))
+    with pytest.raises(ValueError, match="differ in rows"):
+        with session.transaction() as tx:
+            tx.append_rows("activations/train", 0, 10, {"a": RowBlocks(tuple(parts)), "labels": np.arange(9)})
+    with pytest.raises(ValueError, match="differ in shape"):
+        RowBlocks((np.zeros((2, 3)), np.zeros((2, 4))))

@@ -264,7 +264,50 @@ def _slug(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in key).strip("-")[:60] or "array"
 
 
-def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray]) -> Path:
+@dataclass(frozen=True)
+class RowBlocks:
+    """One array given as consecutive row blocks: written block by block, never concatenated.
+
+    The activation stage hands over its batches this way, so a commit does not first copy a
+    whole shard in memory.
+    """
+
+    parts: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError("RowBlocks needs at least one block")
+        tails = {(p.shape[1:], p.dtype) for p in self.parts}
+        if len(tails) != 1:
+            raise ValueError(f"row blocks differ in shape or dtype: {sorted(map(str, tails))}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (sum(len(p) for p in self.parts), *self.parts[0].shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.parts[0].dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+ARRAY_CHUNK_BYTES = 4 << 20  # rows per chunk in array files: few, large chunks (fletcher32 each)
+
+
+def _row_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | bool:
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    if not shape or shape[0] == 0 or row_bytes > ARRAY_CHUNK_BYTES:
+        return True  # let h5py choose
+    return (max(1, min(shape[0], ARRAY_CHUNK_BYTES // max(row_bytes, 1))), *shape[1:])
+
+
+def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray | RowBlocks]) -> Path:
     """Write ``arrays`` into a new file under ``folder`` (temp file, fsync, rename); return it.
 
     HDF5 does not survive a write failing under it (the process can crash), so every limit that
@@ -283,7 +326,16 @@ def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray]) ->
             g.attrs["format"] = ARRAY_FILE_FORMAT
             for name, value in arrays.items():
                 compress = value.nbytes > (1 << 16) and value.dtype.kind in "biu"
-                _create_checked(g, name, data=value, compression="gzip" if compress else None)
+                options = {"compression": "gzip" if compress else None,
+                           "chunks": _row_chunks(value.shape, value.dtype.itemsize)}
+                if isinstance(value, RowBlocks):
+                    ds = _create_checked(g, name, shape=value.shape, dtype=value.dtype, **options)
+                    row = 0
+                    for part in value.parts:
+                        ds[row : row + len(part)] = part
+                        row += len(part)
+                else:
+                    _create_checked(g, name, data=value, **options)
     return final
 
 
@@ -388,6 +440,7 @@ def _create_checked(f: h5py.File, key: str, data: Any = None, shape: tuple[int, 
     kind = arr.dtype.kind if arr is not None else np.dtype(dtype).kind
     if not shape or 0 in shape or kind in "OUS":
         kwargs.pop("compression", None)
+        kwargs.pop("chunks", None)
         ds = f.create_dataset(key, data=data, shape=None if data is not None else shape, dtype=dtype, **kwargs)
         ds.attrs[DIGEST_ATTR] = _digest(_array_bytes(ds[()]))
         return ds
@@ -480,11 +533,14 @@ class Transaction:
     def append_rows(self, group: str, start: int, total: int, arrays: dict[str, Any]) -> None:
         """Add rows ``[start, start + n)`` of the row-aligned arrays of ``group`` (each ``total`` rows).
 
+        Each value is an array or a :class:`RowBlocks` of consecutive row blocks.
+
         The rows go to one new shard file; the virtual datasets are re-pointed to cover every
         shard so far. Earlier shards are never rewritten: ``start == 0`` begins afresh, and a
         resumed run drops only shards past ``start`` (rows a crash left uncommitted).
         """
-        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        arrays = {name: value if isinstance(value, RowBlocks) else np.asarray(value)
+                  for name, value in arrays.items()}
         n = {len(a) for a in arrays.values()}
         if len(n) != 1:
             raise ValueError(f"append_rows: arrays of {group} differ in rows ({sorted(n)})")

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.config import DataConfig, SessionConfig
 from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter
-from core.store.session import PIPELINE_STAGES, Session, SessionError
+from core.store.session import PIPELINE_STAGES, RowBlocks, Session, SessionError
 
 COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
 
@@ -373,17 +373,20 @@ def stream_activations(session: Session, split: str, model: Any, source: Any, de
     def commit(rows: list) -> None:
         if not rows:
             return
-        a = np.concatenate([r[1] for r in rows])
         first = rows[0][0]
+        count = sum(len(r[1]) for r in rows)
+
+        def blocks(i: int, dtype: Any) -> RowBlocks:
+            return RowBlocks(tuple(np.asarray(r[i], dtype=dtype) for r in rows))
+
         with session.transaction() as tx:
             # one new shard file per commit: earlier rows are never rewritten
             tx.append_rows(f"activations/{split}", first, n,
-                           {"a": a.astype(np.float32, copy=False),
-                            "logits": np.concatenate([r[2] for r in rows]).astype(np.float32, copy=False),
-                            "labels": np.concatenate([r[3] for r in rows]).astype(np.int64, copy=False)})
-            progress_info[split] = first + len(a)
+                           {"a": blocks(1, np.float32), "logits": blocks(2, np.float32),
+                            "labels": blocks(3, np.int64)})
+            progress_info[split] = first + count
             tx.write_json("activations/progress", progress_info)
-            tx.set_stage("activations", "partial", f"{split}: {first + len(a)}/{n} rows",
+            tx.set_stage("activations", "partial", f"{split}: {first + count}/{n} rows",
                          rows=dict(progress_info))
 
     # Commits run on one background thread while extraction goes on (HDF5 writes release the
