@@ -335,6 +335,7 @@ def _schema_1_session(path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray
     with Session.create(path, demo_config("old")) as s:
         with s.transaction() as tx:
             tx.write_array("activations/test/a", big)
+            tx.write_array("activations/test/logits", big[:, :300] * 2)
             tx.write_array("rankings/dominant", np.arange(3))
     monkeypatch.undo()
     with h5py.File(path, "r+") as f:
@@ -357,8 +358,10 @@ def test_schema_1_sessions_open_and_migrate_on_first_write(tmp_path: Path, monke
         assert "migrated" in caplog.text
         assert s.overview()["schema_version"] == 2
         assert np.array_equal(s.read_array("activations/test/a"), big)
+        assert np.array_equal(s.read_array("activations/test/logits"), big[:, :300] * 2)
         assert s.read_array("rankings/dominant").tolist() == [0, 1, 2]
         assert s.read_json("note") == "first write"
+    assert len(list(data_dir(path).iterdir())) == 1  # one array file for the group, as a write makes
     assert path.stat().st_size < size_before / 10  # the large array moved out (and was repacked away)
     with h5py.File(path, "r") as f:
         assert f["activations/test/a"].is_virtual and not f["rankings/dominant"].is_virtual
@@ -431,3 +434,12 @@ def test_row_blocks_are_written_without_concatenating(session: Session) -> None:
             tx.append_rows("activations/train", 0, 10, {"a": RowBlocks(tuple(parts)), "labels": np.arange(9)})
     with pytest.raises(ValueError, match="differ in shape"):
         RowBlocks((np.zeros((2, 3)), np.zeros((2, 4))))
+
+
+def test_array_file_chunks_waste_little_space(session: Session) -> None:
+    """Chunk rows are spread evenly: a 512-row weight is not padded out to three 227-row chunks."""
+    w = np.ones((512, 512, 3, 3), np.float32)  # 9.4 MB, a ResNet-18 layer4 convolution
+    with session.transaction() as tx:
+        tx.write_array("backbone/state_dict/layer4.0.conv2.weight", w)
+    (array_file,) = data_dir(session.path).iterdir()
+    assert array_file.stat().st_size < w.nbytes * 1.02

@@ -304,7 +304,9 @@ def _row_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | bool
     row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
     if not shape or shape[0] == 0 or row_bytes > ARRAY_CHUNK_BYTES:
         return True  # let h5py choose
-    return (max(1, min(shape[0], ARRAY_CHUNK_BYTES // max(row_bytes, 1))), *shape[1:])
+    most = max(1, min(shape[0], ARRAY_CHUNK_BYTES // max(row_bytes, 1)))
+    count = -(-shape[0] // most)  # chunks needed; spread the rows evenly so the last is not mostly empty
+    return (-(-shape[0] // count), *shape[1:])
 
 
 def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray | RowBlocks]) -> Path:
@@ -894,8 +896,17 @@ def _migrate(f: h5py.File, tx: Transaction) -> str | None:
             large.append(name)
 
     f.visititems(visit)
-    for name in large:
-        tx.write_array(name, _read_array(f, name))
+    groups: dict[str, list[str]] = {}
+    for name in large:  # one array file per group, as a new write of the group would make
+        groups.setdefault(name.rpartition("/")[0], []).append(name)
+    for group, names in groups.items():
+        arrays = {name.rpartition("/")[2]: _read_array(f, name) for name in names}
+        tx._ensure_space(sum(a.nbytes for a in arrays.values()))
+        rel = tx._array_file(group or "root", arrays)
+        for name in names:
+            value = arrays[name.rpartition("/")[2]]
+            tx._remove(name)
+            _link(f, name, value.shape, value.dtype, [(0, len(value), rel)], name.rpartition("/")[2])
     f.attrs["schema_version"] = SCHEMA_VERSION
     tx.repack = bool(large)
     path = tx._session.path
