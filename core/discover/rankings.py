@@ -92,11 +92,18 @@ def feature_class_matrix(M: ArrayLike, mode: str = "feature") -> np.ndarray:
     M_np = _numpy(M).astype(np.float64)
     if mode == "none":
         return M_np.copy()
+    scale = display_scale(M_np, mode)
+    return np.divide(M_np, scale, out=np.zeros_like(M_np), where=scale > 0)
+
+
+def display_scale(M: ArrayLike, mode: str = "feature") -> np.ndarray:
+    """The divisor :func:`feature_class_matrix` uses, broadcastable to ``M``: (1 × h) per
+    feature, (C × 1) per class, (1 × 1) global. Lets a viewer scale only the cells it draws."""
+    M_np = _numpy(M)
     axis = {"feature": 0, "class": 1, "global": None}.get(mode, "bad")
     if axis == "bad":
         raise ValueError(f"mode must be feature, class, global or none, got '{mode}'")
-    scale = np.nanmax(np.abs(M_np), axis=axis, keepdims=axis is not None, initial=0.0)
-    return np.divide(M_np, scale, out=np.zeros_like(M_np), where=scale > 0)
+    return np.nanmax(np.abs(M_np), axis=axis, keepdims=True, initial=0.0).astype(np.float64)
 
 
 def distinct_dominants(M: ArrayLike) -> bool:
