@@ -379,7 +379,7 @@ OBVIOUS_MATRIX_COMMIT = "38ddb26"
 
 
 def write_matrix_session(folder: Path, classes: int, features: int, name: str = "matrix",
-                         seed: int = 0) -> Path:
+                         seed: int = 0, config=None) -> Path:  # noqa: ANN001 (SessionConfig)
     """A session with only what the matrix screen reads: ``rankings/class_means`` (C × h, float64
     like the pipeline's), ``rankings/dominant`` and ``class_names``, written with the Session API.
     Class c's dominant feature is ``(7 c) mod h`` (planted with a large |μ|, alternating sign)."""
@@ -394,7 +394,7 @@ def write_matrix_session(folder: Path, classes: int, features: int, name: str = 
     M = rng.standard_normal((classes, features)) * 0.1
     dominant = (7 * np.arange(classes)) % features
     M[np.arange(classes), dominant] = np.where(np.arange(classes) % 2 == 0, 5.0, -5.0)
-    with Session.create(path, demo_config(name)) as session, session.transaction() as tx:
+    with Session.create(path, config or demo_config(name)) as session, session.transaction() as tx:
         tx.write_json("class_names", [f"class{c:04d}" for c in range(classes)])
         tx.write_array("rankings/class_means", M)
         tx.write_array("rankings/dominant", dominant.astype(np.int64))

@@ -56,6 +56,7 @@ def signed_colours(values: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     scale = np.broadcast_to(np.asarray(scale, dtype=np.float64), values.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(scale > 0, np.clip(values / np.where(scale > 0, scale, 1.0), -1.0, 1.0), 0.0)
+    t = np.nan_to_num(t, nan=0.0)  # NaN cells are drawn grey below
     w = np.abs(t)[..., None]
     end = np.where((t >= 0)[..., None], np.array(POSITIVE_RGB, float), np.array(NEGATIVE_RGB, float))
     rgb = np.rint((1 - w) * np.array(ZERO_RGB, float) + w * end).astype(np.int64)
