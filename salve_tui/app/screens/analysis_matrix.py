@@ -108,12 +108,12 @@ class MatrixData:
 
 
 def load_matrix(session) -> MatrixData:  # noqa: ANN001 (Session)
-    from core.discover.rankings import display_scale
+    from core.discover.rankings import display_scales
 
     M = np.asarray(session.read_array("rankings/class_means"))
     if not np.issubdtype(M.dtype, np.floating):
         M = M.astype(np.float64)
-    scales = {n: display_scale(M, n) if M.size else np.ones((1, 1)) for n in NORMALISATIONS}
+    scales = display_scales(M, NORMALISATIONS) if M.size else {n: np.ones((1, 1)) for n in NORMALISATIONS}
     return MatrixData(M, np.asarray(session.read_array("rankings/dominant"), dtype=np.int64),
                       [str(c) for c in session.read_json("class_names")], scales)
 

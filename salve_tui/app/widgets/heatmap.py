@@ -23,7 +23,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -301,7 +301,16 @@ class Heatmap(Widget, can_focus=True):
     # ----- cursor
 
     def watch_cursor(self, old: tuple[int, int], new: tuple[int, int]) -> None:
-        self.refresh()
+        window = (self.first_row, self.first_column)
+        if self.content_size.height:
+            self._scroll_to_cursor()
+        if old == new or window != (self.first_row, self.first_column) or not self.content_size.height:
+            self.refresh()  # the window moved: every line changes
+        else:
+            # Same window: only the ruler (cursor's column number) and the old and new rows change.
+            width = self.size.width
+            lines = {0, old[0] - self.first_row + 1, new[0] - self.first_row + 1}
+            self.refresh(*(Region(0, y, width, 1) for y in lines))
         if old != new:
             self.post_message(self.CursorMoved(self, *new))
 
