@@ -354,7 +354,7 @@ def floor_rows(opens: int) -> None:
     print()
 
 
-def screens_section(session: str, opens: int) -> None:
+def screens_section(session: str, opens: int, obvious_too: bool = True) -> None:
     path = Path(session)
     if not path.suffix:
         path = ROOT / "sessions" / f"{session}.h5"
@@ -363,7 +363,8 @@ def screens_section(session: str, opens: int) -> None:
     floor_rows(max(opens, 10))
     print("| design | background | screen | first paint median | p95 | max | content median | p95 | max |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for design, obvious in (("load() worker + preload", False), ("obvious: load() on UI thread", True)):
+    designs = (("load() worker + preload", False), ("obvious: load() on UI thread", True))
+    for design, obvious in designs if obvious_too else designs[:1]:
         for background, job in (("idle", None), ("torch job running", matmul_job)):
             results = asyncio.run(screen_latencies(folder, name, job, opens, obvious))
             for label, (first, content) in results.items():
@@ -561,6 +562,8 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=40)
     parser.add_argument("--screens", metavar="SESSION", help="only the screens section, on SESSION")
     parser.add_argument("--opens", type=int, default=10, help="opens per screen (--screens, --matrix)")
+    parser.add_argument("--skip-obvious", action="store_true",
+                        help="--screens: only the app's design (the obvious one takes minutes)")
     parser.add_argument("--matrix", metavar="CxH[,CxH]", type=_sizes,
                         help="only the large-matrix section, e.g. 10x64,1000x16384")
     args = parser.parse_args()
@@ -573,7 +576,7 @@ def main() -> None:
     if args.screens:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}\n")
-        screens_section(args.screens, args.opens)
+        screens_section(args.screens, args.opens, not args.skip_obvious)
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     folder = tmp / "sessions"
