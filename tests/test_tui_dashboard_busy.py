@@ -19,7 +19,7 @@ SIZE = (80, 24)
 
 
 @pytest.fixture
-def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_clock: float) -> Path:
+def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_clock: float) -> Path:  # noqa: F811
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
     folder = Path("sessions")
