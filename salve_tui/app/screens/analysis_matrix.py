@@ -141,7 +141,7 @@ class MatrixScreen(SessionScreen):
     MatrixScreen #matrix-status { height: auto; padding: 0 1; margin-top: 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("enter", "open_feature", "Open feature"),
+        Binding("enter", "open_feature", "Open", tooltip="Open the feature card"),
         Binding("e", "edit_feature", "Edit"),
         Binding("g", "go_to", "Go to"),
         Binding("d", "dominant", "Dominant", show=False),

@@ -132,7 +132,7 @@ class Heatmap(Widget, can_focus=True):
         Binding("end", "jump_column(-1)", "Last feature", show=False),
         Binding("ctrl+home", "jump_row(0)", "First class", show=False),
         Binding("ctrl+end", "jump_row(-1)", "Last class", show=False),
-        Binding("enter", "select", "Open feature"),
+        Binding("enter", "select", "Open", tooltip="Open the cell (the feature card in the matrix)"),
     ]
 
     cursor: reactive[tuple[int, int]] = reactive((0, 0), layout=False)
