@@ -27,7 +27,7 @@ SIZE = (80, 24)
 def test_pager_pages_by_hand() -> None:
     pager = Pager(total=1000, size=200)
     assert (pager.pages, pager.start, pager.stop) == (5, 0, 200)
-    assert pager.label("classes") == "classes 1–200 of 1000 ([ ])"
+    assert pager.label("classes") == "classes 1–200/1000 [ ]"
     assert pager.turn(1) and (pager.start, pager.stop) == (200, 400)
     assert pager.turn(10) and pager.page == 4 and (pager.start, pager.stop) == (800, 1000)
     assert not pager.turn(1)  # already on the last page
@@ -75,12 +75,12 @@ async def test_alpha_crit_samples_page(crit_folder: Path) -> None:
         crit._fill_samples()
         assert row_keys(samples) == expected_keys(crit, 0, 7)
         status = str(crit.query_one("#crit-status", Static).render())
-        assert f"{total} samples · rows 1–7 of {total} ([ ])" in status
+        assert f"{total} samples · rows 1–7/{total} [ ] · all classes" in status
 
         samples.focus()
         await pilot.press("right_square_bracket")
         assert row_keys(samples) == expected_keys(crit, 7, 14)
-        assert f"rows 8–14 of {total}" in str(crit.query_one("#crit-status", Static).render())
+        assert f"rows 8–14/{total}" in str(crit.query_one("#crit-status", Static).render())
         await pilot.press("down", "enter")  # the 2nd row of page 2 is sorted row 8
         await wait_for(pilot, lambda: isinstance(app.screen, SampleSaliencyScreen), what="sample")
         assert app.screen.sample == int(crit.rows[8]["index"])

@@ -231,7 +231,7 @@ class AlphaCritScreen(SessionScreen):
         pages = self.sample_pager.label("rows")
         self.query_one("#crit-status", Static).update(
             f"{len(self.rows)} samples{' · ' + pages if pages else ''} · {scope} · sorted by {title} "
-            f"{'↓' if self.descending else '↑'} · Enter: Grad-FAM of the sample")
+            f"{'↓' if self.descending else '↑'} · ⏎ Grad-FAM")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "crit-summary" and self.filter_class is not None \

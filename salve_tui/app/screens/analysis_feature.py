@@ -395,16 +395,21 @@ class FeatureDetailScreen(SessionScreen):
             title.append(label, style="reverse bold" if key == self.panel else "dim")
             title.append(" ")
         if self.panel == "classes":
-            title = Text("2 class".ljust(23) + "μ_ck" + "W·D".rjust(7), style="bold")
+            title = Text("2 class".ljust(15 + self._class_label_width()) + "μ_ck" + "W·D".rjust(7), style="bold")
         elif self.panel == "actmax":
             title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
         self.query_one("#feature-panel-title", Static).update(title)
+
+    def _class_label_width(self) -> int:
+        """Class names in panel 2 get up to 9 characters ("hourglass"; the panel is 36 wide at 80)."""
+        names = self.inputs.class_names if self.inputs is not None else []
+        return min(9, max((len(n) for n in names), default=5))
 
     def _classes_text(self) -> Text:
         assert self.card is not None and self.inputs is not None
         card, names = self.card, self.inputs.class_names
         scale = float(np.nanmax(np.abs(card.class_means))) if np.isfinite(card.class_means).any() else 1.0
-        width = min(8, max((len(n) for n in names), default=5))
+        width = self._class_label_width()
         text = Text()
         for c in range(card.num_classes):
             mu, effect = float(card.class_means[c]), float(card.direct_effect[c])

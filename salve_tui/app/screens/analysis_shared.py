@@ -75,10 +75,10 @@ class Pager:
         self.page = max(0, min(self.pages - 1, int(index) // self.size))
 
     def label(self, what: str = "rows") -> str:
-        """``rows 201–400 of 1000 ([ ])`` when there is more than one page, else ``""``."""
+        """``rows 201–400/1000 [ ]`` when there is more than one page, else ``""``."""
         if self.pages == 1:
             return ""
-        return f"{what} {self.start + 1}–{self.stop} of {self.total} ([ ])"
+        return f"{what} {self.start + 1}–{self.stop}/{self.total} [ ]"
 
 
 def sample_images(session: Session, indices: list[int] | np.ndarray) -> np.ndarray:

@@ -279,20 +279,20 @@ class Heatmap(Widget, can_focus=True):
         prefix = prefix.ljust(self.label_width)
         chars = [" "] * ((stop - start) * cell)
         step = 1 if cell >= 3 else (5 if cell == 2 else 10)
+        # The cursor's column number, in reverse, replaces the ruler under it; ticks it would
+        # touch are left out (else "30" and the cursor's "31" read "331").
+        label = str(cursor_column)
+        at = max(0, min((cursor_column - start) * cell, len(chars) - len(label)))
         for column in range(start - start % step, stop, step):
-            if column < start:
-                continue
             text = str(column)
             offset = (column - start) * cell
+            if column < start or (offset <= at + len(label) and at <= offset + len(text)):
+                continue
             for i, ch in enumerate(text):
                 if offset + i < len(chars):
                     chars[offset + i] = ch
         ruler = "".join(chars)
         segments = [Segment(prefix, Style(dim=True))]
-        # The cursor's column number, in reverse, replaces the ruler under it.
-        label = str(cursor_column)
-        at = (cursor_column - start) * cell
-        at = max(0, min(at, len(ruler) - len(label)))
         segments.append(Segment(ruler[:at], Style(dim=True)))
         segments.append(Segment(label, Style(reverse=True, bold=True)))
         segments.append(Segment(ruler[at + len(label):], Style(dim=True)))
