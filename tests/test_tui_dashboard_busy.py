@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_tui_analysis import make_synthetic_session, synth_app
+from test_tui_analysis import synth_app
 from test_tui_conventions import footer_overflow
 from test_tui_helpers import fixed_clock, wait_for  # noqa: F401 (fixture)
 from textual.widgets import Footer
@@ -19,13 +19,9 @@ SIZE = (80, 24)
 
 
 @pytest.fixture
-def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_clock: float) -> Path:  # noqa: F811
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    folder = Path("sessions")
-    folder.mkdir()
-    make_synthetic_session(folder)
-    return folder
+def synth_folder(fixed_clock: float, synth_session_folder: Path) -> Path:  # noqa: F811
+    """The synthetic session, written with frozen timestamps (the dashboard shows them)."""
+    return synth_session_folder
 
 
 def footer_keys(screen) -> list[str]:  # noqa: ANN001

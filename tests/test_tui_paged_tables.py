@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_tui_analysis import make_synthetic_session, synth_app
+from test_tui_analysis import synth_app
 from test_tui_helpers import wait_for
 from textual.widgets import DataTable, Static
 
@@ -41,15 +41,11 @@ def test_pager_pages_by_hand() -> None:
 
 
 @pytest.fixture
-def crit_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    folder = Path("sessions")
-    folder.mkdir()
-    make_synthetic_session(folder)
-    with Session.open(folder / "synth.h5") as session:
+def crit_folder(synth_session_folder: Path) -> Path:
+    """The synthetic session with α_crit computed by the core for every class."""
+    with Session.open(synth_session_folder / "synth.h5") as session:
         run_alpha_crit(session)
-    return folder
+    return synth_session_folder
 
 
 def row_keys(table: DataTable) -> list[str]:
