@@ -142,8 +142,8 @@ class MethodsScreen(ClassTargetScreen):
         names = self.inputs.class_names
         k = int(self.inputs.dominant[c])
         self.query_one("#methods-info", Static).update(Text(
-            f"{class_name(names, c)} · SALVE and steering on feature {k}, ROME on the class-mean key"
-            " · x: share of each method's range"))
+            f"{class_name(names, c)} · SALVE, steering: f{k} · ROME: class-mean key"
+            " · x: share of range"))
         widget = self.query_one("#methods-plot")
         plt = widget.plt  # type: ignore[attr-defined]
         plt.clear_data()
