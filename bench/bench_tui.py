@@ -16,6 +16,10 @@ Run: ``.venv/bin/python bench/bench_tui.py [--presses 40]``. Prints markdown tab
    (after the session's background load finished) and with a CPU-heavy job running, against the
    obvious design in the same run: ``load()`` called on the UI thread and no background preload
    (the shared caches cleared before each open, as on a screen's first open).
+5. *Matrix at scale* (``--matrix 10x64,1000x16384``): a synthetic session with C classes and h
+   features (only what the matrix screen reads); key → first paint and content of the matrix
+   screen, and cursor key → the next frame, for the virtualised screen and, in the same run, the
+   full-render screen of commit 38ddb26 (loaded from git) as the obvious design.
 """
 
 from __future__ import annotations
@@ -164,7 +168,7 @@ def _row(label: str, values: list[float], scale: float = 1000.0, unit: str = "ms
 SCREENS = (
     ("feature–class matrix", "m", "dashboard", "MatrixScreen", lambda s: s.loaded),
     ("feature card", "enter", "matrix", "FeatureDetailScreen",
-     lambda s: s.loaded and s._built_for == s.feature),
+     lambda s: s.card is not None and s.card.feature == s.feature),
     ("edit preview (table)", "e", "dashboard", "EditPreviewScreen",
      lambda s: s.loaded and s.effect is not None),
     ("α_crit", "k", "dashboard", "AlphaCritScreen", lambda s: s.loaded),
@@ -178,11 +182,16 @@ class FrameClock:
 
     def __init__(self, app) -> None:  # noqa: ANN001
         self.frames: list[tuple[float, object]] = []
+        self.probe = None  # optional callable: its value is recorded with each frame (in `probed`)
+        self.probed: list[tuple[float, object]] = []
         original = app._display
 
         def display(screen, renderable) -> None:  # noqa: ANN001
             if renderable is not None:
-                self.frames.append((time.perf_counter(), screen))
+                now = time.perf_counter()
+                self.frames.append((now, screen))
+                if self.probe is not None:
+                    self.probed.append((now, self.probe()))
             original(screen, renderable)
 
         app._display = display
@@ -259,7 +268,7 @@ async def screen_latencies(folder: Path, name: str, job, opens: int, obvious: bo
                 while type(app.screen).__name__ != expect or not ready(app.screen):
                     await asyncio.sleep(0.0005)
                 screen = app.screen
-                content_at = screen._bench_shown_at
+                content_at = time.perf_counter()  # the content is in (polled every 0.5 ms)
                 while not any(t >= content_at and s is screen for t, s in clock.frames):
                     await asyncio.sleep(0.0005)  # the frame that shows the content
                 if label is not None:
@@ -345,7 +354,7 @@ def floor_rows(opens: int) -> None:
     print()
 
 
-def screens_section(session: str, opens: int) -> None:
+def screens_section(session: str, opens: int, obvious_too: bool = True) -> None:
     path = Path(session)
     if not path.suffix:
         path = ROOT / "sessions" / f"{session}.h5"
@@ -354,13 +363,191 @@ def screens_section(session: str, opens: int) -> None:
     floor_rows(max(opens, 10))
     print("| design | background | screen | first paint median | p95 | max | content median | p95 | max |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for design, obvious in (("load() worker + preload", False), ("obvious: load() on UI thread", True)):
+    designs = (("load() worker + preload", False), ("obvious: load() on UI thread", True))
+    for design, obvious in designs if obvious_too else designs[:1]:
         for background, job in (("idle", None), ("torch job running", matmul_job)):
             results = asyncio.run(screen_latencies(folder, name, job, opens, obvious))
             for label, (first, content) in results.items():
                 f, c = _stats(first), _stats(content)
                 print(f"| {design} | {background} | {label} | {f[0]:.0f} ms | {f[1]:.0f} ms | {f[2]:.0f} ms "
                       f"| {c[0]:.0f} ms | {c[1]:.0f} ms | {c[2]:.0f} ms |", flush=True)
+
+
+# --------------------------------------------------------------------------- large matrix (issue 13)
+
+#: The full-render matrix screen before virtualisation, measured as the obvious design.
+OBVIOUS_MATRIX_COMMIT = "38ddb26"
+
+
+def write_matrix_session(folder: Path, classes: int, features: int, name: str = "matrix",
+                         seed: int = 0, config=None) -> Path:  # noqa: ANN001 (SessionConfig)
+    """A session with only what the matrix screen reads: ``rankings/class_means`` (C × h, float64
+    like the pipeline's), ``rankings/dominant`` and ``class_names``, written with the Session API.
+    Class c's dominant feature is ``(7 c) mod h`` (planted with a large |μ|, alternating sign)."""
+    import numpy as np
+
+    from core.config import demo_config
+    from core.store.session import Session
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.h5"
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((classes, features)) * 0.1
+    dominant = (7 * np.arange(classes)) % features
+    M[np.arange(classes), dominant] = np.where(np.arange(classes) % 2 == 0, 5.0, -5.0)
+    with Session.create(path, config or demo_config(name)) as session, session.transaction() as tx:
+        tx.write_json("class_names", [f"class{c:04d}" for c in range(classes)])
+        tx.write_array("rankings/class_means", M)
+        tx.write_array("rankings/dominant", dominant.astype(np.int64))
+        for stage in ("data", "backbone", "activations", "sae", "rankings"):
+            tx.set_stage(stage, "done", "synthetic (bench_tui --matrix)")
+    return path
+
+
+def obvious_matrix_screen() -> type | None:
+    """The matrix screen and heatmap of commit :data:`OBVIOUS_MATRIX_COMMIT` (every class a line
+    of a screen-high widget, colours of the whole matrix precomputed per normalisation, the
+    colour scale recomputed over the whole matrix on every line drawn), loaded from git."""
+    import types
+
+    def source(path: str) -> str | None:
+        done = subprocess.run(["git", "show", f"{OBVIOUS_MATRIX_COMMIT}:{path}"], cwd=ROOT,
+                              capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else None
+
+    heatmap_src = source("salve_tui/app/widgets/heatmap.py")
+    screen_src = source("salve_tui/app/screens/analysis_matrix.py")
+    if heatmap_src is None or screen_src is None:
+        return None
+    heatmap = types.ModuleType("bench_obvious_heatmap")
+    exec(compile(heatmap_src, "obvious heatmap.py", "exec"), heatmap.__dict__)  # noqa: S102
+    sys.modules[heatmap.__name__] = heatmap
+    screen_src = screen_src.replace("from salve_tui.app.widgets.heatmap import", "from bench_obvious_heatmap import")
+    start = screen_src.index("@session_view(")
+    screen_src = screen_src[:start] + screen_src[screen_src.index("class MatrixScreen"):]  # not registered
+    screen = types.ModuleType("bench_obvious_matrix")
+    sys.modules[screen.__name__] = screen
+    exec(compile(screen_src, "obvious analysis_matrix.py", "exec"), screen.__dict__)  # noqa: S102
+    return screen.MatrixScreen
+
+
+MATRIX_KEYS = ("right", "down", "left", "up", "pagedown", "down", "pageup", "up")  # keys both designs have
+
+
+async def _until(condition, what: str, timeout: float = 120.0) -> None:  # noqa: ANN001
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"bench: no {what} after {timeout:.0f} s")
+        await asyncio.sleep(0.0005)
+
+
+async def matrix_latencies(folder: Path, name: str, screen_class: type | None, opens: int,
+                           presses: int) -> dict[str, list[float]]:
+    """Key ``m`` → first frame / content frame of the matrix screen, then per cursor key → the
+    first frame drawn after the cursor moved. ``screen_class`` replaces the registered screen."""
+    import dataclasses
+
+    from textual import events
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.preload import import_modules
+    from salve_tui.app.screens.base import SessionScreen
+
+    original_loaded = SessionScreen.on_screen_loaded
+
+    def loaded_and_stamped(self, message) -> None:  # noqa: ANN001
+        original_loaded(self, message)
+        self._bench_shown_at = time.perf_counter()
+
+    SessionScreen.on_screen_loaded = loaded_and_stamped
+    app = SalveApp(sessions_folder=folder, start_session=name)
+    if screen_class is not None:
+        app.views = [dataclasses.replace(v, factory=screen_class) if v.name == "feature_class_matrix" else v
+                     for v in app.views]
+    # The synthetic session holds only the matrix: the background preload of activations, model
+    # and test images has nothing to load (it would build the Shapes data set), so it is off.
+    app.shared.start = lambda _app, session: None
+    import_modules(None)  # what the preloader does first in the app: torch is imported by then
+    clock = FrameClock(app)
+    results: dict[str, list[float]] = {"first paint": [], "content": [], "cursor key": []}
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            while type(app.screen).__name__ != "DashboardScreen":
+                await pilot.pause(0.01)
+            dashboard = app.screen
+            await pilot.pause(0.3)
+            for _ in range(opens):
+                started = time.perf_counter()
+                app._driver.send_message(events.Key("m", None))
+                await _until(lambda: type(app.screen).__name__ == "MatrixScreen" and app.screen.loaded,
+                             "matrix content")
+                screen = app.screen
+                await _until(lambda screen=screen: any(t >= screen._bench_shown_at and s is screen
+                                                       for t, s in clock.frames), "content frame")
+                results["first paint"].append(clock.first_after(started, screen))
+                results["content"].append(next(t for t, s in clock.frames
+                                                if t >= screen._bench_shown_at and s is screen) - started)
+                heatmap = screen.query_one("#matrix")
+                await pilot.pause(0.05)
+                clock.probe = lambda: heatmap.cursor  # noqa: B023 (the frame shows this cursor)
+                for i in range(presses):
+                    key = MATRIX_KEYS[i % len(MATRIX_KEYS)]
+                    before = heatmap.cursor
+                    started = time.perf_counter()
+                    app._driver.send_message(events.Key(key, None))
+                    await _until(lambda: heatmap.cursor != before, f"cursor move on {key}")  # noqa: B023
+
+                    def shown() -> float | None:
+                        return next((t - started for t, cursor in clock.probed  # noqa: B023
+                                     if t >= started and cursor == heatmap.cursor), None)  # noqa: B023
+
+                    await _until(lambda: shown() is not None, f"frame after {key}")  # noqa: B023
+                    results["cursor key"].append(shown())
+                    await pilot.pause(0.01)
+                clock.probe = None
+                while app.screen is not dashboard:
+                    app.pop_screen()
+                    await pilot.pause(0.05)
+                await pilot.pause(0.1)
+    finally:
+        SessionScreen.on_screen_loaded = original_loaded
+    return results
+
+
+def matrix_section(sizes: list[tuple[int, int]], opens: int, presses: int) -> None:
+    print(f"## Matrix screen at scale: key → first paint, content, cursor key → frame (80×24, "
+          f"{opens} opens × {presses} cursor keys)\n")
+    print("| C × h | design | first paint median | p95 | content median | p95 | cursor key median | p95 | max |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    obvious = obvious_matrix_screen()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-matrix-"))
+    try:
+        for classes, features in sizes:
+            folder = tmp / f"{classes}x{features}"
+            started = time.perf_counter()
+            write_matrix_session(folder, classes, features)
+            print(f"<!-- wrote the {classes}×{features} session in {time.perf_counter() - started:.1f} s -->")
+            designs = [("virtualised (this version)", None)]
+            if obvious is not None:
+                designs.append((f"obvious: full render (commit {OBVIOUS_MATRIX_COMMIT})", obvious))
+            for design, screen_class in designs:
+                r = asyncio.run(matrix_latencies(folder, "matrix", screen_class, opens, presses))
+                f, c, k = _stats(r["first paint"]), _stats(r["content"]), _stats(r["cursor key"])
+                print(f"| {classes} × {features} | {design} | {f[0]:.0f} ms | {f[1]:.0f} ms | {c[0]:.0f} ms "
+                      f"| {c[1]:.0f} ms | {k[0]:.1f} ms | {k[1]:.1f} ms | {k[2]:.1f} ms |", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if obvious is None:
+        print(f"\n(commit {OBVIOUS_MATRIX_COMMIT} is not in this clone: the obvious design was not measured)")
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for item in text.split(","):
+        classes, _, features = item.lower().partition("x")
+        sizes.append((int(classes), int(features)))
+    return sizes
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
@@ -374,13 +561,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--presses", type=int, default=40)
     parser.add_argument("--screens", metavar="SESSION", help="only the screens section, on SESSION")
-    parser.add_argument("--opens", type=int, default=10, help="opens per screen (--screens)")
+    parser.add_argument("--opens", type=int, default=10, help="opens per screen (--screens, --matrix)")
+    parser.add_argument("--skip-obvious", action="store_true",
+                        help="--screens: only the app's design (the obvious one takes minutes)")
+    parser.add_argument("--matrix", metavar="CxH[,CxH]", type=_sizes,
+                        help="only the large-matrix section, e.g. 10x64,1000x16384")
     args = parser.parse_args()
     os.environ["SALVE_TUI_IMAGES"] = "halfblock"
+    if args.matrix:
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}\n")
+        matrix_section(args.matrix, args.opens, args.presses)
+        return
     if args.screens:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}\n")
-        screens_section(args.screens, args.opens)
+        screens_section(args.screens, args.opens, not args.skip_obvious)
         return
     tmp = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     folder = tmp / "sessions"

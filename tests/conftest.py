@@ -37,3 +37,17 @@ def built_session_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Session.create(path, tiny_config()) as session:
         run_pipeline(session)
     return path
+
+
+@pytest.fixture
+def synth_session_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``sessions/`` (cwd = tmp_path) holding the synthetic ``synth`` session of
+    ``test_tui_analysis.make_synthetic_session``, with half-block images for the TUI."""
+    from test_tui_analysis import make_synthetic_session
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
+    folder = Path("sessions")
+    folder.mkdir()
+    make_synthetic_session(folder)
+    return folder

@@ -357,13 +357,8 @@ def make_synthetic_session(folder: Path, name: str = "synth", config=None) -> Pa
 
 
 @pytest.fixture
-def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    folder = Path("sessions")
-    folder.mkdir()
-    make_synthetic_session(folder)
-    return folder
+def synth_folder(synth_session_folder: Path) -> Path:
+    return synth_session_folder  # conftest: the synthetic session in sessions/
 
 
 def synth_app(folder: Path) -> SalveApp:

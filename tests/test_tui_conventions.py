@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_tui_analysis import make_synthetic_session, synth_app
+from test_tui_analysis import synth_app
 from test_tui_helpers import FIXED_TIME, make_session, wait_for
 from textual.widgets import Footer, Input, Static
 from textual.widgets._footer import FooterKey
@@ -49,13 +49,8 @@ VIEW_KEYS = {"m": MatrixScreen, "e": EditPreviewScreen, "k": AlphaCritScreen, "x
 
 
 @pytest.fixture
-def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    folder = Path("sessions")
-    folder.mkdir()
-    make_synthetic_session(folder)
-    return folder
+def synth_folder(synth_session_folder: Path) -> Path:
+    return synth_session_folder  # conftest: the synthetic session in sessions/
 
 
 @pytest.fixture

@@ -92,11 +92,33 @@ def feature_class_matrix(M: ArrayLike, mode: str = "feature") -> np.ndarray:
     M_np = _numpy(M).astype(np.float64)
     if mode == "none":
         return M_np.copy()
-    axis = {"feature": 0, "class": 1, "global": None}.get(mode, "bad")
-    if axis == "bad":
-        raise ValueError(f"mode must be feature, class, global or none, got '{mode}'")
-    scale = np.nanmax(np.abs(M_np), axis=axis, keepdims=axis is not None, initial=0.0)
+    scale = display_scale(M_np, mode)
     return np.divide(M_np, scale, out=np.zeros_like(M_np), where=scale > 0)
+
+
+def display_scale(M: ArrayLike, mode: str = "feature") -> np.ndarray:
+    """The divisor :func:`feature_class_matrix` uses, broadcastable to ``M``: (1 × h) per
+    feature, (C × 1) per class, (1 × 1) global. Lets a viewer scale only the cells it draws."""
+    return display_scales(M, (mode,))[mode]
+
+
+def display_scales(M: ArrayLike, modes: tuple[str, ...] = ("class", "feature", "global")) -> dict[str, np.ndarray]:
+    """:func:`display_scale` of several modes from one pass over ``|M|`` (NaN ignored)."""
+    axes = {"feature": 0, "class": 1, "global": None}
+    bad = [m for m in modes if m not in axes]
+    if bad:
+        raise ValueError(f"mode must be feature, class, global or none, got '{bad[0]}'")
+    M_np = _numpy(M)
+
+    def largest_magnitude(axis: int | None) -> np.ndarray:
+        # max |x| = max(max x, −min x): two reductions, no |M|-sized temporary (C × h can be 10⁷)
+        flat = M_np.reshape(-1) if axis is None else M_np
+        high = np.fmax.reduce(flat, axis=0 if axis is None else axis, initial=0.0)
+        low = np.fmin.reduce(flat, axis=0 if axis is None else axis, initial=0.0)
+        scale = np.fmax(high, -low).astype(np.float64)
+        return scale.reshape(1, 1) if axis is None else np.expand_dims(scale, axis)
+
+    return {mode: largest_magnitude(axes[mode]) for mode in modes}
 
 
 def distinct_dominants(M: ArrayLike) -> bool:

@@ -21,7 +21,13 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import class_name, fmt_value, gradfam_with_overlay
+from salve_tui.app.screens.analysis_shared import (
+    PAGE_BINDINGS,
+    Pager,
+    class_name,
+    fmt_value,
+    gradfam_with_overlay,
+)
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.image import ImageView
 
@@ -81,7 +87,8 @@ class AlphaCritScreen(SessionScreen):
         "negative (how far the linear picture breaks). r computes (or recomputes) the table for "
         "every class; o switches linear/clamped modulation. In the sample table: s sorts by the "
         "next column, i inverts the order, f shows only the class highlighted above, Enter opens "
-        "the sample's Grad-FAM. Tab moves between the tables."
+        "the sample's Grad-FAM. Tab moves between the tables. Long tables show 200 rows at a "
+        "time: [ and ] turn the page of the focused table (the status line says which rows)."
     )
     DEFAULT_CSS = """
     AlphaCritScreen #crit-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -96,9 +103,10 @@ class AlphaCritScreen(SessionScreen):
         Binding("f", "toggle_filter", "Filter"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
         Binding("enter", "open_sample", "Grad-FAM"),
+        *PAGE_BINDINGS,
     ]
     LOADING = "the α_crit results stored in the session"
-    CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample"})
+    CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,7 +116,9 @@ class AlphaCritScreen(SessionScreen):
         self.sort_key = DEFAULT_SORT
         self.descending = False
         self.filter_class: int | None = None
-        self.rows: list[dict[str, Any]] = []  # sample rows as shown, in order
+        self.rows: list[dict[str, Any]] = []  # sample rows in their order (the table shows a page)
+        self.summary_pager = Pager()
+        self.sample_pager = Pager()
         self._job: Any = None
 
     def compose(self) -> ComposeResult:
@@ -151,7 +161,9 @@ class AlphaCritScreen(SessionScreen):
         table = self.query_one("#crit-summary", DataTable)
         keep = table.cursor_row
         table.clear()
-        for r in self.results:
+        pager = self.summary_pager
+        pager.set_total(len(self.results))
+        for r in self.results[pager.start:pager.stop]:
             s = r.summary()
             analytic, numerical = s["analytic"], s["numerical"]
             iqr = (f"{fmt_value(analytic.get('q1'))}–{fmt_value(analytic.get('q3'))}"
@@ -163,11 +175,13 @@ class AlphaCritScreen(SessionScreen):
                 key=str(r.target_class),
             )
         if self.results:
-            table.move_cursor(row=min(keep, len(self.results) - 1))
+            table.move_cursor(row=min(keep, pager.stop - pager.start - 1))
         info = Text()
         if self.results:
             info.append(f"suppress · {self.modulation} modulation · dominant features · "
                         f"{len(self.results)} classes", style="bold")
+            if pager.pages > 1:
+                info.append(f" · {pager.label('classes')}", style="dim")
         else:
             info.append(f"no α_crit results ({self.modulation}) yet — press r to compute them "
                         "for every class", style="yellow")
@@ -181,14 +195,18 @@ class AlphaCritScreen(SessionScreen):
                 rows.append(row)
         return rows
 
-    def _fill_samples(self) -> None:
-        rows = self.all_sample_rows()
-        if self.filter_class is not None:
-            rows = [r for r in rows if r["class_index"] == self.filter_class]
-        self.rows = sort_rows(rows, self.sort_key, self.descending)
+    def _fill_samples(self, first_page: bool = True) -> None:
+        """Sort (and filter) every sample row; the table gets one page of them."""
+        if first_page:
+            rows = self.all_sample_rows()
+            if self.filter_class is not None:
+                rows = [r for r in rows if r["class_index"] == self.filter_class]
+            self.rows = sort_rows(rows, self.sort_key, self.descending)
+            self.sample_pager.set_total(len(self.rows))
+            self.sample_pager.page = 0
         table = self.query_one("#crit-samples", DataTable)
         table.clear()
-        for row in self.rows:
+        for row in self.rows[self.sample_pager.start:self.sample_pager.stop]:
             cells = []
             for column in SAMPLE_COLUMNS:
                 value = row.get(column.key)
@@ -210,9 +228,10 @@ class AlphaCritScreen(SessionScreen):
         title = next(c.title for c in SAMPLE_COLUMNS if c.key == self.sort_key)
         scope = ("all classes" if self.filter_class is None
                  else f"class {class_name(self.class_names, self.filter_class)}")
+        pages = self.sample_pager.label("rows")
         self.query_one("#crit-status", Static).update(
-            f"{len(self.rows)} samples · {scope} · sorted by {title} "
-            f"{'↓' if self.descending else '↑'} · Enter: Grad-FAM of the sample")
+            f"{len(self.rows)} samples{' · ' + pages if pages else ''} · {scope} · sorted by {title} "
+            f"{'↓' if self.descending else '↑'} · ⏎ Grad-FAM")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "crit-summary" and self.filter_class is not None \
@@ -258,10 +277,20 @@ class AlphaCritScreen(SessionScreen):
             summary = self.query_one("#crit-summary", DataTable)
             if not self.results:
                 return
-            self.filter_class = self.results[min(summary.cursor_row, len(self.results) - 1)].target_class
+            index = min(self.summary_pager.start + summary.cursor_row, len(self.results) - 1)
+            self.filter_class = self.results[index].target_class
         else:
             self.filter_class = None
         self._fill_samples()
+
+    def action_page(self, step: int) -> None:
+        """[ ] turn the page of the focused table (the samples unless the summary has focus)."""
+        summary = self.query_one("#crit-summary", DataTable)
+        if summary.has_focus:
+            if self.summary_pager.turn(step):
+                self._fill_summary()
+        elif self.sample_pager.turn(step):
+            self._fill_samples(first_page=False)
 
     def action_cycle_modulation(self) -> None:
         self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
@@ -276,7 +305,7 @@ class AlphaCritScreen(SessionScreen):
         if not table.has_focus:
             table.focus()
             return
-        row = self.rows[min(table.cursor_row, len(self.rows) - 1)]
+        row = self.rows[min(self.sample_pager.start + table.cursor_row, len(self.rows) - 1)]
         self.app.push_screen(SampleSaliencyScreen(int(row["index"]), int(row["feature"]), row))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -19,12 +19,17 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
-from salve_tui.app.screens.analysis_shared import class_name, error_text, fmt_value, load_in_thread
-from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.screens.analysis_shared import (
+    ClassTargetScreen,
+    class_name,
+    error_text,
+    fmt_value,
+    load_in_thread,
+)
+from salve_tui.app.screens.base import session_view
 
 if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
-    from core.workflow.inputs import ControlInputs
 
 MODES = ("suppress", "enhance")
 MODULATIONS = ("linear", "clamped")
@@ -58,7 +63,7 @@ def summary_text(result: AlphaCritResult, class_names: list[str]) -> Text:
 @session_view(footer="α any", key="j", title="α_crit explorer", requires=("rankings",), order=41,
               name="alpha_crit_explorer", in_footer=False,
               description="α_crit for any feature, and the critical enhancement threshold")
-class AlphaExplorerScreen(SessionScreen):
+class AlphaExplorerScreen(ClassTargetScreen):
     SCREEN_TITLE = "α_crit explorer"
     HELP_TEXT = (
         "The critical threshold for any class and any feature. ↑/↓ choose the class; < > step "
@@ -86,20 +91,20 @@ class AlphaExplorerScreen(SessionScreen):
         Binding("o", "cycle_modulation", "Modulation", show=False),
         Binding("w", "record", "Record"),
     ]
+    CONTENT_ACTIONS = frozenset({"step_feature", "dominant", "type_feature", "record"})
+    INFO, TABLE, FAILED = "explore-info", "explore-classes", "compute α_crit"
 
     def __init__(self, target_class: int = 0, feature: int | None = None, mode: str = "suppress") -> None:
-        super().__init__()
-        self.target_class = int(target_class)
+        super().__init__(target_class)
         self.feature = feature
         self.mode = mode
         self.modulation = "linear"
-        self.inputs: ControlInputs | None = None
         self.result: AlphaCritResult | None = None
         self._job: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("loading the cached activations…", id="explore-info", markup=False)
+        yield Static("", id="explore-info", markup=False)
         with Horizontal(id="explore-body"):
             yield DataTable(id="explore-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="explore-right"):
@@ -115,30 +120,14 @@ class AlphaExplorerScreen(SessionScreen):
         table.add_column("dom.", key="dominant", width=5)
         table.focus()
 
-    def refresh_from_session(self) -> None:
-        session = self.session
+    def class_cells(self, c: int) -> tuple[str, ...]:
+        assert self.inputs is not None
+        return self.inputs.class_names[c], str(int(self.inputs.dominant[c]))
 
-        def load() -> ControlInputs:
-            from core.workflow.inputs import load_inputs
-
-            return load_inputs(session)
-
-        load_in_thread(self, load, self._inputs_ready, self._failed, "explore-inputs")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#explore-info", Static).update(error_text("compute α_crit", error))
-
-    def _inputs_ready(self, inputs: ControlInputs) -> None:
-        first = self.inputs is None
-        self.inputs = inputs
-        if first:
-            table = self.query_one(DataTable)
-            for c, name in enumerate(inputs.class_names):
-                table.add_row(name, str(int(inputs.dominant[c])), key=str(c))
-            self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
-            table.move_cursor(row=self.target_class)
+    def inputs_ready(self) -> None:
+        assert self.inputs is not None
         if self.feature is None:
-            self.feature = max(0, int(inputs.dominant[self.target_class]))
+            self.feature = max(0, int(self.inputs.dominant[self.target_class]))
         self._compute()
 
     def _compute(self) -> None:
@@ -185,16 +174,13 @@ class AlphaExplorerScreen(SessionScreen):
             plt.title(f"numerical α_crit per sample (n={len(values)})")
         widget.refresh()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.inputs is None or event.row_key.value is None:
-            return
-        c = int(event.row_key.value)
-        if c != self.target_class:
-            follow = self.feature == int(self.inputs.dominant[self.target_class])
-            self.target_class = c
-            if follow:
-                self.feature = max(0, int(self.inputs.dominant[c]))
-            self._compute()
+    def class_changed(self, c: int) -> None:
+        assert self.inputs is not None
+        follow = self.feature == int(self.inputs.dominant[self.target_class])
+        self.target_class = c
+        if follow:
+            self.feature = max(0, int(self.inputs.dominant[c]))
+        self._compute()
 
     def action_step_feature(self, step: int) -> None:
         if self.inputs is not None and self.feature is not None:

@@ -372,7 +372,7 @@ class EditPreviewScreen(SessionScreen):
         before = np.nan_to_num(self.effect.accuracy_before.numpy()) @ counts / counts.sum()
         after = np.nan_to_num(self.effect.accuracy_after.numpy()) @ counts / counts.sum()
         widget.update(f"overall test accuracy {fmt_percent(before)} → {fmt_percent(after)} · "
-                      "w records the edit and exports the weights")
+                      "w records it, exports the weights")
 
     def _set_error(self, error: str) -> None:
         if self.is_attached:

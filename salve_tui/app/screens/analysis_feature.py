@@ -9,13 +9,17 @@
   scales); the nearest features by decoder cosine; the activation-maximisation snapshots as
   images (``a`` runs it as a cancellable job; they are stored beside its figure).
 
-The numbers come from :func:`core.workflow.feature_card.feature_card`. The screen paints a
-loading line at once and fills in from a thread worker. Opened from the feature–class matrix
-(Enter); not a dashboard view of its own because it needs a feature.
+The numbers come from :func:`core.workflow.feature_card.feature_card`. The screen follows the
+load pattern of :mod:`salve_tui.app.screens.base`: it paints the title, a loading notice and the
+footer at once (the 24 thumbnails and the panels are mounted right after that first frame, while
+:meth:`FeatureDetailScreen.load` reads in a thread worker), then :meth:`FeatureDetailScreen.show`
+fills them in. Opened from the feature–class matrix (Enter); not a dashboard view of its own
+because it needs a feature.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -23,6 +27,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import get_current_worker
 
@@ -133,6 +138,16 @@ class SampleRow(Vertical):
         return list(self.query(Thumbnail))
 
 
+@dataclass(frozen=True)
+class CardData:
+    """What :meth:`FeatureDetailScreen.load` read for one feature (the worker's result)."""
+
+    inputs: FeatureCardInputs
+    card: FeatureCard
+    images: dict[int, np.ndarray]  # the test images of the card's samples not shown before
+    actmax: tuple[list[np.ndarray], dict[str, Any]] | None
+
+
 class FeatureDetailScreen(SessionScreen):
     SCREEN_TITLE = "Feature card"
     HELP_TEXT = (
@@ -149,6 +164,7 @@ class FeatureDetailScreen(SessionScreen):
     )
     DEFAULT_CSS = """
     FeatureDetailScreen #feature-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FeatureDetailScreen #feature-body { height: 1fr; }
     FeatureDetailScreen #feature-rows { height: auto; }
     FeatureDetailScreen #feature-bottom { height: 1fr; }
     FeatureDetailScreen #feature-selected { width: 43; padding: 0 1; }
@@ -179,6 +195,8 @@ class FeatureDetailScreen(SessionScreen):
         Binding("pagedown", "scroll_panel(1)", "Scroll panel down", show=False),
         Binding("pageup", "scroll_panel(-1)", "Scroll panel up", show=False),
     ]
+    LOADING = "the feature card (latents, decoder, test images)"
+    CONTENT_ACTIONS = frozenset({"edit_feature", "step_feature", "actmax"})
 
     def __init__(self, feature: int, selected_class: int | None = None) -> None:
         super().__init__()
@@ -197,38 +215,57 @@ class FeatureDetailScreen(SessionScreen):
         self._actmax_feature: int | None = None  # the feature the running act-max job drives
         self._actmax_progress = ""
         self._layout = (MIN_PIXELS, 1, 4)
+        self._body_built = self._body_ready = False
+        self._pending: CardData | None = None  # a card loaded before the body was mounted
+
+    def loading_what(self) -> str:
+        return f"feature {self.feature}: latents, decoder, test images"
 
     def compose(self) -> ComposeResult:
+        # Only what the first frame needs: the ~100 widgets of the rows and panels come after it.
         yield Header()
-        yield Static(f"loading feature {self.feature}: latents, decoder, test images…",
-                     id="feature-info", markup=False)
-        with Vertical(id="feature-rows"):
-            for key, _ in ROWS:
-                yield SampleRow(key, 8, id=f"row-{key}")
-        with Horizontal(id="feature-bottom"):
-            with Vertical(id="feature-selected"):
-                yield Static("", id="feature-selected-title", markup=False)
-                with Horizontal(id="feature-selected-images"):
-                    yield ImageView(id="preview-image")
-                    yield ImageView(id="preview-overlay")
-            with Vertical(id="feature-panel"):
-                yield Static("", id="feature-panel-title", markup=False)
-                with ContentSwitcher(initial="panel-histogram", id="feature-panels"):
-                    yield ClassHistogram(id="panel-histogram")
-                    with PanelScroll(id="panel-classes"):
-                        yield Static("", id="panel-classes-text", markup=False)
-                    with PanelScroll(id="panel-nearest"):
-                        yield Static("", id="panel-nearest-text", markup=False)
-                    with Vertical(id="panel-actmax"):
-                        yield Horizontal(id="panel-actmax-images")
-                        yield Static("", id="panel-actmax-captions", markup=False)
+        yield Static(f"feature {self.feature}", id="feature-info", markup=False)  # the notice says what loads
+        yield Vertical(id="feature-body")
         yield Footer(compact=True)
 
+    def _body(self) -> list[Widget]:
+        """The rows of thumbnails and the bottom panels (mounted by :meth:`_build_body`)."""
+        panels = ContentSwitcher(
+            ClassHistogram(id="panel-histogram"),
+            PanelScroll(Static("", id="panel-classes-text", markup=False), id="panel-classes"),
+            PanelScroll(Static("", id="panel-nearest-text", markup=False), id="panel-nearest"),
+            Vertical(Horizontal(id="panel-actmax-images"),
+                     Static("", id="panel-actmax-captions", markup=False), id="panel-actmax"),
+            initial="panel-histogram", id="feature-panels")
+        selected = Vertical(
+            Static("", id="feature-selected-title", markup=False),
+            Horizontal(ImageView(id="preview-image"), ImageView(id="preview-overlay"),
+                       id="feature-selected-images"),
+            id="feature-selected")
+        panel = Vertical(Static("", id="feature-panel-title", markup=False), panels, id="feature-panel")
+        return [Vertical(*(SampleRow(key, 8, id=f"row-{key}") for key, _ in ROWS), id="feature-rows"),
+                Horizontal(selected, panel, id="feature-bottom")]
+
     def on_mount(self) -> None:
+        self.call_after_refresh(self._build_body)
+
+    async def _build_body(self) -> None:
+        """Mount the rows and panels after the first frame; a card that came first waits for it."""
+        if self._body_built or not self.is_attached:
+            return
+        self._body_built = True
+        await self.query_one("#feature-body").mount_all(self._body())
+        self._body_ready = True
         self._apply_layout()
+        if self.panel != "histogram":
+            self.action_panel(self.panel)  # a panel key pressed while loading
+        if self._pending is not None:
+            data, self._pending = self._pending, None
+            self.show(data)
 
     def on_resize(self) -> None:
-        self._apply_layout()
+        if self._body_ready:
+            self._apply_layout()
 
     # ----- layout
 
@@ -247,6 +284,8 @@ class FeatureDetailScreen(SessionScreen):
         self._show_rows()
 
     def _show_rows(self) -> None:
+        if not self._body_ready:
+            return  # the selection is kept; drawn once the rows are mounted
         _, rows, per_row = self._layout
         current, column = self.selection
         for r, (key, _) in enumerate(ROWS):
@@ -260,49 +299,39 @@ class FeatureDetailScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
-        """Load the card's inputs in a worker (first time), then the card of the feature."""
+    def load(self) -> CardData:
+        """The card of :attr:`feature` (worker thread): the inputs once, then the feature's card,
+        the test images not shown before and stored act-max snapshots."""
+        from core.workflow.actmax_images import load_actmax_snapshots
+        from core.workflow.feature_card import load_card_inputs
+
         session, feature = self.session, self.feature
+        inputs = self.inputs or load_card_inputs(session)
+        card = inputs.card(feature)
+        shown = set(self.images)
+        needed = sorted({int(i) for i in (*card.top, *card.quantile_samples, *card.bottom)} - shown)
+        images = dict(zip(needed, sample_images(session, needed), strict=True)) if needed else {}
+        return CardData(inputs, card, images, load_actmax_snapshots(session, feature))
 
-        def load() -> None:
-            from core.workflow.actmax_images import load_actmax_snapshots
-            from core.workflow.feature_card import load_card_inputs
-
-            worker = get_current_worker()
-            try:
-                inputs = self.inputs or load_card_inputs(session)
-                card = inputs.card(feature)
-                needed = sorted({int(i) for i in (*card.top, *card.quantile_samples, *card.bottom)}
-                                - set(self.images))
-                images = dict(zip(needed, sample_images(session, needed), strict=True)) if needed else {}
-                actmax = load_actmax_snapshots(session, feature)
-            except Exception as exc:  # a stage rerun left the session incomplete, a bad feature…
-                if not worker.is_cancelled:
-                    self.app.call_from_thread(self._show_load_error, str(exc))
-                return
-            if not worker.is_cancelled:
-                self.app.call_from_thread(self._card_ready, inputs, card, images, actmax)
-
-        self.run_worker(load, thread=True, exclusive=True, group="feature-card", exit_on_error=False)
-
-    def _show_load_error(self, error: str) -> None:
-        if self.is_attached:
-            self.load_error = error
-            self.query_one("#feature-info", Static).update(Text(f"cannot show feature {self.feature}: "
-                                                                f"{error}", style="red"))
-
-    def _card_ready(self, inputs: FeatureCardInputs, card: FeatureCard, images: dict[int, np.ndarray],
-                    actmax: tuple[list[np.ndarray], dict[str, Any]] | None) -> None:
-        if not self.is_attached or card.feature != self.feature:
+    def show(self, data: CardData) -> None:
+        if data.card.feature != self.feature:
+            return  # a step (< >) asked for another feature meanwhile; its load follows
+        if not self._body_ready:
+            self._pending = data
             return
-        first = self.card is None or self.card.feature != card.feature
-        self.inputs, self.card, self.actmax, self.load_error = inputs, card, actmax, ""
-        self.images.update(images)
+        first = self.card is None or self.card.feature != data.card.feature
+        self.inputs, self.card, self.actmax, self.load_error = data.inputs, data.card, data.actmax, ""
+        self.images.update(data.images)
         self._fill_rows()
         self._draw_info()
         self._draw_panels()
         if first:
             self._select(*self.selection)
+
+    def show_error(self, error: str) -> None:
+        super().show_error(error)
+        self.query_one("#feature-info", Static).update(
+            Text(f"cannot show feature {self.feature}: {error}", style="red"))
 
     def _row_samples(self, row: int) -> np.ndarray:
         if self.card is None:
@@ -359,21 +388,28 @@ class FeatureDetailScreen(SessionScreen):
         self._draw_actmax()
 
     def _draw_panel_title(self) -> None:
+        if not self._body_ready:
+            return
         title = Text()
         for key, label in PANELS:
             title.append(label, style="reverse bold" if key == self.panel else "dim")
             title.append(" ")
         if self.panel == "classes":
-            title = Text("2 class".ljust(23) + "μ_ck" + "W·D".rjust(7), style="bold")
+            title = Text("2 class".ljust(15 + self._class_label_width()) + "μ_ck" + "W·D".rjust(7), style="bold")
         elif self.panel == "actmax":
             title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
         self.query_one("#feature-panel-title", Static).update(title)
+
+    def _class_label_width(self) -> int:
+        """Class names in panel 2 get up to 9 characters ("hourglass"; the panel is 36 wide at 80)."""
+        names = self.inputs.class_names if self.inputs is not None else []
+        return min(9, max((len(n) for n in names), default=5))
 
     def _classes_text(self) -> Text:
         assert self.card is not None and self.inputs is not None
         card, names = self.card, self.inputs.class_names
         scale = float(np.nanmax(np.abs(card.class_means))) if np.isfinite(card.class_means).any() else 1.0
-        width = min(8, max((len(n) for n in names), default=5))
+        width = self._class_label_width()
         text = Text()
         for c in range(card.num_classes):
             mu, effect = float(card.class_means[c]), float(card.direct_effect[c])
@@ -425,6 +461,8 @@ class FeatureDetailScreen(SessionScreen):
 
     def action_panel(self, panel: str) -> None:
         self.panel = panel
+        if not self._body_ready:
+            return  # shown when the panels are mounted
         self.query_one(ContentSwitcher).current = f"panel-{panel}"
         self.set_class(panel == "actmax", "-actmax")
         self._draw_panel_title()
@@ -436,6 +474,8 @@ class FeatureDetailScreen(SessionScreen):
         self.action_panel(keys[(keys.index(self.panel) + 1) % len(keys)])
 
     def action_scroll_panel(self, direction: int) -> None:
+        if not self._body_ready:
+            return
         current = self.query_one(ContentSwitcher).visible_content
         if isinstance(current, VerticalScroll):
             current.scroll_relative(y=direction * max(1, current.size.height - 1), animate=False)
@@ -459,7 +499,7 @@ class FeatureDetailScreen(SessionScreen):
         self.selection = (row, column)
         self._show_rows()
         sample = self.selected_sample
-        if sample is None or self.card is None:
+        if sample is None or self.card is None or not self._body_ready:
             return
         self.query_one(ClassHistogram).show(self.card.histogram, self.card.bin_edges,
                                             float(self.card.values[sample]), self.card.values,
@@ -521,8 +561,9 @@ class FeatureDetailScreen(SessionScreen):
         self.card = None
         self.actmax = None
         self.query_one("#feature-info", Static).update(f"loading feature {self.feature}…")
-        self.query_one("#preview-overlay", ImageView).image = None
-        self.refresh_from_session()
+        if self._body_ready:
+            self.query_one("#preview-overlay", ImageView).image = None
+        self.reload()
 
     def action_edit_feature(self) -> None:
         from salve_tui.app.screens.analysis_edit import EditPreviewScreen

@@ -21,17 +21,16 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Static
 
 from salve_tui.app.screens.analysis_shared import (
+    ClassTargetScreen,
     class_name,
-    error_text,
     fmt_percent,
     fmt_value,
     load_in_thread,
 )
-from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.screens.base import session_view
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
-    from core.workflow.inputs import ControlInputs
 
 METHODS = (("salve", "SALVE", "red"), ("rome", "ROME", "blue"), ("steer", "steering", "green"))
 PARAM_LABELS = {"alpha": "α", "beta": "β", "target_value": "logit"}
@@ -65,7 +64,7 @@ def method_row(curve: SweepResult) -> dict[str, Any]:
 @session_view(footer="Methods", key="o", title="Methods compared", requires=("rankings",), order=35,
               name="methods_compared", in_footer=False,
               description="SALVE, ROME and steering curves for the same target on one plot")
-class MethodsScreen(SessionScreen):
+class MethodsScreen(ClassTargetScreen):
     SCREEN_TITLE = "Methods compared"
     HELP_TEXT = (
         "The three editing methods on the same target class: SALVE (weight edit on the class's "
@@ -85,16 +84,15 @@ class MethodsScreen(SessionScreen):
     MethodsScreen #methods-table { height: 4; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = []
+    INFO, TABLE, FAILED = "methods-info", "methods-classes", "compare the methods"
 
     def __init__(self, target_class: int = 0) -> None:
-        super().__init__()
-        self.target_class = int(target_class)
-        self.inputs: ControlInputs | None = None
+        super().__init__(target_class)
         self.curves: dict[str, SweepResult] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("loading the cached activations…", id="methods-info", markup=False)
+        yield Static("", id="methods-info", markup=False)
         with Horizontal(id="methods-body"):
             yield DataTable(id="methods-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="methods-right"):
@@ -109,28 +107,11 @@ class MethodsScreen(SessionScreen):
         table.add_column("class", key="class", width=12)
         table.focus()
 
-    def refresh_from_session(self) -> None:
-        session = self.session
+    def inputs_ready(self) -> None:
+        self._compute()
 
-        def load() -> ControlInputs:
-            from core.workflow.inputs import load_inputs
-
-            return load_inputs(session)
-
-        load_in_thread(self, load, self._inputs_ready, self._failed, "methods-inputs")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#methods-info", Static).update(error_text("compare the methods", error))
-
-    def _inputs_ready(self, inputs: ControlInputs) -> None:
-        first = self.inputs is None
-        self.inputs = inputs
-        if first:
-            table = self.query_one(DataTable)
-            for c, name in enumerate(inputs.class_names):
-                table.add_row(name, key=str(c))
-            self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
-            table.move_cursor(row=self.target_class)
+    def class_changed(self, c: int) -> None:
+        self.target_class = c
         self._compute()
 
     def _compute(self) -> None:
@@ -161,8 +142,8 @@ class MethodsScreen(SessionScreen):
         names = self.inputs.class_names
         k = int(self.inputs.dominant[c])
         self.query_one("#methods-info", Static).update(Text(
-            f"{class_name(names, c)} · SALVE and steering on feature {k}, ROME on the class-mean key"
-            " · x: share of each method's range"))
+            f"{class_name(names, c)} · SALVE, steering: f{k} · ROME: class-mean key"
+            " · x: share of range"))
         widget = self.query_one("#methods-plot")
         plt = widget.plt  # type: ignore[attr-defined]
         plt.clear_data()
@@ -187,11 +168,3 @@ class MethodsScreen(SessionScreen):
                          f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"
                          f"{fmt_percent(row['others_at_50']):>8}\n")
         self.query_one("#methods-table", Static).update(table)
-
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.inputs is None or event.row_key.value is None:
-            return
-        c = int(event.row_key.value)
-        if c != self.target_class:
-            self.target_class = c
-            self._compute()

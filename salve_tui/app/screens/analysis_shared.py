@@ -1,4 +1,5 @@
-"""Helpers shared by the analysis views: test images for thumbnails, number formatting.
+"""Helpers shared by the analysis views: test images for thumbnails, number formatting, paged
+tables and the base of the screens that work on one target class of the control inputs.
 
 No view is registered here (the module is imported by view discovery like the other
 ``analysis_*`` modules, so it must stay free of module-level torch imports).
@@ -13,16 +14,71 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from salve_tui.app.screens.base import SessionScreen
 
 if TYPE_CHECKING:
     from textual.screen import Screen
 
     from core.store.session import Session
+    from core.workflow.inputs import ControlInputs
     from core.workflow.saliency_maps import SaliencyResult
+
+#: Rows a DataTable holds at once. Filling one costs ~0.25 ms a row on the UI thread, so 1,000
+#: classes (or 100,000 α_crit samples) are shown a page at a time, never all at once.
+TABLE_PAGE = 200
+PAGE_BINDINGS = [
+    Binding("left_square_bracket", "page(-1)", "Previous page of rows", key_display="[", show=False),
+    Binding("right_square_bracket", "page(1)", "Next page of rows", key_display="]", show=False),
+]
+
+
+@dataclass
+class Pager:
+    """Which slice of ``total`` rows a table shows: page ``page`` of ``size`` rows."""
+
+    total: int = 0
+    size: int = TABLE_PAGE
+    page: int = 0
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+    @property
+    def start(self) -> int:
+        return self.page * self.size
+
+    @property
+    def stop(self) -> int:
+        return min(self.total, self.start + self.size)
+
+    def set_total(self, total: int) -> None:
+        self.total = int(total)
+        self.page = min(self.page, self.pages - 1)
+
+    def turn(self, step: int) -> bool:
+        """Go ``step`` pages on (clamped); True when the page changed."""
+        page = max(0, min(self.pages - 1, self.page + step))
+        changed, self.page = page != self.page, page
+        return changed
+
+    def show_index(self, index: int) -> None:
+        """The page holding row ``index``."""
+        self.page = max(0, min(self.pages - 1, int(index) // self.size))
+
+    def label(self, what: str = "rows") -> str:
+        """``rows 201–400/1000 [ ]`` when there is more than one page, else ``""``."""
+        if self.pages == 1:
+            return ""
+        return f"{what} {self.start + 1}–{self.stop}/{self.total} [ ]"
 
 
 def sample_images(session: Session, indices: list[int] | np.ndarray) -> np.ndarray:
@@ -121,3 +177,85 @@ def bar_text(value: float, scale: float, half_width: int = 10) -> Text:
     text.append("│", style="dim")
     text.append(right, style="rgb(178,24,43)")
     return text
+
+
+# --------------------------------------------------------------------------- one target class
+
+
+class ClassTargetScreen(SessionScreen):
+    """A screen about one target class of the control inputs (α_crit explorer, methods).
+
+    The control inputs come through the load pattern (the shared preloaded copy); a table of
+    classes (:attr:`TABLE`, a page of :data:`TABLE_PAGE` rows, ``[`` ``]`` turn pages) chooses
+    the class. Subclasses say what to compute in :meth:`inputs_ready` and :meth:`class_changed`.
+    """
+
+    LOADING = "the cached activations (classifier head, SAE decoder, μ)"
+    INFO: ClassVar[str] = ""  # id of the one-line info Static
+    TABLE: ClassVar[str] = ""  # id of the class DataTable
+    FAILED: ClassVar[str] = ""  # "compute α_crit": what a failed load stops
+    BINDINGS: ClassVar[list[Binding]] = PAGE_BINDINGS
+
+    def __init__(self, target_class: int = 0) -> None:
+        super().__init__()
+        self.target_class = int(target_class)
+        self.inputs: ControlInputs | None = None
+        self.class_pager = Pager()
+
+    def class_cells(self, c: int) -> tuple[str, ...]:
+        """The table cells of class ``c`` (first: its name)."""
+        assert self.inputs is not None
+        return (self.inputs.class_names[c],)
+
+    def load(self) -> ControlInputs:
+        return self.salve.shared.get("inputs", self.session)
+
+    def show(self, inputs: ControlInputs) -> None:
+        first = self.inputs is None
+        self.inputs = inputs
+        if first:
+            self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
+            self.class_pager.set_total(inputs.num_classes)
+            self.class_pager.show_index(self.target_class)
+            self._fill_classes()
+        self.inputs_ready()
+
+    def show_error(self, error: str) -> None:
+        super().show_error(error)
+        self._failed(error)
+
+    def _failed(self, error: str) -> None:
+        """The info line says what failed (a load, or a computation in :func:`load_in_thread`)."""
+        self.query_one(f"#{self.INFO}", Static).update(error_text(self.FAILED, error))
+
+    def _fill_classes(self) -> None:
+        table = self.query_one(f"#{self.TABLE}", DataTable)
+        table.clear()
+        pager = self.class_pager
+        for c in range(pager.start, pager.stop):
+            table.add_row(*self.class_cells(c), key=str(c))
+        column = next(iter(table.columns.values()), None)
+        if column is not None:
+            label = (f"{pager.start}–{pager.stop - 1}/{pager.total}" if pager.pages > 1 else "class")
+            column.label = Text(label)
+            table.refresh()
+        if pager.start <= self.target_class < pager.stop:
+            table.move_cursor(row=self.target_class - pager.start)
+
+    def action_page(self, step: int) -> None:
+        if self.inputs is not None and self.class_pager.turn(step):
+            self._fill_classes()  # the cursor's row is highlighted: that class becomes the target
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.inputs is None or event.data_table.id != self.TABLE or event.row_key.value is None:
+            return
+        c = int(event.row_key.value)
+        if c != self.target_class:
+            self.class_changed(c)
+
+    def inputs_ready(self) -> None:
+        """The inputs are in (first load or a reload after a job). Override."""
+
+    def class_changed(self, c: int) -> None:
+        """↑/↓ (or a page turn) chose class ``c``. Override; set :attr:`target_class`."""
+        self.target_class = c

@@ -238,7 +238,7 @@ class SessionScreen(SalveScreen):
         # tables) has run when this refresh happens. Subclasses must not call super().on_mount().
         self.salve.job_events.subscribe(self, self._job_event)
         if self.LOADING:
-            self.mount(LoadingNotice(self.LOADING))
+            self.mount(LoadingNotice(self.loading_what()))
             # After the first frame: the worker's reads would otherwise compete for the GIL with
             # the layout and delay the first paint.
             self.call_after_refresh(self.refresh_from_session)
@@ -266,6 +266,10 @@ class SessionScreen(SalveScreen):
             self.reload()
 
     # ----- the load pattern (see the module docstring)
+
+    def loading_what(self) -> str:
+        """What the loading notice names; :attr:`LOADING` unless a screen says more (its feature)."""
+        return self.LOADING
 
     def load(self) -> Any:
         """Read what the screen shows; runs in a thread worker (no widget access). Override."""

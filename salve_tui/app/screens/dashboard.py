@@ -219,6 +219,13 @@ class DashboardScreen(SessionScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_run_stage()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While a job runs "Run all" cannot start; leaving it out keeps the footer (now showing
+        # "c Cancel") within 80 columns.
+        if action == "run_all" and self.salve.jobs.busy:
+            return False
+        return super().check_action(action, parameters)
+
     def action_run_all(self) -> None:
         self.salve.run_pipeline_job(None, force=False, name="run all")
 

@@ -1,15 +1,18 @@
-"""A small modal that asks for one number (e.g. an exact edit strength) and validates it."""
+"""Small modals that ask for one line (a number, a place to go) and validate it before closing."""
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+T = TypeVar("T")
 
 
 def parse_number(text: str, minimum: float | None = None) -> float:
@@ -25,32 +28,33 @@ def parse_number(text: str, minimum: float | None = None) -> float:
     return value
 
 
-class NumberInputModal(ModalScreen[float | None]):
-    """Enter returns the typed number (refused with a message when invalid); esc returns None."""
+class PromptModal(ModalScreen[T | None]):
+    """Asks for one line of text and returns ``parse(text)``; a ValueError from ``parse`` is shown
+    under the field and the dialog stays open. esc returns None."""
 
     DEFAULT_CSS = """
-    NumberInputModal { align: center middle; }
-    NumberInputModal #number-dialog { width: 50; height: auto; border: round $accent; background: $surface; padding: 0 1; }
-    NumberInputModal #number-error { color: $error; height: auto; }
+    PromptModal { align: center middle; }
+    PromptModal #number-dialog { width: 60; max-width: 100%; height: auto; border: round $accent; background: $surface; padding: 0 1; }
+    PromptModal #number-error { color: $error; height: auto; }
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, prompt: str, value: float, minimum: float | None = None) -> None:
+    def __init__(self, prompt: str, parse: Callable[[str], T], value: str = "") -> None:
         super().__init__()
         self.prompt = prompt
-        self.value = value
-        self.minimum = minimum
+        self.parse = parse
+        self.initial = value
 
     def compose(self) -> ComposeResult:
         with Vertical(id="number-dialog"):
             yield Static(self.prompt, markup=False)
-            yield Input(value=f"{self.value:.6g}", id="number-input", select_on_focus=True)
+            yield Input(value=self.initial, id="number-input", select_on_focus=True)
             yield Static("", id="number-error", markup=False)
             yield Static("enter applies · esc cancels", classes="dim", markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            value = parse_number(event.value, self.minimum)
+            value = self.parse(event.value)
         except ValueError as exc:
             self.query_one("#number-error", Static).update(str(exc))
             return
@@ -58,3 +62,16 @@ class NumberInputModal(ModalScreen[float | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class NumberInputModal(PromptModal[float]):
+    """Enter returns the typed number (refused with a message when invalid); esc returns None."""
+
+    DEFAULT_CSS = """
+    NumberInputModal #number-dialog { width: 50; }
+    """
+
+    def __init__(self, prompt: str, value: float, minimum: float | None = None) -> None:
+        super().__init__(prompt, lambda text: parse_number(text, minimum), f"{value:.6g}")
+        self.value = value
+        self.minimum = minimum
