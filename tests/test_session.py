@@ -26,6 +26,7 @@ from core.store.session import (
     delete_session,
     list_sessions,
     resolve_session_path,
+    session_bytes,
     sessions_dir,
     verify_session,
 )
@@ -420,6 +421,10 @@ def test_cli_copy_delete_and_migration_note(tmp_path: Path, monkeypatch, capsys)
     assert main(["delete", "old", "--yes", "--sessions-dir", folder]) == 0
     assert not (tmp_path / "old.h5").exists() and not (tmp_path / "old.data").exists()
     assert [r["name"] for r in list_sessions(tmp_path)] == ["new"]
+    capsys.readouterr()
+    assert main(["list", "--sessions-dir", folder]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("new") and f"{session_bytes(tmp_path / 'new.h5') / 1e6:.1f} MB" in line
 
 
 def test_row_blocks_are_written_without_concatenating(session: Session) -> None:

@@ -302,6 +302,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     rows = list_sessions(sessions_dir(args.sessions_dir))
 
@@ -315,7 +323,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             else:
                 states = " ".join(f"{k}:{v}" for k, v in r["stages"].items())
                 warn = f"  ⚠ {r['warnings']}" if r.get("warnings") else ""
-                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {states}{warn}")
+                size = _human_bytes(r.get("size_bytes", 0))  # the file and its array folder
+                out.append(f"{r['name']:<20} {r['model']:<10} {r['dataset']:<12} {size:>8} {states}{warn}")
         return "\n".join(out)
 
     emit(args, rows, text)
