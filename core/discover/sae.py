@@ -179,8 +179,9 @@ def sae_from_arrays(
 def normalization_scale(activations: Tensor | np.ndarray) -> float:
     """The factor ``s`` with ``mean ‖s·a‖² = d`` (as SAELens does): the SAE then trains on
     activations whose mean square per coordinate is 1, so λ means the same on any backbone."""
-    a = torch.as_tensor(activations, dtype=torch.float64)
-    mean_sq = float(a.pow(2).sum(1).mean())
+    a = torch.as_tensor(activations)
+    step = max(1, (1 << 22) // max(1, a.shape[1]))  # float64 copies of ~4M elements at a time
+    mean_sq = sum(float(a[lo : lo + step].double().pow(2).sum()) for lo in range(0, a.shape[0], step)) / a.shape[0]
     if not mean_sq > 0:
         raise ValueError("the activations are all zero: they cannot be normalised")
     return math.sqrt(a.shape[1] / mean_sq)

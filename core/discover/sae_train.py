@@ -581,9 +581,20 @@ def in_memory_epoch(data: Tensor, config: SAEConfig, n_seeds: int) -> EpochRunne
     return run
 
 
+#: Rows per float64 step of the whole-array statistics (bounds their temporaries to ~50 MB).
+STAT_CHUNK_ELEMENTS = 1 << 22
+
+
 def centred_energy_of(data: Tensor) -> float:
-    """Σ ||a − mean(a)||² in float64: the denominator of the explained variance."""
-    return float((data.double() - data.double().mean(0)).pow(2).sum())
+    """Σ ||a − mean(a)||² in float64 (the explained variance's denominator), two passes over
+    row chunks so the float64 copies stay small whatever the size of ``data``."""
+    step = max(1, STAT_CHUNK_ELEMENTS // max(1, data.shape[1]))
+    total = torch.zeros(data.shape[1], dtype=torch.float64, device=data.device)
+    for lo in range(0, data.shape[0], step):
+        total += data[lo : lo + step].double().sum(0)
+    mean = total / data.shape[0]
+    return float(sum(float((data[lo : lo + step].double() - mean).pow(2).sum())
+                     for lo in range(0, data.shape[0], step)))
 
 
 def train_sae(
