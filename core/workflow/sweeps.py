@@ -78,12 +78,21 @@ def run_sweep(
 def save_sweep(session: Session, result: SweepResult) -> str:
     """Store a sweep (arrays + index entry); returns its id. Replaces one with the same id."""
     check_writable(session, True)
-    key = sweep_id(result)
-    meta = {k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS}
-    meta.update(n_alphas=int(result.alphas.numel()), recorded_at=time.time())
     index = dict(session.read_json("control/sweep_index", {}) or {})
-    index[key] = meta
     with session.transaction() as tx:
+        (key,) = write_sweeps(tx, index, [result])
+    return key
+
+
+def write_sweeps(tx: Any, index: dict[str, Any], results: Sequence[SweepResult]) -> list[str]:
+    """Write sweeps into an open transaction and ``index`` (the stored sweep index, updated and
+    rewritten): several sweeps cost one commit. Returns their ids."""
+    keys = []
+    for result in results:
+        key = sweep_id(result)
+        meta = {k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS}
+        meta.update(n_alphas=int(result.alphas.numel()), recorded_at=time.time())
+        index[key] = meta
         tx.write_arrays(
             f"control/sweeps/{key}",
             {
@@ -93,8 +102,9 @@ def save_sweep(session: Session, result: SweepResult) -> str:
                 "class_counts": np.asarray(result.class_counts, dtype=np.int64),
             },
         )
-        tx.write_json("control/sweep_index", index)
-    return key
+        keys.append(key)
+    tx.write_json("control/sweep_index", index)
+    return keys
 
 _SWEEP_ARRAYS = ("alphas", "per_class_accuracy", "target_prediction", "class_counts")
 
