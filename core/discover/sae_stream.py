@@ -234,9 +234,10 @@ def streamed_epoch(
     device = torch.device(device)
     blocks = block_ranges(n, plan.block_rows)
 
-    def read(window: list[tuple[int, int]]) -> np.ndarray:
-        out = np.empty((sum(hi - lo for lo, hi in window), d), dtype=np.float32)
-        source.read_blocks(window, out)
+    def read(window: list[tuple[int, int]], spare: int) -> np.ndarray:
+        """The window's rows after ``spare`` free rows (where the carried rows go: no copy)."""
+        out = np.empty((spare + sum(hi - lo for lo, hi in window), d), dtype=np.float32)
+        source.read_blocks(window, out[spare:])
         return out
 
     def run(trainer: FastSAETrainer, generators: list[torch.Generator], lr: float, epoch: int) -> EpochStats:
@@ -246,17 +247,20 @@ def streamed_epoch(
                    for j in range(0, len(order), plan.blocks_per_window)]
         totals = _EpochTotals(K, config.hidden, config.kind == "topk", device)
         carried: Tensor | None = None  # rows each seed has not trained on yet (K·r × d, seed-major)
+        spare = K * config.batch_size  # carried rows are fewer than a batch per seed
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sae-reader") as pool:
-            pending = pool.submit(read, windows[0])
+            pending = pool.submit(read, windows[0], spare)
             for index in range(len(windows)):
                 rows = pending.result()
                 if index + 1 < len(windows):
-                    pending = pool.submit(read, windows[index + 1])
-                window = torch.from_numpy(rows).to(device)
+                    pending = pool.submit(read, windows[index + 1], spare)
+                window = torch.from_numpy(rows)
                 if scale != 1.0:
-                    window.mul_(scale)
+                    window[spare:].mul_(scale)
                 r = 0 if carried is None else carried.shape[0] // K
-                data = window if r == 0 else torch.cat([carried, window])
+                if r:
+                    window[spare - K * r : spare] = carried
+                data = window[spare - K * r :].to(device)
                 del window, rows
                 m = data.shape[0] - K * r
                 orders = torch.stack([
