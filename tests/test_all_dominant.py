@@ -132,3 +132,26 @@ def test_cli_sweep_all_dominant(path: Path, capsys: pytest.CaptureFixture[str]) 
     assert f"0 computed, {C} already recorded" in out
     assert main(["sweep", str(path), "--all-dominant", "--class", "1"]) == 2
     assert "--all-dominant" in capsys.readouterr().err
+
+
+def test_under_a_small_budget_the_sweeps_run_in_row_chunks_with_the_same_records(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.config import MEMORY_BUDGET_ENV
+    from core.workflow.sweeps import sweep_chunk_rows
+
+    config = demo_config("big")
+    config.sae = SAEConfig(hidden=32)
+    spec = SyntheticSpec(n_classes=C, dim=16, hidden=32, n_train=240, n_test=600, noise=0.8)
+    roomy = build_synthetic_session(tmp_path / "roomy.h5", spec, config)
+    with Session.open(roomy) as session:
+        run_rankings(session)
+    tight = tmp_path / "tight.h5"
+    shutil.copyfile(roomy, tight)
+    with Session.open(roomy) as session:
+        run_all_dominant(session)
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
+    assert sweep_chunk_rows(C, 200) < 150  # 600 test rows: five chunks or more
+    clear_input_cache()
+    with Session.open(tight) as session:
+        run_all_dominant(session)
+    assert_same_records(tight, roomy)

@@ -69,11 +69,19 @@ def run_sweep(
     options = {"sample_index": rome_sample} if method == "rome" else {}
     result = sweep(
         method, x.cached(), target_class, features, alphas, mode, modulation, n_alphas,
-        progress, cancel, **options,
+        progress, cancel, chunk_rows=sweep_chunk_rows(x.num_classes, n_alphas), **options,
     )
     if record:
         save_sweep(session, result)
     return result
+
+def sweep_chunk_rows(num_classes: int, n_alphas: int) -> int:
+    """Samples per sweep chunk under the memory budget: a sweep holds ~six float64 values per
+    sample and class (logits, slopes, margins, crossings) and one per sample and grid value."""
+    from core.workflow.outofcore import chunk_rows
+
+    return chunk_rows(48 * num_classes + 8 * n_alphas)
+
 
 def save_sweep(session: Session, result: SweepResult) -> str:
     """Store a sweep (arrays + index entry); returns its id. Replaces one with the same id."""
