@@ -105,3 +105,15 @@ def test_sae_stage_streams_over_budget_with_the_in_memory_loss(tmp_path: Path, m
     assert any("streaming 4,000 × 32 activations" in m for m in messages)
     assert abs(streamed["loss"][-1] - memory["loss"][-1]) / memory["loss"][-1] < 0.02
     assert memory["loss"][-1] < 0.5 * memory["loss"][0]
+
+
+def test_cli_memory_budget_flag_streams_the_sae_stage(tmp_path: Path, monkeypatch, capsys) -> None:
+    from salve_tui.cli.main import main
+
+    monkeypatch.delenv(MEMORY_BUDGET_ENV, raising=False)  # restored after the test: main sets it
+    path = synthetic(tmp_path / "flag.h5", n_train=4000, epochs=2)
+    assert main(["run", str(path), "sae", "--memory-budget", "1M"]) == 0
+    with Session.open(path, read_only=True) as session:
+        assert session.summary()["sae"]["streamed"] is True
+    assert main(["run", str(path), "sae", "--memory-budget", "1k"]) == 2
+    assert "too small" in capsys.readouterr().err
