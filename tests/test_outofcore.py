@@ -112,7 +112,7 @@ def test_cli_memory_budget_flag_streams_the_sae_stage(tmp_path: Path, monkeypatc
 
     monkeypatch.delenv(MEMORY_BUDGET_ENV, raising=False)  # restored after the test: main sets it
     path = synthetic(tmp_path / "flag.h5", n_train=4000, epochs=2)
-    assert main(["run", str(path), "sae", "--memory-budget", "1M"]) == 0
+    assert main(["run", str(path), "sae", "--force", "--memory-budget", "1M"]) == 0
     with Session.open(path, read_only=True) as session:
         assert session.summary()["sae"]["streamed"] is True
     assert main(["run", str(path), "sae", "--memory-budget", "1k"]) == 2
