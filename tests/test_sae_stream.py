@@ -43,10 +43,10 @@ def config(**overrides) -> SAEConfig:
 BIG_BUDGET = 1 << 30
 
 
-@pytest.mark.parametrize("native", [None, False])
-def test_one_block_covering_all_rows_is_the_in_memory_trainer(native) -> None:
+@pytest.mark.parametrize(("kind", "native"), [("l1", None), ("l1", False), ("topk", None)])
+def test_one_block_covering_all_rows_is_the_in_memory_trainer(kind, native) -> None:
     data = clustered_data()
-    cfg = config(epochs=5)
+    cfg = config(epochs=5, kind=kind, k=4)
     memory = train_sae(data, cfg, n_seeds=2, native=native)
     streamed = train_sae_streamed(ArrayRows(data), cfg, n_seeds=2, native=native, budget_bytes=BIG_BUDGET,
                                   plan=StreamPlan(block_rows=N, blocks_per_window=1))
