@@ -510,7 +510,8 @@ def _as_activations(activations: Tensor | np.ndarray, device: torch.device) -> T
     if not a.is_floating_point():
         raise ValueError(f"activations must be floating point, got {a.dtype}")
     a = a.to(device=device, dtype=torch.float32)
-    if not torch.isfinite(a).all():
+    step = max(1, STAT_CHUNK_ELEMENTS // a.shape[1])  # isfinite makes float temporaries: in chunks
+    if not all(bool(torch.isfinite(a[lo : lo + step]).all()) for lo in range(0, a.shape[0], step)):
         raise ValueError("activations contain NaN or inf values; re-extract them (check the backbone)")
     return a.contiguous()
 

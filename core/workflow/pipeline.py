@@ -413,6 +413,10 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             data_parallel: Any = None, device: Any = None) -> None:
     """Train the SAE on the training activations with checkpoints; resumes from the last one.
 
+    Activations whose in-memory training would exceed the memory budget
+    (``core.config.memory_budget``) stream from the session in shuffled row blocks
+    (``core.discover.sae_stream``); ``summary.sae.streamed`` records which trainer ran.
+
     ``data_parallel`` (a ``core.discover.sae_train.DataParallel``): this process is one rank of a
     torch.distributed group; only rank 0 writes (``session`` may be read-only on the others).
     """
