@@ -242,10 +242,8 @@ def total_memory_bytes() -> int:
 
 def parse_memory_size(text: str | int | float) -> int:
     """Bytes from ``"1G"``, ``"512M"``, ``"2.5GiB"``, ``"1073741824"`` or a share of RAM ``"25%"``."""
-    value = str(text).strip().upper().replace("IB", "").rstrip("B") if not isinstance(text, int | float) else text
-    if isinstance(value, int | float):
-        number, unit = float(value), ""
-    elif value.endswith("%"):
+    value = str(text).strip().upper().replace("IB", "").rstrip("B")
+    if value.endswith("%"):
         try:
             share = float(value[:-1]) / 100
         except ValueError:
@@ -253,15 +251,11 @@ def parse_memory_size(text: str | int | float) -> int:
         if not 0 < share <= 1:
             raise ValueError(f"memory budget '{text}' must be a share of RAM between 0% and 100%")
         return int(share * total_memory_bytes())
-    else:
-        unit = value[-1] if value and value[-1] in _SIZE_UNITS else ""
-        try:
-            number = float(value[: len(value) - len(unit)])
-        except ValueError:
-            raise ValueError(
-                f"memory budget '{text}' is not a size; use e.g. 1G, 512M, 2.5G or 25%"
-            ) from None
-    size = number * _SIZE_UNITS[unit]
+    unit = value[-1] if value and value[-1] in _SIZE_UNITS else ""
+    try:
+        size = float(value[: len(value) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"memory budget '{text}' is not a size; use e.g. 1G, 512M, 2.5G or 25%") from None
     if not (math.isfinite(size) and size >= 1 << 20):
         raise ValueError(f"memory budget '{text}' is too small; give at least 1M (e.g. 1G, 512M or 25%)")
     return int(size)

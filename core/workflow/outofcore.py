@@ -36,10 +36,6 @@ class SessionRows:
         with self.session.rows(self.key) as ds:
             copy_blocks(ds, ranges, out)
 
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        with self.session.rows(self.key) as ds:
-            return np.asarray(ds[lo:hi])
-
 
 def chunk_rows(row_bytes: int, budget: int | None = None, default: int = DEFAULT_CHUNK_ROWS) -> int:
     """Rows per chunk so that one chunk's working set (``row_bytes`` a row) stays well inside the
