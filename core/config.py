@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,3 +217,63 @@ def demo_config(name: str = "demo") -> SessionConfig:
                                 schedule="onecycle"),
         sae=SAEConfig(kind="l1", hidden=64, l1_coeff=0.1, epochs=300, batch_size=32, lr_step_epochs=60),
     )
+
+
+# --------------------------------------------------------------------------- memory budget
+
+MEMORY_BUDGET_ENV = "SALVE_MEMORY_BUDGET"
+#: Default budget: this share of the machine's memory (or of the cgroup limit when lower).
+DEFAULT_MEMORY_FRACTION = 0.5
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def total_memory_bytes() -> int:
+    """Physical memory, capped by a cgroup v2/v1 memory limit where one applies (containers)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit_file).read().strip()  # noqa: SIM115 - a one-line kernel file
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < total:
+            total = int(text)
+    return int(total)
+
+
+def parse_memory_size(text: str | int | float) -> int:
+    """Bytes from ``"1G"``, ``"512M"``, ``"2.5GiB"``, ``"1073741824"`` or a share of RAM ``"25%"``."""
+    value = str(text).strip().upper().replace("IB", "").rstrip("B")
+    if value.endswith("%"):
+        try:
+            share = float(value[:-1]) / 100
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 1:
+            raise ValueError(f"memory budget '{text}' must be a share of RAM between 0% and 100%")
+        return int(share * total_memory_bytes())
+    unit = value[-1] if value and value[-1] in _SIZE_UNITS else ""
+    try:
+        size = float(value[: len(value) - len(unit)]) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"memory budget '{text}' is not a size; use e.g. 1G, 512M, 2.5G or 25%") from None
+    if not (math.isfinite(size) and size >= 1 << 20):
+        raise ValueError(f"memory budget '{text}' is too small; give at least 1M (e.g. 1G, 512M or 25%)")
+    return int(size)
+
+
+def memory_budget(override: str | int | None = None) -> int:
+    """Bytes that out-of-core compute may hold for data (activations, latents, buffers).
+
+    ``override`` (a CLI flag), else ``$SALVE_MEMORY_BUDGET``, else
+    :data:`DEFAULT_MEMORY_FRACTION` of the machine's memory. Stages whose arrays fit keep the
+    in-memory path; larger ones stream row blocks from the session instead.
+    """
+    if override is not None:
+        return parse_memory_size(override)
+    env = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if env:
+        try:
+            return parse_memory_size(env)
+        except ValueError as exc:
+            raise ValueError(f"${MEMORY_BUDGET_ENV}: {exc}") from None
+    return int(DEFAULT_MEMORY_FRACTION * total_memory_bytes())

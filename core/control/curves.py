@@ -182,10 +182,30 @@ AffinePieces = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 def single_piece(
     Z0: torch.Tensor, slope: torch.Tensor, params: torch.Tensor, max_run: int
 ) -> Iterator[AffinePieces]:
-    """One affine family over the whole grid, in runs of at most ``max_run`` values."""
+    """One affine family over the whole grid, in runs of at most ``max_run`` values (the same
+    ``Z0``/``slope`` objects each time, so :func:`curve_from_pieces` solves them once)."""
+    family = Z0.unsqueeze(0), slope.unsqueeze(0)
     for s in range(0, params.numel(), max_run):
         run = params[s : s + max_run]
-        yield Z0.unsqueeze(0), slope.unsqueeze(0), run, torch.zeros_like(run, dtype=torch.long)
+        yield *family, run, torch.zeros_like(run, dtype=torch.long)
+
+
+def merge_runs(pieces: Iterator[AffinePieces], max_params: int) -> Iterator[AffinePieces]:
+    """Consecutive batches of the *same* pieces (same tensors) joined, up to ``max_params``
+    values: a count of intervals needs no N × C block per value, so it can take many at once."""
+    current: list[Any] | None = None
+    for Z0, slope, params, piece in pieces:
+        if current is not None and Z0 is current[0] and slope is current[1] \
+                and current[4] + params.numel() <= max_params:
+            current[2].append(params)
+            current[3].append(piece)
+            current[4] += params.numel()
+            continue
+        if current is not None:
+            yield current[0], current[1], torch.cat(current[2]), torch.cat(current[3])
+        current = [Z0, slope, [params], [piece], params.numel()]
+    if current is not None:
+        yield current[0], current[1], torch.cat(current[2]), torch.cat(current[3])
 
 
 def correct_intervals(
@@ -244,10 +264,15 @@ def curve_from_pieces(
     correct_counts, target_preds = [], []
     reporter = ProgressReporter("sweep", n_params, progress)
     done = 0
-    for Z0, slope, params, piece in pieces:
+    # Values per batch: the n × N interval test and the target's n × N_target × C logits.
+    per_value = max(labels.numel(), n_target * num_classes, 1)
+    solved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    for Z0, slope, params, piece in merge_runs(pieces, max(1, DEFAULT_CHUNK_ELEMENTS // per_value)):
         check_cancel(cancel)
         params = params.to(Z0)
-        lo, hi = correct_intervals(Z0, slope, labels)  # (L × N)
+        if solved is None or Z0 is not solved[0] or slope is not solved[1]:
+            solved = (Z0, slope, *correct_intervals(Z0, slope, labels))
+        lo, hi = solved[2], solved[3]  # (L × N)
         p = params.unsqueeze(1)
         inside = ((lo[piece] < p) & (p < hi[piece])).to(torch.float32)  # (n × N)
         correct_counts.append((inside @ onehot).double().cpu())

@@ -41,14 +41,85 @@ def sweep(
     n_points: int = DEFAULT_N_ALPHAS,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    chunk_rows: int | None = None,
     **options: Any,
 ) -> SweepResult:
-    """Per-class accuracy vs strength for ``method`` (a registry name or a method object)."""
+    """Per-class accuracy vs strength for ``method`` (a registry name or a method object).
+
+    ``chunk_rows``: sweep at most that many samples at a time (the memory budget's share), for
+    the methods whose automatic range and edit depend only on the target class's samples
+    (:data:`ROW_CHUNKED_METHODS`); the counts are summed, so the curve is the one-pass curve.
+    """
     m = get_method(method) if isinstance(method, str) else method
     check_mode(mode)
+    if chunk_rows is not None and x.A.shape[0] > chunk_rows and m.name in ROW_CHUNKED_METHODS:
+        return sweep_in_row_chunks(m, x, target_class, features, strengths, mode, modulation, n_points,
+                                   chunk_rows, progress, cancel, **options)
     return m.sweep(
         x, target_class, features, strengths, mode, modulation, n_points, progress, cancel,
         **options,
+    )
+
+
+#: Methods whose sweep of a row subset is that subset's share of the full sweep once the grid is
+#: fixed (ROME's key may name a sample by its index in the whole split, so it runs in one piece).
+ROW_CHUNKED_METHODS = ("salve", "steer")
+
+
+def sweep_in_row_chunks(
+    m: EditMethod,
+    x: CachedInputs,
+    target_class: int,
+    features: Sequence[int] | None,
+    strengths: torch.Tensor | Sequence[float] | None,
+    mode: str,
+    modulation: str,
+    n_points: int,
+    chunk_rows: int,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    **options: Any,
+) -> SweepResult:
+    """:meth:`EditMethod.sweep` over row chunks of ``x``, equal to the one-pass sweep.
+
+    The automatic grid and default features depend on the target class's samples only, so a
+    sweep of those rows fixes them; each chunk then gives per-class correct counts (accuracy ×
+    count, rounded back to the integer it was) and the target's prediction counts, summed.
+    """
+    if strengths is None or not features:
+        mask = x.labels == target_class
+        probe = m.sweep(CachedInputs(x.A[mask], x.labels[mask], x.W, x.b, x.D, x.M), target_class, features,
+                        strengths, mode, modulation, n_points, cancel=cancel, **options)
+        strengths, features = probe.alphas, list(probe.features)
+    n, C = x.A.shape[0], x.W.shape[0]
+    correct = counts = target_hits = None
+    n_target, part = 0, None
+    reporter = ProgressReporter("sweep", n, progress)
+    for lo in range(0, n, chunk_rows):
+        check_cancel(cancel)
+        rows = slice(lo, min(lo + chunk_rows, n))
+        part = m.sweep(CachedInputs(x.A[rows], x.labels[rows], x.W, x.b, x.D, x.M), target_class, features,
+                       strengths, mode, modulation, n_points, cancel=cancel, **options)
+        k = torch.tensor(part.class_counts, dtype=torch.float64)
+        hits = torch.nan_to_num(part.per_class_accuracy.double() * k.unsqueeze(1)).round()
+        correct = hits if correct is None else correct + hits
+        counts = k if counts is None else counts + k
+        n_t = part.class_counts[target_class] if target_class is not None else 0
+        if n_t:
+            shares = (part.target_prediction.double() * n_t).round()
+            target_hits = shares if target_hits is None else target_hits + shares
+            n_target += n_t
+        reporter.report(rows.stop, f"rows {rows.stop:,}/{n:,}")
+    assert part is not None and correct is not None and counts is not None  # n > chunk_rows ≥ 1
+    if target_hits is None:
+        target_prediction = torch.full((part.alphas.numel(), C), float("nan"), dtype=torch.float64)
+    else:
+        target_prediction = target_hits / n_target
+    return SweepResult(
+        method=part.method, features=list(part.features), mode=part.mode, modulation=part.modulation,
+        target_class=part.target_class, param_name=part.param_name, alphas=part.alphas,
+        per_class_accuracy=correct / counts.unsqueeze(1), target_prediction=target_prediction,
+        class_counts=[int(c) for c in counts.tolist()], extra=dict(part.extra),
     )
 
 

@@ -23,21 +23,39 @@ def _numpy(x: ArrayLike) -> np.ndarray:
 
 def class_means(u: ArrayLike, labels: ArrayLike, num_classes: int) -> np.ndarray:
     """``M`` (C × h): ``M[c] = mean of u_n over samples n of class c`` (NaN row for an empty class)."""
-    u_np, labels_np = _numpy(u).astype(np.float64), _numpy(labels).astype(np.int64)
-    if u_np.ndim != 2 or labels_np.shape != (u_np.shape[0],):
-        raise ValueError(
-            f"need latents (n × h) and one label per sample, got {u_np.shape} and {labels_np.shape}"
-        )
-    if labels_np.size and (labels_np.min() < 0 or labels_np.max() >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes}), found {labels_np.min()}..{labels_np.max()}; "
-            "check the class count of the dataset"
-        )
-    sums = np.zeros((num_classes, u_np.shape[1]))
-    np.add.at(sums, labels_np, u_np)
-    counts = np.bincount(labels_np, minlength=num_classes).astype(np.float64)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts
+    return ClassMeans(num_classes).add(u, labels).result()
+
+
+class ClassMeans:
+    """:func:`class_means` over row chunks: per-class sums (float64) and counts, added in row
+    order, so any chunking gives the in-memory result bit for bit."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.sums: np.ndarray | None = None
+        self.counts = np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, u: ArrayLike, labels: ArrayLike) -> ClassMeans:
+        u_np, labels_np = _numpy(u).astype(np.float64), _numpy(labels).astype(np.int64)
+        if u_np.ndim != 2 or labels_np.shape != (u_np.shape[0],):
+            raise ValueError(
+                f"need latents (n × h) and one label per sample, got {u_np.shape} and {labels_np.shape}"
+            )
+        if labels_np.size and (labels_np.min() < 0 or labels_np.max() >= self.num_classes):
+            raise ValueError(
+                f"labels must lie in [0, {self.num_classes}), found {labels_np.min()}..{labels_np.max()}; "
+                "check the class count of the dataset"
+            )
+        if self.sums is None:
+            self.sums = np.zeros((self.num_classes, u_np.shape[1]))
+        np.add.at(self.sums, labels_np, u_np)
+        self.counts += np.bincount(labels_np, minlength=self.num_classes)
+        return self
+
+    def result(self) -> np.ndarray:
+        sums = self.sums if self.sums is not None else np.zeros((self.num_classes, 0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums / self.counts.astype(np.float64)[:, None]
 
 
 def rank_features(M: ArrayLike) -> np.ndarray:
@@ -68,18 +86,52 @@ def dominant_signs(M: ArrayLike, features: ArrayLike | None = None) -> np.ndarra
 def top_activating(u: ArrayLike, k: int = 16) -> dict[str, np.ndarray]:
     """Per feature, the sample indices with the largest (``pos``) and most negative (``neg``) u.
 
-    Returns ``{"pos": (h × k'), "neg": (h × k')}`` with ``k' = min(k, n)``, most extreme first.
+    Returns ``{"pos": (h × k'), "neg": (h × k')}`` with ``k' = min(k, n)``, most extreme first
+    (ties: the lower sample index first).
     """
     u_np = _numpy(u)
     if u_np.ndim != 2:
         raise ValueError(f"latents must be (samples × features), got shape {u_np.shape}")
-    if k < 1:
-        raise ValueError(f"k must be ≥ 1, got {k}")
-    k = min(k, u_np.shape[0])
-    return {
-        "pos": np.argsort(-u_np, axis=0, kind="stable")[:k].T.copy(),
-        "neg": np.argsort(u_np, axis=0, kind="stable")[:k].T.copy(),
-    }
+    return TopActivating(k).add(u_np).result()
+
+
+class TopActivating:
+    """:func:`top_activating` over row chunks given in row order.
+
+    Each chunk is sorted (stably) together with the k best rows so far, which all have lower
+    sample indices, so ties resolve exactly as in one stable sort of every row: the merged
+    result equals the in-memory one bit for bit.
+    """
+
+    def __init__(self, k: int = 16) -> None:
+        if k < 1:
+            raise ValueError(f"k must be ≥ 1, got {k}")
+        self.k = k
+        self.rows = 0
+        self._best: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # sign → (values k×h, indices k×h)
+
+    def add(self, u: ArrayLike) -> TopActivating:
+        """The next ``rows`` × h chunk of latents (sample indices continue from the last chunk)."""
+        u_np = _numpy(u)
+        if u_np.ndim != 2:
+            raise ValueError(f"latents must be (samples × features), got shape {u_np.shape}")
+        index = np.broadcast_to(np.arange(self.rows, self.rows + u_np.shape[0])[:, None], u_np.shape)
+        for sign, key in ((-1, "pos"), (1, "neg")):
+            values = sign * u_np
+            if key in self._best:
+                values = np.concatenate([self._best[key][0], values])
+                idx = np.concatenate([self._best[key][1], index])
+            else:
+                idx = index
+            order = np.argsort(values, axis=0, kind="stable")[: self.k]
+            self._best[key] = (np.take_along_axis(values, order, 0), np.take_along_axis(idx, order, 0))
+        self.rows += u_np.shape[0]
+        return self
+
+    def result(self) -> dict[str, np.ndarray]:
+        if not self._best:
+            raise ValueError("no latents were given")
+        return {key: np.ascontiguousarray(self._best[key][1].T) for key in ("pos", "neg")}
 
 
 def feature_class_matrix(M: ArrayLike, mode: str = "feature") -> np.ndarray:

@@ -102,6 +102,13 @@ def explained_variance(a: Tensor | np.ndarray, a_hat: Tensor | np.ndarray) -> fl
         raise ValueError("explained variance is undefined: the activations have zero variance")
     return float(1.0 - (a_t - a_hat_t).pow(2).sum() / total)
 
+def active_latents(abs_u: Tensor, exact_zero: bool) -> Tensor:
+    """Which latents count as active per sample: non-zero (TopK) or above 1% of the sample's max."""
+    if exact_zero:
+        return abs_u > 0
+    return abs_u > L0_REL_THRESHOLD * abs_u.amax(-1, keepdim=True)
+
+
 def sparsity_from_abs(
     abs_u: Tensor, exact_zero: bool, top_share_samples: int | None = None
 ) -> dict[str, Tensor]:
@@ -112,10 +119,7 @@ def sparsity_from_abs(
     the top-5 share to the first that many samples (``topk`` over rows is the one costly
     reduction here; the trainer passes a shuffled epoch, so the first rows are a random subset).
     """
-    if exact_zero:
-        active = abs_u > 0
-    else:
-        active = abs_u > L0_REL_THRESHOLD * abs_u.amax(-1, keepdim=True)
+    active = active_latents(abs_u, exact_zero)
     subset = abs_u if top_share_samples is None else abs_u[..., :top_share_samples, :]
     top_mass = subset.topk(min(TOP_MASS_LATENTS, abs_u.shape[-1]), dim=-1).values.sum(-1)
     share = top_mass / subset.sum(-1).clamp_min(torch.finfo(abs_u.dtype).tiny)
@@ -175,8 +179,9 @@ def sae_from_arrays(
 def normalization_scale(activations: Tensor | np.ndarray) -> float:
     """The factor ``s`` with ``mean ‖s·a‖² = d`` (as SAELens does): the SAE then trains on
     activations whose mean square per coordinate is 1, so λ means the same on any backbone."""
-    a = torch.as_tensor(activations, dtype=torch.float64)
-    mean_sq = float(a.pow(2).sum(1).mean())
+    a = torch.as_tensor(activations)
+    step = max(1, (1 << 22) // max(1, a.shape[1]))  # float64 copies of ~4M elements at a time
+    mean_sq = sum(float(a[lo : lo + step].double().pow(2).sum()) for lo in range(0, a.shape[0], step)) / a.shape[0]
     if not mean_sq > 0:
         raise ValueError("the activations are all zero: they cannot be normalised")
     return math.sqrt(a.shape[1] / mean_sq)

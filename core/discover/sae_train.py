@@ -510,7 +510,8 @@ def _as_activations(activations: Tensor | np.ndarray, device: torch.device) -> T
     if not a.is_floating_point():
         raise ValueError(f"activations must be floating point, got {a.dtype}")
     a = a.to(device=device, dtype=torch.float32)
-    if not torch.isfinite(a).all():
+    step = max(1, STAT_CHUNK_ELEMENTS // a.shape[1])  # isfinite makes float temporaries: in chunks
+    if not all(bool(torch.isfinite(a[lo : lo + step]).all()) for lo in range(0, a.shape[0], step)):
         raise ValueError("activations contain NaN or inf values; re-extract them (check the backbone)")
     return a.contiguous()
 
@@ -545,6 +546,58 @@ def _check_resume(state: SAETrainState, config: SAEConfig, n: int, d: int) -> No
     if problems:
         raise ValueError("cannot resume SAE training: " + "; ".join(problems) + ". Start a new training.")
 
+@dataclass
+class EpochStats:
+    """One epoch's metrics per seed, from the training steps themselves (see the module docstring).
+
+    ``sq_err``: Σ ||a − â||² over the epoch (float64); ``l0``, ``top5_share``, ``dead``,
+    ``mean_abs`` as in :func:`core.discover.sae.sparsity_from_abs`.
+    """
+
+    sq_err: Tensor
+    l0: Tensor
+    top5_share: Tensor
+    dead: Tensor
+    mean_abs: Tensor
+
+
+#: One epoch of training: ``(trainer, generators, lr, epoch) → EpochStats``; it draws its
+#: shuffling from the seeds' generators only, so a checkpointed state resumes exactly.
+EpochRunner = Callable[[FastSAETrainer, list[torch.Generator], float, int], EpochStats]
+
+
+def in_memory_epoch(data: Tensor, config: SAEConfig, n_seeds: int) -> EpochRunner:
+    """The epoch over activations held in memory: one full ``randperm`` per seed."""
+    n = data.shape[0]
+    latents_buf = torch.empty(n_seeds, n, config.hidden, device=data.device)
+    err_norm_buf = torch.empty(n_seeds, n, device=data.device)
+
+    def run(trainer: FastSAETrainer, generators: list[torch.Generator], lr: float, epoch: int) -> EpochStats:
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(data.device)
+        trainer.train_epoch(data, orders, config.batch_size, lr, latents_buf, err_norm_buf)
+        stats = sparsity_from_abs(latents_buf.abs(), config.kind == "topk", TOP_SHARE_SAMPLES)
+        return EpochStats(err_norm_buf.double().square().sum(1), stats["l0"], stats["top5_share"],
+                          stats["dead"], stats["mean_abs"])
+
+    return run
+
+
+#: Rows per float64 step of the whole-array statistics (bounds their temporaries to ~50 MB).
+STAT_CHUNK_ELEMENTS = 1 << 22
+
+
+def centred_energy_of(data: Tensor) -> float:
+    """Σ ||a − mean(a)||² in float64 (the explained variance's denominator), two passes over
+    row chunks so the float64 copies stay small whatever the size of ``data``."""
+    step = max(1, STAT_CHUNK_ELEMENTS // max(1, data.shape[1]))
+    total = torch.zeros(data.shape[1], dtype=torch.float64, device=data.device)
+    for lo in range(0, data.shape[0], step):
+        total += data[lo : lo + step].double().sum(0)
+    mean = total / data.shape[0]
+    return float(sum(float((data[lo : lo + step].double() - mean).pow(2).sum())
+                     for lo in range(0, data.shape[0], step)))
+
+
 def train_sae(
     activations: Tensor | np.ndarray,
     config: SAEConfig,
@@ -569,26 +622,60 @@ def train_sae(
     ``native``: None picks the compiled engine where it applies, True requires it, False never.
     ``data_parallel``: train as one rank of a torch.distributed group (torch engine; every rank
     passes the same activations and config and ends with the same weights).
+    Activations larger than memory: :func:`core.discover.sae_stream.train_sae_streamed`.
     """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    _check_settings(config, n_seeds)
+    data = _as_activations(activations, device)
+    n, d = data.shape
+    state = _start_state(config, n_seeds, n, d, resume)
+    with torch.no_grad():
+        energy = centred_energy_of(data)
+    return run_training(
+        config, state, in_memory_epoch(data, config, len(state.seeds)), energy, progress, cancel,
+        resumed=resume is not None, on_checkpoint=on_checkpoint, device=device,
+        native=False if data_parallel is not None else native, data_parallel=data_parallel,
+    )
+
+
+def _check_settings(config: SAEConfig, n_seeds: int) -> None:
     problems = config.validate()
     if problems:
         raise ValueError("invalid SAE settings: " + "; ".join(problems))
     if n_seeds < 1:
         raise ValueError(f"n_seeds must be ≥ 1, got {n_seeds}")
-    device = torch.device("cpu") if device is None else torch.device(device)
-    data = _as_activations(activations, device)
-    n, d = data.shape
-    if resume is None:
-        state = _initial_state(config, [config.seed + i for i in range(n_seeds)], n, d)
-    else:
-        _check_resume(resume, config, n, d)
-        state = resume
-    seeds, n_k = list(state.seeds), len(state.seeds)
 
+
+def _start_state(config: SAEConfig, n_seeds: int, n: int, d: int, resume: SAETrainState | None) -> SAETrainState:
+    """A fresh state for ``n_seeds`` seeds, or ``resume`` once it is checked to fit."""
+    if resume is None:
+        return _initial_state(config, [config.seed + i for i in range(n_seeds)], n, d)
+    _check_resume(resume, config, n, d)
+    return resume
+
+
+def run_training(
+    config: SAEConfig,
+    state: SAETrainState,
+    run_epoch: EpochRunner,
+    centred_energy: float,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    resumed: bool = False,
+    on_checkpoint: Callable[[SAETrainState], None] | None = None,
+    device: torch.device | str = "cpu",
+    native: bool | None = None,
+    data_parallel: DataParallel | None = None,
+) -> SAEResult:
+    """The training loop shared by the in-memory and streamed epochs: schedule, metrics,
+    divergence check, checkpoints and cancellation (see :func:`train_sae`)."""
+    device = torch.device(device)
+    seeds, n_k = list(state.seeds), len(state.seeds)
+    n, d = state.n_samples, state.dim
     trainer = FastSAETrainer(
         {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.params.items()},
-        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device,
-        use_native=False if data_parallel is not None else native,
+        kind=config.kind, k=config.k, l1_coeff=config.l1_coeff, device=device, use_native=native,
     )
     trainer.data_parallel = data_parallel
     trainer.load_optimizer(state.exp_avg, state.exp_avg_sq, state.adam_step)
@@ -601,11 +688,8 @@ def train_sae(
                if key in state.history else [] for key in HISTORY_KEYS}
     epoch, lr = state.epoch, state.lr
 
-    latents_buf = torch.empty(n_k, n, config.hidden, device=device)
-    err_norm_buf = torch.empty(n_k, n, device=device)
-    centred_energy = float((data.double() - data.double().mean(0)).pow(2).sum())
     reporter = ProgressReporter("sae", total=config.epochs, progress=progress, start=state.epoch)
-    last_checkpoint = state.epoch if resume is not None else None
+    last_checkpoint = state.epoch if resumed else None
 
     def snapshot() -> SAETrainState:
         exp_avg, exp_avg_sq = trainer.optimizer_standard()
@@ -624,13 +708,11 @@ def train_sae(
                 if on_checkpoint is not None:
                     on_checkpoint(snapshot())
                 raise JobCancelled(f"SAE training cancelled after epoch {epoch}; progress was saved")
-            orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
-            trainer.train_epoch(data, orders, config.batch_size, lr, latents_buf, err_norm_buf)
+            stats = run_epoch(trainer, generators, lr, epoch)
 
-            sq_err = err_norm_buf.double().square().sum(1)
-            stats = sparsity_from_abs(latents_buf.abs(), config.kind == "topk", TOP_SHARE_SAMPLES)
+            sq_err = stats.sq_err
             recon = sq_err / (n * d)
-            sparsity = config.l1_coeff * stats["mean_abs"].double()
+            sparsity = config.l1_coeff * stats.mean_abs.double()
             bad = ~(torch.isfinite(recon + sparsity) & trainer.finite())
             if bool(bad.any()):
                 seed_text = ", ".join(str(seeds[i]) for i in torch.nonzero(bad).flatten().tolist())
@@ -643,9 +725,9 @@ def train_sae(
                 )
             values = {
                 "loss": recon + sparsity, "recon": recon, "sparsity": sparsity,
-                "l0": stats["l0"], "top5_share": stats["top5_share"],
+                "l0": stats.l0, "top5_share": stats.top5_share,
                 "ev": 1.0 - sq_err / centred_energy if centred_energy > 0 else torch.full_like(recon, float("nan")),
-                "dead": stats["dead"], "lr": torch.full_like(recon, lr),
+                "dead": stats.dead, "lr": torch.full_like(recon, lr),
             }
             for key in HISTORY_KEYS:
                 history[key].append(values[key].double().cpu().numpy())

@@ -104,25 +104,43 @@ def save_alpha_crit(
     """Store α_crit results (per-sample arrays + summaries); dominant-feature ones also go to
     the session summary."""
     check_writable(session, True)
-    index = dict(session.read_json("control/alpha_crit_index", {}) or {})
-    summary_block = dict(session.summary().get("alpha_crit", {}) or {})
+    stored = alpha_crit_records(session)
     with session.transaction() as tx:
-        for r in results:
-            setting = setting_key(r.mode, r.modulation)
-            key = f"c{r.target_class}-f{r.feature}"
-            arrays = {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS}
-            arrays["total_ablation"] = r.total_ablation_mask.numpy()
-            tx.write_arrays(f"control/alpha_crit/{setting}/{key}", arrays)
-            index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time()}
-            if dominant is not None and int(dominant[r.target_class]) == r.feature:
-                brief = alpha_crit_brief(r, class_names)
-                summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
-                    k: brief[k]
-                    for k in ("feature", "analytic_median", "numerical_median", "alpha50",
-                              "qualifying", "n_samples", "total_ablation", "analytic_exact")
-                }
-        tx.write_json("control/alpha_crit_index", index)
-        tx.update_json("summary", alpha_crit=summary_block)
+        write_alpha_crit(tx, stored, results, class_names, dominant)
+
+
+def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored α_crit index and the summary's α_crit block, for :func:`write_alpha_crit`."""
+    return (dict(session.read_json("control/alpha_crit_index", {}) or {}),
+            dict(session.summary().get("alpha_crit", {}) or {}))
+
+
+def write_alpha_crit(
+    tx: Any,
+    stored: tuple[dict[str, Any], dict[str, Any]],
+    results: Sequence[AlphaCritResult],
+    class_names: Sequence[str],
+    dominant: torch.Tensor | None = None,
+) -> None:
+    """Write α_crit results into an open transaction; ``stored`` (:func:`alpha_crit_records`)
+    is updated and rewritten, so several batches can share it."""
+    index, summary_block = stored
+    for r in results:
+        setting = setting_key(r.mode, r.modulation)
+        key = f"c{r.target_class}-f{r.feature}"
+        arrays = {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS}
+        arrays["total_ablation"] = r.total_ablation_mask.numpy()
+        tx.write_arrays(f"control/alpha_crit/{setting}/{key}", arrays)
+        index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time()}
+        if dominant is not None and int(dominant[r.target_class]) == r.feature:
+            brief = alpha_crit_brief(r, class_names)
+            summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
+                k: brief[k]
+                for k in ("feature", "analytic_median", "numerical_median", "alpha50",
+                          "qualifying", "n_samples", "total_ablation", "analytic_exact")
+            }
+    tx.write_json("control/alpha_crit_index", index)
+    tx.update_json("summary", alpha_crit=summary_block)
 
 def load_alpha_crit(
     session: Session, mode: str = "suppress", modulation: str = "linear"

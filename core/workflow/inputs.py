@@ -70,12 +70,12 @@ class ControlInputs:
     @classmethod
     def from_session(cls, session: Session, split: str = "test") -> ControlInputs:
         """Read the inputs of ``split`` from a session whose pipeline is complete."""
-        from core.workflow.pipeline import load_activations, load_classifier_head, load_sae_arrays
+        from core.workflow.pipeline import activations_key, load_classifier_head, load_sae_arrays
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
         require_rankings(session)
-        acts = load_activations(session, split)
+        acts = {name: session.read_array(activations_key(session, split, name)) for name in ("a", "labels")}
         W, b = load_classifier_head(session)
         decoder = load_sae_arrays(session)["decoder.weight"]
         return cls(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.config import DataConfig, SessionConfig
-from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter
+from core.config import DataConfig, SessionConfig, memory_budget
+from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import PIPELINE_STAGES, RowBlocks, Session, SessionError
 
 COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
@@ -76,12 +76,20 @@ def load_classifier_head(session: Session) -> tuple[np.ndarray, np.ndarray]:
 
 def load_activations(session: Session, split: str) -> dict[str, np.ndarray]:
     """Cached activations ``a`` (N×d), ``logits`` (N×C), ``labels`` (N,) of a split."""
+    return session.read_arrays(activations_key(session, split))
+
+
+def activations_key(session: Session, split: str, name: str | None = None) -> str:
+    """``activations/<split>[/<name>]``, once the activations stage is complete (else a clear error).
+
+    Out-of-core readers pass the key to ``Session.rows`` instead of loading the arrays.
+    """
     state = session.stages().get("activations")
     if state is None or state.state != "done":
         raise SessionError(
             f"session {session.name} has no complete activations yet; run `salve run {session.name} activations`"
         )
-    return session.read_arrays(f"activations/{split}")
+    return f"activations/{split}" + (f"/{name}" if name else "")
 
 
 def load_sae_arrays(session: Session) -> dict[str, np.ndarray]:
@@ -426,6 +434,10 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             data_parallel: Any = None, device: Any = None) -> None:
     """Train the SAE on the training activations with checkpoints; resumes from the last one.
 
+    Activations whose in-memory training would exceed the memory budget
+    (``core.config.memory_budget``) stream from the session in shuffled row blocks
+    (``core.discover.sae_stream``); ``summary.sae.streamed`` records which trainer ran.
+
     ``data_parallel`` (a ``core.discover.sae_train.DataParallel``): this process is one rank of a
     torch.distributed group; only rank 0 writes (``session`` may be read-only on the others).
     """
@@ -438,7 +450,7 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
 
     config = session.config
     stages = session.stages()
-    train = load_activations(session, "train")
+    train_key = activations_key(session, "train", "a")
     resume = None
     if session.has("sae/checkpoint/meta"):
         resume = SAETrainState.from_arrays(session.read_arrays("sae/checkpoint/arrays"),
@@ -452,20 +464,43 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             tx.set_stage("sae", "partial", f"{state.epoch}/{config.sae.epochs} epochs", epoch=state.epoch)
 
     from core.discover.sae import fold_scale, normalization_scale
+    from core.discover.sae_stream import in_memory_bytes
 
-    activations = torch.from_numpy(train["a"])
-    scale = normalization_scale(activations) if config.sae.normalize else 1.0
-    if config.sae.normalize:
-        activations = activations * scale
     device = device or resolve_device(config.device)
-    options = {"on_checkpoint": checkpoint if writer else None, "device": device, "data_parallel": data_parallel}
+    options = {"on_checkpoint": checkpoint if writer else None, "device": device}
+    budget = memory_budget()
+    n, d = session.array_shape(train_key)
+    streamed = data_parallel is None and in_memory_bytes(n, d, config.sae.hidden, 1, config.sae.normalize) > budget
+    if streamed:  # larger than the budget: shuffled row blocks straight from the session file
+        from core.discover.sae_stream import plan_stream, row_moments, train_sae_streamed
+        from core.workflow.outofcore import SessionRows
+
+        source = SessionRows(session, train_key)
+        plan = plan_stream(n, d, config.sae.hidden, 1, budget)
+        ProgressReporter("sae", config.sae.epochs, progress).report(
+            0, f"streaming {n:,} × {d} activations from disk in windows of {plan.window_rows:,} rows "
+               f"(memory budget {budget / 2**30:.2f} GiB)")
+        moments = row_moments(source, plan.block_rows, cancel)
+        scale = moments.normalization_scale(d) if config.sae.normalize else 1.0
+
+        def train(resume_from):
+            return train_sae_streamed(source, config.sae, progress, cancel, budget_bytes=budget, resume=resume_from,
+                                      scale=scale, moments=moments, plan=plan, **options)
+    else:
+        activations = torch.from_numpy(session.read_array(train_key))
+        scale = normalization_scale(activations) if config.sae.normalize else 1.0
+        if config.sae.normalize:
+            activations = activations * scale
+
+        def train(resume_from):
+            return train_sae(activations, config.sae, progress, cancel, resume=resume_from,
+                             data_parallel=data_parallel, **options)
     try:
-        result = train_sae(activations, config.sae, progress, cancel, resume=resume, **options)
+        result = train(resume)
     except ValueError:
         if resume is None:
             raise
-        # the checkpoint belongs to other activations or SAE settings: start over
-        result = train_sae(activations, config.sae, progress, cancel, **options)
+        result = train(None)  # the checkpoint belongs to other activations or SAE settings: start over
     if not writer:
         return
     weights = {name: value[0] for name, value in result.weights.items()}
@@ -480,6 +515,7 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.delete(SAE_IMPORT_KEY)  # a trained SAE replaces an imported one
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
                                        "engine": result.engine, "activation_scale": scale,
+                                       "streamed": streamed,
                                        "normalized": bool(config.sae.normalize), **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
@@ -491,37 +527,67 @@ _SAE_SUMMARY_NAMES = {"ev": "explained_variance", "top5_share": "top5_l1_share"}
 
 def run_rankings(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
     """Class-mean latents (train split), dominant features, top-activating test samples."""
-    import torch
-
     from core.discover import rankings
-    from core.discover.sae import encode
 
-    reporter = ProgressReporter("rankings", 2, progress)
     classes = session.read_json("class_names")
     sae = load_sae(session)
-    train = load_activations(session, "train")
-    test = load_activations(session, "test")
-    u_train = encode(sae, torch.from_numpy(train["a"]))
-    u_test = encode(sae, torch.from_numpy(test["a"]))
-    reporter.report(1, "ranking features")
-    M = rankings.class_means(u_train, torch.from_numpy(train["labels"]), len(classes))
+    means = rankings.ClassMeans(len(classes))
+    top = rankings.TopActivating(k=TOP_SAMPLES)
+    for split, _, u, labels in encoded_chunks(session, sae, ("train", "test"), progress, cancel):
+        if split == "train":
+            means.add(u, labels)  # class means from the training split
+        else:
+            top.add(u)  # top-activating samples from the test split
+    M, top_samples = means.result(), top.result()
     dominant = rankings.dominant_features(M)
-    top = rankings.top_activating(u_test, k=16)
     order = rankings.rank_features(M)
     dominant_list = [int(x) for x in np.asarray(dominant)]
     with session.transaction() as tx:
         tx.write_array("rankings/class_means", np.asarray(M))
         tx.write_array("rankings/order", np.asarray(order))
         tx.write_array("rankings/dominant", np.asarray(dominant_list))
-        tx.write_array("rankings/top_pos", np.asarray(top["pos"]))
-        tx.write_array("rankings/top_neg", np.asarray(top["neg"]))
+        tx.write_array("rankings/top_pos", np.asarray(top_samples["pos"]))
+        tx.write_array("rankings/top_neg", np.asarray(top_samples["neg"]))
         tx.update_json(
             "summary",
             dominant_features={c: d for c, d in zip(classes, dominant_list, strict=True)},
             distinct_dominants=len(set(dominant_list)) == len(dominant_list),
         )
         tx.set_stage("rankings", "done", f"{len(set(dominant_list))} distinct dominant features / {len(classes)} classes")
-    reporter.report(2, "rankings ready")
+    ProgressReporter("rankings", 1, progress).report(1, "rankings ready")
+
+
+TOP_SAMPLES = 16  # top-activating test samples stored per feature and sign
+
+
+def encoded_chunks(
+    session: Session, sae: Any, splits: Sequence[str], progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> Iterator[tuple[str, int, Any, np.ndarray]]:
+    """``(split, start, u, labels)`` over row chunks of each split's activations, encoded by ``sae``.
+
+    Chunks are sized by the memory budget (``core.config.memory_budget``), so rankings and top
+    samples run on activations of any size.
+    """
+    import torch
+
+    from core.discover.sae import encode
+    from core.workflow.outofcore import chunk_rows, iter_row_chunks
+
+    hidden, dim = sae.encoder.weight.shape
+    rows = chunk_rows(28 * hidden + 8 * dim)  # u, its float64 copy and a sort's indices, per row
+    keys = {split: [activations_key(session, split, "a"), activations_key(session, split, "labels")]
+            for split in splits}
+    total = sum(session.array_shape(k[0])[0] for k in keys.values())
+    reporter = ProgressReporter("rankings", total, progress)
+    done = 0
+    for split, (a_key, label_key) in keys.items():
+        for start, (a, labels) in iter_row_chunks(session, [a_key, label_key], rows):
+            check_cancel(cancel)
+            u = encode(sae, torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)))
+            done += len(a)
+            reporter.report(done, f"encoding {split} rows {done:,}/{total:,}")
+            yield split, start, u, labels
 
 
 STAGE_RUNNERS: dict[str, Callable[..., None]] = {

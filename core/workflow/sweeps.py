@@ -69,21 +69,38 @@ def run_sweep(
     options = {"sample_index": rome_sample} if method == "rome" else {}
     result = sweep(
         method, x.cached(), target_class, features, alphas, mode, modulation, n_alphas,
-        progress, cancel, **options,
+        progress, cancel, chunk_rows=sweep_chunk_rows(x.num_classes, n_alphas), **options,
     )
     if record:
         save_sweep(session, result)
     return result
 
+def sweep_chunk_rows(num_classes: int, n_alphas: int) -> int:
+    """Samples per sweep chunk under the memory budget: a sweep holds ~six float64 values per
+    sample and class (logits, slopes, margins, crossings) and one per sample and grid value."""
+    from core.workflow.outofcore import chunk_rows
+
+    return chunk_rows(48 * num_classes + 8 * n_alphas)
+
+
 def save_sweep(session: Session, result: SweepResult) -> str:
     """Store a sweep (arrays + index entry); returns its id. Replaces one with the same id."""
     check_writable(session, True)
-    key = sweep_id(result)
-    meta = {k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS}
-    meta.update(n_alphas=int(result.alphas.numel()), recorded_at=time.time())
     index = dict(session.read_json("control/sweep_index", {}) or {})
-    index[key] = meta
     with session.transaction() as tx:
+        (key,) = write_sweeps(tx, index, [result])
+    return key
+
+
+def write_sweeps(tx: Any, index: dict[str, Any], results: Sequence[SweepResult]) -> list[str]:
+    """Write sweeps into an open transaction and ``index`` (the stored sweep index, updated and
+    rewritten): several sweeps cost one commit. Returns their ids."""
+    keys = []
+    for result in results:
+        key = sweep_id(result)
+        meta = {k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS}
+        meta.update(n_alphas=int(result.alphas.numel()), recorded_at=time.time())
+        index[key] = meta
         tx.write_arrays(
             f"control/sweeps/{key}",
             {
@@ -93,8 +110,9 @@ def save_sweep(session: Session, result: SweepResult) -> str:
                 "class_counts": np.asarray(result.class_counts, dtype=np.int64),
             },
         )
-        tx.write_json("control/sweep_index", index)
-    return key
+        keys.append(key)
+    tx.write_json("control/sweep_index", index)
+    return keys
 
 _SWEEP_ARRAYS = ("alphas", "per_class_accuracy", "target_prediction", "class_counts")
 

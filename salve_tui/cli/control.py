@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from salve_tui.cli import validate as v
-from salve_tui.cli.main import CliError, ProgressPrinter, emit, open_session
+from salve_tui.cli.main import CliError, ProgressPrinter, _cancel_on_sigint, emit, open_session
 
 METHODS = ("salve", "rome", "steer")
 MODES = ("suppress", "enhance")
@@ -51,8 +51,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from core.workflow.inputs import load_inputs
     from core.workflow.sweeps import curve_alpha50, run_sweep, sweep_id
 
+    if args.all_dominant:
+        return cmd_sweep_all_dominant(args)
     if args.class_ is None and not args.feature:
-        raise CliError("give --class C (its dominant feature is swept) or --feature K")
+        raise CliError("give --class C (its dominant feature is swept), --feature K or --all-dominant")
     alphas = parse_alpha_grid(args.alphas) if args.alphas else None
     with _open(args) as session:
         inputs = load_inputs(session)
@@ -77,6 +79,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     payload["selectivity"] = selectivity
     payload["recorded"] = None if args.no_record else sweep_id(result)
     emit(args, payload, _sweep_text)
+    return 0
+
+
+def cmd_sweep_all_dominant(args: argparse.Namespace) -> int:
+    """``salve sweep SESSION --all-dominant``: every class's dominant sweep and α_crit, one job."""
+    from core.workflow.all_dominant import run_all_dominant
+
+    clashing = [flag for flag, given in (("--class", args.class_ is not None), ("--feature", bool(args.feature)),
+                                         ("--method", args.method != "salve"), ("--no-record", args.no_record),
+                                         ("--rome-sample", args.rome_sample is not None)) if given]
+    if clashing:
+        raise CliError(f"--all-dominant sweeps every class's dominant feature with SALVE and records "
+                       f"them; drop {', '.join(clashing)}")
+    alphas = parse_alpha_grid(args.alphas) if args.alphas else None
+    with _open(args) as session:
+        outcome = run_all_dominant(session, args.mode, args.modulation, alphas, args.n_alphas,
+                                   _progress(args), _cancel_on_sigint(), redo=args.redo)
+    payload = {"session": session.name, **outcome.to_dict()}
+
+    def text(p: dict[str, Any]) -> str:
+        lines = [f"dominant-feature {p['mode']} sweeps ({p['modulation']}) of {p['classes']} classes: "
+                 f"{p['computed']} computed, {p['skipped']} already recorded, in {p['seconds']:.1f} s "
+                 f"({p['commits']} commits)"]
+        if p["no_feature"]:
+            lines.append(f"no dominant feature (no training samples): classes {p['no_feature']}")
+        if p["mode"] == "suppress":
+            lines.append(f"α_crit of each: `salve alpha-crit {p['session']}`; recompute with --redo")
+        return "\n".join(lines)
+
+    emit(args, payload, text)
     return 0
 
 
@@ -304,6 +336,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--n-alphas", type=v.integer(2, 100_000), default=200, help="points of the automatic grid")
     p.add_argument("--rome-sample", type=v.index, default=None,
                    help="ROME key from this test sample instead of the class mean")
+    p.add_argument("--all-dominant", action="store_true",
+                   help="every class's dominant feature (and its α_crit) as one resumable job")
+    p.add_argument("--redo", action="store_true",
+                   help="with --all-dominant: recompute classes already recorded")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("alpha-crit", parents=[common], help="critical suppression thresholds")

@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--memory-budget", type=v.memory_size, default=None, metavar="SIZE",
+                        help="memory for out-of-core compute, e.g. 4G or 25%% (default: "
+                             "$SALVE_MEMORY_BUDGET, else half the RAM); larger activations stream from disk")
 
     parser = argparse.ArgumentParser(prog="salve", description="SALVE pipeline, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -423,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its one-line error (or --help)
         return exc.code if isinstance(exc.code, int) else 2
+    if getattr(args, "memory_budget", None):  # read by core.config.memory_budget (and torchrun ranks)
+        from core.config import MEMORY_BUDGET_ENV
+
+        os.environ[MEMORY_BUDGET_ENV] = args.memory_budget
     try:
         with overwrite_policy(bool(getattr(args, "force", False))):
             return int(args.func(args) or 0)

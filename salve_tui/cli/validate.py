@@ -107,3 +107,14 @@ def alpha_grid(text: str) -> str:
 def force_flag(parser: argparse.ArgumentParser) -> None:
     """``--force``: the one way to replace an output file that already exists."""
     parser.add_argument("--force", action="store_true", help="replace output files that already exist")
+
+
+def memory_size(text: str) -> str:
+    """``--memory-budget``: a size (``1G``, ``512M``) or a share of RAM (``25%``), checked now."""
+    from core.config import parse_memory_size
+
+    try:
+        parse_memory_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

@@ -2,7 +2,8 @@
 
 Reads the α_crit results stored in the session (``core.workflow.alpha_crit.load_alpha_crit``); ``r``
 computes them for every class's dominant feature as an app job (``run_alpha_crit``), so they are
-in the session for the CLI and exports too. The per-sample table sorts by any column (``s``
+in the session for the CLI and exports too; ``a`` runs every class's dominant sweep and α_crit
+as one resumable job (``core.workflow.all_dominant``). The per-sample table sorts by any column (``s``
 cycles the column, ``i`` inverts) and can be limited to the class highlighted in the summary
 (``f``). Enter on a sample opens its Grad-FAM for the class's dominant feature.
 """
@@ -85,7 +86,9 @@ class AlphaCritScreen(SessionScreen):
         "samples with z ≤ 0 or S ≤ 0 do not qualify (—). α50 is where the class's accuracy falls to "
         "50% on the suppression curve; '<0' the share of coordinates whose factor 1 − α|D| is "
         "negative (how far the linear picture breaks). r computes (or recomputes) the table for "
-        "every class; o switches linear/clamped modulation. In the sample table: s sorts by the "
+        "every class; a runs the dominant feature's suppression sweep and α_crit of every class as one "
+        "resumable background job (what `salve sweep --all-dominant` does); o switches "
+        "linear/clamped modulation. In the sample table: s sorts by the "
         "next column, i inverts the order, f shows only the class highlighted above, Enter opens "
         "the sample's Grad-FAM. Tab moves between the tables. Long tables show 200 rows at a "
         "time: [ and ] turn the page of the focused table (the status line says which rows)."
@@ -98,6 +101,7 @@ class AlphaCritScreen(SessionScreen):
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Compute"),
+        Binding("a", "compute_all_dominant", "Sweeps + α_crit of all dominant features", show=False),
         Binding("s", "sort_next", "Sort"),
         Binding("i", "invert_sort", "Invert", show=False),
         Binding("f", "toggle_filter", "Filter"),
@@ -251,6 +255,19 @@ class AlphaCritScreen(SessionScreen):
                                   progress=progress, cancel=cancel)
 
         job = self.salve.start_job(f"α_crit ({modulation})", body)
+        if job is not None:
+            self._job = job
+
+    def action_compute_all_dominant(self) -> None:
+        """Every class's dominant-feature sweep and α_crit as one resumable background job."""
+        session, modulation = self.session, self.modulation
+
+        def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            from core.workflow.all_dominant import run_all_dominant
+
+            return run_all_dominant(session, "suppress", modulation, progress=progress, cancel=cancel)
+
+        job = self.salve.start_job(f"sweeps + α_crit, all dominant ({modulation})", body)
         if job is not None:
             self._job = job
 

@@ -1,0 +1,169 @@
+"""SAE training streamed from disk vs in memory, on activations written into a session (issue 13).
+
+Writes ``--rows`` × ``--dim`` float32 training activations (default 1M × 768, 3 GB) into a
+synthetic session through the Session API, then trains the same SAE for ``--epochs`` epochs
+twice, each in a fresh process so each peak RSS is its own:
+
+* **in-memory**: the obvious path, the whole array loaded (``Session.read_array``) and trained
+  with ``core.discover.sae_train.train_sae``;
+* **streamed**: ``core.discover.sae_stream.train_sae_streamed`` reading shuffled row blocks
+  through ``Session.rows`` under ``--budget`` (default 1G).
+
+Per variant: load / scan time, each epoch's time, the process's resident set before training
+(the runtime: Python, torch, the session) and its peak (``VmHWM``), and peak − before, which is
+what the data and the trainer took (to compare with the budget plus the SAE and Adam state).
+The session is deleted afterwards unless ``--keep``.
+
+Run: ``python bench/bench_outofcore.py`` (or ``--rows 100000`` for a quick run; ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def proc_status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def sae_config(args: argparse.Namespace):
+    from core.config import SAEConfig
+
+    return SAEConfig(kind="l1", hidden=args.hidden, l1_coeff=1e-2, lr=1e-3, epochs=args.epochs,
+                     batch_size=args.batch_size, lr_step_epochs=200, seed=0, checkpoint_every=10**6)
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """One variant in this process (the parent runs each in a child)."""
+    import numpy as np  # noqa: F401 - imported before the baseline like the trainer's own imports
+    import torch  # noqa: F401
+
+    from core.config import parse_memory_size
+    from core.discover.sae_stream import plan_stream, row_moments, train_sae_streamed
+    from core.discover.sae_train import train_sae
+    from core.store.session import Session
+    from core.workflow.outofcore import SessionRows
+
+    config = sae_config(args)
+    budget = parse_memory_size(args.budget)
+    key = "activations/train/a"
+    stamps: list[float] = []
+    with Session.open(args.session, read_only=True) as session:
+        n, d = session.array_shape(key)
+        baseline_kib = proc_status_kib("VmRSS")
+        t0 = time.perf_counter()
+        info: dict = {}
+        if args.variant == "in-memory":
+            data = torch.from_numpy(session.read_array(key))
+            setup = time.perf_counter() - t0
+            start = time.perf_counter()
+            result = train_sae(data, config, progress=lambda p: stamps.append(time.perf_counter()))
+        else:
+            source = SessionRows(session, key)
+            plan = plan_stream(n, d, config.hidden, 1, budget)
+            moments = row_moments(source, plan.block_rows)
+            setup = time.perf_counter() - t0
+            info = {"block_rows": plan.block_rows, "blocks_per_window": plan.blocks_per_window,
+                    "window_rows": plan.window_rows}
+            start = time.perf_counter()
+            result = train_sae_streamed(source, config, progress=lambda p: stamps.append(time.perf_counter()),
+                                        budget_bytes=budget, moments=moments, plan=plan)
+    ends = [start, *stamps[-args.epochs:]]
+    model_bytes = sum(v.nbytes for v in result.weights.values()) * 3  # weights + two Adam moments
+    return {
+        "variant": args.variant, "rows": n, "dim": d, "hidden": config.hidden, "engine": result.engine,
+        "setup_s": setup, "epoch_s": [b - a for a, b in zip(ends, ends[1:], strict=False)],
+        "final_loss": float(result.history["loss"][0, -1]),
+        "baseline_rss_mib": baseline_kib / 1024, "peak_rss_mib": proc_status_kib("VmHWM") / 1024,
+        "model_mib": model_bytes / 2**20, "budget_mib": budget / 2**20, **info,
+    }
+
+
+def build(args: argparse.Namespace, path: Path) -> float:
+    from core.config import demo_config
+    from core.workflow.synthetic import SyntheticSpec, build_synthetic_session
+
+    t0 = time.perf_counter()
+    spec = SyntheticSpec(n_classes=10, dim=args.dim, hidden=args.hidden, n_train=args.rows, n_test=1000,
+                         noise=1.0, seed=0)
+    build_synthetic_session(path, spec, demo_config(path.stem), with_sae=False)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--budget", default="1G", help="memory budget of the streamed variant")
+    parser.add_argument("--folder", default=None, help="where to write the session (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the session file")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--variant", choices=["in-memory", "streamed"], help=argparse.SUPPRESS)
+    parser.add_argument("--session", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="salve-outofcore-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "outofcore.h5"
+    try:
+        build_s = build(args, path)
+        size_gb = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 1e9
+        results = []
+        for variant in ("in-memory", "streamed"):
+            cmd = [sys.executable, __file__, "--variant", variant, "--session", str(path),
+                   *[f"--{k.replace('_', '-')}={getattr(args, k)}"
+                     for k in ("rows", "dim", "hidden", "batch_size", "epochs", "budget")]]
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    finally:
+        if not args.keep:
+            for p in sorted(folder.glob("outofcore*"), reverse=True):
+                if p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            if args.folder is None:
+                folder.rmdir()
+    report = {"rows": args.rows, "dim": args.dim, "session_gb": size_gb, "build_s": build_s, "variants": results}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    memory, streamed = results
+    print(f"{args.rows:,} × {args.dim} float32 activations ({size_gb:.2f} GB session, built in {build_s:.0f} s), "
+          f"SAE h = {args.hidden}, batch {args.batch_size}, {memory['engine']} engine, budget {args.budget}\n")
+    print("| variant | load / scan s | epoch s (each) | peak RSS MiB | RSS before training MiB | peak − before MiB | final loss |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for r in results:
+        epochs = " / ".join(f"{t:.2f}" for t in r["epoch_s"])
+        print(f"| {r['variant']} | {r['setup_s']:.2f} | {epochs} | {r['peak_rss_mib']:.0f} | "
+              f"{r['baseline_rss_mib']:.0f} | {r['peak_rss_mib'] - r['baseline_rss_mib']:.0f} | {r['final_loss']:.5f} |")
+    ratio = streamed["epoch_s"][-1] / memory["epoch_s"][-1]
+    print(f"\nstreamed / in-memory, last epoch: {ratio:.2f}×; streamed window {streamed['window_rows']:,} rows "
+          f"({streamed['blocks_per_window']} blocks of {streamed['block_rows']:,}); SAE + Adam state "
+          f"{streamed['model_mib']:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Sweeps and α_crit for every class's dominant feature as one job (issue 13: 1,000 classes).
+
+Per class this computes exactly what ``salve sweep SESSION --class C`` does (the SALVE sweep of
+the class's dominant feature, then, when suppressing, its α_crit read against that curve) by
+calling the same functions, and stores the same records. What the job adds: one progress bar
+over all classes, cancellation between (and inside) classes, commits in batches (every
+:data:`BATCH_CLASSES` classes or :data:`BATCH_SECONDS`, whichever comes first, since every
+session transaction has a cost), and resumption: a rerun skips the classes whose sweep and
+α_crit were recorded after the current rankings, so a cancelled or killed job loses at most
+one batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from core.control.alpha_crit import AlphaCritResult
+from core.control.curves import DEFAULT_N_ALPHAS, SweepResult
+from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
+from core.store.session import Session
+from core.workflow.alpha_crit import alpha_crit_records, run_alpha_crit, write_alpha_crit
+from core.workflow.inputs import ControlInputs, check_writable, inputs_for, setting_key
+from core.workflow.sweeps import run_sweep, write_sweeps
+
+BATCH_CLASSES = 50
+BATCH_SECONDS = 20.0
+JOB_NAME = "all-dominant"
+
+
+@dataclass
+class AllDominantOutcome:
+    """What one run did: classes computed now, skipped (already recorded), without a feature."""
+
+    mode: str
+    modulation: str
+    computed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    no_feature: list[int] = field(default_factory=list)
+    commits: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return len(self.computed) + len(self.skipped) + len(self.no_feature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "modulation": self.modulation, "computed": len(self.computed),
+                "skipped": len(self.skipped), "no_feature": list(self.no_feature), "classes": self.total,
+                "commits": self.commits, "seconds": self.seconds}
+
+
+def sweep_key(target_class: int, feature: int, mode: str, modulation: str) -> str:
+    """The id the dominant-feature SALVE sweep of a class is stored under (see ``sweep_id``)."""
+    return f"salve-f{feature}-{mode}-{modulation}-c{target_class}"
+
+
+def recorded_classes(session: Session, x: ControlInputs, mode: str, modulation: str) -> set[int]:
+    """Classes whose dominant sweep (and α_crit, when suppressing) is stored and newer than the
+    rankings they were computed from."""
+    rankings = session.stages().get("rankings")
+    since = rankings.updated if rankings is not None and rankings.updated else 0.0
+    sweeps = session.read_json("control/sweep_index", {}) or {}
+    crit = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting_key("suppress", modulation), {})
+    done = set()
+    for c in range(x.num_classes):
+        k = int(x.dominant[c])
+        if k < 0:
+            continue
+        entry = sweeps.get(sweep_key(c, k, mode, modulation))
+        if entry is None or float(entry.get("recorded_at", 0.0)) < since:
+            continue
+        if mode == "suppress":
+            crit_entry = crit.get(f"c{c}-f{k}")
+            if crit_entry is None or float(crit_entry.get("recorded_at", 0.0)) < since:
+                continue
+        done.add(c)
+    return done
+
+
+def dominant_class_results(
+    session: Session, x: ControlInputs, target_class: int, mode: str, modulation: str,
+    alphas: torch.Tensor | Sequence[float] | None, n_alphas: int, cancel: CancelToken | None,
+) -> tuple[SweepResult, AlphaCritResult | None]:
+    """One class's sweep and α_crit, exactly as ``salve sweep --class`` computes them."""
+    curve = run_sweep(session, target_class, None, mode, "salve", modulation, alphas, n_alphas,
+                      cancel=cancel, record=False, inputs=x)
+    crit = None
+    if mode == "suppress" and int(x.labels.eq(target_class).sum()) > 0:
+        (crit,) = run_alpha_crit(session, target_class, curve.features[0], "suppress", modulation,
+                                 curve=curve, record=False, inputs=x)
+    return curve, crit
+
+
+def run_all_dominant(
+    session: Session,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    alphas: torch.Tensor | Sequence[float] | None = None,
+    n_alphas: int = DEFAULT_N_ALPHAS,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+    *,
+    redo: bool = False,
+    inputs: ControlInputs | None = None,
+    split: str = "test",
+    batch_classes: int = BATCH_CLASSES,
+    batch_seconds: float = BATCH_SECONDS,
+) -> AllDominantOutcome:
+    """Sweep (and α_crit, when suppressing) every class's dominant feature; see the module doc.
+
+    ``redo``: recompute classes already recorded. On cancellation the finished classes are
+    committed before :class:`JobCancelled` propagates; rerunning completes the rest.
+    """
+    check_writable(session, True)
+    started = time.monotonic()
+    x = inputs_for(session, inputs, split)
+    outcome = AllDominantOutcome(mode, modulation)
+    outcome.no_feature = [c for c in range(x.num_classes) if int(x.dominant[c]) < 0]
+    done = set() if redo else recorded_classes(session, x, mode, modulation)
+    todo = [c for c in range(x.num_classes) if c not in done and c not in outcome.no_feature]
+    outcome.skipped = sorted(done)
+    reporter = ProgressReporter(JOB_NAME, x.num_classes, progress, start=x.num_classes - len(todo))
+    reporter.report(x.num_classes - len(todo), f"{len(todo)} of {x.num_classes} classes to compute"
+                    + (f" ({len(done)} already recorded)" if done else ""))
+    sweeps_index = dict(session.read_json("control/sweep_index", {}) or {})
+    crit_records = alpha_crit_records(session)
+    pending: list[tuple[int, SweepResult, AlphaCritResult | None]] = []
+    last_commit = time.monotonic()
+
+    def commit() -> None:
+        nonlocal last_commit
+        if pending:
+            with session.transaction() as tx:
+                write_sweeps(tx, sweeps_index, [curve for _, curve, _ in pending])
+                crits = [crit for _, _, crit in pending if crit is not None]
+                if crits:
+                    write_alpha_crit(tx, crit_records, crits, x.class_names, x.dominant)
+            outcome.computed += [c for c, _, _ in pending]
+            outcome.commits += 1
+            pending.clear()
+        last_commit = time.monotonic()
+
+    try:
+        for i, c in enumerate(todo):
+            check_cancel(cancel)
+            curve, crit = dominant_class_results(session, x, c, mode, modulation, alphas, n_alphas, cancel)
+            pending.append((c, curve, crit))
+            reporter.report(x.num_classes - len(todo) + i + 1, f"class {x.class_names[c]}")
+            if len(pending) >= batch_classes or time.monotonic() - last_commit >= batch_seconds:
+                commit()
+    except JobCancelled:
+        commit()
+        raise JobCancelled(
+            f"sweeps of dominant features cancelled: {len(outcome.computed) + len(done)} of "
+            f"{x.num_classes - len(outcome.no_feature)} classes are recorded; rerun to compute the rest"
+        ) from None
+    commit()
+    outcome.seconds = time.monotonic() - started
+    return outcome
