@@ -246,6 +246,28 @@ def test_groundtruth_is_stored_shown_by_info_and_matches_a_direct_computation(
         assert result["concepts"][concept]["latent"] == best
         assert result["concepts"][concept]["auroc"] == pytest.approx(values[best], abs=1e-9)
 
+    # Shared part: the latent with the best worse-class AUROC on the train split, scored on
+    # the test split inside each class (brute force again).
+    with Session.open(session_file, read_only=True) as session:
+        train = load_activations(session, "train")
+        train_source = load_data(session.config).train
+    train_latents = sae.encode(torch.from_numpy(train["a"])).detach().numpy()
+    tower = concepts.index("tower")
+    pair = [names.index(c) for c in ("square", "circle")]
+
+    def within(lat: np.ndarray, pres: np.ndarray, lab: np.ndarray, k: int) -> list[float]:
+        return [pairwise_auroc(lat[lab == c, k], pres[lab == c, tower]) for c in pair]
+
+    worst = []
+    for k in range(train_latents.shape[1]):
+        raw = within(train_latents, train_source.concept_present, np.asarray(train["labels"]), k)
+        worst.append(max(min(raw), min(1 - v for v in raw)))
+    shared = result["shared_part"]["best_latent"]
+    assert shared["selected_on"] == "train" and shared["latent"] == int(np.argmax(worst))
+    on_test = within(latents, presence, np.asarray(source.labels), shared["latent"])
+    oriented = on_test if shared["sign"] > 0 else [1 - v for v in on_test]
+    assert [shared["auroc_per_class"][c] for c in ("square", "circle")] == pytest.approx(oriented)
+
     # Grad-CAM pointing game of the true class, recomputed from the core pieces.
     labels = np.asarray(source.labels)
     images = source.load_batch(np.arange(len(labels)))
