@@ -73,6 +73,7 @@ def demo_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)  # building the demo takes ~2 min idle, over 40 min under load
 def test_readme_demo_claims(demo_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from core.workflow.inputs import load_inputs
     from core.workflow.selectivity import selectivity_report
