@@ -31,7 +31,7 @@ SHARED_PART_THRESHOLD = 0.75  # the tower is tracked in both classes: AUROC ≥ 
 
 # Measured by `salve demo` on this machine (the README's "last run" numbers) and the tolerance
 # within which another machine must reproduce them.
-MEASURED_TEST_ACCURACY, TEST_ACCURACY_TOLERANCE = 0.978, 0.01
+MEASURED_TEST_ACCURACY, TEST_ACCURACY_TOLERANCE = 0.974, 0.01
 MEASURED_SELECTIVE, MEASURED_CONTROLS, COUNT_TOLERANCE = 10, 10, 1  # classes
 MEASURED_POINTING_RATIO, POINTING_RATIO_TOLERANCE = 3.1, 0.5
 MEASURED_SHARED_LATENT = 15  # which latent it is may differ between machines; not checked
@@ -46,7 +46,7 @@ def test_readme_states_the_checked_numbers() -> None:
     stated = [
         f"≥ {MIN_TEST_ACCURACY:.0%} test accuracy",
         f"({100 * MEASURED_TEST_ACCURACY:.1f}% in the last run",
-        f"± {100 * TEST_ACCURACY_TOLERANCE:.0f} points",
+        f"± {100 * TEST_ACCURACY_TOLERANCE:.0f} point",
         f"h = {SAE_HIDDEN}",
         f"≥ {MIN_SELECTIVE_CLASSES}/10 classes ({MEASURED_SELECTIVE}/10 measured",
         f"≥ {MIN_CONTROL_CLASSES}/10 ({MEASURED_CONTROLS}/10 measured)",
