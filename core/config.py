@@ -174,6 +174,17 @@ def _build(kind: type, values: dict[str, Any]):
 
 AUGMENTATIONS = ("none", "flip", "shift", "flip+shift")
 PAPER_SAE_WIDTH_MULTIPLE = 2  # default h = 2·d: an overcomplete basis on any architecture
+# Real data without a preset: h = 4·d, the smallest expansion factor SAELens users commonly pick
+# (4–32). Overcomplete on every architecture (never the trivial h = d) while the SAE's cost, which
+# grows linearly with h, stays affordable on a CPU; raise it with --sae-hidden on a GPU.
+SAE_WIDTH_MULTIPLE = 4
+
+
+def default_sae_hidden(activation_dim: int, multiple: int = SAE_WIDTH_MULTIPLE) -> int:
+    """The default SAE width for activations of dimension d: ``multiple · d`` (> d, overcomplete)."""
+    if activation_dim < 1 or multiple < 2:
+        raise ValueError(f"need d ≥ 1 and a multiple ≥ 2, got d={activation_dim}, multiple={multiple}")
+    return int(multiple) * int(activation_dim)
 
 
 def augment_mode(value: bool | str) -> str:
@@ -199,7 +210,7 @@ def paper_config(name: str, arch: str, activation_dim: int, data: DataConfig | N
         data=data or DataConfig(),
         backbone=BackboneConfig(arch=arch, epochs=5 if vit else 10, batch_size=16, lr=1e-4,
                                 schedule="constant"),
-        sae=SAEConfig(kind="l1", hidden=PAPER_SAE_WIDTH_MULTIPLE * int(activation_dim),
+        sae=SAEConfig(kind="l1", hidden=default_sae_hidden(activation_dim, PAPER_SAE_WIDTH_MULTIPLE),
                       epochs=1000, batch_size=16 if vit else 32, lr_step_epochs=200, lr_gamma=0.8,
                       normalize=True),
     )
@@ -217,6 +228,12 @@ def demo_config(name: str = "demo") -> SessionConfig:
                                 schedule="onecycle"),
         sae=SAEConfig(kind="l1", hidden=64, l1_coeff=0.1, epochs=300, batch_size=32, lr_step_epochs=60),
     )
+
+
+def real_data_config(name: str, activation_dim: int) -> SessionConfig:
+    """Defaults for real data (ImageFolder, CIFAR-100) without a preset: SAE activations
+    normalised and ``h = SAE_WIDTH_MULTIPLE · d`` (``activation_dim`` = d of the architecture)."""
+    return SessionConfig(name=name, sae=SAEConfig(hidden=default_sae_hidden(activation_dim), normalize=True))
 
 
 # --------------------------------------------------------------------------- memory budget

@@ -69,4 +69,8 @@ def test_faithfulness_command_json(tmp_path: Path, built_session_path: Path, cap
         assert entry[method]["deletion_below_random"] == (
             entry[method]["deletion"] < entry[method]["deletion_random"])
     assert Path(payload["figure"]).exists()
+    from PIL import Image
+
+    with Image.open(payload["figure"]) as figure:  # the caption carries the quality warnings
+        assert "warnings: backbone_near_chance" in figure.info["Description"]
     assert main(["faithfulness", str(path), "--steps", "1"]) == 2

@@ -12,12 +12,14 @@ from core.validate.groundtruth import (
     auroc_matrix,
     average_ranks,
     best_latent_per_concept,
+    best_shared_part_latent,
     dilate,
     energy_inside_mask,
     pointing_game,
     saliency_localisation,
     shared_part_tracking,
     tolerance_pixels,
+    within_class_aurocs,
 )
 
 
@@ -124,6 +126,42 @@ def test_shared_part_tracking_separates_part_from_class_identity() -> None:
     assert max(abs(v - 0.5) for v in class_detector.auroc_per_class) < 0.2  # ... but is not
     assert not class_detector.tracks_both
     assert class_detector.to_dict()["tracks_both"] is False
+
+
+def test_shared_part_latent_is_chosen_by_its_worse_class_not_pooled() -> None:
+    """The demo's failure: pooled over both classes, a latent that tells the classes apart and
+    tracks the part in one of them beats the latent that tracks the part in both."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat([0, 1], 400)
+    presence = np.zeros((800, 1), bool)
+    presence[:400, 0] = rng.random(400) < 0.8  # the part in most of class 0, some of class 1
+    presence[400:, 0] = rng.random(400) < 0.3
+    latents = rng.normal(size=(800, 3))
+    latents[:, 0] += 4.0 * (labels == 0) + 3.0 * (presence[:, 0] & (labels == 1))
+    latents[:, 2] += 1.2 * presence[:, 0]  # tracks the part (AUROC ≈ 0.8) in both classes
+
+    pooled = auroc_matrix(latents, presence)[:, 0]
+    assert np.argmax(np.abs(pooled - 0.5)) == 0  # the pooled choice is the confounded latent
+    per_class = within_class_aurocs(latents, presence, labels, 0, (0, 1))
+    assert per_class.shape == (2, 3)
+    assert abs(per_class[0, 0] - 0.5) < 0.1 and per_class[1, 0] > 0.9
+    assert np.all((per_class[:, 2] > 0.75) & (per_class[:, 2] < 0.85))
+
+    assert best_shared_part_latent(latents, presence, labels, 0, (0, 1)) == (2, 1)
+    found = shared_part_tracking(latents, presence, labels, concept=0, classes=(0, 1))
+    assert found.latent == 2 and found.tracks_both
+    assert found.auroc_per_class == pytest.approx(tuple(per_class[:, 2]))
+    # A latent that falls with the part is found with sign −1 and oriented AUROCs.
+    flipped = latents.copy()
+    flipped[:, 2] *= -1
+    assert best_shared_part_latent(flipped, presence, labels, 0, (0, 1)) == (2, -1)
+    down = shared_part_tracking(flipped, presence, labels, concept=0, classes=(0, 1))
+    assert down.sign == -1 and down.auroc_per_class == pytest.approx(found.auroc_per_class)
+    # Chosen elsewhere (latent and sign given), the same samples are only scored.
+    given = shared_part_tracking(latents, presence, labels, 0, (0, 1), latent=2, sign=1)
+    assert given.auroc_per_class == found.auroc_per_class
+    with pytest.raises(ValueError, match="within each class"):
+        best_shared_part_latent(latents, np.zeros_like(presence), labels, 0, (0, 1))
 
 
 def test_saliency_localisation_matches_direct_scoring() -> None:

@@ -51,3 +51,35 @@ def test_augment_setting(tmp_path: Path, capsys) -> None:
     ref = torch.where(flip[:, None, None, None], x.flip(-1), x)
     dx, dy = (int(v) for v in torch.randint(-4, 5, (2,), generator=g2))
     assert torch.equal(both, torch.roll(ref, shifts=(dy, dx), dims=(-2, -1)))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])
+def test_real_data_default_sae_width_is_a_multiple_of_d(tmp_path: Path, capsys, arch: str) -> None:
+    """Without a preset, real data gets h = 4·d (never the trivial h = d of the tiny ViT's
+    d = 64); a user who forces h ≤ d gets it, and the quality gate still fires."""
+    from core.config import SAE_WIDTH_MULTIPLE
+    from core.discover.backbone import head_input_dim
+    from core.workflow.quality import check_sae
+
+    d = head_input_dim(arch, 64)
+    (tmp_path / "images").mkdir()
+    base = ["--sessions-dir", str(tmp_path), "--arch", arch, "--data", "imagefolder",
+            "--data-path", str(tmp_path / "images"), "--image-size", "64", "--json"]
+    assert main(["new", f"real-{arch}", *base]) == 0
+    sae = json.loads(capsys.readouterr().out)["config"]["sae"]
+    assert SAE_WIDTH_MULTIPLE == 4 and sae["hidden"] == 4 * d and sae["normalize"] is True
+    assert check_sae(sae["hidden"], d, None, None) == []
+
+    assert main(["new", f"forced-{arch}", *base, "--sae-hidden", str(d)]) == 0
+    forced = json.loads(capsys.readouterr().out)["config"]["sae"]["hidden"]
+    assert forced == d
+    (gate,) = check_sae(forced, d, None, None)
+    assert gate.code == "sae_not_overcomplete" and "trivial" in gate.message
+
+
+def test_default_sae_hidden_rejects_non_overcomplete_multiples() -> None:
+    from core.config import default_sae_hidden
+
+    assert default_sae_hidden(64) == 256 and default_sae_hidden(512, 2) == 1024
+    with pytest.raises(ValueError, match="multiple ≥ 2"):
+        default_sae_hidden(64, 1)

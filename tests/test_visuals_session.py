@@ -58,6 +58,19 @@ def png_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def png_caption(path: Path) -> str:
+    """The caption a figure carries under its axes (also stored in the PNG's Description)."""
+    with Image.open(path) as image:
+        return str(image.info.get("Description", ""))
+
+
+def assert_warns(path: Path) -> None:
+    """The tiny session trains 1 epoch on 80 images with h=16 < d=512: both gates show."""
+    caption = png_caption(path)
+    assert caption.startswith("warnings: ") or "\nwarnings: " in caption, (path.name, caption)
+    assert "backbone_near_chance" in caption and "sae_not_overcomplete" in caption, path.name
+
+
 def test_saliency_cli_writes_overlays_with_the_sample_scores(
     workspace: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -80,6 +93,8 @@ def test_saliency_cli_writes_overlays_with_the_sample_scores(
     assert code == 0
     cam = json.loads(out)
     assert Path(cam["path"]) == own and png_size(own) == (480, 400)
+    assert_warns(Path(fam["path"]))
+    assert_warns(own)
 
     # The images reloaded through the model reproduce the cached activations of that sample.
     with Session.open(session_file, read_only=True) as session:
@@ -107,6 +122,7 @@ def test_actmax_and_top_samples_cli(workspace: Path, capsys: pytest.CaptureFixtu
     assert result["snapshot_steps"] == [3, 6, 9, 12]
     # One row of four 1.6-inch cells plus a 0.3-inch title band.
     assert png_size(Path(result["path"])) == (4 * 160, 160 + 30)
+    assert_warns(Path(result["path"]))
     gain = result["sign"] * (result["final_activation"] - result["start_activation"])
     assert gain > 0
 
@@ -115,6 +131,7 @@ def test_actmax_and_top_samples_cli(workspace: Path, capsys: pytest.CaptureFixtu
     top = Path(json.loads(out)["path"])
     assert top == exports / "top-samples_feature-5.png"
     assert png_size(top) == (8 * 130, 2 * 130 + 60)  # two rows of eight 1.3-inch cells
+    assert_warns(top)
 
     # The raw snapshots the TUI draws: a PNG strip at pixel size and its sidecar.
     from core.workflow.actmax_images import actmax_snapshots_path, load_actmax_snapshots
@@ -148,6 +165,8 @@ def test_export_figures_follow_the_stored_control_results(
     assert {exports / "figures" / f"top-samples_feature-{k}.png" for k in dominant} <= written
     assert len(first["skipped"]) == 4
     assert all(p.is_relative_to(exports) and png_size(p)[0] > 100 for p in written)
+    for figure in written:  # matrix, top samples, Grad-FAM overlays: every caption warns
+        assert_warns(figure)
 
     with Session.open(session_file) as session:
         sweep = run_sweep(session, target_class=2, n_alphas=9)
@@ -174,6 +193,8 @@ def test_export_figures_follow_the_stored_control_results(
                       ext=".png"),
     }
     assert second["skipped"] == []
+    for figure in new:  # curves, predictions, selectivity, α_crit, robustness, confusion
+        assert_warns(figure)
     confusion = next(p for p in new if p.name.startswith("confusion"))
     assert png_size(confusion) == (800, 400)  # two 4-inch panels
     assert all(p.is_relative_to(exports) and png_size(p) == (640, 400)  # 6.4 × 4 inches
@@ -223,6 +244,28 @@ def test_groundtruth_is_stored_shown_by_info_and_matches_a_direct_computation(
         best = int(np.argmax(np.abs(np.array(values) - 0.5)))
         assert result["concepts"][concept]["latent"] == best
         assert result["concepts"][concept]["auroc"] == pytest.approx(values[best], abs=1e-9)
+
+    # Shared part: the latent with the best worse-class AUROC on the train split, scored on
+    # the test split inside each class (brute force again).
+    with Session.open(session_file, read_only=True) as session:
+        train = load_activations(session, "train")
+        train_source = load_data(session.config).train
+    train_latents = sae.encode(torch.from_numpy(train["a"])).detach().numpy()
+    tower = concepts.index("tower")
+    pair = [names.index(c) for c in ("square", "circle")]
+
+    def within(lat: np.ndarray, pres: np.ndarray, lab: np.ndarray, k: int) -> list[float]:
+        return [pairwise_auroc(lat[lab == c, k], pres[lab == c, tower]) for c in pair]
+
+    worst = []
+    for k in range(train_latents.shape[1]):
+        raw = within(train_latents, train_source.concept_present, np.asarray(train["labels"]), k)
+        worst.append(max(min(raw), min(1 - v for v in raw)))
+    shared = result["shared_part"]["best_latent"]
+    assert shared["selected_on"] == "train" and shared["latent"] == int(np.argmax(worst))
+    on_test = within(latents, presence, np.asarray(source.labels), shared["latent"])
+    oriented = on_test if shared["sign"] > 0 else [1 - v for v in on_test]
+    assert [shared["auroc_per_class"][c] for c in ("square", "circle")] == pytest.approx(oriented)
 
     # Grad-CAM pointing game of the true class, recomputed from the core pieces.
     labels = np.asarray(source.labels)

@@ -54,6 +54,10 @@ MIN_BLOCK_ROWS = 256
 STATS_ROWS = 8192
 #: Share of the budget the plan fills (the rest: reader temporaries, allocator slack).
 BUDGET_FILL = 0.85
+#: Held back from the budget before filling it: HDF5's chunk caches (one per row-shard file
+#: the reader opens) and torch's allocator do not scale with the window. Measured: 31 MiB over
+#: a 256 MiB budget without it (bench/RESULTS.md).
+FIXED_RESERVE_BYTES = 48 << 20
 
 
 class RowSource(Protocol):
@@ -111,9 +115,10 @@ def in_memory_bytes(n: int, d: int, hidden: int, n_seeds: int = 1, normalize: bo
 
 def plan_stream(n: int, d: int, hidden: int, n_seeds: int, budget_bytes: int) -> StreamPlan:
     """The largest window the budget allows, in :data:`BLOCKS_PER_WINDOW` blocks."""
-    rows = int(BUDGET_FILL * budget_bytes) // streamed_bytes_per_row(d, hidden, n_seeds)
+    usable = budget_bytes - FIXED_RESERVE_BYTES if budget_bytes > 4 * FIXED_RESERVE_BYTES else budget_bytes * 0.75
+    rows = int(BUDGET_FILL * usable) // streamed_bytes_per_row(d, hidden, n_seeds)
     if rows < MIN_BLOCK_ROWS * 2:
-        need = MIN_BLOCK_ROWS * 2 * streamed_bytes_per_row(d, hidden, n_seeds) / BUDGET_FILL
+        need = MIN_BLOCK_ROWS * 2 * streamed_bytes_per_row(d, hidden, n_seeds) / BUDGET_FILL / 0.75
         raise ValueError(
             f"a memory budget of {budget_bytes / 2**20:.0f} MiB is too small to stream {d}-dimensional "
             f"activations into a {hidden}-latent SAE; allow at least {need / 2**20:.0f} MiB "

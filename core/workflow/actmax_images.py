@@ -78,8 +78,10 @@ def save_actmax(
     session: Session, result: Any, config: Any, out: str | Path | None = None
 ) -> Path:
     """The snapshots of an activation-maximisation run side by side, the final one labelled
-    with its latent value; default ``<exports>/figures/actmax_feature-K_seed-S.png``."""
+    with its latent value; default ``<exports>/figures/actmax_feature-K_seed-S.png``, captioned
+    with the session's quality warnings."""
     from core.workflow.figures import save_image_grid
+    from core.workflow.quality import figure_warning_lines
 
     feature = result.features[0]
     images = [snap[0].permute(1, 2, 0).clamp(0, 1).numpy() for _, snap in result.snapshots]
@@ -97,6 +99,7 @@ def save_actmax(
         ncols=len(images),
         title=f"activation maximisation: {goal} u_{feature}, {config.steps} steps",
         cell_inches=ACTMAX_CELL_INCHES,
+        caption=figure_warning_lines(session),
     )
 
 def actmax_png(

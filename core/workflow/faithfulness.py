@@ -115,8 +115,10 @@ def run_faithfulness(
 
 
 def faithfulness_png(session: Session, fam: list, cam: list, layer: str) -> Path:
-    """Mean deletion and insertion curves (map order vs random) for Grad-FAM and Grad-CAM."""
+    """Mean deletion and insertion curves (map order vs random) for Grad-FAM and Grad-CAM,
+    captioned with the session's quality warnings."""
     from core.workflow.figures import safe_filename, save_faithfulness_curves
+    from core.workflow.quality import figure_warning_lines
 
     def mean(curves: list, attr: str) -> np.ndarray:
         return torch.stack([getattr(c, attr) for c in curves]).mean(0).numpy()
@@ -130,4 +132,5 @@ def faithfulness_png(session: Session, fam: list, cam: list, layer: str) -> Path
         fam[0].fractions.numpy(), panels,
         session.exports_dir / FIGURES_DIR / safe_filename("faithfulness", layer, ext=".png"),
         title=f"deletion / insertion vs random order (layer {layer}, {len(fam)} samples)",
+        caption=figure_warning_lines(session),
     )

@@ -13,15 +13,18 @@ import torch
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.assets import FIGURES_DIR, require_stages, target_path
+from core.workflow.quality import figure_warning_lines
 from core.workflow.saliency_maps import class_gradfam_png
 
 TOP_SAMPLES_SHOWN = 8
 
 def top_samples_png(
-    session: Session, feature: int, out: str | Path | None = None, k: int = TOP_SAMPLES_SHOWN
+    session: Session, feature: int, out: str | Path | None = None, k: int = TOP_SAMPLES_SHOWN,
+    caption: list[str] | None = None,
 ) -> Path:
     """The ``k`` test samples with the highest and the lowest ``u_feature``, labelled with
     their class and latent value. Default file: ``<exports>/figures/top_samples_feature-K.png``.
+    ``caption``: lines under the figure (default: the session's quality warnings).
     """
     from core.workflow.figures import safe_filename, save_top_activating_grid
     from core.workflow.pipeline import load_activations, load_data, load_sae
@@ -57,11 +60,14 @@ def top_samples_png(
         rows[1][1],
         target_path(out, session.exports_dir / FIGURES_DIR / name),
         feature_name=f"feature {feature}",
+        caption=figure_warning_lines(session) if caption is None else caption,
     )
 
-def feature_class_matrix_png(session: Session, out: str | Path | None = None) -> Path:
+def feature_class_matrix_png(
+    session: Session, out: str | Path | None = None, caption: list[str] | None = None
+) -> Path:
     """The feature–class matrix μ as a heatmap with each class's dominant feature boxed;
-    default ``<exports>/figures/feature_class_matrix.png``."""
+    default ``<exports>/figures/feature_class_matrix.png``, captioned with the warnings."""
     from core.workflow.figures import save_feature_class_matrix
 
     require_stages(session, ("rankings",))
@@ -69,10 +75,14 @@ def feature_class_matrix_png(session: Session, out: str | Path | None = None) ->
     means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
     default = session.exports_dir / FIGURES_DIR / "feature_class_matrix.png"
-    return save_feature_class_matrix(means, names, target_path(out, default), dominant=dominant)
+    return save_feature_class_matrix(
+        means, names, target_path(out, default), dominant=dominant,
+        caption=figure_warning_lines(session) if caption is None else caption,
+    )
 
 def alpha_crit_png(
-    session: Session, mode: str = "suppress", modulation: str = "linear"
+    session: Session, mode: str = "suppress", modulation: str = "linear",
+    warnings: list[str] | None = None,
 ) -> Path | None:
     """The stored α_crit distributions of one setting (analytic beside numerical, α50 marked)
     into ``<exports>/figures``; None when none are stored for it."""
@@ -93,23 +103,9 @@ def alpha_crit_png(
         session.exports_dir / FIGURES_DIR / safe_filename("alpha_crit", setting, ext=".png"),
         alpha50=[math.nan if r.alpha50 is None else r.alpha50 for r in results],
         title=f"critical threshold α_crit ({mode}, {modulation})",
-        caption=alpha_crit_caption(results, names) + figure_warning_lines(session),
+        caption=alpha_crit_caption(results, names)
+        + (figure_warning_lines(session) if warnings is None else warnings),
     )
-
-
-def figure_warning_lines(session: Session) -> list[str]:
-    """The session's quality warnings as one short caption line (codes, values, thresholds;
-    `salve info` has the sentences)."""
-    from core.workflow.quality import session_warnings
-
-    warnings = session_warnings(session)
-    if not warnings:
-        return []
-    import textwrap
-
-    text = "warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
-                                    for w in warnings)
-    return textwrap.wrap(text, width=120)
 
 
 def alpha_crit_caption(results: list[Any], names: list[str]) -> list[str]:
@@ -175,6 +171,7 @@ def export_figures(
     edits = list_edits(session)
     distinct = sorted({k for k in dominant if k >= 0})
     with_feature = [c for c, k in enumerate(dominant) if k >= 0]
+    warnings = figure_warning_lines(session)  # computed once: every figure carries them
 
     jobs: list[tuple[str, Any]] = [("feature-class matrix", None)]
     jobs += [(f"top samples feature {k}", ("top", k)) for k in distinct]
@@ -188,16 +185,16 @@ def export_figures(
     for done, (label, job) in enumerate(jobs):
         check_cancel(cancel)
         if job is None:
-            written.append(feature_class_matrix_png(session))
+            written.append(feature_class_matrix_png(session, caption=warnings))
         elif job[0] == "top":
-            written.append(top_samples_png(session, job[1]))
+            written.append(top_samples_png(session, job[1], caption=warnings))
         elif job[0] == "gradfam":
-            written.append(class_gradfam_png(session, job[1]))
+            written.append(class_gradfam_png(session, job[1], caption=warnings))
         elif job[0] == "sweep":
-            written += sweep_figures(session, job[1], names, figures)
+            written += sweep_figures(session, job[1], names, figures, warnings)
         elif job[0] == "crit":
             mode, modulation = job[1].split("-", 1)
-            crit = alpha_crit_png(session, mode, modulation)
+            crit = alpha_crit_png(session, mode, modulation, warnings)
             if crit is not None:
                 written.append(crit)
         elif job[0] == "robust":
@@ -214,6 +211,7 @@ def export_figures(
                         std=arrays["accuracy_std"].numpy().T,
                         title=f"{mode} {names[c]}'s dominant feature: mean ± std over "
                         f"{arrays['n_seeds']} SAE seeds",
+                        caption=warnings,
                     )
                 )
         elif job[0] == "edit":
@@ -228,6 +226,7 @@ def export_figures(
                     names,
                     path,
                     title=f"edit {job[1]}: {_describe_edit(spec)}",
+                    caption=warnings,
                 )
             )
         reporter.report(done + 1, label)
@@ -245,10 +244,12 @@ def _describe_edit(spec: Any) -> str:
     return " ".join(parts)
 
 def sweep_figures(
-    session: Session, key: str, names: list[str] | None = None, folder: Path | None = None
+    session: Session, key: str, names: list[str] | None = None, folder: Path | None = None,
+    warnings: list[str] | None = None,
 ) -> list[Path]:
     """A stored sweep as a per-class accuracy figure and, with a target class, the share of
-    its samples predicted as each class (paper Fig. 4b); default folder ``<exports>/figures``."""
+    its samples predicted as each class (paper Fig. 4b); default folder ``<exports>/figures``.
+    Every figure's caption carries ``warnings`` (default: the session's quality warnings)."""
     from core.workflow.figures import (
         safe_filename,
         save_prediction_distribution,
@@ -259,6 +260,7 @@ def sweep_figures(
     names = names if names is not None else [str(c) for c in session.read_json("class_names")]
     folder = folder if folder is not None else session.exports_dir / FIGURES_DIR
     result = load_sweep(session, key)
+    warnings = figure_warning_lines(session) if warnings is None else warnings
     target = result.target_class
     a50 = curve_alpha50(result)[target] if target is not None else None
     alphas = result.alphas.numpy()
@@ -278,7 +280,7 @@ def sweep_figures(
             marker_label="α50" if a50 is not None else "",
             title=title,
             xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
-            caption=figure_warning_lines(session),
+            caption=warnings,
         )
     ]
     if target is not None:
@@ -291,13 +293,15 @@ def sweep_figures(
                 target=target,
                 marker=a50,
                 title=f"predictions for {names[target]} samples: {title}",
+                caption=warnings,
             )
         )
-        written.append(selectivity_png(session, result, key, folder, title))
+        written.append(selectivity_png(session, result, key, folder, title, warnings))
     return written
 
 
-def selectivity_png(session: Session, result: Any, key: str, folder: Path, title: str) -> Path:
+def selectivity_png(session: Session, result: Any, key: str, folder: Path, title: str,
+                    warnings: list[str] | None = None) -> Path:
     """Selectivity of a sweep with its controls (``selectivity_<key>.png``)."""
     from core.workflow.figures import safe_filename, save_selectivity_curves
     from core.workflow.selectivity import selectivity_lines, selectivity_report
@@ -315,5 +319,6 @@ def selectivity_png(session: Session, result: Any, key: str, folder: Path, title
         window=report["selective_window"],
         title=f"selectivity: {title}",
         xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
-        caption=selectivity_lines(report)[1:] + figure_warning_lines(session),
+        caption=selectivity_lines(report)[1:]
+        + (figure_warning_lines(session) if warnings is None else warnings),
     )

@@ -111,11 +111,15 @@ def _new_figure(figsize: tuple[float, float], dpi: int) -> Any:
 
 
 def _save(figure: Any, path: str | Path) -> Path:
+    """Write the PNG atomically; its caption (warnings, notes) also goes into the file's
+    ``Description`` text chunk, so tools and tests can read what the figure says under it."""
     from core.atomic import atomic_write
 
     target = Path(path)
+    caption = figure.get_supxlabel()
+    metadata = {"Description": caption} if caption else None
     with atomic_write(target) as handle:  # a kill never leaves a 0-byte PNG in place of a good one
-        figure.savefig(handle, dpi=figure.dpi, format="png")
+        figure.savefig(handle, dpi=figure.dpi, format="png", metadata=metadata)
     return target
 
 
@@ -161,6 +165,7 @@ def save_heatmap_overlay(
     colorbar_label: str = "relevance (normalised)",
     figsize: tuple[float, float] = (4.8, 4.0),
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Image with a jet heatmap on top and a colour bar (a Grad-FAM / Grad-CAM figure)."""
     from matplotlib import colormaps
@@ -181,6 +186,7 @@ def save_heatmap_overlay(
     # An opaque colour bar: the blended one would show colours mixed with nothing.
     opaque = ScalarMappable(norm=Normalize(0.0, 1.0), cmap=shown.get_cmap())
     figure.colorbar(opaque, ax=axes, label=colorbar_label, shrink=0.8)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -193,6 +199,7 @@ def save_image_grid(
     title: str = "",
     cell_inches: float = 1.3,
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Images in a grid with one label under each (figure size = cells × ``cell_inches``)."""
     pictures = [to_uint8_image(img) for img in images]
@@ -209,6 +216,7 @@ def save_image_grid(
         if i < len(pictures):
             axes.imshow(pictures[i])
             axes.set_title(labels[i], fontsize=7)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -222,6 +230,7 @@ def save_top_activating_grid(
     feature_name: str = "feature",
     cell_inches: float = 1.3,
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Two rows: the samples that drive the latent most positive, then most negative."""
     if not highest and not lowest:
@@ -239,6 +248,7 @@ def save_top_activating_grid(
             if col < len(pictures):
                 axes.imshow(to_uint8_image(pictures[col]))
                 axes.set_title(labels[col], fontsize=7)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -313,6 +323,7 @@ def save_prediction_distribution(
     title: str = "",
     figsize: tuple[float, float] = (6.4, 4.0),
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Stacked shares ``(A, C)`` of the target class's samples predicted as each class vs α."""
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -333,6 +344,7 @@ def save_prediction_distribution(
     if title:
         axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -345,6 +357,7 @@ def save_feature_class_matrix(
     title: str = "class-conditional mean latent μ",
     figsize: tuple[float, float] = (8.0, 4.0),
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """Signed heatmap of ``M (C, h)`` on a symmetric diverging scale; ``dominant[c]`` boxed."""
     from matplotlib.patches import Rectangle
@@ -369,6 +382,7 @@ def save_feature_class_matrix(
     if title:
         axes.set_title(title, fontsize=10)
     figure.colorbar(shown, ax=axes, label="μ", shrink=0.9)
+    add_caption(figure, caption)
     return _save(figure, path)
 
 
@@ -539,6 +553,7 @@ def save_confusion_matrices(
     title: str = "",
     panel_inches: float = 4.0,
     dpi: int = 100,
+    caption: Sequence[str] = (),
 ) -> Path:
     """One panel per matrix (e.g. ``{"before": M0, "after": M1}``), rows = true class.
 
@@ -574,4 +589,5 @@ def save_confusion_matrices(
                 text = f"{100 * value:.0f}" if normalize else f"{value:.0f}"
                 colour = "white" if value > 0.6 * high else "black"
                 axes.text(col, row, text, ha="center", va="center", fontsize=6, color=colour)
+    add_caption(figure, caption)
     return _save(figure, path)

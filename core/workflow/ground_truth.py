@@ -56,7 +56,9 @@ def run_groundtruth(
     * per class: Grad-FAM of its dominant feature and Grad-CAM of the true class at ``layer``
       (default per SPEC §6), pointing game (with its chance rate) and energy inside the mask of
       the class's shape;
-    * shared part: whether one latent tracks the tower within each of its two classes.
+    * shared part: whether one latent tracks the tower within each of its two classes (the
+      latent with the best worse-class AUROC, chosen on the train split and scored on the test
+      images, so the reported AUROCs carry no selection bias).
 
     ``max_samples`` scores a seeded random subset of the test split (all images by default).
     With ``record`` the result is committed to the session; returns the JSON-safe result.
@@ -162,10 +164,12 @@ def run_groundtruth(
         pair = (names.index(SHARED_PART_CLASSES[0]), names.index(SHARED_PART_CLASSES[1]))
         part = concepts.index(SHARED_PART)
         try:
-            best = track_part(latents, presence, labels, part, pair)
+            chosen, sign, selected_on = _shared_part_choice(session, assets, part, pair)
+            best = track_part(latents, presence, labels, part, pair, latent=chosen, sign=sign)
             shared["best_latent"] = {
                 "latent": best.latent,
                 "sign": best.sign,
+                "selected_on": selected_on,
                 "auroc_overall": best.auroc_overall,
                 "auroc_per_class": dict(zip(SHARED_PART_CLASSES, best.auroc_per_class, strict=True)),
                 "tracks_both": best.tracks_both,
@@ -222,7 +226,7 @@ def run_groundtruth(
             },
             "shared_part": {
                 key: result["shared_part"].get("best_latent", {}).get(key)
-                for key in ("latent", "auroc_per_class", "tracks_both")
+                for key in ("latent", "auroc_per_class", "tracks_both", "selected_on")
             },
         }
         with session.transaction() as tx:
@@ -231,6 +235,33 @@ def run_groundtruth(
             tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
             tx.update_json("summary", groundtruth=brief)
     return result
+
+def _shared_part_choice(
+    session: Session, assets: Any, part: int, pair: tuple[int, int]
+) -> tuple[int | None, int | None, str]:
+    """The latent (and sign) that tracks the shared part best in both classes on the *train*
+    split; ``(None, None, "test")`` when the train split cannot score it (then the test images
+    choose and score, which flatters the AUROCs slightly)."""
+    from core.discover.sae import encode
+    from core.validate.groundtruth import best_shared_part_latent
+    from core.workflow.pipeline import load_activations
+
+    train = assets.bundle.train
+    presence = getattr(train, "concept_present", None)
+    if presence is None or not session.stage_done("activations"):
+        return None, None, "test"
+    cached = load_activations(session, "train")
+    labels = np.asarray(cached["labels"], dtype=np.int64)
+    if not np.array_equal(labels, np.asarray(train.labels)):
+        return None, None, "test"
+    with torch.no_grad():
+        latents = encode(assets.sae, cached["a"]).cpu().numpy().astype(np.float64)
+    try:
+        latent, sign = best_shared_part_latent(latents, np.asarray(presence), labels, part, pair)
+    except ValueError:
+        return None, None, "test"
+    return latent, sign, "train"
+
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:
     """The last recorded :func:`run_groundtruth` result, or None."""

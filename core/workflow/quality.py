@@ -178,3 +178,16 @@ def warning_lines(warnings: Sequence[dict[str, Any] | QualityWarning]) -> list[s
     """``⚠ code: message`` per warning, for text output and captions."""
     rows = [w.to_dict() if isinstance(w, QualityWarning) else w for w in warnings]
     return [f"⚠ {w['code']}: {w['message']}" for w in rows]
+
+
+def figure_warning_lines(session: Session, width: int = 120) -> list[str]:
+    """The session's quality warnings as short caption lines for every figure (codes, values,
+    thresholds; `salve info` has the sentences). Empty when there is nothing to warn about."""
+    import textwrap
+
+    warnings = session_warnings(session)
+    if not warnings:
+        return []
+    text = "warnings: " + "; ".join(f"{w.code} {w.value:.3g} (threshold {w.threshold:.3g})"
+                                    for w in warnings)
+    return textwrap.wrap(text, width=width)

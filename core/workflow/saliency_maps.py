@@ -126,8 +126,10 @@ def save_saliency(
     class_names: Sequence[str],
     out: str | Path | None = None,
 ) -> Path:
-    """Draw ``result`` as an overlay PNG with a colour bar; default folder ``<exports>/heatmaps``."""
+    """Draw ``result`` as an overlay PNG with a colour bar; default folder ``<exports>/heatmaps``.
+    The caption carries the session's quality warnings."""
     from core.workflow.figures import save_heatmap_overlay
+    from core.workflow.quality import figure_warning_lines
 
     default = session.exports_dir / HEATMAPS_DIR / saliency_filename(result, class_names)
     return save_heatmap_overlay(
@@ -136,6 +138,7 @@ def save_saliency(
         target_path(out, default),
         title=result.title(class_names),
         colorbar_label=f"{result.method} relevance (normalised)",
+        caption=figure_warning_lines(session, width=70),
     )
 
 def saliency_png(
@@ -156,12 +159,15 @@ def saliency_png(
     return save_saliency(session, result, assets.class_names, out)
 
 def class_gradfam_png(
-    session: Session, class_index: int, assets: VisualAssets | None = None
+    session: Session, class_index: int, assets: VisualAssets | None = None,
+    caption: list[str] | None = None,
 ) -> Path | None:
     """Grad-FAM of class ``class_index``'s dominant feature on the test sample that drives it
     most (highest ``u_k``, or lowest when the class mean is negative), into
-    ``<exports>/heatmaps``; None when the class has no dominant feature."""
+    ``<exports>/heatmaps``; None when the class has no dominant feature. ``caption``: lines
+    under the figure (default: the session's quality warnings)."""
     from core.workflow.figures import safe_filename, save_heatmap_overlay
+    from core.workflow.quality import figure_warning_lines
 
     k = int(session.read_array("rankings/dominant")[class_index])
     if k < 0:
@@ -176,4 +182,7 @@ def class_gradfam_png(
         "gradfam", f"class {names[class_index]}", f"feature {k}", f"sample {sample}",
         result.layer, ext=".png",
     )
-    return save_heatmap_overlay(result.image, result.heat, path, title=result.title(names))
+    if caption is None:
+        caption = figure_warning_lines(session, width=70)
+    return save_heatmap_overlay(result.image, result.heat, path, title=result.title(names),
+                                caption=caption)

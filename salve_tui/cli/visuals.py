@@ -162,9 +162,10 @@ def _groundtruth_text(result: dict[str, Any]) -> str:
     if best:
         per_class = ", ".join(f"{c} {num(v)}" for c, v in best["auroc_per_class"].items())
         verdict = "tracks it in both" if best["tracks_both"] else "does not track it in both"
+        chosen = f", chosen on {best['selected_on']}" if best.get("selected_on") else ""
         lines.append(
             f"shared part '{shared['concept']}': latent {best['latent']} "
-            f"(within-class AUROC {per_class}) {verdict}"
+            f"(within-class AUROC {per_class}{chosen}) {verdict}"
         )
     elif "error" in shared:
         lines.append(f"shared part: {shared['error']}")
