@@ -180,6 +180,11 @@ PAPER_SAE_WIDTH_MULTIPLE = 2  # default h = 2·d: an overcomplete basis on any a
 SAE_WIDTH_MULTIPLE = 4
 
 
+#: d of each architecture's final linear layer, known without building the model (fronts use it
+#: to show defaults before torch is imported); tests check it against ``backbone.head_input_dim``.
+HEAD_INPUT_DIMS = {"resnet18": 512, "resnet50": 2048, "vit_b_16": 768, "vit_tiny": 64}
+
+
 def default_sae_hidden(activation_dim: int, multiple: int = SAE_WIDTH_MULTIPLE) -> int:
     """The default SAE width for activations of dimension d: ``multiple · d`` (> d, overcomplete)."""
     if activation_dim < 1 or multiple < 2:

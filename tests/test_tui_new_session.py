@@ -106,3 +106,38 @@ async def test_form_shows_messages_and_creates_nothing(tmp_path: Path) -> None:
         assert app.session is not None and app.session.config.data.image_size == 32
     with Session.open(tmp_path / "fresh.h5", read_only=True) as session:
         assert session.config.name == "fresh"
+
+
+def test_head_dims_known_without_torch_match_the_models() -> None:
+    from core.config import HEAD_INPUT_DIMS
+    from core.discover.backbone import head_input_dim
+
+    assert {arch: head_input_dim(arch, 224 if arch == "vit_b_16" else 64) for arch in HEAD_INPUT_DIMS} == HEAD_INPUT_DIMS
+
+
+async def test_sae_width_follows_model_and_data_until_typed(tmp_path: Path) -> None:
+    """Real data gets h = 4·d as `salve new` gives it (and normalised activations); a typed width stays."""
+    app = SalveApp(sessions_folder=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        hidden = form.query_one("#field-sae_hidden", Input)
+        assert hidden.value == "64"  # the demo's width on Shapes
+        form.query_one("#field-dataset", Select).value = "imagefolder"
+        await pilot.pause()
+        assert hidden.value == "2048"  # ResNet-18: d = 512
+        form.query_one("#field-arch", Select).value = "vit_tiny"
+        await pilot.pause()
+        assert hidden.value == "256"
+        hidden.value = "100"
+        form.query_one("#field-arch", Select).value = "resnet18"
+        await pilot.pause()
+        assert hidden.value == "100"
+    root = tmp_path / "data"
+    (root / "train").mkdir(parents=True)
+    (root / "val").mkdir()
+    config, errors = validate_form(form_values(dataset="imagefolder", data_path=str(root), sae_hidden="2048"), tmp_path)
+    assert errors == {} and config.sae.normalize and config.sae.hidden == 2048
+    config, _ = validate_form(form_values(), tmp_path)
+    assert config is not None and not config.sae.normalize  # Shapes: the demo's settings

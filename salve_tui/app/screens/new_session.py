@@ -17,7 +17,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
-from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig, demo_config
+from core.config import (
+    HEAD_INPUT_DIMS,
+    BackboneConfig,
+    DataConfig,
+    SAEConfig,
+    SessionConfig,
+    default_sae_hidden,
+    demo_config,
+)
 from core.store.session import SessionError, resolve_session_path
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
@@ -39,6 +47,13 @@ class Field:
     choices: tuple[str, ...] = ()  # a Select when given, else an Input
     placeholder: str = ""
     section: str = ""
+
+
+def suggested_sae_hidden(arch: str, dataset: str) -> int:
+    """The demo's width on Shapes; on real data ``SAE_WIDTH_MULTIPLE · d``, as `salve new` uses."""
+    if dataset == "shapes" or arch not in HEAD_INPUT_DIMS:
+        return demo_config().sae.hidden
+    return default_sae_hidden(HEAD_INPUT_DIMS[arch])
 
 
 def _fields() -> tuple[Field, ...]:
@@ -175,6 +190,7 @@ def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[Sessio
             epochs=sae_epochs,
             # Same shape of schedule as the paper (StepLR every 1/5 of training), as in the demo.
             lr_step_epochs=max(1, sae_epochs // 5),
+            normalize=kind != "shapes",  # real data: as `salve new` (λ then means the same everywhere)
         ),
         device=values.get("device", "auto"),
     )
@@ -239,8 +255,14 @@ class NewSessionScreen(SalveScreen):
         return self.values() != {f.id: f.default for f in FIELDS}
 
     def _update_dependent_fields(self) -> None:
-        """Path fields only matter for some choices: disable them otherwise."""
+        """Path fields only matter for some choices: disable them otherwise. The SAE width
+        follows the model and dataset (real data: h = 4·d) until the user types one."""
         values = self.values()
+        hidden = self.query_one("#field-sae_hidden", Input)
+        auto = str(suggested_sae_hidden(values["arch"], values["dataset"]))
+        if hidden.value.strip() in ("", getattr(self, "_auto_hidden", hidden.value.strip())) and hidden.value != auto:
+            hidden.value = auto
+        self._auto_hidden = auto
         self.query_one("#field-weights_path", Input).disabled = values["weights"] != "file"
         self.query_one("#field-data_path", Input).disabled = values["dataset"] == "shapes"
         self.query_one("#field-topk", Input).disabled = values["sae_kind"] != "topk"
