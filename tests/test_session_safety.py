@@ -251,10 +251,18 @@ def test_200_random_byte_flips_are_detected_or_harmless(built_session_path, tmp_
 
 def test_corrupt_array_read_names_the_dataset_and_blocks_export(built_session_path, tmp_path) -> None:
     path = _copy_built(built_session_path, tmp_path)
+    target = path
     with h5py.File(path, "r") as f:
         ds = f["backbone/state_dict/fc.weight"]
-        offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
-    with open(path, "r+b") as f:
+        if ds.is_virtual:  # the state dict went to an array file: damage the bytes there
+            (source,) = ds.virtual_sources()
+            target = path.parent / source.file_name
+            with h5py.File(target, "r") as g:
+                ds = g[source.dset_name]
+                offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
+        else:
+            offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
+    with open(target, "r+b") as f:
         f.seek(offset + 8)
         b = f.read(1)[0]
         f.seek(offset + 8)

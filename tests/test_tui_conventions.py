@@ -506,6 +506,7 @@ def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
         await open_dashboard(pilot)
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
+        await pilot.pause(0.3)  # the status line under the map is drawn after the first content frame
         await pilot.press("question_mark")
         await pilot.pause(0.1)
 

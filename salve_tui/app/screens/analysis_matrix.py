@@ -173,6 +173,7 @@ class MatrixScreen(SessionScreen):
 
     def on_resize(self) -> None:
         self._fit_height()
+        self.call_after_refresh(self._update_status)  # the visible window changed with the size
 
     def _fit_height(self) -> None:
         """The map takes what the other lines leave; it draws only the rows that fit."""
@@ -193,6 +194,7 @@ class MatrixScreen(SessionScreen):
             first = int(self.dominant[0]) if self.dominant.size and self.dominant[0] >= 0 else 0
             self.query_one(Heatmap).move_to(0, first)
         self._update_status()
+        self.call_after_refresh(self._update_status)  # once laid out, the window shown is known
 
     def _draw(self) -> None:
         heatmap = self.query_one(Heatmap)
