@@ -49,7 +49,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core.atomic import WriteFailed, atomic_path, check_free_space, describe_os_error, fsync_dir
+from core.atomic import (
+    WriteFailed,
+    atomic_path,
+    check_free_space,
+    describe_os_error,
+    fsync_dir,
+    fsync_path,
+)
 from core.config import SessionConfig
 
 FORMAT_NAME = "salve-tui session"
@@ -642,7 +649,7 @@ class Session:
                 _write_json(f, "config", config.to_dict())
                 _write_json(f, "stages", {s: StageState().to_dict() for s in PIPELINE_STAGES})
                 _write_json(f, "summary", {})
-            _fsync_path(tmp)
+            fsync_path(tmp)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -765,7 +772,7 @@ class Session:
                 f.attrs["updated"] = time.time()
             if tx.repack or tx.freed_bytes > REPACK_MIN_BYTES:
                 _repack(tmp)
-            _fsync_path(tmp)  # array files were fsynced, and their folder, as they were written
+            fsync_path(tmp)  # array files were fsynced, and their folder, as they were written
             os.replace(tmp, self.path)
             committed = True
             fsync_dir(self.path.parent)
@@ -929,14 +936,6 @@ def _repack(path: Path) -> None:
         packed.unlink(missing_ok=True)
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def list_sessions(folder: Path | None = None) -> list[dict[str, Any]]:
     """Short description of each session file in ``folder``; unreadable files are listed with the error."""
     folder = folder or sessions_dir()
@@ -1016,12 +1015,12 @@ def copy_session(src: Path, dst: Path) -> Path:
             for item in src_folder.iterdir():
                 if item.suffix == SESSION_SUFFIX:
                     shutil.copyfile(item, tmp_dir / item.name)
-                    _fsync_path(tmp_dir / item.name)
+                    fsync_path(tmp_dir / item.name)
         shutil.copyfile(src, tmp)
         with h5py.File(tmp, "r+", libver=LIBVER) as f:
             _relink(f, data_dir(dst).name)
             f.attrs["session_id"] = uuid.uuid4().hex
-        _fsync_path(tmp)
+        fsync_path(tmp)
         if tmp_dir.exists():
             fsync_dir(tmp_dir)
             os.replace(tmp_dir, data_dir(dst))

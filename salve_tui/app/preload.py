@@ -56,18 +56,9 @@ def load_control_inputs(session: Session) -> Any:
 
 def latents_of_test_split(session: Session) -> np.ndarray:
     """``u`` (N×h) of the test split with the stored SAE weights, in numpy (TopK applied)."""
-    from core.workflow.pipeline import load_activations, load_sae_arrays
+    from core.workflow.feature_card import split_latents
 
-    weights = load_sae_arrays(session)
-    a = np.asarray(load_activations(session, "test")["a"], dtype=np.float64)
-    u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
-    config = session.config.sae
-    if config.kind == "topk":
-        keep = np.argsort(-np.abs(u), axis=1)[:, : config.k]
-        mask = np.zeros_like(u, dtype=bool)
-        np.put_along_axis(mask, keep, True, axis=1)
-        u = np.where(mask, u, 0.0)
-    return u
+    return split_latents(session, "test")
 
 
 def images_of_test_split(session: Session) -> np.ndarray:
