@@ -5,6 +5,12 @@ Builds a session whose activation stage streams ``--rows`` × ``--dim`` activati
 (``core.workflow.pipeline.stream_activations``), then measures:
 
 - ``extract_overhead``: the stage's time over the same model's forward passes writing nothing;
+- ``disk_floor_s`` / ``extract_overhead_vs_disk``: the same bytes written raw (256 MiB blocks,
+  each fsynced, as the shards are) with no model, and the stage's time over the slower of that
+  and the forward passes. When the model produces rows faster than the disk takes them, no
+  store can beat the disk; this separates the store's own cost from the disk's;
+- ``--hidden-layers K``: a costlier synthetic model (K extra 2048-wide layers), for a row rate
+  closer to a real backbone's;
 - ``small_transaction_s``: recording an edit (``core.workflow.edits.record_edit``) on that session;
 - ``info_s``: ``salve info --json`` in a new process, as a user runs it;
 - the obvious implementation in the same run: the schema-1 store (every array inside the one
@@ -60,9 +66,32 @@ class SyntheticSource:
                    torch.from_numpy(rows))
 
 
-def synthetic_model(dim: int, classes: int) -> nn.Module:
+def synthetic_model(dim: int, classes: int, hidden_layers: int = 0) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(INPUT_DIM, dim), nn.ReLU(), nn.Linear(dim, classes)).eval()
+    body: list[nn.Module] = []
+    width = INPUT_DIM
+    for _ in range(hidden_layers):
+        body += [nn.Linear(width, 2048), nn.ReLU()]
+        width = 2048
+    return nn.Sequential(*body, nn.Linear(width, dim), nn.ReLU(), nn.Linear(dim, classes)).eval()
+
+
+def raw_write(folder: Path, nbytes: int, block: int = 256 << 20) -> float:
+    """Write ``nbytes`` to plain files in fsynced blocks: the disk's floor for the stage."""
+    buf = np.random.default_rng(0).random(block // 8).tobytes()
+    t0 = time.perf_counter()
+    left, i = nbytes, 0
+    while left > 0:
+        part = folder / f"raw-{i}.bin"
+        with open(part, "wb") as fh:
+            fh.write(buf[: min(left, block)])
+            fh.flush()
+            os.fsync(fh.fileno())
+        left, i = left - block, i + 1
+    elapsed = time.perf_counter() - t0
+    for p in folder.glob("raw-*.bin"):
+        p.unlink()
+    return elapsed
 
 
 def forward_only(model: nn.Module, source: SyntheticSource, batch: int) -> float:
@@ -112,22 +141,29 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--commit-interval", type=float, default=20.0, help="seconds between commits (the stage's)")
     parser.add_argument("--obvious-rows", type=int, default=100_000)
+    parser.add_argument("--hidden-layers", type=int, default=0, help="extra 2048-wide layers in the synthetic model")
     parser.add_argument("--folder", default=None, help="where to build the sessions (default: a temp folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     folder = Path(args.folder or tempfile.mkdtemp(prefix="bench_store-"))
     folder.mkdir(parents=True, exist_ok=True)
-    model = synthetic_model(args.dim, args.classes)
+    model = synthetic_model(args.dim, args.classes, args.hidden_layers)
     source = SyntheticSource(args.rows, args.classes)
     result: dict[str, object] = {"rows": args.rows, "dim": args.dim, "classes": args.classes,
-                                 "batch": args.batch, "commit_interval_s": args.commit_interval}
+                                 "batch": args.batch, "commit_interval_s": args.commit_interval,
+                      "hidden_layers": args.hidden_layers}
     try:
         forward_s = forward_only(model, source, args.batch)
         path = folder / "big.h5"
         stage_s = build(path, model, source, args.batch, args.commit_interval)
+        row_bytes = 4 * (args.dim + args.classes) + 8
+        disk_s = raw_write(folder, args.rows * row_bytes)
         result.update(forward_only_s=round(forward_s, 2), stage_s=round(stage_s, 2),
                       extract_overhead=round(stage_s / forward_s - 1, 4),
+                      rows_per_s_forward=round(args.rows / forward_s),
+                      disk_floor_s=round(disk_s, 2),
+                      extract_overhead_vs_disk=round(stage_s / max(forward_s, disk_s) - 1, 4),
                       session_file_bytes=path.stat().st_size, session_bytes=session_bytes(path),
                       shards=len(list(store.data_dir(path).iterdir())))
         tx = small_transactions(path, 10)

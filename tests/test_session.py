@@ -448,3 +448,47 @@ def test_array_file_chunks_waste_little_space(session: Session) -> None:
         tx.write_array("backbone/state_dict/layer4.0.conv2.weight", w)
     (array_file,) = data_dir(session.path).iterdir()
     assert array_file.stat().st_size < w.nbytes * 1.02
+
+
+def test_activation_stage_commits_by_bytes_as_well_as_by_time(session: Session, monkeypatch) -> None:
+    """A fast model must not pile rows up for a whole commit interval: past ``max_pending_bytes``
+    the stage commits a shard (so writing overlaps extraction and memory stays bounded), and the
+    rows read back equal the model's, in order."""
+    import torch
+
+    from core.discover.activations import iter_activations
+    from core.workflow.pipeline import (
+        COMMIT_MAX_BYTES,
+        COMMIT_MIN_BYTES,
+        commit_bytes,
+        stream_activations,
+    )
+
+    monkeypatch.setattr("core.store.session.EXTERNAL_MIN_BYTES", 1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
+
+    class Rows:
+        def __len__(self) -> int:
+            return 50
+
+        def iter_batches(self, batch_size: int, indices=None, **_):
+            idx = np.arange(50) if indices is None else np.asarray(indices)
+            for i in range(0, len(idx), batch_size):
+                rows = idx[i : i + batch_size]
+                yield torch.from_numpy(np.cos(np.outer(rows, np.arange(4.0))).astype(np.float32)), \
+                    torch.from_numpy(rows % 3), torch.from_numpy(rows)
+
+    # each batch of 10 rows is 10 * (6 + 3) * 4 + 10 * 8 = 440 bytes: a commit every 2 batches
+    progress: dict[str, int] = {}
+    stream_activations(session, "train", model, Rows(), torch.device("cpu"), 10, progress,
+                       commit_interval_s=3600.0, max_pending_bytes=800)
+    assert progress == {"train": 50}
+    assert len(list(data_dir(session.path).iterdir())) == 3  # rows 0-20, 20-40, 40-50
+    expected = list(iter_activations(model, Rows(), torch.device("cpu"), 50))[0]
+    got = session.read_arrays("activations/train")
+    np.testing.assert_array_equal(got["a"], expected[1])
+    np.testing.assert_array_equal(got["logits"], expected[2])
+    np.testing.assert_array_equal(got["labels"], expected[3])
+    assert commit_bytes(1 << 40) == COMMIT_MAX_BYTES and commit_bytes(1 << 20) == COMMIT_MIN_BYTES
+    assert commit_bytes(1 << 30) == (1 << 30) // 16

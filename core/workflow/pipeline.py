@@ -22,6 +22,8 @@ from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, c
 from core.store.session import PIPELINE_STAGES, RowBlocks, Session, SessionError
 
 COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
+COMMIT_MAX_BYTES = 256 << 20  # ... and at least every this many extracted bytes (see commit_bytes)
+COMMIT_MIN_BYTES = 16 << 20
 
 _REQUIRES = {
     "data": (),
@@ -358,19 +360,36 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
     finish_activations(session, stages)
 
 
+def commit_bytes(budget: int | None = None) -> int:
+    """Extracted bytes after which the activation stage commits a shard, whatever the time.
+
+    Without it a fast model piles up rows between two timed commits (20 s of a cheap backbone
+    is gigabytes) and the last commit writes them all after the forward passes are over, so
+    nothing overlaps. A sixteenth of the memory budget, clamped to [16 MiB, 256 MiB]: at most
+    two such blocks are held (one being written, one filling).
+    """
+    from core.config import memory_budget
+
+    budget = memory_budget() if budget is None else budget
+    return int(min(COMMIT_MAX_BYTES, max(COMMIT_MIN_BYTES, budget // 16)))
+
+
 def stream_activations(session: Session, split: str, model: Any, source: Any, device: Any, batch_size: int,
                        progress_info: dict[str, int], cancel: CancelToken | None = None,
                        report: Callable[[int, str], None] | None = None,
-                       commit_interval_s: float | None = None) -> None:
+                       commit_interval_s: float | None = None, max_pending_bytes: int | None = None) -> None:
     """Extract one split's rows from ``progress_info[split]`` on and commit them as row shards.
 
-    A commit (one new shard file plus a small transaction) happens at most every
-    ``commit_interval_s`` seconds, so a crash loses at most that much work and no commit copies
-    earlier rows. ``progress_info`` is updated in place with the committed row count.
+    A commit (one new shard file plus a small transaction) happens every ``commit_interval_s``
+    seconds or every ``max_pending_bytes`` extracted bytes (default :func:`commit_bytes`),
+    whichever comes first, so a crash loses at most that much work, memory stays bounded and no
+    commit copies earlier rows. ``progress_info`` is updated in place with the committed row count.
     """
     from core.discover.activations import iter_activations
 
     interval = COMMIT_INTERVAL_S if commit_interval_s is None else commit_interval_s
+    max_bytes = commit_bytes() if max_pending_bytes is None else max_pending_bytes
+    pending_bytes = 0
     n = len(source)
     start = int(progress_info.get(split, 0))
     if start >= n:
@@ -406,13 +425,14 @@ def stream_activations(session: Session, split: str, model: Any, source: Any, de
         try:
             for row, a, logits, labels in iter_activations(model, source, device, batch_size, start, cancel):
                 pending.append((row, a, logits, labels))
+                pending_bytes += a.nbytes + logits.nbytes + labels.nbytes
                 if report is not None:
                     report(row + len(a), f"{split} {row + len(a)}/{n}")
-                if time.monotonic() - last_commit > interval:
+                if pending_bytes >= max_bytes or time.monotonic() - last_commit > interval:
                     if in_flight is not None:
-                        in_flight.result()
+                        in_flight.result()  # back-pressure: one block written while the next fills
                     in_flight = pool.submit(commit, pending)
-                    pending, last_commit = [], time.monotonic()
+                    pending, pending_bytes, last_commit = [], 0, time.monotonic()
         finally:  # a cancel (or any error) still keeps every row extracted so far
             if in_flight is not None:
                 in_flight.result()
