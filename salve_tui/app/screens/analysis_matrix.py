@@ -221,7 +221,7 @@ class MatrixScreen(SessionScreen):
             text += f" · showing {start}–{stop - 1}"
         if last_row - first_row < self.M.shape[0]:
             text += f" · classes {first_row}–{last_row - 1} of {self.M.shape[0]}"
-        self.query_one("#matrix-status", Static).update(text)
+        self.query_one("#matrix-status", Static).update(text, layout=False)  # fixed height (app.tcss)
 
     def on_heatmap_cursor_moved(self, message: Heatmap.CursorMoved) -> None:
         self._update_status()
