@@ -43,7 +43,7 @@ from salve_tui.app.jobs import (
     JobStarted,
 )
 from salve_tui.app.palette import SalveCommands
-from salve_tui.app.preload import SessionAssets
+from salve_tui.app.preload import SessionAssets, unfreeze_objects
 from salve_tui.app.screens.base import SalveScreen, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
 
@@ -179,6 +179,7 @@ class SalveApp(App[None]):
         """However the app ends, a running job is told to stop and the writer lock is released."""
         self.jobs.cancel()
         self.close_session()
+        unfreeze_objects()  # what the preloader froze can be collected again
 
     def close_session(self) -> None:
         self.shared.clear()

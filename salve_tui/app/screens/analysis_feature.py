@@ -303,15 +303,21 @@ class FeatureDetailScreen(SessionScreen):
         """The card of :attr:`feature` (worker thread): the inputs once, then the feature's card,
         the test images not shown before and stored act-max snapshots."""
         from core.workflow.actmax_images import load_actmax_snapshots
-        from core.workflow.feature_card import load_card_inputs
 
         session, feature = self.session, self.feature
-        inputs = self.inputs or load_card_inputs(session)
+        inputs = self.inputs or self.salve.shared.get("card_inputs", session)  # once per session
         card = inputs.card(feature)
         shown = set(self.images)
         needed = sorted({int(i) for i in (*card.top, *card.quantile_samples, *card.bottom)} - shown)
-        images = dict(zip(needed, sample_images(session, needed), strict=True)) if needed else {}
+        images = dict(zip(needed, self._sample_images(needed), strict=True)) if needed else {}
         return CardData(inputs, card, images, load_actmax_snapshots(session, feature))
+
+    def _sample_images(self, indices: list[int]) -> np.ndarray:
+        """The test images at ``indices``: from the preloaded thumbnails when the split fits."""
+        thumbnails = self.salve.shared.get("thumbnails", self.session)
+        if thumbnails is not None:
+            return thumbnails[np.asarray(indices, dtype=np.int64)]
+        return sample_images(self.session, indices)
 
     def show(self, data: CardData) -> None:
         if data.card.feature != self.feature:

@@ -245,6 +245,12 @@ class SessionScreen(SalveScreen):
         else:
             self.refresh_from_session()
 
+    def on_unmount(self) -> None:
+        # Textual drops a removed node's subscription only at the next publish, and the callback
+        # (a bound method) keeps the whole popped screen alive until then: every screen opened
+        # and closed between two jobs piled up (and made each full collection slower).
+        self.salve.job_events.unsubscribe(self)
+
     def on_screen_resume(self) -> None:
         if not self._resumed:  # the first resume comes with the push: on_mount loads already
             self._resumed = True
