@@ -86,3 +86,27 @@ def test_feature_card_by_hand() -> None:
 def test_feature_card_refuses_a_feature_out_of_range() -> None:
     with pytest.raises(ValueError, match="out of range"):
         feature_card(np.zeros((1, 2)), np.zeros(1, np.int64), np.zeros((1, 3)), np.zeros((3, 2)), 2)
+
+
+def test_card_over_the_memory_budget_computes_one_column_in_row_blocks(built_session_path) -> None:
+    """A test split whose latents exceed the budget is encoded one feature column at a time in
+    row blocks: the card is the in-memory card (same samples, same numbers)."""
+    from core.store.session import Session
+    from core.workflow.feature_card import latent_column, load_card_inputs, split_latents
+
+    with Session.open(built_session_path, read_only=True) as ro:
+        whole = load_card_inputs(ro, budget=1 << 40)
+        n, h = whole.latents.shape
+        tiny = 4 * 8 * (n * h) // 50  # a quarter of it holds a 50th of the latents
+        chunked = load_card_inputs(ro, budget=tiny)
+        assert whole.column is None and chunked.latents is None
+        u = split_latents(ro)
+        column = latent_column(ro, 5, budget=8 * 4 * 7 * (h + u.shape[1]))  # 7 rows a block
+        np.testing.assert_allclose(column, u[:, 5], rtol=1e-12, atol=1e-12)
+        for feature in (0, 5, h - 1):
+            a, b = whole.card(feature), chunked.card(feature)
+            np.testing.assert_allclose(b.values, a.values, rtol=1e-12, atol=1e-12)
+            for name in ("top", "bottom", "quantile_samples", "histogram", "nearest"):
+                np.testing.assert_array_equal(getattr(b, name), getattr(a, name), err_msg=name)
+        with pytest.raises(ValueError, match="out of range"):
+            chunked.card(h)

@@ -10,6 +10,7 @@ inputs from a session.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,32 +98,40 @@ def quantile_samples(values: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray
 
 
 def feature_card(
-    latents: np.ndarray,
+    latents: np.ndarray | None,
     labels: np.ndarray,
     W: np.ndarray,
     D: np.ndarray,
     feature: int,
     class_means: np.ndarray | None = None,
     *,
+    values: np.ndarray | None = None,
     n_bins: int = DEFAULT_BINS,
     n_samples: int = DEFAULT_SAMPLES,
     n_nearest: int = DEFAULT_NEAREST,
 ) -> FeatureCard:
     """The card of ``feature`` from test latents ``u`` (N×h), labels, the head ``W`` (C×d) and the
     decoder ``D`` (d×h). ``class_means`` (C×h, the session's rankings) defaults to the test
-    split's class means of ``u``."""
-    latents = np.asarray(latents, dtype=np.float64)
+    split's class means of ``u``. ``values`` (N,), the column ``u[:, feature]`` alone, replaces
+    ``latents`` when the whole matrix does not fit in memory (:func:`latent_column`)."""
     labels = np.asarray(labels, dtype=np.int64)
     W = np.asarray(W, dtype=np.float64)
     D = np.asarray(D, dtype=np.float64)
     h = D.shape[1]
     if not 0 <= int(feature) < h:
         raise ValueError(f"feature {feature} is out of range: the SAE has {h} features (0..{h - 1})")
-    if latents.shape != (len(labels), h):
-        raise ValueError(f"latents have shape {latents.shape}, expected ({len(labels)}, {h})")
     k = int(feature)
+    if values is None:
+        if latents is None:
+            raise ValueError("feature_card needs the latents or the feature's column of them")
+        latents = np.asarray(latents, dtype=np.float64)
+        if latents.shape != (len(labels), h):
+            raise ValueError(f"latents have shape {latents.shape}, expected ({len(labels)}, {h})")
+        values = latents[:, k]
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (len(labels),):
+        raise ValueError(f"the feature's values have shape {values.shape}, expected ({len(labels)},)")
     C = W.shape[0]
-    values = latents[:, k]
     edges, histogram = class_histogram(values, labels, C, n_bins)
     order = np.argsort(-values, kind="stable")
     levels = quantile_levels(n_samples)
@@ -155,45 +164,84 @@ def feature_card(
 class FeatureCardInputs:
     """What every card of one session needs, loaded once (the screen steps features on it)."""
 
-    latents: np.ndarray
+    latents: np.ndarray | None  # None: over the memory budget, ``column`` computes one at a time
     labels: np.ndarray
     W: np.ndarray
     D: np.ndarray
     class_means: np.ndarray
     class_names: list[str]
     dominant: np.ndarray
+    column: Callable[[int], np.ndarray] | None = None
 
     def card(self, feature: int, **options: int) -> FeatureCard:
+        if self.latents is None and self.column is not None:
+            if not 0 <= int(feature) < self.D.shape[1]:
+                raise ValueError(f"feature {feature} is out of range: the SAE has {self.D.shape[1]} features "
+                                 f"(0..{self.D.shape[1] - 1})")
+            return feature_card(None, self.labels, self.W, self.D, feature, self.class_means,
+                                values=self.column(int(feature)), **options)
         return feature_card(self.latents, self.labels, self.W, self.D, feature, self.class_means,
                             **options)
 
 
-def split_latents(session: Session, split: str = "test") -> np.ndarray:
-    """``u`` (N×h) of a split with the stored SAE weights, in numpy (TopK keeps its k largest)."""
-    from core.workflow.pipeline import load_activations, load_sae_arrays
-
-    weights = load_sae_arrays(session)
-    a = np.asarray(load_activations(session, split)["a"], dtype=np.float64)
+def encode(a: np.ndarray, weights: dict[str, np.ndarray], kind: str, k: int) -> np.ndarray:
+    """``u`` (rows×h) of activations ``a`` in float64 (TopK keeps each row's k largest |u|)."""
+    a = np.asarray(a, dtype=np.float64)
     u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
-    config = session.config.sae
-    if config.kind == "topk":
-        keep = np.argsort(-np.abs(u), axis=1)[:, : config.k]
+    if kind == "topk":
+        keep = np.argsort(-np.abs(u), axis=1)[:, :k]
         mask = np.zeros_like(u, dtype=bool)
         np.put_along_axis(mask, keep, True, axis=1)
         u = np.where(mask, u, 0.0)
     return u
 
 
-def load_card_inputs(session: Session) -> FeatureCardInputs:
-    """Latents, labels, head, decoder and rankings of ``session``'s test split."""
-    from core.workflow.pipeline import load_activations, load_classifier_head, load_sae_arrays
+def split_latents(session: Session, split: str = "test") -> np.ndarray:
+    """``u`` (N×h) of a split with the stored SAE weights, in numpy (TopK keeps its k largest)."""
+    from core.workflow.pipeline import load_activations, load_sae_arrays
+
+    config = session.config.sae
+    return encode(load_activations(session, split)["a"], load_sae_arrays(session), config.kind, config.k)
+
+
+def latent_column(session: Session, feature: int, split: str = "test", budget: int | None = None,
+                  weights: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """``u[:, feature]`` (N,) of a split, encoded in row blocks that fit the memory budget:
+    the same numbers as ``split_latents(session, split)[:, feature]`` without the N×h matrix."""
+    from core.workflow.outofcore import chunk_rows, iter_row_chunks
+    from core.workflow.pipeline import activations_key, load_sae_arrays
+
+    weights = load_sae_arrays(session) if weights is None else weights
+    config = session.config.sae
+    h = int(np.asarray(weights["encoder.weight"]).shape[0])
+    rows = chunk_rows(8 * (h + int(np.asarray(weights["encoder.weight"]).shape[1])), budget)
+    parts = [encode(block, weights, config.kind, config.k)[:, feature]
+             for _, (block,) in iter_row_chunks(session, [activations_key(session, split, "a")], rows)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def load_card_inputs(session: Session, budget: int | None = None) -> FeatureCardInputs:
+    """Latents, labels, head, decoder and rankings of ``session``'s test split.
+
+    The test latents (N×h, float64) are kept when they take at most a quarter of the memory
+    budget (``core.config.memory_budget``); larger ones (ImageNet's 50k test images × 16k
+    features is 6.5 GB) are computed one feature column at a time, in row blocks, per card.
+    """
+    from core.config import memory_budget
+    from core.workflow.pipeline import activations_key, load_classifier_head, load_sae_arrays
 
     W, _ = load_classifier_head(session)
+    budget = memory_budget() if budget is None else budget
+    weights = load_sae_arrays(session)
+    shape = session.array_shape(activations_key(session, "test", "a")) or (0, 0)
+    h = int(np.asarray(weights["encoder.weight"]).shape[0])
+    fits = 8 * int(shape[0]) * h <= budget // 4
     return FeatureCardInputs(
-        latents=split_latents(session),
-        labels=np.asarray(load_activations(session, "test")["labels"], dtype=np.int64),
+        latents=split_latents(session) if fits else None,
+        column=None if fits else (lambda k: latent_column(session, k, budget=budget, weights=weights)),
+        labels=np.asarray(session.read_array(activations_key(session, "test", "labels")), dtype=np.int64),
         W=np.asarray(W, dtype=np.float64),
-        D=np.asarray(load_sae_arrays(session)["decoder.weight"], dtype=np.float64),
+        D=np.asarray(weights["decoder.weight"], dtype=np.float64),
         class_means=np.asarray(session.read_array("rankings/class_means"), dtype=np.float64),
         class_names=[str(c) for c in session.read_json("class_names")],
         dominant=np.asarray(session.read_array("rankings/dominant"), dtype=np.int64),
