@@ -106,6 +106,24 @@ def test_sae_stage_streams_over_budget_with_the_in_memory_loss(tmp_path: Path, m
     assert memory["loss"][-1] < 0.5 * memory["loss"][0]
 
 
+def test_data_parallel_sae_over_budget_says_it_holds_the_activations(tmp_path: Path, monkeypatch) -> None:
+    """Data-parallel training does not stream: over the budget it says so, with the numbers."""
+    from core.discover.sae_train import DataParallel
+
+    class WorldOfOne(DataParallel):  # one rank: the all-reduce of one share is that share
+        def all_reduce(self, tensor: torch.Tensor) -> None:
+            return None
+
+    path = synthetic(tmp_path / "ddp.h5", n_train=4000)
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
+    messages: list[str] = []
+    with Session.open(path) as session:
+        run_sae(session, progress=lambda p: messages.append(p.message), data_parallel=WorldOfOne(0, 1))
+        assert session.summary()["sae"]["streamed"] is False
+    warning = next(m for m in messages if m.startswith("warning: data-parallel"))
+    assert "4,000 × 32 activations" in warning and "over the memory budget of 0.00 GiB" in warning
+
+
 def test_cli_memory_budget_flag_streams_the_sae_stage(tmp_path: Path, monkeypatch, capsys) -> None:
     from salve_tui.cli.main import main
 

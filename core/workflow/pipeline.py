@@ -507,6 +507,12 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
             return train_sae_streamed(source, config.sae, progress, cancel, budget_bytes=budget, resume=resume_from,
                                       scale=scale, moments=moments, plan=plan, **options)
     else:
+        needed = in_memory_bytes(n, d, config.sae.hidden, 1, config.sae.normalize)
+        if data_parallel is not None and needed > budget:  # said, not silent: each rank holds them all
+            ProgressReporter("sae", config.sae.epochs, progress).report(
+                0, f"warning: data-parallel training holds all {n:,} × {d} activations in memory on each "
+                   f"rank ({needed / 2**30:.2f} GiB, over the memory budget of {budget / 2**30:.2f} GiB); "
+                   "streaming from disk runs in a single process")
         activations = torch.from_numpy(session.read_array(train_key))
         scale = normalization_scale(activations) if config.sae.normalize else 1.0
         if config.sae.normalize:
