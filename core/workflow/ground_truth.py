@@ -101,7 +101,7 @@ def run_groundtruth(
             f"(labels differ); rerun `salve run {session.name} activations --force`"
         )
     # Latents in column blocks under the memory budget (all at once when they fit).
-    latents = LatentColumns(session, assets.sae, "test", subset, budget, cancel)
+    latents = LatentColumns(session, assets.sae, activations_key(session, "test", "a"), subset, budget, cancel)
 
     # 1. Best latent per concept.
     table = latent_aurocs(latents, presence)  # (h, n_concepts)
@@ -253,7 +253,7 @@ def _shared_part_choice(
     labels = np.asarray(session.read_array(activations_key(session, "train", "labels")), dtype=np.int64)
     if not np.array_equal(labels, np.asarray(train.labels)):
         return None, None, "test"
-    latents = LatentColumns(session, assets.sae, "train", None, budget, cancel)
+    latents = LatentColumns(session, assets.sae, activations_key(session, "train", "a"), None, budget, cancel)
     try:
         latent, sign = _choose_shared_latent(latents, np.asarray(presence), labels, part, pair)
     except ValueError:

@@ -8,12 +8,16 @@ on any store layout. The memory budget is ``core.config.memory_budget`` (CLI
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.config import memory_budget
 from core.discover.sae_stream import copy_blocks
 from core.store.session import Session, SessionError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Rows per chunk for chunked passes (rankings, top samples): bounded by the budget too.
 DEFAULT_CHUNK_ROWS = 65_536
@@ -81,13 +85,10 @@ class LatentColumns:
     chunked pass also relies on).
     """
 
-    def __init__(self, session: Session, sae, split: str, rows: np.ndarray | None = None,
+    def __init__(self, session: Session, sae, key: str, rows: np.ndarray | None = None,
                  budget: int | None = None, cancel=None) -> None:
-        from core.workflow.pipeline import activations_key
-
-        self.session, self.sae, self.split, self.cancel = session, sae, split, cancel
-        self.key = activations_key(session, split, "a")
-        n, self.dim = session.array_shape(self.key)
+        self.session, self.sae, self.key, self.cancel = session, sae, key, cancel
+        n, self.dim = SessionRows(session, key).shape
         self.rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         if np.any(np.diff(self.rows) <= 0):
             raise ValueError("rows must be sorted and distinct")
@@ -170,3 +171,82 @@ def latent_aurocs(latents: LatentColumns, positives: np.ndarray) -> np.ndarray:
     for start, block in latents.column_blocks():
         table[start : start + block.shape[1]] = auroc_matrix(block, positives)
     return table
+
+
+class SplitRows:
+    """One split's activations ``A`` (N×d) left in the session: row blocks and the rows of
+    chosen classes read on demand (float32 tensors), for sweeps and α_crit past the budget."""
+
+    def __init__(self, session: Session, key: str, labels: np.ndarray, budget: int | None = None) -> None:
+        self.session, self.key = session, key
+        self.n, self.dim = SessionRows(session, key).shape
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.budget = memory_budget() if budget is None else budget
+        self.passes = 0  # reads of the whole split so far
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(start, A[start:start+rows])`` over the split, in row order."""
+        import torch
+
+        self.passes += 1
+        for start in range(0, self.n, rows):
+            with self.session.rows(self.key) as ds:
+                block = np.ascontiguousarray(ds[start : start + rows], dtype=np.float32)
+            yield start, torch.from_numpy(block)
+
+    def class_rows(self, classes: Sequence[int]) -> dict[int, torch.Tensor]:
+        """``{c: A[labels == c]}`` for each class, in one pass over the split."""
+        import torch
+
+        wanted = {int(c): np.flatnonzero(self.labels == c) for c in classes}
+        parts: dict[int, list[np.ndarray]] = {c: [] for c in wanted}
+        rows = chunk_rows(4 * self.dim, self.budget)
+        self.passes += 1
+        for start in range(0, self.n, rows):
+            stop = min(start + rows, self.n)
+            picks = {c: idx[(idx >= start) & (idx < stop)] - start for c, idx in wanted.items()}
+            if not any(len(p) for p in picks.values()):
+                continue
+            with self.session.rows(self.key) as ds:
+                block = np.asarray(ds[start:stop], dtype=np.float32)
+            for c, p in picks.items():
+                if len(p):
+                    parts[c].append(block[p])
+        return {c: torch.from_numpy(np.ascontiguousarray(np.concatenate(p) if p else
+                                                         np.empty((0, self.dim), np.float32)))
+                for c, p in parts.items()}
+
+    def load(self) -> torch.Tensor:
+        """The whole split (for methods that cannot run in row chunks)."""
+        import torch
+
+        self.passes += 1
+        with self.session.rows(self.key) as ds:
+            return torch.from_numpy(np.ascontiguousarray(ds[()], dtype=np.float32))
+
+
+def split_fits(session: Session, key: str, budget: int | None = None) -> bool:
+    """Do a split's activations (``key``) take at most half the budget (the rest: the work on them)?"""
+    shape = session.array_shape(key)
+    budget = memory_budget() if budget is None else budget
+    return shape is None or 4 * int(np.prod(shape)) <= budget // 2
+
+
+def class_batches(labels: np.ndarray, classes: Sequence[int], row_bytes: int, budget: int | None = None,
+                  class_bytes: int = 0) -> Iterator[list[int]]:
+    """``classes`` in order, grouped so that one group's rows (``row_bytes`` each) plus
+    ``class_bytes`` a class take at most a quarter of the budget (a class too large alone
+    still forms its own group)."""
+    budget = memory_budget() if budget is None else budget
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=max(classes, default=-1) + 1)
+    group: list[int] = []
+    used = 0
+    for c in classes:
+        cost = int(counts[c]) * row_bytes + class_bytes
+        if group and used + cost > budget // 4:
+            yield group
+            group, used = [], 0
+        group.append(int(c))
+        used += cost
+    if group:
+        yield group
