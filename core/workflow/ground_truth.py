@@ -77,7 +77,10 @@ def run_groundtruth(
             f"session {session.name} is open read-only, so ground-truth scores cannot be "
             "stored; open it as the writer or pass record=False (CLI: --no-record)"
         )
+    from core.workflow.provenance import stage_runs
+
     require_shapes(session)
+    computed_from = stage_runs(session)  # the stage runs the assets below come from
     assets = load_assets(session)
     source = assets.test
     require_shapes(session, source)
@@ -206,6 +209,7 @@ def run_groundtruth(
             "concepts": concept_rows,
             "classes": per_class,
             "shared_part": shared,
+            "computed_from": computed_from,
         }
     )
     if record:

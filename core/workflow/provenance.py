@@ -24,6 +24,17 @@ CONTROL_STAGES = ("backbone", "activations", "sae", "rankings")
 
 _LABELS = {"data": "dataset", "backbone": "backbone", "activations": "cached activations",
            "sae": "SAE", "rankings": "rankings"}
+_PLURAL = frozenset({"activations", "rankings"})
+
+
+def _is(stage: str) -> str:
+    return "are" if stage in _PLURAL else "is"
+
+
+def _was(stage: str) -> str:
+    return "were" if stage in _PLURAL else "was"
+
+
 _RERUN = {"data": "rescanned", "backbone": "retrained", "activations": "re-extracted",
           "sae": "retrained", "rankings": "recomputed"}
 
@@ -70,11 +81,11 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
             label = _LABELS[stage]
             if now is None or now.state != "done":
                 state = "missing" if now is None else now.state
-                return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} is "
-                                        f"now {state}: {rerun}")
+                return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} "
+                                        f"{_is(stage)} now {state}: {rerun}")
             if float(now.updated) != then:
-                return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} was "
-                                        f"{_RERUN[stage]} at {when(now.updated)}: {rerun}")
+                return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} "
+                                        f"{_was(stage)} {_RERUN[stage]} at {when(now.updated)}: {rerun}")
         return None
     saved = float(record.get("recorded_at") or 0.0)
     if not saved:
@@ -84,10 +95,10 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
         if now is None or now.state != "done":
             state = "missing" if now is None else now.state
             return Staleness(stage, f"unknown provenance (saved {when(saved)}, before runs were "
-                                    f"recorded); the {label} is now {state}: {rerun}", True)
+                                    f"recorded); the {label} {_is(stage)} now {state}: {rerun}", True)
         if float(now.updated) > saved:
             return Staleness(stage, f"unknown provenance (saved {when(saved)}, before runs were "
-                                    f"recorded); the {label} was {_RERUN[stage]} at "
+                                    f"recorded); the {label} {_was(stage)} {_RERUN[stage]} at "
                                     f"{when(now.updated)}, after it: {rerun}", True)
     return None
 
@@ -163,7 +174,11 @@ _KIND_WORDS = {"alpha-crit": ("α_crit result", "α_crit results"), "sweep": ("s
 
 def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[str]:
     """One line per kind with stale results: how many, and the first one's reason."""
-    found = stale_results(session, kinds)
+    return summary_lines(stale_results(session, kinds), kinds)
+
+
+def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[str]:
+    """:func:`stale_warnings` of results already found."""
     lines = []
     for kind in kinds:
         mine = [r for r in found if r.kind == kind]
@@ -173,3 +188,11 @@ def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) 
         count = f"{len(mine)} {one if len(mine) == 1 else many}"
         lines.append(f"{count} out of date: {mine[0].message}")
     return lines
+
+
+def stale_report(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> dict[str, Any]:
+    """What the CLI adds to a listing: ``stale_results`` (one dict per stale result) and
+    ``stale_warnings`` (``warning: …`` lines, one per kind)."""
+    found = stale_results(session, kinds)
+    return {"stale_results": [r.to_dict() for r in found],
+            "stale_warnings": [f"warning: {line}" for line in summary_lines(found, kinds)]}
