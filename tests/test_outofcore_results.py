@@ -162,3 +162,30 @@ def test_streamed_all_dominant_job_stores_the_in_memory_records(big_test_split: 
         assert_same_sweep(streamed_sweeps[key], value)
     for a, b in zip(streamed_crit, memory_crit, strict=True):
         assert_same_crit(a, b)
+
+
+@pytest.mark.parametrize(("mode", "modulation"), [("suppress", "linear"), ("suppress", "clamped"),
+                                                  ("enhance", "linear")])
+@pytest.mark.parametrize("row_chunk", [1, 37, 499])
+def test_alpha_crit_in_sample_chunks_equals_the_one_pass_result(big_test_split: Path, mode, modulation,
+                                                                row_chunk) -> None:
+    from core.control.alpha_crit import class_alpha_crit
+    from core.workflow.inputs import clear_input_cache, load_inputs
+
+    clear_input_cache()
+    with Session.open(big_test_split, read_only=True) as session:
+        x = load_inputs(session)
+    k = int(x.dominant[4])
+    whole = class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, 4, k, mode, modulation, row_chunk=None)
+    chunked = class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, 4, k, mode, modulation, row_chunk=row_chunk)
+    assert int((x.labels == 4).sum()) > row_chunk
+    # float64 row products may round differently in batches of other sizes: equal to 1e-12
+    assert (chunked.alpha50, chunked.validity_histogram["counts"]) == (whole.alpha50, whole.validity_histogram["counts"])
+    assert chunked.alpha_max == pytest.approx(whole.alpha_max, rel=1e-12)
+    for name in ("sample_index", "prediction"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=0, atol=0)
+    for name in ("z", "S", "analytic", "numerical", "validity_below_zero"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name), rtol=1e-12, atol=1e-12,
+                                   equal_nan=True)
+    if mode == "suppress":
+        assert whole.validity_histogram["total_count"] > 0

@@ -104,9 +104,10 @@ def inputs_alpha_crit(
     x: ControlInputs, target_class: int, feature: int, mode: str, modulation: str,
     curve: SweepResult | None = None, class_rows: dict[int, torch.Tensor] | None = None,
 ) -> AlphaCritResult:
-    """:func:`class_alpha_crit` of one class on ``x``. With the activations on disk it runs on
-    the class's rows alone (``class_rows[c]``, read if absent), which is what the in-memory
-    call computes on too (it selects them by label): the same result bit for bit."""
+    """:func:`class_alpha_crit` of one class on ``x`` (its samples evaluated in fixed chunks,
+    ``core.control.alpha_crit.ROW_CHUNK``). With the activations on disk it runs on the class's rows
+    alone (``class_rows[c]``, read if absent), which is what the in-memory call computes on too
+    (it selects them by label): the same result bit for bit."""
     if not x.streamed:
         return class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, target_class, feature, mode, modulation,
                                 curve=curve)
