@@ -49,9 +49,13 @@ def runs_of(stages: Mapping[str, Any], names: Sequence[str] = CONTROL_STAGES) ->
             if stages.get(s) is not None and stages[s].state == "done"}
 
 
-def when(timestamp: float) -> str:
-    """A stage time as people read it (local time, to the second: reruns can be minutes apart)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+def when(timestamp: float, other: float | None = None) -> str:
+    """A stage time as people read it (local time, to the second: reruns can be minutes apart);
+    with ``other`` on the same day, the time of day only."""
+    stamp = time.localtime(timestamp)
+    if other is not None and time.localtime(other)[:3] == stamp[:3]:
+        return time.strftime("%H:%M:%S", stamp)
+    return time.strftime("%Y-%m-%d %H:%M:%S", stamp)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Staleness:
     stage: str
     message: str
     unknown_provenance: bool = False
+    short: str = ""  # the reason without the commands, for a one-line warning on a screen
 
 
 def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
@@ -82,10 +87,13 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
             if now is None or now.state != "done":
                 state = "missing" if now is None else now.state
                 return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} "
-                                        f"{_is(stage)} now {state}: {rerun}")
+                                        f"{_is(stage)} now {state}: {rerun}",
+                                 short=f"the {label} {_is(stage)} {state} since they were computed")
             if float(now.updated) != then:
                 return Staleness(stage, f"computed with the {label} of {when(then)}; the {label} "
-                                        f"{_was(stage)} {_RERUN[stage]} at {when(now.updated)}: {rerun}")
+                                        f"{_was(stage)} {_RERUN[stage]} at {when(now.updated)}: {rerun}",
+                                 short=f"the {label} {_was(stage)} {_RERUN[stage]} at "
+                                       f"{when(now.updated, then)}, after they were computed")
         return None
     saved = float(record.get("recorded_at") or 0.0)
     if not saved:
@@ -95,11 +103,14 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
         if now is None or now.state != "done":
             state = "missing" if now is None else now.state
             return Staleness(stage, f"unknown provenance (saved {when(saved)}, before runs were "
-                                    f"recorded); the {label} {_is(stage)} now {state}: {rerun}", True)
+                                    f"recorded); the {label} {_is(stage)} now {state}: {rerun}", True,
+                             f"unknown provenance; the {label} {_is(stage)} {state} since they were saved")
         if float(now.updated) > saved:
             return Staleness(stage, f"unknown provenance (saved {when(saved)}, before runs were "
                                     f"recorded); the {label} {_was(stage)} {_RERUN[stage]} at "
-                                    f"{when(now.updated)}, after it: {rerun}", True)
+                                    f"{when(now.updated)}, after it: {rerun}", True,
+                             f"unknown provenance; the {label} {_was(stage)} {_RERUN[stage]} at "
+                             f"{when(now.updated, saved)}, after they were saved")
     return None
 
 
@@ -172,13 +183,15 @@ _KIND_WORDS = {"alpha-crit": ("α_crit result", "α_crit results"), "sweep": ("s
                "edit": ("recorded edit", "recorded edits")}
 
 
-def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[str]:
+def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS), short: bool = False) -> list[str]:
     """One line per kind with stale results: how many, and the first one's reason."""
-    return summary_lines(stale_results(session, kinds), kinds)
+    return summary_lines(stale_results(session, kinds), kinds, short)
 
 
-def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[str]:
-    """:func:`stale_warnings` of results already found."""
+def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RERUN_HINTS),
+                  short: bool = False) -> list[str]:
+    """:func:`stale_warnings` of results already found (``short``: the reasons without the
+    commands and full dates, for a screen's warning line)."""
     lines = []
     for kind in kinds:
         mine = [r for r in found if r.kind == kind]
@@ -186,7 +199,7 @@ def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RER
             continue
         one, many = _KIND_WORDS[kind]
         count = f"{len(mine)} {one if len(mine) == 1 else many}"
-        lines.append(f"{count} out of date: {mine[0].message}")
+        lines.append(f"{count} out of date: {mine[0].why.short if short else mine[0].message}")
     return lines
 
 

@@ -215,8 +215,8 @@ def stale_warning(session: Session, kinds: tuple[str, ...]) -> str:
         return ""
     from core.workflow.provenance import stale_warnings
 
-    lines = stale_warnings(session, kinds)
-    return "warning: " + "; ".join(lines) if lines else ""
+    lines = stale_warnings(session, kinds, short=True)
+    return "warning: " + "; ".join(lines) + "; recompute them" if lines else ""
 
 
 class ScreenLoaded(Message):
