@@ -189,3 +189,28 @@ def test_alpha_crit_in_sample_chunks_equals_the_one_pass_result(big_test_split: 
                                    equal_nan=True)
     if mode == "suppress":
         assert whole.validity_histogram["total_count"] > 0
+
+
+def test_cli_sweep_and_alpha_crit_stream_past_the_budget(big_test_split: Path, tmp_path: Path, monkeypatch,
+                                                         capsys) -> None:
+    import json
+
+    from core.config import MEMORY_BUDGET_ENV
+    from salve_tui.cli.main import main
+
+    monkeypatch.delenv(MEMORY_BUDGET_ENV, raising=False)  # restored after the test: main sets it
+    path = tmp_path / "cli.h5"
+    copy_session(big_test_split, path)
+    outputs = {}
+    for budget in ("1M", "90%"):
+        assert main(["sweep", str(path), "--class", "2", "--n-alphas", "30", "--no-record", "--json",
+                     "--memory-budget", budget]) == 0
+        sweep = json.loads(capsys.readouterr().out)
+        assert main(["alpha-crit", str(path), "--class", "2", "--no-record", "--json",
+                     "--memory-budget", budget]) == 0
+        outputs[budget] = (sweep, json.loads(capsys.readouterr().out))
+    (streamed, crit_streamed), (memory, crit_memory) = outputs["1M"], outputs["90%"]
+    assert streamed["selectivity"] is None and memory["selectivity"] is not None  # needs both splits in memory
+    assert streamed["per_class_accuracy"] == memory["per_class_accuracy"] and streamed["alphas"] == memory["alphas"]
+    assert streamed["alpha_crit"] == memory["alpha_crit"]
+    assert crit_streamed["summaries"] == crit_memory["summaries"]
