@@ -380,7 +380,7 @@ def class_alpha_crit(
     if not bool(mask.any()):
         raise ValueError(f"class {target_class} has no samples in this split")
     rows = mask.nonzero().flatten()
-    A_c = A[mask]
+    A_c = A if bool(mask.all()) else A[mask]  # given only the class's rows: no copy
     w_c = W[target_class]
     n = A_c.shape[0]
     step = n if row_chunk is None or method.name != "salve" else max(1, int(row_chunk))

@@ -199,7 +199,8 @@ class SplitRows:
         import torch
 
         wanted = {int(c): np.flatnonzero(self.labels == c) for c in classes}
-        parts: dict[int, list[np.ndarray]] = {c: [] for c in wanted}
+        out = {c: np.empty((len(idx), self.dim), dtype=np.float32) for c, idx in wanted.items()}
+        filled = dict.fromkeys(wanted, 0)
         rows = chunk_rows(4 * self.dim, self.budget)
         self.passes += 1
         for start in range(0, self.n, rows):
@@ -210,11 +211,9 @@ class SplitRows:
             with self.session.rows(self.key) as ds:
                 block = np.asarray(ds[start:stop], dtype=np.float32)
             for c, p in picks.items():
-                if len(p):
-                    parts[c].append(block[p])
-        return {c: torch.from_numpy(np.ascontiguousarray(np.concatenate(p) if p else
-                                                         np.empty((0, self.dim), np.float32)))
-                for c, p in parts.items()}
+                out[c][filled[c] : filled[c] + len(p)] = block[p]
+                filled[c] += len(p)
+        return {c: torch.from_numpy(a) for c, a in out.items()}
 
     def load(self) -> torch.Tensor:
         """The whole split (for methods that cannot run in row chunks)."""
