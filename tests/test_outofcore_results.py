@@ -97,6 +97,7 @@ def test_streamed_sweep_equals_the_in_memory_sweep_bit_for_bit(big_test_split: P
     from core.workflow.sweeps import run_sweep
 
     clear_input_cache()
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")  # the split fits: in memory, one pass
     with Session.open(big_test_split, read_only=True) as session:
         one_pass = run_sweep(session, 3, None, mode, method, modulation, n_alphas=40, record=False)
         monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
@@ -118,15 +119,17 @@ def test_streamed_alpha_crit_equals_the_in_memory_result_bit_for_bit(big_test_sp
     from core.workflow.inputs import clear_input_cache, row_inputs_for
 
     clear_input_cache()
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")  # the split fits: in memory
     with Session.open(big_test_split, read_only=True) as session:
         in_memory = run_alpha_crit(session, None, record=False)
+        assert not row_inputs_for(session, None, "test").streamed
         monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
         x = row_inputs_for(session, None, "test")
         assert x.streamed and x.A.numel() == 0
         streamed = run_alpha_crit(session, None, record=False, inputs=x)
         assert x.rows.passes == 3  # 10 classes of ~500 rows: groups of 4, 4 and 2
         cross = run_alpha_crit(session, [1, 2], feature=5, mode="enhance", modulation="clamped", record=False)
-        monkeypatch.delenv(MEMORY_BUDGET_ENV)
+        monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")
         cross_memory = run_alpha_crit(session, [1, 2], feature=5, mode="enhance", modulation="clamped",
                                       record=False)
     assert len(streamed) == len(in_memory) == C
@@ -148,12 +151,16 @@ def test_streamed_all_dominant_job_stores_the_in_memory_records(big_test_split: 
     copy_session(big_test_split, memory_path)
     copy_session(big_test_split, streamed_path)
     clear_input_cache()
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")
     with Session.open(memory_path) as session:
         run_all_dominant(session, n_alphas=30)
         memory_sweeps = {k: load_sweep(session, k) for k in list_sweeps(session)}
         memory_crit = load_alpha_crit(session)
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
     with Session.open(streamed_path) as session:
+        from core.workflow.inputs import row_inputs_for
+
+        assert row_inputs_for(session, None, "test").streamed
         outcome = run_all_dominant(session, n_alphas=30)
         streamed_sweeps = {k: load_sweep(session, k) for k in list_sweeps(session)}
         streamed_crit = load_alpha_crit(session)
@@ -198,7 +205,7 @@ def test_cli_sweep_and_alpha_crit_stream_past_the_budget(big_test_split: Path, t
     from core.config import MEMORY_BUDGET_ENV
     from salve_tui.cli.main import main
 
-    monkeypatch.delenv(MEMORY_BUDGET_ENV, raising=False)  # restored after the test: main sets it
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")  # main sets it too: monkeypatch removes it afterwards
     path = tmp_path / "cli.h5"
     copy_session(big_test_split, path)
     outputs = {}
