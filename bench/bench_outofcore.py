@@ -15,6 +15,12 @@ what the data and the trainer took (to compare with the budget plus the SAE and 
 The session is deleted afterwards unless ``--keep``.
 
 Run: ``python bench/bench_outofcore.py`` (or ``--rows 100000`` for a quick run; ``--json``).
+
+``--control`` measures a sweep of one class and α_crit of every class on a ``--rows`` test
+split instead (``core.workflow.sweeps.run_sweep``, ``core.workflow.alpha_crit.run_alpha_crit``):
+**in-memory** under a budget the split fits (``$SALVE_MEMORY_BUDGET=90%``), **streamed** under
+``--budget`` (the split read in row blocks through ``Session.rows``), each in its own process;
+it checks the two give the same curve and α_crit medians.
 """
 
 from __future__ import annotations
@@ -92,6 +98,95 @@ def run_variant(args: argparse.Namespace) -> dict:
     }
 
 
+def run_control_variant(args: argparse.Namespace) -> dict:
+    """Sweep + α_crit on the test split in this process: in memory (a budget the split fits)
+    or streamed from disk (``--budget``); the parent sets ``$SALVE_MEMORY_BUDGET``."""
+    import numpy as np  # noqa: F401 - imported before the baseline like the control code's own
+    import torch  # noqa: F401
+
+    from core.config import memory_budget
+    from core.store.session import Session
+    from core.workflow.alpha_crit import run_alpha_crit
+    from core.workflow.inputs import row_inputs_for
+    from core.workflow.sweeps import run_sweep
+
+    with Session.open(args.session, read_only=True) as session:
+        baseline_kib = proc_status_kib("VmRSS")
+        t0 = time.perf_counter()
+        x = row_inputs_for(session, None, "test")
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        curve = run_sweep(session, 0, None, n_alphas=args.n_alphas, record=False, inputs=x)
+        sweep_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        crit = run_alpha_crit(session, None, record=False, inputs=x)
+        crit_s = time.perf_counter() - t0
+        n, d = session.array_shape("activations/test/a")
+    return {
+        "variant": args.variant, "rows": n, "dim": d, "streamed": x.streamed,
+        "budget_mib": memory_budget() / 2**20, "load_s": load_s, "sweep_s": sweep_s, "alpha_crit_s": crit_s,
+        "target_accuracy_last": float(curve.per_class_accuracy[0, -1]),
+        "alpha_crit_medians": [r.summary()["analytic"]["median"] for r in crit],
+        "passes": x.rows.passes if x.streamed else 0,
+        "baseline_rss_mib": baseline_kib / 1024, "peak_rss_mib": proc_status_kib("VmHWM") / 1024,
+    }
+
+
+def control_main(args: argparse.Namespace) -> None:
+    """``--control``: sweep + α_crit on a large test split, in memory vs streamed (each its own process)."""
+    from core.config import demo_config
+    from core.store.session import Session
+    from core.workflow.pipeline import run_rankings
+    from core.workflow.synthetic import SyntheticSpec, build_synthetic_session
+
+    folder = Path(args.folder or tempfile.mkdtemp(prefix="salve-outofcore-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "outofcore.h5"
+    try:
+        t0 = time.perf_counter()
+        spec = SyntheticSpec(n_classes=args.classes, dim=args.dim, hidden=args.hidden, n_train=2000,
+                             n_test=args.rows, noise=1.0, seed=0)
+        build_synthetic_session(path, spec, demo_config(path.stem))
+        with Session.open(path) as session:
+            run_rankings(session)
+        build_s = time.perf_counter() - t0
+        results = []
+        for variant, budget in (("in-memory", "90%"), ("streamed", args.budget)):
+            cmd = [sys.executable, __file__, "--variant", f"control-{variant}", "--session", str(path),
+                   f"--n-alphas={args.n_alphas}"]
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "SALVE_MEMORY_BUDGET": budget}
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    finally:
+        if not args.keep:
+            import shutil
+
+            for p in sorted(folder.glob("outofcore*"), reverse=True):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            if args.folder is None:
+                folder.rmdir()
+    memory, streamed = results
+    same = (memory["target_accuracy_last"] == streamed["target_accuracy_last"]
+            and memory["alpha_crit_medians"] == streamed["alpha_crit_medians"])
+    report = {"rows": args.rows, "dim": args.dim, "classes": args.classes, "build_s": build_s,
+              "same_results": same, "variants": results}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{args.rows:,} × {args.dim} float32 test activations, C = {args.classes}, h = {args.hidden}, "
+          f"{args.n_alphas} α values; built and ranked in {build_s:.0f} s; same curve and α_crit: {same}\n")
+    print("| variant | budget MiB | load s | sweep s | α_crit s (all classes) | passes | peak RSS MiB "
+          "| RSS before MiB | peak − before MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['variant']} | {r['budget_mib']:.0f} | {r['load_s']:.2f} | {r['sweep_s']:.2f} | "
+              f"{r['alpha_crit_s']:.2f} | {r['passes']} | {r['peak_rss_mib']:.0f} | {r['baseline_rss_mib']:.0f} | "
+              f"{r['peak_rss_mib'] - r['baseline_rss_mib']:.0f} |")
+
+
 def build(args: argparse.Namespace, path: Path) -> float:
     from core.config import demo_config
     from core.workflow.synthetic import SyntheticSpec, build_synthetic_session
@@ -114,11 +209,20 @@ def main() -> None:
     parser.add_argument("--folder", default=None, help="where to write the session (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the session file")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--variant", choices=["in-memory", "streamed"], help=argparse.SUPPRESS)
+    parser.add_argument("--control", action="store_true",
+                        help="measure a sweep + α_crit on a --rows test split instead of SAE training")
+    parser.add_argument("--classes", type=int, default=10, help="classes of the --control session")
+    parser.add_argument("--n-alphas", type=int, default=100, help="α values of the --control sweep")
+    parser.add_argument("--variant", choices=["in-memory", "streamed", "control-in-memory", "control-streamed"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--session", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(run_variant(args)))
+        run = run_control_variant if args.variant.startswith("control-") else run_variant
+        print(json.dumps(run(args)))
+        return
+    if args.control:
+        control_main(args)
         return
 
     folder = Path(args.folder or tempfile.mkdtemp(prefix="salve-outofcore-"))

@@ -127,7 +127,9 @@ def test_data_parallel_sae_over_budget_says_it_holds_the_activations(tmp_path: P
 def test_cli_memory_budget_flag_streams_the_sae_stage(tmp_path: Path, monkeypatch, capsys) -> None:
     from salve_tui.cli.main import main
 
-    monkeypatch.delenv(MEMORY_BUDGET_ENV, raising=False)  # restored after the test: main sets it
+    # main sets the variable itself: setenv (not delenv of an absent name) makes monkeypatch
+    # remove it again after the test
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")
     path = synthetic(tmp_path / "flag.h5", n_train=4000, epochs=2)
     assert main(["run", str(path), "sae", "--force", "--memory-budget", "1M"]) == 0
     with Session.open(path, read_only=True) as session:

@@ -45,6 +45,10 @@ DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
 DEFAULT_REFINE_POINTS = 16
 VALIDITY_BINS = 40
+#: Samples of a class evaluated together (``class_alpha_crit``): a fixed number, so the result
+#: never depends on a memory setting, and the working set (~(3·grid + 4·d)·8 bytes a sample,
+#: 7 MB at d = 768) stays small whatever the class size.
+ROW_CHUNK = 256
 # A root within this relative distance of the total-ablation point counts as reached only there.
 TOTAL_ABLATION_RTOL = 1e-9
 INEXACT_NOTE = (
@@ -352,8 +356,15 @@ def class_alpha_crit(
     curve: SweepResult | None = None,
     sample_indices: torch.Tensor | None = None,
     method: str | EditMethod = "salve",
+    row_chunk: int | None = ROW_CHUNK,
 ) -> AlphaCritResult:
     """All α_crit diagnostics for ``target_class`` and ``feature``.
+
+    ``row_chunk``: evaluate at most that many of the class's samples at a time (SALVE; None:
+    all at once), which bounds the per-sample working set (the search grid's N × G values,
+    the validity terms' N × d). Per sample the numbers are those of one pass up to float64
+    rounding of the row products (a row's product can round differently in a batch of
+    another size: ~1e-16 relative); the validity histogram's counts are the same.
 
     ``curve``: a suppression curve of this feature to read α50 from (computed on the class's
     samples when omitted). ``sample_indices`` maps rows of ``A`` to dataset indices.
@@ -369,37 +380,58 @@ def class_alpha_crit(
     if not bool(mask.any()):
         raise ValueError(f"class {target_class} has no samples in this split")
     rows = mask.nonzero().flatten()
-    A_c = A[mask]
+    A_c = A if bool(mask.all()) else A[mask]  # given only the class's rows: no copy
     w_c = W[target_class]
-    logit = _class_logit(method, A_c, w_c, D, feature, mode, modulation)
-    z, S = logit.z, logit.S
+    n = A_c.shape[0]
+    step = n if row_chunk is None or method.name != "salve" else max(1, int(row_chunk))
+    chunks = [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    # Per sample everything below is independent of the other samples, except the search's
+    # upper end (from every analytic estimate) and the validity histogram's range (from the
+    # extreme roots): both are taken over all rows first, so chunks give the one-pass result.
+    # z and S per chunk; the logit's evaluate/search_max/ablation point depend on the weights
+    # only, so the first chunk's logit serves every chunk (keeping one per chunk would hold a
+    # float64 copy of D each)
+    logit = _class_logit(method, A_c[chunks[0]], w_c, D, feature, mode, modulation)
+    zs = [(logit.z, logit.S)] + [(lg.z, lg.S) for lg in
+                                 (_class_logit(method, A_c[r], w_c, D, feature, mode, modulation)
+                                  for r in chunks[1:])]
+    z, S = torch.cat([p[0] for p in zs]), torch.cat([p[1] for p in zs])
     analytic = analytic_alpha_crit(z, S, mode)
-    numerical, _, used_max = numerical_alpha_crit(
-        A_c, w_c, D, feature, mode, modulation, alpha_max, n_grid, method=method, logit=logit
-    )
+    if alpha_max is None:
+        alpha_max = logit.search_max(analytic)
+    parts = [numerical_alpha_crit(A_c[r], w_c, D, feature, mode, modulation, alpha_max, n_grid,
+                                  method=method, logit=logit) for r in chunks]
+    numerical, used_max = torch.cat([p[0] for p in parts]), parts[0][2]
     ablated = at_total_ablation(numerical, logit)
     numerical = torch.where(ablated, torch.full_like(numerical, math.nan), numerical)
-    prediction = (A_c @ W.T + (0 if b is None else b)).argmax(1)
+    prediction = torch.cat([(A_c[r] @ W.T + (0 if b is None else b)).argmax(1) for r in chunks])
 
     # Validity diagnostic: numerical root where found (the paper's choice), else analytic.
     # Only suppression has one: enhancement factors 1 + α|D_jk| never change sign.
     root = torch.where(torch.isfinite(numerical), numerical, analytic)
     has_root = torch.isfinite(root) & (mode == "suppress") & ~ablated
-    terms = validity_terms(root[has_root], D[:, feature])
     below = torch.full_like(root, math.nan)
-    below[has_root] = (terms < 0).double().mean(1)
     histogram: dict[str, Any] = {"below_zero_count": 0, "total_count": 0, "edges": [], "counts": []}
-    if terms.numel():
-        lo, hi = float(terms.min()), float(terms.max())
-        counts, edges = torch.histogram(
-            terms.flatten().cpu(), bins=VALIDITY_BINS, range=(lo, max(hi, lo + 1e-12))
-        )
-        histogram = {
-            "below_zero_count": int((terms < 0).sum()),
-            "total_count": int(terms.numel()),
-            "edges": edges.tolist(),
-            "counts": [int(c) for c in counts.tolist()],
-        }
+    if bool(has_root.any()):
+        d_k = D[:, feature]
+        # 1 − r·|D_jk| falls as r grows (r ≥ 0): the extremes come from the extreme roots.
+        lo = float(validity_terms(root[has_root].max().reshape(1), d_k).min())
+        hi = float(validity_terms(root[has_root].min().reshape(1), d_k).max())
+        counts = None
+        for r in chunks:
+            keep = has_root[r]
+            if not bool(keep.any()):
+                continue
+            terms = validity_terms(root[r][keep], d_k)
+            part_below = below[r]
+            part_below[keep] = (terms < 0).double().mean(1)
+            below[r] = part_below
+            c, edges = torch.histogram(terms.flatten().cpu(), bins=VALIDITY_BINS, range=(lo, max(hi, lo + 1e-12)))
+            counts = c if counts is None else counts + c
+            histogram["below_zero_count"] += int((terms < 0).sum())
+            histogram["total_count"] += int(terms.numel())
+        histogram["edges"] = edges.tolist()
+        histogram["counts"] = [int(c) for c in counts.tolist()]
 
     a50 = None
     if mode == "suppress":

@@ -80,47 +80,84 @@ def sweep_in_row_chunks(
     cancel: CancelToken | None = None,
     **options: Any,
 ) -> SweepResult:
-    """:meth:`EditMethod.sweep` over row chunks of ``x``, equal to the one-pass sweep.
-
-    The automatic grid and default features depend on the target class's samples only, so a
-    sweep of those rows fixes them; each chunk then gives per-class correct counts (accuracy ×
-    count, rounded back to the integer it was) and the target's prediction counts, summed.
-    """
-    if strengths is None or not features:
+    """:meth:`EditMethod.sweep` over row chunks of ``x``, equal to the one-pass sweep (see
+    :class:`RowChunkedSweep`)."""
+    acc = RowChunkedSweep(m, target_class, features, strengths, mode, modulation, n_points, options)
+    if acc.needs_grid:
         mask = x.labels == target_class
-        probe = m.sweep(CachedInputs(x.A[mask], x.labels[mask], x.W, x.b, x.D, x.M), target_class, features,
-                        strengths, mode, modulation, n_points, cancel=cancel, **options)
-        strengths, features = probe.alphas, list(probe.features)
-    n, C = x.A.shape[0], x.W.shape[0]
-    correct = counts = target_hits = None
-    n_target, part = 0, None
+        acc.fix_grid(CachedInputs(x.A[mask], x.labels[mask], x.W, x.b, x.D, x.M), cancel)
+    n = x.A.shape[0]
     reporter = ProgressReporter("sweep", n, progress)
     for lo in range(0, n, chunk_rows):
         check_cancel(cancel)
         rows = slice(lo, min(lo + chunk_rows, n))
-        part = m.sweep(CachedInputs(x.A[rows], x.labels[rows], x.W, x.b, x.D, x.M), target_class, features,
-                       strengths, mode, modulation, n_points, cancel=cancel, **options)
+        acc.add(CachedInputs(x.A[rows], x.labels[rows], x.W, x.b, x.D, x.M), cancel)
+        reporter.report(rows.stop, f"rows {rows.stop:,}/{n:,}")
+    return acc.result()
+
+
+class RowChunkedSweep:
+    """One method's sweep summed over row chunks given in any order (memory or disk).
+
+    The automatic grid and default features depend on the target class's samples only, so a
+    sweep of those rows (:meth:`fix_grid`) fixes them; each chunk (:meth:`add`) then gives
+    per-class correct counts (accuracy × count, rounded back to the integer it was) and the
+    target's prediction counts, summed exactly, so the result is the one-pass curve.
+    """
+
+    def __init__(self, m: EditMethod, target_class: int, features: Sequence[int] | None,
+                 strengths: torch.Tensor | Sequence[float] | None, mode: str, modulation: str,
+                 n_points: int, options: dict[str, Any] | None = None) -> None:
+        self.m, self.target_class, self.mode, self.modulation = m, target_class, mode, modulation
+        self.features = list(features) if features else None
+        self.strengths, self.n_points, self.options = strengths, n_points, dict(options or {})
+        self.correct: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+        self.target_hits: torch.Tensor | None = None
+        self.n_target = 0
+        self.part: SweepResult | None = None
+
+    @property
+    def needs_grid(self) -> bool:
+        return self.strengths is None or not self.features
+
+    def fix_grid(self, target_rows: CachedInputs, cancel: CancelToken | None = None) -> None:
+        """Fix the grid and features from a sweep of the target class's rows alone."""
+        probe = self.m.sweep(target_rows, self.target_class, self.features, self.strengths, self.mode,
+                             self.modulation, self.n_points, cancel=cancel, **self.options)
+        self.strengths, self.features = probe.alphas, list(probe.features)
+
+    def add(self, chunk: CachedInputs, cancel: CancelToken | None = None) -> None:
+        if self.needs_grid:
+            raise ValueError("fix the grid (fix_grid on the target class's rows) before adding chunks")
+        part = self.m.sweep(chunk, self.target_class, self.features, self.strengths, self.mode,
+                            self.modulation, self.n_points, cancel=cancel, **self.options)
         k = torch.tensor(part.class_counts, dtype=torch.float64)
         hits = torch.nan_to_num(part.per_class_accuracy.double() * k.unsqueeze(1)).round()
-        correct = hits if correct is None else correct + hits
-        counts = k if counts is None else counts + k
-        n_t = part.class_counts[target_class] if target_class is not None else 0
+        self.correct = hits if self.correct is None else self.correct + hits
+        self.counts = k if self.counts is None else self.counts + k
+        n_t = part.class_counts[self.target_class] if self.target_class is not None else 0
         if n_t:
             shares = (part.target_prediction.double() * n_t).round()
-            target_hits = shares if target_hits is None else target_hits + shares
-            n_target += n_t
-        reporter.report(rows.stop, f"rows {rows.stop:,}/{n:,}")
-    assert part is not None and correct is not None and counts is not None  # n > chunk_rows ≥ 1
-    if target_hits is None:
-        target_prediction = torch.full((part.alphas.numel(), C), float("nan"), dtype=torch.float64)
-    else:
-        target_prediction = target_hits / n_target
-    return SweepResult(
-        method=part.method, features=list(part.features), mode=part.mode, modulation=part.modulation,
-        target_class=part.target_class, param_name=part.param_name, alphas=part.alphas,
-        per_class_accuracy=correct / counts.unsqueeze(1), target_prediction=target_prediction,
-        class_counts=[int(c) for c in counts.tolist()], extra=dict(part.extra),
-    )
+            self.target_hits = shares if self.target_hits is None else self.target_hits + shares
+            self.n_target += n_t
+        self.part = part
+
+    def result(self) -> SweepResult:
+        part, correct, counts = self.part, self.correct, self.counts
+        if part is None or correct is None or counts is None:
+            raise ValueError("no rows were added to the sweep")
+        if self.target_hits is None:
+            C = len(part.class_counts)
+            target_prediction = torch.full((part.alphas.numel(), C), float("nan"), dtype=torch.float64)
+        else:
+            target_prediction = self.target_hits / self.n_target
+        return SweepResult(
+            method=part.method, features=list(part.features), mode=part.mode, modulation=part.modulation,
+            target_class=part.target_class, param_name=part.param_name, alphas=part.alphas,
+            per_class_accuracy=correct / counts.unsqueeze(1), target_prediction=target_prediction,
+            class_counts=[int(c) for c in counts.tolist()], extra=dict(part.extra),
+        )
 
 
 def edited_logits(

@@ -101,9 +101,15 @@ def best_latent_per_concept(
     names = list(concept_names) if concept_names is not None else None
     if names is not None and len(names) != presence.shape[1]:
         raise ValueError(f"{len(names)} concept names for {presence.shape[1]} concepts")
-    table = auroc_matrix(latents, presence)  # (h, n)
+    return concept_matches(auroc_matrix(latents, presence), names)
+
+
+def concept_matches(table: np.ndarray, concept_names: Sequence[str] | None = None) -> list[ConceptMatch]:
+    """:func:`best_latent_per_concept` from a latent × concept AUROC table ``(h, n)`` (however
+    it was computed: in one pass or in column blocks)."""
+    names = list(concept_names) if concept_names is not None else None
     matches = []
-    for concept in range(presence.shape[1]):
+    for concept in range(table.shape[1]):
         column = table[:, concept]
         name = names[concept] if names is not None else f"concept {concept}"
         if np.isnan(column).all():
@@ -280,7 +286,11 @@ def best_shared_part_latent(
     two classes, so a latent that only tells the classes apart scores well pooled (0.75 for a
     perfect class detector at rates 0.8 / 0.3) while tracking the part in neither.
     """
-    per_class = within_class_aurocs(latents, presence, labels, concept, classes)
+    return shared_part_choice(within_class_aurocs(latents, presence, labels, concept, classes), concept, classes)
+
+
+def shared_part_choice(per_class: np.ndarray, concept: int, classes: tuple[int, int]) -> tuple[int, int]:
+    """:func:`best_shared_part_latent` from the within-class AUROCs ``(2, h)``."""
     if np.isnan(per_class).any(axis=0).all():
         raise ValueError(
             f"concept {concept} is present in all or none of the samples of one of classes "

@@ -13,7 +13,7 @@ one batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from core.control.curves import DEFAULT_N_ALPHAS, SweepResult
 from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.alpha_crit import alpha_crit_records, run_alpha_crit, write_alpha_crit
-from core.workflow.inputs import ControlInputs, check_writable, inputs_for, setting_key
+from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
 from core.workflow.sweeps import run_sweep, write_sweeps
 
 BATCH_CLASSES = 50
@@ -96,6 +96,42 @@ def dominant_class_results(
     return curve, crit
 
 
+def _groups(x: ControlInputs, todo: Sequence[int], n_alphas: int) -> list[list[int]]:
+    """One class at a time in memory; with the activations on disk, groups of classes whose
+    rows and sweep tallies fit the budget, each group costing two passes over the split."""
+    if not x.streamed:
+        return [[c] for c in todo]
+    from core.workflow.outofcore import class_batches
+
+    return list(class_batches(x.rows.labels, todo, 4 * x.rows.dim, class_bytes=16 * n_alphas * x.num_classes))
+
+
+def group_results(
+    session: Session, x: ControlInputs, group: Sequence[int], mode: str, modulation: str,
+    alphas: torch.Tensor | Sequence[float] | None, n_alphas: int, cancel: CancelToken | None,
+) -> Iterator[tuple[SweepResult, AlphaCritResult | None]]:
+    """:func:`dominant_class_results` of each class of ``group``; with the activations on disk
+    the group's class rows are read in one pass and its sweeps share one pass over the row
+    blocks (the same results: see ``streamed_sweeps`` and ``inputs_alpha_crit``)."""
+    if not x.streamed:
+        for c in group:
+            check_cancel(cancel)
+            yield dominant_class_results(session, x, c, mode, modulation, alphas, n_alphas, cancel)
+        return
+    from core.workflow.alpha_crit import inputs_alpha_crit
+    from core.workflow.sweeps import streamed_sweeps
+
+    rows = x.rows.class_rows(group)
+    curves = streamed_sweeps(x, [(c, None) for c in group], "salve", alphas, mode, modulation, n_alphas,
+                             cancel=cancel, class_rows=rows)
+    for c, curve in zip(group, curves, strict=True):
+        check_cancel(cancel)
+        crit = None
+        if mode == "suppress" and int(x.labels.eq(c).sum()) > 0:
+            crit = inputs_alpha_crit(x, c, curve.features[0], "suppress", modulation, curve, rows)
+        yield curve, crit
+
+
 def run_all_dominant(
     session: Session,
     mode: str = "suppress",
@@ -118,7 +154,7 @@ def run_all_dominant(
     """
     check_writable(session, True)
     started = time.monotonic()
-    x = inputs_for(session, inputs, split)
+    x = row_inputs_for(session, inputs, split)
     outcome = AllDominantOutcome(mode, modulation)
     outcome.no_feature = [c for c in range(x.num_classes) if int(x.dominant[c]) < 0]
     done = set() if redo else recorded_classes(session, x, mode, modulation)
@@ -136,23 +172,25 @@ def run_all_dominant(
         nonlocal last_commit
         if pending:
             with session.transaction() as tx:
-                write_sweeps(tx, sweeps_index, [curve for _, curve, _ in pending])
+                write_sweeps(tx, sweeps_index, [curve for _, curve, _ in pending], x.computed_from)
                 crits = [crit for _, _, crit in pending if crit is not None]
                 if crits:
-                    write_alpha_crit(tx, crit_records, crits, x.class_names, x.dominant)
+                    write_alpha_crit(tx, crit_records, crits, x.class_names, x.dominant, x.computed_from)
             outcome.computed += [c for c, _, _ in pending]
             outcome.commits += 1
             pending.clear()
         last_commit = time.monotonic()
 
     try:
-        for i, c in enumerate(todo):
-            check_cancel(cancel)
-            curve, crit = dominant_class_results(session, x, c, mode, modulation, alphas, n_alphas, cancel)
-            pending.append((c, curve, crit))
-            reporter.report(x.num_classes - len(todo) + i + 1, f"class {x.class_names[c]}")
-            if len(pending) >= batch_classes or time.monotonic() - last_commit >= batch_seconds:
-                commit()
+        i = 0
+        for group in _groups(x, todo, n_alphas):
+            for c, (curve, crit) in zip(group, group_results(session, x, group, mode, modulation, alphas,
+                                                             n_alphas, cancel), strict=True):
+                pending.append((c, curve, crit))
+                i += 1
+                reporter.report(x.num_classes - len(todo) + i, f"class {x.class_names[c]}")
+                if len(pending) >= batch_classes or time.monotonic() - last_commit >= batch_seconds:
+                    commit()
     except JobCancelled:
         commit()
         raise JobCancelled(

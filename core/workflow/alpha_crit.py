@@ -18,7 +18,7 @@ from core.control.curves import SweepResult
 from core.control.spec import check_features
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
-from core.workflow.inputs import ControlInputs, check_writable, inputs_for, setting_key
+from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
 
 
 def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def run_alpha_crit(
     ``curve``: a sweep of that feature to read α50 from (else one per class is computed).
     """
     check_writable(session, record)
-    x = inputs_for(session, inputs, split)
+    x = row_inputs_for(session, inputs, split)
     if target_class is None:
         classes = sorted(int(c) for c in x.labels.unique().tolist())
     elif isinstance(target_class, int):
@@ -76,19 +76,50 @@ def run_alpha_crit(
         check_features(x.D, [feature])
     reporter = ProgressReporter("alpha-crit", len(classes), progress)
     results = []
-    for i, c in enumerate(classes):
-        check_cancel(cancel)
-        k = x.dominant_feature(c) if feature is None else int(feature)
-        use_curve = curve if curve is not None and list(curve.features) == [k] else None
-        if use_curve is not None and (use_curve.mode, use_curve.modulation) != ("suppress", modulation):
-            use_curve = None
-        results.append(
-            class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, c, k, mode, modulation, curve=use_curve)
-        )
-        reporter.report(i + 1, f"class {x.class_names[c]}")
+    for batch in _class_groups(x, classes):
+        rows = x.rows.class_rows(batch) if x.streamed else None  # one pass over the split a group
+        for c in batch:
+            check_cancel(cancel)
+            k = x.dominant_feature(c) if feature is None else int(feature)
+            use_curve = curve if curve is not None and list(curve.features) == [k] else None
+            if use_curve is not None and (use_curve.mode, use_curve.modulation) != ("suppress", modulation):
+                use_curve = None
+            results.append(inputs_alpha_crit(x, c, k, mode, modulation, use_curve, rows))
+            reporter.report(len(results), f"class {x.class_names[c]}")
     if record:
-        save_alpha_crit(session, results, x.class_names, x.dominant)
+        save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
     return results
+
+def _class_groups(x: ControlInputs, classes: Sequence[int]) -> list[list[int]]:
+    """All classes at once in memory; with the activations on disk, groups whose rows fit the
+    budget (each group's rows are read in one pass)."""
+    if not x.streamed:
+        return [list(classes)]
+    from core.workflow.outofcore import class_batches
+
+    return list(class_batches(x.rows.labels, classes, 4 * x.rows.dim))
+
+
+def inputs_alpha_crit(
+    x: ControlInputs, target_class: int, feature: int, mode: str, modulation: str,
+    curve: SweepResult | None = None, class_rows: dict[int, torch.Tensor] | None = None,
+) -> AlphaCritResult:
+    """:func:`class_alpha_crit` of one class on ``x`` (its samples evaluated in fixed chunks,
+    ``core.control.alpha_crit.ROW_CHUNK``). With the activations on disk it runs on the class's rows
+    alone (``class_rows[c]``, read if absent), which is what the in-memory call computes on too
+    (it selects them by label): the same result bit for bit."""
+    if not x.streamed:
+        return class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, target_class, feature, mode, modulation,
+                                curve=curve)
+    mask = x.labels == target_class
+    if not bool(mask.any()):
+        raise ValueError(f"class {target_class} has no samples in this split")
+    A_c = (class_rows or {}).get(target_class)
+    if A_c is None:
+        A_c = x.rows.class_rows([target_class])[target_class]
+    return class_alpha_crit(A_c, x.labels[mask], x.W, x.b, x.D, target_class, feature, mode, modulation,
+                            curve=curve, sample_indices=mask.nonzero().flatten())
+
 
 _ALPHA_CRIT_ARRAYS = (
     "sample_index", "prediction", "z", "S", "analytic", "numerical", "validity_below_zero"
@@ -100,13 +131,18 @@ def save_alpha_crit(
     results: Sequence[AlphaCritResult],
     class_names: Sequence[str],
     dominant: torch.Tensor | None = None,
+    computed_from: dict[str, float] | None = None,
 ) -> None:
     """Store α_crit results (per-sample arrays + summaries); dominant-feature ones also go to
-    the session summary."""
+    the session summary. ``computed_from``: the stage runs they read
+    (``ControlInputs.computed_from``; default the session's current ones)."""
+    from core.workflow.provenance import stage_runs
+
     check_writable(session, True)
     stored = alpha_crit_records(session)
+    computed_from = stage_runs(session) if computed_from is None else computed_from
     with session.transaction() as tx:
-        write_alpha_crit(tx, stored, results, class_names, dominant)
+        write_alpha_crit(tx, stored, results, class_names, dominant, computed_from)
 
 
 def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -121,9 +157,12 @@ def write_alpha_crit(
     results: Sequence[AlphaCritResult],
     class_names: Sequence[str],
     dominant: torch.Tensor | None = None,
+    computed_from: dict[str, float] | None = None,
 ) -> None:
     """Write α_crit results into an open transaction; ``stored`` (:func:`alpha_crit_records`)
-    is updated and rewritten, so several batches can share it."""
+    is updated and rewritten, so several batches can share it. ``computed_from``: the stage
+    runs the results were computed from (``core.workflow.provenance``)."""
+    provenance = {"computed_from": dict(computed_from)} if computed_from else {}
     index, summary_block = stored
     for r in results:
         setting = setting_key(r.mode, r.modulation)
@@ -131,7 +170,7 @@ def write_alpha_crit(
         arrays = {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS}
         arrays["total_ablation"] = r.total_ablation_mask.numpy()
         tx.write_arrays(f"control/alpha_crit/{setting}/{key}", arrays)
-        index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time()}
+        index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time(), **provenance}
         if dominant is not None and int(dominant[r.target_class]) == r.feature:
             brief = alpha_crit_brief(r, class_names)
             summary_block.setdefault(setting, {})[class_names[r.target_class]] = {

@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from core.jobs import CancelToken, ProgressFn
 from core.store.session import Session, SessionError
@@ -48,6 +47,7 @@ def run_groundtruth(
     max_samples: int | None = None,
     record: bool = True,
     batch_size: int = 64,
+    budget: int | None = None,
 ) -> dict[str, Any]:
     """Score the SAE features against Shapes' ground truth (SPEC §8), on the test split.
 
@@ -62,24 +62,25 @@ def run_groundtruth(
 
     ``max_samples`` scores a seeded random subset of the test split (all images by default).
     With ``record`` the result is committed to the session; returns the JSON-safe result.
+    ``budget``: bytes the latents may take (default ``core.config.memory_budget``); past it the
+    AUROCs run on blocks of latent columns, each re-encoding the split in row chunks (the
+    same numbers bit for bit, one encoding pass per block).
     """
-    from core.discover.sae import encode
     from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
-    from core.validate.groundtruth import (
-        auroc_matrix,
-        best_latent_per_concept,
-        saliency_localisation,
-    )
-    from core.validate.groundtruth import shared_part_tracking as track_part
+    from core.validate.groundtruth import concept_matches, saliency_localisation
     from core.validate.saliency import default_target_layer
-    from core.workflow.pipeline import load_activations
+    from core.workflow.outofcore import LatentColumns, latent_aurocs
+    from core.workflow.pipeline import activations_key
 
     if record and session.read_only:
         raise SessionError(
             f"session {session.name} is open read-only, so ground-truth scores cannot be "
             "stored; open it as the writer or pass record=False (CLI: --no-record)"
         )
+    from core.workflow.provenance import stage_runs
+
     require_shapes(session)
+    computed_from = stage_runs(session)  # the stage runs the assets below come from
     assets = load_assets(session)
     source = assets.test
     require_shapes(session, source)
@@ -96,18 +97,18 @@ def run_groundtruth(
         subset = np.arange(n_total)
     labels, presence = labels_all[subset], presence_all[subset]
 
-    cached = load_activations(session, "test")
-    if not np.array_equal(np.asarray(cached["labels"]), labels_all):
+    cached_labels = session.read_array(activations_key(session, "test", "labels"))
+    if not np.array_equal(np.asarray(cached_labels), labels_all):
         raise SessionError(
             f"session {session.name}'s cached test activations do not match its dataset "
             f"(labels differ); rerun `salve run {session.name} activations --force`"
         )
-    with torch.no_grad():
-        latents = encode(assets.sae, cached["a"][subset]).cpu().numpy().astype(np.float64)
+    # Latents in column blocks under the memory budget (all at once when they fit).
+    latents = LatentColumns(session, assets.sae, activations_key(session, "test", "a"), subset, budget, cancel)
 
     # 1. Best latent per concept.
-    table = auroc_matrix(latents, presence)  # (h, n_concepts)
-    matches = best_latent_per_concept(latents, presence, concepts)
+    table = latent_aurocs(latents, presence)  # (h, n_concepts)
+    matches = concept_matches(table, concepts)
     concept_rows = {
         m.name: {"latent": m.latent, "auroc": m.auroc, "sign": m.sign, "strength": m.strength}
         for m in matches
@@ -164,8 +165,10 @@ def run_groundtruth(
         pair = (names.index(SHARED_PART_CLASSES[0]), names.index(SHARED_PART_CLASSES[1]))
         part = concepts.index(SHARED_PART)
         try:
-            chosen, sign, selected_on = _shared_part_choice(session, assets, part, pair)
-            best = track_part(latents, presence, labels, part, pair, latent=chosen, sign=sign)
+            chosen, sign, selected_on = _shared_part_choice(session, assets, part, pair, cancel, budget)
+            if chosen is None:  # chosen on the test images themselves
+                chosen, sign = _choose_shared_latent(latents, presence, labels, part, pair)
+            best = _track_part(latents, presence, labels, part, pair, chosen, sign)
             shared["best_latent"] = {
                 "latent": best.latent,
                 "sign": best.sign,
@@ -179,7 +182,7 @@ def run_groundtruth(
             for c in pair:
                 if dominant[c] < 0:
                     continue
-                own = track_part(latents, presence, labels, part, pair, latent=dominant[c])
+                own = _track_part(latents, presence, labels, part, pair, dominant[c])
                 shared["dominant_features"][names[c]] = {
                     "latent": own.latent,
                     "auroc_per_class": dict(
@@ -206,6 +209,7 @@ def run_groundtruth(
             "concepts": concept_rows,
             "classes": per_class,
             "shared_part": shared,
+            "computed_from": computed_from,
         }
     )
     if record:
@@ -237,30 +241,58 @@ def run_groundtruth(
     return result
 
 def _shared_part_choice(
-    session: Session, assets: Any, part: int, pair: tuple[int, int]
+    session: Session, assets: Any, part: int, pair: tuple[int, int], cancel: CancelToken | None = None,
+    budget: int | None = None,
 ) -> tuple[int | None, int | None, str]:
     """The latent (and sign) that tracks the shared part best in both classes on the *train*
     split; ``(None, None, "test")`` when the train split cannot score it (then the test images
     choose and score, which flatters the AUROCs slightly)."""
-    from core.discover.sae import encode
-    from core.validate.groundtruth import best_shared_part_latent
-    from core.workflow.pipeline import load_activations
+    from core.workflow.outofcore import LatentColumns
+    from core.workflow.pipeline import activations_key
 
     train = assets.bundle.train
     presence = getattr(train, "concept_present", None)
     if presence is None or not session.stage_done("activations"):
         return None, None, "test"
-    cached = load_activations(session, "train")
-    labels = np.asarray(cached["labels"], dtype=np.int64)
+    labels = np.asarray(session.read_array(activations_key(session, "train", "labels")), dtype=np.int64)
     if not np.array_equal(labels, np.asarray(train.labels)):
         return None, None, "test"
-    with torch.no_grad():
-        latents = encode(assets.sae, cached["a"]).cpu().numpy().astype(np.float64)
+    latents = LatentColumns(session, assets.sae, activations_key(session, "train", "a"), None, budget, cancel)
     try:
-        latent, sign = best_shared_part_latent(latents, np.asarray(presence), labels, part, pair)
+        latent, sign = _choose_shared_latent(latents, np.asarray(presence), labels, part, pair)
     except ValueError:
         return None, None, "test"
     return latent, sign, "train"
+
+
+def _choose_shared_latent(latents: Any, presence: np.ndarray, labels: np.ndarray, part: int,
+                          pair: tuple[int, int]) -> tuple[int, int]:
+    """``best_shared_part_latent`` over :class:`~core.workflow.outofcore.LatentColumns`: the
+    within-class AUROCs of every latent, one block of latent columns at a time."""
+    from core.validate.groundtruth import shared_part_choice
+    from core.workflow.outofcore import latent_aurocs
+
+    present = np.asarray(presence).astype(bool)[:, part]
+    per_class = []
+    for cls in pair:
+        inside = np.flatnonzero(labels == cls)
+        if len(inside):
+            per_class.append(latent_aurocs(latents.subset(inside), present[inside])[:, 0])
+        else:
+            per_class.append(np.full(latents.hidden, np.nan))
+    return shared_part_choice(np.stack(per_class), part, pair)
+
+
+def _track_part(latents: Any, presence: np.ndarray, labels: np.ndarray, part: int,
+                pair: tuple[int, int], latent: int, sign: int | None = None) -> Any:
+    """``shared_part_tracking`` of one latent, reading only that latent's column."""
+    import dataclasses
+
+    from core.validate.groundtruth import shared_part_tracking
+
+    column = latents.columns([int(latent)])
+    tracked = shared_part_tracking(column, presence, labels, part, pair, latent=0, sign=sign)
+    return dataclasses.replace(tracked, latent=int(latent))
 
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:

@@ -66,16 +66,33 @@ class ControlInputs:
     split: str = "test"
     session_name: str = ""
     _base_predictions: torch.Tensor | None = field(default=None, repr=False)
+    #: Set when ``A`` stays on disk (:func:`load_inputs` with ``streamed``): ``A`` is then empty
+    #: (0×d) and sweeps and α_crit read row blocks through this instead.
+    rows: Any = field(default=None, repr=False)
+    #: Which runs of the pipeline stages these inputs were read from (``core.workflow.provenance``).
+    computed_from: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_session(cls, session: Session, split: str = "test") -> ControlInputs:
-        """Read the inputs of ``split`` from a session whose pipeline is complete."""
+    def from_session(cls, session: Session, split: str = "test", streamed: bool = False) -> ControlInputs:
+        """Read the inputs of ``split`` from a session whose pipeline is complete; ``streamed``
+        leaves the activations on disk (``rows``: :class:`core.workflow.outofcore.SplitRows`)."""
         from core.workflow.pipeline import activations_key, load_classifier_head, load_sae_arrays
+        from core.workflow.provenance import stage_runs
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
         require_rankings(session)
-        acts = {name: session.read_array(activations_key(session, split, name)) for name in ("a", "labels")}
+        computed_from = stage_runs(session)
+        labels = session.read_array(activations_key(session, split, "labels"))
+        rows = None
+        if streamed:
+            from core.workflow.outofcore import SplitRows
+
+            rows = SplitRows(session, activations_key(session, split, "a"), labels)
+            a = np.empty((0, rows.dim), dtype=np.float32)
+        else:
+            a = session.read_array(activations_key(session, split, "a"))
+        acts = {"a": a, "labels": labels}
         W, b = load_classifier_head(session)
         decoder = load_sae_arrays(session)["decoder.weight"]
         return cls(
@@ -89,7 +106,14 @@ class ControlInputs:
             class_names=[str(c) for c in session.read_json("class_names")],
             split=split,
             session_name=session.name,
+            rows=rows,
+            computed_from=computed_from,
         )
+
+    @property
+    def streamed(self) -> bool:
+        """Are the activations left on disk (read in row blocks)?"""
+        return self.rows is not None
 
     @property
     def num_classes(self) -> int:
@@ -140,7 +164,7 @@ def require_rankings(session: Session) -> None:
                 f"(it is {now}); run `salve run {session.name}`"
             )
 
-def load_inputs(session: Session, split: str = "test") -> ControlInputs:
+def load_inputs(session: Session, split: str = "test", streamed: bool = False) -> ControlInputs:
     """:meth:`ControlInputs.from_session`, cached while the producing stages are unchanged.
 
     The key holds the file and the ``updated`` stamps of backbone/activations/sae/rankings:
@@ -149,12 +173,12 @@ def load_inputs(session: Session, split: str = "test") -> ControlInputs:
     """
     stages = session.stages()
     stamps = tuple(stages[s].updated if s in stages else None for s in _INPUT_STAGES)
-    key = (str(Path(session.path).resolve()), split, stamps)
+    key = (str(Path(session.path).resolve()), split, stamps, streamed)
     cached = _inputs_cache.get(key)
-    if cached is not None:
+    if cached is not None and (not streamed or cached.rows.session is session):
         _inputs_cache.move_to_end(key)
         return cached
-    inputs = ControlInputs.from_session(session, split)
+    inputs = ControlInputs.from_session(session, split, streamed)
     _inputs_cache[key] = inputs
     while len(_inputs_cache) > _CACHE_SIZE:
         _inputs_cache.popitem(last=False)
@@ -185,6 +209,20 @@ def listing(names: Sequence[str]) -> str:
 
 def inputs_for(session: Session, inputs: ControlInputs | None, split: str) -> ControlInputs:
     return inputs if inputs is not None else load_inputs(session, split)
+
+
+def row_inputs_for(session: Session, inputs: ControlInputs | None, split: str) -> ControlInputs:
+    """:func:`inputs_for` for sweeps and α_crit: the activations stay on disk (streamed in row
+    blocks) when the split takes more than half the memory budget
+    (:func:`core.workflow.outofcore.split_fits`), else they are loaded as usual."""
+    if inputs is not None:
+        return inputs
+    from core.workflow.outofcore import split_fits
+    from core.workflow.pipeline import activations_key
+
+    require_rankings(session)
+    fits = split_fits(session, activations_key(session, split, "a"))
+    return load_inputs(session, split, streamed=not fits)
 
 def check_writable(session: Session, record: bool) -> None:
     if record and session.read_only:

@@ -101,6 +101,7 @@ def run_seed_robustness(
             "final_explained_variance": final_ev,
             "classes": {str(r.target_class): r.features_per_seed for r in results},
             "recorded_at": time.time(),
+            "computed_from": dict(x.computed_from),
         }
         save_robustness(session, results, result.weights, meta)
     return results

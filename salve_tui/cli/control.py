@@ -48,7 +48,8 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
-    from core.workflow.inputs import load_inputs
+    from core.workflow.inputs import row_inputs_for
+    from core.workflow.provenance import stale_report
     from core.workflow.sweeps import curve_alpha50, run_sweep, sweep_id
 
     if args.all_dominant:
@@ -57,7 +58,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise CliError("give --class C (its dominant feature is swept), --feature K or --all-dominant")
     alphas = parse_alpha_grid(args.alphas) if args.alphas else None
     with _open(args) as session:
-        inputs = load_inputs(session)
+        inputs = row_inputs_for(session, None, "test")  # left on disk past the memory budget
         target = _class_arg(inputs, args.class_)
         features = args.feature or None
         result = run_sweep(
@@ -72,12 +73,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 curve=result,
                 record=not args.no_record, inputs=inputs,
             )
-        selectivity = sweep_selectivity(session, result, inputs)
+        # the selectivity report's extra sweeps (train split, controls) need the splits in memory
+        selectivity = None if inputs.streamed else sweep_selectivity(session, result, inputs)
+        stale = stale_report(session, ("sweep",))  # stored sweeps older than a stage rerun
     names = inputs.class_names
     payload = sweep_payload(session.name, result, names, curve_alpha50(result))
     payload["alpha_crit"] = [alpha_crit_brief(r, names) for r in crit]
     payload["selectivity"] = selectivity
     payload["recorded"] = None if args.no_record else sweep_id(result)
+    payload.update(stale)
     emit(args, payload, _sweep_text)
     return 0
 
@@ -168,6 +172,7 @@ def _sweep_text(p: dict[str, Any]) -> str:
         lines.append(_crit_table(p["alpha_crit"]))
     if p["recorded"]:
         lines.append(f"\nrecorded as control/sweeps/{p['recorded']}")
+    lines += p.get("stale_warnings") or []
     return "\n".join(lines)
 
 
@@ -194,17 +199,20 @@ def _crit_table(rows: list[dict[str, Any]]) -> str:
 def cmd_alpha_crit(args: argparse.Namespace) -> int:
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
     from core.workflow.export import alpha_crit_csv_paths, export_alpha_crit_csv
-    from core.workflow.inputs import load_inputs
+    from core.workflow.inputs import row_inputs_for
 
     if args.csv:
         alpha_crit_csv_paths(args.csv)  # a bad or existing target is refused before any work
+    from core.workflow.provenance import stale_report
+
     with _open(args) as session:
-        inputs = load_inputs(session)
+        inputs = row_inputs_for(session, None, "test")  # left on disk past the memory budget
         target = _class_arg(inputs, args.class_)
         results = run_alpha_crit(
             session, target, args.feature, args.mode, args.modulation,
             progress=_progress(args), record=not args.no_record, inputs=inputs,
         )
+        stale = stale_report(session, ("alpha-crit",))  # stored results older than a stage rerun
     names = inputs.class_names
     briefs = [alpha_crit_brief(r, names) for r in results]
     written = None
@@ -217,8 +225,10 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
         "classes": briefs,
         "summaries": [r.summary() for r in results],
         "csv": written,
+        **stale,
     }
     text = _crit_table(briefs) + (f"\nwrote {written[0]} and {written[1]}" if written else "")
+    text += "".join(f"\n{line}" for line in stale["stale_warnings"])
     emit(args, payload, text)
     return 0
 

@@ -55,6 +55,7 @@ def stack_text(payload: dict[str, Any]) -> str:
         export = payload["export"]
         verb = "reused" if export["reused"] else "wrote"
         lines.append(f"{verb} " + ", ".join(export["files"]))
+    lines += payload.get("stale_warnings") or []  # edits recorded on an SAE or backbone since rerun
     return "\n".join(lines)
 
 
@@ -101,6 +102,9 @@ def cmd_edits(args: argparse.Namespace) -> int:
         inputs = load_inputs(session)
         current = stack.edit_stack(session, inputs)
         payload: dict[str, Any] = {"session": session.name, **current.to_dict(), "done": done}
+        from core.workflow.provenance import stale_report
+
+        payload.update(stale_report(session, ("edit",)))
         if args.compare:
             payload["compare"] = stack.compare_edits(current, *args.compare)
         if args.export:

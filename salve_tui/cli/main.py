@@ -284,6 +284,7 @@ def _info_text(o: dict[str, Any]) -> str:
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
     lines += _warning_text(o.get("warnings") or [])
+    lines += o.get("stale_warnings") or []  # results computed before a stage was rerun
     return "\n".join(lines)
 
 
@@ -302,6 +303,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         overview = session.overview()
         # computed now, so sessions built before the gates existed get them too
         overview["warnings"] = [w.to_dict() for w in session_warnings(session)]
+        from core.workflow.provenance import stale_report
+
+        overview.update(stale_report(session))
         emit(args, overview, _info_text)
     return 0
 

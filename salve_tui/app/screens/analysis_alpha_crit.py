@@ -110,6 +110,7 @@ class AlphaCritScreen(SessionScreen):
         *PAGE_BINDINGS,
     ]
     LOADING = "the α_crit results stored in the session"
+    RESULT_KINDS = ("alpha-crit",)  # a warning line when a stage was rerun since
     CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:

@@ -100,6 +100,7 @@ class EditStackScreen(SessionScreen):
         Binding("space", "toggle_active", "On/off", show=False),
         Binding("r", "redo", "Redo", show=False),
     ]
+    RESULT_KINDS = ("edit",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,6 +139,7 @@ class EditStackScreen(SessionScreen):
 
             try:
                 stack = edit_stack(session, load_inputs(session))
+                self.report_stale(session)
             except Exception as exc:  # noqa: BLE001 - an incomplete session: say what to run
                 self.app.call_from_thread(self._load_failed, str(exc.args[0] if exc.args else exc))
                 return

@@ -98,6 +98,7 @@ class GroundTruthScreen(SessionScreen):
     GroundTruthScreen #truth-scroll { height: 1fr; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
+    RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,7 +122,9 @@ class GroundTruthScreen(SessionScreen):
         def load() -> tuple[str, dict[str, Any] | None]:
             from core.workflow.ground_truth import stored_groundtruth
 
-            return session.config.data.kind, stored_groundtruth(session)
+            stored = stored_groundtruth(session)
+            self.report_stale(session)
+            return session.config.data.kind, stored
 
         load_in_thread(self, load, self._loaded, self._failed, "truth-load")
 

@@ -70,6 +70,7 @@ class RobustnessScreen(SessionScreen):
         Binding("e", "cycle_epochs", "Epochs"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
     ]
+    RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:
         super().__init__()
@@ -110,6 +111,7 @@ class RobustnessScreen(SessionScreen):
                 curves = load_robustness(session, "suppress", modulation)
             except KeyError:
                 curves = {}
+            self.report_stale(session)
             return names, int(session.config.sae.epochs), curves
 
         load_in_thread(self, load, self._loaded, self._failed, "robust-load")

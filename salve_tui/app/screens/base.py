@@ -191,13 +191,42 @@ class LoadingNotice(Static):
                     else f"could not load {self.what}: {error}")
 
 
+class StaleNotice(Static):
+    """One warning line over a screen whose stored results were computed from an earlier run of
+    a stage (``core.workflow.provenance``); hidden while they are current."""
+
+    DEFAULT_CSS = """
+    StaleNotice { height: auto; max-height: 3; padding: 0 1; color: $warning; text-style: bold; }
+    StaleNotice.-hidden { display: none; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="stale-notice", markup=False, classes="-hidden")
+
+    def warn(self, text: str) -> None:
+        self.update(text)
+        self.set_class(not text, "-hidden")
+
+
+def stale_warning(session: Session, kinds: tuple[str, ...]) -> str:
+    """``warning: …`` naming the stored results of ``kinds`` that a stage rerun made out of
+    date (and why), or "" when they are current."""
+    if not kinds:
+        return ""
+    from core.workflow.provenance import stale_warnings
+
+    lines = stale_warnings(session, kinds, short=True)
+    return "warning: " + "; ".join(lines) + "; recompute them" if lines else ""
+
+
 class ScreenLoaded(Message):
     """A screen's :meth:`SessionScreen.load` returned (posted from its worker thread)."""
 
-    def __init__(self, data: Any, generation: int) -> None:
+    def __init__(self, data: Any, generation: int, warning: str = "") -> None:
         super().__init__()
         self.data = data
         self.generation = generation
+        self.warning = warning  # see SessionScreen.RESULT_KINDS
 
 
 class ScreenLoadFailed(Message):
@@ -218,6 +247,10 @@ class SessionScreen(SalveScreen):
     ]
     LOADING: ClassVar[str] = ""  # what load() reads ("the feature–class matrix"); "" = no worker
     CONTENT_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # actions that need the loaded content
+    #: Kinds of stored results the screen shows (``core.workflow.provenance.RERUN_HINTS``): each
+    #: load also checks them, and a :class:`StaleNotice` under the header says when a stage was
+    #: rerun since they were computed.
+    RESULT_KINDS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -303,10 +336,11 @@ class SessionScreen(SalveScreen):
 
             try:
                 data = self.load()
+                warning = stale_warning(self.session, self.RESULT_KINDS)
             except Exception as exc:  # shown on the screen; a load never crashes the app
                 self.post_message(ScreenLoadFailed(error_text(exc), generation))
             else:
-                self.post_message(ScreenLoaded(data, generation))
+                self.post_message(ScreenLoaded(data, generation, warning))
 
         self.run_worker(body, thread=True, exclusive=True, group="screen-load", exit_on_error=False,
                         name=f"load {self.LOADING}")
@@ -318,10 +352,35 @@ class SessionScreen(SalveScreen):
         first = not self.loaded
         self.loaded, self.load_error = True, ""
         self.show(message.data)
+        if self.RESULT_KINDS:
+            self._show_stale(message.warning)
         for notice in self.query(LoadingNotice):
             notice.done()
         if first:
             self.refresh_bindings()
+
+    def report_stale(self, session: Session) -> None:
+        """From a screen's own load worker (screens that override :meth:`refresh_from_session`):
+        check :attr:`RESULT_KINDS` and show or clear the warning line."""
+        warning = stale_warning(session, self.RESULT_KINDS)
+        self.app.call_from_thread(self._show_stale, warning)
+
+    def _show_stale(self, warning: str) -> None:
+        if not self.is_attached:
+            return
+        notices = self.query(StaleNotice)
+        if notices:
+            notices.first().warn(warning)
+        elif warning:
+            from textual.widgets import Header
+
+            notice = StaleNotice()
+            headers = self.query(Header)
+            if headers:
+                self.mount(notice, after=headers.first())
+            else:
+                self.mount(notice, before=0)
+            notice.warn(warning)
 
     def on_screen_load_failed(self, message: ScreenLoadFailed) -> None:
         message.stop()
