@@ -437,6 +437,27 @@ def test_saliency_snapshot_says_what_failed(snap_compare, synth60: Path) -> None
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
 
 
+def test_saliency_snapshot_lines_fit_80_columns(snap_compare, tiny_folder: Path) -> None:
+    """Grad-FAM on the real tiny session: the info lines (sample, feature, layer and its place,
+    score, prediction) and the layer list fit 80 columns without "…". The two images are set to
+    one flat colour afterwards so the snapshot pins the text and layout, not model floats."""
+    async def run(pilot) -> None:  # noqa: ANN001
+        screen = await open_view(pilot, "h", SaliencyScreen)
+        await wait_for(pilot, lambda: screen.result is not None, what="a map")
+        default = screen.map_layer
+        await pilot.press("g", "l")  # Grad-FAM at the layer after the default (wrapping round)
+        await wait_for(pilot, lambda: screen.result is not None and screen.result.method == "Grad-FAM"
+                       and screen.result.layer == screen.map_layer != default,
+                       what="Grad-FAM at the next layer")
+        for view in screen.query(ImageView):
+            view.image = np.full((32, 32, 3), 96, np.uint8)
+        info = text_of(screen, "#saliency-info")
+        assert "…" not in info and all(len(line) <= 78 for line in info.splitlines())
+        await pilot.pause(0.2)
+
+    assert snap_compare(tiny_app(tiny_folder), terminal_size=SIZE, run_before=run)
+
+
 def test_alpha_explorer_snapshot(snap_compare, synth60: Path) -> None:
     run = snapshot_view("j", AlphaExplorerScreen, lambda s: s.result is not None)
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
