@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from test_tui_helpers import wait_for
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, DataTable, Input, Static
 
 from core.control.alpha_crit import class_alpha_crit
 from core.store.session import Session, copy_session
@@ -429,6 +429,30 @@ def test_seed_robustness_snapshot(snap_compare, synth60: Path) -> None:
         run_seed_robustness(session, k=2, target_class=[0, 1, 2], epochs=2)
     run = snapshot_view("n", RobustnessScreen, lambda s: bool(s.curves), "down")
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+async def test_seed_robustness_classes_page(synth60: Path) -> None:
+    """With a page of 2 rows the table holds 2 of the 3 classes with curves; ] shows the third
+    and draws its curves, [ comes back."""
+    from core.workflow.robustness import run_seed_robustness
+    from salve_tui.app.screens.analysis_robustness import RobustnessScreen
+
+    with Session.open(synth60 / "synth.h5") as session:
+        run_seed_robustness(session, k=2, target_class=[0, 1, 2], epochs=2)
+    app = synth(synth60)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_view(pilot, "n", RobustnessScreen)
+        await wait_for(pilot, lambda: bool(screen.curves), what="curves")
+        screen.pager.size = 2
+        screen._fill()
+        table = screen.query_one(DataTable)
+        assert [str(k.value) for k in table.rows] == ["0", "1"]
+        assert "classes 1–2/3 [ ]" in text_of(screen, "#robust-info")
+        await pilot.press("right_square_bracket")
+        assert [str(k.value) for k in table.rows] == ["2"] and screen.target == 2
+        assert "classes 3–3/3" in text_of(screen, "#robust-info")
+        await pilot.press("left_square_bracket", "down")
+        assert [str(k.value) for k in table.rows] == ["0", "1"] and screen.target == 1
 
 
 def test_saliency_snapshot_says_what_failed(snap_compare, synth60: Path) -> None:
