@@ -309,6 +309,18 @@ async def test_gallery_lists_and_draws_exported_pngs(tiny_folder: Path) -> None:
         assert "a.png · 30×20 px" in text_of(screen, "#gallery-caption")
 
 
+async def test_gallery_empty_folder_message_wraps_at_80_columns(tmp_path: Path, synth60: Path) -> None:
+    """Opened by absolute path, the session's export folder is long: the "no PNG" line wraps
+    onto a second line instead of losing its end (what to press) to "…"."""
+    app = SalveApp(sessions_folder=(tmp_path / "sessions").resolve(), start_session="synth")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_view(pilot, "p", GalleryScreen)
+        info = screen.query_one("#gallery-info", Static)
+        await wait_for(pilot, lambda: "no PNG" in text_of(screen, "#gallery-info"), what="listing")
+        assert text_of(screen, "#gallery-info").endswith("export figures (x) or heatmaps first")
+        assert len(text_of(screen, "#gallery-info")) > 78 and info.size.height >= 2
+
+
 async def test_seed_robustness_job_draws_mean_and_std(tiny_folder: Path) -> None:
     from core.workflow.robustness import run_seed_robustness
     from salve_tui.app.screens.analysis_robustness import RobustnessScreen, curve_bands
