@@ -3,6 +3,7 @@ session; what they show is checked against the core called independently in the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -364,6 +365,21 @@ GROUND_TRUTH = {
                                     "auroc_per_class": {"square": 0.9, "star": 0.85},
                                     "tracks_both": True, "threshold": 0.75}},
 }
+
+
+def test_ground_truth_columns_never_run_together() -> None:
+    """The widest values (latent 120 with AUROC 1.33e-04 printed as ``0.000133``; a class AUROC
+    of ``0.00144``) keep a space from their neighbours: every row splits into its cells."""
+    from salve_tui.app.screens.analysis_ground_truth import groundtruth_text
+
+    result = json.loads(json.dumps(GROUND_TRUTH))
+    result["concepts"]["arrow"] = {"latent": 120, "auroc": 0.000133, "sign": -1, "strength": 0.999867}
+    result["classes"]["circle"]["dominant_auroc_for_shape"] = 0.00144
+    result["classes"]["circle"]["dominant_feature"] = 1234
+    lines = groundtruth_text(result).plain.splitlines()
+    assert next(line for line in lines if line.startswith("arrow")).split() == ["arrow", "120", "0.000133", "1"]
+    circle = next(line for line in lines if line.startswith("circle") and "%" in line)
+    assert circle.split() == ["circle", "1234", "0.00144", "83.0%", "50.0%", "52.0%", "31.0%"]
 
 
 @pytest.fixture

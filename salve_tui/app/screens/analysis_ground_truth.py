@@ -31,32 +31,33 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def groundtruth_text(result: dict[str, Any]) -> Text:
-    """The stored ground-truth result as the screen's tables (plain rows, aligned columns)."""
+    """The stored ground-truth result as the screen's tables (plain rows, aligned columns, a
+    space before every number so the widest value never runs into its neighbour)."""
     text = Text()
     pointing = result.get("pointing_game", {})
     text.append(f"Pointing game · layer {result.get('layer')} · {result.get('n_scored')} of "
                 f"{result.get('n_images')} test images\n", style="bold")
-    text.append(f"{'map':<10}{'hit':>7}{'chance':>8}{'×chance':>8}{'energy in':>10}{'mask area':>10}\n",
+    text.append(f"{'map':<10}{'hit':>7} {'chance':>7} {'×chance':>7} {'energy in':>9} {'mask area':>9}\n",
                 style="dim")
     for key, title in (("grad_fam", "Grad-FAM"), ("grad_cam", "Grad-CAM")):
         row = pointing.get(key, {})
-        text.append(f"{title:<10}{_pct(row.get('hit_rate')):>7}{_pct(row.get('chance_rate')):>8}"
-                    f"{_num(row.get('ratio_to_chance')):>8}{_pct(row.get('energy_inside')):>10}"
-                    f"{_pct(row.get('mask_area_share')):>10}\n")
+        text.append(f"{title:<10}{_pct(row.get('hit_rate')):>7} {_pct(row.get('chance_rate')):>7}"
+                    f" {_num(row.get('ratio_to_chance')):>7} {_pct(row.get('energy_inside')):>9}"
+                    f" {_pct(row.get('mask_area_share')):>9}\n")
     text.append("\nPer class: dominant feature vs the class's shape\n", style="bold")
-    text.append(f"{'class':<11}{'feat':>5}{'AUROC':>7}{'FAM hit':>8}{'CAM hit':>8}{'FAM en':>8}"
-                f"{'CAM en':>8}\n", style="dim")
+    text.append(f"{'class':<11}{'feat':>5} {'AUROC':>7} {'FAM hit':>7} {'CAM hit':>7} {'FAM en':>7}"
+                f" {'CAM en':>7}\n", style="dim")
     for name, row in result.get("classes", {}).items():
         fam, cam = row.get("grad_fam") or {}, row.get("grad_cam") or {}
         text.append(f"{name[:10]:<11}{row.get('dominant_feature', '—'):>5}"
-                    f"{_num(row.get('dominant_auroc_for_shape')):>7}{_pct(fam.get('hit_rate')):>8}"
-                    f"{_pct(cam.get('hit_rate')):>8}{_pct(fam.get('energy_inside')):>8}"
-                    f"{_pct(cam.get('energy_inside')):>8}\n")
+                    f" {_num(row.get('dominant_auroc_for_shape')):>7} {_pct(fam.get('hit_rate')):>7}"
+                    f" {_pct(cam.get('hit_rate')):>7} {_pct(fam.get('energy_inside')):>7}"
+                    f" {_pct(cam.get('energy_inside')):>7}\n")
     text.append("\nBest latent per concept (AUROC of u_k vs presence)\n", style="bold")
-    text.append(f"{'concept':<14}{'latent':>7}{'AUROC':>8}{'strength':>9}\n", style="dim")
-    for name, row in result.get("concepts", {}).items():
-        text.append(f"{name[:13]:<14}{row.get('latent', '—'):>7}{_num(row.get('auroc')):>8}"
-                    f"{_num(row.get('strength')):>9}\n")
+    text.append(f"{'concept':<14}{'latent':>7} {'AUROC':>8} {'strength':>8}\n", style="dim")
+    for name, row in result.get("concepts", {}).items():  # 3 digits can take 8 cells (2.22e-05)
+        text.append(f"{name[:13]:<14}{row.get('latent', '—'):>7} {_num(row.get('auroc')):>8}"
+                    f" {_num(row.get('strength')):>8}\n")
     shared = result.get("shared_part", {})
     classes = shared.get("classes", [])
     text.append(f"\nShared part '{shared.get('concept')}' in {' and '.join(classes)}\n", style="bold")
