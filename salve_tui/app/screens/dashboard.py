@@ -79,6 +79,9 @@ def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
                          f"{key('alpha_crit', 'k')} α_crit")
 
 
+DETAIL_WIDTH = 33  # the stage table's detail column at 80 columns (wider terminals: wider)
+
+
 class StageTable(DataTable):
     """Stage rows; up/down choose the stage that r / f act on."""
 
@@ -131,7 +134,7 @@ class DashboardScreen(SessionScreen):
         table = self.query_one(StageTable)
         table.add_column("stage", key="stage", width=11)
         table.add_column("state", key="state", width=12)
-        table.add_column("detail", key="detail", width=33)
+        table.add_column("detail", key="detail", width=DETAIL_WIDTH)
         table.add_column("updated", key="updated", width=16)
         for stage in PIPELINE_STAGES:
             table.add_row(STAGE_TITLES[stage], "", "", "", key=stage)
@@ -140,6 +143,27 @@ class DashboardScreen(SessionScreen):
             log.write(line)
         self.salve.log_events.subscribe(self, log.write)
         table.focus()
+
+    def on_resize(self) -> None:
+        self._fit_detail_column()
+
+    def _fit_detail_column(self) -> None:
+        """The detail column is as wide as its longest message, within what the other columns
+        leave (33 cells at 80 columns): a wide terminal shows whole stage messages."""
+        table = self.query_one(StageTable)
+        detail = table.columns.get("detail")  # type: ignore[call-overload]
+        if detail is None or not self.size.width:
+            return
+        pad = 2 * table.cell_padding
+        others = sum(c.width + pad for k, c in table.columns.items() if k != "detail")
+        room = self.size.width - others - pad - 1
+        cells = [table.get_cell(stage, "detail") for stage in PIPELINE_STAGES]
+        longest = max((Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells), default=0)
+        width = max(DETAIL_WIDTH, min(room, longest))
+        if width != detail.width:
+            detail.width = width
+            for stage, cell in zip(PIPELINE_STAGES, cells, strict=True):  # drops the render caches
+                table.update_cell(stage, "detail", cell)
 
     def refresh_from_session(self) -> None:
         session = self.session
@@ -163,6 +187,7 @@ class DashboardScreen(SessionScreen):
             table.update_cell(stage, "updated", format_timestamp(state.updated))
             if not upstream and shown != "done":
                 upstream = stage
+        self._fit_detail_column()
         keys = {view.name: view.key for view in self.salve.views}
         messages = {name: state.message for name, state in stages.items()}
         self.query_one("#next-step", Static).update(

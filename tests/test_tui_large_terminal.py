@@ -1,0 +1,53 @@
+"""A large terminal (200×60) is used, not left blank: found by a new-user tour in tmux.
+
+The dashboard's stage detail column grows with the terminal (a 42-character rankings message
+was cut to 33 cells at every size) and goes back to 33 cells at 80 columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_tui_helpers import make_session, wait_for
+
+from salve_tui.app.app import SalveApp
+from salve_tui.app.screens.dashboard import DETAIL_WIDTH, DashboardScreen
+
+LARGE = (200, 60)
+MESSAGE = "10 distinct dominant features / 10 classes, 3 shared"
+
+
+def screen_lines(app: SalveApp) -> list[str]:
+    """The plain text the terminal shows, line by line."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        rows.setdefault(float(m.group(2)), []).append((float(m.group(1)), html.unescape(m.group(3))))
+    lines = []
+    for _, parts in sorted(rows.items()):
+        line = ""
+        for x, text in sorted(parts):  # each span starts at its cell (12.2 px a cell)
+            line = line.ljust(round(x / 12.2)) + text.replace("\xa0", " ")
+        lines.append(line)
+    return lines
+
+
+async def test_dashboard_detail_column_grows_with_the_terminal(tmp_path: Path) -> None:
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    stages = {stage: ("done", "ok") for stage in ("data", "backbone", "activations", "sae")}
+    make_session(folder, "wide", stages={**stages, "rankings": ("done", MESSAGE)})
+    app = SalveApp(sessions_folder=folder, start_session="wide")
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.pause(0.2)
+        assert any(MESSAGE in line for line in screen_lines(app))
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        detail = app.screen.query_one("#stages").columns.get("detail")
+        assert detail.width == DETAIL_WIDTH
+        assert not any(MESSAGE in line for line in screen_lines(app))
+        assert any(MESSAGE[:DETAIL_WIDTH - 1] + "…" in line for line in screen_lines(app))
