@@ -63,6 +63,15 @@ def display_path(path: str | Path) -> str:
         return str(path)
 
 
+def files_text(paths: list[str | Path]) -> str:
+    """``a.pt, a.safetensors in exports/``: the folder once, not repeated for every file (the
+    status line wraps to a second line at 80 columns rather than cutting the names)."""
+    folders = {Path(p).parent for p in paths}
+    if len(folders) != 1:
+        return ", ".join(display_path(p) for p in paths)
+    return ", ".join(Path(p).name for p in paths) + f" in {display_path(folders.pop())}/"
+
+
 def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
                    width: int = 45) -> Text:
     """Compact confusion matrix after the edit: rows true, columns predicted.
@@ -128,7 +137,7 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-confusion { height: auto; width: 1fr; padding-left: 1; }
     EditPreviewScreen.-show-curve #edit-confusion { display: none; }
     EditPreviewScreen.-show-confusion #edit-curve { display: none; }
-    EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    EditPreviewScreen #edit-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("plus", "alpha(1)", "α+ coarse", key_display="+", group=ALPHA_GROUP),
@@ -566,11 +575,10 @@ class EditPreviewScreen(SessionScreen):
             return
         if isinstance(message, JobFinished):
             result = message.result
-            names = ", ".join(display_path(p) for p in result.files)
             index = result.metadata.get("edit_index")
             number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
             verb = "reused" if getattr(result, "reused", False) else "wrote"
-            self.status = f"recorded edit #{number} in the edit stack; {verb} {names}"
+            self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):
