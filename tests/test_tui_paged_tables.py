@@ -73,6 +73,11 @@ async def test_alpha_crit_samples_page(crit_folder: Path) -> None:
         status = str(crit.query_one("#crit-status", Static).render())
         assert f"{total} samples · rows 1–7/{total} [ ] · all classes" in status
 
+        assert crit.query_one("#crit-summary", DataTable).has_focus  # as the screen opens
+        await pilot.press("right_square_bracket")  # one page of classes: ] pages the samples
+        assert row_keys(samples) == expected_keys(crit, 7, 14)
+        await pilot.press("left_square_bracket")
+        assert row_keys(samples) == expected_keys(crit, 0, 7)
         samples.focus()
         await pilot.press("right_square_bracket")
         assert row_keys(samples) == expected_keys(crit, 7, 14)

@@ -301,9 +301,10 @@ class AlphaCritScreen(SessionScreen):
         self._fill_samples()
 
     def action_page(self, step: int) -> None:
-        """[ ] turn the page of the focused table (the samples unless the summary has focus)."""
+        """[ ] turn the page of the focused table: the samples unless the summary has focus and
+        more than one page (the summary of 10 classes has focus first, yet [ ] page the samples)."""
         summary = self.query_one("#crit-summary", DataTable)
-        if summary.has_focus:
+        if summary.has_focus and self.summary_pager.pages > 1:
             if self.summary_pager.turn(step):
                 self._fill_summary()
         elif self.sample_pager.turn(step):
