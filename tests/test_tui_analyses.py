@@ -4,6 +4,7 @@ session; what they show is checked against the core called independently in the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -300,14 +301,22 @@ async def test_gallery_lists_and_draws_exported_pngs(tiny_folder: Path) -> None:
     exports.mkdir(parents=True)
     pixels = np.zeros((20, 30, 3), np.uint8)
     pixels[:, :15] = (255, 0, 0)
+    long_name = "gradfam_sample-11_feature-12_layer4.png"  # the caption did not fit (cut with …)
     Image.fromarray(pixels).save(exports / "a.png")
+    Image.fromarray(pixels).save(exports / long_name)
+    os.utime(exports / "a.png", (2e9, 2e9))  # newest first: a.png is shown
     app = tiny_app(tiny_folder)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_view(pilot, "p", GalleryScreen)
         await wait_for(pilot, lambda: screen.shown is not None, what="preview")
-        assert screen.files == [exports / "a.png"]
+        assert screen.files == [exports / "a.png", exports / long_name]
         np.testing.assert_array_equal(screen.query_one("#gallery-image", ImageView).image, pixels)
         assert "a.png · 30×20 px" in text_of(screen, "#gallery-caption")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: screen.shown == exports / long_name, what="second preview")
+        await pilot.pause()
+        caption = screen.query_one("#gallery-caption", Static)
+        assert text_of(screen, "#gallery-caption").endswith(" B") and caption.size.height == 2
 
 
 async def test_gallery_empty_folder_message_wraps_at_80_columns(tmp_path: Path, synth60: Path) -> None:
