@@ -188,7 +188,7 @@ async def test_ground_truth_screen_shows_the_stored_scores(tiny_folder: Path) ->
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_view(pilot, "g", GroundTruthScreen)
         await wait_for(pilot, lambda: screen.result is not None, what="ground truth")
-        body = text_of(screen, "#truth-body")
+        body = text_of(screen, "#truth-body") + text_of(screen, "#truth-concepts")
         fam = result["pointing_game"]["grad_fam"]
         assert f"{100 * fam['hit_rate']:.1f}%" in body and f"{100 * fam['chance_rate']:.1f}%" in body
         for name, row in result["concepts"].items():

@@ -51,3 +51,34 @@ async def test_dashboard_detail_column_grows_with_the_terminal(tmp_path: Path) -
         assert detail.width == DETAIL_WIDTH
         assert not any(MESSAGE in line for line in screen_lines(app))
         assert any(MESSAGE[:DETAIL_WIDTH - 1] + "…" in line for line in screen_lines(app))
+
+
+async def test_ground_truth_tables_side_by_side_on_a_wide_terminal(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """At 200 columns the concept tables stand right of the pointing-game tables (the right
+    two thirds of the screen were blank); at 80 columns they are below them again."""
+    from test_tui_analyses import GROUND_TRUTH
+    from test_tui_analysis import make_synthetic_session
+
+    from core.store.session import Session
+    from salve_tui.app.screens.analysis_ground_truth import GroundTruthScreen
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("sessions")
+    folder.mkdir()
+    make_synthetic_session(folder)
+    with Session.open(folder / "synth.h5") as session, session.transaction() as tx:
+        tx.write_json("groundtruth/results", GROUND_TRUTH)
+    app = SalveApp(sessions_folder=folder, start_session="synth")
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, GroundTruthScreen) and app.screen.result is not None,
+                       what="ground truth")
+        await pilot.pause(0.2)
+        body, concepts = (app.screen.query_one(f"#{i}") for i in ("truth-body", "truth-concepts"))
+        assert concepts.region.x >= body.region.right and concepts.region.y == body.region.y
+        line = next(line for line in screen_lines(app) if "Pointing game" in line)
+        assert "Best latent per concept" in line
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert concepts.region.x == body.region.x and concepts.region.y > body.region.y
