@@ -82,3 +82,37 @@ async def test_ground_truth_tables_side_by_side_on_a_wide_terminal(tmp_path: Pat
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert concepts.region.x == body.region.x and concepts.region.y > body.region.y
+
+
+async def test_edit_stack_labels_whole_on_a_wide_terminal(synth_session_folder: Path) -> None:
+    """A three-feature SALVE label is longer than the 30 cells the edit column has at 80
+    columns; at 200 columns the column grows and the whole label is on screen."""
+    import time
+
+    from test_tui_analysis import synth_app
+
+    from core.store.session import Session
+    from core.workflow.edits import build_spec, describe_spec
+    from core.workflow.inputs import clear_input_cache, load_inputs
+    from salve_tui.app.screens.analysis_edits import EDIT_WIDTH, EditStackScreen
+
+    with Session.open(synth_session_folder / "synth.h5") as session:
+        spec = build_spec(load_inputs(session), features=[13, 19, 25], alpha=0.0867542, modulation="clamped")
+        with session.transaction() as tx:
+            tx.write_json("control/edits", [{**spec.to_dict(), "recorded_at": time.time()}])
+    clear_input_cache()
+    label = describe_spec(spec)
+    assert len(label) > EDIT_WIDTH
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditStackScreen) and app.screen.stack is not None,
+                       what="edit stack")
+        await pilot.pause(0.2)
+        row = next(line for line in screen_lines(app) if line.startswith(" 1 ") and "SALVE" in line)
+        assert label in row
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        row = next(line for line in screen_lines(app) if line.startswith(" 1 ") and "SALVE" in line)
+        assert label not in row and label[:EDIT_WIDTH] in row

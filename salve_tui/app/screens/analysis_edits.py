@@ -26,6 +26,7 @@ from salve_tui.app.screens.analysis_shared import (
     cursor_index,
     delta_text,
     fill_page,
+    fit_column,
     fmt_percent,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
@@ -33,6 +34,7 @@ from salve_tui.app.screens.base import SessionScreen, session_view
 if TYPE_CHECKING:
     from core.workflow.edits import AccuracyChange, EditRow, EditStack
 
+EDIT_WIDTH = 30  # the edit label column at 80 columns; it grows on wider terminals
 LOSS_SHOWN = 0.0005  # a class counts as losing from −0.05 points (what the table can show)
 
 
@@ -131,7 +133,7 @@ class EditStackScreen(SessionScreen):
         table = self.query_one(DataTable)
         table.add_column("#", key="number", width=3)
         table.add_column("on", key="active", width=2)
-        table.add_column("edit", key="edit", width=30)
+        table.add_column("edit", key="edit", width=EDIT_WIDTH)
         table.add_column("Δ all", key="overall", width=6)
         table.add_column("worst class", key="worst", width=17)
         table.add_column("files", key="files", width=5)
@@ -191,7 +193,12 @@ class EditStackScreen(SessionScreen):
                           worst_text(row.change, names), str(len(row.exports)), key=str(row.number))
 
         fill_page(table, self.pager, add, cursor)
+        fit_column(table, "edit", EDIT_WIDTH, self.size.width)
         self._show_detail()
+
+    def on_resize(self) -> None:
+        if self.stack is not None:
+            fit_column(self.query_one(DataTable), "edit", EDIT_WIDTH, self.size.width)
 
     def action_page(self, step: int) -> None:
         if self.stack is not None and self.pager.turn(step):

@@ -97,6 +97,27 @@ def fill_page(table: DataTable, pager: Pager, add_row: Callable[[int], None],
         table.move_cursor(row=cursor - pager.start)
 
 
+def fit_column(table: DataTable, key: str, minimum: int, screen_width: int) -> None:
+    """Make column ``key`` as wide as its longest cell, at least ``minimum`` and at most what the
+    other columns leave of ``screen_width``: a wide terminal shows whole labels instead of cutting
+    them at the width that fits 80 columns. The cells are set again so the table redraws them."""
+    from rich.cells import cell_len
+
+    column = table.columns.get(key)  # type: ignore[call-overload]
+    if column is None or screen_width <= 0:
+        return
+    pad = 2 * table.cell_padding
+    others = sum(c.width + pad for k, c in table.columns.items() if k != key)
+    cells = [(row, table.get_cell(row, key)) for row in table.rows]
+    longest = max((cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)) for _, cell in cells),
+                  default=0)
+    width = max(minimum, min(screen_width - others - pad - 1, longest))
+    if width != column.width:
+        column.width = width
+        for row, cell in cells:  # update_cell drops the table's cached renders of the row
+            table.update_cell(row, key, cell)
+
+
 def cursor_index(table: DataTable, pager: Pager) -> int | None:
     """The index in the whole list of the row under ``table``'s cursor (None when empty)."""
     if pager.total == 0 or table.row_count == 0 or table.cursor_row is None:

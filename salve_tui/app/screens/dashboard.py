@@ -20,6 +20,7 @@ from salve_tui.app.jobs import (
     JobProgress,
     JobStarted,
 )
+from salve_tui.app.screens.analysis_shared import fit_column
 from salve_tui.app.screens.base import SessionScreen
 from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.widgets.progress import JobProgressPanel
@@ -150,20 +151,7 @@ class DashboardScreen(SessionScreen):
     def _fit_detail_column(self) -> None:
         """The detail column is as wide as its longest message, within what the other columns
         leave (33 cells at 80 columns): a wide terminal shows whole stage messages."""
-        table = self.query_one(StageTable)
-        detail = table.columns.get("detail")  # type: ignore[call-overload]
-        if detail is None or not self.size.width:
-            return
-        pad = 2 * table.cell_padding
-        others = sum(c.width + pad for k, c in table.columns.items() if k != "detail")
-        room = self.size.width - others - pad - 1
-        cells = [table.get_cell(stage, "detail") for stage in PIPELINE_STAGES]
-        longest = max((Text(c).cell_len if isinstance(c, str) else c.cell_len for c in cells), default=0)
-        width = max(DETAIL_WIDTH, min(room, longest))
-        if width != detail.width:
-            detail.width = width
-            for stage, cell in zip(PIPELINE_STAGES, cells, strict=True):  # drops the render caches
-                table.update_cell(stage, "detail", cell)
+        fit_column(self.query_one(StageTable), "detail", DETAIL_WIDTH, self.size.width)
 
     def refresh_from_session(self) -> None:
         session = self.session
