@@ -116,3 +116,26 @@ async def test_edit_stack_labels_whole_on_a_wide_terminal(synth_session_folder: 
         await pilot.pause(0.2)
         row = next(line for line in screen_lines(app) if line.startswith(" 1 ") and "SALVE" in line)
         assert label not in row and label[:EDIT_WIDTH] in row
+
+
+async def test_help_uses_a_large_terminal(tmp_path: Path) -> None:
+    """At 200×60 the dashboard's help shows every key without scrolling (it was capped at
+    76×44 cells and scrolled with 8 rows free below it); at 80×24 it keeps its 76 columns."""
+    from salve_tui.app.screens.help import HelpScreen
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    make_session(folder, "wide", stages={stage: ("done", "ok") for stage in
+                                         ("data", "backbone", "activations", "sae", "rankings")})
+    app = SalveApp(sessions_folder=folder, start_session="wide")
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        await pilot.pause(0.2)
+        dialog, body = app.screen.query_one("#help-dialog"), app.screen.query_one("#help-body")
+        assert dialog.size.width > 76 and dialog.outer_size.height > 44
+        assert body.virtual_size.height <= body.size.height  # nothing to scroll to
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert dialog.outer_size.width == 76
