@@ -139,3 +139,22 @@ async def test_help_uses_a_large_terminal(tmp_path: Path) -> None:
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert dialog.outer_size.width == 76
+
+
+async def test_new_session_fields_do_not_stretch_across_a_large_terminal(tmp_path: Path) -> None:
+    """At 200 columns the form's inputs and choices were 180 cells wide; they stop at 80."""
+    from textual.widgets import Input, Select
+
+    from salve_tui.app.screens.new_session import NewSessionScreen
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    app = SalveApp(sessions_folder=folder)
+    async with app.run_test(size=LARGE) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, NewSessionScreen), what="form")
+        await pilot.pause(0.2)
+        widths = {w.outer_size.width for w in app.screen.query(Input)} | {
+            w.outer_size.width for w in app.screen.query(Select)}
+        assert widths and max(widths) <= 80
