@@ -3,6 +3,8 @@ session; what they show is checked against the core called independently in the 
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from test_tui_helpers import wait_for
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, DataTable, Input, Static
 
 from core.control.alpha_crit import class_alpha_crit
 from core.store.session import Session, copy_session
@@ -186,7 +188,7 @@ async def test_ground_truth_screen_shows_the_stored_scores(tiny_folder: Path) ->
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_view(pilot, "g", GroundTruthScreen)
         await wait_for(pilot, lambda: screen.result is not None, what="ground truth")
-        body = text_of(screen, "#truth-body")
+        body = text_of(screen, "#truth-body") + text_of(screen, "#truth-concepts")
         fam = result["pointing_game"]["grad_fam"]
         assert f"{100 * fam['hit_rate']:.1f}%" in body and f"{100 * fam['chance_rate']:.1f}%" in body
         for name, row in result["concepts"].items():
@@ -299,14 +301,34 @@ async def test_gallery_lists_and_draws_exported_pngs(tiny_folder: Path) -> None:
     exports.mkdir(parents=True)
     pixels = np.zeros((20, 30, 3), np.uint8)
     pixels[:, :15] = (255, 0, 0)
+    long_name = "gradfam_sample-11_feature-12_layer4.png"  # the caption did not fit (cut with …)
     Image.fromarray(pixels).save(exports / "a.png")
+    Image.fromarray(pixels).save(exports / long_name)
+    os.utime(exports / "a.png", (2e9, 2e9))  # newest first: a.png is shown
     app = tiny_app(tiny_folder)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_view(pilot, "p", GalleryScreen)
         await wait_for(pilot, lambda: screen.shown is not None, what="preview")
-        assert screen.files == [exports / "a.png"]
+        assert screen.files == [exports / "a.png", exports / long_name]
         np.testing.assert_array_equal(screen.query_one("#gallery-image", ImageView).image, pixels)
         assert "a.png · 30×20 px" in text_of(screen, "#gallery-caption")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: screen.shown == exports / long_name, what="second preview")
+        await pilot.pause()
+        caption = screen.query_one("#gallery-caption", Static)
+        assert text_of(screen, "#gallery-caption").endswith(" B") and caption.size.height == 2
+
+
+async def test_gallery_empty_folder_message_wraps_at_80_columns(tmp_path: Path, synth60: Path) -> None:
+    """Opened by absolute path, the session's export folder is long: the "no PNG" line wraps
+    onto a second line instead of losing its end (what to press) to "…"."""
+    app = SalveApp(sessions_folder=(tmp_path / "sessions").resolve(), start_session="synth")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_view(pilot, "p", GalleryScreen)
+        info = screen.query_one("#gallery-info", Static)
+        await wait_for(pilot, lambda: "no PNG" in text_of(screen, "#gallery-info"), what="listing")
+        assert text_of(screen, "#gallery-info").endswith("export figures (x) or heatmaps first")
+        assert len(text_of(screen, "#gallery-info")) > 78 and info.size.height >= 2
 
 
 async def test_seed_robustness_job_draws_mean_and_std(tiny_folder: Path) -> None:
@@ -352,6 +374,21 @@ GROUND_TRUTH = {
                                     "auroc_per_class": {"square": 0.9, "star": 0.85},
                                     "tracks_both": True, "threshold": 0.75}},
 }
+
+
+def test_ground_truth_columns_never_run_together() -> None:
+    """The widest values (latent 120 with AUROC 1.33e-04 printed as ``0.000133``; a class AUROC
+    of ``0.00144``) keep a space from their neighbours: every row splits into its cells."""
+    from salve_tui.app.screens.analysis_ground_truth import groundtruth_text
+
+    result = json.loads(json.dumps(GROUND_TRUTH))
+    result["concepts"]["arrow"] = {"latent": 120, "auroc": 0.000133, "sign": -1, "strength": 0.999867}
+    result["classes"]["circle"]["dominant_auroc_for_shape"] = 0.00144
+    result["classes"]["circle"]["dominant_feature"] = 1234
+    lines = groundtruth_text(result).plain.splitlines()
+    assert next(line for line in lines if line.startswith("arrow")).split() == ["arrow", "120", "0.000133", "1"]
+    circle = next(line for line in lines if line.startswith("circle") and "%" in line)
+    assert circle.split() == ["circle", "1234", "0.00144", "83.0%", "50.0%", "52.0%", "31.0%"]
 
 
 @pytest.fixture
@@ -431,10 +468,55 @@ def test_seed_robustness_snapshot(snap_compare, synth60: Path) -> None:
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
 
 
+async def test_seed_robustness_classes_page(synth60: Path) -> None:
+    """With a page of 2 rows the table holds 2 of the 3 classes with curves; ] shows the third
+    and draws its curves, [ comes back."""
+    from core.workflow.robustness import run_seed_robustness
+    from salve_tui.app.screens.analysis_robustness import RobustnessScreen
+
+    with Session.open(synth60 / "synth.h5") as session:
+        run_seed_robustness(session, k=2, target_class=[0, 1, 2], epochs=2)
+    app = synth(synth60)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_view(pilot, "n", RobustnessScreen)
+        await wait_for(pilot, lambda: bool(screen.curves), what="curves")
+        screen.pager.size = 2
+        screen._fill()
+        table = screen.query_one(DataTable)
+        assert [str(k.value) for k in table.rows] == ["0", "1"]
+        assert "classes 1–2/3 [ ]" in text_of(screen, "#robust-info")
+        await pilot.press("right_square_bracket")
+        assert [str(k.value) for k in table.rows] == ["2"] and screen.target == 2
+        assert "classes 3–3/3" in text_of(screen, "#robust-info")
+        await pilot.press("left_square_bracket", "down")
+        assert [str(k.value) for k in table.rows] == ["0", "1"] and screen.target == 1
+
+
 def test_saliency_snapshot_says_what_failed(snap_compare, synth60: Path) -> None:
     """The synthetic session has no backbone weights: the screen names the problem."""
     run = snapshot_view("h", SaliencyScreen, lambda s: "cannot" in text_of(s, "#saliency-info"))
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
+
+
+def test_saliency_snapshot_lines_fit_80_columns(snap_compare, tiny_folder: Path) -> None:
+    """Grad-FAM on the real tiny session: the info lines (sample, feature, layer and its place,
+    score, prediction) and the layer list fit 80 columns without "…". The two images are set to
+    one flat colour afterwards so the snapshot pins the text and layout, not model floats."""
+    async def run(pilot) -> None:  # noqa: ANN001
+        screen = await open_view(pilot, "h", SaliencyScreen)
+        await wait_for(pilot, lambda: screen.result is not None, what="a map")
+        default = screen.map_layer
+        await pilot.press("g", "l")  # Grad-FAM at the layer after the default (wrapping round)
+        await wait_for(pilot, lambda: screen.result is not None and screen.result.method == "Grad-FAM"
+                       and screen.result.layer == screen.map_layer != default,
+                       what="Grad-FAM at the next layer")
+        for view in screen.query(ImageView):
+            view.image = np.full((32, 32, 3), 96, np.uint8)
+        info = text_of(screen, "#saliency-info")
+        assert "…" not in info and all(len(line) <= 78 for line in info.splitlines())
+        await pilot.pause(0.2)
+
+    assert snap_compare(tiny_app(tiny_folder), terminal_size=SIZE, run_before=run)
 
 
 def test_alpha_explorer_snapshot(snap_compare, synth60: Path) -> None:

@@ -238,7 +238,10 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         written = [Path(p) for p in edit.last_export.files]
         assert [p.suffix for p in written] == [".pt", ".safetensors"]
         assert all(p.exists() and p.stat().st_size > 0 for p in written)
-        assert written[0].name in str(edit.query_one("#edit-status", Static).render())
+        status = str(edit.query_one("#edit-status", Static).render())
+        assert written[0].name in status and written[1].name in status
+        await pilot.pause()  # laid out: the whole line is on screen (it was cut with … at 80 columns)
+        assert edit.query_one("#edit-status").size.height * 78 >= len(status)
         assert list_edits(app.session) == [edit.spec]
 
         # ---- α_crit: compute as a job, rows present, sort, filter, Enter → Grad-FAM

@@ -526,6 +526,21 @@ def test_exports_snapshot(snap_compare, synth_folder: Path) -> None:
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_exports)
 
 
+async def test_help_leaves_out_keys_our_tables_inherit_from_textual(synth_folder: Path) -> None:
+    """The dashboard's stage table and the sessions table are DataTable subclasses of ours: help
+    lists the Enter they declare, not DataTable's paging and scrolling keys."""
+    inherited = {"Page down", "Page up", "Page Left", "Page Right", "Top", "Bottom", "Cursor up"}
+    app = synth_app(synth_folder)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_dashboard(pilot)
+        rows = dict(binding_rows(app.screen, "screen"))
+        assert rows["⏎"] == "Run stage" and rows["r"] == "Run" and not inherited & set(rows.values())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "SessionsScreen", what="sessions")
+        rows = dict(binding_rows(app.screen, "screen"))
+        assert rows["⏎"] == "Open" and rows["n"] == "New" and not inherited & set(rows.values())
+
+
 def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
     async def open_help(pilot) -> None:  # noqa: ANN001
         await open_dashboard(pilot)

@@ -73,6 +73,11 @@ async def test_alpha_crit_samples_page(crit_folder: Path) -> None:
         status = str(crit.query_one("#crit-status", Static).render())
         assert f"{total} samples · rows 1–7/{total} [ ] · all classes" in status
 
+        assert crit.query_one("#crit-summary", DataTable).has_focus  # as the screen opens
+        await pilot.press("right_square_bracket")  # one page of classes: ] pages the samples
+        assert row_keys(samples) == expected_keys(crit, 7, 14)
+        await pilot.press("left_square_bracket")
+        assert row_keys(samples) == expected_keys(crit, 0, 7)
         samples.focus()
         await pilot.press("right_square_bracket")
         assert row_keys(samples) == expected_keys(crit, 7, 14)
@@ -87,3 +92,24 @@ async def test_alpha_crit_samples_page(crit_folder: Path) -> None:
         assert row_keys(samples) == expected_keys(crit, 0, 7)
         await pilot.press("s")  # a new sort starts again at the first page of the new order
         assert crit.sample_pager.page == 0 and row_keys(samples) == expected_keys(crit, 0, 7)
+
+
+def test_alpha_crit_paged_status_is_not_cut_at_80_columns(snap_compare, crit_folder: Path) -> None:
+    """Page 2 of the samples: count, rows, scope, sort and ⏎ Grad-FAM are all on screen at 80
+    columns (the status said "sorted by" and was cut with "…" before ``⏎``; a longer one, with a
+    class name and six-digit counts, wraps onto a second line)."""
+    async def run(pilot) -> None:  # noqa: ANN001
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlphaCritScreen) and pilot.app.screen.loaded,
+                       what="α_crit")
+        crit = pilot.app.screen
+        crit.sample_pager.size = 7
+        crit._fill_samples()
+        crit.query_one("#crit-samples", DataTable).focus()
+        await pilot.press("right_square_bracket")
+        status = str(crit.query_one("#crit-status", Static).render())
+        assert status == f"{len(crit.rows)} samples · rows 8–14/{len(crit.rows)} [ ] · all classes · by α analyt ↑ · ⏎ Grad-FAM"
+        await pilot.pause(0.2)
+
+    assert snap_compare(synth_app(crit_folder), terminal_size=SIZE, run_before=run)

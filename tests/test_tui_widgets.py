@@ -14,7 +14,7 @@ from salve_tui.app.app import SalveApp
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.screens.dashboard import DashboardScreen
 from salve_tui.app.screens.help import HelpScreen, binding_rows
-from salve_tui.app.screens.sae_training import SAETrainingScreen, pick_series
+from salve_tui.app.screens.sae_training import SAETrainingScreen, pick_series, summary_text
 from salve_tui.app.widgets.image import (
     HalfBlockImage,
     ImageView,
@@ -24,6 +24,19 @@ from salve_tui.app.widgets.image import (
 )
 
 RED, BLUE, GREEN, WHITE = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255)
+
+
+def test_sae_summary_keeps_every_value_within_80_columns() -> None:
+    """The widest values .3g writes (``1.35e-05``) and the longest heading still fit 78 cells
+    (80 minus the padding) on each of the two lines, with nothing left out."""
+    small = np.array([[2.0, 1.35e-05]])
+    history = {"loss": small, "recon": small, "sparsity": small, "l0": np.array([[9.0, 1234.5]]),
+               "ev": small, "dead": np.array([[0.0, 16384.0]])}
+    text = summary_text(history, "last checkpoint, 300 epochs")
+    first, second = text.split("\n")
+    assert first == "last checkpoint, 300 epochs: total 1.35e-05  recon 1.35e-05  sparsity 1.35e-05"
+    assert second == "L0 1.23e+03  EV 1.35e-05  dead 1.64e+04"
+    assert max(len(first), len(second)) <= 78
 
 
 def test_halfblock_cell_shows_upper_pixel_as_fg_and_lower_as_bg() -> None:

@@ -97,7 +97,7 @@ class AlphaCritScreen(SessionScreen):
     AlphaCritScreen #crit-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     AlphaCritScreen #crit-summary { height: auto; max-height: 12; }
     AlphaCritScreen #crit-samples { height: 1fr; border-top: solid $panel; }
-    AlphaCritScreen #crit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    AlphaCritScreen #crit-status { height: auto; max-height: 2; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Compute"),
@@ -235,8 +235,8 @@ class AlphaCritScreen(SessionScreen):
                  else f"class {class_name(self.class_names, self.filter_class)}")
         pages = self.sample_pager.label("rows")
         self.query_one("#crit-status", Static).update(
-            f"{len(self.rows)} samples{' · ' + pages if pages else ''} · {scope} · sorted by {title} "
-            f"{'↓' if self.descending else '↑'} · ⏎ Grad-FAM")
+            f"{len(self.rows)} samples{' · ' + pages if pages else ''} · {scope} · by {title} "
+            f"{'↓' if self.descending else '↑'} · ⏎ Grad-FAM")  # wraps to 2 lines when longer
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "crit-summary" and self.filter_class is not None \
@@ -302,9 +302,10 @@ class AlphaCritScreen(SessionScreen):
         self._fill_samples()
 
     def action_page(self, step: int) -> None:
-        """[ ] turn the page of the focused table (the samples unless the summary has focus)."""
+        """[ ] turn the page of the focused table: the samples unless the summary has focus and
+        more than one page (the summary of 10 classes has focus first, yet [ ] page the samples)."""
         summary = self.query_one("#crit-summary", DataTable)
-        if summary.has_focus:
+        if summary.has_focus and self.summary_pager.pages > 1:
             if self.summary_pager.turn(step):
                 self._fill_summary()
         elif self.sample_pager.turn(step):

@@ -26,7 +26,14 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import class_name, delta_text, fmt_percent
+from salve_tui.app.screens.analysis_shared import (
+    BRACE_PAGE_BINDINGS,
+    Pager,
+    class_name,
+    delta_text,
+    fill_page,
+    fmt_percent,
+)
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.selectivity import SelectivityPanel
 
@@ -54,6 +61,15 @@ def display_path(path: str | Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def files_text(paths: list[str | Path]) -> str:
+    """``a.pt, a.safetensors in exports/``: the folder once, not repeated for every file (the
+    status line wraps to a second line at 80 columns rather than cutting the names)."""
+    folders = {Path(p).parent for p in paths}
+    if len(folders) != 1:
+        return ", ".join(display_path(p) for p in paths)
+    return ", ".join(Path(p).name for p in paths) + f" in {display_path(folders.pop())}/"
 
 
 def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
@@ -109,7 +125,8 @@ class EditPreviewScreen(SessionScreen):
         "percentage points; the curve shows the target class (red) and the mean of the others "
         "(cyan) across strengths with the current value marked; v swaps it for the confusion matrix "
         "after the edit (changed cells yellow) when the terminal is too short for both. w records "
-        "the edit in the session and exports the edited model weights."
+        "the edit in the session and exports the edited model weights. Many classes are listed a "
+        "page at a time: { and } turn the page (the status line says which rows)."
     )
     DEFAULT_CSS = """
     EditPreviewScreen #edit-settings { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
@@ -120,7 +137,7 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-confusion { height: auto; width: 1fr; padding-left: 1; }
     EditPreviewScreen.-show-curve #edit-confusion { display: none; }
     EditPreviewScreen.-show-confusion #edit-curve { display: none; }
-    EditPreviewScreen #edit-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    EditPreviewScreen #edit-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("plus", "alpha(1)", "α+ coarse", key_display="+", group=ALPHA_GROUP),
@@ -140,12 +157,13 @@ class EditPreviewScreen(SessionScreen):
         Binding("n", "add_feature", "Add feature", show=False),
         Binding("x", "remove_feature", "Remove feature", show=False),
         Binding("d", "dominant", "Dominant feature", show=False),
+        *BRACE_PAGE_BINDINGS,
     ]
     LOADING = "the control inputs (cached activations, classifier head, SAE decoder)"
     CONTENT_ACTIONS = frozenset({"alpha", "alpha_fine", "alpha_zero", "toggle_mode", "cycle_method",
                                  "type_alpha", "confusion",
                                  "cycle_modulation", "export", "step_feature", "add_feature",
-                                 "remove_feature", "dominant"})
+                                 "remove_feature", "dominant", "page"})
 
     def __init__(self, target_class: int = 0, features: list[int] | None = None) -> None:
         super().__init__()
@@ -165,6 +183,7 @@ class EditPreviewScreen(SessionScreen):
         self._export_job: Any = None
         self.last_export: Any = None  # ExportResult of the last record + export
         self._table_ready = False
+        self.pager = Pager()  # the table holds one page of the classes
         self.panel = "curve"  # what the right column shows when both do not fit
 
     def on_resize(self) -> None:
@@ -232,13 +251,28 @@ class EditPreviewScreen(SessionScreen):
         return k if k >= 0 else 0
 
     def _build_table(self) -> None:
+        """The page of classes holding the target (names dim for classes without test samples)."""
         assert self.inputs is not None
         table = self.query_one(DataTable)
         counts = np.bincount(self.inputs.labels.numpy(), minlength=self.inputs.num_classes)
-        for c, name in enumerate(self.inputs.class_names):
-            table.add_row(Text(name) if counts[c] else Text(name, style="dim"), "", "", "", key=str(c))
+        names = self.inputs.class_names
+        self.pager.set_total(self.inputs.num_classes)
+        self.pager.show_index(self.target_class)
+        self._table_ready = False  # the highlights of the refill are not choices
+        fill_page(table, self.pager, lambda c: table.add_row(
+            Text(names[c]) if counts[c] else Text(names[c], style="dim"), "", "", "", key=str(c)),
+            cursor=self.target_class)
         self._table_ready = True
-        table.move_cursor(row=self.target_class)
+
+    def action_page(self, step: int) -> None:
+        """{ } show the next/previous page of classes; its first class becomes the target."""
+        if self.inputs is None or not self.pager.turn(step):
+            return
+        self.target_class = self.pager.start
+        if self.follow_dominant:
+            self.features = [self._dominant(self.target_class)]
+        self._build_table()
+        self._settings_changed()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if not self._table_ready or event.row_key.value is None:
@@ -309,7 +343,7 @@ class EditPreviewScreen(SessionScreen):
             return
         table = self.query_one(DataTable)
         effect = self.effect
-        for c in range(self.inputs.num_classes if self.inputs else 0):
+        for c in range(self.pager.start, self.pager.stop) if self.inputs else ():
             if effect is None:
                 table.update_cell(str(c), "after", "")
                 table.update_cell(str(c), "delta", "")
@@ -371,8 +405,9 @@ class EditPreviewScreen(SessionScreen):
         counts = np.bincount(labels, minlength=self.inputs.num_classes).astype(float)
         before = np.nan_to_num(self.effect.accuracy_before.numpy()) @ counts / counts.sum()
         after = np.nan_to_num(self.effect.accuracy_after.numpy()) @ counts / counts.sum()
+        pages = self.pager.label("classes", "{ }")
         widget.update(f"overall test accuracy {fmt_percent(before)} → {fmt_percent(after)} · "
-                      "w records it, exports the weights")
+                      + (pages if pages else "w records it, exports the weights"))
 
     def _set_error(self, error: str) -> None:
         if self.is_attached:
@@ -540,11 +575,10 @@ class EditPreviewScreen(SessionScreen):
             return
         if isinstance(message, JobFinished):
             result = message.result
-            names = ", ".join(display_path(p) for p in result.files)
             index = result.metadata.get("edit_index")
             number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
             verb = "reused" if getattr(result, "reused", False) else "wrote"
-            self.status = f"recorded edit #{number} in the edit stack; {verb} {names}"
+            self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):

@@ -20,12 +20,21 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
-from salve_tui.app.screens.analysis_shared import delta_text, fmt_percent
+from salve_tui.app.screens.analysis_shared import (
+    PAGE_BINDINGS,
+    Pager,
+    cursor_index,
+    delta_text,
+    fill_page,
+    fit_column,
+    fmt_percent,
+)
 from salve_tui.app.screens.base import SessionScreen, session_view
 
 if TYPE_CHECKING:
     from core.workflow.edits import AccuracyChange, EditRow, EditStack
 
+EDIT_WIDTH = 30  # the edit label column at 80 columns; it grows on wider terminals
 LOSS_SHOWN = 0.0005  # a class counts as losing from −0.05 points (what the table can show)
 
 
@@ -89,7 +98,8 @@ class EditStackScreen(SessionScreen):
         "switches it in or out of the composition, u undoes the last change to the stack and r "
         "redoes it (kept in the session). v marks an edit; v on a second one opens both side by "
         "side. w exports the composition (.pt + .safetensors); an identical composition exported "
-        "before reuses its files."
+        "before reuses its files. A long stack is shown a page at a time: [ and ] turn the page "
+        "(the line above the table says which rows)."
     )
     BINDINGS: ClassVar[list[Binding]] = [
         # The footer at 80 columns shows the first four; on/off and redo are in help and palette.
@@ -99,12 +109,14 @@ class EditStackScreen(SessionScreen):
         Binding("v", "compare", "Compare"),
         Binding("space", "toggle_active", "On/off", show=False),
         Binding("r", "redo", "Redo", show=False),
+        *PAGE_BINDINGS,
     ]
     RESULT_KINDS = ("edit",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: EditStack | None = None
+        self.pager = Pager()
         self.marked: int | None = None  # the first edit chosen for a comparison
         self.status: Text = Text("loading the edit stack…", style="cyan")
         self.error = ""
@@ -122,7 +134,7 @@ class EditStackScreen(SessionScreen):
         table = self.query_one(DataTable)
         table.add_column("#", key="number", width=3)
         table.add_column("on", key="active", width=2)
-        table.add_column("edit", key="edit", width=30)
+        table.add_column("edit", key="edit", width=EDIT_WIDTH)
         table.add_column("Δ all", key="overall", width=6)
         table.add_column("worst class", key="worst", width=17)
         table.add_column("files", key="files", width=5)
@@ -155,27 +167,46 @@ class EditStackScreen(SessionScreen):
     def _stack_ready(self, stack: EditStack) -> None:
         if not self.is_attached:
             return
-        self.stack, self.error = stack, ""
         table = self.query_one(DataTable)
-        cursor = table.cursor_row or 0
-        table.clear()
-        names = stack.class_names
+        cursor = cursor_index(table, self.pager) or 0
+        self.stack, self.error = stack, ""
+        self.pager.set_total(len(stack.rows))
+        cursor = min(cursor, max(0, len(stack.rows) - 1))
+        self.pager.show_index(cursor)
+        self._fill(cursor)
+        self.query_one("#stack-composition", Static).update(composition_text(stack))
+        if self._job is None:  # after a change its outcome stays shown until the next one
+            self._set_status(self._summary())
+
+    def _fill(self, cursor: int) -> None:
+        """The table holds one page of the stack (a page of rows costs the same at any size)."""
+        assert self.stack is not None
+        table = self.query_one(DataTable)
+        names = self.stack.class_names
         from core.workflow.edits import describe_spec
 
-        for row in stack.rows:
-            worst = worst_text(row.change, names)
+        def add(index: int) -> None:
+            row = self.stack.rows[index]  # type: ignore[union-attr]
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
             if self.marked == row.number:
                 label.stylize("reverse")
-            table.add_row(str(row.number), mark, label, delta_text(row.change.overall_delta), worst,
-                          str(len(row.exports)), key=str(row.number))
-        if stack.rows:
-            table.move_cursor(row=min(cursor, len(stack.rows) - 1))
-        self.query_one("#stack-composition", Static).update(composition_text(stack))
+            table.add_row(str(row.number), mark, label, delta_text(row.change.overall_delta),
+                          worst_text(row.change, names), str(len(row.exports)), key=str(row.number))
+
+        fill_page(table, self.pager, add, cursor)
+        fit_column(table, "edit", EDIT_WIDTH, self.size.width)
         self._show_detail()
-        if self._job is None:  # after a change its outcome stays shown until the next one
-            self._set_status(self._summary())
+
+    def on_resize(self) -> None:
+        if self.stack is not None:
+            fit_column(self.query_one(DataTable), "edit", EDIT_WIDTH, self.size.width)
+
+    def action_page(self, step: int) -> None:
+        if self.stack is not None and self.pager.turn(step):
+            self._fill(self.pager.start)
+            if self._job is None:
+                self._set_status(self._summary())
 
     def _summary(self) -> Text:
         stack = self.stack
@@ -186,6 +217,9 @@ class EditStackScreen(SessionScreen):
                         style="dim")
         else:
             text = Text(f"{len(stack.rows)} edit(s), {len(stack.active_numbers)} active")
+            pages = self.pager.label("rows")
+            if pages:
+                text.append(f" · {pages}", style="dim")
         if stack.undo:
             text.append(f" · u undoes: {stack.undo}", style="dim")
         elif stack.redo:
@@ -199,9 +233,8 @@ class EditStackScreen(SessionScreen):
     def highlighted(self) -> EditRow | None:
         if self.stack is None or not self.stack.rows:
             return None
-        table = self.query_one(DataTable)
-        index = table.cursor_row if table.cursor_row is not None else 0
-        return self.stack.rows[min(max(index, 0), len(self.stack.rows) - 1)]
+        index = cursor_index(self.query_one(DataTable), self.pager)
+        return self.stack.rows[min(index or 0, len(self.stack.rows) - 1)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -323,8 +356,10 @@ class CompareEditsScreen(SessionScreen):
     SCREEN_TITLE = "Compare edits"
     HELP_TEXT = (
         "Per-class test accuracy before any edit, after the first edit alone and after the second "
-        "alone, with each change in percentage points. esc goes back to the edit stack."
+        "alone, with each change in percentage points; many classes are shown a page at a time "
+        "([ and ] turn the page). esc goes back to the edit stack."
     )
+    BINDINGS: ClassVar[list[Binding]] = PAGE_BINDINGS
 
     def __init__(self, stack: EditStack, first: int, second: int) -> None:
         super().__init__()
@@ -332,6 +367,7 @@ class CompareEditsScreen(SessionScreen):
 
         self.comparison = compare_edits(stack, first, second)
         self.first, self.second = first, second
+        self.pager = Pager(total=len(self.comparison["per_class"]))
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -353,14 +389,31 @@ class CompareEditsScreen(SessionScreen):
         table.add_column("Δ pts", key="d1", width=6)
         table.add_column(f"#{self.second}", key="second", width=7)
         table.add_column("Δ pts", key="d2", width=6)
-        for row in c["per_class"]:
+        self._fill(0)
+        table.focus()
+
+    def _fill(self, cursor: int) -> None:
+        table = self.query_one(DataTable)
+        per_class = self.comparison["per_class"]
+
+        def add(index: int) -> None:
+            row = per_class[index]
             before, x, y = row["before"], row["after_first"], row["after_second"]
             table.add_row(row["class"], fmt_percent(before), fmt_percent(x), delta_text(x - before),
                           fmt_percent(y), delta_text(y - before))
+
+        fill_page(table, self.pager, add, cursor)
         overall = Text("overall ", style="bold")
-        for label, data in ((f"#{self.first}", first), (f"#{self.second}", second)):
+        for label, data in ((f"#{self.first}", self.comparison["first"]),
+                            (f"#{self.second}", self.comparison["second"])):
             overall.append(f"{label} {fmt_percent(data['overall_after'])} (")
             overall.append_text(delta_text(data["overall_delta"]))
             overall.append(")  ")
+        pages = self.pager.label("classes")
+        if pages:
+            overall.append(pages, style="dim")
         self.query_one("#stack-composition", Static).update(overall)
-        table.focus()
+
+    def action_page(self, step: int) -> None:
+        if self.pager.turn(step):
+            self._fill(self.pager.start)

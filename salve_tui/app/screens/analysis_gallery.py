@@ -65,11 +65,11 @@ class GalleryScreen(SessionScreen):
         "r re-reads the folder."
     )
     DEFAULT_CSS = """
-    GalleryScreen #gallery-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    GalleryScreen #gallery-info { height: auto; max-height: 3; padding: 0 1; }
     GalleryScreen #gallery-body { height: 1fr; }
     GalleryScreen #gallery-list { width: 32; height: 1fr; }
     GalleryScreen #gallery-right { width: 1fr; padding: 0 1; }
-    GalleryScreen #gallery-caption { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    GalleryScreen #gallery-caption { height: auto; max-height: 2; }
     GalleryScreen #gallery-image { height: 1fr; }
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "rescan", "Re-read")]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Container, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
@@ -30,33 +30,51 @@ def _num(value: Any, digits: int = 3) -> str:
     return fmt_value(float(value) if isinstance(value, int | float) else None, digits)
 
 
+WIDE = 140  # from this many columns the concept tables stand beside the pointing game ones
+
+
 def groundtruth_text(result: dict[str, Any]) -> Text:
-    """The stored ground-truth result as the screen's tables (plain rows, aligned columns)."""
+    """The stored ground-truth result as the screen's tables (plain rows, aligned columns, a
+    space before every number so the widest value never runs into its neighbour)."""
+    text = pointing_text(result)
+    text.append("\n")
+    text.append_text(concepts_text(result))
+    return text
+
+
+def pointing_text(result: dict[str, Any]) -> Text:
+    """Pointing game overall and per class (dominant feature vs the class's shape)."""
     text = Text()
     pointing = result.get("pointing_game", {})
     text.append(f"Pointing game · layer {result.get('layer')} · {result.get('n_scored')} of "
                 f"{result.get('n_images')} test images\n", style="bold")
-    text.append(f"{'map':<10}{'hit':>7}{'chance':>8}{'×chance':>8}{'energy in':>10}{'mask area':>10}\n",
+    text.append(f"{'map':<10}{'hit':>7} {'chance':>7} {'×chance':>7} {'energy in':>9} {'mask area':>9}\n",
                 style="dim")
     for key, title in (("grad_fam", "Grad-FAM"), ("grad_cam", "Grad-CAM")):
         row = pointing.get(key, {})
-        text.append(f"{title:<10}{_pct(row.get('hit_rate')):>7}{_pct(row.get('chance_rate')):>8}"
-                    f"{_num(row.get('ratio_to_chance')):>8}{_pct(row.get('energy_inside')):>10}"
-                    f"{_pct(row.get('mask_area_share')):>10}\n")
+        text.append(f"{title:<10}{_pct(row.get('hit_rate')):>7} {_pct(row.get('chance_rate')):>7}"
+                    f" {_num(row.get('ratio_to_chance')):>7} {_pct(row.get('energy_inside')):>9}"
+                    f" {_pct(row.get('mask_area_share')):>9}\n")
     text.append("\nPer class: dominant feature vs the class's shape\n", style="bold")
-    text.append(f"{'class':<11}{'feat':>5}{'AUROC':>7}{'FAM hit':>8}{'CAM hit':>8}{'FAM en':>8}"
-                f"{'CAM en':>8}\n", style="dim")
+    text.append(f"{'class':<11}{'feat':>5} {'AUROC':>7} {'FAM hit':>7} {'CAM hit':>7} {'FAM en':>7}"
+                f" {'CAM en':>7}\n", style="dim")
     for name, row in result.get("classes", {}).items():
         fam, cam = row.get("grad_fam") or {}, row.get("grad_cam") or {}
         text.append(f"{name[:10]:<11}{row.get('dominant_feature', '—'):>5}"
-                    f"{_num(row.get('dominant_auroc_for_shape')):>7}{_pct(fam.get('hit_rate')):>8}"
-                    f"{_pct(cam.get('hit_rate')):>8}{_pct(fam.get('energy_inside')):>8}"
-                    f"{_pct(cam.get('energy_inside')):>8}\n")
-    text.append("\nBest latent per concept (AUROC of u_k vs presence)\n", style="bold")
-    text.append(f"{'concept':<14}{'latent':>7}{'AUROC':>8}{'strength':>9}\n", style="dim")
-    for name, row in result.get("concepts", {}).items():
-        text.append(f"{name[:13]:<14}{row.get('latent', '—'):>7}{_num(row.get('auroc')):>8}"
-                    f"{_num(row.get('strength')):>9}\n")
+                    f" {_num(row.get('dominant_auroc_for_shape')):>7} {_pct(fam.get('hit_rate')):>7}"
+                    f" {_pct(cam.get('hit_rate')):>7} {_pct(fam.get('energy_inside')):>7}"
+                    f" {_pct(cam.get('energy_inside')):>7}\n")
+    return text
+
+
+def concepts_text(result: dict[str, Any]) -> Text:
+    """The best latent per concept and the shared-part test."""
+    text = Text()
+    text.append("Best latent per concept (AUROC of u_k vs presence)\n", style="bold")
+    text.append(f"{'concept':<14}{'latent':>7} {'AUROC':>8} {'strength':>8}\n", style="dim")
+    for name, row in result.get("concepts", {}).items():  # 3 digits can take 8 cells (2.22e-05)
+        text.append(f"{name[:13]:<14}{row.get('latent', '—'):>7} {_num(row.get('auroc')):>8}"
+                    f" {_num(row.get('strength')):>8}\n")
     shared = result.get("shared_part", {})
     classes = shared.get("classes", [])
     text.append(f"\nShared part '{shared.get('concept')}' in {' and '.join(classes)}\n", style="bold")
@@ -94,8 +112,14 @@ class GroundTruthScreen(SessionScreen):
         "job (c cancels) and stores them; ↑/↓ and PgUp/PgDn scroll."
     )
     DEFAULT_CSS = """
-    GroundTruthScreen #truth-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    GroundTruthScreen #truth-info { height: auto; max-height: 3; padding: 0 1; }
     GroundTruthScreen #truth-scroll { height: 1fr; padding: 0 1; }
+    GroundTruthScreen #truth-columns { height: auto; layout: vertical; }
+    GroundTruthScreen #truth-columns Static { height: auto; width: 100%; }
+    GroundTruthScreen.-wide #truth-columns { layout: horizontal; }
+    GroundTruthScreen #truth-concepts { margin-top: 1; }
+    GroundTruthScreen.-wide #truth-columns Static { width: 1fr; }
+    GroundTruthScreen.-wide #truth-concepts { margin-top: 0; margin-left: 2; }
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
@@ -109,12 +133,17 @@ class GroundTruthScreen(SessionScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("loading the stored ground-truth scores…", id="truth-info", markup=False)
-        with VerticalScroll(id="truth-scroll"):
+        with VerticalScroll(id="truth-scroll"), Container(id="truth-columns"):
             yield Static("", id="truth-body", markup=False)
+            yield Static("", id="truth-concepts", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#truth-scroll").focus()
+
+    def on_resize(self) -> None:
+        """Side by side on a wide terminal, one under the other at 80 columns."""
+        self.set_class(self.size.width >= WIDE, "-wide")
 
     def refresh_from_session(self) -> None:
         session = self.session
@@ -144,7 +173,11 @@ class GroundTruthScreen(SessionScreen):
             info.update("no ground-truth scores yet: press r to compute them (a job; c cancels)")
         else:
             info.update(Text("stored ground-truth scores on the test split · r recomputes", style="dim"))
-        body.update(groundtruth_text(self.result) if self.result and kind == "shapes" else "")
+        shown = bool(self.result) and kind == "shapes"
+        body.update(pointing_text(self.result) if shown else "")  # type: ignore[arg-type]
+        concepts = self.query_one("#truth-concepts", Static)
+        concepts.update(concepts_text(self.result) if shown else "")  # type: ignore[arg-type]
+        concepts.display = shown
 
     def action_compute(self) -> None:
         session = self.session

@@ -19,7 +19,14 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.analysis_shared import (
+    PAGE_BINDINGS,
+    Pager,
+    class_name,
+    error_text,
+    fill_page,
+    load_in_thread,
+)
 from salve_tui.app.screens.base import SessionScreen, session_view
 
 MIN_SEEDS, MAX_SEEDS = 2, 10
@@ -55,10 +62,10 @@ class RobustnessScreen(SessionScreen):
         "fewer for a quick look), o the modulation. Each seed's dominant feature for a class is "
         "found again from its own class means (listed per class). ↑/↓ choose the class; the plot "
         "shows its accuracy (red) and the mean of the others (cyan) against α as mean ± one std "
-        "over seeds."
+        "over seeds. Many classes are listed a page at a time: [ and ] turn the page."
     )
     DEFAULT_CSS = """
-    RobustnessScreen #robust-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    RobustnessScreen #robust-info { height: auto; max-height: 4; padding: 0 1; }
     RobustnessScreen #robust-body { height: 1fr; }
     RobustnessScreen #robust-table { width: 30; height: 1fr; }
     RobustnessScreen #robust-plot { width: 1fr; height: 1fr; }
@@ -69,6 +76,7 @@ class RobustnessScreen(SessionScreen):
         Binding("minus", "seeds(-1)", "K-", key_display="-"),
         Binding("e", "cycle_epochs", "Epochs"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
+        *PAGE_BINDINGS,
     ]
     RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
 
@@ -81,6 +89,7 @@ class RobustnessScreen(SessionScreen):
         self.curves: dict[int, dict[str, Any]] = {}
         self.class_names: list[str] = []
         self.target = 0
+        self.pager = Pager()  # the table holds one page of the classes with curves
         self._job: Any = None
         self.job_error = ""
 
@@ -123,30 +132,51 @@ class RobustnessScreen(SessionScreen):
         self.class_names, session_epochs, self.curves = loaded
         self.epoch_choices = sorted({session_epochs, min(session_epochs, 100), min(session_epochs, 25)},
                                     reverse=True)
+        if self.curves and self.target not in self.curves:
+            self.target = min(self.curves)
+        self.pager.set_total(len(self.curves))
+        if self.curves:
+            self.pager.show_index(sorted(self.curves).index(self.target))
+        self._fill()
+        self._draw_plot()
+
+    def _fill(self) -> None:
         table = self.query_one(DataTable)
-        table.clear()
-        for c in sorted(self.curves):
+        classes = sorted(self.curves)
+
+        def add(index: int) -> None:
+            c = classes[index]
             features = self.curves[c]["features_per_seed"]
             table.add_row(class_name(self.class_names, c),
                           " ".join(str(int(k)) for k in np.asarray(features)), key=str(c))
-        if self.curves and self.target not in self.curves:
-            self.target = min(self.curves)
-        if self.curves:
-            table.move_cursor(row=sorted(self.curves).index(self.target))
+
+        fill_page(table, self.pager, add, classes.index(self.target) if self.target in self.curves else None)
         self._draw_info()
-        self._draw_plot()
+
+    def action_page(self, step: int) -> None:
+        """[ ] turn the page of classes; its first class is shown."""
+        if self.pager.turn(step):
+            self.target = sorted(self.curves)[self.pager.start]
+            self._fill()
+            self._draw_plot()
 
     def _draw_info(self) -> None:
+        """What is shown (seeds, modulation, the page of classes) over what r would run."""
         info = self.query_one("#robust-info", Static)
         epochs = self.epochs or (self.epoch_choices[0] if self.epoch_choices else 0)
-        plan = f"r runs K={self.k} seeds × {epochs} epochs ({self.modulation})"
+        plan = f"r runs K={self.k} seeds × {epochs} epochs ({self.modulation}) · + - K, e epochs"
         if self.job_error:
             info.update(error_text("run the seeds", self.job_error))
         elif not self.curves:
-            info.update(f"no seed-robustness curves for {self.modulation} yet · {plan}")
+            info.update(f"no seed-robustness curves for {self.modulation} yet\n{plan}")
         else:
             n = int(next(iter(self.curves.values()))["n_seeds"])
-            info.update(Text(f"{n} SAE seeds, suppress, {self.modulation} · mean ± std · {plan}"))
+            text = Text(f"{n} SAE seeds, suppress, {self.modulation}: mean ± std over seeds")
+            pages = self.pager.label("classes")
+            if pages:
+                text.append(f" · {pages}", style="dim")
+            text.append(f"\n{plan}", style="dim")
+            info.update(text)
 
     def _draw_plot(self) -> None:
         widget = self.query_one("#robust-plot")
@@ -210,6 +240,6 @@ class RobustnessScreen(SessionScreen):
         if isinstance(message, JobProgress):
             p = message.progress
             self.query_one("#robust-info", Static).update(
-                f"{p.stage}: {p.fraction:.0%} {p.message} (c cancels)")
+                f"{p.stage}: {p.fraction:.0%} (c cancels)" + (f"\n{p.message}" if p.message else ""))
         elif isinstance(message, JobFailed):
             self.job_error = str(message.error)

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from core.workflow.saliency_maps import SaliencyResult
 
 METHODS = ("Grad-CAM", "Grad-FAM")
+STATUS_WIDTH = 78  # 80 columns minus the padding
+
+
+def layers_line(layers: list[str], current: str | None) -> str:
+    """``layers: layer1 layer2 [layer3] layer4 · …`` when the names fit one line (ResNet); a
+    ViT's twelve ``encoder.layers.encoder_layer_N.ln_1`` names do not, so their count instead
+    (the info line names the current one and its position)."""
+    tail = " · left: image, right: map over it"
+    listed = "layers: " + " ".join(f"[{n}]" if n == current else n for n in layers) + tail
+    if len(listed) <= STATUS_WIDTH:
+        return listed
+    return f"{len(layers)} layers, shallow to deep (l steps){tail}"
 
 
 @session_view(footer="Saliency", key="h", title="Saliency maps", requires=("rankings",), order=45,
@@ -41,10 +53,11 @@ class SaliencyScreen(SessionScreen):
         "PgUp/PgDn by ten. w writes the shown map as a PNG overlay to the export folder."
     )
     DEFAULT_CSS = """
-    SaliencyScreen #saliency-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    SaliencyScreen #saliency-info { height: auto; max-height: 4; padding: 0 1; }
+    SaliencyScreen.-failed #saliency-info { max-height: 1fr; }
     SaliencyScreen #saliency-images { height: 1fr; padding: 0 1; }
     SaliencyScreen #saliency-images ImageView { width: 1fr; margin-right: 1; }
-    SaliencyScreen #saliency-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    SaliencyScreen #saliency-status { height: auto; max-height: 2; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("left", "sample(-1)", "Previous sample", show=False),
@@ -96,6 +109,7 @@ class SaliencyScreen(SessionScreen):
         load_in_thread(self, load, self._loaded, self._failed, "saliency-load")
 
     def _failed(self, error: str) -> None:
+        self.add_class("-failed")  # the whole message: a load error can be many lines long
         self.query_one("#saliency-info", Static).update(error_text("draw saliency maps", error))
 
     def _loaded(self, loaded: tuple[list[str], list[str], np.ndarray, np.ndarray]) -> None:
@@ -133,6 +147,7 @@ class SaliencyScreen(SessionScreen):
 
     def _show(self, shown: tuple[Any, np.ndarray]) -> None:
         result, overlay = shown
+        self.remove_class("-failed")
         self.result = result
         self.map_layer = self.map_layer or result.layer
         self.query_one("#saliency-image", ImageView).image = result.image
@@ -140,6 +155,8 @@ class SaliencyScreen(SessionScreen):
         self._draw_info()
 
     def _draw_info(self, computing: bool = False) -> None:
+        """Two lines that fit 80 columns: the sample and what is explained; the layer and the
+        map's score. Below the images, the layers ``l`` steps through (or their count)."""
         names = self.class_names
         info = Text()
         label = class_name(names, int(self.labels[self.sample])) if len(self.labels) else "?"
@@ -149,7 +166,10 @@ class SaliencyScreen(SessionScreen):
             info.append(f" · Grad-CAM of class {target}")
         else:
             info.append(f" · Grad-FAM of feature {self.feature} ({target}'s dominant)")
-        info.append(f" · layer {self.map_layer or 'default'}")
+        info.append(f"\nlayer {self.map_layer or 'default'}")
+        if self.map_layer in self.map_layers:
+            info.append(f" ({self.map_layers.index(self.map_layer) + 1}/{len(self.map_layers)})",
+                        style="dim")
         if computing:
             info.append(" · computing…", style="dim")
         elif self.result is not None:
@@ -157,10 +177,9 @@ class SaliencyScreen(SessionScreen):
             info.append(f" · {what} {self.result.score:+.3g}, "
                         f"predicted {class_name(names, self.result.prediction)}")
         self.query_one("#saliency-info", Static).update(info)
-        layers = " ".join(f"[{n}]" if n == self.map_layer else n for n in self.map_layers)
         self.query_one("#saliency-status", Static).update(
-            Text(self.status or f"layers: {layers} · left: the image, right: the map over it",
-                 style="dim" if not self.status else ""))
+            Text(self.status, style="") if self.status else Text(layers_line(self.map_layers, self.map_layer),
+                                                                   style="dim"))
 
     # ----- actions
 

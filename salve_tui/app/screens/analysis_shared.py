@@ -38,6 +38,11 @@ PAGE_BINDINGS = [
     Binding("left_square_bracket", "page(-1)", "Previous page of rows", key_display="[", show=False),
     Binding("right_square_bracket", "page(1)", "Next page of rows", key_display="]", show=False),
 ]
+#: The same for a screen whose ``[`` ``]`` already mean something else (fine α steps).
+BRACE_PAGE_BINDINGS = [
+    Binding("left_curly_bracket", "page(-1)", "Previous page of rows", key_display="{", show=False),
+    Binding("right_curly_bracket", "page(1)", "Next page of rows", key_display="}", show=False),
+]
 
 
 @dataclass
@@ -74,11 +79,50 @@ class Pager:
         """The page holding row ``index``."""
         self.page = max(0, min(self.pages - 1, int(index) // self.size))
 
-    def label(self, what: str = "rows") -> str:
+    def label(self, what: str = "rows", keys: str = "[ ]") -> str:
         """``rows 201–400/1000 [ ]`` when there is more than one page, else ``""``."""
         if self.pages == 1:
             return ""
-        return f"{what} {self.start + 1}–{self.stop}/{self.total} [ ]"
+        return f"{what} {self.start + 1}–{self.stop}/{self.total} {keys}"
+
+
+def fill_page(table: DataTable, pager: Pager, add_row: Callable[[int], None],
+              cursor: int | None = None) -> None:
+    """Refill ``table`` with the rows of ``pager``'s page (``add_row(i)`` adds row ``i`` of the
+    whole list) and put the cursor on row ``cursor`` of the list when it is on this page."""
+    table.clear()
+    for index in range(pager.start, pager.stop):
+        add_row(index)
+    if cursor is not None and pager.start <= cursor < pager.stop:
+        table.move_cursor(row=cursor - pager.start)
+
+
+def fit_column(table: DataTable, key: str, minimum: int, screen_width: int) -> None:
+    """Make column ``key`` as wide as its longest cell, at least ``minimum`` and at most what the
+    other columns leave of ``screen_width``: a wide terminal shows whole labels instead of cutting
+    them at the width that fits 80 columns. The cells are set again so the table redraws them."""
+    from rich.cells import cell_len
+
+    column = table.columns.get(key)  # type: ignore[call-overload]
+    if column is None or screen_width <= 0:
+        return
+    pad = 2 * table.cell_padding
+    others = sum(c.width + pad for k, c in table.columns.items() if k != key)
+    cells = [(row, table.get_cell(row, key)) for row in table.rows]
+    longest = max((cell.cell_len if isinstance(cell, Text) else cell_len(str(cell)) for _, cell in cells),
+                  default=0)
+    width = max(minimum, min(screen_width - others - pad - 1, longest))
+    if width != column.width:
+        column.width = width
+        for row, cell in cells:  # update_cell drops the table's cached renders of the row
+            table.update_cell(row, key, cell)
+
+
+def cursor_index(table: DataTable, pager: Pager) -> int | None:
+    """The index in the whole list of the row under ``table``'s cursor (None when empty)."""
+    if pager.total == 0 or table.row_count == 0 or table.cursor_row is None:
+        return None
+    return min(pager.start + max(0, table.cursor_row), pager.total - 1)
 
 
 def sample_images(session: Session, indices: list[int] | np.ndarray) -> np.ndarray:
@@ -230,17 +274,14 @@ class ClassTargetScreen(SessionScreen):
 
     def _fill_classes(self) -> None:
         table = self.query_one(f"#{self.TABLE}", DataTable)
-        table.clear()
         pager = self.class_pager
-        for c in range(pager.start, pager.stop):
-            table.add_row(*self.class_cells(c), key=str(c))
+        fill_page(table, pager, lambda c: table.add_row(*self.class_cells(c), key=str(c)),
+                  cursor=self.target_class)
         column = next(iter(table.columns.values()), None)
         if column is not None:
             label = (f"{pager.start}–{pager.stop - 1}/{pager.total}" if pager.pages > 1 else "class")
             column.label = Text(label)
             table.refresh()
-        if pager.start <= self.target_class < pager.stop:
-            table.move_cursor(row=self.target_class - pager.start)
 
     def action_page(self, step: int) -> None:
         if self.inputs is not None and self.class_pager.turn(step):

@@ -20,6 +20,7 @@ from salve_tui.app.jobs import (
     JobProgress,
     JobStarted,
 )
+from salve_tui.app.screens.analysis_shared import fit_column
 from salve_tui.app.screens.base import SessionScreen
 from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.widgets.progress import JobProgressPanel
@@ -79,6 +80,9 @@ def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
                          f"{key('alpha_crit', 'k')} α_crit")
 
 
+DETAIL_WIDTH = 33  # the stage table's detail column at 80 columns (wider terminals: wider)
+
+
 class StageTable(DataTable):
     """Stage rows; up/down choose the stage that r / f act on."""
 
@@ -131,7 +135,7 @@ class DashboardScreen(SessionScreen):
         table = self.query_one(StageTable)
         table.add_column("stage", key="stage", width=11)
         table.add_column("state", key="state", width=12)
-        table.add_column("detail", key="detail", width=33)
+        table.add_column("detail", key="detail", width=DETAIL_WIDTH)
         table.add_column("updated", key="updated", width=16)
         for stage in PIPELINE_STAGES:
             table.add_row(STAGE_TITLES[stage], "", "", "", key=stage)
@@ -140,6 +144,14 @@ class DashboardScreen(SessionScreen):
             log.write(line)
         self.salve.log_events.subscribe(self, log.write)
         table.focus()
+
+    def on_resize(self) -> None:
+        self._fit_detail_column()
+
+    def _fit_detail_column(self) -> None:
+        """The detail column is as wide as its longest message, within what the other columns
+        leave (33 cells at 80 columns): a wide terminal shows whole stage messages."""
+        fit_column(self.query_one(StageTable), "detail", DETAIL_WIDTH, self.size.width)
 
     def refresh_from_session(self) -> None:
         session = self.session
@@ -163,6 +175,7 @@ class DashboardScreen(SessionScreen):
             table.update_cell(stage, "updated", format_timestamp(state.updated))
             if not upstream and shown != "done":
                 upstream = stage
+        self._fit_detail_column()
         keys = {view.name: view.key for view in self.salve.views}
         messages = {name: state.message for name, state in stages.items()}
         self.query_one("#next-step", Static).update(

@@ -21,13 +21,23 @@ def _is_global(active: ActiveBinding, screen: Screen) -> bool:
     return active.node is screen.app or active.binding.action.startswith("app.")
 
 
+def _own_actions(node: object) -> set[str]:
+    """Actions bound by this app's classes in ``node``'s hierarchy: a ``DataTable`` subclass of
+    ours lists its own Enter, not the cursor and paging keys it inherits from Textual."""
+    actions: set[str] = set()
+    for cls in type(node).__mro__:
+        if cls.__module__.startswith(OWN_WIDGET_PREFIX):
+            for binding in cls.__dict__.get("BINDINGS", []):
+                actions.add(binding.action if isinstance(binding, Binding) else binding[1])
+    return actions
+
+
 def _is_listed(active: ActiveBinding, screen: Screen) -> bool:
     """The screen's, the app's and our own widgets' keys; not Textual widgets' internals."""
     node = active.node
     if active.binding.action in TEXTUAL_INTERNAL_ACTIONS:
         return False
-    return (node is screen or node is screen.app
-            or type(node).__module__.startswith(OWN_WIDGET_PREFIX))
+    return node is screen or node is screen.app or active.binding.action in _own_actions(node)
 
 
 def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:

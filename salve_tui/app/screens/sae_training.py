@@ -44,6 +44,21 @@ def pick_series(history: dict[str, np.ndarray], aliases: tuple[str, ...]) -> np.
     return None
 
 
+def summary_text(history: dict[str, np.ndarray], heading: str) -> str:
+    """The last value of every curve on two lines that fit 80 columns: the loss and its parts
+    after ``heading``, then L0, explained variance and dead latents."""
+    lines = []
+    for panels in (PANELS[:1], PANELS[1:]):
+        latest = []
+        for _, _, series in panels:
+            for label, aliases in series:
+                values = pick_series(history, aliases)
+                if values is not None and len(values):
+                    latest.append(f"{label} {float(values[-1]):.3g}")
+        lines.append("  ".join(latest))
+    return f"{heading}: {lines[0]}\n{lines[1]}".rstrip()
+
+
 def metrics_to_history(reports: list[tuple[float, dict]]) -> dict[str, np.ndarray]:
     """Live progress reports ``(epoch, metrics)`` → per-key arrays (NaN where a key is missing)."""
     keys = sorted({k for _, metrics in reports for k in metrics})
@@ -124,15 +139,9 @@ class SAETrainingScreen(SessionScreen):
             else:
                 summary.update("no SAE training yet — run the SAE stage from the dashboard (escape, then a)")
         else:
-            latest = []
-            for _, _, series in PANELS:
-                for label, aliases in series:
-                    values = pick_series(history, aliases)
-                    if values is not None and len(values):
-                        latest.append(f"{label} {float(values[-1]):.3g}")
             epochs = max((len(first_seed(v)) for v in history.values()), default=0)
             source = {"live": "live", "trained": "final", "checkpoint": "last checkpoint"}[self.source]
-            summary.update(f"{source}, {epochs} epochs: " + "  ".join(latest))
+            summary.update(summary_text(history, f"{source}, {epochs} epochs"))
         for plot_id, title, series in PANELS:
             widget = self.query_one(f"#{plot_id}")
             plt = widget.plt  # type: ignore[attr-defined]

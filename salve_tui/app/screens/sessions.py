@@ -19,6 +19,7 @@ from core.store.session import (
 )
 from core.workflow.pipeline import effective_states
 from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
+from salve_tui.app.screens.analysis_shared import PAGE_BINDINGS, Pager, cursor_index, fill_page
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
 
@@ -34,17 +35,20 @@ class SessionsScreen(SalveScreen):
     HELP_TEXT = (
         "Every session file (*.h5) in the sessions folder. A session remembers its settings and "
         "every finished step, so opening it resumes where it stopped. Stages, left to right: "
-        "data, backbone, activations, SAE, rankings."
+        "data, backbone, activations, SAE, rankings. A long list is shown a page at a time: "
+        "[ and ] turn the page (the line above the table says which rows)."
     )
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("n", "new", "New"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
+        *PAGE_BINDINGS,
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[dict[str, Any]] = []
+        self.pager = Pager()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -71,34 +75,45 @@ class SessionsScreen(SalveScreen):
 
     def action_refresh(self) -> None:
         """Re-read the folder; a broken file becomes a row with its error, not a crash."""
-        table = self.query_one(SessionTable)
         previous = self.selected_row()
         self.rows = list_sessions(self.folder)
-        table.clear()
-        for row in self.rows:
-            if row.get("error"):
-                table.add_row(Text(row["name"], style="red"), Text("unreadable", style="red"), "", "",
-                              "", key=row["path"])
-            else:
-                table.add_row(row["name"], row["model"], row["dataset"],
-                              stage_glyphs(effective_states(row["stages"]), PIPELINE_STAGES),
-                              format_timestamp(row["updated"]), key=row["path"])
+        self.pager.set_total(len(self.rows))
+        cursor = 0
+        if previous is not None:
+            cursor = next((i for i, row in enumerate(self.rows) if row["path"] == previous["path"]), 0)
+            self.pager.show_index(cursor)
+        self._fill(cursor)
+
+    def _add_row(self, index: int) -> None:
+        row = self.rows[index]
+        table = self.query_one(SessionTable)
+        if row.get("error"):
+            table.add_row(Text(row["name"], style="red"), Text("unreadable", style="red"), "", "",
+                          "", key=row["path"])
+        else:
+            table.add_row(row["name"], row["model"], row["dataset"],
+                          stage_glyphs(effective_states(row["stages"]), PIPELINE_STAGES),
+                          format_timestamp(row["updated"]), key=row["path"])
+
+    def _fill(self, cursor: int | None = None) -> None:
+        """The table shows one page of the sessions; the line above it says which."""
+        fill_page(self.query_one(SessionTable), self.pager, self._add_row, cursor)
         count = len(self.rows)
-        folder_text = f"{count} session{'s' if count != 1 else ''} in {self.folder}/"
+        pages = self.pager.label("rows")  # before the folder, which may be cut at 80 columns
+        folder_text = (f"{count} session{'s' if count != 1 else ''}{' · ' + pages + ' ·' if pages else ''}"
+                       f" in {self.folder}/")
         if not count:
             folder_text += "  — press n to create one"
         self.query_one("#sessions-folder", Static).update(folder_text)
-        if previous is not None:
-            for index, row in enumerate(self.rows):
-                if row["path"] == previous["path"]:
-                    table.move_cursor(row=index)
         self._show_detail()
 
+    def action_page(self, step: int) -> None:
+        if self.pager.turn(step):
+            self._fill(self.pager.start)
+
     def selected_row(self) -> dict[str, Any] | None:
-        table = self.query_one(SessionTable)
-        if not self.rows or table.cursor_row is None or table.cursor_row >= len(self.rows):
-            return None
-        return self.rows[table.cursor_row]
+        index = cursor_index(self.query_one(SessionTable), self.pager)
+        return None if index is None or index >= len(self.rows) else self.rows[index]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
