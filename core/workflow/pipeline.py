@@ -579,7 +579,7 @@ def run_rankings(session: Session, progress: ProgressFn | None = None, cancel: C
             dominant_features={c: d for c, d in zip(classes, dominant_list, strict=True)},
             distinct_dominants=len(set(dominant_list)) == len(dominant_list),
         )
-        tx.set_stage("rankings", "done", f"{len(set(dominant_list))} distinct dominant features / {len(classes)} classes")
+        tx.set_stage("rankings", "done", f"{len(set(dominant_list))} distinct dominant / {len(classes)} classes")
     ProgressReporter("rankings", 1, progress).report(1, "rankings ready")
 
 
