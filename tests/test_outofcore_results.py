@@ -221,3 +221,49 @@ def test_cli_sweep_and_alpha_crit_stream_past_the_budget(big_test_split: Path, t
     assert streamed["per_class_accuracy"] == memory["per_class_accuracy"] and streamed["alphas"] == memory["alphas"]
     assert streamed["alpha_crit"] == memory["alpha_crit"]
     assert crit_streamed["summaries"] == crit_memory["summaries"]
+
+
+@pytest.mark.parametrize(("method", "modulation"), [("salve", "linear"), ("salve", "clamped"), ("steer", "linear")])
+def test_curve_batches_sized_from_a_tiny_budget_give_the_same_sweep(big_test_split: Path, monkeypatch,
+                                                                     method, modulation) -> None:
+    """The curve's batches follow the budget (three α values a batch at 1 MiB here) and the
+    curve is the default-batch curve bit for bit."""
+    from core.config import MEMORY_BUDGET_ENV
+    from core.control.curves import DEFAULT_CHUNK_ELEMENTS, curve_chunk_elements
+    from core.control.sweep import sweep
+    from core.workflow.inputs import clear_input_cache, load_inputs
+
+    assert curve_chunk_elements(1 << 20) == 16384 < curve_chunk_elements(256 << 20) == 1 << 22
+    assert curve_chunk_elements(1 << 40) == DEFAULT_CHUNK_ELEMENTS
+    clear_input_cache()
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")
+    with Session.open(big_test_split, read_only=True) as session:
+        x = load_inputs(session).cached()
+        default = sweep(method, x, 3, None, None, "suppress", modulation, 40)
+        monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
+        seen = []
+        tiny = sweep(method, x, 3, None, None, "suppress", modulation, 40, progress=seen.append)
+    assert_same_sweep(tiny, default)
+    assert len({p.done for p in seen}) >= 14  # ≥ ⌈40 / 3⌉ batches (16,384 // 5,000 values each)
+
+
+def test_split_rows_read_blocks_and_class_rows_through_one_buffer(big_test_split: Path) -> None:
+    """Row blocks come from one reused buffer (a block is valid until the next) and equal the
+    stored rows; class rows equal ``A[labels == c]``; a class past the budget is warned about."""
+    from core.workflow.outofcore import MemoryBudgetWarning, SplitRows
+
+    with Session.open(big_test_split, read_only=True) as session:
+        A = session.read_array("activations/test/a")
+        labels = session.read_array("activations/test/labels")
+        rows = SplitRows(session, "activations/test/a", labels, budget=4 * DIM * 4 * 700)  # 700-row blocks
+        pointers, starts = set(), []
+        for start, block in rows.blocks(1200):
+            np.testing.assert_array_equal(block.numpy(), A[start : start + 1200])
+            pointers.add(block.data_ptr())
+            starts.append(start)
+        assert starts == [0, 1200, 2400, 3600, 4800] and len(pointers) == 1
+        picked = rows.class_rows([2, 7])
+        for c in (2, 7):
+            np.testing.assert_array_equal(picked[c].numpy(), A[labels == c])
+        with pytest.warns(MemoryBudgetWarning, match=r"class 2: its activations \(0 MiB\) .* budget \(0 MiB\)"):
+            SplitRows(session, "activations/test/a", labels, budget=1024).class_rows([2])

@@ -170,6 +170,21 @@ def dominant_features(M: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- logit batches
 
 
+#: Bytes one element of a curve batch costs at its peak (the n × N interval test's gathered
+#: bounds, masks and float copy; the target's gathered logits, slopes and their sum).
+CURVE_BYTES_PER_ELEMENT = 16
+
+
+def curve_chunk_elements(budget: int | None = None) -> int:
+    """Elements per curve batch: :data:`DEFAULT_CHUNK_ELEMENTS`, fewer when a quarter of the
+    memory budget (``core.config.memory_budget``) holds fewer. Curves count exact integers per
+    parameter value, so the batch size never changes a result."""
+    from core.config import memory_budget
+
+    budget = memory_budget() if budget is None else budget
+    return max(1 << 12, min(DEFAULT_CHUNK_ELEMENTS, budget // (4 * CURVE_BYTES_PER_ELEMENT)))
+
+
 def chunk_size(n_samples: int, n_classes: int, chunk_elements: int) -> int:
     return max(1, chunk_elements // max(1, n_samples * n_classes))
 
@@ -250,13 +265,17 @@ def curve_from_pieces(
     n_params: int,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
+    chunk_elements: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-class accuracy C×n, target prediction shares n×C) without an n × N × C argmax.
 
     On each affine piece every sample is correct on one interval of the parameter
     (:func:`correct_intervals`, O(N·C)); accuracy is a count of intervals containing each
     grid value. Only the target class's samples are evaluated per value for their predictions.
+    ``chunk_elements`` bounds a batch's n × N and n × N_target × C blocks (default
+    :func:`curve_chunk_elements`, from the memory budget).
     """
+    chunk_elements = curve_chunk_elements() if chunk_elements is None else chunk_elements
     onehot = torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float32)
     counts = onehot.sum(0).double().cpu()
     target_mask = None if target_class is None else labels == target_class
@@ -267,7 +286,7 @@ def curve_from_pieces(
     # Values per batch: the n × N interval test and the target's n × N_target × C logits.
     per_value = max(labels.numel(), n_target * num_classes, 1)
     solved: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-    for Z0, slope, params, piece in merge_runs(pieces, max(1, DEFAULT_CHUNK_ELEMENTS // per_value)):
+    for Z0, slope, params, piece in merge_runs(pieces, max(1, chunk_elements // per_value)):
         check_cancel(cancel)
         params = params.to(Z0)
         if solved is None or Z0 is not solved[0] or slope is not solved[1]:
@@ -294,15 +313,17 @@ def affine_curve(
     labels: torch.Tensor,
     num_classes: int,
     target_class: int | None,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`curve_from_pieces` for logits ``Z0 + p·slope`` over the whole grid ``params``."""
+    """:func:`curve_from_pieces` for logits ``Z0 + p·slope`` over the whole grid ``params``
+    (``chunk_elements``: default :func:`curve_chunk_elements`)."""
+    chunk_elements = curve_chunk_elements() if chunk_elements is None else chunk_elements
     step = chunk_size(Z0.shape[0], Z0.shape[1], chunk_elements)
     pieces = single_piece(Z0, slope, params.to(Z0), step)
     return curve_from_pieces(
-        pieces, labels, num_classes, target_class, params.numel(), progress, cancel
+        pieces, labels, num_classes, target_class, params.numel(), progress, cancel, chunk_elements
     )
 
 

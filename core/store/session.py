@@ -843,7 +843,7 @@ class Session:
             if key not in f:
                 raise KeyError(f"session {self.name} has no '{key}' yet; run the stage that produces it")
             _check_sources(f, key, f[key])
-            yield f[key]
+            yield _without_chunk_cache(f, key)
 
     def array_shape(self, key: str) -> tuple[int, ...] | None:
         with self.reader() as f:
@@ -1158,3 +1158,13 @@ def require_intact(session: Session) -> None:
             f"{report.problems[0]}); nothing was exported. Run `salve verify {session.path}`, then "
             "restore the file from a backup or rerun the damaged stages"
         )
+
+
+def _without_chunk_cache(f: h5py.File, key: str) -> h5py.Dataset:
+    """``f[key]`` opened with no chunk cache, for block reads that touch each chunk once: a
+    virtual dataset otherwise keeps one cache (h5py's default, 8 MiB here) per source file a
+    read touches, memory that follows no budget (measured: a 15 MiB block read across the
+    four shards of a 200,000-row split peaked 47 MiB over the block's size, 20 MiB without)."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(0, 0, 0.75)
+    return h5py.Dataset(h5py.h5d.open(f.id, key.encode(), dapl))

@@ -86,6 +86,7 @@ def run_alpha_crit(
                 use_curve = None
             results.append(inputs_alpha_crit(x, c, k, mode, modulation, use_curve, rows))
             reporter.report(len(results), f"class {x.class_names[c]}")
+        rows = None  # free this group's rows before the next group's are read
     if record:
         save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
     return results

@@ -185,35 +185,52 @@ class SplitRows:
         self.passes = 0  # reads of the whole split so far
 
     def blocks(self, rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-        """``(start, A[start:start+rows])`` over the split, in row order."""
+        """``(start, A[start:start+rows])`` over the split, in row order.
+
+        Every block is read into the same buffer (``read_direct``), so a pass holds one block,
+        not the one in use plus the next: a block is valid until the next one is requested.
+        """
         import torch
 
         self.passes += 1
+        buffer = np.empty((min(rows, self.n), self.dim), dtype=np.float32)
         for start in range(0, self.n, rows):
-            with self.session.rows(self.key) as ds:
-                block = np.ascontiguousarray(ds[start : start + rows], dtype=np.float32)
+            block = self._read(start, min(start + rows, self.n), buffer)
             yield start, torch.from_numpy(block)
 
     def class_rows(self, classes: Sequence[int]) -> dict[int, torch.Tensor]:
-        """``{c: A[labels == c]}`` for each class, in one pass over the split."""
+        """``{c: A[labels == c]}`` for each class, in one pass over the split (blocks of a
+        quarter of the budget; a class whose rows alone pass the budget is warned about)."""
         import torch
 
         wanted = {int(c): np.flatnonzero(self.labels == c) for c in classes}
+        for c, idx in wanted.items():
+            warn_if_over_budget(f"class {c}", len(idx) * 4 * self.dim, self.budget)
         out = {c: np.empty((len(idx), self.dim), dtype=np.float32) for c, idx in wanted.items()}
         filled = dict.fromkeys(wanted, 0)
         rows = chunk_rows(4 * self.dim, self.budget)
+        buffer = np.empty((min(rows, self.n), self.dim), dtype=np.float32)
         self.passes += 1
         for start in range(0, self.n, rows):
             stop = min(start + rows, self.n)
             picks = {c: idx[(idx >= start) & (idx < stop)] - start for c, idx in wanted.items()}
             if not any(len(p) for p in picks.values()):
                 continue
-            with self.session.rows(self.key) as ds:
-                block = np.asarray(ds[start:stop], dtype=np.float32)
+            block = self._read(start, stop, buffer)
             for c, p in picks.items():
-                out[c][filled[c] : filled[c] + len(p)] = block[p]
+                np.take(block, p, axis=0, out=out[c][filled[c] : filled[c] + len(p)])
                 filled[c] += len(p)
         return {c: torch.from_numpy(a) for c, a in out.items()}
+
+    def _read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
+        """``A[start:stop]`` read into the first rows of ``buffer`` (no other copy)."""
+        block = buffer[: stop - start]
+        with self.session.rows(self.key) as ds:
+            if ds.dtype == np.float32:
+                ds.read_direct(block, np.s_[start:stop], np.s_[0 : stop - start])
+            else:
+                block[...] = ds[start:stop]
+        return block
 
     def load(self) -> torch.Tensor:
         """The whole split (for methods that cannot run in row chunks)."""
@@ -222,6 +239,26 @@ class SplitRows:
         self.passes += 1
         with self.session.rows(self.key) as ds:
             return torch.from_numpy(np.ascontiguousarray(ds[()], dtype=np.float32))
+
+
+class MemoryBudgetWarning(UserWarning):
+    """Work that has to hold more than the memory budget at once (it still runs)."""
+
+
+def warn_if_over_budget(what: str, nbytes: int, budget: int) -> bool:
+    """Warn (:class:`MemoryBudgetWarning`, with the numbers) when ``what`` must be held whole
+    and takes more than ``budget`` bytes; True when it did."""
+    if nbytes <= budget:
+        return False
+    import warnings
+
+    warnings.warn(
+        f"{what}: its activations ({nbytes / 2**20:,.0f} MiB) are held whole and exceed the memory "
+        f"budget ({budget / 2**20:,.0f} MiB), so peak memory will pass the budget; raise the budget "
+        "(--memory-budget / $SALVE_MEMORY_BUDGET) if the machine has the memory",
+        MemoryBudgetWarning, stacklevel=3,
+    )
+    return True
 
 
 def split_fits(session: Session, key: str, budget: int | None = None) -> bool:

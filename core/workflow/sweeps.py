@@ -122,6 +122,9 @@ def streamed_sweeps(
     source = x.rows
     rows = sweep_chunk_rows(x.num_classes, n_alphas, source.dim)
     if m.name not in ROW_CHUNKED_METHODS or source.n <= rows:
+        from core.workflow.outofcore import warn_if_over_budget
+
+        warn_if_over_budget(f"a {m.label} sweep of the whole split", 4 * source.n * source.dim, source.budget)
         whole = CachedInputs(source.load(), x.labels, x.W, x.b, x.D, x.M)
         return [sweep(m, whole, c, list(f) if f else None, alphas, mode, modulation, n_alphas, progress,
                       cancel, chunk_rows=rows, **options) for c, f in targets]
@@ -135,6 +138,7 @@ def streamed_sweeps(
         if s.needs_grid:
             mask = x.labels == s.target_class
             s.fix_grid(CachedInputs(class_rows[s.target_class], x.labels[mask], x.W, x.b, x.D, x.M), cancel)
+    del class_rows  # the grid is fixed: free the rows read here before the pass over the blocks
     reporter = ProgressReporter("sweep", source.n, progress)
     for start, block in source.blocks(rows):
         check_cancel(cancel)

@@ -40,6 +40,7 @@ from core.control.curves import (
     auto_range_from_flips,
     check_data,
     chunk_size,
+    curve_chunk_elements,
     curve_from_logit_chunks,
     curve_from_pieces,
     linear_flip_points,
@@ -259,7 +260,7 @@ def auto_alpha_max(
     mask = labels == target_class
     if not bool(mask.any()):
         raise ValueError(f"class {target_class} has no samples: cannot choose an α range for it")
-    A_t, y_t = A[mask], labels[mask]
+    A_t, y_t = (A, labels) if bool(mask.all()) else (A[mask], labels[mask])  # only the class: no copy
     Z0 = logits(A_t, W, b)
     slope = -(A_t @ (W * strength).T)
     fallback = 2.0 / float(strength.max())  # the strongest coordinate's weight is zeroed twice over
@@ -296,7 +297,7 @@ def salve_sweep(
     modulation: str = "linear",
     n_alphas: int = DEFAULT_N_ALPHAS,
     M: torch.Tensor | None = None,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
 ) -> SweepResult:
@@ -304,7 +305,10 @@ def salve_sweep(
 
     ``target_class`` defaults to the class with the largest ``|μ_ck|`` of the first feature
     when ``M`` is given. ``alphas`` defaults to the automatic range with ``n_alphas`` points.
+    ``chunk_elements`` bounds the edited-logit blocks (default from the memory budget,
+    :func:`core.control.curves.curve_chunk_elements`; the curve does not depend on it).
     """
+    chunk_elements = curve_chunk_elements() if chunk_elements is None else chunk_elements
     features = (features,) if isinstance(features, int) else tuple(int(k) for k in features)
     check_weight(W, D)
     check_features(D, features)
@@ -325,7 +329,7 @@ def salve_sweep(
     pieces = salve_pieces(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
     if pieces is not None:
         per_class, target_pred = curve_from_pieces(
-            pieces, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
+            pieces, labels, W.shape[0], target_class, alphas.numel(), progress, cancel, chunk_elements
         )
     else:
         chunks = salve_logit_chunks(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
