@@ -181,7 +181,9 @@ class FrameClock:
     frame is written to the terminal; headless it is still called, then not written)."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
-        self.frames: list[tuple[float, object]] = []
+        # (time, id of the screen): holding the screens themselves kept every screen the bench
+        # opened alive, and the growing heap made the collector's full passes ever longer
+        self.frames: list[tuple[float, int]] = []
         self.probe = None  # optional callable: its value is recorded with each frame (in `probed`)
         self.probed: list[tuple[float, object]] = []
         original = app._display
@@ -189,7 +191,7 @@ class FrameClock:
         def display(screen, renderable) -> None:  # noqa: ANN001
             if renderable is not None:
                 now = time.perf_counter()
-                self.frames.append((now, screen))
+                self.frames.append((now, id(screen)))
                 if self.probe is not None:
                     self.probed.append((now, self.probe()))
             original(screen, renderable)
@@ -197,7 +199,7 @@ class FrameClock:
         app._display = display
 
     def first_after(self, started: float, screen: object) -> float | None:
-        return next((t - started for t, s in self.frames if t >= started and s is screen), None)
+        return next((t - started for t, s in self.frames if t >= started and s == id(screen)), None)
 
 
 def _obvious_design(app) -> None:  # noqa: ANN001
@@ -269,11 +271,11 @@ async def screen_latencies(folder: Path, name: str, job, opens: int, obvious: bo
                     await asyncio.sleep(0.0005)
                 screen = app.screen
                 content_at = time.perf_counter()  # the content is in (polled every 0.5 ms)
-                while not any(t >= content_at and s is screen for t, s in clock.frames):
+                while not any(t >= content_at and s == id(screen) for t, s in clock.frames):
                     await asyncio.sleep(0.0005)  # the frame that shows the content
                 if label is not None:
                     first = clock.first_after(started, screen)
-                    content = next(t for t, s in clock.frames if t >= content_at and s is screen) - started
+                    content = next(t for t, s in clock.frames if t >= content_at and s == id(screen)) - started
                     results[label][0].append(first)
                     results[label][1].append(content)
                 return screen
@@ -483,11 +485,11 @@ async def matrix_latencies(folder: Path, name: str, screen_class: type | None, o
                 await _until(lambda: type(app.screen).__name__ == "MatrixScreen" and app.screen.loaded,
                              "matrix content")
                 screen = app.screen
-                await _until(lambda screen=screen: any(t >= screen._bench_shown_at and s is screen
+                await _until(lambda screen=screen: any(t >= screen._bench_shown_at and s == id(screen)
                                                        for t, s in clock.frames), "content frame")
                 results["first paint"].append(clock.first_after(started, screen))
                 results["content"].append(next(t for t, s in clock.frames
-                                                if t >= screen._bench_shown_at and s is screen) - started)
+                                                if t >= screen._bench_shown_at and s == id(screen)) - started)
                 heatmap = screen.query_one("#matrix")
                 await pilot.pause(0.05)
                 clock.probe = lambda: heatmap.cursor  # noqa: B023 (the frame shows this cursor)
