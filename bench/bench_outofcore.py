@@ -98,6 +98,26 @@ def run_variant(args: argparse.Namespace) -> dict:
     }
 
 
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run one variant in a fresh process (its own peak RSS); return the JSON line it prints."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=full_env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def remove_sessions(folder: Path, remove_folder: bool) -> None:
+    """Delete the bench's sessions (files and array folders), and the temp folder it made."""
+    import shutil
+
+    for p in sorted(folder.glob("outofcore*"), reverse=True):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if remove_folder:
+        folder.rmdir()
+
+
 def run_control_variant(args: argparse.Namespace) -> dict:
     """Sweep + α_crit on the test split in this process: in memory (a budget the split fits)
     or streamed from disk (``--budget``); the parent sets ``$SALVE_MEMORY_BUDGET``."""
@@ -154,20 +174,10 @@ def control_main(args: argparse.Namespace) -> None:
         for variant, budget in (("in-memory", "90%"), ("streamed", args.budget)):
             cmd = [sys.executable, __file__, "--variant", f"control-{variant}", "--session", str(path),
                    f"--n-alphas={args.n_alphas}"]
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "SALVE_MEMORY_BUDGET": budget}
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_child(cmd, {"SALVE_MEMORY_BUDGET": budget}))
     finally:
         if not args.keep:
-            import shutil
-
-            for p in sorted(folder.glob("outofcore*"), reverse=True):
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-            if args.folder is None:
-                folder.rmdir()
+            remove_sessions(folder, args.folder is None)
     memory, streamed = results
     same = (memory["target_accuracy_last"] == streamed["target_accuracy_last"]
             and memory["alpha_crit_medians"] == streamed["alpha_crit_medians"])
@@ -236,20 +246,10 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--variant", variant, "--session", str(path),
                    *[f"--{k.replace('_', '-')}={getattr(args, k)}"
                      for k in ("rows", "dim", "hidden", "batch_size", "epochs", "budget")]]
-            env = {**os.environ, "PYTHONPATH": str(ROOT)}
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            results.append(run_child(cmd))
     finally:
         if not args.keep:
-            for p in sorted(folder.glob("outofcore*"), reverse=True):
-                if p.is_dir():
-                    import shutil
-
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
-            if args.folder is None:
-                folder.rmdir()
+            remove_sessions(folder, args.folder is None)
     report = {"rows": args.rows, "dim": args.dim, "session_gb": size_gb, "build_s": build_s, "variants": results}
     if args.json:
         print(json.dumps(report, indent=2))

@@ -213,8 +213,8 @@ def latent_column(session: Session, feature: int, split: str = "test", budget: i
 
     weights = load_sae_arrays(session) if weights is None else weights
     config = session.config.sae
-    h = int(np.asarray(weights["encoder.weight"]).shape[0])
-    rows = chunk_rows(8 * (h + int(np.asarray(weights["encoder.weight"]).shape[1])), budget)
+    h, d = np.asarray(weights["encoder.weight"]).shape
+    rows = chunk_rows(8 * (int(h) + int(d)), budget)
     parts = [encode(block, weights, config.kind, config.k)[:, feature]
              for _, (block,) in iter_row_chunks(session, [activations_key(session, split, "a")], rows)]
     return np.concatenate(parts) if parts else np.zeros(0)
@@ -236,8 +236,12 @@ def load_card_inputs(session: Session, budget: int | None = None) -> FeatureCard
     shape = session.array_shape(activations_key(session, "test", "a")) or (0, 0)
     h = int(np.asarray(weights["encoder.weight"]).shape[0])
     fits = 8 * int(shape[0]) * h <= budget // 4
+    config = session.config.sae
+    latents = None
+    if fits:  # the weights are loaded already: encode here rather than through split_latents
+        latents = encode(session.read_array(activations_key(session, "test", "a")), weights, config.kind, config.k)
     return FeatureCardInputs(
-        latents=split_latents(session) if fits else None,
+        latents=latents,
         column=None if fits else (lambda k: latent_column(session, k, budget=budget, weights=weights)),
         labels=np.asarray(session.read_array(activations_key(session, "test", "labels")), dtype=np.int64),
         W=np.asarray(W, dtype=np.float64),
