@@ -225,6 +225,38 @@ async def test_closed_screens_are_freed_without_waiting_for_a_job(synth_folder: 
         assert len(alive) <= 2, f"{len(alive)} of 8 closed exports screens still alive"
 
 
+async def test_closed_screens_leave_no_header_plot_or_footer_keys_behind(synth_folder: Path) -> None:
+    """Textual's Header (app title watchers), PlotextPlot (theme signal) and Footer (each
+    recompose's keys bound to the footer) kept every closed screen's widgets alive: full
+    collections grew with them and stalled screen opens."""
+    app = synth_app(synth_folder)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_dashboard(pilot)
+        opens = 6
+        for _ in range(opens):
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen) and app.screen.loaded,
+                           timeout=60)
+            await wait_for(pilot, lambda: bool(app.screen.query("PlotextPlot")), what="the curve plot")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="back")
+        await pilot.pause(0.3)
+        gc.collect()
+        from textual.widget import Widget
+        from textual.widgets import Header
+        from textual_plotext import PlotextPlot
+
+        detached = [o for o in gc.get_objects() if isinstance(o, Widget) and not o.is_attached]
+        headers = sum(isinstance(w, Header) for w in detached)
+        plots = sum(isinstance(w, PlotextPlot) for w in detached)
+        keys = sum(isinstance(w, FooterKey) for w in detached)
+        live_keys = len(app.screen.query(FooterKey))
+        # the last screen or two may still be held by their finished load worker
+        assert headers <= 2, f"{headers} headers of {opens} closed screens still alive"
+        assert plots <= 2, f"{plots} plots of {opens} closed screens still alive"
+        assert keys <= 2 * live_keys + 2 * 20, f"{keys} footer keys detached ({live_keys} shown)"
+
+
 async def test_session_items_preload_in_the_background_and_reload_after_a_stage_change(
         synth_folder: Path) -> None:
     app = synth_app(synth_folder)

@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
@@ -30,6 +30,7 @@ from salve_tui.app.screens.analysis_shared import (
     gradfam_with_overlay,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.image import ImageView
 
 if TYPE_CHECKING:
@@ -127,12 +128,12 @@ class AlphaCritScreen(SessionScreen):
         self._job: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="crit-info", markup=False)
         yield DataTable(id="crit-summary", cursor_type="row", zebra_stripes=False)
         yield DataTable(id="crit-samples", cursor_type="row", zebra_stripes=True)
         yield Static(id="crit-status", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         summary = self.query_one("#crit-summary", DataTable)
@@ -358,13 +359,13 @@ class SampleSaliencyScreen(SessionScreen):
         self._started = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="sample-info", markup=False)
         with Horizontal(id="sample-images"):
             yield ImageView(id="sample-image")
             yield ImageView(id="sample-overlay")
             yield ImageView(id="sample-heat")
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def refresh_from_session(self) -> None:
         self._draw_info()

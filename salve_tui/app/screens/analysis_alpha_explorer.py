@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_shared import (
@@ -27,6 +27,7 @@ from salve_tui.app.screens.analysis_shared import (
     load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
@@ -103,16 +104,16 @@ class AlphaExplorerScreen(ClassTargetScreen):
         self._job: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("", id="explore-info", markup=False)
         with Horizontal(id="explore-body"):
             yield DataTable(id="explore-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="explore-right"):
                 yield Static("", id="explore-summary", markup=False)
-                from textual_plotext import PlotextPlot
+                from salve_tui.app.widgets.plot import CurvePlot
 
-                yield PlotextPlot(id="explore-plot")
-        yield Footer(compact=True)
+                yield CurvePlot(id="explore-plot")
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

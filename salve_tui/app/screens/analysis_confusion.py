@@ -16,10 +16,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 if TYPE_CHECKING:
     from core.control.spec import EditSpec
@@ -122,11 +123,11 @@ class ConfusionScreen(SessionScreen):
         self.use_recorded = spec is None  # the dashboard's view starts from the last recorded edit
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("loading the cached activations and the edit…", id="confusion-info", markup=False)
         with VerticalScroll(id="confusion-scroll"):
             yield Static("", id="confusion-body", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#confusion-scroll").focus()

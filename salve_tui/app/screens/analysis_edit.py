@@ -22,7 +22,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
@@ -35,6 +35,7 @@ from salve_tui.app.screens.analysis_shared import (
     fmt_percent,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.selectivity import SelectivityPanel
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class EditPreviewScreen(SessionScreen):
         self.call_after_refresh(self._draw_confusion)  # its width is known once it is laid out
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="edit-settings", markup=False)
         with Horizontal(id="edit-body"):
             yield DataTable(id="edit-table", cursor_type="row", zebra_stripes=False)
@@ -209,7 +210,7 @@ class EditPreviewScreen(SessionScreen):
                 yield Static(id="edit-confusion", markup=False)
                 yield SelectivityPanel(id="edit-selectivity")
         yield Static(id="edit-status", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -232,9 +233,9 @@ class EditPreviewScreen(SessionScreen):
         """The first call also builds the table; a changed session restarts the curve."""
         changed = self.inputs is not inputs
         if not self.query("#edit-curve"):
-            from textual_plotext import PlotextPlot
+            from salve_tui.app.widgets.plot import CurvePlot
 
-            self.query_one("#edit-right").mount(PlotextPlot(id="edit-curve"), before=0)
+            self.query_one("#edit-right").mount(CurvePlot(id="edit-curve"), before=0)
         self.inputs = inputs
         self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
         if self.follow_dominant or not self.features:

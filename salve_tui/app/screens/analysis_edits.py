@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
@@ -30,6 +30,7 @@ from salve_tui.app.screens.analysis_shared import (
     fmt_percent,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 if TYPE_CHECKING:
     from core.workflow.edits import AccuracyChange, EditRow, EditStack
@@ -123,12 +124,12 @@ class EditStackScreen(SessionScreen):
         self._job: Any = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(self.status, id="stack-status", markup=False)
         yield DataTable(id="stack-table", cursor_type="row", zebra_stripes=False)
         yield Static(id="stack-composition", markup=False)
         yield Static(id="stack-detail", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -370,11 +371,11 @@ class CompareEditsScreen(SessionScreen):
         self.pager = Pager(total=len(self.comparison["per_class"]))
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="stack-status", markup=False)
         yield DataTable(id="stack-table", cursor_type="row", zebra_stripes=False)
         yield Static(id="stack-composition", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         c = self.comparison

@@ -18,12 +18,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 TABLES = "tables"
 LISTED_FILES = 50
@@ -216,14 +217,14 @@ class ExportsScreen(SessionScreen):
         self.status = Text("Enter runs the highlighted export", style="dim")
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="exports-folder", markup=False)
         yield OptionList(*(Option(f"{kind.title} — {kind.detail}", id=kind.key) for kind in EXPORTS),
                          id="exports-list")
         yield Static(id="exports-status", markup=False)
         with VerticalScroll(id="exports-scroll"):  # Tab focuses it, arrows scroll
             yield Static(id="exports-files", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         option_list = self.query_one(OptionList)

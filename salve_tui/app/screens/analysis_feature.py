@@ -28,7 +28,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Footer, Header, Static
+from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
@@ -39,6 +39,7 @@ from salve_tui.app.screens.analysis_shared import (
     sample_images,
 )
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.histogram import ClassHistogram, class_colour
 from salve_tui.app.widgets.image import ImageView
 
@@ -223,10 +224,10 @@ class FeatureDetailScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         # Only what the first frame needs: the ~100 widgets of the rows and panels come after it.
-        yield Header()
+        yield ScreenHeader()
         yield Static(f"feature {self.feature}", id="feature-info", markup=False)  # the notice says what loads
         yield Vertical(id="feature-body")
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def _body(self) -> list[Widget]:
         """The rows of thumbnails and the bottom panels (mounted by :meth:`_build_body`)."""

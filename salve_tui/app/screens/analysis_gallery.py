@@ -15,11 +15,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from salve_tui.app.screens.analysis_shared import error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.image import ImageView
 
 MAX_PREVIEW_PIXELS = 480  # longest side kept for drawing; the terminal shows far fewer
@@ -80,14 +81,14 @@ class GalleryScreen(SessionScreen):
         self.shown: Path | None = None
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("listing the export folder…", id="gallery-info", markup=False)
         with Horizontal(id="gallery-body"):
             yield OptionList(id="gallery-list")
             with Vertical(id="gallery-right"):
                 yield Static("", id="gallery-caption", markup=False)
                 yield ImageView(id="gallery-image")
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()

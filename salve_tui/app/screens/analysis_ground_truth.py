@@ -15,11 +15,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import error_text, fmt_percent, fmt_value, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 
 def _pct(value: Any) -> str:
@@ -131,12 +132,12 @@ class GroundTruthScreen(SessionScreen):
         self.job_error = ""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("loading the stored ground-truth scores…", id="truth-info", markup=False)
         with VerticalScroll(id="truth-scroll"), Container(id="truth-columns"):
             yield Static("", id="truth-body", markup=False)
             yield Static("", id="truth-concepts", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#truth-scroll").focus()

@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, RichLog, Static
+from textual.widgets import RichLog, Static
 
 from salve_tui.app.format import format_duration
 from salve_tui.app.jobs import JobMessage
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 STATUS_STYLES = {"finished": "green", "failed": "bold red", "cancelled": "yellow"}
 DETAIL_LINES = 12  # last lines of a failure's traceback shown under it
@@ -65,14 +66,18 @@ class JobLogScreen(SessionScreen):
         self.entries: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("reading the job log…", id="joblog-summary", markup=False)
         yield RichLog(id="joblog", wrap=False, markup=False, max_lines=5000)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.salve.log_events.subscribe(self, self._live_line)
         self.query_one(RichLog).focus()
+
+    def on_unmount(self) -> None:
+        super().on_unmount()
+        self.salve.log_events.unsubscribe(self)
 
     def refresh_from_session(self) -> None:
         from core.store.joblog import read_job_log

@@ -16,10 +16,11 @@ import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from salve_tui.app.screens.analysis_shared import class_name
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.heatmap import Heatmap, scale_legend
 
 NORMALISATIONS = ("class", "feature", "global")
@@ -161,11 +162,11 @@ class MatrixScreen(SessionScreen):
         self._positioned = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="matrix-info", markup=False)
         yield Heatmap(id="matrix")
         yield Static(id="matrix-status", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(Heatmap).focus()

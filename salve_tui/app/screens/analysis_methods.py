@@ -18,7 +18,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from salve_tui.app.screens.analysis_shared import (
     ClassTargetScreen,
@@ -28,6 +28,7 @@ from salve_tui.app.screens.analysis_shared import (
     load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
@@ -91,16 +92,16 @@ class MethodsScreen(ClassTargetScreen):
         self.curves: dict[str, SweepResult] = {}
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("", id="methods-info", markup=False)
         with Horizontal(id="methods-body"):
             yield DataTable(id="methods-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="methods-right"):
-                from textual_plotext import PlotextPlot
+                from salve_tui.app.widgets.plot import CurvePlot
 
-                yield PlotextPlot(id="methods-plot")
+                yield CurvePlot(id="methods-plot")
                 yield Static("", id="methods-table", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

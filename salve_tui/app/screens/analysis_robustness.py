@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
@@ -28,6 +28,7 @@ from salve_tui.app.screens.analysis_shared import (
     load_in_thread,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 MIN_SEEDS, MAX_SEEDS = 2, 10
 MODULATIONS = ("linear", "clamped")
@@ -94,14 +95,14 @@ class RobustnessScreen(SessionScreen):
         self.job_error = ""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("loading the stored seed-robustness curves…", id="robust-info", markup=False)
         with Horizontal(id="robust-body"):
             yield DataTable(id="robust-table", cursor_type="row", zebra_stripes=False)
-            from textual_plotext import PlotextPlot
+            from salve_tui.app.widgets.plot import CurvePlot
 
-            yield PlotextPlot(id="robust-plot")
-        yield Footer(compact=True)
+            yield CurvePlot(id="robust-plot")
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

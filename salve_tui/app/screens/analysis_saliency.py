@@ -15,10 +15,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.image import ImageView
 
 if TYPE_CHECKING:
@@ -86,13 +87,13 @@ class SaliencyScreen(SessionScreen):
         self.status = ""
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static("loading the model, the SAE and the test images…", id="saliency-info", markup=False)
         with Horizontal(id="saliency-images"):
             yield ImageView(id="saliency-image")
             yield ImageView(id="saliency-overlay")
         yield Static("", id="saliency-status", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def refresh_from_session(self) -> None:
         session = self.session

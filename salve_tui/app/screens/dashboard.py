@@ -7,7 +7,7 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 
 from core.store.session import PIPELINE_STAGES, StageState
 from core.workflow.pipeline import effective_states, stale_if_rerun
@@ -23,6 +23,7 @@ from salve_tui.app.jobs import (
 from salve_tui.app.screens.analysis_shared import fit_column
 from salve_tui.app.screens.base import SessionScreen
 from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.progress import JobProgressPanel
 
 STAGE_TITLES = {
@@ -122,14 +123,14 @@ class DashboardScreen(SessionScreen):
                                 show=view.in_footer and view.order <= FOOTER_LAST_ORDER)
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="session-config", markup=False)
         yield Static(id="quality", markup=False)
         yield StageTable(id="stages", cursor_type="row", zebra_stripes=False)
         yield Static(id="next-step", markup=False)
         yield JobProgressPanel(id="progress")
         yield RichLog(id="log", wrap=False, markup=False, max_lines=500)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(StageTable)

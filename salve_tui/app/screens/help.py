@@ -10,7 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
+
+from salve_tui.app.widgets.chrome import ScreenFooter
 
 OWN_WIDGET_PREFIX = "salve_tui."  # keys of our own widgets (heatmap, tables) are the screen's
 # Textual's built-in bindings that are not this app's keys (the palette key is listed by hand).
@@ -89,7 +91,7 @@ class HelpScreen(ModalScreen[None]):
                          style="italic"),
                     id="help-tips",
                 )
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def _keys_table(self, scope: str, title: str) -> Table:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)

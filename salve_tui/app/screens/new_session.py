@@ -15,7 +15,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from core.config import (
     HEAD_INPUT_DIMS,
@@ -29,6 +29,7 @@ from core.config import (
 from core.store.session import SessionError, resolve_session_path
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 ARCHS = ("resnet18", "resnet50", "vit_b_16", "vit_tiny")
 WEIGHT_CHOICES = ("none", "pretrained", "file")
@@ -218,7 +219,7 @@ class NewSessionScreen(SalveScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         with VerticalScroll(id="form"):
             yield Static(id="error-general", classes="field-error", markup=False)
             for field in FIELDS:
@@ -233,7 +234,7 @@ class NewSessionScreen(SalveScreen):
                         yield Input(field.default, placeholder=field.placeholder, id=f"field-{field.id}",
                                     compact=True)
                 yield Static(id=f"error-{field.id}", classes="field-error", markup=False)
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "new session"

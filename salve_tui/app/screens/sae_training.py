@@ -13,10 +13,11 @@ import numpy as np
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Static
 
 from salve_tui.app.jobs import JobMessage, JobProgress
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.progress import JobProgressPanel
 
 # Plot panels: (widget id, title, [(series label, history key aliases)]).
@@ -87,11 +88,11 @@ class SAETrainingScreen(SessionScreen):
         self.log_scale = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="sae-summary", markup=False)
         yield JobProgressPanel(id="progress")
         yield Grid(id="sae-plots")  # plots are mounted by show(): plotext is imported in load()
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def load(self) -> tuple[dict[str, np.ndarray], str]:
         import textual_plotext  # noqa: F401  (imported here, off the UI thread)
@@ -110,9 +111,9 @@ class SAETrainingScreen(SessionScreen):
 
     def show(self, data: tuple[dict[str, np.ndarray], str]) -> None:
         if not self.query("PlotextPlot"):
-            from textual_plotext import PlotextPlot
+            from salve_tui.app.widgets.plot import CurvePlot
 
-            self.query_one("#sae-plots", Grid).mount_all(PlotextPlot(id=plot_id) for plot_id, _, _ in PANELS)
+            self.query_one("#sae-plots", Grid).mount_all(CurvePlot(id=plot_id) for plot_id, _, _ in PANELS)
         self._show(*data)
 
     def on_job_update(self, message: JobMessage) -> None:

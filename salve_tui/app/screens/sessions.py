@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Static
 
 from core.store.session import (
     PIPELINE_STAGES,
@@ -22,6 +22,7 @@ from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, s
 from salve_tui.app.screens.analysis_shared import PAGE_BINDINGS, Pager, cursor_index, fill_page
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 
 class SessionTable(DataTable):
@@ -51,12 +52,12 @@ class SessionsScreen(SalveScreen):
         self.pager = Pager()
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield ScreenHeader()
         yield Static(id="sessions-folder", markup=False)
         yield SessionTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="session-detail", markup=False)
         yield Static(Text(f"stages D B A S R: {STAGE_LEGEND}", style="bright_black"), id="legend")
-        yield Footer(compact=True)
+        yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "sessions"
