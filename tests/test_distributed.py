@@ -39,13 +39,13 @@ def _run(args: list[str], env_extra: dict[str, str] | None = None, timeout: int 
     return done
 
 
-def _torchrun(path: Path, stage: str) -> subprocess.CompletedProcess:
+def _torchrun(path: Path, stage: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                 "-m", "salve_tui.cli.main", "run", str(path), stage])
+                 "-m", "salve_tui.cli.main", "run", str(path), stage], env)
 
 
-def _single(path: Path, stage: str) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "salve_tui.cli.main", "run", str(path), stage, "--force"])
+def _single(path: Path, stage: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "salve_tui.cli.main", "run", str(path), stage, "--force"], env)
 
 
 def test_torchrun_activations_equal_a_single_process_run(tmp_path: Path, built_session_path: Path) -> None:
@@ -78,6 +78,24 @@ def test_torchrun_sae_matches_single_process_training(tmp_path: Path, built_sess
     assert engine_one in ("native", "torch")
     for name, value in ref.items():
         # Same global batches; sums of per-rank partial gradients round differently.
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_torchrun_sae_over_the_budget_streams_on_every_rank(tmp_path: Path) -> None:
+    """Over the memory budget each rank streams the same windows and trains its share of each
+    batch: the weights equal one streamed process on the torch engine."""
+    from test_outofcore import synthetic
+
+    one, two = synthetic(tmp_path / "one.h5", n_train=4000, epochs=2), tmp_path / "two.h5"
+    copy_session(one, two)
+    env = {"SALVE_MEMORY_BUDGET": "1M", "SALVE_NATIVE": "0"}
+    _single(one, "sae", env)
+    _torchrun(two, "sae", env)
+    with Session.open(one, read_only=True) as a, Session.open(two, read_only=True) as b:
+        assert a.summary()["sae"]["streamed"] is True, "one process"
+        assert b.summary()["sae"]["streamed"] is True, "torchrun"
+        ref, got = a.read_arrays("sae/weights"), b.read_arrays("sae/weights")
+    for name, value in ref.items():
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 

@@ -106,22 +106,33 @@ def test_sae_stage_streams_over_budget_with_the_in_memory_loss(tmp_path: Path, m
     assert memory["loss"][-1] < 0.5 * memory["loss"][0]
 
 
-def test_data_parallel_sae_over_budget_says_it_holds_the_activations(tmp_path: Path, monkeypatch) -> None:
-    """Data-parallel training does not stream: over the budget it says so, with the numbers."""
+def test_data_parallel_sae_over_budget_streams_like_one_process(tmp_path: Path, monkeypatch) -> None:
+    """Over the budget a data-parallel rank streams too (it used to load every activation on
+    each rank); with one rank it is the single-process streamed training."""
     from core.discover.sae_train import DataParallel
 
     class WorldOfOne(DataParallel):  # one rank: the all-reduce of one share is that share
         def all_reduce(self, tensor: torch.Tensor) -> None:
             return None
 
-    path = synthetic(tmp_path / "ddp.h5", n_train=4000)
+    one = synthetic(tmp_path / "one.h5", n_train=4000)
+    ddp = synthetic(tmp_path / "ddp.h5", n_train=4000)
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
+    monkeypatch.setenv("SALVE_NATIVE", "0")  # the reference on the torch engine, as data-parallel runs
     messages: list[str] = []
-    with Session.open(path) as session:
+    with Session.open(one) as session:
+        run_sae(session)
+        assert session.summary()["sae"]["streamed"] is True
+        ref = session.read_arrays("sae/weights")
+    with Session.open(ddp) as session:
         run_sae(session, progress=lambda p: messages.append(p.message), data_parallel=WorldOfOne(0, 1))
-        assert session.summary()["sae"]["streamed"] is False
-    warning = next(m for m in messages if m.startswith("warning: data-parallel"))
-    assert "4,000 × 32 activations" in warning and "over the memory budget of 0.00 GiB" in warning
+        assert session.summary()["sae"]["streamed"] is True
+        assert session.summary()["sae"]["engine"] == "torch"
+        got = session.read_arrays("sae/weights")
+    assert any("streaming 4,000 × 32 activations" in m for m in messages)
+    assert not any(m.startswith("warning") for m in messages)
+    for name, value in ref.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 def test_cli_memory_budget_flag_streams_the_sae_stage(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -599,3 +599,32 @@ def test_discard_form_snapshot(snap_compare, tmp_path: Path, monkeypatch: pytest
 
     app = SalveApp(sessions_folder=Path("sessions"), clock=lambda: FIXED_TIME)
     assert snap_compare(app, terminal_size=SIZE, run_before=fill_and_leave)
+
+
+async def test_edit_preview_footer_names_each_methods_strength(synth_folder: Path) -> None:
+    """The footer said "+- α" for steering (β) and ROME (a target logit value) too."""
+    from textual.widgets._footer import FooterLabel
+
+    app = synth_app(synth_folder)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_dashboard(pilot)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen) and app.screen.loaded,
+                       timeout=60)
+        screen = app.screen
+
+        def labels() -> list[str]:
+            return [str(label.render()).strip() for label in screen.query_one(Footer).query(FooterLabel)]
+
+        seen = {}
+        for _ in range(3):
+            await wait_for(pilot, lambda: bool(labels()), what="the footer")
+            await pilot.pause(0.1)
+            seen[screen.method] = labels()
+            before = screen.alpha
+            await pilot.press("plus")
+            await wait_for(pilot, lambda b=before: screen.alpha > b, what=f"+ in {screen.method}")
+            method = screen.method
+            await pilot.press("m")
+            await wait_for(pilot, lambda m=method: screen.method != m, what="next method")
+        assert seen == {"salve": ["α"], "rome": ["target"], "steer": ["β"]}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -29,6 +30,7 @@ from core.store.session import (
     resolve_session_path,
     sessions_dir,
 )
+from salve_tui.app.collector import CHECK_EVERY_S, QuietCollector
 from salve_tui.app.format import format_duration, format_metric
 from salve_tui.app.jobs import (
     Job,
@@ -104,6 +106,7 @@ class SalveApp(App[None]):
         self._last_stage = ""
         self._job_lines: list[list[str]] | None = None  # the running job's log, persisted at its end
         self._job_started_wall = 0.0
+        self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack))  # full GC passes while the user is idle
 
     # ----- start-up
 
@@ -111,9 +114,24 @@ class SalveApp(App[None]):
         from salve_tui.app.screens.sessions import SessionsScreen
 
         _StoreNotices.attach(self)
+        self.collector.start()
+        self.set_interval(CHECK_EVERY_S, self.collector.tick)
         self.push_screen(SessionsScreen())
         if self.start_session:
             self.call_after_refresh(self._open_start_session)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseEvent)):
+            self.collector.touched()
+        await super().on_event(event)
+
+    def _at_home(self) -> bool:
+        """Only the long-lived screens are shown (what the idle collector may freeze)."""
+        from salve_tui.app.screens.dashboard import DashboardScreen
+        from salve_tui.app.screens.sessions import SessionsScreen
+
+        stack = self.screen_stack  # empty while the app shuts down
+        return bool(stack) and isinstance(stack[-1], DashboardScreen | SessionsScreen)
 
     def _open_start_session(self) -> None:
         """``salve-tui NAME [--build]``: open it, or offer to build it with the demo settings."""
@@ -179,10 +197,11 @@ class SalveApp(App[None]):
         """However the app ends, a running job is told to stop and the writer lock is released."""
         self.jobs.cancel()
         self.close_session()
-        unfreeze_objects()  # what the preloader froze can be collected again
+        self.collector.stop()
 
     def close_session(self) -> None:
         self.shared.clear()
+        unfreeze_objects()  # what was frozen for this session (its data, its dashboard) can go
         if self.session is not None:
             self.session.close()
             self.session = None

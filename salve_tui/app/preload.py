@@ -217,7 +217,7 @@ def freeze_long_lived_objects() -> None:
 
     Measured on the demo: with torch and the session loaded, a full collection held the GIL
     300–450 ms, and it struck at random on a screen's first paint. Objects frozen here that become
-    cyclic garbage later stay allocated until :func:`unfreeze_objects` (on quit); the next
+    cyclic garbage later stay allocated until :func:`unfreeze_objects` (when the session closes); the next
     preload (after a job) freezes again.
     """
     gc.freeze()

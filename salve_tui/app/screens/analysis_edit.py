@@ -51,7 +51,9 @@ MODULATIONS = ("linear", "clamped")
 COARSE_STEPS = 20  # coarse step = curve range / 20
 FINE_STEPS = 200
 ROME_DEFAULT_TARGET = -10.0
-ALPHA_GROUP = Binding.Group("α ", compact=True)  # the footer shows "+- α"
+# the footer shows "+- α", "+- β" or "+- target": one pair of bindings per method, the others
+# hidden by check_action
+STRENGTH_GROUPS = {method: Binding.Group(f"{name} ", compact=True) for method, name in PARAM_NAMES.items()}
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
 
@@ -141,8 +143,10 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("plus", "alpha(1)", "α+ coarse", key_display="+", group=ALPHA_GROUP),
-        Binding("minus", "alpha(-1)", "α- coarse", key_display="-", group=ALPHA_GROUP),
+        *(Binding(key, f"alpha({sign}, '{method}')", f"{name}{symbol} coarse", key_display=symbol,
+                  group=STRENGTH_GROUPS[method])
+          for method, name in PARAM_NAMES.items()
+          for key, sign, symbol in (("plus", 1, "+"), ("minus", -1, "-"))),
         Binding("right_square_bracket", "alpha_fine(1)", "fine α+", key_display="]", show=False),
         Binding("left_square_bracket", "alpha_fine(-1)", "fine α-", key_display="[", show=False),
         Binding("equals_sign", "type_alpha", "Type strength", key_display="=", show=False),
@@ -477,7 +481,12 @@ class EditPreviewScreen(SessionScreen):
         self.status = ""
         self.update_preview()
 
-    def action_alpha(self, direction: int) -> None:
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "alpha" and len(parameters) == 2 and parameters[1] != self.method:
+            return False  # another method's strength keys
+        return super().check_action(action, parameters)
+
+    def action_alpha(self, direction: int, method: str | None = None) -> None:
         self._change_alpha(direction * self.steps()[0])
 
     def action_alpha_fine(self, direction: int) -> None:
@@ -516,6 +525,7 @@ class EditPreviewScreen(SessionScreen):
 
     def action_cycle_method(self) -> None:
         self.method = METHODS[(METHODS.index(self.method) + 1) % len(METHODS)]
+        self.refresh_bindings()  # the footer names this method's strength
         self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
         if self.method == "rome":
             self.mode = "suppress"  # ROME only sets the class logit down

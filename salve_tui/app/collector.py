@@ -1,0 +1,105 @@
+"""When Python's full garbage collections run: at quiet moments, not under a key press.
+
+A full collection holds the GIL for the whole pass. Measured on the demo (2-core machine),
+even with the session's data frozen out of its reach by the preloader
+(:func:`salve_tui.app.preload.freeze_long_lived_objects`), a pass over what the screens had made
+since took 85–240 ms (about 1 µs an object: each object's references touch memory all over a
+heap of several hundred MB), and with CPython's default thresholds one ran every few screen
+opens: 54 such passes in one `bench/bench_tui.py --screens` run, the cause of the 200–380 ms
+first paints left after the screen leaks were fixed.
+
+Policy (:class:`QuietCollector`):
+- right after a screen closes back to a long-lived one (sessions list, dashboard), a full
+  pass runs (:data:`HOME_DELAY_S` later) and the survivors are frozen (:func:`gc.freeze`), so
+  the next pass again scans only what is new and stays short (30–60 ms measured);
+- otherwise a pass runs once no key or mouse event has come for :data:`IDLE_S`;
+- either only when something was promoted since the last full pass;
+- automatic full passes are 10× rarer (after 100 middle-generation passes instead of 10): a
+  safety net for a user who never pauses.
+Freezing can catch a closed screen that something (a finished worker's thread) still holds for
+a moment; it then stays allocated. So once the frozen heap has grown by :data:`RECLAIM_GROWTH`
+since the last reclaim and the user has been idle on a long-lived screen for
+:data:`RECLAIM_IDLE_S`, everything is unfrozen, collected once (a long pass, while nobody types)
+and frozen again. :func:`salve_tui.app.preload.unfreeze_objects` hands everything back when the
+session closes.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+
+HOME_DELAY_S = 0.05  # after a screen closed back to a long-lived one
+IDLE_S = 1.0  # seconds without input before a pass may run anywhere else
+RECLAIM_IDLE_S = 5.0  # seconds idle on a long-lived screen before a whole-heap pass may run
+RECLAIM_GROWTH = 1.3  # ... once the frozen heap has grown this much since the last one
+CHECK_EVERY_S = 0.05
+FULL_EVERY = 100  # middle-generation passes between automatic full passes (CPython's default: 10)
+
+
+class QuietCollector:
+    """Full garbage collections at quiet moments of one app (``start`` on mount, ``stop`` on unmount).
+
+    ``at_home()``: only long-lived screens are shown (survivors may be frozen); ``depth()``: the
+    screen stack's depth (a drop means a screen closed).
+    """
+
+    def __init__(self, at_home: Callable[[], bool], depth: Callable[[], int]) -> None:
+        self.at_home, self.depth = at_home, depth
+        self.last_input = time.monotonic()
+        self.passes = self.reclaims = 0  # what this collector ran (tests read them)
+        self._depth = 0
+        self._closed_at: float | None = None  # when a screen last closed back home
+        self._frozen_after_reclaim: int | None = None
+        self._saved_threshold: tuple[int, int, int] | None = None
+
+    def start(self) -> None:
+        self._saved_threshold = gc.get_threshold()
+        young, middle, _ = self._saved_threshold
+        gc.set_threshold(young, middle, FULL_EVERY)
+
+    def stop(self) -> None:
+        if self._saved_threshold is not None:
+            gc.set_threshold(*self._saved_threshold)
+            self._saved_threshold = None
+
+    def touched(self) -> None:
+        """An input event came: no idle pass for the next :data:`IDLE_S`."""
+        self.last_input = time.monotonic()
+
+    def due(self, now: float) -> bool:
+        # gc.get_count()[2]: middle-generation passes since the last full one (0: nothing promoted)
+        if gc.get_count()[2] == 0:
+            return False
+        if self._closed_at is not None and now - self._closed_at >= HOME_DELAY_S:
+            return True
+        return now - self.last_input >= IDLE_S
+
+    def reclaim_due(self, now: float) -> bool:
+        baseline = self._frozen_after_reclaim
+        return (baseline is not None and now - self.last_input >= RECLAIM_IDLE_S and self.at_home()
+                and gc.get_freeze_count() > RECLAIM_GROWTH * baseline)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        depth = self.depth()
+        if depth < self._depth and self.at_home():
+            self._closed_at = now
+        self._depth = depth
+        if self.reclaim_due(now):
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            self.reclaims += 1
+            self._frozen_after_reclaim = gc.get_freeze_count()
+            return
+        if not self.due(now):
+            return
+        self._closed_at = None
+        gc.collect()
+        self.passes += 1
+        if self.at_home():
+            gc.freeze()
+            if self._frozen_after_reclaim is None:
+                self._frozen_after_reclaim = gc.get_freeze_count()
