@@ -7,7 +7,7 @@ Run on a session the out-of-core bench kept (``bench/bench_outofcore.py --contro
 
 Steps: ``blocks`` (one pass over the sweep's row blocks), ``class-rows`` (class 0's rows read
 in one pass), ``sweep`` (``run_sweep`` of class 0), ``alpha-crit-1`` (``run_alpha_crit`` of
-class 0). Prints the resident set before the step and its peak during it (``VmHWM``, reset
+class 0), ``alpha-crit-all`` (every class, the peak printed after each). Prints the resident set before the step and its peak during it (``VmHWM``, reset
 through ``/proc/self/clear_refs`` before the step).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STEPS = ("blocks", "class-rows", "sweep", "alpha-crit-1")
+STEPS = ("blocks", "class-rows", "sweep", "alpha-crit-1", "alpha-crit-all")
 
 
 def status_mib(field: str) -> float:
@@ -54,8 +54,14 @@ def main() -> None:
             x.rows.class_rows([0])
         elif step == "sweep":
             run_sweep(session, 0, None, n_alphas=100, record=False, inputs=x)
-        else:
+        elif step == "alpha-crit-1":
             run_alpha_crit(session, 0, record=False, inputs=x)
+        else:
+            def each(progress) -> None:  # noqa: ANN001 (core.jobs.Progress)
+                print(f"  {progress.message}: RSS {status_mib('VmRSS') - before:.0f}, "
+                      f"peak {status_mib('VmHWM') - before:.0f} MiB over before", flush=True)
+
+            run_alpha_crit(session, None, record=False, inputs=x, progress=each)
         seconds = time.perf_counter() - t0
     print(f"{step}: streamed {x.streamed}, RSS before {before:.0f} MiB, peak − before "
           f"{status_mib('VmHWM') - before:.0f} MiB, {seconds:.1f} s")

@@ -35,6 +35,7 @@ from torch import Tensor
 from core.config import SAEConfig
 from core.discover.sae import TOP_SHARE_SAMPLES, active_latents, sparsity_from_abs
 from core.discover.sae_train import (
+    DataParallel,
     EpochRunner,
     EpochStats,
     FastSAETrainer,
@@ -305,6 +306,7 @@ def train_sae_streamed(
     scale: float = 1.0,
     moments: RowMoments | None = None,
     plan: StreamPlan | None = None,
+    data_parallel: DataParallel | None = None,
 ) -> SAEResult:
     """:func:`core.discover.sae_train.train_sae` on rows read from ``source`` under ``budget_bytes``.
 
@@ -312,7 +314,9 @@ def train_sae_streamed(
     trainer; ``scale`` rescales rows as they are read (pass
     ``moments.normalization_scale(d)`` for the SAE normalisation). ``moments`` (else computed
     by one pass) gives the explained variance's denominator; ``plan`` overrides the block
-    layout the budget implies.
+    layout the budget implies. ``data_parallel``: one rank of a torch.distributed group; every
+    rank reads the same windows in the same order and computes its share of each batch (the
+    gradients are all-reduced), so each holds at most the budget, not the activations.
     """
     device = torch.device("cpu") if device is None else torch.device(device)
     _check_settings(config, n_seeds)
@@ -324,5 +328,6 @@ def train_sae_streamed(
     runner = streamed_epoch(source, plan, config, state.seeds[0], scale, device)
     return run_training(
         config, state, runner, moments.centred_energy * scale * scale, progress, cancel,
-        resumed=resume is not None, on_checkpoint=on_checkpoint, device=device, native=native,
+        resumed=resume is not None, on_checkpoint=on_checkpoint, device=device,
+        native=False if data_parallel is not None else native, data_parallel=data_parallel,
     )

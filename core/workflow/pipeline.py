@@ -490,7 +490,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
     options = {"on_checkpoint": checkpoint if writer else None, "device": device}
     budget = memory_budget()
     n, d = session.array_shape(train_key)
-    streamed = data_parallel is None and in_memory_bytes(n, d, config.sae.hidden, 1, config.sae.normalize) > budget
+    # over the budget: streamed, by every rank of a data-parallel group too (each reads the same windows)
+    streamed = in_memory_bytes(n, d, config.sae.hidden, 1, config.sae.normalize) > budget
     if streamed:  # larger than the budget: shuffled row blocks straight from the session file
         from core.discover.sae_stream import plan_stream, row_moments, train_sae_streamed
         from core.workflow.outofcore import SessionRows
@@ -505,14 +506,9 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
 
         def train(resume_from):
             return train_sae_streamed(source, config.sae, progress, cancel, budget_bytes=budget, resume=resume_from,
-                                      scale=scale, moments=moments, plan=plan, **options)
+                                      scale=scale, moments=moments, plan=plan, data_parallel=data_parallel,
+                                      **options)
     else:
-        needed = in_memory_bytes(n, d, config.sae.hidden, 1, config.sae.normalize)
-        if data_parallel is not None and needed > budget:  # said, not silent: each rank holds them all
-            ProgressReporter("sae", config.sae.epochs, progress).report(
-                0, f"warning: data-parallel training holds all {n:,} × {d} activations in memory on each "
-                   f"rank ({needed / 2**30:.2f} GiB, over the memory budget of {budget / 2**30:.2f} GiB); "
-                   "streaming from disk runs in a single process")
         activations = torch.from_numpy(session.read_array(train_key))
         scale = normalization_scale(activations) if config.sae.normalize else 1.0
         if config.sae.normalize:
