@@ -621,6 +621,9 @@ async def test_edit_preview_footer_names_each_methods_strength(synth_folder: Pat
             await wait_for(pilot, lambda: bool(labels()), what="the footer")
             await pilot.pause(0.1)
             seen[screen.method] = labels()
+            rows = dict(binding_rows(screen, "screen"))
+            name = {"salve": "α", "rome": "target", "steer": "β"}[screen.method]
+            assert rows["+"] == f"{name}+ coarse" and rows["]"] == f"fine {name}+", rows
             before = screen.alpha
             await pilot.press("plus")
             await wait_for(pilot, lambda b=before: screen.alpha > b, what=f"+ in {screen.method}")

@@ -409,10 +409,10 @@ class SalveApp(App[None]):
         view = next((v for v in self.views if v.name == name), None)
         if view is None or self.session is None:
             return
-        from core.workflow.pipeline import effective_states
+        from core.workflow.pipeline import effective_states, missing_stages
 
-        stages = self.session.stages()
-        missing = self.view_missing_stages(name)
+        stages = self.session.stages()  # read once: the key's frame waits for it
+        missing = missing_stages(stages, view.requires)
         if missing:
             states = effective_states(stages)
             listed = ", ".join(f"{s} ({states[s]})" for s in missing)

@@ -147,11 +147,14 @@ class EditPreviewScreen(SessionScreen):
                   group=STRENGTH_GROUPS[method])
           for method, name in PARAM_NAMES.items()
           for key, sign, symbol in (("plus", 1, "+"), ("minus", -1, "-"))),
-        Binding("right_square_bracket", "alpha_fine(1)", "fine α+", key_display="]", show=False),
-        Binding("left_square_bracket", "alpha_fine(-1)", "fine α-", key_display="[", show=False),
+        *(Binding(key, f"alpha_fine({sign}, '{method}')", f"fine {name}{symbol}", key_display=display, show=False)
+          for method, name in PARAM_NAMES.items()
+          for key, sign, symbol, display in (("right_square_bracket", 1, "+", "]"),
+                                             ("left_square_bracket", -1, "-", "["))),
         Binding("equals_sign", "type_alpha", "Type strength", key_display="=", show=False),
         Binding("b", "confusion", "Confusion before/after", show=False),
-        Binding("0", "alpha_zero", "α=0", show=False),
+        *(Binding("0", f"alpha_zero('{method}')", reset, show=False)
+          for method, reset in (("salve", "α=0"), ("steer", "β=0"), ("rome", f"target={ROME_DEFAULT_TARGET:g}"))),
         Binding("s", "toggle_mode", "Supp/enh"),
         Binding("m", "cycle_method", "Method"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
@@ -195,8 +198,8 @@ class EditPreviewScreen(SessionScreen):
         self._apply_panel()
         self.call_after_refresh(self._draw_confusion)
 
-    def _apply_panel(self) -> None:
-        both = self.size.height >= BOTH_PANELS_MIN_HEIGHT
+    def _apply_panel(self, height: int | None = None) -> None:
+        both = (self.size.height if height is None else height) >= BOTH_PANELS_MIN_HEIGHT
         self.set_class(not both and self.panel == "curve", "-show-curve")
         self.set_class(not both and self.panel == "confusion", "-show-confusion")
 
@@ -206,6 +209,9 @@ class EditPreviewScreen(SessionScreen):
         self.call_after_refresh(self._draw_confusion)  # its width is known once it is laid out
 
     def compose(self) -> ComposeResult:
+        # the panel classes before the first styling pass: set after it, they restyled the
+        # whole screen (~20 ms of the first paint)
+        self._apply_panel(self.app.size.height)
         yield ScreenHeader()
         yield Static(id="edit-settings", markup=False)
         with Horizontal(id="edit-body"):
@@ -482,17 +488,17 @@ class EditPreviewScreen(SessionScreen):
         self.update_preview()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "alpha" and len(parameters) == 2 and parameters[1] != self.method:
+        if action in ("alpha", "alpha_fine", "alpha_zero") and parameters and parameters[-1] != self.method:
             return False  # another method's strength keys
         return super().check_action(action, parameters)
 
     def action_alpha(self, direction: int, method: str | None = None) -> None:
         self._change_alpha(direction * self.steps()[0])
 
-    def action_alpha_fine(self, direction: int) -> None:
+    def action_alpha_fine(self, direction: int, method: str | None = None) -> None:
         self._change_alpha(direction * self.steps()[1])
 
-    def action_alpha_zero(self) -> None:
+    def action_alpha_zero(self, method: str | None = None) -> None:
         self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
         self.update_preview()
 
