@@ -118,11 +118,17 @@ def test_data_parallel_sae_over_budget_streams_like_one_process(tmp_path: Path, 
     one = synthetic(tmp_path / "one.h5", n_train=4000)
     ddp = synthetic(tmp_path / "ddp.h5", n_train=4000)
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
-    monkeypatch.setenv("SALVE_NATIVE", "0")  # the reference on the torch engine, as data-parallel runs
+    from core.discover import native
+
+    # the reference on the torch engine, as data-parallel runs (the library is looked up once
+    # a process: SALVE_NATIVE=0 would not reach an earlier test's choice)
+    monkeypatch.setattr(native, "_attempted", True)
+    monkeypatch.setattr(native, "_loaded", None)
     messages: list[str] = []
     with Session.open(one) as session:
         run_sae(session)
         assert session.summary()["sae"]["streamed"] is True
+        assert session.summary()["sae"]["engine"] == "torch"
         ref = session.read_arrays("sae/weights")
     with Session.open(ddp) as session:
         run_sae(session, progress=lambda p: messages.append(p.message), data_parallel=WorldOfOne(0, 1))

@@ -115,3 +115,35 @@ async def test_closing_a_screen_in_the_app_collects_and_freezes(synth_folder: Pa
         await wait_for(pilot, lambda: app.collector.passes > passes, timeout=5, what="the pass after closing")
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0  # the session closed: everything handed back
+
+
+def test_nothing_is_frozen_while_a_closed_screen_is_still_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual removes a popped screen some time after it leaves the stack: frozen meanwhile,
+    it would stay allocated until the session closes."""
+    monkeypatch.setattr(collector_module, "IDLE_S", 0.0)
+    quiet = QuietCollector(lambda: True, lambda: 2)
+    screen = Node()
+    quiet.closed(screen)
+    gc.collect(1)
+    quiet.tick()
+    assert quiet.passes == 1 and gc.get_freeze_count() == 0  # collected, not frozen
+    del screen
+    gc.collect(1)
+    quiet.tick()
+    assert quiet.passes == 2 and gc.get_freeze_count() > 0
+
+
+def test_the_pass_after_a_close_waits_for_screen_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector_module, "HOME_DELAY_S", 0.0)
+    busy = [True]
+    depth = [3]
+    quiet = QuietCollector(lambda: depth[0] == 2, lambda: depth[0], lambda: not busy[0])
+    quiet.touched()
+    quiet.tick()
+    depth[0] = 2
+    gc.collect(1)
+    quiet.tick()
+    assert quiet.passes == 0  # a worker of the dashboard is still running
+    busy[0] = False
+    quiet.tick()
+    assert quiet.passes == 1 and gc.get_freeze_count() > 0

@@ -106,7 +106,7 @@ class SalveApp(App[None]):
         self._last_stage = ""
         self._job_lines: list[list[str]] | None = None  # the running job's log, persisted at its end
         self._job_started_wall = 0.0
-        self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack))  # full GC passes while the user is idle
+        self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack), self._settled)  # full GC passes while the user is idle
 
     # ----- start-up
 
@@ -132,6 +132,14 @@ class SalveApp(App[None]):
 
         stack = self.screen_stack  # empty while the app shuts down
         return bool(stack) and isinstance(stack[-1], DashboardScreen | SessionsScreen)
+
+    def _settled(self) -> bool:
+        """No screen's worker is pending or running (the job and the preloader may be)."""
+        from textual.worker import WorkerState
+
+        return not any(worker.group not in ("salve-job", "preload")
+                       and worker.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                       for worker in self.workers)
 
     def _open_start_session(self) -> None:
         """``salve-tui NAME [--build]``: open it, or offer to build it with the demo settings."""

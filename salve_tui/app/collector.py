@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import gc
 import time
+import weakref
 from collections.abc import Callable
 
 HOME_DELAY_S = 0.05  # after a screen closed back to a long-lived one
+SETTLE_MAX_S = 0.5  # ... waiting at most this long for its workers to end
 IDLE_S = 1.0  # seconds without input before a pass may run anywhere else
 RECLAIM_IDLE_S = 5.0  # seconds idle on a long-lived screen before a whole-heap pass may run
 RECLAIM_GROWTH = 1.3  # ... once the frozen heap has grown this much since the last one
@@ -42,17 +44,27 @@ class QuietCollector:
     """Full garbage collections at quiet moments of one app (``start`` on mount, ``stop`` on unmount).
 
     ``at_home()``: only long-lived screens are shown (survivors may be frozen); ``depth()``: the
-    screen stack's depth (a drop means a screen closed).
+    screen stack's depth (a drop means a screen closed); ``settled()``: no short-lived worker
+    is running (a worker and its task form a reference cycle: frozen while it runs, it would
+    stay allocated once it ends, so the pass after a screen closes waits up to
+    :data:`SETTLE_MAX_S` for them, then runs without freezing).
     """
 
-    def __init__(self, at_home: Callable[[], bool], depth: Callable[[], int]) -> None:
-        self.at_home, self.depth = at_home, depth
+    def __init__(self, at_home: Callable[[], bool], depth: Callable[[], int],
+                 settled: Callable[[], bool] = lambda: True) -> None:
+        self.at_home, self.depth, self.settled = at_home, depth, settled
         self.last_input = time.monotonic()
         self.passes = self.reclaims = 0  # what this collector ran (tests read them)
         self._depth = 0
         self._closed_at: float | None = None  # when a screen last closed back home
         self._frozen_after_reclaim: int | None = None
         self._saved_threshold: tuple[int, int, int] | None = None
+        self._closed: weakref.WeakSet = weakref.WeakSet()  # closed screens not yet freed
+
+    def closed(self, screen: object) -> None:
+        """``screen`` was closed. Nothing is frozen until it is freed: Textual finishes removing
+        a screen some time after it leaves the stack, and a frozen screen stays allocated."""
+        self._closed.add(screen)
 
     def start(self) -> None:
         self._saved_threshold = gc.get_threshold()
@@ -73,8 +85,13 @@ class QuietCollector:
         if gc.get_count()[2] == 0:
             return False
         if self._closed_at is not None and now - self._closed_at >= HOME_DELAY_S:
-            return True
+            return self._quiet() or now - self._closed_at >= SETTLE_MAX_S
         return now - self.last_input >= IDLE_S
+
+    def _quiet(self) -> bool:
+        """No screen worker runs and Textual has finished closing every closed screen (its
+        message loop has ended), so the pass can free them and freeze the rest."""
+        return self.settled() and all(getattr(screen, "_closed", True) for screen in list(self._closed))
 
     def reclaim_due(self, now: float) -> bool:
         baseline = self._frozen_after_reclaim
@@ -99,7 +116,7 @@ class QuietCollector:
         self._closed_at = None
         gc.collect()
         self.passes += 1
-        if self.at_home():
+        if self.at_home() and self.settled() and not len(self._closed):
             gc.freeze()
             if self._frozen_after_reclaim is None:
                 self._frozen_after_reclaim = gc.get_freeze_count()

@@ -47,7 +47,9 @@ A ``load()`` that asks for one of them waits for the preloader instead of loadin
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import pkgutil
 import time
 from collections.abc import Callable, Iterable
@@ -75,6 +77,25 @@ VIEW_MODULE_PREFIX = "analysis_"
 BUILTIN_VIEW_MODULES = ("salve_tui.app.screens.sae_training",)
 
 
+def releasing_thread_context(work: Callable[..., Any]) -> Callable[..., Any]:
+    """``work`` for a thread worker, clearing Textual's ``active_worker`` when it returns.
+
+    Textual sets that context variable in the executor thread's own context (``run_in_executor``
+    copies none), where it stays until the thread runs another worker: the finished worker,
+    its node and so a closed screen stayed alive (and were frozen by the idle collector).
+    """
+    @functools.wraps(work)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from textual.worker import active_worker
+
+        try:
+            return work(*args, **kwargs)
+        finally:
+            active_worker.set(None)  # type: ignore[arg-type]
+
+    return run
+
+
 class SalveScreen(Screen):
     """Common base: a help paragraph for ``?`` and palette commands derived from bindings."""
 
@@ -88,6 +109,11 @@ class SalveScreen(Screen):
     @property
     def salve(self) -> SalveApp:
         return self.app  # type: ignore[return-value]
+
+    def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("thread") and callable(work) and not inspect.iscoroutinefunction(work):
+            work = releasing_thread_context(work)
+        return super().run_worker(work, *args, **kwargs)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         """One palette entry per described action of this screen that can run now.
@@ -283,6 +309,7 @@ class SessionScreen(SalveScreen):
         # (a bound method) keeps the whole popped screen alive until then: every screen opened
         # and closed between two jobs piled up (and made each full collection slower).
         self.salve.job_events.unsubscribe(self)
+        self.salve.collector.closed(self)
 
     def on_screen_resume(self) -> None:
         if not self._resumed:  # the first resume comes with the push: on_mount loads already

@@ -51,7 +51,9 @@ class SelectivityPanel(Static):
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._ready, report)
 
-        self.run_worker(compute, thread=True, exclusive=True, group="selectivity",
+        from salve_tui.app.screens.base import releasing_thread_context
+
+        self.run_worker(releasing_thread_context(compute), thread=True, exclusive=True, group="selectivity",
                         exit_on_error=False)
 
     def _ready(self, report: dict[str, Any]) -> None:
