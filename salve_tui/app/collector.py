@@ -10,14 +10,15 @@ first paints left after the screen leaks were fixed.
 
 Policy (:class:`QuietCollector`):
 - right after a screen closes back to a long-lived one (sessions list, dashboard), a full
-  pass runs (:data:`HOME_DELAY_S` later) and the survivors are frozen (:func:`gc.freeze`), so
-  the next pass again scans only what is new and stays short (30–60 ms measured);
+  pass runs (:data:`HOME_DELAY_S` later, once the screen's workers are done and Textual has
+  finished closing it, at most :data:`SETTLE_MAX_S`) and the survivors are frozen
+  (:func:`gc.freeze`), so the next pass again scans only what is new and stays short;
 - otherwise a pass runs once no key or mouse event has come for :data:`IDLE_S`;
 - either only when something was promoted since the last full pass;
 - automatic full passes are 10× rarer (after 100 middle-generation passes instead of 10): a
   safety net for a user who never pauses.
-Freezing can catch a closed screen that something (a finished worker's thread) still holds for
-a moment; it then stays allocated. So once the frozen heap has grown by :data:`RECLAIM_GROWTH`
+Freezing can still catch objects that die right after (a footer's replaced keys); they then
+stay allocated. So once the frozen heap has grown by :data:`RECLAIM_GROWTH`
 since the last reclaim and the user has been idle on a long-lived screen for
 :data:`RECLAIM_IDLE_S`, everything is unfrozen, collected once (a long pass, while nobody types)
 and frozen again. :func:`salve_tui.app.preload.unfreeze_objects` hands everything back when the
