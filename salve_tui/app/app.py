@@ -106,7 +106,8 @@ class SalveApp(App[None]):
         self._last_stage = ""
         self._job_lines: list[list[str]] | None = None  # the running job's log, persisted at its end
         self._job_started_wall = 0.0
-        self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack), self._settled)  # full GC passes while the user is idle
+        # full GC passes when a screen closes or the user is idle, not under a key
+        self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack), self._settled)
 
     # ----- start-up
 
@@ -126,7 +127,7 @@ class SalveApp(App[None]):
         await super().on_event(event)
 
     def _at_home(self) -> bool:
-        """Only the long-lived screens are shown (what the idle collector may freeze)."""
+        """Only the long-lived screens are shown (what the collector may freeze)."""
         from salve_tui.app.screens.dashboard import DashboardScreen
         from salve_tui.app.screens.sessions import SessionsScreen
 

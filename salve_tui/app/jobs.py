@@ -13,6 +13,7 @@ a single writer.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 import traceback
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
-from textual.worker import Worker
+from textual.worker import Worker, active_worker
 
 from core.jobs import CancelToken, Progress, ProgressFn
 from core.jobs import JobCancelled as CoreJobCancelled
@@ -36,6 +37,23 @@ JobFn = Callable[[ProgressFn, CancelToken], Any]
 PROGRESS_MIN_INTERVAL_S = 0.05  # at most 20 progress messages per second reach the UI
 
 _job_ids = itertools.count(1)
+
+
+def releasing_thread_context(work: Callable[..., Any]) -> Callable[..., Any]:
+    """``work`` for a thread worker, clearing Textual's ``active_worker`` when it returns.
+
+    Textual sets that context variable in the executor thread's own context (``run_in_executor``
+    copies none), where it stays until the thread runs another worker: the finished worker,
+    its node and so a closed screen stayed alive (and were frozen by the idle collector).
+    """
+    @functools.wraps(work)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return work(*args, **kwargs)
+        finally:
+            active_worker.set(None)  # type: ignore[arg-type]
+
+    return run
 
 
 class JobBusy(RuntimeError):

@@ -224,5 +224,6 @@ def freeze_long_lived_objects() -> None:
 
 
 def unfreeze_objects() -> None:
-    """Hand frozen objects back to the collector (the app's end; tests run many apps)."""
+    """Hand frozen objects back to the collector (when the session closes, so also when the
+    app ends; tests run many apps)."""
     gc.unfreeze()

@@ -229,7 +229,6 @@ class EditPreviewScreen(SessionScreen):
         table.add_column("after", key="after", width=6)
         table.add_column("Δ pts", key="delta", width=6)
         table.focus()
-        self._apply_panel()
 
     # ----- session → view
 

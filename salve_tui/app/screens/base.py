@@ -47,7 +47,6 @@ A ``load()`` that asks for one of them waits for the preloader instead of loadin
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import pkgutil
@@ -64,7 +63,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Static
 
-from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage
+from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, releasing_thread_context
 
 if TYPE_CHECKING:
     from core.store.session import Session
@@ -75,25 +74,6 @@ RESERVED_KEYS = frozenset({"r", "f", "a", "c", "q", "escape", "enter", "question
                            "tab", "shift+tab", "ctrl+p", "ctrl+q", "ctrl+c"})
 VIEW_MODULE_PREFIX = "analysis_"
 BUILTIN_VIEW_MODULES = ("salve_tui.app.screens.sae_training",)
-
-
-def releasing_thread_context(work: Callable[..., Any]) -> Callable[..., Any]:
-    """``work`` for a thread worker, clearing Textual's ``active_worker`` when it returns.
-
-    Textual sets that context variable in the executor thread's own context (``run_in_executor``
-    copies none), where it stays until the thread runs another worker: the finished worker,
-    its node and so a closed screen stayed alive (and were frozen by the idle collector).
-    """
-    @functools.wraps(work)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from textual.worker import active_worker
-
-        try:
-            return work(*args, **kwargs)
-        finally:
-            active_worker.set(None)  # type: ignore[arg-type]
-
-    return run
 
 
 class SalveScreen(Screen):

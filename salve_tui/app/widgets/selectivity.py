@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.jobs import releasing_thread_context
+
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
     from core.workflow.inputs import ControlInputs
@@ -50,8 +52,6 @@ class SelectivityPanel(Static):
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._ready, report)
-
-        from salve_tui.app.screens.base import releasing_thread_context
 
         self.run_worker(releasing_thread_context(compute), thread=True, exclusive=True, group="selectivity",
                         exit_on_error=False)
