@@ -10,10 +10,11 @@ For class c, feature k and each test sample of class c with activation a:
   the bracket is already exact and the two methods agree to rounding: a built-in check.
 - **empirical α50**: where the class's accuracy on the suppression curve falls to 50%.
 
-Total ablation is not a crossing (SPEC §4): under clamped suppression every factor is 0 from
-``α = 1/min_j |D_jk|`` on, and a logit that only reaches 0 there says the feature alone cannot
-flip the sample. Such roots are excluded from the numerical values and counted
-(``total_ablation``). Where the modulation makes ``z/S`` only a first-order estimate
+Total ablation is not a crossing (SPEC §4): under clamped suppression a root at or past
+α_off(95%), where coordinates holding 95% of ``Σ_j |D_jk|`` are switched off (every one from
+``1/min_j |D_jk|``), says the feature's near-total removal flips the sample, not a selective
+edit. Such roots are excluded and counted (``total_ablation``); a class where fewer than half
+of the samples keep a root shows no median (``core.control.alpha_off``). Where the modulation makes ``z/S`` only a first-order estimate
 (``ClassLogit.first_order_exact`` false), the summary says so (``analytic_exact``, ``note``).
 
 The validity diagnostic (A.6.3) is the distribution of ``1 − α_crit·|D_jk|`` over j for each
@@ -35,6 +36,7 @@ from typing import Any
 
 import torch
 
+from core.control.alpha_off import OFF_MASS_SHARE, alpha_off, beyond_off, shown_median
 from core.control.curves import SweepResult, check_data, dominant_features
 from core.control.methods.base import CachedInputs, ClassLogit, EditMethod
 from core.control.methods.registry import get_method
@@ -49,8 +51,6 @@ VALIDITY_BINS = 40
 #: never depends on a memory setting, and the working set (~(3·grid + 4·d)·8 bytes a sample,
 #: 7 MB at d = 768) stays small whatever the class size.
 ROW_CHUNK = 256
-# A root within this relative distance of the total-ablation point counts as reached only there.
-TOTAL_ABLATION_RTOL = 1e-9
 INEXACT_NOTE = (
     "analytic z/S is a first-order estimate under {modulation} {mode}: it is not the exact root"
 )
@@ -141,12 +141,10 @@ def numerical_alpha_crit(
     return result, crossed, float(alpha_max)
 
 
-def at_total_ablation(roots: torch.Tensor, logit: ClassLogit) -> torch.Tensor:
-    """Which roots lie only at the total-ablation point (``logit.total_ablation_at``)."""
-    if logit.total_ablation_at is None:
-        return torch.zeros(roots.shape, dtype=torch.bool, device=roots.device)
-    limit = logit.total_ablation_at * (1.0 - TOTAL_ABLATION_RTOL)
-    return torch.isfinite(roots) & (roots >= limit)
+def ablation_limit(logit: ClassLogit, d_k: torch.Tensor) -> float | None:
+    """Where roots stop counting: α_off(95%) of ``d_k`` when the edit has a total-ablation
+    point (clamped suppression; see ``core.control.alpha_off``), else None (no limit)."""
+    return None if logit.total_ablation_at is None else alpha_off(d_k)
 
 
 def _class_logit(
@@ -237,6 +235,7 @@ class AlphaCritResult:
     # per sample: the exact logit reached 0 only at total ablation (excluded from `numerical`)
     total_ablation: torch.Tensor | None = None
     first_order_exact: bool = True  # is z/S the exact root for this modulation?
+    alpha_off: float | None = None  # roots at or past it are excluded (clamped suppression)
 
     @property
     def total_ablation_mask(self) -> torch.Tensor:
@@ -270,6 +269,9 @@ class AlphaCritResult:
 
     def summary(self) -> dict[str, Any]:
         valid = self.validity_below_zero[torch.isfinite(self.validity_below_zero)]
+        numerical = distribution_stats(self.numerical)
+        shown, withheld = shown_median(numerical["median"], numerical["count"], int(self.z.numel()),
+                                       int(self.total_ablation_mask.sum()))
         return {
             "class": self.target_class,
             "feature": self.feature,
@@ -282,8 +284,12 @@ class AlphaCritResult:
             "total_ablation": int(self.total_ablation_mask.sum()),
             "analytic_exact": self.first_order_exact,
             "note": self.note,
+            "alpha_off": self.alpha_off,
+            "off_mass_share": OFF_MASS_SHARE if self.alpha_off is not None else None,
+            "shown": shown,
+            "withheld_reason": withheld,
             "analytic": distribution_stats(self.analytic),
-            "numerical": distribution_stats(self.numerical),
+            "numerical": numerical,
             "alpha50": _num(self.alpha50),
             "alpha_max": self.alpha_max,
             "validity": {
@@ -402,7 +408,8 @@ def class_alpha_crit(
     parts = [numerical_alpha_crit(A_c[r], w_c, D, feature, mode, modulation, alpha_max, n_grid,
                                   method=method, logit=logit) for r in chunks]
     numerical, used_max = torch.cat([p[0] for p in parts]), parts[0][2]
-    ablated = at_total_ablation(numerical, logit)
+    limit = ablation_limit(logit, D[:, feature])
+    ablated = beyond_off(numerical, limit)
     numerical = torch.where(ablated, torch.full_like(numerical, math.nan), numerical)
     prediction = torch.cat([(A_c[r] @ W.T + (0 if b is None else b)).argmax(1) for r in chunks])
 
@@ -457,6 +464,7 @@ def class_alpha_crit(
         validity_histogram=histogram,
         total_ablation=ablated.cpu(),
         first_order_exact=bool(logit.first_order_exact),
+        alpha_off=limit,
     )
 
 

@@ -41,6 +41,9 @@ def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dic
         "max_relative_difference": float(rel.max()) if rel.numel() else None,
         "validity_pooled_share_below_zero": summary["validity"]["pooled_share_below_zero"],
         "total_ablation": summary["total_ablation"],
+        "alpha_off": summary["alpha_off"],
+        "numerical_shown": summary["shown"],
+        "withheld_reason": summary["withheld_reason"],
         "analytic_exact": summary["analytic_exact"],
         "note": summary["note"],
     }
@@ -177,7 +180,8 @@ def write_alpha_crit(
             summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
                 k: brief[k]
                 for k in ("feature", "analytic_median", "numerical_median", "alpha50",
-                          "qualifying", "n_samples", "total_ablation", "analytic_exact")
+                          "qualifying", "qualifying_numerical", "n_samples", "total_ablation",
+                          "numerical_shown", "withheld_reason", "analytic_exact")
             }
     tx.write_json("control/alpha_crit_index", index)
     tx.update_json("summary", alpha_crit=summary_block)
@@ -202,6 +206,7 @@ def load_alpha_crit(
                 alpha50=s["alpha50"],
                 validity_histogram=dict(s["validity"]["histogram"]),
                 first_order_exact=bool(s.get("analytic_exact", s["modulation"] == "linear")),
+                alpha_off=s.get("alpha_off"),
                 **{name: torch.from_numpy(arrays[name]) for name in _ALPHA_CRIT_ARRAYS},
                 **{name: torch.from_numpy(arrays[name]) for name in _OPTIONAL_ARRAYS
                    if name in arrays},
