@@ -149,10 +149,11 @@ def save_alpha_crit(
         write_alpha_crit(tx, stored, results, class_names, dominant, computed_from)
 
 
-def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The stored α_crit index and the summary's α_crit block, for :func:`write_alpha_crit`."""
+    summary = session.summary()
     return (dict(session.read_json("control/alpha_crit_index", {}) or {}),
-            dict(session.summary().get("alpha_crit", {}) or {}))
+            dict(summary.get("alpha_crit", {}) or {}), list(summary.get("warnings") or []))
 
 
 def write_alpha_crit(
@@ -167,7 +168,9 @@ def write_alpha_crit(
     is updated and rewritten, so several batches can share it. ``computed_from``: the stage
     runs the results were computed from (``core.workflow.provenance``)."""
     provenance = {"computed_from": dict(computed_from)} if computed_from else {}
-    index, summary_block = stored
+    from core.workflow.quality import refresh_alpha_crit_warnings
+
+    index, summary_block, warnings = stored
     for r in results:
         setting = setting_key(r.mode, r.modulation)
         key = f"c{r.target_class}-f{r.feature}"
@@ -184,7 +187,8 @@ def write_alpha_crit(
                           "numerical_shown", "withheld_reason", "analytic_exact")
             }
     tx.write_json("control/alpha_crit_index", index)
-    tx.update_json("summary", alpha_crit=summary_block)
+    warnings[:] = refresh_alpha_crit_warnings(warnings, summary_block)  # the dashboard reads these
+    tx.update_json("summary", alpha_crit=summary_block, warnings=warnings)
 
 def load_alpha_crit(
     session: Session, mode: str = "suppress", modulation: str = "linear"

@@ -9,11 +9,17 @@ in the session summary, so readers that only look at JSON documents see it.
 Thresholds (module constants, stated in every warning):
 
 - backbone near chance: test accuracy below halfway between chance (1/C) and 100%;
-- SAE not overcomplete: h ≤ d (a linear SAE with h ≥ d can reconstruct without a sparse basis,
-  and h = d gives a trivial explained variance);
 - dense latents: L0 above 50% of h; dead latents: more than 25% of h;
 - classes sharing a dominant feature; weak dominance: top |μ| less than 1.5× the second;
-- classes already below 10% test accuracy before any edit.
+- classes already below 10% test accuracy before any edit;
+- few selective windows: fewer than 80% of the classes have one for their dominant feature;
+  controls: a low-association feature or a random direction drives the target below 50% at
+  the dominant feature's own α50 in more than 10% of the classes (``selectivity_check``);
+- clamped α_crit dominated by total-ablation roots: a class with more samples excluded at
+  α ≥ α_off than kept (``core.control.alpha_off``).
+
+The SAE's width is no gate: the paper's SAEs are undercomplete on purpose (A.4); what matters
+is the outcome (dominance, selectivity, controls), which the gates above measure.
 """
 
 from __future__ import annotations
@@ -64,20 +70,16 @@ def check_backbone(test_accuracy: float, n_classes: int) -> list[QualityWarning]
         float(test_accuracy), threshold)]
 
 
-def check_sae(hidden: int, dim: int, l0: float | None, dead: float | None) -> list[QualityWarning]:
+def check_sae(hidden: int, l0: float | None, dead: float | None,
+              normalized: bool = False) -> list[QualityWarning]:
+    """Dense or dead latents. The advice names only what the user has not done already."""
     out = []
-    if hidden <= dim:
-        out.append(QualityWarning(
-            "sae_not_overcomplete", "sae",
-            f"SAE width h={hidden} ≤ activation dim d={dim}: not an overcomplete basis"
-            + (" and reconstruction can be trivial (explained variance near 1 says little)"
-               if hidden == dim else " (undercomplete: features are a compressed basis)"),
-            float(hidden), float(dim)))
     if l0 is not None and hidden > 0 and l0 / hidden > DENSE_L0_SHARE:
+        advice = "raise λ (--l1)" if normalized else "raise λ (--l1) or train on normalised activations"
         out.append(QualityWarning(
             "sae_dense", "sae",
             f"SAE latents are dense: L0 {l0:.1f} of h={hidden} ({l0 / hidden:.0%} > "
-            f"{DENSE_L0_SHARE:.0%}); raise λ or normalise activations",
+            f"{DENSE_L0_SHARE:.0%}); {advice} if the dominant features are not selective",
             float(l0 / hidden), DENSE_L0_SHARE))
     if dead is not None and hidden > 0 and dead / hidden > DEAD_SHARE:
         out.append(QualityWarning(
@@ -130,6 +132,24 @@ def check_baseline(per_class_accuracy: np.ndarray, class_names: Sequence[str]) -
         float(len(low)), ALREADY_SUPPRESSED)]
 
 
+def check_alpha_crit(block: dict[str, Any] | None) -> list[QualityWarning]:
+    """Classes whose clamped α_crit is dominated by total-ablation roots (more samples excluded
+    at α ≥ α_off than kept), from the summary's ``alpha_crit`` block."""
+    rows = (block or {}).get("suppress-clamped", {}) or {}
+    bad = {name: r for name, r in rows.items()
+           if int(r.get("total_ablation") or 0) > int(r.get("qualifying_numerical", r.get("qualifying", 0)) or 0)}
+    if not bad:
+        return []
+    listed = ", ".join(f"{name} {r['total_ablation']}/{r['n_samples']}" for name, r in sorted(bad.items()))
+    worst = max(r["total_ablation"] / max(1, r["n_samples"]) for r in bad.values())
+    return [QualityWarning(
+        "alpha_crit_total_ablation", "alpha-crit",
+        f"clamped α_crit of {len(bad)} class(es) is dominated by total-ablation roots (excluded "
+        f"samples: {listed}): the feature flips those samples only once ≥ 95% of its decoder mass "
+        "is switched off, so its clamped α_crit says little about a selective edit",
+        float(worst), 0.5)]
+
+
 def per_class_test_accuracy(logits: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     pred = np.asarray(logits).argmax(1)
     labels = np.asarray(labels)
@@ -159,11 +179,17 @@ def session_warnings(session: Session) -> list[QualityWarning]:
                               names)
     if done("sae") and "sae" in summary:
         s = summary["sae"]
-        dim = int(summary.get("activation_dim", 0))
-        out += check_sae(int(s.get("hidden", 0)), dim, s.get("l0"), s.get("dead"))
+        out += check_sae(int(s.get("hidden", 0)), s.get("l0"), s.get("dead"), bool(s.get("normalized")))
     if done("rankings") and session.has("rankings/class_means"):
         out += check_rankings(session.read_array("rankings/class_means"), names)
+    out += check_alpha_crit(summary.get("alpha_crit"))
     return out
+
+
+def refresh_alpha_crit_warnings(warnings: Sequence[dict[str, Any]], block: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stored warnings with the α_crit one recomputed from ``block`` (written with α_crit)."""
+    kept = [w for w in warnings if w.get("code") != "alpha_crit_total_ablation"]
+    return kept + [w.to_dict() for w in check_alpha_crit(block)]
 
 
 def record_warnings(session: Session) -> list[QualityWarning]:
