@@ -125,3 +125,48 @@ async def test_dashboard_and_sessions_list_show_the_warnings(tmp_path: Path, bui
         await pilot.pause()
         line = app.screen.query_one("#quality", Static)
         assert line.display and "backbone_near_chance" in str(line.render())
+
+
+def test_selectivity_gates_by_hand() -> None:
+    from core.workflow.quality import check_selectivity, poor_classes
+
+    good = {"classes": 10, "checked": 10, "windows": 8, "no_window": ["a", "b"], "controls_fail": ["c"]}
+    assert check_selectivity(good) == []  # 8/10 windows and 1/10 failing controls: at the limits
+    assert poor_classes(good) == {"a", "b", "c"} and poor_classes(None) is None
+    bad = {"classes": 10, "checked": 10, "windows": 7, "no_window": ["a", "b", "d"], "controls_fail": ["c", "e"]}
+    codes = {w.code: w for w in check_selectivity(bad)}
+    assert codes["few_selective_windows"].value == pytest.approx(0.7) and "7/10" in codes["few_selective_windows"].message
+    assert codes["controls_not_specific"].value == pytest.approx(0.2) and "c, e" in codes["controls_not_specific"].message
+    assert check_selectivity({"checked": 0}) == [] and check_selectivity(None) == []
+
+
+def test_weak_dominance_reported_only_for_poor_classes_once_checked() -> None:
+    M = np.array([[1.0, 0.8, 0.0], [0.0, 1.0, 0.9], [0.0, 0.1, 3.0]])  # a 1.25×, b 1.11×, c fine
+    (unchecked,) = check_rankings(M, ["a", "b", "c"])
+    assert "a 1.25×" in unchecked.message and "b 1.11×" in unchecked.message
+    (checked,) = check_rankings(M, ["a", "b", "c"], poor={"b"})
+    assert "b 1.11×" in checked.message and "a 1.25×" not in checked.message
+    assert check_rankings(M, ["a", "b", "c"], poor=set()) == []
+
+
+def test_selectivity_check_matches_the_sweeps(tmp_path: Path, built_session_path: Path) -> None:
+    """The pipeline's check (stored after rankings) counts what `salve sweep` reports per class."""
+    from core.workflow.inputs import load_inputs
+    from core.workflow.selectivity import selectivity_report
+    from core.workflow.sweeps import run_sweep
+
+    path = tmp_path / "tiny.h5"
+    copy_session(built_session_path, path)
+    with Session.open(path) as session:
+        check = session.summary()["selectivity_check"]  # recorded by the pipeline
+        x = load_inputs(session)
+        windows, fails = 0, []
+        for c in range(x.num_classes):
+            report = selectivity_report(session, run_sweep(session, c, record=False, inputs=x), x, train=False)
+            windows += report["has_selective_window"]
+            held = [v["target_accuracy_at_main_alpha50"] for v in report["controls"].values()]
+            if report["target_alpha50"] is not None and not all(v is not None and v >= 0.5 for v in held):
+                fails.append(x.class_names[c])
+        assert check["checked"] == x.num_classes and check["windows"] == windows
+        assert check["controls_fail"] == fails
+        assert check["rankings_updated"] == session.stages()["rankings"].updated

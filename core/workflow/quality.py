@@ -36,6 +36,8 @@ DENSE_L0_SHARE = 0.5
 DEAD_SHARE = 0.25
 DOMINANCE_RATIO = 1.5
 ALREADY_SUPPRESSED = 0.10
+WINDOW_SHARE = 0.8  # warn when fewer than 80% of the checked classes have a selective window
+CONTROL_FAIL_SHARE = 0.1  # ... or when a control suppresses the target in more than 10% of them
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,13 @@ def check_sae(hidden: int, l0: float | None, dead: float | None,
     return out
 
 
-def check_rankings(means: np.ndarray, class_names: Sequence[str]) -> list[QualityWarning]:
-    """Shared dominant features and weak dominance, from the class-mean latents M (C×h)."""
+def check_rankings(means: np.ndarray, class_names: Sequence[str],
+                   poor: set[str] | None = None) -> list[QualityWarning]:
+    """Shared dominant features and weak dominance, from the class-mean latents M (C×h).
+
+    ``poor``: the classes whose measured outcome is poor (:func:`poor_classes`); when given,
+    weak dominance is reported only for them (a class with a selective, specific edit is fine
+    whatever its ratio)."""
     M = np.abs(np.asarray(means, dtype=np.float64))
     out = []
     dominant = M.argmax(1)
@@ -108,7 +115,8 @@ def check_rankings(means: np.ndarray, class_names: Sequence[str]) -> list[Qualit
     if M.shape[1] >= 2:
         top2 = np.sort(M, axis=1)[:, -2:]
         ratio = top2[:, 1] / np.maximum(top2[:, 0], 1e-12)
-        weak = [c for c in range(M.shape[0]) if ratio[c] < DOMINANCE_RATIO]
+        weak = [c for c in range(M.shape[0]) if ratio[c] < DOMINANCE_RATIO
+                and (poor is None or class_names[c] in poor)]
         if weak:
             listed = ", ".join(f"{class_names[c]} {ratio[c]:.2f}×" for c in weak)
             out.append(QualityWarning(
@@ -130,6 +138,41 @@ def check_baseline(per_class_accuracy: np.ndarray, class_names: Sequence[str]) -
         f"{len(low)} class(es) are below {ALREADY_SUPPRESSED:.0%} test accuracy before any edit "
         f"({listed}): suppressing them proves nothing",
         float(len(low)), ALREADY_SUPPRESSED)]
+
+
+def check_selectivity(check: dict[str, Any] | None) -> list[QualityWarning]:
+    """Few selective windows, or controls that suppress as well as the dominant feature, from
+    the pipeline's ``selectivity_check`` (``core.workflow.selectivity``)."""
+    if not check or not check.get("checked"):
+        return []
+    n = int(check["checked"])
+    scope = f"{n} classes" if n == check.get("classes") else f"{n} of {check.get('classes')} classes checked"
+    out = []
+    windows = int(check["windows"])
+    if windows < WINDOW_SHARE * n:
+        listed = ", ".join(check["no_window"][:12]) + (" …" if len(check["no_window"]) > 12 else "")
+        out.append(QualityWarning(
+            "few_selective_windows", "rankings",
+            f"the dominant feature has a selective SALVE window in only {windows}/{n} ({scope}; warn below "
+            f"{WINDOW_SHARE:.0%}); none for {listed}: suppressing a class hits others too "
+            "(try another λ or width: `salve new … --l1/--sae-hidden`)",
+            windows / n, WINDOW_SHARE))
+    fails = check.get("controls_fail") or []
+    if len(fails) > CONTROL_FAIL_SHARE * n:
+        out.append(QualityWarning(
+            "controls_not_specific", "rankings",
+            f"a low-association feature or a random direction drives the target below 50% at the dominant "
+            f"feature's own α50 in {len(fails)}/{n} classes ({', '.join(fails[:12])}; warn above "
+            f"{CONTROL_FAIL_SHARE:.0%}): the dominant feature is not what suppresses those classes",
+            len(fails) / n, CONTROL_FAIL_SHARE))
+    return out
+
+
+def poor_classes(check: dict[str, Any] | None) -> set[str] | None:
+    """Classes whose outcome is poor (no window or a control fails); None when not checked."""
+    if not check or not check.get("checked"):
+        return None
+    return set(check.get("no_window") or []) | set(check.get("controls_fail") or [])
 
 
 def check_alpha_crit(block: dict[str, Any] | None) -> list[QualityWarning]:
@@ -177,13 +220,40 @@ def session_warnings(session: Session) -> list[QualityWarning]:
         test = session.read_arrays("activations/test")
         out += check_baseline(per_class_test_accuracy(test["logits"], test["labels"], len(names)),
                               names)
+    check = _current_check(session, summary)
+    poor = poor_classes(check)
     if done("sae") and "sae" in summary:
         s = summary["sae"]
-        out += check_sae(int(s.get("hidden", 0)), s.get("l0"), s.get("dead"), bool(s.get("normalized")))
+        # shape is only a hint: dense latents are reported when the outcome is poor or unmeasured
+        if poor is None or poor:
+            out += check_sae(int(s.get("hidden", 0)), s.get("l0"), s.get("dead"), bool(s.get("normalized")))
     if done("rankings") and session.has("rankings/class_means"):
-        out += check_rankings(session.read_array("rankings/class_means"), names)
+        out += check_rankings(session.read_array("rankings/class_means"), names, poor)
+        out += check_selectivity(check)
     out += check_alpha_crit(summary.get("alpha_crit"))
     return out
+
+
+def _current_check(session: Session, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored selectivity check when it belongs to the current rankings, else None."""
+    check = summary.get("selectivity_check")
+    rankings = session.stages().get("rankings")
+    if not check or rankings is None or rankings.state != "done":
+        return None
+    return check if check.get("rankings_updated") == rankings.updated else None
+
+
+def update_selectivity_check(session: Session) -> None:
+    """Measure and store the selectivity check of the current rankings if it is missing."""
+    rankings = session.stages().get("rankings")
+    if rankings is None or rankings.state != "done" or _current_check(session, session.summary()):
+        return
+    from core.workflow.selectivity import selectivity_check
+
+    check = selectivity_check(session)
+    if check is not None:
+        with session.transaction() as tx:
+            tx.update_json("summary", selectivity_check=check)
 
 
 def refresh_alpha_crit_warnings(warnings: Sequence[dict[str, Any]], block: dict[str, Any]) -> list[dict[str, Any]]:
@@ -193,7 +263,11 @@ def refresh_alpha_crit_warnings(warnings: Sequence[dict[str, Any]], block: dict[
 
 
 def record_warnings(session: Session) -> list[QualityWarning]:
-    """Compute the warnings and store them in the summary (``warnings``: list of dicts)."""
+    """Compute the warnings and store them in the summary (``warnings``: list of dicts).
+
+    Once the rankings are done, their selectivity check (``selectivity_check``: a SALVE sweep
+    and two control sweeps per class on the cached activations) is measured first if missing."""
+    update_selectivity_check(session)
     warnings = session_warnings(session)
     with session.transaction() as tx:
         tx.update_json("summary", warnings=[w.to_dict() for w in warnings])

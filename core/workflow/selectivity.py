@@ -145,3 +145,53 @@ def selectivity_lines(report: dict[str, Any]) -> list[str]:
         at = "—" if a50 is None else f"{a50:.3g}"
         lines.append(f"controls, target at the edit's 50% point ({p} {at}): " + ", ".join(parts))
     return lines
+
+
+# --------------------------------------------------------------------------- session check
+
+#: Classes whose dominant-feature SALVE sweep the pipeline checks (evenly spaced beyond this).
+CHECK_MAX_CLASSES = 100
+CONTROL_HOLDS = 0.5  # a control "holds" when the target keeps ≥ 50% at the edit's own α50
+
+
+def check_classes(n_classes: int, limit: int = CHECK_MAX_CLASSES) -> list[int]:
+    """All classes, or ``limit`` of them evenly spaced (first and last included)."""
+    if n_classes <= limit:
+        return list(range(n_classes))
+    return sorted({round(i * (n_classes - 1) / (limit - 1)) for i in range(limit)})
+
+
+def selectivity_check(session: Session, limit: int = CHECK_MAX_CLASSES) -> dict[str, Any] | None:
+    """The outcome the defaults are judged by, measured after the rankings stage: per checked
+    class, does the dominant feature's SALVE sweep (linear, test split, automatic grid) have a
+    selective window, and do both controls keep the target ≥ 50% at its α50? None when the
+    activations stay on disk (a streamed session is checked by ``salve all-dominant``)."""
+    from core.workflow.sweeps import run_sweep
+
+    x = load_inputs(session) if _fits(session) else None
+    if x is None:
+        return None
+    present = set(x.labels.unique().tolist())
+    checked = [c for c in check_classes(x.num_classes, limit) if c in present and int(x.dominant[c]) >= 0]
+    no_window, controls_fail, reasons = [], [], {}
+    for c in checked:
+        result = run_sweep(session, target_class=c, record=False, inputs=x)
+        report = selectivity_report(session, result, x, train=False)
+        name = x.class_names[c]
+        if not report["has_selective_window"]:
+            no_window.append(name)
+            if report.get("no_window_reason"):
+                reasons[name] = report["no_window_reason"]
+        held = [v["target_accuracy_at_main_alpha50"] for v in (report["controls"] or {}).values()]
+        if report["target_alpha50"] is not None and not all(v is not None and v >= CONTROL_HOLDS for v in held):
+            controls_fail.append(name)
+    return {"classes": x.num_classes, "checked": len(checked), "windows": len(checked) - len(no_window),
+            "no_window": no_window, "no_window_reasons": reasons, "controls_fail": controls_fail,
+            "rankings_updated": session.stages()["rankings"].updated}
+
+
+def _fits(session: Session) -> bool:
+    from core.workflow.outofcore import split_fits
+    from core.workflow.pipeline import activations_key
+
+    return bool(split_fits(session, activations_key(session, "test", "a")))
