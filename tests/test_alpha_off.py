@@ -79,3 +79,49 @@ def test_shown_median_rule() -> None:
     value, reason = shown_median(3.0, 4, 10, excluded=6)
     assert value is None and "4/10" in reason and "6 only at total ablation" in reason
     assert shown_median(None, 0, 0)[0] is None
+
+
+def test_cli_table_counts_match_the_json_and_warnings_follow(tmp_path, built_session_path, capsys) -> None:
+    """`salve alpha-crit --modulation clamped`: the text shows the same qualify counts as the
+    JSON (analytic and numerical), withheld medians as "—", and the session's stored warnings
+    (the dashboard's) carry the total-ablation gate exactly when a class is dominated by it."""
+    import json
+
+    from core.store.session import Session, copy_session
+    from core.workflow.quality import check_alpha_crit
+    from salve_tui.cli.main import main
+
+    path = tmp_path / "tiny.h5"
+    copy_session(built_session_path, path)
+    assert main(["alpha-crit", str(path), "--modulation", "clamped", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert main(["alpha-crit", str(path), "--modulation", "clamped", "--no-record"]) == 0
+    text = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in text.splitlines()[1:] if line and line.split()[0] in
+             {b["class_name"] for b in payload["classes"]}}
+    for brief, summary in zip(payload["classes"], payload["summaries"], strict=True):
+        row = lines[brief["class_name"]]
+        n = summary["n_samples"]
+        assert f"{summary['n_qualifying_analytic']}/{n}" in row
+        assert f"{summary['n_qualifying_numerical']}/{n}" in row
+        assert brief["qualifying_numerical"] == summary["n_qualifying_numerical"]
+        assert summary["alpha_off"] is not None and summary["off_mass_share"] == 0.95
+        if summary["shown"] is None:
+            assert row.split()[4] == "—" and summary["withheld_reason"] in text
+    with Session.open(path, read_only=True) as session:
+        summary = session.summary()
+        stored = [w for w in summary["warnings"] if w["code"] == "alpha_crit_total_ablation"]
+        assert [w["message"] for w in stored] == [w.message for w in check_alpha_crit(summary["alpha_crit"])]
+
+
+def test_table_row_of_the_hand_worked_class() -> None:
+    from core.workflow.alpha_crit import alpha_crit_brief
+    from salve_tui.cli.control import _crit_table
+
+    A, labels, W, b, D = _samples(KEPT + EXCLUDED)
+    brief = alpha_crit_brief(class_alpha_crit(A, labels, W, b, D, 0, 0, modulation="clamped"), ["x", "y"])
+    text = _crit_table([brief])
+    row = text.splitlines()[1].split()
+    assert row[:6] == ["x", "0", row[2], "5/5", "—", "2/5"]  # analytic: all 5 have z, S > 0
+    assert "excluded (root only at α ≥ α_off, 95% of |D[:,k]| switched off): x 3" in text
+    assert "x: numerical median withheld: only 2/5 samples have a root" in text
