@@ -127,9 +127,10 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def build(data: str, sessions: Path, name: str, image_size: int | None) -> tuple[dict[str, float], dict[str, float]]:
+def build(data: str, sessions: Path, name: str, image_size: int | None,
+          seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
     """``salve new`` with defaults then ``salve run`` stage by stage; wall and CPU seconds per stage."""
-    args = ["new", name, "--sessions-dir", str(sessions)]
+    args = ["new", name, "--sessions-dir", str(sessions), "--seed", str(seed)]
     if data != "shapes":
         args += ["--data", "imagefolder", "--data-path", data]
     if image_size:
@@ -301,6 +302,7 @@ def main() -> None:
     parser.add_argument("--per-class-test", type=int, default=100)
     parser.add_argument("--cache", default=str(CACHE), help="where the wheel and the MNIST subset are kept")
     parser.add_argument("--sessions-dir", default=None, help="keep the session here (default: a temp folder)")
+    parser.add_argument("--seed", type=int, default=0, help="salve new --seed (not a tuning knob: robustness)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout (markdown to stderr)")
     parser.add_argument("--out", default=None, help="also write JSON here")
     args = parser.parse_args()
@@ -315,13 +317,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="salve-realdata-") as tmp:
         sessions = Path(args.sessions_dir or tmp)
         name = f"realdata-{int(time.time())}"
-        seconds, cpu = build(data, sessions, name, size)
+        seconds, cpu = build(data, sessions, name, size, args.seed)
         result = evaluate(sessions / f"{name}.h5")
     result.update(dataset=dataset, seconds=seconds, cpu_seconds=cpu, load_average=load, load_average_end=os.getloadavg()[0],
                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
     result["verdict"] = verdict(result)
     command = "python bench/bench_realdata.py" + ("" if args.data == "mnist" else f" {args.data}") \
-        + (f" --image-size {args.image_size}" if args.image_size else "")
+        + (f" --image-size {args.image_size}" if args.image_size else "") \
+        + (f" --seed {args.seed}" if args.seed else "")
     text = markdown(result, command)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
