@@ -154,7 +154,7 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
 
 def _preset_base(args: argparse.Namespace) -> SessionConfig:
     """Defaults for settings not given: the demo's, the paper's for the architecture (any
-    dataset kind; h = 2·d from the architecture's head), or real data's (h = 4·d, normalised)."""
+    dataset kind; h = 2·d from the architecture's head), or real data's (a small SAE, normalised)."""
     if args.preset == "paper":
         from core.config import paper_config
         from core.discover.backbone import head_input_dim

@@ -251,6 +251,8 @@ class NewSessionScreen(SalveScreen):
             name = event.value.strip()
             problem = name_problem(name, self.salve.sessions_folder) if name else ""
             self._show_field_error("name", problem)
+        elif event.input.id == "field-data_path":  # real data: the width follows the class count
+            self._update_dependent_fields()
 
     def is_filled(self) -> bool:
         """Whether any field differs from what the form opened with."""
