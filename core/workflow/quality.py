@@ -143,6 +143,10 @@ def check_baseline(per_class_accuracy: np.ndarray, class_names: Sequence[str]) -
 def check_selectivity(check: dict[str, Any] | None) -> list[QualityWarning]:
     """Few selective windows, or controls that suppress as well as the dominant feature, from
     the pipeline's ``selectivity_check`` (``core.workflow.selectivity``)."""
+    if check and check.get("error"):
+        return [QualityWarning("selectivity_unchecked", "rankings",
+                               f"the selectivity check could not run ({check['error']}): dominance is "
+                               "unmeasured; run `salve all-dominant` and read the sweeps", 0.0, 0.0)]
     if not check or not check.get("checked"):
         return []
     n = int(check["checked"])
@@ -250,7 +254,10 @@ def update_selectivity_check(session: Session) -> None:
         return
     from core.workflow.selectivity import selectivity_check
 
-    check = selectivity_check(session)
+    try:
+        check = selectivity_check(session)
+    except (ValueError, RuntimeError, KeyError) as exc:  # the stage's results stand; say why unchecked
+        check = {"error": str(exc) or type(exc).__name__, "rankings_updated": rankings.updated}
     if check is not None:
         with session.transaction() as tx:
             tx.update_json("summary", selectivity_check=check)
