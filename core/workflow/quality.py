@@ -146,7 +146,7 @@ def check_selectivity(check: dict[str, Any] | None) -> list[QualityWarning]:
     if check and check.get("error"):
         return [QualityWarning("selectivity_unchecked", "rankings",
                                f"the selectivity check could not run ({check['error']}): dominance is "
-                               "unmeasured; run `salve all-dominant` and read the sweeps", 0.0, 0.0)]
+                               "unmeasured; run `salve sweep SESSION --all-dominant` and read the sweeps", 0.0, 0.0)]
     if not check or not check.get("checked"):
         return []
     n = int(check["checked"])

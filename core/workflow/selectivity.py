@@ -165,7 +165,7 @@ def selectivity_check(session: Session, limit: int = CHECK_MAX_CLASSES) -> dict[
     """The outcome the defaults are judged by, measured after the rankings stage: per checked
     class, does the dominant feature's SALVE sweep (linear, test split, automatic grid) have a
     selective window, and do both controls keep the target ≥ 50% at its α50? None when the
-    activations stay on disk (a streamed session is checked by ``salve all-dominant``)."""
+    activations stay on disk (a streamed session: ``salve sweep --all-dominant``)."""
     from core.workflow.sweeps import run_sweep
 
     x = load_inputs(session) if _fits(session) else None
