@@ -498,11 +498,15 @@ def test_saliency_snapshot_says_what_failed(snap_compare, synth60: Path) -> None
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)
 
 
-def test_saliency_snapshot_lines_fit_80_columns(snap_compare, tiny_folder: Path) -> None:
+async def test_saliency_info_lines_fit_80_columns(tiny_folder: Path) -> None:
     """Grad-FAM on the real tiny session: the info lines (sample, feature, layer and its place,
-    score, prediction) and the layer list fit 80 columns without "…". The two images are set to
-    one flat colour afterwards so the snapshot pins the text and layout, not model floats."""
-    async def run(pilot) -> None:  # noqa: ANN001
+    score, prediction) fit 80 columns without "…", and they state what is shown.
+
+    A content test, not a snapshot: the score and the dominant feature come from a trained model
+    and differ between CPUs (a saved SVG of them failed on every machine but the one it was made on).
+    """
+    app = tiny_app(tiny_folder)
+    async with app.run_test(size=SIZE) as pilot:
         screen = await open_view(pilot, "h", SaliencyScreen)
         await wait_for(pilot, lambda: screen.result is not None, what="a map")
         default = screen.map_layer
@@ -510,13 +514,19 @@ def test_saliency_snapshot_lines_fit_80_columns(snap_compare, tiny_folder: Path)
         await wait_for(pilot, lambda: screen.result is not None and screen.result.method == "Grad-FAM"
                        and screen.result.layer == screen.map_layer != default,
                        what="Grad-FAM at the next layer")
-        for view in screen.query(ImageView):
-            view.image = np.full((32, 32, 3), 96, np.uint8)
+        await pilot.pause(0.1)
         info = text_of(screen, "#saliency-info")
         assert "…" not in info and all(len(line) <= 78 for line in info.splitlines())
-        await pilot.pause(0.2)
-
-    assert snap_compare(tiny_app(tiny_folder), terminal_size=SIZE, run_before=run)
+        lines = info.splitlines()
+        assert len(lines) == 2, info
+        result = screen.result
+        assert lines[0].startswith(f"sample {screen.sample}/{len(screen.labels)} (")
+        assert f"Grad-FAM of feature {screen.feature} (" in lines[0] and "dominant)" in lines[0]
+        index = screen.map_layers.index(screen.map_layer) + 1
+        assert lines[1].startswith(f"layer {screen.map_layer} ({index}/{len(screen.map_layers)})")
+        assert f"u {result.score:+.3g}, predicted " in lines[1]
+        assert screen.map_layer == screen.map_layers[(screen.map_layers.index(default) + 1)
+                                                     % len(screen.map_layers)]
 
 
 def test_alpha_explorer_snapshot(snap_compare, synth60: Path) -> None:
