@@ -108,3 +108,24 @@ def held_job(stop: threading.Event) -> Callable[..., None]:
     def body(progress: object, cancel: object) -> None:
         wait_or_cancelled(stop, cancel)
     return body
+
+
+def screen_text(app) -> str:  # noqa: ANN001
+    """What the terminal shows now, as plain text (the compositor's lines, modals included)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def line_with(text: str, start: str) -> list[str]:
+    """The whitespace-split cells of the first shown line that starts with ``start``."""
+    for line in text.splitlines():
+        if line.strip().startswith(start):
+            return line.split()
+    raise AssertionError(f"no line starts with {start!r} in:\n{text}")
+
+
+def cells_after(text: str, marker: str) -> list[str]:
+    """The whitespace-split cells after ``marker`` on the first shown line that holds it."""
+    for line in text.splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].split()
+    raise AssertionError(f"no line holds {marker!r} in:\n{text}")
