@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_tui_helpers import cells_after, line_with, make_session, screen_text, tiny_config, wait_for
+from test_tui_helpers import (
+    line_with,
+    make_session,
+    screen_text,
+    tiny_config,
+    wait_for,
+)
 from textual.widgets import DataTable, Static
 
 from core.control.alpha_crit import class_alpha_crit
