@@ -233,6 +233,48 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             "total_cpu_seconds": sum(result["cpu_seconds"].values()) + result["control_cpu_seconds"]}
 
 
+def sae_grid(path: Path, points: list[tuple[int, float]], folder: Path) -> list[dict[str, Any]]:
+    """Retrain only the SAE of a finished session for each (h, λ) (everything else as stored)
+    and read the outcome the pipeline measures after the rankings stage."""
+    from core.store.session import Session, copy_session
+    from core.workflow.pipeline import run_stage
+
+    rows = []
+    for hidden, l1 in points:
+        dst = copy_session(path, folder / f"grid-h{hidden}-l{l1:g}.h5")
+        with Session.open(dst) as session:
+            config = session.config
+            config.sae.hidden, config.sae.l1_coeff = hidden, l1
+            with session.transaction() as tx:
+                tx.write_json("config", config.to_dict())
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            run_stage(session, "sae")
+            sae_s, sae_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            run_stage(session, "rankings")  # its selectivity check: windows and controls per class
+            summary = session.summary()
+            check, sae = summary["selectivity_check"], summary["sae"]
+            dominant = list(summary["dominant_features"].values())
+            rows.append({"hidden": hidden, "l1": l1, "epochs": config.sae.epochs, "sae_seconds": sae_s,
+                         "sae_cpu_seconds": sae_cpu, "ev": sae.get("explained_variance"), "l0": sae.get("l0"),
+                         "distinct_dominant": len(set(dominant)), "classes": len(dominant),
+                         "windows": check["windows"], "controls_hold": check["checked"] - len(check["controls_fail"]),
+                         "warnings": [w["code"] for w in summary.get("warnings") or []]})
+            print(f"[bench] grid h={hidden} λ={l1:g}: {rows[-1]}", file=sys.stderr)
+        dst.unlink()
+    return rows
+
+
+def grid_markdown(rows: list[dict[str, Any]], command: str) -> str:
+    lines = ["| h | λ | epochs | SAE s (CPU s) | EV | L0 | distinct dominant | SALVE windows | controls hold | warnings |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['hidden']} | {r['l1']:g} | {r['epochs']} | {r['sae_seconds']:.0f} ({r['sae_cpu_seconds']:.0f}) "
+                     f"| {r['ev']:.3f} | {r['l0']:.1f} | {r['distinct_dominant']}/{r['classes']} "
+                     f"| {r['windows']}/{r['classes']} | {r['controls_hold']}/{r['classes']} "
+                     f"| {', '.join(r['warnings']) or 'none'} |")
+    return "\n".join(lines + ["", f"Command: `{command}`"])
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -305,7 +347,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="salve new --seed (not a tuning knob: robustness)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout (markdown to stderr)")
     parser.add_argument("--out", default=None, help="also write JSON here")
+    parser.add_argument("--sae-grid", default=None, metavar="H:L,...",
+                        help="with --session: retrain the SAE of that finished session at each width:λ")
+    parser.add_argument("--session", default=None, help="a finished session (for --sae-grid)")
     args = parser.parse_args()
+    if args.sae_grid:
+        if not args.session:
+            raise SystemExit("--sae-grid needs --session PATH (a finished session, e.g. from --sessions-dir)")
+        points = [(int(h), float(lam)) for h, lam in (p.split(":") for p in args.sae_grid.split(","))]
+        with tempfile.TemporaryDirectory(prefix="salve-grid-") as tmp:
+            rows = sae_grid(Path(args.session), points, Path(tmp))
+        command = f"python bench/bench_realdata.py --session {args.session} --sae-grid {args.sae_grid}"
+        if args.out:
+            Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(rows, indent=2) if args.json else grid_markdown(rows, command))
+        return
     data, size, dataset = args.data, args.image_size, args.data
     if data == "mnist":
         data = str(mnist_imagefolder(Path(args.cache), args.per_class_train, args.per_class_test))
