@@ -27,10 +27,8 @@ The enhancement analogue (``mode="enhance"``: samples with z < 0, α that lifts 
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,12 +168,7 @@ def alpha50(alphas: torch.Tensor, accuracy: torch.Tensor, level: float = 0.5) ->
     if below.numel() == 0:
         return None
     i = int(below[0])
-    a0, a1, y0, y1 = (
-        float(alphas[i - 1]),
-        float(alphas[i]),
-        float(accuracy[i - 1]),
-        float(accuracy[i]),
-    )
+    a0, a1, y0, y1 = (float(alphas[i - 1]), float(alphas[i]), float(accuracy[i - 1]), float(accuracy[i]))
     return a0 + (y0 - level) * (a1 - a0) / (y0 - y1)
 
 
@@ -228,9 +221,7 @@ class AlphaCritResult:
     numerical: torch.Tensor  # NaN where excluded
     alpha_max: float  # numerical search range
     alpha50: float | None
-    validity_below_zero: (
-        torch.Tensor
-    )  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
+    validity_below_zero: torch.Tensor  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
     validity_histogram: dict[str, list[float]] = field(default_factory=dict)
     # per sample: the exact logit reached 0 only at total ablation (excluded from `numerical`)
     total_ablation: torch.Tensor | None = None
@@ -329,9 +320,7 @@ class AlphaCritResult:
     def summary_row(self) -> dict[str, Any]:
         """The summary flattened to one CSV row."""
         s = self.summary()
-        row: dict[str, Any] = {
-            k: s[k] for k in ("class", "feature", "mode", "modulation", "n_samples")
-        }
+        row: dict[str, Any] = {k: s[k] for k in ("class", "feature", "mode", "modulation", "n_samples")}
         row["n_qualifying_analytic"] = s["n_qualifying_analytic"]
         row["n_qualifying_numerical"] = s["n_qualifying_numerical"]
         row["total_ablation"] = s["total_ablation"]
@@ -502,28 +491,5 @@ def alpha_crit_all_classes(
     return results
 
 
-# ----------------------------------------------------------------------------- CSV export
-
-
-def summary_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
-    return [r.summary_row() for r in results]
-
-
-def sample_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
-    return [row for r in results for row in r.sample_rows()]
-
-
-def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Write dict rows with a header (union of keys, first-seen order); None → empty cell."""
-    if not rows:
-        raise ValueError(f"nothing to write to {path}: the table is empty")
-    header: list[str] = []
-    for row in rows:
-        header += [k for k in row if k not in header]
-    from core.atomic import atomic_write
-
-    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+# CSV export lives in its own module; re-exported here for existing callers.
+from core.control.alpha_crit_csv import sample_rows, summary_rows, write_csv  # noqa: E402,F401
