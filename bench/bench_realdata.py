@@ -335,6 +335,19 @@ def markdown(result: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
+def grid_command(args: argparse.Namespace) -> None:
+    """``--sae-grid H:L,... --session PATH``: the SAE alone retrained at each point."""
+    if not args.session:
+        raise SystemExit("--sae-grid needs --session PATH (a finished session, e.g. from --sessions-dir)")
+    points = [(int(h), float(lam)) for h, lam in (p.split(":") for p in args.sae_grid.split(","))]
+    with tempfile.TemporaryDirectory(prefix="salve-grid-") as tmp:
+        rows = sae_grid(Path(args.session), points, Path(tmp))
+    command = f"python bench/bench_realdata.py --session {args.session} --sae-grid {args.sae_grid}"
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(rows, indent=2) if args.json else grid_markdown(rows, command))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", default="mnist", help="mnist (default), shapes, or an ImageFolder path")
@@ -352,15 +365,7 @@ def main() -> None:
     parser.add_argument("--session", default=None, help="a finished session (for --sae-grid)")
     args = parser.parse_args()
     if args.sae_grid:
-        if not args.session:
-            raise SystemExit("--sae-grid needs --session PATH (a finished session, e.g. from --sessions-dir)")
-        points = [(int(h), float(lam)) for h, lam in (p.split(":") for p in args.sae_grid.split(","))]
-        with tempfile.TemporaryDirectory(prefix="salve-grid-") as tmp:
-            rows = sae_grid(Path(args.session), points, Path(tmp))
-        command = f"python bench/bench_realdata.py --session {args.session} --sae-grid {args.sae_grid}"
-        if args.out:
-            Path(args.out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-        print(json.dumps(rows, indent=2) if args.json else grid_markdown(rows, command))
+        grid_command(args)
         return
     data, size, dataset = args.data, args.image_size, args.data
     if data == "mnist":
