@@ -97,6 +97,12 @@ def _legacy_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
         out["activation_fn"] = out.pop("activation_fn_str")
     out.setdefault("apply_b_dec_to_input", True)
     out.setdefault("architecture", "standard")
+    activation = out.get("activation_fn") or "relu"
+    if activation not in ("relu", "topk"):
+        raise InteropError(
+            f"cfg.json is a pre-6.0 SAELens config with activation_fn {activation!r}, which SAELens 6 "
+            "ignores (it would encode with ReLU). Re-export an old `salve sae export` from its "
+            "session; otherwise write a SAELens 6 cfg (architecture, metadata.sae_lens_version)")
     kwargs = out.get("activation_fn_kwargs") or {}
     if out.get("activation_fn") == "topk" and isinstance(kwargs, dict) and kwargs.get("k") is not None:
         out["architecture"], out["k"] = "topk", kwargs["k"]
