@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean-venv
+.PHONY: demo test test-slow test-interop install-interop lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# SAELens for the interop tests, into the same venv (pip keeps its torch build).
+INTEROP_STAMP := $(VENV)/.interop-installed
+$(INTEROP_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,interop]'
+	touch $(INTEROP_STAMP)
+
+install-interop: $(INTEROP_STAMP)
+
+# Fails (does not skip) when sae-lens is missing: SALVE_REQUIRE_INTEROP=1.
+test-interop: $(INTEROP_STAMP)
+	SALVE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q -rs tests/test_sae_interop.py tests/test_sae_interop_saelens.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check core salve_tui tests bench
