@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_tui_analysis import make_synthetic_session
-from test_tui_helpers import FIXED_TIME, fixed_clock, wait_for  # noqa: F401
+from test_tui_helpers import FIXED_TIME, fixed_clock, wait_for, wait_or_cancelled  # noqa: F401
 
 import core.workflow.edits
 from core.control.spec import EditSpec
@@ -68,7 +68,7 @@ def test_edit_stack_loading_snapshot(snap_compare, stack_folder: Path,
     real = core.workflow.edits.edit_stack
 
     def gated(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        gate.wait(10)
+        wait_or_cancelled(gate)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(core.workflow.edits, "edit_stack", gated)
