@@ -252,7 +252,9 @@ def test_session_import_of_a_jumprelu_sae_runs_rankings_and_alpha_crit(
     saelens, session_path: Path, tmp_path: Path, capsys
 ) -> None:
     from core.workflow.alpha_crit import run_alpha_crit
+    from core.workflow.edits import build_spec, edited_head
     from core.workflow.feature_card import split_latents
+    from core.workflow.inputs import load_inputs
     from core.workflow.pipeline import load_activations, load_sae, run_stage
 
     with Session.open(session_path, read_only=True) as s:
@@ -270,6 +272,14 @@ def test_session_import_of_a_jumprelu_sae_runs_rankings_and_alpha_crit(
         assert rel(torch.from_numpy(split_latents(s)), f) < TOL
         run_stage(s, "rankings")
         results = run_alpha_crit(s, record=False)
+        inputs = load_inputs(s)
+        spec = build_spec(inputs, target_class=0, alpha=0.5)
+        W_edit, _ = edited_head(inputs, spec)
+    # the edit scales the head by SAELens' own decoder row: W ⊙ (1 − α|W_dec[k]|)
+    k = spec.features[0]
+    D_k = theirs.W_dec.detach()[k].double()
+    assert torch.equal(inputs.D[:, k].double(), D_k)
+    torch.testing.assert_close(W_edit, inputs.W * (1 - 0.5 * D_k.abs()).to(inputs.W.dtype))
     # α_crit reads only the decoder and the head: analytic z/S stays exact under linear modulation
     both = [r for r in results if torch.isfinite(r.analytic).any()]
     assert both

@@ -507,7 +507,6 @@ def test_ground_truth_snapshot(snap_compare, synth60: Path) -> None:
 
 
 def test_seed_robustness_snapshot(snap_compare, synth60: Path) -> None:
-    from core.workflow.robustness import run_seed_robustness
     from salve_tui.app.screens.analysis_robustness import RobustnessScreen
 
     save_handmade_robustness(synth60)
