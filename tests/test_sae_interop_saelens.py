@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ def saelens():
                   "pip install -e '.[interop]' (make install-interop)")
         if os.environ.get("SALVE_REQUIRE_INTEROP") == "1":
             pytest.fail(f"SALVE_REQUIRE_INTEROP=1 but {reason}", pytrace=False)
+        warnings.warn(f"SAELens interop tests skipped: {reason}", stacklevel=1)  # shown without -rs
         pytest.skip(reason)
     return sae_lens
 
