@@ -155,6 +155,28 @@ def test_import_encodes_like_saelens(saelens, tmp_path: Path, architecture: str,
     assert rel(u, f) < TOL and rel(x_hat, x_hat_theirs) < TOL
 
 
+@pytest.mark.parametrize("legacy", [
+    {"activation_fn_str": "relu"},  # apply_b_dec_to_input defaults to True on this path
+    {"activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3}, "apply_b_dec_to_input": False},
+    {"normalize_activations": False, "hook_point": "blocks.0.hook_resid_pre"},
+])
+def test_pre_6_configs_are_read_as_saelens_reads_them(saelens, tmp_path: Path, legacy: dict) -> None:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(4)
+    t = {"W_enc": rng.normal(size=(12, 10)), "b_enc": rng.normal(size=10),
+         "W_dec": rng.normal(size=(10, 12)), "b_dec": rng.normal(size=12)}
+    save_file({k: v.astype(np.float32) for k, v in t.items()}, str(tmp_path / "sae_weights.safetensors"))
+    (tmp_path / "cfg.json").write_text(json.dumps({"d_in": 12, "d_sae": 10, "dtype": "float32", **legacy}))
+    theirs = saelens.SAE.load_from_disk(tmp_path, device="cpu")
+    imported = _import(tmp_path)
+    ours = sae_from_arrays(imported.weights, kind=imported.kind, k=imported.k or 1)
+    x = activations()
+    with torch.no_grad():
+        f = theirs.encode(x)
+        assert rel(ours.encode(x), f) < TOL and rel(ours(x)[1], theirs.decode(f)) < TOL
+
+
 def test_imported_cards_use_saelens_encode_in_float64(saelens, tmp_path: Path) -> None:
     """The feature cards' float64 encoder gives SAELens' latents too (jumprelu, layer_norm)."""
     from core.workflow.feature_card import encode
