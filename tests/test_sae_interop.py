@@ -111,6 +111,14 @@ def test_linear_sae_exports_as_a_2h_relu_dictionary() -> None:
     assert from_saelens(tensors, cfg, d_in=6).kind == "relu"
 
 
+def test_an_all_ones_scaling_factor_is_dropped_as_saelens_does() -> None:
+    t = _tensors()
+    plain = from_saelens(t, _cfg(), d_in=6).weights
+    with_ones = from_saelens({**t, "scaling_factor": np.ones(10, np.float32)}, _cfg(), d_in=6).weights
+    for name, value in plain.items():
+        np.testing.assert_array_equal(with_ones[name], value)
+
+
 def test_legacy_configs_are_read_as_saelens_reads_them() -> None:
     legacy = {"d_in": 6, "d_sae": 10, "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 3}}
     cfg = check_cfg(legacy)

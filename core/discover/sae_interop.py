@@ -242,6 +242,8 @@ def from_saelens(
     ``fold_activation_norm_scaling_factor`` does).
     """
     cfg = check_cfg(cfg)
+    if "scaling_factor" in tensors and np.all(np.asarray(tensors["scaling_factor"]) == 1):
+        tensors = {k: v for k, v in tensors.items() if k != "scaling_factor"}  # SAELens drops it too
     _check_tensors(tensors, cfg, d_in)
     input_norm, scale = _normalisation(cfg, input_scale)
     arch, h = cfg["architecture"], cfg["d_sae"]
