@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
-.PHONY: demo test test-slow test-variant lint bench clean-venv
+.PHONY: demo test test-slow test-variant test-interop install-interop lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ test-variant: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
+
+# SAELens for the interop tests, into the same venv (pip keeps its torch build).
+INTEROP_STAMP := $(VENV)/.interop-installed
+$(INTEROP_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,interop]'
+	touch $(INTEROP_STAMP)
+
+install-interop: $(INTEROP_STAMP)
+
+# Fails (does not skip) when sae-lens is missing: SALVE_REQUIRE_INTEROP=1.
+test-interop: $(INTEROP_STAMP)
+	SALVE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q -rs tests/test_sae_interop.py tests/test_sae_interop_saelens.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check core salve_tui tests bench
