@@ -94,9 +94,9 @@ def test_fine_tuning_real_data_keeps_the_paper_backbone_recipe(tmp_path: Path, c
     assert (scratch.batch_size, scratch.lr, scratch.epochs) == (64, 2e-3, 8)
 
 
-def test_default_sae_hidden_rejects_non_overcomplete_multiples() -> None:
+def test_paper_sae_hidden_is_a_multiple_of_d() -> None:
     from core.config import default_sae_hidden
 
-    assert default_sae_hidden(64) == 256 and default_sae_hidden(512, 2) == 1024
+    assert default_sae_hidden(64) == 128 and default_sae_hidden(512, 4) == 2048  # paper preset: 2·d
     with pytest.raises(ValueError, match="multiple ≥ 2"):
         default_sae_hidden(64, 1)
