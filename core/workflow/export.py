@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import WriteFailed, refuse_existing, write_bytes, write_text
+from core.control.methods.registry import get_method
 from core.control.spec import EditSpec
 from core.store.session import Session, require_intact
 
@@ -270,14 +271,7 @@ def folder_size(folder: str | Path) -> tuple[int, int]:
 
 
 def _describe(spec: EditSpec) -> str:
-    if spec.method == "salve":
-        feats = ", ".join(str(k) for k in spec.features)
-        return f"SALVE {spec.mode} feature(s) {feats}, α = {spec.alpha:g}, {spec.modulation} modulation"
-    if spec.method == "rome":
-        return (f"ROME rank-one edit of class {spec.extra['target_class']}: logit at the key "
-                f"({spec.extra.get('key_source', 'class_mean')}) set to {spec.alpha:g}")
-    feats = ", ".join(str(k) for k in spec.features)
-    return f"SAE steering ({spec.mode}) along feature(s) {feats}, β = {spec.alpha:g} (bias shift)"
+    return get_method(spec.method).describe(spec, long=True)
 
 
 def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:

@@ -233,14 +233,15 @@ def export_figures(
     return written
 
 def _describe_edit(spec: Any) -> str:
-    """``salve suppress feature 3 α=2``, ``rome suppress class 4 value=-10``, ..."""
+    """``salve suppress feature 3 α=2``, ``rome suppress class 4 target=-10``, ... (file names)."""
+    from core.control.methods.registry import get_method
+
     parts = [spec.method, spec.mode]
     if spec.features:
         parts.append("feature " + "+".join(str(k) for k in spec.features))
     elif "target_class" in spec.extra:
         parts.append(f"class {spec.extra['target_class']}")
-    strength = {"salve": "α", "steer": "β"}.get(spec.method, "value")
-    parts.append(f"{strength}={spec.alpha:g}")
+    parts.append(f"{get_method(spec.method).symbol}={spec.alpha:g}")
     return " ".join(parts)
 
 def sweep_figures(
