@@ -110,7 +110,7 @@ class EditMethod(ABC):
     """An editing method of the final linear layer; see the module docstring."""
 
     name: str  # recorded in EditSpec.method and SweepResult.method
-    label: str  # for people: "SALVE", "ROME", "SAE steering"
+    label: str  # for people, short enough for a table column: "SALVE", "ROME", "steering"
     symbol: str  # the strength on screen: "α", "β", "target"
     param_name: str  # the strength's name in a SweepResult (its x-axis): "alpha", "target_value"
     strength_help: str = "strength (≥ 0; the mode gives the direction)"  # what to type
@@ -171,6 +171,10 @@ class EditMethod(ABC):
         feats = "+".join(str(k) for k in result.features)
         tail = result.modulation if len(self.modulations) > 1 else self.param_name
         return f"{self.name}-f{feats}-{result.mode}-{tail}-c{target}"
+
+    def sweep_subject(self, result: SweepResult) -> str:
+        """What a sweep edits, in a few characters: ``f12`` (ROME: ``class-mean key``)."""
+        return "f" + "+".join(str(k) for k in result.features)
 
     def replay_options(self, result: SweepResult, x: CachedInputs) -> dict[str, Any]:
         """Options that make a sweep of other rows apply ``result``'s edit (built on ``x``)."""

@@ -213,6 +213,9 @@ class RomeMethod(EditMethod):
         source = str(result.extra.get("key_source", "class_mean")).replace(":", "")
         return f"rome-c{target}-{source}"
 
+    def sweep_subject(self, result: SweepResult) -> str:
+        return str(result.extra.get("key_source", "class_mean")).replace("_", "-") + " key"
+
     def replay_options(self, result: SweepResult, x: CachedInputs) -> dict[str, Any]:
         """The key built on ``x`` (the split the sweep ran on), so other rows get the same edit."""
         return {"key": rome_key(x.A, x.labels, int(result.target_class), key_sample(result))}

@@ -167,7 +167,7 @@ class SteeringMethod(EditMethod):
     """SAE steering of the classifier input; the strength is β ≥ 0, the mode its direction."""
 
     name = "steer"
-    label = "SAE steering"
+    label = "steering"
     symbol = "β"
     param_name = "beta"
     strength_help = "steering strength β (≥ 0)"
