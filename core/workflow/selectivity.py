@@ -22,7 +22,7 @@ from core.control.selectivity import (
 )
 from core.control.sweep import sweep
 from core.store.session import Session, SessionError
-from core.workflow.inputs import ControlInputs, inputs_for, load_inputs
+from core.workflow.inputs import ControlInputs, load_inputs
 
 
 def _train_inputs(session: Session | None) -> ControlInputs | None:
@@ -55,7 +55,9 @@ def selectivity_report(
 
     ``session`` may be None when ``inputs`` are given (no train split then).
     """
-    x = inputs if inputs is not None else inputs_for(session, None, "test")  # type: ignore[arg-type]
+    if inputs is None and session is None:
+        raise ValueError("a selectivity report needs a session or the control inputs")
+    x = inputs if inputs is not None else load_inputs(session, "test")
     names = x.class_names
     sel = selectivity(result, unedited_accuracy(x.cached()))
     report: dict[str, Any] = sel.summary(names)
