@@ -24,7 +24,7 @@ from core.control.curves import DEFAULT_N_ALPHAS, SweepResult
 from core.control.methods.base import EditRequest
 from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
-from core.workflow.alpha_crit import alpha_crit_records, run_alpha_crit, write_alpha_crit
+from core.workflow.alpha_crit import alpha_crit_records, compute_alpha_crit, write_alpha_crit
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
 from core.workflow.sweeps import compute_sweep, write_sweeps
 
@@ -92,8 +92,7 @@ def dominant_class_results(
                           cancel=cancel)
     crit = None
     if mode == "suppress" and int(x.labels.eq(target_class).sum()) > 0:
-        (crit,) = run_alpha_crit(session, target_class, curve.features[0], "suppress", modulation,
-                                 curve=curve, record=False, inputs=x)
+        (crit,) = compute_alpha_crit(x, target_class, curve.features[0], "suppress", modulation, curve)
     return curve, crit
 
 

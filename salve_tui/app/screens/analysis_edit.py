@@ -1,9 +1,9 @@
 """Edit preview: what a SALVE / ROME / steering edit does to every class, live as α changes.
 
-Each α key press calls :func:`core.workflow.edits.preview_edit` (cached activations, one matmul, no
+Each α key press calls :func:`core.workflow.edits.edit_effect_on` (cached activations, one matmul, no
 write) and redraws the per-class accuracy table (before / after / Δ), the confusion matrix after
 the edit (cells that changed in yellow) and the marker on the suppression curve. The curve
-itself is a sweep of the current settings (:func:`core.workflow.sweeps.run_sweep`, ``record=False``)
+itself is a sweep of the current settings (:func:`core.workflow.sweeps.compute_sweep`, pure)
 computed in a thread worker whenever the feature, class, method, mode or modulation changes;
 its range also sets the α step sizes (coarse = range/20, fine = range/200).
 

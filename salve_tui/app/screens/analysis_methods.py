@@ -1,7 +1,7 @@
 """SALVE, ROME and SAE steering on the same target, on one plot (SPEC §5: side by side).
 
 For the class chosen in the table the three methods are swept on the cached activations
-(:func:`core.workflow.sweeps.run_sweep`, ``record=False``, in a thread worker): SALVE over α on
+(:func:`core.workflow.sweeps.compute_sweep`, pure, in a thread worker): SALVE over α on
 the class's dominant feature, steering over β on the same feature, ROME over the class logit's
 target value. Their strengths are not in the same units, so the x axis is each method's share of
 its own automatic range (0 = no edit; each range is set by the same rule: 1.5× the 95th
