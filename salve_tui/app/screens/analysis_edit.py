@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,6 +55,7 @@ FINE_STEPS = 200
 STRENGTH_GROUP = Binding.Group("strength ", compact=True)
 STRENGTH_WORDS = {"alpha(1)": "{s}+ coarse", "alpha(-1)": "{s}- coarse", "alpha_fine(1)": "fine {s}+",
                   "alpha_fine(-1)": "fine {s}-", "alpha_zero": "{s}={d:g}"}
+REGISTRY_MODULE = "core.control.methods.registry"
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
 
@@ -308,8 +310,8 @@ class EditPreviewScreen(SessionScreen):
     def active_bindings(self) -> dict[str, Any]:
         """The strength keys named after the current method's symbol and reset value."""
         bindings = super().active_bindings
-        if self.method is None:
-            return bindings
+        if self.method is None and REGISTRY_MODULE not in sys.modules:
+            return bindings  # the app's preloader imports it off the UI thread; until then generic words
         symbol, default = self.m.symbol, self.m.default_strength
         group = Binding.Group(f"{symbol} ", compact=True)
         for key, active in bindings.items():
