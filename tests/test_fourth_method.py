@@ -157,3 +157,26 @@ async def test_tui_edit_preview_offers_and_applies_the_fourth_method(damp, tiny:
         k = screen.spec.features[0]
         torch.testing.assert_close(screen.effect.accuracy_after.double(),
                                    damped_accuracy(x, [k], screen.alpha), equal_nan=True)
+
+
+def test_every_method_names_its_strength_as_its_sweeps_do(damp: DampingMethod) -> None:
+    """``param_name`` is what the method's sweep records (ROME said "target" but swept
+    "target_value"); the symbol and reset value are what the fronts show."""
+    from core.control.methods.base import CachedInputs, EditRequest
+    from core.control.methods.registry import methods
+    from core.control.sweep import sweep
+
+    g = torch.Generator().manual_seed(0)
+    D = torch.randn(6, 4, generator=g)
+    A = torch.relu(torch.randn(30, 6, generator=g))
+    labels = torch.arange(30) % 3
+    M = torch.stack([(A[labels == c] @ D).mean(0) for c in range(3)])
+    x = CachedInputs(A, labels, torch.randn(3, 6, generator=g), torch.zeros(3), D, M)
+    seen = {}
+    for m in methods():
+        result = sweep(m, x, EditRequest(0, [1] if m.needs_features else None, n_points=5))
+        seen[m.name] = (result.param_name, m.symbol)
+        assert result.param_name == m.param_name and result.method == m.name
+        assert m.sweep_key(result).startswith(m.name)
+    assert seen == {"salve": ("alpha", "α"), "rome": ("target_value", "target"), "steer": ("beta", "β"),
+                    "damp": ("delta", "δ")}
