@@ -307,19 +307,29 @@ class EditPreviewScreen(SessionScreen):
         return self.m.symbol
 
     @property
+    def _method_known(self) -> bool:
+        """Whether naming the method costs no import on the UI thread (the app's preloader
+        imports the registry in the background)."""
+        return self.method is not None or REGISTRY_MODULE in sys.modules
+
+    def binding_description(self, binding: Binding) -> str:
+        """The strength keys in the current method's words (``α+ coarse``, ``target=-10``)."""
+        words = STRENGTH_WORDS.get(binding.action)
+        if words is None or not self._method_known:
+            return binding.description
+        return words.format(s=self.m.symbol, d=self.m.default_strength)
+
+    @property
     def active_bindings(self) -> dict[str, Any]:
         """The strength keys named after the current method's symbol and reset value."""
         bindings = super().active_bindings
-        if self.method is None and REGISTRY_MODULE not in sys.modules:
-            return bindings  # the app's preloader imports it off the UI thread; until then generic words
-        symbol, default = self.m.symbol, self.m.default_strength
-        group = Binding.Group(f"{symbol} ", compact=True)
+        group = Binding.Group(f"{self.m.symbol} ", compact=True) if self._method_known else STRENGTH_GROUP
         for key, active in bindings.items():
-            words = STRENGTH_WORDS.get(active.binding.action) if active.node is self else None
-            if words is not None:
-                binding = dataclasses.replace(active.binding, description=words.format(s=symbol, d=default),
-                                              group=group if active.binding.group else None)
-                bindings[key] = active._replace(binding=binding)
+            binding = active.binding
+            if active.node is self and binding.action in STRENGTH_WORDS:
+                bindings[key] = active._replace(binding=dataclasses.replace(
+                    binding, description=self.binding_description(binding),
+                    group=group if binding.group else None))
         return bindings
 
     def build_spec(self) -> EditSpec:
