@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from methods_fourth import DAMP, DampingMethod, damping
+from test_tui_analyses import tiny_folder  # noqa: F401  (a fixture)
 from test_tui_helpers import wait_for
 from textual.widgets import Footer
 
@@ -19,7 +20,7 @@ from core.control.alpha_crit import class_alpha_crit
 from core.control.curves import per_class_accuracy
 from core.control.edit import replay_linear
 from core.control.methods.registry import method_names, registered
-from core.store.session import Session, copy_session
+from core.store.session import Session
 from core.workflow.edits import edit_stack, list_edits
 from core.workflow.inputs import clear_input_cache, load_inputs
 from core.workflow.sweeps import list_sweeps, load_sweep
@@ -36,14 +37,10 @@ def damp() -> Iterator[DampingMethod]:
 
 
 @pytest.fixture
-def tiny(tmp_path: Path, built_session_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    monkeypatch.chdir(tmp_path)
-    folder = tmp_path / "sessions"
-    folder.mkdir()
-    copy_session(built_session_path, folder / "tiny.h5")
+def tiny(request: pytest.FixtureRequest) -> Path:
+    """A copy of the built tiny session (``sessions/tiny.h5``, cwd = its tmp folder)."""
     clear_input_cache()
-    return folder / "tiny.h5"
+    return request.getfixturevalue("tiny_folder") / "tiny.h5"
 
 
 def damped_accuracy(x, features: list[int], delta: float) -> torch.Tensor:  # noqa: ANN001
