@@ -1,0 +1,128 @@
+"""Verification: read parts of a session and check them against their checksums.
+
+``salve verify`` reads the whole session (:func:`verify_session`); :func:`require_intact` checks
+only the parts an operation is about to use, so an export that reads the backbone weights never
+reads gigabytes of activations first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import h5py
+
+from core.store.h5io import _open_checked, _read_array, _read_json
+from core.store.layout import DIGEST_ATTR, SessionCorrupt, SessionError
+
+ROOT_ATTRS = ("format", "schema_version", "created", "updated")
+
+
+class _HasPath(Protocol):
+    path: Path
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_session` found: damaged parts and datasets without any checksum."""
+
+    path: Path
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _selected(name: str, only: Sequence[str] | None) -> bool:
+    """Whether ``name`` is one of the keys ``only`` names, or lies under one (None: every key)."""
+    if only is None:
+        return True
+    return any(name == key or name.startswith(key.rstrip("/") + "/") for key in only)
+
+
+def _check_dataset(f: h5py.File, name: str, report: VerifyReport) -> None:
+    """Read one dataset whole through its checksum; note it when it has none."""
+    obj = f[name]
+    if not isinstance(obj, h5py.Dataset):
+        return
+    if name.startswith("json/"):
+        _read_json(f, name[5:])
+    else:
+        _read_array(f, name)
+    report.checked += 1
+    if obj.is_virtual:
+        if not _sources_checksummed(f, obj):
+            report.unchecked.append(name)
+    elif not obj.fletcher32 and DIGEST_ATTR not in obj.attrs:
+        report.unchecked.append(name)
+
+
+def _check_file(f: h5py.File, report: VerifyReport, only: Sequence[str] | None) -> None:
+    names: list[str] = []
+    try:
+        f.visit(names.append)
+    except Exception as exc:
+        report.problems.append(f"the group structure is damaged ({type(exc).__name__}: {exc})")
+    for name in names:
+        if not _selected(name, only):
+            continue
+        try:
+            _check_dataset(f, name, report)
+        except Exception as exc:
+            report.problems.append(f"'{name}': {type(exc).__name__}: {exc}")
+    try:
+        for attr in ROOT_ATTRS:
+            f.attrs[attr]
+    except Exception as exc:
+        report.problems.append(f"the file's attributes are damaged ({type(exc).__name__}: {exc})")
+
+
+def verify_session(path: str | os.PathLike, only: Sequence[str] | None = None) -> VerifyReport:
+    """Read every dataset of a session in full (or those under the keys ``only`` names),
+    checking fletcher32 checksums and stored digests."""
+    path = Path(path)
+    report = VerifyReport(path)
+    try:
+        f = _open_checked(path)
+    except SessionError as exc:
+        report.problems.append(str(exc))
+        return report
+    except Exception as exc:
+        report.problems.append(f"{path} cannot be opened: {type(exc).__name__}: {exc}")
+        return report
+    try:
+        _check_file(f, report, only)
+    finally:
+        try:
+            f.close()
+        except Exception as exc:
+            report.problems.append(f"closing failed ({type(exc).__name__}: {exc})")
+    return report
+
+
+def _sources_checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:
+    """Whether every array file behind a virtual dataset carries HDF5 checksums."""
+    folder = Path(f.filename).parent
+    for vs in ds.virtual_sources():
+        with h5py.File(folder / vs.file_name, "r") as g:
+            if not g[vs.dset_name].fletcher32:
+                return False
+    return True
+
+
+def require_intact(session: _HasPath, keys: Sequence[str] | None = None) -> None:
+    """Raise :class:`SessionCorrupt` unless the parts of ``session`` under ``keys`` (every part
+    when None) pass their checksums. Callers name what they read: ``("json", "backbone")``."""
+    report = verify_session(session.path, only=keys)
+    if not report.ok:
+        raise SessionCorrupt(
+            f"session {session.path} is damaged ({len(report.problems)} part(s), first: "
+            f"{report.problems[0]}); nothing was exported. Run `salve verify {session.path}`, then "
+            "restore the file from a backup or rerun the damaged stages"
+        )
