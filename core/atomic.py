@@ -208,3 +208,15 @@ def write_text(path: str | os.PathLike, text: str, overwrite: bool | None = None
     with atomic_write(path, "w", overwrite, encoding="utf-8", newline="") as handle:
         handle.write(text)
     return Path(path)
+
+
+def copy_exclusive(src: Path, dst: Path) -> None:
+    """Copy ``src`` to a new file ``dst`` that must not exist: never writes through a link or over a
+    file someone placed at ``dst`` (``O_EXCL`` does not follow links)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, default_file_mode())
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb", closefd=False) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    finally:
+        os.close(fd)
+

@@ -9,7 +9,9 @@ deleted by the next writer (:func:`_collect_garbage`).
 from __future__ import annotations
 
 import os
+import re
 import resource
+import stat
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core.atomic import WriteFailed, atomic_path
+from core.atomic import WriteFailed, _process_alive, atomic_path
 from core.store.h5io import _create_checked
 from core.store.layout import LIBVER, SESSION_SUFFIX, data_dir
+from core.store.untrusted import SessionUnsafe, is_link
 
 ARRAY_FILE_FORMAT = "salve-tui session arrays"
 # arrays (or groups written together) this large live in a file of their own; the environment
@@ -100,6 +103,8 @@ def _write_array_file(folder: Path, stem: str, arrays: dict[str, np.ndarray | Ro
     can be known is checked first: free space (``Transaction._ensure_space``) and the process's
     file-size limit here. A failure HDF5 reports as an error leaves only the temp file, removed.
     """
+    if is_link(folder):
+        raise SessionUnsafe(f"the array folder {folder} is a symbolic link; nothing was written through it")
     nbytes = sum(a.nbytes for a in arrays.values())
     soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY and nbytes + (1 << 20) > soft:
@@ -150,20 +155,49 @@ def _referenced_files(f: h5py.File) -> set[str]:
     return names
 
 
+ARRAY_FILE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,60}-[0-9a-f]{12}\.h5$")  # what _write_array_file names
+_TEMP_NAME = re.compile(r"^\.([A-Za-z0-9_-]{1,60}-[0-9a-f]{12}\.h5)\.(\d+)-[^/]*\.tmp$")  # atomic_path's
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _is_array_file(item: Path) -> bool:
+    """A plain file (not a link) named as this store names array files, holding HDF5 bytes."""
+    if not ARRAY_FILE_NAME.match(item.name):
+        return False
+    try:
+        fd = os.open(item, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, 8, 0) == HDF5_SIGNATURE
+    finally:
+        os.close(fd)
+
+
+def _is_dead_temp(item: Path) -> bool:
+    """A temp array file (atomic_path's name) whose writer process is gone, and not a link."""
+    match = _TEMP_NAME.match(item.name)
+    return bool(match) and not _process_alive(int(match.group(2))) and stat.S_ISREG(os.lstat(item).st_mode)
+
+
 def _collect_garbage(path: Path) -> int:
     """Delete array files the committed session no longer refers to; return how many.
 
     Only the writer calls this (under the lock), after a commit or when it opens the session, so
-    no transaction in flight can own one of these files.
+    no transaction in flight can own one of these files. Only files this store names and writes
+    are touched, inside the session's own real folder (never through a link), so a folder that
+    also holds other files, or a link to one, loses nothing else.
     """
     folder = data_dir(path)
-    if not folder.is_dir():
+    if is_link(folder) or not folder.is_dir():
         return 0
     with h5py.File(path, "r") as f:
         keep = _referenced_files(f)
     removed = 0
     for item in folder.iterdir():
-        if item.name not in keep and (item.suffix == SESSION_SUFFIX or item.name.endswith(".tmp")):
+        if item.name in keep:
+            continue
+        if _is_array_file(item) or _is_dead_temp(item):
             item.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -171,7 +205,8 @@ def _collect_garbage(path: Path) -> int:
 
 def _folder_bytes(folder: Path) -> int:
     try:
-        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        sizes = (os.lstat(p) for p in folder.iterdir())  # links count as nothing: never followed
+        return sum(st.st_size for st in sizes if stat.S_ISREG(st.st_mode))
     except OSError:
         return 0
 
@@ -179,4 +214,4 @@ def _folder_bytes(folder: Path) -> int:
 def session_bytes(path: Path) -> int:
     """Disk use of a session as one unit: the small file and its array files."""
     size = path.stat().st_size if path.exists() else 0
-    return size + _folder_bytes(data_dir(path))
+    return size + (0 if is_link(data_dir(path)) else _folder_bytes(data_dir(path)))

@@ -17,23 +17,38 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core.config import memory_budget
 from core.store.layout import (
     DIGEST_ATTR,
     FORMAT_NAME,
     SCHEMA_VERSION,
+    SHARDS_ATTR,
     SessionCorrupt,
     SessionError,
     SessionTooNew,
     data_dir,
 )
+from core.store.limits import (
+    DECLARED_TO_STORED,
+    declared_bytes,
+    implausible_declaration,
+    loads_bounded,
+)
+from core.store.untrusted import SessionUnsafe, dataset_problems, is_plain_file
 
 
 def _open_checked(path: Path, mode: str = "r") -> h5py.File:
-    """Open an HDF5 file and verify it is a session of a schema we understand."""
+    """Open an HDF5 file and verify it is a session of a schema we understand.
+
+    Only plain files are opened (a FIFO named ``x.h5`` would block the open forever), and the
+    root attributes are parsed defensively: a damaged file gets a message, never a traceback.
+    """
     if not path.exists():
         raise SessionError(
             f"session file {path} does not exist; create it with `salve new` or list sessions with `salve list`"
         )
+    if not is_plain_file(path):
+        raise SessionCorrupt(f"{path} is not a plain file (a folder, device or pipe); it is not a session")
     try:
         f = h5py.File(path, mode)
     except OSError as exc:
@@ -41,21 +56,32 @@ def _open_checked(path: Path, mode: str = "r") -> h5py.File:
             f"{path} is not a readable HDF5 file ({exc.__class__.__name__}: {exc}). It may be truncated or "
             "not a session; move it aside and recreate the session with `salve new`."
         ) from exc
-    fmt = f.attrs.get("format")
-    if fmt != FORMAT_NAME:
+    try:
+        _check_marker(f, path)
+    except BaseException:
         f.close()
+        raise
+    return f
+
+
+def _check_marker(f: h5py.File, path: Path) -> None:
+    try:
+        fmt = f.attrs.get("format")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        version = int(f.attrs.get("schema_version", 0))
+    except Exception as exc:  # a damaged attribute of any type
+        raise SessionCorrupt(f"{path}: the session's attributes are damaged ({type(exc).__name__}: {exc}); "
+                             f"run `salve verify {path}`") from None
+    if fmt != FORMAT_NAME:
         raise SessionCorrupt(
             f"{path} is an HDF5 file but not a salve-tui session (no '{FORMAT_NAME}' marker); "
             "pass a session created by `salve new`"
         )
-    version = int(f.attrs.get("schema_version", 0))
     if version > SCHEMA_VERSION:
-        f.close()
         raise SessionTooNew(
             f"{path} uses session schema {version}, newer than this salve-tui understands "
             f"({SCHEMA_VERSION}); upgrade salve-tui to open it"
         )
-    return f
 
 
 def _delete(f: h5py.File, key: str) -> int:
@@ -93,16 +119,23 @@ def _json_default(o: Any) -> Any:
 
 def _read_json(f: h5py.File, key: str, default: Any = None) -> Any:
     name = f"json/{key}"
-    if name not in f:
+    try:
+        link = f.get(name, getlink=True)
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise _corrupt(f, name, exc) from None
+    if link is None:
         return default
+    if not isinstance(link, h5py.HardLink):  # an external or soft link: another file's document
+        raise SessionUnsafe(f"session {f.filename} is refused: '{name}' is a link, not a document of "
+                            "its own; nothing was read")
     try:
         raw = f[name][()]
-        text = raw.decode() if isinstance(raw, bytes) else raw
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
         _check_digest(f, name, text.encode())
-        return json.loads(text)
+        return loads_bounded(text, f"'{name}'")
     except SessionCorrupt:
         raise
-    except (OSError, ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
+    except (OSError, ValueError, UnicodeError, TypeError, RecursionError) as exc:
         raise _corrupt(f, name, exc) from None
 
 
@@ -122,8 +155,9 @@ def _read_array(f: h5py.File, key: str) -> np.ndarray:
     try:
         ds = f[key]
         _check_sources(f, key, ds)
+        _check_declared_size(f, key, ds)
         data = ds[()]
-    except (OSError, RuntimeError, KeyError) as exc:
+    except (OSError, RuntimeError, KeyError, ValueError, MemoryError) as exc:
         raise _corrupt(f, key, exc) from None
     if ds.dtype.kind == "O":
         data = np.array([x.decode() if isinstance(x, bytes) else x for x in np.atleast_1d(data)])
@@ -138,7 +172,12 @@ def _sources(f: h5py.File, ds: h5py.Dataset) -> list[Path]:
 
 
 def _check_sources(f: h5py.File, key: str, ds: h5py.Dataset) -> None:
-    """HDF5 reads a missing source file as zeros without a word: refuse instead."""
+    """Refuse a dataset that reads files not the session's own, and a missing source file (HDF5
+    reads one as zeros without a word)."""
+    foreign = dataset_problems(Path(f.filename), key, ds)
+    if foreign:
+        raise SessionUnsafe(f"session {f.filename} is refused: {foreign[0]}; only files in its own "
+                            f"{data_dir(Path(f.filename)).name}/ folder are read")
     if not ds.is_virtual:
         return
     missing = [p for p in _sources(f, ds) if not p.exists()]
@@ -149,6 +188,48 @@ def _check_sources(f: h5py.File, key: str, ds: h5py.Dataset) -> None:
             f"gone). Keep the folder {data_dir(path).name}/ beside {path.name} (move or copy them together, "
             "or use `salve copy`), or rerun the stage that wrote it (`salve run NAME STAGE --force`)"
         )
+
+def _check_declared_size(f: h5py.File, key: str, ds: h5py.Dataset) -> None:
+    """Refuse a whole read whose declared shape is past the memory budget and far past the bytes
+    its files hold, before anything is allocated (a shape can claim terabytes)."""
+    declared = declared_bytes(ds.shape or (), ds.dtype.itemsize)
+    if ds.is_virtual:
+        stored = sum(p.stat().st_size for p in _sources(f, ds) if p.exists())
+    else:
+        stored = ds.id.get_storage_size()
+    if declared <= DECLARED_TO_STORED * max(stored, 1):
+        return  # the common case: never looks at the budget
+    budget = memory_budget()
+    if implausible_declaration(declared, stored, budget):
+        raise SessionCorrupt(
+            f"session {f.filename}: '{key}' declares {declared / 1e9:.1f} GB but its files hold "
+            f"{stored / 1e6:.1f} MB; it is damaged or not written by salve-tui, and was not read "
+            f"(memory budget {budget / 1e9:.1f} GB)")
+
+
+SHARDS_DIGEST_ATTR = "shards_sha256"  # the shards attribute names files: it is checksummed too
+
+
+def _write_shards(grp: h5py.Group, shards: list[tuple[int, int, str]]) -> None:
+    text = json.dumps([list(x) for x in shards])
+    grp.attrs[SHARDS_ATTR] = text
+    grp.attrs[SHARDS_DIGEST_ATTR] = _digest(text.encode())
+
+
+def _read_shards(f: h5py.File, key: str) -> list[tuple[int, int, str]]:
+    """The ``[start, stop, file]`` shards of a row-sharded group, checked against their digest."""
+    attrs = f[key].attrs
+    try:
+        raw = attrs[SHARDS_ATTR]
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        stored = attrs.get(SHARDS_DIGEST_ATTR)
+        if stored is not None and (stored.decode() if isinstance(stored, bytes) else str(stored)) != _digest(
+                text.encode()):
+            raise ValueError("its checksum does not match")
+        return [(int(a), int(b), str(r)) for a, b, r in loads_bounded(text, f"'{key}' shards")]
+    except (KeyError, OSError, TypeError, ValueError, RecursionError) as exc:
+        raise _corrupt(f, f"{key} (shards attribute)", exc) from None
+
 
 # --------------------------------------------------------------------------- checksums
 

@@ -59,8 +59,9 @@ def _migrate(f: h5py.File, tx: Transaction) -> str | None:
 def _repack(path: Path) -> None:
     """Rewrite ``path`` compactly: HDF5 never returns the space of deleted datasets to the OS."""
     packed = path.with_name(path.name + ".pack")
+    packed.unlink(missing_ok=True)  # a stale one, or a link placed there: removed, never followed
     try:
-        with h5py.File(path, "r") as src, h5py.File(packed, "w", libver=LIBVER) as dst:
+        with h5py.File(path, "r") as src, h5py.File(packed, "w-", libver=LIBVER) as dst:
             for name, value in src.attrs.items():
                 dst.attrs[name] = value
             for name in src:

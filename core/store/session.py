@@ -25,7 +25,6 @@ This module holds :class:`Session`; every public name of the store stays importa
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +35,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from core.atomic import WriteFailed, check_free_space, describe_os_error, fsync_dir, fsync_path
+from core.atomic import (
+    WriteFailed,
+    check_free_space,
+    copy_exclusive,
+    describe_os_error,
+    fsync_dir,
+    fsync_path,
+)
 from core.config import SessionConfig
 from core.store import lock as writer_lock
 from core.store.arrayfiles import (  # noqa: F401 - re-exported
@@ -83,9 +89,17 @@ from core.store.layout import (  # noqa: F401 - re-exported
     sessions_dir,
     tmp_path,
 )
-from core.store.maintenance import copy_session, delete_session, list_sessions  # noqa: F401 - re-exported
+from core.store.maintenance import (  # noqa: F401 - re-exported
+    copy_session,
+    delete_session,
+    list_sessions,
+    name_problems,
+    remove_dead_copies,
+    remove_tree,
+)
 from core.store.schema import _migrate, _repack
 from core.store.transaction import Transaction
+from core.store.untrusted import SessionUnsafe, check_links, check_references  # noqa: F401 - re-exported
 from core.store.verify import VerifyReport, require_intact, verify_session  # noqa: F401 - re-exported
 
 
@@ -104,7 +118,7 @@ class Session:
     def create(cls, path: str | os.PathLike, config: SessionConfig, overwrite: bool = False) -> Session:
         """Create a new session file holding ``config``; the returned handle is the writer."""
         path = Path(path)
-        problems = config.validate()
+        problems = config.validate() + name_problems(path.name)
         if problems:
             raise SessionError("invalid session settings: " + "; ".join(problems))
         if path.exists() and not overwrite:
@@ -118,11 +132,17 @@ class Session:
         except OSError as exc:
             raise SessionError(describe_os_error(exc, path, "create")) from None
         if overwrite:  # under the lock: another writer of the old session would have refused us
-            shutil.rmtree(path.with_name(f"{path.stem}.checkpoints"), ignore_errors=True)
-            shutil.rmtree(data_dir(path), ignore_errors=True)
+            for folder in (path.with_name(f"{path.stem}.checkpoints"), data_dir(path)):
+                remove_tree(folder)
+        try:
+            check_links(path, writing=True)
+        except SessionError:
+            session.close()
+            raise
         tmp = session._tmp_path()
         try:
-            with h5py.File(tmp, "w", libver=LIBVER) as f:
+            tmp.unlink(missing_ok=True)  # a stale temp, or a link placed there: removed, not followed
+            with h5py.File(tmp, "w-", libver=LIBVER) as f:
                 now = time.time()
                 f.attrs["format"] = FORMAT_NAME
                 f.attrs["schema_version"] = SCHEMA_VERSION
@@ -149,12 +169,15 @@ class Session:
         """Open an existing session; a writer takes the lock and cleans stale temp files."""
         path = Path(path)
         session = cls(path, read_only)
-        _open_checked(path).close()  # validates format and schema before locking
+        check_links(path, writing=not read_only)
+        with _open_checked(path) as f:  # validates format and schema before locking
+            check_references(f, path)  # reads no file that is not the session's own
         if not read_only:
             session._acquire_lock()
             if session._lock_fd is not None:
                 for stale in path.parent.glob(f".{path.name}.tmp-*"):
                     stale.unlink(missing_ok=True)
+                session.notices += remove_dead_copies(path.parent)
                 try:
                     _collect_garbage(path)  # array files a crash left behind
                 except OSError:
@@ -232,7 +255,8 @@ class Session:
         tx: Transaction | None = None
         committed = False
         try:
-            shutil.copyfile(self.path, tmp)
+            tmp.unlink(missing_ok=True)  # a stale temp, or a link placed there: removed, not followed
+            copy_exclusive(self.path, tmp)
             with h5py.File(tmp, "r+", libver=LIBVER) as f:
                 tx = Transaction(f, self.path, clock=lambda: time.time())
                 migrated = _migrate(f, tx)

@@ -8,7 +8,6 @@ shards, each commit adding one shard file and re-pointing the virtual dataset.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,15 @@ import numpy as np
 
 from core.atomic import WriteFailed, check_free_space, describe_os_error
 from core.store.arrayfiles import RowBlocks, _link, _split_external, _write_array_file
-from core.store.h5io import _create_checked, _delete, _read_json, _write_array, _write_json
+from core.store.h5io import (
+    _create_checked,
+    _delete,
+    _read_json,
+    _read_shards,
+    _write_array,
+    _write_json,
+    _write_shards,
+)
 from core.store.layout import SHARDS_ATTR, STAGE_STATES, SessionError, StageState, data_dir
 
 
@@ -104,8 +111,7 @@ class Transaction:
         self._ensure_space(sum(a.nbytes for a in arrays.values()))
         shards: list[tuple[int, int, str]] = []
         if start > 0 and group in self._f:
-            raw = self._f[group].attrs.get(SHARDS_ATTR)
-            shards = [tuple(x) for x in json.loads(raw)] if raw is not None else []
+            shards = _read_shards(self._f, group) if SHARDS_ATTR in self._f[group].attrs else []
             shards = [x for x in shards if x[1] <= start]
             if not shards or shards[-1][1] != start:
                 raise ValueError(f"append_rows: {group} holds rows up to "
@@ -116,7 +122,7 @@ class Transaction:
         grp = self._f.create_group(group)
         for name, value in arrays.items():
             _link(grp, name, (total, *value.shape[1:]), value.dtype, shards, name)
-        grp.attrs[SHARDS_ATTR] = json.dumps(shards)
+        _write_shards(grp, shards)
 
     def create_rows(self, key: str, shape: tuple[int, ...], dtype: Any) -> None:
         """Preallocate a small in-file array filled in row blocks by later transactions."""

@@ -15,8 +15,9 @@ from typing import Protocol
 
 import h5py
 
-from core.store.h5io import _open_checked, _read_array, _read_json
-from core.store.layout import DIGEST_ATTR, SessionCorrupt, SessionError
+from core.store.h5io import _open_checked, _read_array, _read_json, _read_shards
+from core.store.layout import DIGEST_ATTR, SHARDS_ATTR, SessionCorrupt, SessionError
+from core.store.untrusted import link_problems, reference_problems
 
 ROOT_ATTRS = ("format", "schema_version", "created", "updated")
 
@@ -76,6 +77,8 @@ def _check_file(f: h5py.File, report: VerifyReport, only: Sequence[str] | None) 
             _check_dataset(f, name, report)
         except Exception as exc:
             report.problems.append(f"'{name}': {type(exc).__name__}: {exc}")
+    if only is None:
+        report.problems += _shard_problems(f)
     try:
         for attr in ROOT_ATTRS:
             f.attrs[attr]
@@ -88,6 +91,7 @@ def verify_session(path: str | os.PathLike, only: Sequence[str] | None = None) -
     checking fletcher32 checksums and stored digests."""
     path = Path(path)
     report = VerifyReport(path)
+    report.problems += link_problems(path, writing=False)
     try:
         f = _open_checked(path)
     except SessionError as exc:
@@ -97,6 +101,7 @@ def verify_session(path: str | os.PathLike, only: Sequence[str] | None = None) -
         report.problems.append(f"{path} cannot be opened: {type(exc).__name__}: {exc}")
         return report
     try:
+        report.problems += reference_problems(f, path)  # files that are not the session's own
         _check_file(f, report, only)
     finally:
         try:
@@ -104,6 +109,27 @@ def verify_session(path: str | os.PathLike, only: Sequence[str] | None = None) -
         except Exception as exc:
             report.problems.append(f"closing failed ({type(exc).__name__}: {exc})")
     return report
+
+
+def _shard_problems(f: h5py.File) -> list[str]:
+    """Each row-sharded group's ``shards`` attribute (checksummed) must name exactly the files its
+    datasets read: the attribute is what later commits extend."""
+    groups: list[str] = []
+    f.visititems(lambda name, obj: groups.append(name)
+                 if isinstance(obj, h5py.Group) and SHARDS_ATTR in obj.attrs else None)
+    problems: list[str] = []
+    for name in groups:
+        try:
+            named = {rel for _a, _b, rel in _read_shards(f, name)}
+            read = {vs.file_name for ds in f[name].values() if isinstance(ds, h5py.Dataset) and ds.is_virtual
+                    for vs in ds.virtual_sources()}
+        except Exception as exc:
+            problems.append(f"'{name}': {type(exc).__name__}: {exc}")
+            continue
+        if named != read:
+            problems.append(f"'{name}': its shards attribute names {sorted(named - read) or sorted(named)} "
+                            f"but its arrays read {sorted(read - named) or sorted(read)}")
+    return problems
 
 
 def _sources_checksummed(f: h5py.File, ds: h5py.Dataset) -> bool:
