@@ -99,8 +99,8 @@ from core.store.maintenance import (  # noqa: F401 - re-exported
 )
 from core.store.schema import _migrate, _repack
 from core.store.transaction import Transaction
-from core.store.untrusted import SessionUnsafe, check_links, check_references  # noqa: F401 - re-exported
-from core.store.verify import VerifyReport, require_intact, verify_session  # noqa: F401 - re-exported
+from core.store.untrusted import SessionUnsafe, check_links, check_references, is_link  # noqa: F401 - re-exported
+from core.store.verify import VerifyReport, require_intact, verify_isolated, verify_session  # noqa: F401 - re-exported
 
 
 class Session:
@@ -168,8 +168,15 @@ class Session:
     def open(cls, path: str | os.PathLike, read_only: bool = False) -> Session:
         """Open an existing session; a writer takes the lock and cleans stale temp files."""
         path = Path(path)
-        session = cls(path, read_only)
         check_links(path, writing=not read_only)
+        notices: list[str] = []
+        if read_only and is_link(path):  # resolved once: its array folder is the target's
+            target = Path(os.path.realpath(path))
+            notices.append(f"{path} is a symbolic link; reading the session it points to, {target}")
+            path = target
+            check_links(path, writing=False)
+        session = cls(path, read_only)
+        session.notices += notices
         with _open_checked(path) as f:  # validates format and schema before locking
             check_references(f, path)  # reads no file that is not the session's own
         if not read_only:

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import h5py
 
-from core.store.layout import SHARDS_ATTR, SessionError, data_dir, lock_path
+from core.store.layout import SHARDS_ATTR, SessionCorrupt, SessionError, data_dir, lock_path
 from core.store.limits import loads_bounded
 
 
@@ -127,12 +127,26 @@ def shards_problems(session_path: Path, key: str, raw: object) -> list[str]:
 def reference_problems(f: h5py.File, session_path: Path) -> list[str]:
     """Every place ``f`` reads a file that is not the session's own (empty: none)."""
     problems: list[str] = []
-    f.visititems_links(lambda name, link: problems.extend(_link_problem(session_path, f, name, link)))
+
+    def visit(name: str, link: object) -> None:
+        try:
+            problems.extend(_link_problem(session_path, f, name, link))
+        except Exception as exc:  # a damaged object: named, and the walk goes on
+            problems.append(f"'{name}' cannot be read ({type(exc).__name__}: {exc})")
+
+    try:
+        f.visititems_links(visit)
+    except Exception as exc:
+        problems.append(f"the group structure is damaged ({type(exc).__name__}: {exc})")
     return problems
 
 
 def check_references(f: h5py.File, session_path: Path) -> None:
     problems = reference_problems(f, session_path)
+    damaged = [p for p in problems if "cannot be read" in p or "is damaged" in p]
+    if damaged:
+        raise SessionCorrupt(f"session {session_path} is damaged: {damaged[0]}. Run `salve verify "
+                             f"{session_path}` to list every damaged part")
     if problems:
         shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         raise _refuse(session_path, f"it reads files that are not its own: {shown}")

@@ -7,7 +7,11 @@ reads gigabytes of activations first.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,8 +119,11 @@ def _shard_problems(f: h5py.File) -> list[str]:
     """Each row-sharded group's ``shards`` attribute (checksummed) must name exactly the files its
     datasets read: the attribute is what later commits extend."""
     groups: list[str] = []
-    f.visititems(lambda name, obj: groups.append(name)
-                 if isinstance(obj, h5py.Group) and SHARDS_ATTR in obj.attrs else None)
+    try:
+        f.visititems(lambda name, obj: groups.append(name)
+                     if isinstance(obj, h5py.Group) and SHARDS_ATTR in obj.attrs else None)
+    except Exception:
+        return []  # the damaged structure is reported by the walk over every dataset
     problems: list[str] = []
     for name in groups:
         try:
@@ -152,3 +159,33 @@ def require_intact(session: _HasPath, keys: Sequence[str] | None = None) -> None
             f"{report.problems[0]}); nothing was exported. Run `salve verify {session.path}`, then "
             "restore the file from a backup or rerun the damaged stages"
         )
+
+
+def verify_isolated(path: str | os.PathLike, timeout: float | None = None) -> VerifyReport:
+    """:func:`verify_session` run in a child process: a damaged file that crashes the HDF5 library
+    itself (a segfault, seen with one flipped bit of a virtual dataset's mapping) is reported as
+    damage instead of ending this process without a word."""
+    path = Path(path)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "core.store.verify", str(path)], capture_output=True,
+                              text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return VerifyReport(path, problems=[f"reading {path} did not finish in {timeout:.0f} s; it may be damaged"])
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        return VerifyReport(path, problems=[
+            f"reading {path} crashed the HDF5 library ({name}): the file is damaged and cannot be used; "
+            "restore it from a backup or recreate the session"])
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        return VerifyReport(path, data["checked"], data["problems"], data["unchecked"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        return VerifyReport(path, problems=[f"verifying {path} failed: {proc.stderr.strip()[-500:]}"])
+
+
+if __name__ == "__main__":  # the child of verify_isolated
+    _report = verify_session(sys.argv[1])
+    print(json.dumps({"checked": _report.checked, "problems": _report.problems, "unchecked": _report.unchecked}))
+
