@@ -437,7 +437,10 @@ def crashing_flip(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_file_that_crashes_hdf5_is_reported_as_damage(crashing_flip: Path) -> None:
     proc = run_cli_child("verify", str(crashing_flip))
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-500:])
-    assert "damaged" in proc.stdout.lower() or "DAMAGED" in proc.stdout
+    assert "damaged" in proc.stdout.lower()
+    for argv in (["copy", str(crashing_flip), str(crashing_flip.parent / "c.h5")], ["info", str(crashing_flip)]):
+        proc = run_cli_child(*argv)  # the first open of a file this process did not write: in a child
+        assert proc.returncode > 0 and "crashed the HDF5 library" in proc.stderr + proc.stdout, proc
 
 
 @pytest.fixture

@@ -46,6 +46,7 @@ from core.store.layout import (
     log,
     sessions_dir,
 )
+from core.store.probe import probe, trust
 from core.store.untrusted import (
     SessionUnsafe,
     check_links,
@@ -229,6 +230,8 @@ def _check_copy_target(src: Path, dst: Path) -> list[str]:
         if target.exists() or is_link(target):
             raise SessionError(f"{target} already exists; choose another name or delete it first (`salve delete`)")
     check_links(src, writing=False)
+    if is_plain_file(src):
+        probe(src)  # a file that crashes HDF5 is refused as damaged, in a child process
     with _open_checked(src) as f:  # validates the source
         check_references(f, src)
         return sorted(_referenced_files(f))
@@ -268,6 +271,7 @@ def copy_session(src: Path, dst: Path) -> Path:
             fsync_dir(tmp_dir)
             os.replace(tmp_dir, data_dir(dst))
         os.replace(tmp, dst)
+        trust(dst)
         fsync_dir(dst.parent)
     except OSError as exc:
         raise SessionError(describe_os_error(exc, dst, "copy the session to")) from None

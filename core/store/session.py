@@ -97,9 +97,16 @@ from core.store.maintenance import (  # noqa: F401 - re-exported
     remove_dead_copies,
     remove_tree,
 )
+from core.store.probe import probe, trust
 from core.store.schema import _migrate, _repack
 from core.store.transaction import Transaction
-from core.store.untrusted import SessionUnsafe, check_links, check_references, is_link  # noqa: F401 - re-exported
+from core.store.untrusted import (  # noqa: F401 - re-exported
+    SessionUnsafe,
+    check_links,
+    check_references,
+    is_link,
+    is_plain_file,
+)
 from core.store.verify import VerifyReport, require_intact, verify_isolated, verify_session  # noqa: F401 - re-exported
 
 
@@ -154,6 +161,7 @@ class Session:
                 _write_json(f, "summary", {})
             fsync_path(tmp)
             os.replace(tmp, path)
+            trust(path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             session.close()
@@ -177,6 +185,8 @@ class Session:
             check_links(path, writing=False)
         session = cls(path, read_only)
         session.notices += notices
+        if is_plain_file(path):
+            probe(path)  # first open of a file this process did not write: in a child process
         with _open_checked(path) as f:  # validates format and schema before locking
             check_references(f, path)  # reads no file that is not the session's own
         if not read_only:
@@ -274,6 +284,7 @@ class Session:
             fsync_path(tmp)  # array files were fsynced, and their folder, as they were written
             os.replace(tmp, self.path)
             committed = True
+            trust(self.path)
             fsync_dir(self.path.parent)
             if migrated:
                 self.notices.append(migrated)
