@@ -263,6 +263,34 @@ class FolderImageSource(ImageSource):
         return torch.from_numpy(out)
 
 
+_WIDE_INT_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """8-bit RGB with the image's own range kept: PIL's ``convert("RGB")`` clips 16-bit pixels at
+    255 (a 16-bit PNG turns almost white) and truncates float pixels in 0..1 to 0 (black).
+
+    16-bit (and 32-bit integer holding 16-bit) values are divided by 257; floats in 0..1 are
+    scaled by 255, floats in 0..255 kept; anything else raises ValueError (refused at scan).
+    """
+    if img.mode not in _WIDE_INT_MODES and img.mode != "F":
+        return img.convert("RGB")
+    values = np.asarray(img, dtype=np.float64)
+    if values.size and not np.isfinite(values).all():
+        raise ValueError(f"{img.mode} image holds NaN or infinite pixels")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if img.mode == "F":
+        if low < 0 or high > 255:
+            raise ValueError(f"float image with pixel values {low:g}..{high:g}; expected 0..1 or 0..255")
+        scale = 255.0 if high <= 1.0 else 1.0
+    else:
+        if low < 0 or high > _WIDE_INT_MODES[img.mode]:
+            raise ValueError(f"{img.mode} image with pixel values {low:g}..{high:g}; expected 0..65535")
+        scale = 1.0 / 257.0
+    gray = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, mode="L").convert("RGB")
+
+
 def load_image_file(path: str | Path, size: int) -> np.ndarray:
     """Decode one file to ``(size, size, 3)`` uint8: shorter side → ``size``, centre crop.
 
@@ -272,7 +300,7 @@ def load_image_file(path: str | Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 2^k (fast)
-            img = img.convert("RGB")
+            img = to_rgb8(img)
             width, height = img.size
             if width <= height:
                 new_size = (size, int(size * height / width))
@@ -463,6 +491,7 @@ def _is_readable_image(path: Path) -> bool:
         with Image.open(path) as img:
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
+            to_rgb8(img)  # 16-bit and float pixels it cannot scale are refused here, at scan time
         return True
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False

@@ -175,6 +175,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if problems:
         raise CliError("invalid settings: " + "; ".join(problems))
     path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    from core.discover.backbone import check_image_size
+
+    check_image_size(config.backbone.arch, config.data.image_size)  # the minimum, stated now
     if args.weights not in ("none", "pretrained"):  # a bad checkpoint is named now, not after the data stage
         from core.discover.backbone import load_checkpoint
 
@@ -387,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sae-lr", type=v.positive, default=None)
     p.add_argument("--l1", type=v.non_negative, default=None)
     p.add_argument("--topk", type=v.count, default=8)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=_device_setting)
     p.add_argument("--seed", type=v.index, default=0)
     p.set_defaults(func=cmd_new)
 
@@ -413,6 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub, common)
     return parser
+
+
+def _device_setting(text: str) -> str:
+    from core.device import check_device_setting
+
+    try:
+        return check_device_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _NoteHandler(logging.Handler):
