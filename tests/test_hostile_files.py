@@ -467,3 +467,65 @@ def test_a_session_name_with_control_characters_is_refused(folder: Path) -> None
     assert list(folder.iterdir()) == []
     with pytest.raises(SessionError, match="control characters"):
         copy_session(folder / "missing.h5", folder / "x\ty.h5")
+
+
+@pytest.fixture
+def wide_images(folder: Path) -> dict[str, Path]:
+    """A 16-bit grayscale PNG and a float TIFF (0..1), both a left-to-right ramp (mean half
+    scale), and a float TIFF with values no 8-bit scale fits."""
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 64), (64, 1))
+    paths = {"png16": folder / "ramp16.png", "tiff01": folder / "ramp01.tif", "tiffbad": folder / "bad.tif"}
+    Image.fromarray(np.rint(ramp * 65535).astype(np.uint16)).save(paths["png16"])
+    Image.fromarray(ramp.astype(np.float32), mode="F").save(paths["tiff01"])
+    Image.fromarray((ramp * 5000).astype(np.float32), mode="F").save(paths["tiffbad"])
+    return paths
+
+
+def test_16_bit_and_float_images_keep_their_range(wide_images: dict[str, Path]) -> None:
+    from core.discover.data import _is_readable_image, load_image_file
+
+    for name in ("png16", "tiff01"):
+        pixels = load_image_file(wide_images[name], 64)
+        assert pixels[:, 0].max() <= 1 and pixels[:, -1].min() >= 254, name  # black to white
+        assert abs(float(pixels.mean()) - 127.5) < 1.5, name
+    assert not _is_readable_image(wide_images["tiffbad"])  # refused at scan time
+
+
+@pytest.fixture
+def nan_checkpoint(folder: Path) -> Path:
+    import torch
+
+    from core.discover.backbone import build_model
+
+    state = build_model("resnet18", 3, image_size=32).state_dict()
+    state["fc.weight"] = torch.full_like(state["fc.weight"], float("nan"))
+    path = folder / "diverged.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_at_creation(nan_checkpoint: Path) -> None:
+    folder = nan_checkpoint.parent
+    rc, out = run_cli("new", "n", "--weights", str(nan_checkpoint), "--sessions-dir", str(folder))
+    assert rc == 2 and "NaN or infinite" in out and "fc.weight" in out and not (folder / "n.h5").exists()
+
+
+def test_an_image_size_below_the_architecture_minimum_is_refused_at_new(folder: Path) -> None:
+    rc, out = run_cli("new", "inc", "--arch", "inception_v3", "--image-size", "32", "--sessions-dir", str(folder))
+    assert rc == 2 and "at least 75x75" in out and not (folder / "inc.h5").exists()
+
+
+def test_a_bad_device_is_refused_when_parsed(folder: Path) -> None:
+    rc, out = run_cli("new", "dev", "--device", "bogus:7", "--sessions-dir", str(folder))
+    assert rc == 2 and "unknown device 'bogus:7'" in out and not (folder / "dev.h5").exists()
+
+
+def test_out_into_a_missing_folder_is_refused_unless_asked(session: Path) -> None:
+    out = session.parent / "no" / "such" / "x.png"
+    argv = ["top-samples", str(session), "--feature", "0", "--out", str(out)]
+    rc, text = run_cli(*argv)
+    assert rc == 2 and "does not exist" in text and not (session.parent / "no").exists()
+    run_cli(*argv, "--parents")  # asked for: the folder is made (the command itself then runs)
+    assert out.parent.is_dir()

@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--parents", action="store_true",
+                        help="create the folder of --out when it is missing (else that is an error)")
     common.add_argument("--memory-budget", type=v.memory_size, default=None, metavar="SIZE",
                         help="memory for out-of-core compute, e.g. 4G or 25%% (default: "
                              "$SALVE_MEMORY_BUDGET, else half the RAM); larger activations stream from disk")
@@ -418,6 +420,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_out_folder(args: argparse.Namespace) -> None:
+    """``--out`` into a folder that does not exist is refused (a typo would otherwise create a
+    whole tree), or the folder is created when ``--parents`` is given."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    folder = Path(out).parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise CliError(f"--out {out}: {folder} is not a folder")
+    if not getattr(args, "parents", False):
+        raise CliError(f"--out {out}: the folder {folder} does not exist; create it first, or pass "
+                       "--parents to create it")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _device_setting(text: str) -> str:
     from core.device import check_device_setting
 
@@ -453,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[MEMORY_BUDGET_ENV] = args.memory_budget
     try:
+        _check_out_folder(args)
         with overwrite_policy(bool(getattr(args, "force", False))):
             return int(args.func(args) or 0)
     except JobCancelled as exc:
