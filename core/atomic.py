@@ -183,19 +183,55 @@ def atomic_path(path: str | os.PathLike, overwrite: bool | None = None) -> Itera
         tmp.unlink(missing_ok=True)
 
 
+class _RecordingFile:
+    """A file object that remembers the OS error of a failed write or flush, then re-raises it."""
+
+    def __init__(self, raw: IO[Any]) -> None:
+        self._raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._raw.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def __iter__(self):
+        return iter(self._raw)
+
+
 @contextmanager
 def atomic_write(
     path: str | os.PathLike, mode: str = "wb", overwrite: bool | None = None, **open_kwargs: Any
 ) -> Iterator[IO[Any]]:
     """Open a temp file beside ``path`` for writing; on success fsync it and rename it over ``path``."""
     with atomic_path(path, overwrite) as tmp:
+        handle: _RecordingFile | None = None
         try:
-            with open(tmp, mode, **open_kwargs) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
+            with open(tmp, mode, **open_kwargs) as raw:
+                handle = _RecordingFile(raw)
+                yield handle  # type: ignore[misc]
+                raw.flush()
+                os.fsync(raw.fileno())
         except OSError as exc:
             raise _fail(exc, Path(path)) from None
+        except Exception:
+            # a writer that turns a failed write into its own error (torch.save: "unexpected
+            # pos" from its zip writer on a full disk) still gets one message naming the cause
+            if handle is not None and handle.error is not None:
+                raise _fail(handle.error, Path(path)) from None
+            raise
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool | None = None) -> Path:

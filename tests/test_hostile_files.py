@@ -529,3 +529,26 @@ def test_out_into_a_missing_folder_is_refused_unless_asked(session: Path) -> Non
     assert rc == 2 and "does not exist" in text and not (session.parent / "no").exists()
     run_cli(*argv, "--parents")  # asked for: the folder is made (the command itself then runs)
     assert out.parent.is_dir()
+
+
+FULL_DISK_WRITE = """
+import resource, signal, sys
+import torch
+from core.atomic import WriteFailed, atomic_write
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+try:
+    with atomic_write(sys.argv[1], overwrite=True) as f:  # how the backbone checkpoint is written
+        torch.save({"w": torch.zeros(1 << 20)}, f)
+except WriteFailed as exc:
+    print("message:", exc)
+"""
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_message(folder: Path) -> None:
+    target = folder / "backbone.pt"
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_WRITE, str(target)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-800:]
+    assert proc.stdout.startswith("message: no space left to write") and str(target) in proc.stdout
+    assert list(folder.iterdir()) == []  # no temp file left
