@@ -323,6 +323,14 @@ def not_a_session(request, folder: Path) -> Path:
     return path
 
 
+def test_create_never_replaces_a_file_that_is_not_a_session(not_a_session: Path) -> None:
+    before = not_a_session.read_bytes()
+    with pytest.raises(SessionError, match="not a"):
+        Session.create(not_a_session.with_suffix(".h5") if not_a_session.suffix == ".h5" else not_a_session,
+                       demo_config("notes"), overwrite=True)
+    assert not_a_session.read_bytes() == before and (not_a_session.parent / "notes.data" / "mine.h5").exists()
+
+
 def test_delete_refuses_a_file_that_is_not_a_session(not_a_session: Path) -> None:
     before = not_a_session.read_bytes()
     rc, out = run_cli("delete", str(not_a_session), "--yes")

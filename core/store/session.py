@@ -90,6 +90,7 @@ from core.store.layout import (  # noqa: F401 - re-exported
     tmp_path,
 )
 from core.store.maintenance import (  # noqa: F401 - re-exported
+    _refuse_non_session,
     copy_session,
     delete_session,
     list_sessions,
@@ -132,6 +133,8 @@ class Session:
             raise SessionError(
                 f"session {path} already exists; open it (`salve info {path.stem}`) or choose another name"
             )
+        if path.exists() or is_link(path):
+            _refuse_non_session(path)  # never replaces a file that is not a session, nor a link
         session = cls(path, read_only=False)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
