@@ -4,11 +4,14 @@ A damaged small file can crash the HDF5 library itself (one flipped bit in a vir
 mapping makes it segfault), which would end the process without a word. So before a session
 file is used here for the first time, a child process opens it and walks every object the
 in-process checks will touch; a child killed by a signal means the file is damaged. Files this
-process wrote itself (created, committed, copied) are trusted by their inode, size and mtime.
+process wrote itself (created, committed, copied) or already probed are trusted by the SHA-256 of
+their bytes (a byte copy of a trusted file needs no probe); files past ``HASH_MAX_BYTES`` by
+their inode, size and mtime.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -18,15 +21,19 @@ from pathlib import Path
 from core.store.layout import SessionCorrupt
 
 PROBE_TIMEOUT_S = 300.0
-_trusted: set[tuple[int, int, int, int]] = set()
+HASH_MAX_BYTES = 64 << 20  # small files are hashed (milliseconds); larger ones keyed by stat
+_trusted: set[tuple[object, ...]] = set()
 
 
-def _key(path: Path) -> tuple[int, int, int, int] | None:
+def _key(path: Path) -> tuple[object, ...] | None:
     try:
         st = os.stat(path)
+        if st.st_size > HASH_MAX_BYTES:
+            return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with open(path, "rb") as handle:
+            return (st.st_size, hashlib.sha256(handle.read()).hexdigest())
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def trust(path: Path) -> None:

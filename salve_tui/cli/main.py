@@ -351,8 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--parents", action="store_true",
-                        help="create the folder of --out when it is missing (else that is an error)")
+    common.add_argument("--parents", action="store_true", help="create a missing folder of --out")
     common.add_argument("--memory-budget", type=v.memory_size, default=None, metavar="SIZE",
                         help="memory for out-of-core compute, e.g. 4G or 25%% (default: "
                              "$SALVE_MEMORY_BUDGET, else half the RAM); larger activations stream from disk")
