@@ -375,6 +375,9 @@ def huge_declared(session: Path) -> Path:
 def test_a_declared_shape_past_the_files_is_refused_before_allocating(huge_declared: Path) -> None:
     with Session.open(huge_declared, read_only=True) as s, pytest.raises(SessionError, match="declares"):
         s.read_array("backbone/state_dict/fc.weight")
+    with Session.open(huge_declared, read_only=True) as s, pytest.raises(SessionError, match="declares"):
+        with s.rows("backbone/state_dict/fc.weight"):  # streamed block by block: refused as well
+            pass
 
 
 @pytest.fixture

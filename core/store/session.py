@@ -54,6 +54,7 @@ from core.store.arrayfiles import (  # noqa: F401 - re-exported
     session_bytes,
 )
 from core.store.h5io import (
+    _check_declared_size,
     _check_sources,
     _disk_full,
     _open_checked,
@@ -356,6 +357,7 @@ class Session:
             if key not in f:
                 raise KeyError(f"session {self.name} has no '{key}' yet; run the stage that produces it")
             _check_sources(f, key, f[key])
+            _check_declared_size(f, key, f[key])  # a block loop over 2**32 declared rows: refused
             yield _without_chunk_cache(f, key)
 
     def array_shape(self, key: str) -> tuple[int, ...] | None:
