@@ -197,7 +197,7 @@ class Session:
             session._acquire_lock()
             if session._lock_fd is not None:
                 for stale in path.parent.glob(f".{path.name}.tmp-*"):
-                    stale.unlink(missing_ok=True)
+                    remove_tree(stale)  # a link or folder placed there: removed, not followed
                 session.notices += remove_dead_copies(path.parent)
                 try:
                     _collect_garbage(path)  # array files a crash left behind
