@@ -31,6 +31,10 @@ from core.control.methods.registry import get_method
 from core.control.spec import EditSpec
 from core.store.session import Session, require_intact
 
+# what an export builds the model from, checked whole first (the activations it reads for the
+# sidecar's accuracy are checked as they are read; the rest of the session is never read)
+EXPORT_READS = ("json", "backbone", "sae")
+
 FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
 SIDECAR_FORMAT = "salve-tui edited model"
 
@@ -158,7 +162,8 @@ def export_edited_model(
         )
     targets = _targets(session, out, stem)
     _check_targets(targets)  # again for the default names (and anything created meanwhile)
-    require_intact(session)  # never export a model built from damaged weights
+    # never export a model built from damaged weights; the other reads below check what they read
+    require_intact(session, EXPORT_READS)
     inputs = load_inputs(session)
     model = load_model(session, "cpu")
     edited = edited_model(model, edits, inputs.D)
