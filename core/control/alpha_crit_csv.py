@@ -6,18 +6,23 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from core.control.alpha_crit import AlphaCritResult
+from typing import Any, Protocol
 
 
+class _Rows(Protocol):
+    """What an α_crit result gives a CSV (``core.control.alpha_crit.AlphaCritResult``)."""
 
-def summary_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
+    def summary_row(self) -> dict[str, Any]: ...
+
+    def sample_rows(self) -> list[dict[str, Any]]: ...
+
+
+
+def summary_rows(results: Iterable[_Rows]) -> list[dict[str, Any]]:
     return [r.summary_row() for r in results]
 
 
-def sample_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
+def sample_rows(results: Iterable[_Rows]) -> list[dict[str, Any]]:
     return [row for r in results for row in r.sample_rows()]
 
 

@@ -252,7 +252,7 @@ def update_selectivity_check(session: Session) -> None:
     rankings = session.stages().get("rankings")
     if rankings is None or rankings.state != "done" or _current_check(session, session.summary()):
         return
-    from core.workflow.selectivity import selectivity_check
+    from core.workflow.outcome import selectivity_check
 
     try:
         check = selectivity_check(session)
