@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 DEFAULT_N_ALPHAS = 200
 # Upper bound on the elements of one (n_α_chunk × N × C) logits block (64 MiB in float32).
@@ -33,10 +34,6 @@ AUTO_RANGE_QUANTILE = 0.95
 AUTO_RANGE_FACTOR = 1.5
 AUTO_RANGE_TARGET_ACC = 0.05
 AUTO_RANGE_MAX_DOUBLINGS = 6
-
-
-def nan_to_none(values: list) -> list:
-    return [nan_to_none(v) if isinstance(v, list) else (None if v != v else v) for v in values]
 
 
 def none_to_nan(values: list) -> list:
@@ -94,8 +91,8 @@ class SweepResult:
             "target_class": self.target_class,
             "param_name": self.param_name,
             "alphas": self.alphas.tolist(),
-            "per_class_accuracy": nan_to_none(self.per_class_accuracy.tolist()),
-            "target_prediction": nan_to_none(self.target_prediction.tolist()),
+            "per_class_accuracy": json_safe(self.per_class_accuracy.tolist()),
+            "target_prediction": json_safe(self.target_prediction.tolist()),
             "class_counts": list(self.class_counts),
             "extra": self.extra,
         }

@@ -98,11 +98,12 @@ def record_edit(
     session: Session, spec: EditSpec, exports: Sequence[str] | None = None, note: str = ""
 ) -> int:
     """Append ``spec`` to the session's edit log; returns its position in the log."""
-    from core.workflow.provenance import READS, stage_runs
+    from core.workflow.provenance import stage_runs
+    from core.workflow.results import EDITS
 
     check_writable(session, True)
     entry: dict[str, Any] = {**spec.to_dict(), "recorded_at": time.time(),
-                             "computed_from": stage_runs(session, READS["edit"])}
+                             "computed_from": stage_runs(session, EDITS.reads)}
     if exports:
         entry["exports"] = [str(p) for p in exports]
     if note:

@@ -6,27 +6,15 @@ AUROC table) and a compact ``groundtruth`` entry of the session summary (``salve
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from core.jobs import CancelToken, ProgressFn
+from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
 
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 def require_shapes(session: Session, source: Any = None) -> None:
     """Ground truth exists only for the embedded Shapes data; say so before loading anything."""
@@ -196,7 +184,7 @@ def run_groundtruth(
         shared["error"] = "this dataset has no shared part concept"
 
     fam, cam = localisation["grad_fam"].overall, localisation["grad_cam"].overall
-    result = _clean(
+    result = json_safe(
         {
             "layer": chosen_layer,
             "n_images": int(len(subset)),

@@ -11,16 +11,14 @@ is no longer done; a result with neither record is not flagged (nothing says it 
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.store.session import PIPELINE_STAGES, Session
-
-#: The stages control results read: the classifier head, the cached activations, the SAE
-#: decoder and the rankings (class means, dominant features).
-CONTROL_STAGES = ("backbone", "activations", "sae", "rankings")
+from core.workflow.results import CONTROL_STAGES, RESULT_KINDS, ResultKind
 
 _LABELS = {"data": "dataset", "backbone": "backbone", "activations": "cached activations",
            "sae": "SAE", "rankings": "rankings"}
@@ -116,11 +114,12 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
 
 @dataclass(frozen=True)
 class StaleResult:
-    """One stored result that is out of date: its kind, key and the reason."""
+    """One stored result that is out of date: its kind, key, the reason and what reruns it."""
 
-    kind: str  # alpha-crit | sweep | robustness | groundtruth | edit
+    kind: str  # a name in core.workflow.results.RESULT_KINDS
     key: str
     why: Staleness
+    rerun: str = ""
 
     @property
     def message(self) -> str:
@@ -128,82 +127,65 @@ class StaleResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "key": self.key, "stage": self.why.stage, "message": self.why.message,
-                "unknown_provenance": self.why.unknown_provenance}
+                "rerun": self.rerun, "unknown_provenance": self.why.unknown_provenance}
 
 
-#: The stages each kind of result reads (an edit: its features' SAE and the head it scales).
-READS = {"alpha-crit": CONTROL_STAGES, "sweep": CONTROL_STAGES, "robustness": CONTROL_STAGES,
-         "groundtruth": CONTROL_STAGES, "edit": ("backbone", "sae")}
-
-#: What recomputes each kind of result, as the warning says it.
-RERUN_HINTS = {
-    "alpha-crit": "rerun α_crit (`salve alpha-crit NAME`)",
-    "sweep": "rerun the sweep (`salve sweep NAME`)",
-    "robustness": "rerun seed robustness (`salve robustness NAME`)",
-    "groundtruth": "rerun ground truth (`salve groundtruth NAME`)",
-    "edit": "check the edit's features and record it again",
-}
+ALL_KINDS = tuple(RESULT_KINDS)
 
 
-def _records(session: Session, kind: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    if kind == "alpha-crit":
-        index = session.read_json("control/alpha_crit_index", {}) or {}
-        for setting, entries in sorted(index.items()):
-            for key, entry in sorted(entries.items()):
-                yield f"{setting}/{key}", entry
-    elif kind == "sweep":
-        yield from sorted((session.read_json("control/sweep_index", {}) or {}).items())
-    elif kind == "robustness":
-        yield from sorted((session.read_json("control/robustness", {}) or {}).items())
-    elif kind == "groundtruth":
-        result = session.read_json("groundtruth/results")
-        if result:
-            yield "groundtruth", result
-    elif kind == "edit":
-        for i, entry in enumerate(session.read_json("control/edits", []) or []):
-            yield str(i + 1), entry
-
-
-def stale_results(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[StaleResult]:
-    """Every stored result of ``kinds`` that is out of date, with the reason."""
-    stages = session.stages()
+def stale_of(session: Session, kind: ResultKind, stages: Mapping[str, Any]) -> list[StaleResult]:
+    """The stored results of one kind that are out of date."""
+    hint = kind.rerun_hint(session.name)
     out = []
-    for kind in kinds:
-        hint = RERUN_HINTS[kind].replace("NAME", session.name)
-        for key, record in _records(session, kind):
-            why = staleness(stages, record, hint, READS[kind], session.name)
-            if why is not None:
-                out.append(StaleResult(kind, key, why))
+    for key, record in kind.records(session):
+        why = staleness(stages, record, hint, kind.reads, session.name)
+        if why is not None:
+            out.append(StaleResult(kind.name, key, why, hint))
     return out
 
 
-_KIND_WORDS = {"alpha-crit": ("α_crit result", "α_crit results"), "sweep": ("sweep", "sweeps"),
-               "robustness": ("seed-robustness run", "seed-robustness runs"),
-               "groundtruth": ("ground-truth result", "ground-truth results"),
-               "edit": ("recorded edit", "recorded edits")}
+def stale_results(session: Session, kinds: Sequence[str] = ALL_KINDS) -> list[StaleResult]:
+    """Every stored result of ``kinds`` that is out of date, with the reason."""
+    stages = session.stages()
+    return [r for kind in kinds for r in stale_of(session, RESULT_KINDS[kind], stages)]
 
 
-def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS), short: bool = False) -> list[str]:
+def stale_warnings(session: Session, kinds: Sequence[str] = ALL_KINDS, short: bool = False) -> list[str]:
     """One line per kind with stale results: how many, and the first one's reason."""
     return summary_lines(stale_results(session, kinds), kinds, short)
 
 
-def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RERUN_HINTS),
+def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = ALL_KINDS,
                   short: bool = False) -> list[str]:
     """:func:`stale_warnings` of results already found (``short``: the reasons without the
     commands and full dates, for a screen's warning line)."""
     lines = []
     for kind in kinds:
         mine = [r for r in found if r.kind == kind]
-        if not mine:
-            continue
-        one, many = _KIND_WORDS[kind]
-        count = f"{len(mine)} {one if len(mine) == 1 else many}"
-        lines.append(f"{count} out of date: {mine[0].why.short if short else mine[0].message}")
+        if mine:
+            reason = mine[0].why.short if short else mine[0].message
+            lines.append(f"{RESULT_KINDS[kind].count(len(mine))} out of date: {reason}")
     return lines
 
 
-def stale_report(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> dict[str, Any]:
+def overview_line(found: Sequence[StaleResult], view_keys: Mapping[str, str] | None = None) -> str:
+    """One line over every kind (the dashboard's), "" when all are current: each kind's count
+    with what recomputes it (the key of its view, from ``view_keys``: view name → key, else its
+    command), then the first reason."""
+    if not found:
+        return ""
+    parts = []
+    for name, kind in RESULT_KINDS.items():
+        mine = [r for r in found if r.kind == name]
+        if mine:
+            key = (view_keys or {}).get(kind.view)
+            command = re.search(r"`[^`]+`", mine[0].rerun)
+            how = key or (command.group(0) if command else "")
+            parts.append(kind.count(len(mine)) + (f" ({how})" if how else ""))
+    return f"warning: {', '.join(parts)} out of date ({found[0].why.short}); recompute them"
+
+
+def stale_report(session: Session, kinds: Sequence[str] = ALL_KINDS) -> dict[str, Any]:
     """What the CLI adds to a listing: ``stale_results`` (one dict per stale result) and
     ``stale_warnings`` (``warning: …`` lines, one per kind)."""
     found = stale_results(session, kinds)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,6 +14,7 @@ import torch
 from core.control.curves import DEFAULT_N_ALPHAS
 from core.control.robustness import RobustnessResult, seed_robustness
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 from core.store.session import Session
 from core.workflow.inputs import check_writable, load_inputs, setting_key
 
@@ -170,16 +170,13 @@ def robustness_to_json(results: Sequence[RobustnessResult], class_names: Sequenc
                 "class_name": class_names[c],
                 "features_per_seed": r.features_per_seed,
                 "alphas": r.alphas.tolist(),
-                "target_accuracy_mean": _clean(r.accuracy_mean[c].tolist()),
-                "target_accuracy_std": _clean(r.accuracy_std[c].tolist()),
-                "others_accuracy_mean": _clean(others_per_seed.mean(0).tolist()),
-                "others_accuracy_std": _clean(
+                "target_accuracy_mean": json_safe(r.accuracy_mean[c].tolist()),
+                "target_accuracy_std": json_safe(r.accuracy_std[c].tolist()),
+                "others_accuracy_mean": json_safe(others_per_seed.mean(0).tolist()),
+                "others_accuracy_std": json_safe(
                     (others_per_seed.std(0) if len(r.sweeps) > 1
                      else torch.zeros_like(others_per_seed[0])).tolist()
                 ),
             }
         )
     return {"n_seeds": results[0].n_seeds if results else 0, "classes": out}
-
-def _clean(values: list[float]) -> list[float | None]:
-    return [None if not math.isfinite(v) else v for v in values]

@@ -258,7 +258,7 @@ class SessionScreen(SalveScreen):
     ]
     LOADING: ClassVar[str] = ""  # what load() reads ("the feature–class matrix"); "" = no worker
     CONTENT_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # actions that need the loaded content
-    #: Kinds of stored results the screen shows (``core.workflow.provenance.RERUN_HINTS``): each
+    #: Kinds of stored results the screen shows (``core.workflow.results.RESULT_KINDS``): each
     #: load also checks them, and a :class:`StaleNotice` under the header says when a stage was
     #: rerun since they were computed.
     RESULT_KINDS: ClassVar[tuple[str, ...]] = ()
