@@ -99,6 +99,7 @@ class SweepResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepResult:
+        """The inverse of :meth:`to_dict`; the curves may also be arrays (a stored sweep's)."""
         return cls(
             method=d["method"],
             features=list(d["features"]),
@@ -106,16 +107,19 @@ class SweepResult:
             modulation=d["modulation"],
             target_class=d["target_class"],
             param_name=d["param_name"],
-            alphas=torch.tensor(d["alphas"], dtype=torch.float64),
-            per_class_accuracy=torch.tensor(
-                none_to_nan(d["per_class_accuracy"]), dtype=torch.float64
-            ),
-            target_prediction=torch.tensor(
-                none_to_nan(d["target_prediction"]), dtype=torch.float64
-            ),
-            class_counts=list(d["class_counts"]),
+            alphas=_float64(d["alphas"]),
+            per_class_accuracy=_float64(d["per_class_accuracy"]),
+            target_prediction=_float64(d["target_prediction"]),
+            class_counts=[int(c) for c in d["class_counts"]],
             extra=dict(d.get("extra", {})),
         )
+
+
+def _float64(values: Any) -> torch.Tensor:
+    """A float64 tensor of a JSON list (``null`` → NaN) or an array."""
+    if isinstance(values, list):
+        return torch.tensor(none_to_nan(values), dtype=torch.float64)
+    return torch.as_tensor(values, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- basic metrics

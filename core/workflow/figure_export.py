@@ -14,6 +14,7 @@ from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.assets import FIGURES_DIR, require_stages, target_path
 from core.workflow.quality import figure_warning_lines
+from core.workflow.results import ALPHA_CRIT, ROBUSTNESS
 from core.workflow.saliency_maps import class_gradfam_png
 
 TOP_SAMPLES_SHOWN = 8
@@ -130,9 +131,9 @@ def figure_gaps(session: Session) -> list[str]:
     name = session.name
     if not list_sweeps(session):
         gaps.append(f"suppression curves: no sweeps recorded (run `salve sweep {name} --class C`)")
-    if not session.read_json("control/alpha_crit_index", {}):
+    if not ALPHA_CRIT.load(session):
         gaps.append(f"α_crit distributions: none recorded (run `salve alpha-crit {name}`)")
-    if not session.read_json("control/robustness", {}):
+    if not ROBUSTNESS.load(session):
         gaps.append(f"seed-robustness curves: none recorded (run `salve robustness {name}`)")
     if not edit_records(session):
         gaps.append(
@@ -166,8 +167,8 @@ def export_figures(
     names = [str(c) for c in session.read_json("class_names")]
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
     sweeps = list_sweeps(session)
-    crit_settings = sorted(session.read_json("control/alpha_crit_index", {}) or {})
-    robustness = session.read_json("control/robustness", {}) or {}
+    crit_settings = sorted(ALPHA_CRIT.load(session))
+    robustness = ROBUSTNESS.load(session)
     edits = list_edits(session)
     distinct = sorted({k for k in dominant if k >= 0})
     with_feature = [c for c, k in enumerate(dominant) if k >= 0]

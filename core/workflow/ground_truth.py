@@ -14,6 +14,7 @@ from core.jobs import CancelToken, ProgressFn
 from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
+from core.workflow.results import GROUNDTRUTH
 
 
 def require_shapes(session: Session, source: Any = None) -> None:
@@ -222,7 +223,7 @@ def run_groundtruth(
             },
         }
         with session.transaction() as tx:
-            tx.write_json("groundtruth/results", result)
+            GROUNDTRUTH.save(tx, result)
             tx.write_array("groundtruth/auroc", table.astype(np.float32))
             tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
             tx.update_json("summary", groundtruth=brief)
@@ -285,4 +286,4 @@ def _track_part(latents: Any, presence: np.ndarray, labels: np.ndarray, part: in
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:
     """The last recorded :func:`run_groundtruth` result, or None."""
-    return session.read_json("groundtruth/results")
+    return GROUNDTRUTH.load(session) or None

@@ -17,6 +17,7 @@ from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.jsonsafe import json_safe
 from core.store.session import Session
 from core.workflow.inputs import check_writable, load_inputs, setting_key
+from core.workflow.results import ROBUSTNESS
 
 
 def run_seed_robustness(
@@ -114,7 +115,7 @@ def save_robustness(
 ) -> None:
     check_writable(session, True)
     setting = setting_key(meta["mode"], meta["modulation"])
-    stored = dict(session.read_json("control/robustness", {}) or {})
+    stored = ROBUSTNESS.load(session)
     stored[setting] = meta
     with session.transaction() as tx:
         tx.delete(f"control/robustness/{setting}")
@@ -132,7 +133,7 @@ def save_robustness(
             )
         if sae_weights is not None:
             tx.write_arrays("control/robustness_sae", sae_weights)
-        tx.write_json("control/robustness", stored)
+        ROBUSTNESS.save(tx, stored)
         tx.update_json(
             "summary",
             robustness={s: {"n_seeds": m["n_seeds"], "epochs": m["epochs"]} for s, m in stored.items()},
@@ -143,7 +144,7 @@ def load_robustness(
 ) -> dict[int, dict[str, Any]]:
     """Stored mean ± std curves of one setting: class → arrays (as tensors) + seed count."""
     setting = setting_key(mode, modulation)
-    meta = (session.read_json("control/robustness", {}) or {}).get(setting)
+    meta = ROBUSTNESS.load(session).get(setting)
     if meta is None:
         raise KeyError(
             f"session {session.name} has no {setting} robustness results; run "
