@@ -153,7 +153,7 @@ def export_figures(
     before/after confusion matrices of every recorded edit. :func:`figure_gaps` lists the
     groups left out. Existing files of the same name are overwritten.
     """
-    from core.workflow.edits import list_edits, preview_edit
+    from core.workflow.edits import describe_spec, list_edits, preview_edit
     from core.workflow.figures import (
         safe_filename,
         save_confusion_matrices,
@@ -218,7 +218,7 @@ def export_figures(
         elif job[0] == "edit":
             spec = edits[job[1]]
             effect = preview_edit(session, spec)
-            path = figures / safe_filename("confusion", f"edit {job[1]}", _describe_edit(spec),
+            path = figures / safe_filename("confusion", f"edit {job[1]}", describe_spec(spec),
                                            ext=".png")
             written.append(
                 save_confusion_matrices(
@@ -226,7 +226,7 @@ def export_figures(
                      "after": effect.confusion_after.numpy()},
                     names,
                     path,
-                    title=f"edit {job[1]}: {_describe_edit(spec)}",
+                    title=f"edit {job[1]}: {describe_spec(spec)}",
                     caption=warnings,
                 )
             )
@@ -239,18 +239,6 @@ def _strength_label(result: Any) -> str:
 
     return get_method(result.method).symbol
 
-
-def _describe_edit(spec: Any) -> str:
-    """``salve suppress feature 3 α=2``, ``rome suppress class 4 target=-10``, ... (file names)."""
-    from core.control.methods.registry import get_method
-
-    parts = [spec.method, spec.mode]
-    if spec.features:
-        parts.append("feature " + "+".join(str(k) for k in spec.features))
-    elif "target_class" in spec.extra:
-        parts.append(f"class {spec.extra['target_class']}")
-    parts.append(f"{get_method(spec.method).symbol}={spec.alpha:g}")
-    return " ".join(parts)
 
 def sweep_figures(
     session: Session, key: str, names: list[str] | None = None, folder: Path | None = None,
