@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from core.jsonsafe import json_safe
-from core.workflow.provenance import StaleResult, Staleness, overview_line
-from core.workflow.results import RESULT_KINDS
+from core.workflow.provenance import Staleness
+from core.workflow.results import RESULT_KINDS, StaleResult, overview_line
 
 
 def test_json_safe_turns_non_finite_numbers_into_null_at_any_depth() -> None:

@@ -16,7 +16,8 @@ from core.workflow.alpha_crit import run_alpha_crit
 from core.workflow.edits import build_spec, record_edit
 from core.workflow.inputs import load_inputs
 from core.workflow.pipeline import run_stage
-from core.workflow.provenance import stale_results, when
+from core.workflow.provenance import when
+from core.workflow.results import stale_results
 from core.workflow.sweeps import run_sweep
 from salve_tui.cli.main import main
 

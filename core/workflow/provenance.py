@@ -7,18 +7,21 @@ new one). A result is out of date when one of those stages is no longer done or 
 again since. Results saved before this record existed are judged by their ``recorded_at``:
 flagged ("unknown provenance") only when a stage they read finished after they were saved or
 is no longer done; a result with neither record is not flagged (nothing says it is stale).
+Which results a session keeps, and their out-of-date warnings: ``core.workflow.results``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.store.session import PIPELINE_STAGES, Session
-from core.workflow.results import CONTROL_STAGES, RESULT_KINDS, ResultKind
+
+#: The stages control results read: the classifier head, the cached activations, the SAE
+#: decoder and the rankings (class means, dominant features).
+CONTROL_STAGES = ("backbone", "activations", "sae", "rankings")
 
 _LABELS = {"data": "dataset", "backbone": "backbone", "activations": "cached activations",
            "sae": "SAE", "rankings": "rankings"}
@@ -110,84 +113,3 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
                              f"unknown provenance; the {label} {_was(stage)} {_RERUN[stage]} at "
                              f"{when(now.updated, saved)}, after they were saved")
     return None
-
-
-@dataclass(frozen=True)
-class StaleResult:
-    """One stored result that is out of date: its kind, key, the reason and what reruns it."""
-
-    kind: str  # a name in core.workflow.results.RESULT_KINDS
-    key: str
-    why: Staleness
-    rerun: str = ""
-
-    @property
-    def message(self) -> str:
-        return self.why.message
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "stage": self.why.stage, "message": self.why.message,
-                "rerun": self.rerun, "unknown_provenance": self.why.unknown_provenance}
-
-
-ALL_KINDS = tuple(RESULT_KINDS)
-
-
-def stale_of(session: Session, kind: ResultKind, stages: Mapping[str, Any]) -> list[StaleResult]:
-    """The stored results of one kind that are out of date."""
-    hint = kind.rerun_hint(session.name)
-    out = []
-    for key, record in kind.records(session):
-        why = staleness(stages, record, hint, kind.reads, session.name)
-        if why is not None:
-            out.append(StaleResult(kind.name, key, why, hint))
-    return out
-
-
-def stale_results(session: Session, kinds: Sequence[str] = ALL_KINDS) -> list[StaleResult]:
-    """Every stored result of ``kinds`` that is out of date, with the reason."""
-    stages = session.stages()
-    return [r for kind in kinds for r in stale_of(session, RESULT_KINDS[kind], stages)]
-
-
-def stale_warnings(session: Session, kinds: Sequence[str] = ALL_KINDS, short: bool = False) -> list[str]:
-    """One line per kind with stale results: how many, and the first one's reason."""
-    return summary_lines(stale_results(session, kinds), kinds, short)
-
-
-def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = ALL_KINDS,
-                  short: bool = False) -> list[str]:
-    """:func:`stale_warnings` of results already found (``short``: the reasons without the
-    commands and full dates, for a screen's warning line)."""
-    lines = []
-    for kind in kinds:
-        mine = [r for r in found if r.kind == kind]
-        if mine:
-            reason = mine[0].why.short if short else mine[0].message
-            lines.append(f"{RESULT_KINDS[kind].count(len(mine))} out of date: {reason}")
-    return lines
-
-
-def overview_line(found: Sequence[StaleResult], view_keys: Mapping[str, str] | None = None) -> str:
-    """One line over every kind (the dashboard's), "" when all are current: each kind's count
-    with what recomputes it (the key of its view, from ``view_keys``: view name → key, else its
-    command), then the first reason."""
-    if not found:
-        return ""
-    parts = []
-    for name, kind in RESULT_KINDS.items():
-        mine = [r for r in found if r.kind == name]
-        if mine:
-            key = (view_keys or {}).get(kind.view)
-            command = re.search(r"`[^`]+`", mine[0].rerun)
-            how = key or (command.group(0) if command else "")
-            parts.append(kind.count(len(mine)) + (f" ({how})" if how else ""))
-    return f"warning: {', '.join(parts)} out of date ({found[0].why.short}); recompute them"
-
-
-def stale_report(session: Session, kinds: Sequence[str] = ALL_KINDS) -> dict[str, Any]:
-    """What the CLI adds to a listing: ``stale_results`` (one dict per stale result) and
-    ``stale_warnings`` (``warning: …`` lines, one per kind)."""
-    found = stale_results(session, kinds)
-    return {"stale_results": [r.to_dict() for r in found],
-            "stale_warnings": [f"warning: {line}" for line in summary_lines(found, kinds)]}

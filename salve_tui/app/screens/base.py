@@ -224,7 +224,7 @@ def stale_warning(session: Session, kinds: tuple[str, ...]) -> str:
     date (and why), or "" when they are current."""
     if not kinds:
         return ""
-    from core.workflow.provenance import stale_warnings
+    from core.workflow.results import stale_warnings
 
     lines = stale_warnings(session, kinds, short=True)
     return "warning: " + "; ".join(lines) + "; recompute them" if lines else ""

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from core.store.session import PIPELINE_STAGES, StageState
 from core.workflow.pipeline import effective_states, stale_if_rerun
-from core.workflow.provenance import overview_line, stale_results
+from core.workflow.results import overview_line, stale_results
 from salve_tui.app.format import format_timestamp, stage_state_text
 from salve_tui.app.jobs import (
     JOB_END_MESSAGES,
