@@ -182,7 +182,11 @@ class DashboardScreen(SessionScreen):
         messages = {name: state.message for name, state in stages.items()}
         self.query_one("#next-step", Static).update(
             next_step_text(effective, self.salve.jobs.busy, keys, messages))
-        self._show_stale(overview_line(stale_results(session), keys))  # results older than a rerun
+        try:  # stored results computed before a stage was rerun
+            stale = overview_line(stale_results(session), keys)
+        except Exception as exc:  # noqa: BLE001 - a damaged result document: say so, keep the dashboard
+            stale = f"warning: could not check the stored results: {exc}"
+        self._show_stale(stale)
 
     def _show_quality(self, warnings: list[dict]) -> None:
         """One yellow line naming the quality warnings stored after the last stage (if any)."""
