@@ -38,6 +38,7 @@ from core.control.curves import SweepResult, check_data
 from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
 from core.control.methods.registry import get_method
 from core.control.spec import MODES, check_features, check_weight
+from core.jsonsafe import json_safe
 
 DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
@@ -199,10 +200,6 @@ def distribution_stats(values: torch.Tensor) -> dict[str, float | int | None]:
 # ----------------------------------------------------------------------------- per-class result
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
-
-
 @dataclass
 class AlphaCritResult:
     """α_crit of one class for one feature: per-sample values and their summary."""
@@ -279,7 +276,7 @@ class AlphaCritResult:
             "withheld_reason": withheld,
             "analytic": distribution_stats(self.analytic),
             "numerical": numerical,
-            "alpha50": _num(self.alpha50),
+            "alpha50": json_safe(self.alpha50),
             "alpha_max": self.alpha_max,
             "validity": {
                 "mean_share_below_zero": float(valid.mean()) if valid.numel() else None,
@@ -307,10 +304,10 @@ class AlphaCritResult:
                     "feature": self.feature,
                     "z": float(self.z[i]),
                     "S": float(self.S[i]),
-                    "alpha_crit_analytic": _num(float(self.analytic[i])),
-                    "alpha_crit_numerical": _num(float(self.numerical[i])),
+                    "alpha_crit_analytic": json_safe(float(self.analytic[i])),
+                    "alpha_crit_numerical": json_safe(float(self.numerical[i])),
                     "total_ablation": bool(self.total_ablation_mask[i]),
-                    "validity_share_below_zero": _num(float(self.validity_below_zero[i])),
+                    "validity_share_below_zero": json_safe(float(self.validity_below_zero[i])),
                 }
             )
         return rows

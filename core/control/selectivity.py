@@ -29,6 +29,7 @@ import torch
 from core.control.curves import SweepResult, logits, per_class_accuracy
 from core.control.methods.base import CachedInputs
 from core.control.methods.registry import get_method
+from core.jsonsafe import json_safe
 
 TARGET_SUPPRESSED = 0.10  # the target counts as suppressed below this accuracy
 KEEP_SHARE = 0.80  # every other class must keep this share of its baseline accuracy
@@ -84,14 +85,14 @@ class Selectivity:
         worst = int(self.worst_other_class[i])
         return {
             self.param_name: float(self.strengths[i]),
-            "target_accuracy": _num(self.target[i]),
-            "efficacy": _num(self.efficacy[i]),
-            "others_mean_accuracy": _num(self.others_mean[i]),
-            "specificity": _num(self.specificity[i]),
+            "target_accuracy": json_safe(self.target[i]),
+            "efficacy": json_safe(self.efficacy[i]),
+            "others_mean_accuracy": json_safe(self.others_mean[i]),
+            "specificity": json_safe(self.specificity[i]),
             "worst_other_class": None if worst < 0 else worst,
             "worst_other_class_name": None if worst < 0 else names[worst],
-            "worst_other_accuracy": _num(self.worst_other[i]),
-            "worst_other_kept": _num(self.worst_other_kept[i]),
+            "worst_other_accuracy": json_safe(self.worst_other[i]),
+            "worst_other_kept": json_safe(self.worst_other_kept[i]),
             "n_other_lost_over_10_points": int(self.n_lost[i]),
             "selective": bool(self.selective[i]),
         }
@@ -116,7 +117,7 @@ class Selectivity:
             "thresholds": {"target_below": TARGET_SUPPRESSED, "others_keep_share": KEEP_SHARE,
                            "lost_points": LOST_POINTS, "window_margin": WINDOW_MARGIN},
             "no_window_reason": self.no_window_reason(),
-            "baseline": {n: _num(v) for n, v in zip(names, self.baseline, strict=True)},
+            "baseline": {n: json_safe(v) for n, v in zip(names, self.baseline, strict=True)},
             "selective_window": [list(w) for w in self.window()],
             "has_selective_window": bool(selective.numel()),
             "target_suppressed_before_edit": not bool(self.baseline[self.target_class] >= TARGET_SUPPRESSED),
@@ -124,11 +125,6 @@ class Selectivity:
             "first_selective": None if not selective.numel() else self.point(int(selective[0]), names),
             "per_strength": [self.point(i, names) for i in range(self.strengths.numel())],
         }
-
-
-def _num(x: torch.Tensor | float) -> float | None:
-    v = float(x)
-    return None if not math.isfinite(v) else v
 
 
 def unedited_accuracy(x: CachedInputs) -> torch.Tensor:
@@ -194,10 +190,10 @@ def generalisation(test: Selectivity, train: Selectivity, names: Sequence[str]) 
         "max_efficacy_gap": None if not finite.numel() else float(finite.max()),
         "train_selective_window": [list(w) for w in train.window()],
         "test_selective_window": [list(w) for w in test.window()],
-        "train_efficacy": [_num(v) for v in train.efficacy],
-        "test_efficacy": [_num(v) for v in test.efficacy],
-        "train_specificity": [_num(v) for v in train.specificity],
-        "test_specificity": [_num(v) for v in test.specificity],
+        "train_efficacy": [json_safe(v) for v in train.efficacy],
+        "test_efficacy": [json_safe(v) for v in test.efficacy],
+        "train_specificity": [json_safe(v) for v in train.specificity],
+        "test_specificity": [json_safe(v) for v in test.specificity],
     }
 
 
@@ -259,14 +255,14 @@ def control_summary(
         at = None
         if main_alpha50 is not None:
             # controls share the main grid point for point (ROME: the same depths)
-            at = _num(_interp(main_alpha50, main.strengths, sel.target))
+            at = json_safe(_interp(main_alpha50, main.strengths, sel.target))
         out[name] = {
             "feature": sweep_result.extra.get("feature"),
             "target_accuracy_at_main_alpha50": at,
-            "min_target_accuracy": _num(sel.target.min()),
+            "min_target_accuracy": json_safe(sel.target.min()),
             "selective_window": [list(w) for w in sel.window()],
-            "target_accuracy": [_num(v) for v in sel.target],
-            "worst_other_kept": [_num(v) for v in sel.worst_other_kept],
+            "target_accuracy": [json_safe(v) for v in sel.target],
+            "worst_other_kept": [json_safe(v) for v in sel.worst_other_kept],
         }
     return out
 

@@ -19,6 +19,7 @@ from core.control.spec import check_features
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
+from core.workflow.results import ALPHA_CRIT
 
 
 def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dict[str, Any]:
@@ -166,14 +167,13 @@ def save_alpha_crit(
 
 def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The stored α_crit index and the summary's α_crit block, for :func:`write_alpha_crit`."""
-    summary = session.summary()
-    return (dict(session.read_json("control/alpha_crit_index", {}) or {}),
-            dict(summary.get("alpha_crit", {}) or {}), list(summary.get("warnings") or []))
+    return (ALPHA_CRIT.load(session), dict(session.summary().get("alpha_crit", {}) or {}),
+            list(session.summary().get("warnings") or []))
 
 
 def write_alpha_crit(
     tx: Any,
-    stored: tuple[dict[str, Any], dict[str, Any]],
+    stored: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]],
     results: Sequence[AlphaCritResult],
     class_names: Sequence[str],
     dominant: torch.Tensor | None = None,
@@ -201,16 +201,17 @@ def write_alpha_crit(
                           "qualifying", "qualifying_numerical", "n_samples", "total_ablation",
                           "numerical_shown", "withheld_reason", "analytic_exact")
             }
-    tx.write_json("control/alpha_crit_index", index)
+    ALPHA_CRIT.save(tx, index)
     warnings[:] = refresh_alpha_crit_warnings(warnings, summary_block)  # the dashboard reads these
     tx.update_json("summary", alpha_crit=summary_block, warnings=warnings)
+
 
 def load_alpha_crit(
     session: Session, mode: str = "suppress", modulation: str = "linear"
 ) -> list[AlphaCritResult]:
     """Every stored α_crit result of one setting, ordered by class then feature."""
     setting = setting_key(mode, modulation)
-    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting, {})
+    index = ALPHA_CRIT.load(session).get(setting, {})
     results = []
     for key in sorted(index, key=lambda k: tuple(int(p[1:]) for p in k.split("-"))):
         s = index[key]
@@ -236,7 +237,7 @@ def load_alpha_crit(
 
 def recorded_times(session: Session, mode: str = "suppress", modulation: str = "linear") -> dict[tuple[int, int], float]:
     """(class, feature) → when its current α_crit result was recorded (0 if unknown)."""
-    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(
+    index = ALPHA_CRIT.load(session).get(
         setting_key(mode, modulation), {}
     )
     return {(int(s["class"]), int(s["feature"])): float(s.get("recorded_at", 0.0))

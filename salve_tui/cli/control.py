@@ -79,7 +79,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from core.control.methods.registry import default_method
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
     from core.workflow.inputs import row_inputs_for
-    from core.workflow.provenance import stale_report
+    from core.workflow.results import stale_report
     from core.workflow.sweeps import curve_alpha50, run_sweep, sweep_id
 
     if args.all_dominant:
@@ -245,7 +245,7 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
 
     if args.csv:
         alpha_crit_csv_paths(args.csv)  # a bad or existing target is refused before any work
-    from core.workflow.provenance import stale_report
+    from core.workflow.results import stale_report
 
     with _open(args) as session:
         inputs = row_inputs_for(session, None, "test")  # left on disk past the memory budget
