@@ -34,7 +34,7 @@ SHARED_PART_THRESHOLD = 0.75  # the tower is tracked in both classes: AUROC ≥ 
 MEASURED_TEST_ACCURACY, TEST_ACCURACY_TOLERANCE = 0.974, 0.01
 MEASURED_SELECTIVE, MEASURED_CONTROLS, COUNT_TOLERANCE = 10, 10, 1  # classes
 MEASURED_POINTING_RATIO, POINTING_RATIO_TOLERANCE = 3.1, 0.5
-MEASURED_SHARED_LATENT = 63  # which latent it is may differ between machines; not checked
+MEASURED_SHARED_LATENT = 63  # which latent it is differs between machines: never quoted
 MEASURED_SHARED_AUROC = {"square": 0.94, "circle": 0.92}
 SHARED_AUROC_TOLERANCE = 0.05
 
@@ -55,11 +55,14 @@ def test_readme_states_the_checked_numbers() -> None:
         f"≥ {MIN_POINTING_RATIO:.0f}× more often than chance ({MEASURED_POINTING_RATIO:.1f}× "
         f"measured, ± {POINTING_RATIO_TOLERANCE:.1f})",
         f"AUROC ≥ {SHARED_PART_THRESHOLD:.2f} in each",
-        f"latent {MEASURED_SHARED_LATENT}: square {MEASURED_SHARED_AUROC['square']:.2f} / "
+        f"square {MEASURED_SHARED_AUROC['square']:.2f} / "
         f"circle {MEASURED_SHARED_AUROC['circle']:.2f}, ± {SHARED_AUROC_TOLERANCE:.2f}",
     ]
     missing = [claim for claim in stated if claim not in section]
     assert not missing, f"README's demo section does not state: {missing}"
+    # Which latent tracks the tower differs between machines (SAE latents have no fixed order):
+    # the README must not quote it as if it were a result.
+    assert f"latent {MEASURED_SHARED_LATENT}" not in section
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,8 @@ def test_readme_demo_claims(demo_path: Path, capsys: pytest.CaptureFixture[str])
     info = json.loads(capsys.readouterr().out)
     accuracy = info["backbone"]["test_accuracy"]
     assert accuracy >= MIN_TEST_ACCURACY
-    assert accuracy == pytest.approx(MEASURED_TEST_ACCURACY, abs=TEST_ACCURACY_TOLERANCE)
+    # "± 1 point" includes its end: 0.984 vs 0.974 differs by 0.01 plus float rounding
+    assert accuracy == pytest.approx(MEASURED_TEST_ACCURACY, abs=TEST_ACCURACY_TOLERANCE + 1e-9)
     assert info["config"]["sae"]["hidden"] == SAE_HIDDEN
     # "each of the 10 classes has its own dominant feature"
     assert info["distinct_dominants"] and len(set(info["dominant_features"].values())) == 10
