@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,8 +24,15 @@ ADAM_BETAS = (0.9, 0.999)
 
 ADAM_EPS = 1e-8
 
-#: Above this many encoder weights (d·h) the compiled one-core kernel is not picked automatically.
-NATIVE_AUTO_MAX_WEIGHTS = 1 << 20
+#: Up to this many encoder weights (d·h) the compiled kernel is picked without measuring: there
+#: torch's per-op dispatch dominates a step, and the kernel wins by ~5× or more.
+NATIVE_AUTO_MAX_WEIGHTS = 1 << 16
+
+#: Steps each engine runs when their cost is measured (after one warm-up epoch of two steps).
+PROBE_STEPS = 6
+
+#: ``(kind, d, h, seeds, batch, threads) → (native?, why)``: the measured choice, once a process.
+_engine_choices: dict[tuple[str, int, int, int, int, int], tuple[bool, str]] = {}
 
 @dataclass
 class _Workspace:
@@ -82,6 +91,7 @@ class FastSAETrainer:
         device: torch.device | str = "cpu",
         fused_adam: bool | None = None,
         use_native: bool | None = None,
+        batch_size: int = 32,
     ) -> None:
         enc = params["encoder.weight"]
         self.n_seeds, self.hidden, self.dim = enc.shape
@@ -111,6 +121,7 @@ class FastSAETrainer:
         self._moments = (self._views(self.exp_avg), self._views(self.exp_avg_sq))
         self._fused_args = ([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor])
         self.native_status = "disabled by the caller"
+        self.batch_size = int(batch_size)
         self._native = self._native_kernels(bool(use_native)) if use_native is not False else None
         if use_native and self._native is None:
             raise RuntimeError(f"the compiled SAE kernel cannot be used here: {self.native_status}")
@@ -126,8 +137,10 @@ class FastSAETrainer:
     def _native_kernels(self, forced: bool):
         """The compiled kernel when it covers this trainer (L1, CPU, d and h multiples of 16).
 
-        Unless ``forced``, only for SAEs up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights: the
-        kernel runs on one core, and past that size torch's multi-threaded BLAS is the better bet.
+        Unless ``forced``: up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights always; above, only
+        where it measured faster than the torch engine for this shape (:func:`measured_engine`):
+        the kernel runs on one core, torch's BLAS on all of them, and which wins depends on the
+        CPU, its load and the width. ``SALVE_SAE_ENGINE=native|torch`` skips the measurement.
         """
         if self.kind != "l1" or self.device.type != "cpu":
             self.native_status = "the compiled kernel covers the L1 SAE on the CPU only"
@@ -135,12 +148,17 @@ class FastSAETrainer:
         if self.dim % 16 or self.hidden % 16:
             self.native_status = "the compiled kernel needs d and h to be multiples of 16"
             return None
-        if not forced and self.dim * self.hidden > NATIVE_AUTO_MAX_WEIGHTS:
-            self.native_status = f"d·h = {self.dim * self.hidden:,} > {NATIVE_AUTO_MAX_WEIGHTS:,}: torch's threaded BLAS"
-            return None
         lib = native.sae_kernels()
         self.native_status = native.status()
-        return lib
+        if lib is None or forced or self.dim * self.hidden <= NATIVE_AUTO_MAX_WEIGHTS:
+            return lib
+        wanted = os.environ.get("SALVE_SAE_ENGINE", "")
+        if wanted in ("native", "torch"):
+            self.native_status = f"SALVE_SAE_ENGINE={wanted}"
+            return lib if wanted == "native" else None
+        use, why = measured_engine(self.dim, self.hidden, self.n_seeds, self.batch_size)
+        self.native_status = why
+        return lib if use else None
 
     def _views(self, buffer: Tensor) -> dict[str, Tensor]:
         views, offset = {}, 0
@@ -371,6 +389,42 @@ class FastSAETrainer:
             if code != 0:
                 raise RuntimeError(f"compiled SAE kernel failed (code {code}: 1 = bad shape, 2 = out of memory)")
         self.step = int(args.adam_step)
+
+def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tuple[bool, str]:
+    """Is the compiled kernel faster than the torch engine for this L1 SAE shape? ``(answer, why)``.
+
+    Both engines run :data:`PROBE_STEPS` steps on random data of the shape (after a warm-up),
+    twice, interleaved; the faster minimum wins. Measured once per process and shape.
+    """
+    key = ("l1", dim, hidden, n_seeds, batch_size, torch.get_num_threads())
+    if key not in _engine_choices:
+        gen = torch.Generator().manual_seed(0)
+        params = {
+            "encoder.weight": torch.randn(n_seeds, hidden, dim, generator=gen) / dim**0.5,
+            "encoder.bias": torch.zeros(n_seeds, hidden),
+            "decoder.weight": torch.randn(n_seeds, dim, hidden, generator=gen) / hidden**0.5,
+            "decoder.bias": torch.zeros(n_seeds, dim),
+        }
+        trainers = {use: FastSAETrainer(params, l1_coeff=1e-3, use_native=use, batch_size=batch_size)
+                    for use in (True, False)}
+        seconds = {use: math.inf for use in trainers}
+        for rows in (2 * batch_size, PROBE_STEPS * batch_size, PROBE_STEPS * batch_size):  # warm-up, then 2×
+            data = torch.randn(rows, dim, generator=gen)
+            orders = torch.arange(rows).repeat(n_seeds, 1)
+            latents, errors = torch.empty(n_seeds, rows, hidden), torch.empty(n_seeds, rows)
+            for use, trainer in trainers.items():
+                start = time.perf_counter()
+                trainer.train_epoch(data, orders, batch_size, 1e-4, latents, errors)
+                if rows > 2 * batch_size:
+                    seconds[use] = min(seconds[use], time.perf_counter() - start)
+        per_step = {use: 1e3 * t / PROBE_STEPS for use, t in seconds.items()}
+        use = per_step[True] <= per_step[False]
+        _engine_choices[key] = (use, (
+            f"measured for d={dim}, h={hidden}, batch {batch_size}, {n_seeds} seed(s): compiled kernel "
+            f"{per_step[True]:.2f} ms/step, torch {per_step[False]:.2f} ms/step on "
+            f"{torch.get_num_threads()} thread(s)"))
+    return _engine_choices[key]
+
 
 def _fused_adam_available(device: torch.device) -> bool:
     """Does this torch build have the fused Adam kernel for ``device``? (CPU since torch 2.4.)"""

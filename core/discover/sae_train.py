@@ -335,7 +335,7 @@ def run_training(
     trainer = FastSAETrainer(
         {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.params.items()},
         kind=config.kind, k=config.k, l1_coeff=list(l1_coeffs) if l1_coeffs is not None else config.l1_coeff,
-        device=device, use_native=native,
+        device=device, use_native=native, batch_size=config.batch_size,
     )
     trainer.data_parallel = data_parallel
     trainer.load_optimizer(state.exp_avg, state.exp_avg_sq, state.adam_step)
