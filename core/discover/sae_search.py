@@ -120,7 +120,12 @@ def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, 
     """The held-out scores of one SAE (weights in the activations' units, no seed axis)."""
     from core.control.alpha_crit import alpha50
     from core.control.methods.base import CachedInputs
-    from core.control.selectivity import control_sweeps, control_summary, selectivity, unedited_accuracy
+    from core.control.selectivity import (
+        control_summary,
+        control_sweeps,
+        selectivity,
+        unedited_accuracy,
+    )
     from core.control.sweep import sweep_dominant
     from core.discover.rankings import class_means
     from core.discover.sae import active_latents

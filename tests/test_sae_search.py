@@ -1,0 +1,111 @@
+"""The SAE width/λ search (issue 19 item 3): grid, budget, choice rule, a planted width, resume."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.config import demo_config
+from core.discover import sae_search as search
+from core.discover.sae_search import Candidate
+from core.jobs import CancelToken, JobCancelled
+from core.store.session import Session
+from core.workflow.sae_search_session import GROUP_PREFIX, run_search
+from core.workflow.synthetic import SyntheticSpec, build_synthetic_session
+
+C = 8  # classes, each along its own direction: fewer than C latents cannot give each its own
+GRID = [Candidate(h, lam) for h in (4, 32) for lam in (0.1, 0.3)]
+
+
+def row(**values) -> dict:
+    base = {"hidden": 64, "l1_coeff": 0.1, "ev_test": 0.9, "selective_windows": 5, "controls_ok": 5,
+            "distinct_dominants": 8, "dominance_ratio_median": 2.0}
+    return {**base, **values}
+
+
+def test_choice_rule_by_hand() -> None:
+    rows = [
+        row(hidden=16, selective_windows=9, ev_test=0.3),  # most windows but below the EV floor
+        row(hidden=64, selective_windows=7, controls_ok=6),
+        row(hidden=32, selective_windows=7, controls_ok=6),  # ties with the above: smaller width wins
+        row(hidden=128, selective_windows=7, controls_ok=5, distinct_dominants=10),
+    ]
+    assert search.choose(rows) == 2
+    rows[1]["dominance_ratio_median"] = 2.5  # a stronger dominance ratio now beats the smaller width
+    assert search.choose(rows) == 1
+    assert search.choose([row(ev_test=0.1, hidden=8), row(ev_test=0.2, hidden=16, selective_windows=6)]) == 1
+    with pytest.raises(ValueError, match="no candidates"):
+        search.choose([])
+
+
+def test_default_grid_and_budget() -> None:
+    grid = search.default_grid(512, 10, 0.01)
+    assert sorted({c.hidden for c in grid}) == [32, 64, 128, 256]
+    assert [c.l1_coeff for c in grid[:3]] == pytest.approx([0.01 / 3, 0.01, 0.03])
+    assert {c.hidden for c in search.default_grid(64, 40, 0.1)} == {48}  # never fewer latents than classes
+    cfg = replace(demo_config().sae, hidden=64, epochs=300)
+    epochs = search.search_epochs(cfg, grid)  # Σh = 3·480 = 1440: 2.5·64·300/1440 = 33.3
+    assert epochs == 33
+    assert sum(c.hidden for c in grid) * epochs <= search.TRAIN_BUDGET * 64 * 300
+    assert search.candidate_config(cfg, 128, epochs).lr_step_epochs == round(cfg.lr_step_epochs * 33 / 300)
+
+
+def planted_session(tmp_path: Path, n_train: int = 480) -> Path:
+    spec = SyntheticSpec(n_classes=C, dim=32, hidden=16, n_train=n_train, n_test=240, seed=1, noise=0.1)
+    cfg = demo_config("planted")
+    cfg.sae = replace(cfg.sae, hidden=16, epochs=200, lr_step_epochs=40, l1_coeff=0.1, lr=1e-2)
+    return build_synthetic_session(tmp_path / "planted.h5", spec, cfg, with_sae=False)
+
+
+def test_search_picks_the_planted_width_records_and_resumes(tmp_path: Path) -> None:
+    path = planted_session(tmp_path)
+    cancel = CancelToken()
+    seen = []
+
+    def progress(p) -> None:  # cancel once the first width is done: the second width is cut short
+        seen.append(p.message)
+        if p.message.startswith("width 32"):
+            cancel.cancel()
+
+    with Session.open(path) as session, pytest.raises(JobCancelled):
+        run_search(session, progress, cancel, grid=GRID)
+    with Session.open(path) as session:  # the finished width was committed, nothing else changed
+        kept = session.read_json(f"{GROUP_PREFIX}/h4")
+        assert kept is not None and session.read_json(f"{GROUP_PREFIX}/h32") is None
+        assert "sae_search" not in session.summary() and session.config.sae.hidden == 16
+        again: list[str] = []
+        record = run_search(session, lambda p: again.append(p.message), grid=GRID)
+        rows = record["rows"]
+        assert again and not any(m.startswith("width 4") for m in again)  # resumed: width 4 not retrained
+        assert any(m.startswith("width 4") for m in seen)
+        assert [r["ev_test"] for r in rows[:2]] == [r["ev_test"] for r in kept["rows"]]
+        assert all(r["distinct_dominants"] <= 4 for r in rows[:2])  # 4 latents: at most 4 owners
+        assert record["chosen"]["hidden"] == 32  # the planted structure needs ≥ C = 8 latents
+        assert rows[record["chosen_index"]]["selective_windows"] > max(r["selective_windows"] for r in rows[:2])
+        assert sum(r["chosen"] for r in rows) == 1
+        assert record["cost"]["work_vs_one_run"] <= search.TRAIN_BUDGET
+        # the choice is applied and recorded; the partial widths are gone
+        assert session.config.sae.hidden == 32
+        assert session.config.sae.l1_coeff == record["chosen"]["l1_coeff"]
+        assert session.summary()["sae_search"]["rows"] == rows
+        assert session.read_json(f"{GROUP_PREFIX}/h4") is None
+
+
+def test_search_refuses_clearly_above_the_memory_budget(tmp_path: Path, monkeypatch) -> None:
+    path = planted_session(tmp_path, n_train=8000)  # ~5.7 MB to hold in memory
+    monkeypatch.setenv("SALVE_MEMORY_BUDGET", "1M")
+    with Session.open(path) as session, pytest.raises(ValueError, match="does not stream.*SALVE_MEMORY_BUDGET"):
+        run_search(session, grid=GRID)
+    with Session.open(path, read_only=True) as session:
+        assert "sae_search" not in session.summary()
+
+
+def test_search_figure_is_written(tmp_path: Path) -> None:
+    rows = [row(hidden=16, n_classes=C), row(hidden=32, n_classes=C)]
+    record = {"rows": rows, "chosen_index": 1, "epochs": 10, "rule": search.RULE}
+    out = search.save_search_figure(record, tmp_path / "search.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.isfinite(rows[0]["ev_test"])
