@@ -106,6 +106,9 @@ class SAEConfig:
     # `patience` epochs improved the best training loss by less than this share. 0 = fixed schedule.
     early_stop_patience: int = 0
     early_stop_min_improvement: float = 1e-3
+    # --sae-width auto: before the first training, search a grid of (h, λ) and train the chosen
+    # one (core/discover/sae_search.py); the search's table is kept in summary.sae_search.
+    auto_width: bool = False
 
     def validate(self) -> list[str]:
         problems = []

@@ -23,6 +23,7 @@ dataset, h = 2048 gave 3/10). Instead of a convention, the search measures the o
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -192,5 +193,5 @@ def save_search_figure(record: dict[str, Any], path: Any) -> Any:
     ax.set_ylabel(f"classes (of {rows[0]['n_classes']})")
     ax.set_title(f"SAE width search: {len(rows)} candidates, {record['epochs']} epochs each")
     ax.legend(fontsize=7, loc="upper right")
-    add_caption(figure, [f"rule: {record['rule']}"[:160]])
+    add_caption(figure, textwrap.wrap(f"rule: {record['rule']}", 170))
     return _save(figure, path)
