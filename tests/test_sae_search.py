@@ -53,10 +53,10 @@ def test_default_grid_and_budget() -> None:
     assert search.candidate_config(cfg, 128, epochs).lr_step_epochs == round(cfg.lr_step_epochs * 33 / 300)
 
 
-def planted_session(tmp_path: Path, n_train: int = 480) -> Path:
+def planted_session(tmp_path: Path, n_train: int = 480, epochs: int = 200) -> Path:
     spec = SyntheticSpec(n_classes=C, dim=32, hidden=16, n_train=n_train, n_test=240, seed=1, noise=0.1)
     cfg = demo_config("planted")
-    cfg.sae = replace(cfg.sae, hidden=16, epochs=200, lr_step_epochs=40, l1_coeff=0.1, lr=1e-2)
+    cfg.sae = replace(cfg.sae, hidden=16, epochs=epochs, lr_step_epochs=epochs // 5, l1_coeff=0.1, lr=1e-2)
     return build_synthetic_session(tmp_path / "planted.h5", spec, cfg, with_sae=False)
 
 
@@ -109,3 +109,28 @@ def test_search_figure_is_written(tmp_path: Path) -> None:
     out = search.save_search_figure(record, tmp_path / "search.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(rows[0]["ev_test"])
+
+
+async def test_tui_sae_screen_runs_the_search_and_shows_the_table(tmp_path: Path) -> None:
+    from test_tui_helpers import wait_for
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.dashboard import DashboardScreen
+    from salve_tui.app.screens.sae_training import SAETrainingScreen
+
+    planted_session(tmp_path, epochs=30)
+    app = SalveApp(sessions_folder=tmp_path, start_session="planted")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, SAETrainingScreen) and app.screen.loaded)
+        screen = app.screen
+        assert not screen.query_one("#sae-search").display  # no search yet, nothing shown
+        await pilot.press("w")
+        await wait_for(pilot, lambda: screen.search_record is not None, what="the search job")
+        text = str(screen.query_one("#sae-search").render())
+        chosen = screen.search_record["chosen"]
+        assert f"chose h={chosen['hidden']}" in text and "rule:" in text
+        assert text.count("\n  ") >= len(screen.search_record["rows"])  # one line per candidate
+    with Session.open(tmp_path / "planted.h5", read_only=True) as session:
+        assert session.summary()["sae_search"]["chosen"] == chosen
