@@ -134,3 +134,26 @@ async def test_tui_sae_screen_runs_the_search_and_shows_the_table(tmp_path: Path
         assert text.count("\n  ") >= len(screen.search_record["rows"])  # one line per candidate
     with Session.open(tmp_path / "planted.h5", read_only=True) as session:
         assert session.summary()["sae_search"]["chosen"] == chosen
+
+
+def test_cli_search_info_text_and_json_and_new_flags(tmp_path: Path) -> None:
+    import json
+
+    from test_cli_bad_values import run_cli
+
+    planted_session(tmp_path, epochs=30)
+    folder = ["--sessions-dir", str(tmp_path)]
+    rc, out = run_cli(["sae", "search", "planted", *folder, "--figure", str(tmp_path / "s.png")])
+    assert rc == 0 and "SAE width search: chose h=" in out and (tmp_path / "s.png").exists()
+    rc, text = run_cli(["info", "planted", *folder])
+    assert rc == 0 and "SAE width search: chose h=" in text and "rule: among candidates" in text
+    rc, raw = run_cli(["info", "planted", "--json", *folder])
+    record = json.loads(raw)["sae_search"]
+    assert sum(r["chosen"] for r in record["rows"]) == 1
+    assert text.count("→") == 1  # the chosen row is marked in the text table
+    rc, out = run_cli(["new", "auto", "--sae-width", "auto", "--sae-early-stop", "20", *folder])
+    assert rc == 0
+    rc, out = run_cli(["new", "bad", "--sae-width", "wide", *folder])
+    assert rc != 0 and "--sae-width" in out and "Traceback" not in out
+    with Session.open(tmp_path / "auto.h5", read_only=True) as session:
+        assert session.config.sae.auto_width and session.config.sae.early_stop_patience == 20
