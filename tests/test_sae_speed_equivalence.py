@@ -96,3 +96,29 @@ def test_fast_path_final_loss_equals_the_plain_paper_loop() -> None:
         loss_start = float(sae_loss(*start(data), data, cfg.l1_coeff)[0])
     assert loss_fast == pytest.approx(loss_plain, rel=1e-4)
     assert loss_plain < 0.9 * loss_start  # it did train
+
+
+async def test_tui_sae_screen_says_where_training_stopped_early(tmp_path) -> None:
+    from test_tui_helpers import add_sae_history, make_session, wait_for
+
+    from core.discover.sae_schedule import PlateauRule
+    from core.store.session import Session
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.dashboard import DashboardScreen
+    from salve_tui.app.screens.sae_training import SAETrainingScreen
+
+    path = make_session(tmp_path, "s", stages={"data": ("done", "ok")})
+    add_sae_history(path, epochs=12)
+    schedule = {"epochs_planned": 300, "epochs_run": 12, "stopped_early": True,
+                "early_stop": PlateauRule(5, 1e-3).to_dict()}
+    with Session.open(path) as session, session.transaction() as tx:
+        tx.update_json("summary", sae={"kind": "l1", "schedule": schedule})
+    app = SalveApp(sessions_folder=tmp_path, start_session="s")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 10)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, SAETrainingScreen) and app.screen.loaded)
+        panel = app.screen.query_one("#sae-search")
+        text = str(panel.render())
+        assert panel.display and "stopped early after 12 of 300 epochs" in text
+        assert "last 5 epochs is less than 0.10% below" in text
