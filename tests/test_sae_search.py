@@ -157,3 +157,19 @@ def test_cli_search_info_text_and_json_and_new_flags(tmp_path: Path) -> None:
     assert rc != 0 and "--sae-width" in out and "Traceback" not in out
     with Session.open(tmp_path / "auto.h5", read_only=True) as session:
         assert session.config.sae.auto_width and session.config.sae.early_stop_patience == 20
+
+
+def test_auto_width_runs_the_search_before_the_sae_stage(tmp_path: Path) -> None:
+    from core.workflow.pipeline import run_sae
+
+    path = planted_session(tmp_path, epochs=30)
+    with Session.open(path) as session, session.transaction() as tx:
+        config = session.config
+        tx.write_json("config", replace(config, sae=replace(config.sae, auto_width=True)).to_dict())
+    with Session.open(path) as session:
+        run_sae(session)
+        record = session.summary()["sae_search"]
+        sae = session.summary()["sae"]
+        assert sae["hidden"] == record["chosen"]["hidden"] == session.config.sae.hidden
+        assert sae["schedule"]["epochs_run"] == 30 and not sae["schedule"]["stopped_early"]
+        assert session.read_arrays("sae/weights")["decoder.weight"].shape == (32, sae["hidden"])
