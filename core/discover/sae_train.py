@@ -312,26 +312,9 @@ def _start_state(config: SAEConfig, n_seeds: int, n: int, d: int, resume: SAETra
     return resume
 
 
-def run_training(
-    config: SAEConfig,
-    state: SAETrainState,
-    run_epoch: EpochRunner,
-    centred_energy: float,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    *,
-    resumed: bool = False,
-    on_checkpoint: Callable[[SAETrainState], None] | None = None,
-    device: torch.device | str = "cpu",
-    native: bool | None = None,
-    data_parallel: DataParallel | None = None,
-    l1_coeffs: Sequence[float] | None = None,
-) -> SAEResult:
-    """The training loop shared by the in-memory and streamed epochs: schedule, metrics,
-    divergence check, checkpoints and cancellation (see :func:`train_sae`)."""
-    device = torch.device(device)
-    seeds, n_k = list(state.seeds), len(state.seeds)
-    n, d = state.n_samples, state.dim
+def _trainer_for(state: SAETrainState, config: SAEConfig, device: torch.device, native: bool | None,
+                 data_parallel: DataParallel | None, l1_coeffs: Sequence[float] | None) -> FastSAETrainer:
+    """The engine loaded with ``state``'s parameters and Adam moments."""
     trainer = FastSAETrainer(
         {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.params.items()},
         kind=config.kind, k=config.k, l1_coeff=list(l1_coeffs) if l1_coeffs is not None else config.l1_coeff,
@@ -339,11 +322,69 @@ def run_training(
     )
     trainer.data_parallel = data_parallel
     trainer.load_optimizer(state.exp_avg, state.exp_avg_sq, state.adam_step)
+    return trainer
+
+
+def _snapshot(start: SAETrainState, config: SAEConfig, trainer: FastSAETrainer, generators: list[torch.Generator],
+              history: dict[str, list[np.ndarray]], epoch: int, lr: float, stopped_early: bool) -> SAETrainState:
+    """The resumable state after ``epoch`` epochs (``start`` gives what does not change)."""
+    exp_avg, exp_avg_sq = trainer.optimizer_standard()
+    n_k = len(start.seeds)
+    return SAETrainState(
+        kind=config.kind, k=config.k, seeds=list(start.seeds), epoch=epoch, lr=lr, adam_step=trainer.step,
+        n_samples=start.n_samples, dim=start.dim, hidden=config.hidden, params=trainer.parameters_standard(),
+        exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+        generator_states=np.stack([g.get_state().numpy() for g in generators]),
+        history={key: np.stack(values, axis=1) if values else np.zeros((n_k, 0))
+                 for key, values in history.items()},
+        stopped_early=stopped_early,
+    )
+
+
+def _restore_generators(states: np.ndarray) -> list[torch.Generator]:
     generators = []
-    for row in state.generator_states:
+    for row in states:
         generator = torch.Generator()
         generator.set_state(torch.from_numpy(np.ascontiguousarray(row, dtype=np.uint8)))
         generators.append(generator)
+    return generators
+
+
+def epoch_values(stats: EpochStats, lambdas: Tensor, n_entries: int, centred_energy: float,
+                 lr: float) -> dict[str, Tensor]:
+    """One epoch's history values per seed (``lambdas``: each seed's λ, float64)."""
+    recon = stats.sq_err / n_entries
+    sparsity = lambdas.to(stats.mean_abs.device) * stats.mean_abs.double()
+    ev = (1.0 - stats.sq_err / centred_energy if centred_energy > 0
+          else torch.full_like(recon, float("nan")))
+    return {"loss": recon + sparsity, "recon": recon, "sparsity": sparsity, "l0": stats.l0,
+            "top5_share": stats.top5_share, "ev": ev, "dead": stats.dead, "lr": torch.full_like(recon, lr)}
+
+
+def _diverged(bad: Tensor, seeds: list[int], epoch: int, last_checkpoint: int | None, lr: float,
+              config: SAEConfig) -> JobFailed:
+    seed_text = ", ".join(str(seeds[i]) for i in torch.nonzero(bad).flatten().tolist())
+    kept = (f"the last good checkpoint (epoch {last_checkpoint}) is kept"
+            if last_checkpoint is not None else "no checkpoint was written yet")
+    return JobFailed(
+        f"SAE training diverged at epoch {epoch + 1} (seed {seed_text}): the loss became "
+        f"NaN/inf; {kept}. Try a lower learning rate (now {lr:g}) or a lower L1 "
+        f"coefficient (now {config.l1_coeff:g})."
+    )
+
+
+def run_training(
+    config: SAEConfig, state: SAETrainState, run_epoch: EpochRunner, centred_energy: float,
+    progress: ProgressFn | None = None, cancel: CancelToken | None = None, *, resumed: bool = False,
+    on_checkpoint: Callable[[SAETrainState], None] | None = None, device: torch.device | str = "cpu",
+    native: bool | None = None, data_parallel: DataParallel | None = None,
+    l1_coeffs: Sequence[float] | None = None,
+) -> SAEResult:
+    """The training loop shared by the in-memory and streamed epochs: schedule, metrics,
+    divergence check, checkpoints and cancellation (see :func:`train_sae`)."""
+    seeds, n, d = list(state.seeds), state.n_samples, state.dim
+    trainer = _trainer_for(state, config, torch.device(device), native, data_parallel, l1_coeffs)
+    generators = _restore_generators(state.generator_states)
     history = {key: [state.history[key][:, i] for i in range(state.history[key].shape[1])]
                if key in state.history else [] for key in HISTORY_KEYS}
     epoch, lr = state.epoch, state.lr
@@ -352,16 +393,7 @@ def run_training(
     last_checkpoint = state.epoch if resumed else None
 
     def snapshot() -> SAETrainState:
-        exp_avg, exp_avg_sq = trainer.optimizer_standard()
-        return SAETrainState(
-            kind=config.kind, k=config.k, seeds=seeds, epoch=epoch, lr=lr, adam_step=trainer.step,
-            n_samples=n, dim=d, hidden=config.hidden, params=trainer.parameters_standard(),
-            exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
-            generator_states=np.stack([g.get_state().numpy() for g in generators]),
-            history={key: np.stack(values, axis=1) if values else np.zeros((n_k, 0))
-                     for key, values in history.items()},
-            stopped_early=stopped_early,
-        )
+        return _snapshot(state, config, trainer, generators, history, epoch, lr, stopped_early)
 
     rule = PlateauRule(config.early_stop_patience, config.early_stop_min_improvement)
     stopped_early = state.stopped_early
@@ -374,26 +406,10 @@ def run_training(
                     on_checkpoint(snapshot())
                 raise JobCancelled(f"SAE training cancelled after epoch {epoch}; progress was saved")
             stats = run_epoch(trainer, generators, lr, epoch)
-
-            sq_err = stats.sq_err
-            recon = sq_err / (n * d)
-            sparsity = lambdas.to(stats.mean_abs.device) * stats.mean_abs.double()
-            bad = ~(torch.isfinite(recon + sparsity) & trainer.finite())
+            values = epoch_values(stats, lambdas, n * d, centred_energy, lr)
+            bad = ~(torch.isfinite(values["loss"]) & trainer.finite())
             if bool(bad.any()):
-                seed_text = ", ".join(str(seeds[i]) for i in torch.nonzero(bad).flatten().tolist())
-                kept = (f"the last good checkpoint (epoch {last_checkpoint}) is kept"
-                        if last_checkpoint is not None else "no checkpoint was written yet")
-                raise JobFailed(
-                    f"SAE training diverged at epoch {epoch + 1} (seed {seed_text}): the loss became "
-                    f"NaN/inf; {kept}. Try a lower learning rate (now {lr:g}) or a lower L1 "
-                    f"coefficient (now {config.l1_coeff:g})."
-                )
-            values = {
-                "loss": recon + sparsity, "recon": recon, "sparsity": sparsity,
-                "l0": stats.l0, "top5_share": stats.top5_share,
-                "ev": 1.0 - sq_err / centred_energy if centred_energy > 0 else torch.full_like(recon, float("nan")),
-                "dead": stats.dead, "lr": torch.full_like(recon, lr),
-            }
+                raise _diverged(bad, seeds, epoch, last_checkpoint, lr, config)
             for key in HISTORY_KEYS:
                 history[key].append(values[key].double().cpu().numpy())
             epoch += 1
