@@ -173,3 +173,29 @@ def test_auto_width_runs_the_search_before_the_sae_stage(tmp_path: Path) -> None
         assert sae["hidden"] == record["chosen"]["hidden"] == session.config.sae.hidden
         assert sae["schedule"]["epochs_run"] == 30 and not sae["schedule"]["stopped_early"]
         assert session.read_arrays("sae/weights")["decoder.weight"].shape == (32, sae["hidden"])
+
+
+@pytest.mark.slow
+def test_kill_9_during_the_search_leaves_the_session_sound_and_a_rerun_gives_the_same_table(tmp_path: Path) -> None:
+    """(The fast cancel-and-resume test above covers the same commit points in-process.)"""
+    import shutil
+
+    from test_fault_injection import assert_session_sound, salve
+
+    planted_session(tmp_path / "prepared", epochs=120)
+    runs = {}
+    for label in ("whole", "killed"):
+        shutil.copytree(tmp_path / "prepared", tmp_path / label)
+    rc, out, took = salve(["sae", "search", "planted"], tmp_path / "whole")
+    assert rc == 0, out
+    salve(["sae", "search", "planted"], tmp_path / "killed", kill_after=0.6 * took)
+    assert_session_sound(tmp_path / "killed" / "planted.h5")
+    rc, out, _ = salve(["sae", "search", "planted"], tmp_path / "killed")
+    assert rc == 0, out
+    rc, out, _ = salve(["sae", "search", "planted"], tmp_path / "whole")  # a rerun searches the same grid
+    assert rc == 0, out
+    for label in ("whole", "killed"):
+        with Session.open(tmp_path / label / "planted.h5", read_only=True) as session:
+            runs[label] = [{k: v for k, v in r.items() if not k.endswith("seconds")}
+                           for r in session.summary()["sae_search"]["rows"]]
+    assert runs["killed"] == runs["whole"]

@@ -119,6 +119,9 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
     from core.workflow.pipeline import _mark_downstream_stale
 
     config = session.config.sae
+    reference = (session.summary().get("sae_search") or {}).get("reference")
+    if reference:  # a rerun searches around the original setting, not around its own earlier choice
+        config = replace(config, hidden=int(reference["hidden"]), l1_coeff=float(reference["l1_coeff"]))
     if config.kind != "l1":
         raise ValueError("the width search trains the paper's L1 SAE; this session's SAE kind is "
                          f"'{config.kind}'")
@@ -153,7 +156,8 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
             tx.delete(f"{GROUP_PREFIX}/h{hidden}")
         if apply:
             chosen = record["chosen"]
-            new = replace(session.config, sae=replace(config, hidden=chosen["hidden"], l1_coeff=chosen["l1_coeff"]))
+            new = replace(session.config, sae=replace(session.config.sae, hidden=chosen["hidden"],
+                                                      l1_coeff=chosen["l1_coeff"]))
             tx.write_json("config", new.to_dict())
             stages = session.stages()
             if "sae" in stages and stages["sae"].state in ("done", "partial"):
