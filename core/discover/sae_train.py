@@ -4,15 +4,18 @@ Training (:func:`train_sae`) does not use autograd or ``torch.optim``: the model
 so the gradients are written by hand (five matmuls), Adam follows the exact operation sequence of
 ``torch.optim.Adam``, and K seeds are trained at once. Two engines run this maths:
 
-* **native** (the default for the L1 SAE on the CPU): one C call per seed and epoch
-  (``core/discover/csrc/sae_l1_epoch.c``, compiled on first use by :mod:`core.discover.native`). At batch 32 the
-  step is five 32×512×64 matmuls; through torch each costs ~17 µs on this project's AMD test
-  machine (MKL takes its AVX2 path there) plus ~2 µs of dispatch per op, while the C loops use the
-  machine's widest vectors and need no dispatch: ~6× the obvious DataLoader loop on one core
-  against ~3.5× for the torch engine on two (``bench/RESULTS.md``).
-* **torch** (TopK, GPUs, shapes the kernel does not cover, no C compiler, ``SALVE_NATIVE=0``):
-  the same maths with ``bmm``/``baddbmm`` on a leading seed axis and torch's fused Adam on one flat
-  buffer.
+* **native** (the L1 SAE on the CPU: always up to d·h = 2¹⁶, above only where it measured
+  faster for the shape, :func:`core.discover.sae_engine.measured_engine`): one C call per seed
+  and epoch (``core/discover/csrc/sae_l1_epoch.c``, compiled on first use by
+  :mod:`core.discover.native` for the CPU's widest vectors). At batch 32 a small SAE's step is
+  five tiny matmuls, each ~17 µs through torch plus ~2 µs of dispatch per op; the C loops need
+  no dispatch (``bench/RESULTS.md``: h = 64 … 4096 against the obvious loop).
+* **torch** (TopK, GPUs, shapes the kernel does not cover, no C compiler, ``SALVE_NATIVE=0``,
+  or where it measured faster): the same maths with ``bmm``/``baddbmm`` on a leading seed axis
+  and torch's fused Adam on one flat buffer (:mod:`core.discover.sae_engine`).
+
+Seeds may each have their own λ (``l1_coeffs``: the width search trains a λ grid as seeds), and
+training may stop early on a loss plateau (:mod:`core.discover.sae_schedule`).
 
 Each seed keeps its own generator (initialisation, then one ``randperm`` per epoch), so seed
 ``s`` trained in a batch of K gives the same SAE as seed ``s`` trained alone. Both engines are
