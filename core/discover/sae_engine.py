@@ -245,7 +245,10 @@ class FastSAETrainer:
         """
         ws = self._workspace(batch.shape[1])
         p, g = self.p, self.g
-        u, r, gu = ws.latents, ws.residual, ws.grad_latents
+        r, gu = ws.residual, ws.grad_latents
+        # u straight into the caller's epoch buffer when it is one block (one seed): no copy
+        direct = latents_out is not None and latents_out.is_contiguous() and latents_out.shape == ws.latents.shape
+        u = latents_out if direct else ws.latents
         torch.baddbmm(p["encoder.bias"], batch, p["encoder.weight"], out=u)
         if self.kind == "topk":
             torch.abs(u, out=ws.abs_pre)
@@ -254,7 +257,7 @@ class FastSAETrainer:
             u.mul_(ws.mask)
         torch.baddbmm(p["decoder.bias"], u, p["decoder.weight"], out=r)
         r.sub_(batch)
-        if latents_out is not None:
+        if latents_out is not None and not direct:
             latents_out.copy_(u)
         if err_norm_out is not None:
             torch.linalg.vector_norm(r, dim=-1, out=err_norm_out)
