@@ -329,7 +329,7 @@ def test_missing_or_damaged_array_file_is_named(session: Session) -> None:
 
 def _schema_1_session(path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
     """A session as schema 1 wrote it: every array inside the one file."""
-    import core.store.session as store
+    import core.store.arrayfiles as store
 
     big = np.arange(600_000, dtype=np.float32).reshape(1000, 600)
     monkeypatch.setattr(store, "EXTERNAL_MIN_BYTES", 1 << 62)
@@ -464,7 +464,7 @@ def test_activation_stage_commits_by_bytes_as_well_as_by_time(session: Session, 
         stream_activations,
     )
 
-    monkeypatch.setattr("core.store.session.EXTERNAL_MIN_BYTES", 1)
+    monkeypatch.setattr("core.store.arrayfiles.EXTERNAL_MIN_BYTES", 1)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
 

@@ -212,23 +212,6 @@ def random_direction(D: torch.Tensor, feature: int, seed: int = CONTROL_SEED) ->
     return (r / r.norm() * D[:, feature].double().norm()).to(D.dtype)
 
 
-def with_direction(x: CachedInputs, direction: torch.Tensor) -> tuple[CachedInputs, int]:
-    """``x`` with ``direction`` appended as an extra decoder column; returns it and its index.
-
-    Its class means (for methods that use sign(μ_ck)) are the classes' mean projections on it.
-    """
-    d = direction.to(x.D).reshape(-1, 1)
-    D = torch.cat([x.D, d], dim=1)
-    M = None
-    if x.M is not None:
-        proj = (x.A.double() @ d.double()).flatten() / float(d.double().norm() ** 2)
-        col = torch.stack([proj[x.labels == c].mean() if bool((x.labels == c).any())
-                           else torch.tensor(0.0, dtype=torch.float64)
-                           for c in range(x.W.shape[0])])
-        M = torch.cat([x.M, col.to(x.M).reshape(-1, 1)], dim=1)
-    return CachedInputs(x.A, x.labels, x.W, x.b, D, M), D.shape[1] - 1
-
-
 def control_sweeps(
     result: SweepResult, x: CachedInputs, seed: int = CONTROL_SEED
 ) -> dict[str, SweepResult]:
@@ -243,37 +226,13 @@ def control_sweeps(
     if x.M is None:
         raise ValueError("a control sweep needs the class means M")
     c = int(result.target_class)
-    method = get_method(result.method)
     chosen = list(result.features) or [int(x.M[c].abs().argmax())]
     low = low_association_feature(x.M, x.D, exclude=chosen)
-    out: dict[str, SweepResult] = {}
-    if result.method == "rome":
-        from core.control.methods.rome import rome_key
-
-        key = rome_key(x.A, x.labels, c, _rome_sample(result)).to(x.W)
-        depth = float(result.extra.get("unedited_key_logit", 0.0)) - result.alphas.double()
-        for name, direction in (("low_association", x.D[:, low]),
-                                ("random", random_direction(x.D, chosen[0], seed))):
-            k = direction.to(x.W) / direction.norm() * key.norm()
-            targets = float(x.W[c] @ k) - depth
-            out[name] = method.sweep(x, c, None, targets, "suppress", key=k)
-            out[name].extra.update(control=name, feature=low if name == "low_association" else None)
-        return out
-    feats_low = [low]
-    s = method.sweep(x, c, feats_low, result.alphas, result.mode, result.modulation)
-    s.extra.update(control="low_association", feature=low)
-    out["low_association"] = s
-    xr, k_r = with_direction(x, random_direction(x.D, chosen[0], seed))
-    s = get_method(result.method).sweep(xr, c, [k_r], result.alphas, result.mode, result.modulation)
-    s.features = []
-    s.extra.update(control="random", feature=None, seed=seed)
-    out["random"] = s
+    out = get_method(result.method).control_sweeps(result, x, low,
+                                                   random_direction(x.D, chosen[0], seed))
+    out["low_association"].extra.update(control="low_association", feature=low)
+    out["random"].extra.update(control="random", feature=None, seed=seed)
     return out
-
-
-def _rome_sample(result: SweepResult) -> int | None:
-    source = str(result.extra.get("key_source", "class_mean"))
-    return int(source.split(":")[1]) if source.startswith("sample:") else None
 
 
 def control_summary(

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from core.config import DataConfig
+from core.discover.pixels import to_rgb8
 from core.discover.shapes import ShapesData, shapes_splits
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -272,7 +273,7 @@ def load_image_file(path: str | Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 2^k (fast)
-            img = img.convert("RGB")
+            img = to_rgb8(img)
             width, height = img.size
             if width <= height:
                 new_size = (size, int(size * height / width))
@@ -463,6 +464,7 @@ def _is_readable_image(path: Path) -> bool:
         with Image.open(path) as img:
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
+            to_rgb8(img)  # 16-bit and float pixels it cannot scale are refused here, at scan time
         return True
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return False

@@ -58,14 +58,31 @@ def run_alpha_crit(
     inputs: ControlInputs | None = None,
     split: str = "test",
 ) -> list[AlphaCritResult]:
-    """α_crit (analytic, numerical, α50, validity) per class, recorded per class and feature.
+    """Load → :func:`compute_alpha_crit` → record per class and feature (unless ``record`` is off)."""
+    check_writable(session, record)
+    x = row_inputs_for(session, inputs, split)
+    results = compute_alpha_crit(x, target_class, feature, mode, modulation, curve, progress, cancel)
+    if record:
+        save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
+    return results
+
+
+def compute_alpha_crit(
+    x: ControlInputs,
+    target_class: int | Sequence[int] | None = None,
+    feature: int | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    curve: SweepResult | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[AlphaCritResult]:
+    """α_crit (analytic, numerical, α50, validity) per class on ``x`` (pure: nothing is written).
 
     ``target_class``: one class, several, or None for every class with samples. ``feature``:
     one feature for all of them (cross-class), default each class's dominant feature.
     ``curve``: a sweep of that feature to read α50 from (else one per class is computed).
     """
-    check_writable(session, record)
-    x = row_inputs_for(session, inputs, split)
     if target_class is None:
         classes = sorted(int(c) for c in x.labels.unique().tolist())
     elif isinstance(target_class, int):
@@ -87,8 +104,6 @@ def run_alpha_crit(
             results.append(inputs_alpha_crit(x, c, k, mode, modulation, use_curve, rows))
             reporter.report(len(results), f"class {x.class_names[c]}")
         rows = None  # free this group's rows before the next group's are read
-    if record:
-        save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
     return results
 
 def _class_groups(x: ControlInputs, classes: Sequence[int]) -> list[list[int]]:

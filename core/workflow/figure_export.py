@@ -232,15 +232,23 @@ def export_figures(
         reporter.report(done + 1, label)
     return written
 
+def _strength_label(result: Any) -> str:
+    """A sweep's x-axis: its method's strength symbol (α, β, target)."""
+    from core.control.methods.registry import get_method
+
+    return get_method(result.method).symbol
+
+
 def _describe_edit(spec: Any) -> str:
-    """``salve suppress feature 3 α=2``, ``rome suppress class 4 value=-10``, ..."""
+    """``salve suppress feature 3 α=2``, ``rome suppress class 4 target=-10``, ... (file names)."""
+    from core.control.methods.registry import get_method
+
     parts = [spec.method, spec.mode]
     if spec.features:
         parts.append("feature " + "+".join(str(k) for k in spec.features))
     elif "target_class" in spec.extra:
         parts.append(f"class {spec.extra['target_class']}")
-    strength = {"salve": "α", "steer": "β"}.get(spec.method, "value")
-    parts.append(f"{strength}={spec.alpha:g}")
+    parts.append(f"{get_method(spec.method).symbol}={spec.alpha:g}")
     return " ".join(parts)
 
 def sweep_figures(
@@ -279,7 +287,7 @@ def sweep_figures(
             marker=a50,
             marker_label="α50" if a50 is not None else "",
             title=title,
-            xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+            xlabel=_strength_label(result),
             caption=warnings,
         )
     ]
@@ -318,7 +326,7 @@ def selectivity_png(session: Session, result: Any, key: str, folder: Path, title
         folder / safe_filename("selectivity", key, ext=".png"),
         window=report["selective_window"],
         title=f"selectivity: {title}",
-        xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+        xlabel=_strength_label(result),
         caption=selectivity_lines(report)[1:]
         + (figure_warning_lines(session) if warnings is None else warnings),
     )

@@ -184,6 +184,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if problems:
         raise CliError("invalid settings: " + "; ".join(problems))
     path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    from core.discover.backbone import check_image_size
+
+    check_image_size(config.backbone.arch, config.data.image_size)  # the minimum, stated now
     if args.weights not in ("none", "pretrained"):  # a bad checkpoint is named now, not after the data stage
         from core.discover.backbone import load_checkpoint
 
@@ -360,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--parents", action="store_true", help="create a missing folder of --out")
     common.add_argument("--memory-budget", type=v.memory_size, default=None, metavar="SIZE",
                         help="memory for out-of-core compute, e.g. 4G or 25%% (default: "
                              "$SALVE_MEMORY_BUDGET, else half the RAM); larger activations stream from disk")
@@ -404,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sae-lr", type=v.positive, default=None)
     p.add_argument("--l1", type=v.non_negative, default=None)
     p.add_argument("--topk", type=v.count, default=8)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=_device_setting)
     p.add_argument("--seed", type=v.index, default=0)
     p.set_defaults(func=cmd_new)
 
@@ -430,6 +434,32 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub, common)
     return parser
+
+
+def _check_out_folder(args: argparse.Namespace) -> None:
+    """``--out`` into a folder that does not exist is refused (a typo would otherwise create a
+    whole tree), or the folder is created when ``--parents`` is given."""
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    folder = Path(out).parent
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise CliError(f"--out {out}: {folder} is not a folder")
+    if not getattr(args, "parents", False):
+        raise CliError(f"--out {out}: the folder {folder} does not exist; create it first, or pass "
+                       "--parents to create it")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _device_setting(text: str) -> str:
+    from core.device import check_device_setting
+
+    try:
+        return check_device_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _NoteHandler(logging.Handler):
@@ -458,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.environ[MEMORY_BUDGET_ENV] = args.memory_budget
     try:
+        _check_out_folder(args)
         with overwrite_policy(bool(getattr(args, "force", False))):
             return int(args.func(args) or 0)
     except JobCancelled as exc:

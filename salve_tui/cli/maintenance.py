@@ -10,12 +10,12 @@ from salve_tui.cli.main import emit, session_path
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from core.store.session import SessionError, verify_session
+    from core.store.session import SessionError, verify_isolated
 
     path = session_path(args)
     if not path.exists():
         raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
-    report = verify_session(path)
+    report = verify_isolated(path)  # a file that crashes HDF5 is reported as damage
     payload = {"session": str(path), "ok": report.ok, "checked": report.checked,
                "problems": report.problems, "unchecked": report.unchecked}
 
@@ -51,15 +51,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from core.store.session import SessionError, data_dir, delete_session, session_bytes
 
     path = session_path(args)
-    if not path.exists():
-        raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
-    size = session_bytes(path)
+    size = session_bytes(path) if path.is_file() else 0
     if not args.yes:
         raise SessionError(f"this deletes {path} and {data_dir(path).name}/ ({size / 1e6:.1f} MB); "
                            "rerun with --yes to confirm")
-    delete_session(path)
-    emit(args, {"deleted": str(path), "size_bytes": size},
-         lambda p: f"deleted {path} and its array files ({size / 1e6:.1f} MB)")
+    removed = delete_session(path)  # also finishes a delete that was interrupted
+    finished = "" if path in removed else " (finished an interrupted delete)"
+    emit(args, {"deleted": str(path), "size_bytes": size, "removed": [str(p) for p in removed]},
+         lambda p: f"deleted {path} and its array files ({size / 1e6:.1f} MB){finished}")
     return 0
 
 

@@ -114,12 +114,17 @@ class SalveScreen(Screen):
                 if not self.check_action(name, parameters):
                     continue
                 key = binding.key_display or self.app.get_key_display(binding)
+                description = self.binding_description(binding)
                 yield SystemCommand(
-                    f"{binding.description} ({key})",
-                    f"{self.SCREEN_TITLE or type(self).__name__}: {binding.tooltip or binding.description} "
+                    f"{description} ({key})",
+                    f"{self.SCREEN_TITLE or type(self).__name__}: {binding.tooltip or description} "
                     f"(press {key})",
                     _runner(self, binding.action),
                 )
+
+    def binding_description(self, binding: Binding) -> str:
+        """What a key does, as the palette lists it (a screen may word it for its state)."""
+        return binding.description
 
 
 # Listed by the app already (views as "Open: …") or Textual internals, so never per screen.
