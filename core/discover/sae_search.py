@@ -124,14 +124,14 @@ def dominance(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, Any]:
     """The held-out scores of one SAE (weights in the activations' units, no seed axis)."""
     from core.control.alpha_crit import alpha50
-    from core.control.methods.base import CachedInputs
+    from core.control.methods.base import CachedInputs, EditRequest
     from core.control.selectivity import (
         control_summary,
         control_sweeps,
         selectivity,
         unedited_accuracy,
     )
-    from core.control.sweep import sweep_dominant
+    from core.control.sweep import sweep
     from core.discover.rankings import class_means
     from core.discover.sae import active_latents
 
@@ -148,7 +148,8 @@ def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, 
     baseline = unedited_accuracy(x)
     windows = controls_ok = 0
     for c in range(C):
-        result = sweep_dominant(x.A, x.labels, x.W, x.b, x.D, x.M, c, n_alphas=SCORE_POINTS)
+        request = EditRequest(c, [int(dominant[c])], n_points=SCORE_POINTS)
+        result = sweep("salve", x, request)
         sel = selectivity(result, baseline)
         windows += bool(sel.selective.any())
         a50 = alpha50(result.alphas, sel.target)
