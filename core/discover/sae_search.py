@@ -14,9 +14,10 @@ dataset, h = 2048 gave 3/10). Instead of a convention, the search measures the o
 * **Scores** (:func:`score_candidate`), on the test split the SAE never saw, with the class means
   M from the training split as the rankings stage computes them: distinct dominant features,
   the median dominance ratio (top |M| over the second), the number of classes whose dominant
-  feature's SALVE suppression has a selective window, the number whose controls (a low-
-  association feature and a random direction) keep the target ≥ 50% at the dominant feature's
-  α50, explained variance, L0 and dead latents.
+  feature's SALVE suppression has a selective window, the number of those whose controls (a
+  low-association feature and a random direction) keep the target ≥ 50% at the dominant
+  feature's α50 (controls run only where there is a window to back), explained variance, L0 and
+  dead latents.
 * **Choice** (:func:`choose`), the rule in :data:`RULE`.
 """
 
@@ -44,7 +45,7 @@ MIN_EV = 0.5
 CONTROL_KEEP = 0.5
 
 RULE = (f"among candidates with test EV ≥ {MIN_EV} (all, if none): most selective windows, then most "
-        f"classes whose controls keep the target ≥ {CONTROL_KEEP:.0%} at α50, then most distinct "
+        f"windows whose controls keep the target ≥ {CONTROL_KEEP:.0%} at α50, then most distinct "
         "dominant features, then the higher median dominance ratio, then the smaller width, then "
         "the higher EV")
 
@@ -153,7 +154,7 @@ def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, 
         sel = selectivity(result, baseline)
         windows += bool(sel.selective.any())
         a50 = alpha50(result.alphas, sel.target)
-        if a50 is None:
+        if a50 is None or not bool(sel.selective.any()):  # controls only back a window
             continue
         controls = control_summary(sel, control_sweeps(result, x), data.class_names, a50)
         kept = [v["target_accuracy_at_main_alpha50"] for v in controls.values()]
@@ -189,7 +190,7 @@ def save_search_figure(record: dict[str, Any], path: Any) -> Any:
     labels = [f"h={r['hidden']}\nλ={r['l1_coeff']:.2g}" for r in rows]
     x = np.arange(len(rows))
     for offset, key, name in ((-0.25, "selective_windows", "selective windows"),
-                              (0.0, "controls_ok", "controls keep ≥ 50%"),
+                              (0.0, "controls_ok", "windows with specific controls"),
                               (0.25, "distinct_dominants", "distinct dominants")):
         ax.bar(x + offset, [r[key] for r in rows], width=0.25, label=name)
     chosen = record["chosen_index"]
