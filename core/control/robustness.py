@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, dominant_features, nan_to_none
+from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, dominant_features
 from core.control.methods.base import CachedInputs, EditMethod, EditRequest
 from core.control.methods.registry import get_method
+from core.jsonsafe import json_safe
 
 
 @dataclass
@@ -45,10 +46,10 @@ class RobustnessResult:
             "n_seeds": self.n_seeds,
             "features_per_seed": list(self.features_per_seed),
             "alphas": self.alphas.tolist(),
-            "accuracy_mean": nan_to_none(self.accuracy_mean.tolist()),
-            "accuracy_std": nan_to_none(self.accuracy_std.tolist()),
-            "target_prediction_mean": nan_to_none(self.target_prediction_mean.tolist()),
-            "target_prediction_std": nan_to_none(self.target_prediction_std.tolist()),
+            "accuracy_mean": json_safe(self.accuracy_mean.tolist()),
+            "accuracy_std": json_safe(self.accuracy_std.tolist()),
+            "target_prediction_mean": json_safe(self.target_prediction_mean.tolist()),
+            "target_prediction_std": json_safe(self.target_prediction_std.tolist()),
         }
 
 

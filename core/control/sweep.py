@@ -17,7 +17,6 @@ from core.control.curves import (
     check_data,
     confusion_matrix,
     logits,
-    nan_to_none,
     per_class_accuracy,
 )
 from core.control.edit import apply_edit
@@ -25,6 +24,7 @@ from core.control.methods.base import CachedInputs, EditMethod, EditRequest
 from core.control.methods.registry import get_method
 from core.control.spec import EditSpec, check_mode
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 
 def sweep(
@@ -158,9 +158,9 @@ class EditEffect:
     def to_dict(self) -> dict[str, Any]:
         return {
             "edit": self.spec.to_dict(),
-            "accuracy_before": nan_to_none(self.accuracy_before.tolist()),
-            "accuracy_after": nan_to_none(self.accuracy_after.tolist()),
-            "accuracy_delta": nan_to_none(self.accuracy_delta.tolist()),
+            "accuracy_before": json_safe(self.accuracy_before.tolist()),
+            "accuracy_after": json_safe(self.accuracy_after.tolist()),
+            "accuracy_delta": json_safe(self.accuracy_delta.tolist()),
             "confusion_before": self.confusion_before.tolist(),
             "confusion_after": self.confusion_after.tolist(),
         }

@@ -26,6 +26,7 @@ from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, c
 from core.store.session import Session
 from core.workflow.alpha_crit import alpha_crit_records, compute_alpha_crit, write_alpha_crit
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
+from core.workflow.results import ALPHA_CRIT, SWEEPS
 from core.workflow.sweeps import compute_sweep, write_sweeps
 
 BATCH_CLASSES = 50
@@ -65,8 +66,8 @@ def recorded_classes(session: Session, x: ControlInputs, mode: str, modulation: 
     rankings they were computed from."""
     rankings = session.stages().get("rankings")
     since = rankings.updated if rankings is not None and rankings.updated else 0.0
-    sweeps = session.read_json("control/sweep_index", {}) or {}
-    crit = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting_key("suppress", modulation), {})
+    sweeps = SWEEPS.load(session)
+    crit = ALPHA_CRIT.load(session).get(setting_key("suppress", modulation), {})
     done = set()
     for c in range(x.num_classes):
         k = int(x.dominant[c])
@@ -163,7 +164,7 @@ def run_all_dominant(
     reporter = ProgressReporter(JOB_NAME, x.num_classes, progress, start=x.num_classes - len(todo))
     reporter.report(x.num_classes - len(todo), f"{len(todo)} of {x.num_classes} classes to compute"
                     + (f" ({len(done)} already recorded)" if done else ""))
-    sweeps_index = dict(session.read_json("control/sweep_index", {}) or {})
+    sweeps_index = SWEEPS.load(session)
     crit_records = alpha_crit_records(session)
     pending: list[tuple[int, SweepResult, AlphaCritResult | None]] = []
     last_commit = time.monotonic()

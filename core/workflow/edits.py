@@ -21,6 +21,7 @@ from core.control.spec import EditSpec, check_features
 from core.control.sweep import EditEffect
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, inputs_for, load_inputs
+from core.workflow.results import EDITS
 
 
 def build_spec(
@@ -98,11 +99,12 @@ def record_edit(
     session: Session, spec: EditSpec, exports: Sequence[str] | None = None, note: str = ""
 ) -> int:
     """Append ``spec`` to the session's edit log; returns its position in the log."""
-    from core.workflow.provenance import READS, stage_runs
+    from core.workflow.provenance import stage_runs
+    from core.workflow.results import EDITS
 
     check_writable(session, True)
     entry: dict[str, Any] = {**spec.to_dict(), "recorded_at": time.time(),
-                             "computed_from": stage_runs(session, READS["edit"])}
+                             "computed_from": stage_runs(session, EDITS.reads)}
     if exports:
         entry["exports"] = [str(p) for p in exports]
     if note:
@@ -113,7 +115,7 @@ def record_edit(
 
 def edit_records(session: Session) -> list[dict[str, Any]]:
     """The raw edit log: each spec's fields plus ``recorded_at`` (and ``exports``/``note``)."""
-    return list(session.read_json("control/edits", []) or [])
+    return EDITS.load(session)
 
 def list_edits(session: Session) -> list[EditSpec]:
     """The recorded edits, oldest first, as specs that replay exactly (``core.control.edit.replay``)."""
@@ -147,7 +149,7 @@ def _history(session: Session) -> dict[str, list[dict[str, Any]]]:
 
 
 def _write_stack(tx: Any, log: list[dict[str, Any]], history: dict[str, Any]) -> None:
-    tx.write_json("control/edits", log)
+    EDITS.save(tx, log)
     tx.write_json(HISTORY_KEY, history)
     tx.update_json("summary", edits=len(log))
 
@@ -240,7 +242,7 @@ def note_exports(session: Session, files: Sequence[str | Any], numbers: Sequence
     if not changed:  # a reused export is already listed: no rewrite of the session
         return
     with session.transaction() as tx:
-        tx.write_json("control/edits", log)
+        EDITS.save(tx, log)
 
 
 @dataclass

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import WriteFailed, refuse_existing, write_bytes, write_text
-from core.control.methods.registry import get_method
 from core.control.spec import EditSpec
 from core.store.session import Session, require_intact
 
@@ -275,13 +274,11 @@ def folder_size(folder: str | Path) -> tuple[int, int]:
     return total, count
 
 
-def _describe(spec: EditSpec) -> str:
-    return get_method(spec.method).describe(spec, long=True)
-
-
 def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:
+    from core.workflow.edits import describe_spec
+
     names = ", ".join(p.name for p in files)
-    edits = "\n".join(f"  {i + 1}. {_describe(EditSpec.from_dict(e))}"
+    edits = "\n".join(f"  {i + 1}. {describe_spec(EditSpec.from_dict(e), long=True)}"
                       for i, e in enumerate(meta["edits"]))
     arch = meta["arch"]
     builder = (

@@ -6,27 +6,16 @@ AUROC table) and a compact ``groundtruth`` entry of the session summary (``salve
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from core.jobs import CancelToken, ProgressFn
+from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
+from core.workflow.results import GROUNDTRUTH
 
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 def require_shapes(session: Session, source: Any = None) -> None:
     """Ground truth exists only for the embedded Shapes data; say so before loading anything."""
@@ -196,7 +185,7 @@ def run_groundtruth(
         shared["error"] = "this dataset has no shared part concept"
 
     fam, cam = localisation["grad_fam"].overall, localisation["grad_cam"].overall
-    result = _clean(
+    result = json_safe(
         {
             "layer": chosen_layer,
             "n_images": int(len(subset)),
@@ -234,7 +223,7 @@ def run_groundtruth(
             },
         }
         with session.transaction() as tx:
-            tx.write_json("groundtruth/results", result)
+            GROUNDTRUTH.save(tx, result)
             tx.write_array("groundtruth/auroc", table.astype(np.float32))
             tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
             tx.update_json("summary", groundtruth=brief)
@@ -297,4 +286,4 @@ def _track_part(latents: Any, presence: np.ndarray, labels: np.ndarray, part: in
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:
     """The last recorded :func:`run_groundtruth` result, or None."""
-    return session.read_json("groundtruth/results")
+    return GROUNDTRUTH.load(session) or None

@@ -20,6 +20,7 @@ from core.control.sweep import RowChunkedSweep, sweep
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for
+from core.workflow.results import SWEEPS
 
 
 def sweep_id(result: SweepResult) -> str:
@@ -162,7 +163,7 @@ def save_sweep(session: Session, result: SweepResult, computed_from: dict[str, f
     from core.workflow.provenance import stage_runs
 
     check_writable(session, True)
-    index = dict(session.read_json("control/sweep_index", {}) or {})
+    index = SWEEPS.load(session)
     computed_from = stage_runs(session) if computed_from is None else computed_from
     with session.transaction() as tx:
         (key,) = write_sweeps(tx, index, [result], computed_from)
@@ -192,14 +193,14 @@ def write_sweeps(tx: Any, index: dict[str, Any], results: Sequence[SweepResult],
             },
         )
         keys.append(key)
-    tx.write_json("control/sweep_index", index)
+    SWEEPS.save(tx, index)
     return keys
 
 _SWEEP_ARRAYS = ("alphas", "per_class_accuracy", "target_prediction", "class_counts")
 
 def list_sweeps(session: Session) -> dict[str, dict[str, Any]]:
     """Stored sweeps: id → metadata (method, features, mode, modulation, target class, ...)."""
-    return dict(session.read_json("control/sweep_index", {}) or {})
+    return SWEEPS.load(session)
 
 def load_sweep(session: Session, key: str) -> SweepResult:
     """A stored sweep by id (see :func:`list_sweeps`)."""
@@ -207,21 +208,7 @@ def load_sweep(session: Session, key: str) -> SweepResult:
     if key not in index:
         known = ", ".join(sorted(index)) or "none yet"
         raise KeyError(f"session {session.name} has no sweep '{key}' (stored: {known})")
-    arrays = session.read_arrays(f"control/sweeps/{key}")
-    meta = index[key]
-    return SweepResult(
-        method=meta["method"],
-        features=list(meta["features"]),
-        mode=meta["mode"],
-        modulation=meta["modulation"],
-        target_class=meta["target_class"],
-        param_name=meta["param_name"],
-        alphas=torch.from_numpy(arrays["alphas"]),
-        per_class_accuracy=torch.from_numpy(arrays["per_class_accuracy"]),
-        target_prediction=torch.from_numpy(arrays["target_prediction"]),
-        class_counts=[int(c) for c in arrays["class_counts"]],
-        extra=dict(meta.get("extra", {})),
-    )
+    return SweepResult.from_dict({**index[key], **session.read_arrays(f"control/sweeps/{key}")})
 
 def curve_alpha50(result: SweepResult) -> list[float | None]:
     """Per class, the strength at which its accuracy falls to 50% on this curve (None: never)."""
