@@ -110,6 +110,25 @@ def test_no_import_cycle_in_core_even_under_type_checking() -> None:
     assert not [p for p in (ROOT / "core" / "control").rglob("*.py") if "importlib" in imported_names(p)]
 
 
+def test_cli_commands_are_registered_directly_without_a_cycle() -> None:
+    """``cli.main`` imports every command module by name (a missing one is an ImportError, not
+    a silent skip), command modules import ``cli.common`` and never ``cli.main``, and the CLI has
+    no import cycle even for the type checker (issue 21)."""
+    cli = ROOT / "salve_tui" / "cli"
+    graph = {m: {d for d in deps if d.startswith("salve_tui.cli")}
+             for m, deps in project_graph(type_checking=True).items() if m.startswith("salve_tui.cli")}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+    assert not [p.name for p in cli.rglob("*.py") if "importlib" in imported_names(p)]
+    commands = {module_name(p) for p in cli.glob("*.py")
+                if any(isinstance(n, ast.FunctionDef) and n.name == "register"
+                       for n in ast.parse(p.read_text(encoding="utf-8")).body)}
+    assert len(commands) >= 5, commands
+    assert commands <= graph["salve_tui.cli.main"], commands - graph["salve_tui.cli.main"]
+    assert not [m for m in commands if "salve_tui.cli.main" in graph[m]]
+    assert all("salve_tui.cli.common" in graph[m] for m in commands)
+
+
 def method_name_literals(path: Path, names: set[str]) -> list[int]:
     """Lines where a method name is compared with, listed or used as a key (a per-method branch
     or table): ``x == "rome"``, ``("salve", "rome")``, ``{"steer": ...}``."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from salve_tui.cli.main import emit, session_path
+from salve_tui.cli.common import emit, session_path
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

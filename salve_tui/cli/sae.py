@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from salve_tui.cli.main import emit, open_session
+from salve_tui.cli.common import emit, open_session
 
 
 def cmd_sae_export(args: argparse.Namespace) -> int:
