@@ -33,12 +33,13 @@ def _type_checking_block(node: ast.AST) -> bool:
     )
 
 
-def imported_modules(path: Path, known: set[str]) -> set[str]:
-    """Every project module ``path`` imports at run time (``from pkg import mod`` included)."""
+def imported_modules(path: Path, known: set[str], type_checking: bool = False) -> set[str]:
+    """Every project module ``path`` imports at run time (``from pkg import mod`` included);
+    ``type_checking``: the imports under ``if TYPE_CHECKING:`` too."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip: set[int] = set()
     for node in ast.walk(tree):
-        if _type_checking_block(node):
+        if not type_checking and _type_checking_block(node):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -52,10 +53,10 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     return {name for name in found if name in known}
 
 
-def project_graph() -> dict[str, set[str]]:
+def project_graph(type_checking: bool = False) -> dict[str, set[str]]:
     files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
     known = {module_name(p) for p in files}
-    return {module_name(p): imported_modules(p, known) - {module_name(p)} for p in files}
+    return {module_name(p): imported_modules(p, known, type_checking) - {module_name(p)} for p in files}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -97,6 +98,46 @@ def test_no_import_cycles() -> None:
     assert len(graph) > 40, "the walk found too few modules: is ROOT right?"
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_no_import_cycle_in_core_even_under_type_checking() -> None:
+    """The edit record, the method interface and the registry form no loop, not even for the
+    type checker, and none is dodged through ``importlib`` (issue 21)."""
+    graph = {m: {d for d in deps if d.startswith("core")}
+             for m, deps in project_graph(type_checking=True).items() if m.startswith("core")}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+    assert not [p for p in (ROOT / "core" / "control").rglob("*.py") if "importlib" in imported_names(p)]
+
+
+def method_name_literals(path: Path, names: set[str]) -> list[int]:
+    """Lines where a method name is compared with, listed or used as a key (a per-method branch
+    or table): ``x == "rome"``, ``("salve", "rome")``, ``{"steer": ...}``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            values = [node.left, *node.comparators]
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            values = list(node.elts)
+        elif isinstance(node, ast.Dict):
+            values = [k for k in node.keys if k is not None]
+        else:
+            continue
+        lines += [v.lineno for v in values if isinstance(v, ast.Constant) and v.value in names]
+    return lines
+
+
+def test_no_branch_on_method_names_outside_the_methods(tmp_path: Path) -> None:
+    """Fronts and workflow ask the method (``core.control.methods``), never test its name."""
+    names = {"salve", "rome", "steer"}
+    methods = ROOT / "core" / "control" / "methods"
+    offenders = [f"{p.relative_to(ROOT)}:{line}" for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+                 if methods not in p.parents for line in method_name_literals(p, names)]
+    assert not offenders, offenders
+    planted = tmp_path / "planted.py"  # the finder sees planted branches and tables
+    planted.write_text('log = "salve"\nif m == "rome":\n    pass\nT = {"steer": 1}\nM = ("salve", "x")\n')
+    assert method_name_literals(planted, names) == [2, 4, 5]
 
 
 def test_core_imports_no_front_end() -> None:
@@ -141,12 +182,13 @@ def test_every_core_package_says_what_lives_there(package: Path) -> None:
 
 
 def test_sweeps_and_alpha_crit_use_the_method_interface_only() -> None:
-    """Generic control modules never import a concrete editing method (only base/registry)."""
+    """Nothing outside ``core.control.methods`` imports a concrete editing method (only
+    base/spec/registry): the package registers them."""
     concrete = {"core.control.methods.salve", "core.control.methods.rome", "core.control.methods.steering"}
-    graph = project_graph()
-    for module in ("core.control.sweep", "core.control.alpha_crit", "core.control.robustness",
-                   "core.control.edit", "core.control.spec", "core.control.curves"):
-        assert not graph[module] & concrete, (module, graph[module] & concrete)
+    graph = project_graph(type_checking=True)
+    for module, deps in graph.items():
+        if module != "core.control.methods" and not module.startswith("core.control.methods."):
+            assert not deps & concrete, (module, deps & concrete)
 
 
 def test_readme_python_imports_resolve() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.control.curves import SweepResult
-from core.control.methods.base import CachedInputs
+from core.control.methods.base import CachedInputs, EditRequest, with_direction
 from core.control.selectivity import (
     control_summary,
     control_sweeps,
@@ -18,7 +18,6 @@ from core.control.selectivity import (
     random_direction,
     selectivity,
     unedited_accuracy,
-    with_direction,
 )
 from core.control.sweep import sweep
 
@@ -78,10 +77,10 @@ def test_appended_direction_sweeps_like_the_feature_itself() -> None:
     x = _problem()
     alphas = torch.linspace(0, 3, 7, dtype=torch.float64)
     for method in ("salve", "steer"):
-        plain = sweep(method, x, 1, [1], alphas)
+        plain = sweep(method, x, EditRequest(1, [1], alphas))
         xr, k = with_direction(x, x.D[:, 1])
         assert k == x.D.shape[1]
-        appended = sweep(method, xr, 1, [k], alphas)
+        appended = sweep(method, xr, EditRequest(1, [k], alphas))
         torch.testing.assert_close(appended.per_class_accuracy, plain.per_class_accuracy)
 
 
@@ -95,7 +94,7 @@ def test_controls_and_their_choice() -> None:
     assert float(r.norm()) == pytest.approx(float(x.D[:, 2].norm()), rel=1e-6)
     baseline = unedited_accuracy(x)
     for method in ("salve", "steer", "rome"):
-        main = sweep(method, x, 0, None if method == "rome" else [0])
+        main = sweep(method, x, EditRequest(0, None if method == "rome" else [0]))
         controls = control_sweeps(main, x)
         assert set(controls) == {"low_association", "random"}
         for c in controls.values():
@@ -105,7 +104,7 @@ def test_controls_and_their_choice() -> None:
         summary = control_summary(sel, controls, ["a", "b", "c", "d"], 1.0)
         assert math.isfinite(summary["random"]["target_accuracy_at_main_alpha50"])
     # The dominant feature suppresses its class; at the same α the random direction does less.
-    main = sweep("salve", x, 0, [0])
+    main = sweep("salve", x, EditRequest(0, [0]))
     controls = control_sweeps(main, x)
     assert float(main.per_class_accuracy[0, -1]) < 0.1
     assert float(controls["random"].per_class_accuracy[0, -1]) > float(main.per_class_accuracy[0, -1])

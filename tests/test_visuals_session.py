@@ -189,7 +189,7 @@ def test_export_figures_follow_the_stored_control_results(
         f"selectivity_{key}.png",
         "alpha-crit_suppress-linear.png",
         f"robustness_suppress-linear_{names[2]}.png",
-        safe_filename("confusion", "edit 0", f"salve suppress feature {dominant[2]} α=1.5",
+        safe_filename("confusion", "edit 0", f"SALVE suppress f{dominant[2]} α=1.5 linear",
                       ext=".png"),
     }
     assert second["skipped"] == []

@@ -35,11 +35,11 @@ from typing import Any
 
 import torch
 
-from core.control.curves import SweepResult, check_data, dominant_features
-from core.control.methods.base import CachedInputs, ClassLogit, EditMethod
+from core.control.curves import SweepResult, check_data
+from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
 from core.control.methods.registry import get_method
 from core.control.spec import MODES, check_features, check_weight
-from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
@@ -94,7 +94,7 @@ def numerical_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     refine_rounds: int = DEFAULT_REFINE_ROUNDS,
     refine_points: int = DEFAULT_REFINE_POINTS,
-    method: str | EditMethod = "salve",
+    method: str | EditMethod | None = None,
     logit: ClassLogit | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Root of the exact ``z_c(α)`` per sample, vectorised over samples.
@@ -153,7 +153,7 @@ def _class_logit(
     method: str | EditMethod, A: torch.Tensor, w_c: torch.Tensor, D: torch.Tensor, feature: int,
     mode: str, modulation: str,
 ) -> ClassLogit:
-    m = get_method(method) if isinstance(method, str) else method
+    m = get_method(method)
     logit = m.class_logit(A.double(), w_c.double(), D.double(), feature, mode, modulation)
     if logit is None:
         raise ValueError(f"α_crit is not defined for {m.label}: only methods that scale one feature's weights have it")
@@ -208,10 +208,6 @@ def distribution_stats(values: torch.Tensor) -> dict[str, float | int | None]:
 
 
 # ----------------------------------------------------------------------------- per-class result
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 @dataclass
@@ -284,7 +280,7 @@ class AlphaCritResult:
             "note": self.note,
             "analytic": distribution_stats(self.analytic),
             "numerical": distribution_stats(self.numerical),
-            "alpha50": _num(self.alpha50),
+            "alpha50": json_safe(self.alpha50),
             "alpha_max": self.alpha_max,
             "validity": {
                 "mean_share_below_zero": float(valid.mean()) if valid.numel() else None,
@@ -312,10 +308,10 @@ class AlphaCritResult:
                     "feature": self.feature,
                     "z": float(self.z[i]),
                     "S": float(self.S[i]),
-                    "alpha_crit_analytic": _num(float(self.analytic[i])),
-                    "alpha_crit_numerical": _num(float(self.numerical[i])),
+                    "alpha_crit_analytic": json_safe(float(self.analytic[i])),
+                    "alpha_crit_numerical": json_safe(float(self.numerical[i])),
                     "total_ablation": bool(self.total_ablation_mask[i]),
-                    "validity_share_below_zero": _num(float(self.validity_below_zero[i])),
+                    "validity_share_below_zero": json_safe(float(self.validity_below_zero[i])),
                 }
             )
         return rows
@@ -355,22 +351,23 @@ def class_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     curve: SweepResult | None = None,
     sample_indices: torch.Tensor | None = None,
-    method: str | EditMethod = "salve",
+    method: str | EditMethod | None = None,
     row_chunk: int | None = ROW_CHUNK,
 ) -> AlphaCritResult:
     """All α_crit diagnostics for ``target_class`` and ``feature``.
 
-    ``row_chunk``: evaluate at most that many of the class's samples at a time (SALVE; None:
-    all at once), which bounds the per-sample working set (the search grid's N × G values,
+    ``row_chunk``: evaluate at most that many of the class's samples at a time (methods whose
+    sweep is row-chunked; None: all at once), which bounds the per-sample working set (the search grid's N × G values,
     the validity terms' N × d). Per sample the numbers are those of one pass up to float64
     rounding of the row products (a row's product can round differently in a batch of
     another size: ~1e-16 relative); the validity histogram's counts are the same.
 
     ``curve``: a suppression curve of this feature to read α50 from (computed on the class's
     samples when omitted). ``sample_indices`` maps rows of ``A`` to dataset indices.
-    ``method``: the editing method whose strength is thresholded (SALVE by default).
+    ``method``: the editing method whose strength is thresholded (default: the registry's
+    first, SALVE).
     """
-    method = get_method(method) if isinstance(method, str) else method
+    method = get_method(method)
     check_weight(W, D)
     check_features(D, [feature])
     check_data(A, labels, W)
@@ -383,7 +380,7 @@ def class_alpha_crit(
     A_c = A if bool(mask.all()) else A[mask]  # given only the class's rows: no copy
     w_c = W[target_class]
     n = A_c.shape[0]
-    step = n if row_chunk is None or method.name != "salve" else max(1, int(row_chunk))
+    step = n if row_chunk is None or not method.row_chunked else max(1, int(row_chunk))
     chunks = [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
     # Per sample everything below is independent of the other samples, except the search's
     # upper end (from every analytic estimate) and the validity histogram's range (from the
@@ -437,7 +434,7 @@ def class_alpha_crit(
     if mode == "suppress":
         if curve is None:
             x = CachedInputs(A_c, labels[mask], W, b, D)
-            curve = method.sweep(x, target_class, [feature], modulation=modulation)
+            curve = method.sweep(x, EditRequest(target_class, [feature], modulation=modulation))
         a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
     index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
     return AlphaCritResult(
@@ -458,40 +455,6 @@ def class_alpha_crit(
         total_ablation=ablated.cpu(),
         first_order_exact=bool(logit.first_order_exact),
     )
-
-
-def alpha_crit_all_classes(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    D: torch.Tensor,
-    M: torch.Tensor,
-    classes: Sequence[int] | None = None,
-    features: dict[int, int] | None = None,
-    mode: str = "suppress",
-    modulation: str = "linear",
-    curves: dict[int, SweepResult] | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    **kwargs: Any,
-) -> list[AlphaCritResult]:
-    """:func:`class_alpha_crit` per class with its dominant feature (or ``features[c]``)."""
-    dominant = dominant_features(M)
-    classes = list(range(W.shape[0])) if classes is None else list(classes)
-    present = set(labels.unique().tolist())
-    classes = [c for c in classes if c in present]
-    reporter = ProgressReporter("alpha-crit", len(classes), progress)
-    results = []
-    for i, c in enumerate(classes):
-        check_cancel(cancel)
-        k = int(dominant[c]) if features is None or c not in features else int(features[c])
-        curve = None if curves is None else curves.get(c)
-        results.append(
-            class_alpha_crit(A, labels, W, b, D, c, k, mode, modulation, curve=curve, **kwargs)
-        )
-        reporter.report(i + 1, f"class {c}")
-    return results
 
 
 # ----------------------------------------------------------------------------- CSV export

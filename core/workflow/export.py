@@ -274,20 +274,11 @@ def folder_size(folder: str | Path) -> tuple[int, int]:
     return total, count
 
 
-def _describe(spec: EditSpec) -> str:
-    if spec.method == "salve":
-        feats = ", ".join(str(k) for k in spec.features)
-        return f"SALVE {spec.mode} feature(s) {feats}, α = {spec.alpha:g}, {spec.modulation} modulation"
-    if spec.method == "rome":
-        return (f"ROME rank-one edit of class {spec.extra['target_class']}: logit at the key "
-                f"({spec.extra.get('key_source', 'class_mean')}) set to {spec.alpha:g}")
-    feats = ", ".join(str(k) for k in spec.features)
-    return f"SAE steering ({spec.mode}) along feature(s) {feats}, β = {spec.alpha:g} (bias shift)"
-
-
 def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:
+    from core.workflow.edits import describe_spec
+
     names = ", ".join(p.name for p in files)
-    edits = "\n".join(f"  {i + 1}. {_describe(EditSpec.from_dict(e))}"
+    edits = "\n".join(f"  {i + 1}. {describe_spec(EditSpec.from_dict(e), long=True)}"
                       for i, e in enumerate(meta["edits"]))
     arch = meta["arch"]
     builder = (

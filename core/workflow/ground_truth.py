@@ -6,28 +6,17 @@ AUROC table) and a compact ``groundtruth`` entry of the session summary (``salve
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.jobs import CancelToken, ProgressFn
+from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
+from core.workflow.results import GROUNDTRUTH
 
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 def require_shapes(session: Session, source: Any = None) -> None:
     """Ground truth exists only for the embedded Shapes data; say so before loading anything."""
@@ -110,7 +99,7 @@ def run_groundtruth(
     scored, chosen_layer, localisation = _localise(inputs, dominant, class_concept, layer, batch_size,
                                                    progress, cancel)
     fam, cam = localisation["grad_fam"], localisation["grad_cam"]
-    result = _clean({
+    result = json_safe({
         "layer": chosen_layer, "n_images": int(len(inputs.subset)), "n_scored": int(len(scored)),
         "split": "test",
         "pointing_game": {"grad_fam": {**fam.overall, "method": fam.method},
@@ -298,7 +287,7 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
 def _record(session: Session, result: dict[str, Any], table: np.ndarray, subset: np.ndarray) -> None:
     """Commit the result, the AUROC table, the scored indices and the summary in one transaction."""
     with session.transaction() as tx:
-        tx.write_json("groundtruth/results", result)
+        GROUNDTRUTH.save(tx, result)
         tx.write_array("groundtruth/auroc", table.astype(np.float32))
         tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
         tx.update_json("summary", groundtruth=_brief(result))
@@ -361,4 +350,4 @@ def _track_part(latents: Any, presence: np.ndarray, labels: np.ndarray, part: in
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:
     """The last recorded :func:`run_groundtruth` result, or None."""
-    return session.read_json("groundtruth/results")
+    return GROUNDTRUTH.load(session) or None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,8 +14,10 @@ import torch
 from core.control.curves import DEFAULT_N_ALPHAS
 from core.control.robustness import RobustnessResult, seed_robustness
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 from core.store.session import Session
 from core.workflow.inputs import check_writable, load_inputs, setting_key
+from core.workflow.results import ROBUSTNESS
 
 
 def run_seed_robustness(
@@ -129,7 +130,7 @@ def save_robustness(
 ) -> None:
     check_writable(session, True)
     setting = setting_key(meta["mode"], meta["modulation"])
-    stored = dict(session.read_json("control/robustness", {}) or {})
+    stored = ROBUSTNESS.load(session)
     stored[setting] = meta
     with session.transaction() as tx:
         tx.delete(f"control/robustness/{setting}")
@@ -147,7 +148,7 @@ def save_robustness(
             )
         if sae_weights is not None:
             tx.write_arrays("control/robustness_sae", sae_weights)
-        tx.write_json("control/robustness", stored)
+        ROBUSTNESS.save(tx, stored)
         tx.update_json(
             "summary",
             robustness={s: {"n_seeds": m["n_seeds"], "epochs": m["epochs"]} for s, m in stored.items()},
@@ -158,7 +159,7 @@ def load_robustness(
 ) -> dict[int, dict[str, Any]]:
     """Stored mean ± std curves of one setting: class → arrays (as tensors) + seed count."""
     setting = setting_key(mode, modulation)
-    meta = (session.read_json("control/robustness", {}) or {}).get(setting)
+    meta = ROBUSTNESS.load(session).get(setting)
     if meta is None:
         raise KeyError(
             f"session {session.name} has no {setting} robustness results; run "
@@ -185,16 +186,13 @@ def robustness_to_json(results: Sequence[RobustnessResult], class_names: Sequenc
                 "class_name": class_names[c],
                 "features_per_seed": r.features_per_seed,
                 "alphas": r.alphas.tolist(),
-                "target_accuracy_mean": _clean(r.accuracy_mean[c].tolist()),
-                "target_accuracy_std": _clean(r.accuracy_std[c].tolist()),
-                "others_accuracy_mean": _clean(others_per_seed.mean(0).tolist()),
-                "others_accuracy_std": _clean(
+                "target_accuracy_mean": json_safe(r.accuracy_mean[c].tolist()),
+                "target_accuracy_std": json_safe(r.accuracy_std[c].tolist()),
+                "others_accuracy_mean": json_safe(others_per_seed.mean(0).tolist()),
+                "others_accuracy_std": json_safe(
                     (others_per_seed.std(0) if len(r.sweeps) > 1
                      else torch.zeros_like(others_per_seed[0])).tolist()
                 ),
             }
         )
     return {"n_seeds": results[0].n_seeds if results else 0, "classes": out}
-
-def _clean(values: list[float]) -> list[float | None]:
-    return [None if not math.isfinite(v) else v for v in values]

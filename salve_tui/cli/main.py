@@ -306,7 +306,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         overview = session.overview()
         # computed now, so sessions built before the gates existed get them too
         overview["warnings"] = [w.to_dict() for w in session_warnings(session)]
-        from core.workflow.provenance import stale_report
+        from core.workflow.results import stale_report
 
         overview.update(stale_report(session))
         emit(args, overview, _info_text)
