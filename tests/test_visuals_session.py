@@ -65,10 +65,10 @@ def png_caption(path: Path) -> str:
 
 
 def assert_warns(path: Path) -> None:
-    """The tiny session trains 1 epoch on 80 images with h=16 < d=512: both gates show."""
+    """The tiny session trains 1 epoch on 80 images: the near-chance gate shows."""
     caption = png_caption(path)
     assert caption.startswith("warnings: ") or "\nwarnings: " in caption, (path.name, caption)
-    assert "backbone_near_chance" in caption and "sae_not_overcomplete" in caption, path.name
+    assert "backbone_near_chance" in caption, path.name
 
 
 def test_saliency_cli_writes_overlays_with_the_sample_scores(

@@ -34,6 +34,9 @@ from core.jsonsafe import json_safe
 TARGET_SUPPRESSED = 0.10  # the target counts as suppressed below this accuracy
 KEEP_SHARE = 0.80  # every other class must keep this share of its baseline accuracy
 LOST_POINTS = 0.10  # an other class "lost" when it dropped more than this (absolute)
+# A window needs room to suppress: the target's unedited accuracy must be at least this much
+# above TARGET_SUPPRESSED (≥ 30%); a class at 11% "suppressed" to 8% is one sample, not an edit.
+WINDOW_MARGIN = 0.20
 CONTROL_SEED = 0
 
 
@@ -94,6 +97,15 @@ class Selectivity:
             "selective": bool(self.selective[i]),
         }
 
+    def no_window_reason(self) -> str | None:
+        """Why this sweep can have no selective window whatever the edit does, or None."""
+        base = float(self.baseline[self.target_class])
+        if base >= TARGET_SUPPRESSED + WINDOW_MARGIN - 1e-12:
+            return None
+        text = "nan" if not math.isfinite(base) else f"{base:.1%}"
+        return (f"baseline accuracy {text} is within {WINDOW_MARGIN:.0%} of the {TARGET_SUPPRESSED:.0%} "
+                f"target (a window needs ≥ {TARGET_SUPPRESSED + WINDOW_MARGIN:.0%} unedited)")
+
     def summary(self, names: Sequence[str]) -> dict[str, Any]:
         """Window, the first suppressing strength and its side effects, and the per-point rows."""
         first = self.first_suppressed()
@@ -103,7 +115,8 @@ class Selectivity:
             "target_class": self.target_class,
             "target_class_name": names[self.target_class],
             "thresholds": {"target_below": TARGET_SUPPRESSED, "others_keep_share": KEEP_SHARE,
-                           "lost_points": LOST_POINTS},
+                           "lost_points": LOST_POINTS, "window_margin": WINDOW_MARGIN},
+            "no_window_reason": self.no_window_reason(),
             "baseline": {n: json_safe(v) for n, v in zip(names, self.baseline, strict=True)},
             "selective_window": [list(w) for w in self.window()],
             "has_selective_window": bool(selective.numel()),
@@ -133,7 +146,8 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
               and math.isfinite(float(base[k]))]
     G = acc.shape[1]
     target = acc[c]
-    if not base[c] >= TARGET_SUPPRESSED:  # also NaN
+    meaningful = bool(base[c] >= TARGET_SUPPRESSED + WINDOW_MARGIN - 1e-12)  # False for NaN too
+    if not meaningful:
         target_selective = torch.zeros(G, dtype=torch.bool)
     else:
         target_selective = target < TARGET_SUPPRESSED
@@ -161,9 +175,8 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
         worst_other_kept=worst_kept,
         specificity=kept.mean(0),
         n_lost=((b_o - o) > LOST_POINTS + 1e-12).sum(0),
-        # A target already below 10% unedited has no window: the edit did not suppress it.
-        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12)
-        & bool(base[c] >= TARGET_SUPPRESSED),
+        # A target within WINDOW_MARGIN of 10% unedited has no window: nothing to suppress.
+        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12) & meaningful,
     )
 
 

@@ -47,8 +47,10 @@ from core.discover.image_sources import (  # noqa: F401 - re-exported
     resize_center_crop_uint8,
 )
 from core.discover.imagefolder import (  # noqa: F401 - re-exported
+    MIN_TRAIN_PER_CLASS,
     _is_readable_image,
     _load_image_folder,
+    check_class_counts,
     files_fingerprint,
 )
 from core.discover.shapes import shapes_splits

@@ -3,6 +3,7 @@ files are checked at scan time (unreadable ones skipped and counted) and decoded
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,18 +54,36 @@ def _load_image_folder(root: Path, config: DataConfig) -> DatasetBundle:
             raise ValueError(f"no readable images in {split_dir} — {layout_hint}")
         splits.append(FolderImageSource(paths, labels, class_names, config.image_size, skipped))
     train, test = splits
-    empty = [name for c, name in enumerate(class_names) if not np.any(train.labels == c)]
-    if empty:
-        raise ValueError(
-            f"no readable images for class(es) {empty} in {train_dir} — add images or remove "
-            "those folders"
-        )
+    check_class_counts(class_names, train.labels, test.labels, train_dir, val_dir)
     skipped = train.skipped + test.skipped
     description = (
         f"imagefolder {root} ({len(class_names)} classes, {len(train)} train / {len(test)} "
         f"{val_dir.name} images" + (f", {skipped} unreadable skipped)" if skipped else ")")
     )
     return DatasetBundle(class_names, train, test, "imagefolder", description)
+
+
+MIN_TRAIN_PER_CLASS = 2  # one image cannot give a class mean and a held-out check
+
+
+def check_class_counts(class_names: Sequence[str], train_labels: np.ndarray, test_labels: np.ndarray,
+                       train_dir: Path, test_dir: Path) -> None:
+    """Refuse, before any training, a class with fewer than 2 readable training images or
+    none in the test split: its class mean, dominant feature and suppression curve would be
+    undefined (the message names the classes, their counts and the fix)."""
+    train_n = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(class_names))
+    test_n = np.bincount(np.asarray(test_labels, dtype=np.int64), minlength=len(class_names))
+    few = [f"{name} ({train_n[c]})" for c, name in enumerate(class_names) if train_n[c] < MIN_TRAIN_PER_CLASS]
+    absent = [name for c, name in enumerate(class_names) if test_n[c] == 0]
+    problems = []
+    if few:
+        problems.append(f"class(es) with fewer than {MIN_TRAIN_PER_CLASS} readable images in {train_dir}: "
+                        + ", ".join(few))
+    if absent:
+        problems.append(f"class(es) with no readable image in {test_dir}: " + ", ".join(absent))
+    if problems:
+        raise ValueError("; ".join(problems) + " — add images to those class folders, or remove the "
+                         "folders from both splits, then rerun")
 
 
 def files_fingerprint(config: DataConfig) -> str | None:

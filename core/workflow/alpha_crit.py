@@ -42,6 +42,9 @@ def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dic
         "max_relative_difference": float(rel.max()) if rel.numel() else None,
         "validity_pooled_share_below_zero": summary["validity"]["pooled_share_below_zero"],
         "total_ablation": summary["total_ablation"],
+        "alpha_off": summary["alpha_off"],
+        "numerical_shown": summary["shown"],
+        "withheld_reason": summary["withheld_reason"],
         "analytic_exact": summary["analytic_exact"],
         "note": summary["note"],
     }
@@ -162,15 +165,15 @@ def save_alpha_crit(
         write_alpha_crit(tx, stored, results, class_names, dominant, computed_from)
 
 
-def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The stored α_crit index and the summary's α_crit block, for :func:`write_alpha_crit`."""
-    return (ALPHA_CRIT.load(session),
-            dict(session.summary().get("alpha_crit", {}) or {}))
+    return (ALPHA_CRIT.load(session), dict(session.summary().get("alpha_crit", {}) or {}),
+            list(session.summary().get("warnings") or []))
 
 
 def write_alpha_crit(
     tx: Any,
-    stored: tuple[dict[str, Any], dict[str, Any]],
+    stored: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]],
     results: Sequence[AlphaCritResult],
     class_names: Sequence[str],
     dominant: torch.Tensor | None = None,
@@ -180,7 +183,9 @@ def write_alpha_crit(
     is updated and rewritten, so several batches can share it. ``computed_from``: the stage
     runs the results were computed from (``core.workflow.provenance``)."""
     provenance = {"computed_from": dict(computed_from)} if computed_from else {}
-    index, summary_block = stored
+    from core.workflow.quality import refresh_alpha_crit_warnings
+
+    index, summary_block, warnings = stored
     for r in results:
         setting = setting_key(r.mode, r.modulation)
         key = f"c{r.target_class}-f{r.feature}"
@@ -193,10 +198,13 @@ def write_alpha_crit(
             summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
                 k: brief[k]
                 for k in ("feature", "analytic_median", "numerical_median", "alpha50",
-                          "qualifying", "n_samples", "total_ablation", "analytic_exact")
+                          "qualifying", "qualifying_numerical", "n_samples", "total_ablation",
+                          "numerical_shown", "withheld_reason", "analytic_exact")
             }
     ALPHA_CRIT.save(tx, index)
-    tx.update_json("summary", alpha_crit=summary_block)
+    warnings[:] = refresh_alpha_crit_warnings(warnings, summary_block)  # the dashboard reads these
+    tx.update_json("summary", alpha_crit=summary_block, warnings=warnings)
+
 
 def load_alpha_crit(
     session: Session, mode: str = "suppress", modulation: str = "linear"
@@ -218,6 +226,7 @@ def load_alpha_crit(
                 alpha50=s["alpha50"],
                 validity_histogram=dict(s["validity"]["histogram"]),
                 first_order_exact=bool(s.get("analytic_exact", s["modulation"] == "linear")),
+                alpha_off=s.get("alpha_off"),
                 **{name: torch.from_numpy(arrays[name]) for name in _ALPHA_CRIT_ARRAYS},
                 **{name: torch.from_numpy(arrays[name]) for name in _OPTIONAL_ARRAYS
                    if name in arrays},

@@ -89,6 +89,8 @@ def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
     window = report["selective_window"]
     lines = ["selective " + (", ".join(f"{p} {lo:.3g}–{hi:.3g}" for lo, hi in window)
                              if window else "window: none")]
+    if report.get("no_window_reason"):
+        lines.append(f"no window: {report['no_window_reason']}")
     first = report["first_suppressed"]
     if first is None:
         lines.append("target never < 10%")
@@ -116,6 +118,8 @@ def selectivity_lines(report: dict[str, Any]) -> list[str]:
         + f" (target < {_pct(report['thresholds']['target_below'])}, every other class keeps"
         f" ≥ {_pct(report['thresholds']['others_keep_share'])} of its baseline)"
     ]
+    if report.get("no_window_reason"):  # second line: figure captions start from it
+        lines.append(f"no window for this class: {report['no_window_reason']}")
     first = report["first_suppressed"]
     if first is None:
         lines.append("target never below 10% on this grid")

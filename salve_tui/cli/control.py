@@ -214,18 +214,26 @@ def _sweep_text(p: dict[str, Any]) -> str:
 
 
 def _crit_table(rows: list[dict[str, Any]]) -> str:
+    """Qualify counts as in the JSON: analytic (z > 0, S > 0) and numerical (a root kept)."""
     width = max(len(r["class_name"]) for r in rows) + 2
-    lines = [f"{'class':<{width}}{'feature':>8}{'qualify':>9}{'analytic':>10}{'numerical':>11}"
+    lines = [f"{'class':<{width}}{'feature':>8}{'analytic':>18}{'numerical':>20}"
              f"{'α50':>9}{'max rel Δ':>11}"]
     for r in rows:
+        shown = r.get("numerical_shown", r["numerical_median"])
+        numerical = "—" if shown is None else _fmt(shown)
         lines.append(
-            f"{r['class_name']:<{width}}{r['feature']:>8}{r['qualifying']:>5}/{r['n_samples']:<3}"
-            f"{_fmt(r['analytic_median']):>10}{_fmt(r['numerical_median']):>11}"
+            f"{r['class_name']:<{width}}{r['feature']:>8}"
+            f"{_fmt(r['analytic_median']):>10} {r['qualifying']:>3}/{r['n_samples']:<3}"
+            f"{numerical:>12} {r.get('qualifying_numerical', r['qualifying']):>3}/{r['n_samples']:<3}"
             f"{_fmt(r['alpha50']):>9}{_fmt(r['max_relative_difference'], 2):>11}"
         )
     ablated = [f"{r['class_name']} {r['total_ablation']}" for r in rows if r.get("total_ablation")]
     if ablated:
-        lines.append("excluded (root only at total ablation): " + ", ".join(ablated))
+        off = next((r["alpha_off"] for r in rows if r.get("alpha_off") is not None), None)
+        rule = "α ≥ α_off, 95% of |D[:,k]| switched off" if off is not None else "total ablation"
+        lines.append(f"excluded (root only at {rule}): " + ", ".join(ablated))
+    lines += [f"{r['class_name']}: numerical median withheld: {r['withheld_reason']}"
+              for r in rows if r.get("withheld_reason")]
     lines += sorted({f"note: {r['note']}" for r in rows if r.get("note")})
     return "\n".join(lines)
 

@@ -154,7 +154,7 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
 
 def _preset_base(args: argparse.Namespace) -> SessionConfig:
     """Defaults for settings not given: the demo's, the paper's for the architecture (any
-    dataset kind; h = 2·d from the architecture's head), or real data's (h = 4·d, normalised)."""
+    dataset kind; h = 2·d from the architecture's head), or real data's (a small SAE, normalised)."""
     if args.preset == "paper":
         from core.config import paper_config
         from core.discover.backbone import head_input_dim
@@ -162,11 +162,11 @@ def _preset_base(args: argparse.Namespace) -> SessionConfig:
         return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
     if args.data == "shapes":
         return demo_config(args.name)
-    from core.config import real_data_config
-    from core.discover.backbone import head_input_dim
+    from core.config import dataset_class_count, real_data_config
 
-    # real data: normalised activations, h = 4·d of the architecture (overcomplete)
-    return real_data_config(args.name, head_input_dim(args.arch, args.image_size or DataConfig.image_size))
+    # real data: a small SAE on normalised activations, its width from the number of classes
+    return real_data_config(args.name, dataset_class_count(args.data, args.data_path),
+                            from_scratch=args.weights == "none")
 
 
 def cmd_new(args: argparse.Namespace) -> int:
