@@ -477,6 +477,11 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
 
     writer = data_parallel is None or data_parallel.rank == 0
 
+    # --sae-width auto: pick (h, λ) by the width search first (it writes them into the config)
+    if session.config.sae.auto_width and "sae_search" not in session.summary() and data_parallel is None:
+        from core.workflow.sae_search_session import run_search
+
+        run_search(session, progress, cancel)
     config = session.config
     stages = session.stages()
     train_key = activations_key(session, "train", "a")
@@ -547,7 +552,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
                                        "engine": result.engine, "activation_scale": scale,
                                        "streamed": streamed,
-                                       "normalized": bool(config.sae.normalize), **final})
+                                       "normalized": bool(config.sae.normalize),
+                                       "schedule": result.schedule, **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)

@@ -148,8 +148,17 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         batch_size=args.sae_batch_size or base.sae.batch_size,
         lr_step_epochs=base.sae.lr_step_epochs if not args.sae_epochs else max(1, args.sae_epochs // 5),
         seed=args.seed, normalize=base.sae.normalize,
+        early_stop_patience=args.sae_early_stop if args.sae_early_stop is not None else base.sae.early_stop_patience,
+        auto_width=args.sae_width == "auto",
     )
+    if isinstance(args.sae_width, int):
+        sae.hidden = args.sae_width
     return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
+
+
+def _sae_width(text: str) -> int | str:
+    """``--sae-width``: a positive whole number or ``auto``."""
+    return "auto" if text == "auto" else v.count(text)
 
 
 def _preset_base(args: argparse.Namespace) -> SessionConfig:
@@ -284,6 +293,9 @@ def _info_text(o: dict[str, Any]) -> str:
         per_class = ", ".join(f"{c} {v:.2f}" for c, v in shared["auroc_per_class"].items())
         lines.append(f"shared part tracked by latent {shared['latent']}: AUROC {per_class} "
                      f"({'both classes' if shared['tracks_both'] else 'not both'})")
+    from salve_tui.cli.sae import schedule_lines, search_table_lines
+
+    lines += schedule_lines(o.get("sae")) + search_table_lines(o.get("sae_search"))
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
     lines += _warning_text(o.get("warnings") or [])
@@ -386,6 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule (default: onecycle from scratch, constant when fine-tuning)")
     p.add_argument("--sae-kind", default="l1", choices=["l1", "topk"])
     p.add_argument("--sae-hidden", type=v.count, default=None)
+    p.add_argument("--sae-width", type=_sae_width, default=None, metavar="H|auto",
+                   help="SAE width (as --sae-hidden), or 'auto': search a grid of widths and L1 weights "
+                        "on held-out data first (see `salve sae search`)")
+    p.add_argument("--sae-early-stop", type=v.index, default=None, metavar="EPOCHS",
+                   help="stop SAE training when EPOCHS epochs improve the best loss by < 0.1%% (0: off)")
     p.add_argument("--sae-epochs", type=v.count, default=None)
     p.add_argument("--sae-batch-size", type=v.count, default=None)
     p.add_argument("--sae-lr", type=v.positive, default=None)
