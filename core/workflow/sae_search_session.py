@@ -40,7 +40,7 @@ def _key(session: Session, grid: list[search.Candidate], epochs: int, n: int, d:
 
 def held_out(session: Session) -> search.HeldOut:
     """Both splits' activations and the classifier head, as tensors."""
-    from core.workflow.pipeline import activations_key, load_classifier_head
+    from core.workflow.readers import activations_key, load_classifier_head
 
     def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
         a = session.read_array(activations_key(session, name, "a"))
@@ -59,7 +59,7 @@ def held_out(session: Session) -> search.HeldOut:
 def check_fits(session: Session, grid: list[search.Candidate]) -> None:
     """The search keeps both splits and one width's latents in memory: refuse clearly above the budget."""
     from core.discover.sae_stream import in_memory_bytes
-    from core.workflow.pipeline import activations_key
+    from core.workflow.readers import activations_key
 
     n, d = session.array_shape(activations_key(session, "train", "a"))
     n_test = session.array_shape(activations_key(session, "test", "a"))[0]
@@ -116,7 +116,7 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
                grid: list[search.Candidate] | None = None, apply: bool = True) -> dict[str, Any]:
     """Train, score and choose; record the table (and apply the choice) in ``session``."""
     from core.discover.sae import normalization_scale
-    from core.workflow.pipeline import _mark_downstream_stale
+    from core.workflow.stage_order import _mark_downstream_stale
 
     config = session.config.sae
     reference = (session.summary().get("sae_search") or {}).get("reference")
