@@ -102,6 +102,13 @@ class SAEConfig:
     # weights, so the decoder (edits, α_crit) is in the activations' units. λ then weighs
     # mean |u| against the MSE of unit-mean-square activations.
     normalize: bool = False
+    # Stop on a plateau (core/discover/sae_schedule.py): after ≥ 2·patience epochs, when the last
+    # `patience` epochs improved the best training loss by less than this share. 0 = fixed schedule.
+    early_stop_patience: int = 0
+    early_stop_min_improvement: float = 1e-3
+    # --sae-width auto: before the first training, search a grid of (h, λ) and train the chosen
+    # one (core/discover/sae_search.py); the search's table is kept in summary.sae_search.
+    auto_width: bool = False
 
     def validate(self) -> list[str]:
         problems = []
@@ -119,6 +126,11 @@ class SAEConfig:
             problems.append(f"SAE learning rate must be > 0 and finite, got {self.lr}")
         if self.seed < 0:
             problems.append(f"SAE seed must be ≥ 0, got {self.seed}")
+        if self.early_stop_patience < 0:
+            problems.append(f"SAE early-stop patience must be ≥ 0 epochs, got {self.early_stop_patience}")
+        if not (self.early_stop_min_improvement >= 0 and math.isfinite(self.early_stop_min_improvement)):
+            problems.append("SAE early-stop minimum improvement must be ≥ 0 and finite, "
+                            f"got {self.early_stop_min_improvement}")
         return problems
 
 

@@ -409,9 +409,9 @@ def test_cli_copy_delete_and_migration_note(tmp_path: Path, monkeypatch, capsys)
     with Session.open(tmp_path / "new.h5") as s:  # the copy is still schema 1 until it is written
         assert np.array_equal(s.read_array("activations/test/a"), big)
     # the first write to the schema-1 session migrates it; the CLI shows the notice on one line
-    from salve_tui.cli.main import _show_store_notices
+    from salve_tui.cli.common import show_store_notices
 
-    _show_store_notices()
+    show_store_notices()
     with Session.open(tmp_path / "old.h5") as s, s.transaction() as tx:
         tx.write_json("note", 1)
     err = capsys.readouterr().err

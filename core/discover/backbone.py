@@ -379,6 +379,24 @@ def evaluate(model: nn.Module, source: Any, device: torch.device, batch_size: in
     return correct / max(total, 1)
 
 
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+                lr: float, epoch: int, base_lr: float) -> float:
+    """One Adam step on the cross-entropy at learning rate ``lr``; returns the batch loss. A
+    non-finite loss stops training before the step (the last epoch's checkpoint is kept)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = nn.functional.cross_entropy(model(images), labels)
+    if not torch.isfinite(loss):
+        raise JobFailed(
+            f"backbone loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
+            f"(epoch {epoch}) is kept. Lower the learning rate (now {base_lr}) and rerun"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def train_backbone(
     model: nn.Module,
     train: Any,
@@ -419,18 +437,8 @@ def train_backbone(
             if cancel is not None and cancel.cancelled:
                 raise JobCancelled(f"training cancelled during epoch {epoch + 1}; {epoch} epochs are saved")
             images, labels = images.to(device), labels.to(device)
-            for group in opt.param_groups:
-                group["lr"] = scheduled_lr(config, epoch * steps_per_epoch + step, total)
-            loss = nn.functional.cross_entropy(model(images), labels)
-            if not torch.isfinite(loss):
-                raise JobFailed(
-                    f"backbone loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
-                    f"(epoch {epoch}) is kept. Lower the learning rate (now {config.lr}) and rerun"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item() * len(labels)
+            lr = scheduled_lr(config, epoch * steps_per_epoch + step, total)
+            running += _train_step(model, opt, images, labels, lr, epoch, config.lr) * len(labels)
             seen += len(labels)
             reporter.report(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / seen)

@@ -34,6 +34,7 @@ from core.store.arrayfiles import (
     _referenced_files,
     session_bytes,
 )
+from core.store.exports_cleanup import plan_exports, remove_exports
 from core.store.h5io import _open_checked, _read_json, _read_shards, _write_shards
 from core.store.layout import (
     LIBVER,
@@ -42,8 +43,10 @@ from core.store.layout import (
     SessionCorrupt,
     SessionError,
     data_dir,
+    exports_dir,
     lock_path,
     log,
+    resolve_session_path,
     sessions_dir,
 )
 from core.store.probe import probe, trust
@@ -173,12 +176,15 @@ def _leftovers(path: Path) -> list[Path]:
             p.name == "backbone.pt" or (p.name.startswith(".backbone.pt.") and p.name.endswith(".tmp"))
             for p in checkpoints.iterdir()):
         found.append(checkpoints)
+    if plan_exports(exports_dir(path)).owned:
+        found.append(exports_dir(path))
     return found
 
 
 def delete_session(path: Path) -> list[Path]:
     """Delete a session as one unit (refuses while another process writes it): its array folder,
-    checkpoints, job log, the file itself and last the lock file; return what was removed.
+    checkpoints, job log, the files it wrote in its exports folder, the file itself and last the
+    lock file; return what was removed (:func:`plan_exports` then says what was kept and why).
 
     The lock is taken without reading the file, so a damaged session can be deleted too, and
     never while another process writes it. The session file goes last, so a delete that was
@@ -188,7 +194,7 @@ def delete_session(path: Path) -> list[Path]:
     exists = path.exists() or is_link(path)
     if exists:
         _refuse_non_session(path)
-    targets = [data_dir(path), path.with_name(f"{path.stem}.checkpoints"),
+    targets = [data_dir(path), path.with_name(f"{path.stem}.checkpoints"), exports_dir(path),
                path.with_name(f"{path.stem}.joblog.json")] if exists else _leftovers(path)
     if not exists and not targets:
         raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
@@ -201,7 +207,9 @@ def delete_session(path: Path) -> list[Path]:
     removed: list[Path] = []
     try:
         for target in [*targets, *([path] if exists else [])]:
-            if target != lock_path(path) and (target.exists() or is_link(target)):
+            if target == exports_dir(path):
+                removed += remove_exports(plan_exports(target))  # only what the tool wrote
+            elif target != lock_path(path) and (target.exists() or is_link(target)):
                 remove_tree(target)
                 removed.append(target)
     finally:
@@ -222,10 +230,25 @@ def _copy_plain(src: Path, dst: Path) -> None:
     fsync_path(dst)
 
 
+def copy_target(src: Path, target: str, folder: Path) -> Path:
+    """Where ``salve copy SRC TARGET`` writes: a bare name goes to ``folder``; a folder (existing,
+    or written with a trailing slash) gets the source's file name; a path without the session
+    suffix gets it (``runs/v1.2`` → ``runs/v1.2.h5``), so `list` and `info` find the copy."""
+    if "/" not in target and os.sep not in target:
+        return resolve_session_path(target, folder)
+    dst = Path(target)
+    if target.endswith(("/", os.sep)) or dst.is_dir():
+        return dst / Path(src).name
+    return dst if dst.suffix == SESSION_SUFFIX else dst.with_name(dst.name + SESSION_SUFFIX)
+
+
 def _check_copy_target(src: Path, dst: Path) -> list[str]:
     problems = name_problems(dst.name)
     if problems:
         raise SessionError(f"cannot copy to {dst}: {problems[0]}")
+    if dst.suffix != SESSION_SUFFIX:
+        raise SessionError(f"cannot copy to {dst}: session files end in {SESSION_SUFFIX}, or `salve list` "
+                           f"and `salve info` do not find them; copy to {dst.with_name(dst.name + SESSION_SUFFIX)}")
     for target in (dst, data_dir(dst)):
         if target.exists() or is_link(target):
             raise SessionError(f"{target} already exists; choose another name or delete it first (`salve delete`)")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from salve_tui.cli import validate as v
-from salve_tui.cli.main import CliError, ProgressPrinter, _cancel_on_sigint, emit, open_session
+from salve_tui.cli.common import CliError, ProgressPrinter, cancel_on_sigint, emit, open_session
 
 
 class RegisteredMethods(Sequence[str]):
@@ -133,7 +133,7 @@ def cmd_sweep_all_dominant(args: argparse.Namespace) -> int:
     alphas = parse_alpha_grid(args.alphas) if args.alphas else None
     with _open(args) as session:
         outcome = run_all_dominant(session, args.mode, args.modulation, alphas, args.n_alphas,
-                                   _progress(args), _cancel_on_sigint(), redo=args.redo)
+                                   _progress(args), cancel_on_sigint(), redo=args.redo)
     payload = {"session": session.name, **outcome.to_dict()}
 
     def text(p: dict[str, Any]) -> str:

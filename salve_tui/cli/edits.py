@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from salve_tui.cli.main import CliError, emit, open_session
+from salve_tui.cli.common import CliError, emit, open_session
 
 CHANGES = ("remove", "clear", "undo", "redo", "enable", "disable")
 
