@@ -48,3 +48,32 @@ class SalveCommands(SystemCommandsProvider):
                 yield Hit(score, matcher.highlight(command.title), command.callback, help=command.help)
             elif matches_every_word(query, command.title, command.help):
                 yield Hit(WORD_MATCH_SCORE, command.title, command.callback, help=command.help)
+
+
+def guard_option_list_paging() -> None:
+    """Work around Textual's ``OptionList._move_page`` ``KeyError: 0`` (Textual 8.2).
+
+    Paging reads ``_index_to_line[highlighted]``, which is empty until the list has been laid out
+    with a width: the palette fills and highlights its list a frame before that, so ctrl+p then
+    PageDown typed quickly ended the app. Paging now waits for that layout (once), and is ignored
+    if the list still has no lines then.
+    """
+    from textual.widgets import OptionList
+
+    original = OptionList._move_page
+    if getattr(original, "salve_guarded", False):
+        return
+
+    def move_page(self: OptionList, direction: int) -> None:
+        if self.highlighted is None or self.highlighted in self._index_to_line:
+            original(self, direction)
+            return
+
+        def later() -> None:
+            if self.highlighted is not None and self.highlighted in self._index_to_line:
+                original(self, direction)
+
+        self.call_after_refresh(later)
+
+    move_page.salve_guarded = True  # type: ignore[attr-defined]
+    OptionList._move_page = move_page  # type: ignore[method-assign]

@@ -1,0 +1,66 @@
+"""Random keys, as a new user types them, never crash the app (seeded, so a failure replays).
+
+Keys cover the command palette and paging, every screen's letters, dialogs (confirm/cancel,
+number input), quit and ctrl+q. When the app quits normally it is started again and the keys go
+on. Any exception ends ``run_test`` with it (Textual re-raises the app's error) and fails here.
+The fast variant runs in the default suite; the long one (~300 keys per size) is marked slow.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from test_tui_analysis import synth_app
+from textual import events
+
+KEYS = (list("mekxtsgdlrabvwnuiyo0123=+-<>[]{}") + ["A", "D", "/", "question_mark"]
+        + ["ctrl+p", "pageup", "pagedown", "home", "end", "up", "down", "left", "right", "tab",
+           "shift+tab", "enter", "escape", "escape", "space", "backspace", "q", "ctrl+q", "c"])
+# Quit keys are rarer than the rest: a run that quits at once tests little.
+WEIGHTS = [0.15 if key in ("q", "ctrl+q") else 1.0 for key in KEYS]
+
+
+def random_keys(seed: int, count: int) -> list[str]:
+    return random.Random(seed).choices(KEYS, weights=WEIGHTS, k=count)
+
+
+async def type_keys(folder: Path, keys: list[str], size: tuple[int, int], burst: int) -> int:
+    """Type ``keys`` into fresh apps (a new one after each normal quit); returns the apps used.
+
+    Every ``burst``-th key is followed by a frame's pause; the others are queued at once, faster
+    than a frame, as a quick typist does (that is how the palette's paging bug showed).
+    """
+    apps, index = 0, 0
+    while index < len(keys):
+        app = synth_app(folder)
+        apps += 1
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.2)
+            while index < len(keys) and app.is_running and not app._exit_renderables:
+                app.post_message(events.Key(keys[index], None))
+                index += 1
+                if index % burst == 0:
+                    await pilot.pause(0.02)
+            await pilot.pause(0.1)
+        assert app.return_code in (None, 0), f"the app ended with code {app.return_code}"
+    return apps
+
+
+def test_random_keys_are_seeded() -> None:
+    assert random_keys(1, 50) == random_keys(1, 50)
+    assert random_keys(1, 50) != random_keys(2, 50)
+    assert set(random_keys(1, 2000)) == set(KEYS)  # every key gets typed
+
+
+@pytest.mark.parametrize("size", [(80, 24), (40, 12)])
+async def test_random_keys_fast(synth_session_folder: Path, size: tuple[int, int]) -> None:
+    await type_keys(synth_session_folder, random_keys(7, 80), size, burst=3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("size", [(80, 24), (40, 12)])
+async def test_random_keys_long(synth_session_folder: Path, size: tuple[int, int], seed: int) -> None:
+    await type_keys(synth_session_folder, random_keys(seed, 300), size, burst=4)
