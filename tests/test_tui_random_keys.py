@@ -64,3 +64,22 @@ async def test_random_keys_fast(synth_session_folder: Path, size: tuple[int, int
 @pytest.mark.parametrize("size", [(80, 24), (40, 12)])
 async def test_random_keys_long(synth_session_folder: Path, size: tuple[int, int], seed: int) -> None:
     await type_keys(synth_session_folder, random_keys(seed, 300), size, burst=4)
+
+
+async def test_log_scale_key_before_the_sae_history_is_shown(synth_session_folder: Path) -> None:
+    """Found by the random keys: ``l`` typed before the SAE plots were mounted raised NoMatches."""
+    from salve_tui.app.screens.sae_training import SAETrainingScreen
+
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.2)
+        for key in ("t", "l", "l", "l"):
+            app.post_message(events.Key(key, None))
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, SAETrainingScreen)
+        while not screen.loaded:
+            await pilot.pause(0.05)
+        await pilot.press("l")
+        assert screen.log_scale is True  # the keys before loading were ignored, this one counts
+    assert app.return_code in (None, 0)

@@ -80,6 +80,7 @@ class SAETrainingScreen(SessionScreen):
     )
     BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss")]
     LOADING = "the SAE training history"
+    CONTENT_ACTIONS = frozenset({"toggle_log_scale"})  # the plots exist once the history is shown
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,6 +132,8 @@ class SAETrainingScreen(SessionScreen):
         self._draw()
 
     def _draw(self) -> None:
+        if not self.query("PlotextPlot"):  # not shown yet: show() draws with the current scale
+            return
         history = self.history
         summary = self.query_one("#sae-summary", Static)
         if not history:
