@@ -48,3 +48,37 @@ async def test_export_all_writes_the_rest_and_asks_only_about_existing_files(
         await pilot.press("y")
         await wait_for(pilot, lambda: matrix.stat().st_mtime_ns != before and not app.jobs.busy,
                        what="replaced")
+
+
+async def test_recording_the_same_edit_twice_adds_it_once(tmp_path: Path, built_session_path: Path) -> None:
+    """On the tiny real session (the export rebuilds the whole model)."""
+    from core.store.session import Session, copy_session
+    from core.workflow.edits import list_edits
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.analysis_edit import EditPreviewScreen
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    copy_session(built_session_path, folder / "tiny.h5")
+    app = SalveApp(sessions_folder=folder, start_session="tiny")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen) and app.screen.spec is not None,
+                       what="edit preview")
+        edit = app.screen
+        await pilot.press("plus", "w")
+        await wait_for(pilot, lambda: "recorded edit #1" in edit.status and not app.jobs.busy,
+                       timeout=30, what=f"first record: {edit.status} {edit.error}")
+        await pilot.press("w")
+        await wait_for(pilot, lambda: "not recorded again" in edit.status and not app.jobs.busy,
+                       timeout=30, what=f"second record: {edit.status} {edit.error}")
+        assert "#1" in edit.status
+        shown = str(edit.query_one("#edit-status", Static).render())
+        assert "already #1" in shown
+        await pilot.press("plus", "w")  # a different strength is a new edit
+        await wait_for(pilot, lambda: "recorded edit #2" in edit.status and not app.jobs.busy,
+                       timeout=30, what=f"third record: {edit.status} {edit.error}")
+    with Session.open(folder / "tiny.h5", read_only=True) as session:
+        specs = list_edits(session)
+    assert len(specs) == 2 and specs[0].alpha < specs[1].alpha

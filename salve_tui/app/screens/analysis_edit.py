@@ -594,7 +594,11 @@ class EditPreviewScreen(SessionScreen):
             index = result.metadata.get("edit_index")
             number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
             verb = "reused" if getattr(result, "reused", False) else "wrote"
-            self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
+            if result.metadata.get("duplicate"):
+                self.status = (f"not recorded again: this edit is already #{number}, the top of the "
+                               f"edit stack (s); {verb} {files_text(result.files)}")
+            else:
+                self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):
@@ -606,10 +610,15 @@ class EditPreviewScreen(SessionScreen):
 
 def record_and_export(session, spec: EditSpec):  # noqa: ANN001, ANN201 (Session → ExportResult)
     """Export the model with ``spec`` applied, then record the edit with the written paths."""
-    from core.workflow.edits import record_edit
+    from core.workflow.edits import list_edits, record_edit
     from core.workflow.export import export_edited_model
 
     result = export_edited_model(session, spec)
+    recorded = list_edits(session)
+    if recorded and recorded[-1] == spec:  # w pressed twice: the stack gets no identical copy
+        result.metadata["edit_index"] = len(recorded) - 1
+        result.metadata["duplicate"] = True
+        return result
     index = record_edit(session, spec, exports=[str(p) for p in result.files])
     result.metadata["edit_index"] = index
     return result
