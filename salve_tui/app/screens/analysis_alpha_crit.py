@@ -21,6 +21,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     PAGE_BINDINGS,
@@ -380,7 +381,7 @@ class SampleSaliencyScreen(SessionScreen):
                 preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown on screen; a preview never crashes the app
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._failed, str(exc))
+                    self.app.call_from_thread(self._failed, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._show, preview, overlay)

@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     BRACE_PAGE_BINDINGS,
@@ -319,7 +320,7 @@ class EditPreviewScreen(SessionScreen):
             self.effect = preview_edit(None, self.spec, inputs=self.inputs)
             self.error = ""
         except ValueError as exc:
-            self.spec, self.effect, self.error = None, None, str(exc)
+            self.spec, self.effect, self.error = None, None, tui_words(str(exc))
         self._draw()
 
     def _draw(self) -> None:
@@ -446,7 +447,7 @@ class EditPreviewScreen(SessionScreen):
                                    mode, method, modulation, record=False, inputs=inputs)
             except ValueError as exc:
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._set_error, str(exc))
+                    self.app.call_from_thread(self._set_error, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._curve_ready, key, result)

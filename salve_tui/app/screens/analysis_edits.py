@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.analysis_shared import (
@@ -154,7 +155,7 @@ class EditStackScreen(SessionScreen):
                 stack = edit_stack(session, load_inputs(session))
                 self.report_stale(session)
             except Exception as exc:  # noqa: BLE001 - an incomplete session: say what to run
-                self.app.call_from_thread(self._load_failed, str(exc.args[0] if exc.args else exc))
+                self.app.call_from_thread(self._load_failed, tui_words(str(exc.args[0] if exc.args else exc)))
                 return
             self.app.call_from_thread(self._stack_ready, stack)
 

@@ -31,6 +31,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     bar_text,
@@ -522,7 +523,7 @@ class FeatureDetailScreen(SessionScreen):
                 preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown in the title; previews never crash the screen
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._show_preview_error, sample, str(exc))
+                    self.app.call_from_thread(self._show_preview_error, sample, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._show_preview, preview, overlay)

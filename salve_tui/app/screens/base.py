@@ -81,6 +81,7 @@ class SalveScreen(Screen):
 
     HELP_TEXT: ClassVar[str] = ""
     SCREEN_TITLE: ClassVar[str] = ""
+    BREADCRUMB_ROOT: ClassVar[bool] = False  # the sessions list and the dashboard: not repeated
     # Declared on the base so "? Help" comes first in every footer (narrow terminals cut the end).
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("question_mark", "app.help", "Help", key_display="?"),
@@ -89,6 +90,23 @@ class SalveScreen(Screen):
     @property
     def salve(self) -> SalveApp:
         return self.app  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        # Textual calls on_mount along the MRO: this runs for every screen, before its own.
+        self.sub_title = self.breadcrumb()
+
+    def breadcrumb(self) -> str:
+        """``demo › Edit preview › Confusion before/after``: the session, then the screens from
+        the dashboard to this one (the header shows it after the app's name)."""
+        session = getattr(self.app, "session", None)
+        parts = [session.name] if session is not None else []
+        stack = list(self.app.screen_stack)
+        below = stack[: stack.index(self) + 1] if self in stack else [*stack, self]
+        for screen in below:
+            title = getattr(screen, "SCREEN_TITLE", "")
+            if title and not getattr(screen, "BREADCRUMB_ROOT", False):
+                parts.append(title)
+        return " › ".join(parts) or self.SCREEN_TITLE
 
     def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("thread") and callable(work) and not inspect.iscoroutinefunction(work):

@@ -92,6 +92,7 @@ class StageTable(DataTable):
 
 class DashboardScreen(SessionScreen):
     SCREEN_TITLE = "Pipeline dashboard"
+    BREADCRUMB_ROOT = True
     HELP_TEXT = (
         "The pipeline of the open session: data → backbone → activations → SAE → rankings. "
         "Each stage commits its results to the session file, so a cancelled or crashed run "

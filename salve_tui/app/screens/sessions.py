@@ -33,6 +33,7 @@ class SessionTable(DataTable):
 
 class SessionsScreen(SalveScreen):
     SCREEN_TITLE = "Sessions"
+    BREADCRUMB_ROOT = True
     HELP_TEXT = (
         "Every session file (*.h5) in the sessions folder. A session remembers its settings and "
         "every finished step, so opening it resumes where it stopped. Stages, left to right: "

@@ -11,10 +11,20 @@ watchers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
+from rich.text import Text
+from textual.app import ComposeResult
 from textual.dom import DOMNode
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
+from textual.widgets._header import HeaderIcon, HeaderTitle
+
+from salve_tui.app.format import format_duration
+
+BAR_CELLS = 10
+DONE_SHOWN_S = 8.0  # how long "✓ export done" stays in the header after a job ends
 
 
 def _drop_watchers(obj: object, names: tuple[str, ...], keep: Callable[[DOMNode], bool]) -> None:
@@ -26,8 +36,91 @@ def _drop_watchers(obj: object, names: tuple[str, ...], keep: Callable[[DOMNode]
             entries[:] = [entry for entry in entries if keep(entry[0])]
 
 
+def bar_text(fraction: float, cells: int = BAR_CELLS) -> str:
+    """``███▌      ``: a bar of ``cells`` cells filled to ``fraction`` in eighths of a cell."""
+    eighths = round(max(0.0, min(1.0, fraction)) * cells * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(cells)
+
+
+def job_summary(job: Any, now: float | None = None) -> Text:
+    """The header's view of a running job: ``name ███▌ 45% ETA 1m02s c cancels``."""
+    progress = job.latest
+    text = Text()
+    if job.cancelling:
+        text.append("cancelling ", style="bold yellow")
+    text.append(job.name.removeprefix("export: ")[:24], style="bold")
+    if progress is None or progress.total <= 0:
+        text.append(f" starting… {format_duration(job.elapsed)}")
+    else:
+        text.append(f" {bar_text(progress.fraction)}", style="cyan on grey23")
+        text.append(f" {progress.fraction:.0%}")
+        eta = progress.eta_seconds
+        text.append(f" ETA {format_duration(eta)}" if eta is not None else " ETA …", style="bright_black")
+    if not job.cancelling:
+        text.append(" c cancels", style="bright_black")
+    return text
+
+
+class JobIndicator(Static):
+    """The running job (bar, %, ETA) on the right of every screen's header; after it ends, how it
+    ended for a few seconds (instead of a toast that would cover results). Read-only sessions
+    show a badge here."""
+
+    DEFAULT_CSS = """
+    JobIndicator { dock: right; width: auto; max-width: 60%; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__("", markup=False)
+        self.ended: tuple[str, str, float] | None = None  # (text, style, monotonic time)
+
+    def on_mount(self) -> None:
+        events = getattr(self.app, "job_events", None)
+        if events is not None:
+            events.subscribe(self, self._job_event)
+        self.set_interval(0.5, self.redraw)
+        self.redraw()
+
+    def on_unmount(self) -> None:
+        events = getattr(self.app, "job_events", None)
+        if events is not None:
+            events.unsubscribe(self)
+
+    def _job_event(self, message: Any) -> None:
+        from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished
+
+        name = message.job.name
+        if isinstance(message, JobFinished):
+            self.ended = (f"✓ {name} done", "green", time.monotonic())
+        elif isinstance(message, JobFailed):
+            self.ended = (f"✗ {name} failed (ctrl+n: messages)", "bold red", time.monotonic())
+        elif isinstance(message, JobCancelled):
+            self.ended = (f"{name} cancelled", "yellow", time.monotonic())
+        self.redraw()
+
+    def redraw(self) -> None:
+        text = Text()
+        reason = getattr(self.app, "read_only_reason", None)
+        if reason:
+            text.append(" READ-ONLY ", style="bold black on yellow")
+        jobs = getattr(self.app, "jobs", None)
+        job = jobs.current if jobs is not None else None
+        if job is not None and not job.finished:
+            text.append(" " if text else "").append_text(job_summary(job))
+        elif self.ended is not None and time.monotonic() - self.ended[2] < DONE_SHOWN_S:
+            text.append(" " if text else "").append(self.ended[0], style=self.ended[1])
+        self.update(text)
+
+
 class ScreenHeader(Header):
-    """A :class:`~textual.widgets.Header` that lets go of the app when its screen closes."""
+    """A :class:`~textual.widgets.Header` that lets go of the app when its screen closes, and
+    shows the global job indicator (and the read-only badge) on its right."""
+
+    def compose(self) -> ComposeResult:
+        yield HeaderIcon().data_bind(Header.icon)
+        yield JobIndicator()
+        yield HeaderTitle()
 
     def on_unmount(self) -> None:
         _drop_watchers(self.app, ("title", "sub_title"), lambda node: node is not self)
