@@ -203,13 +203,11 @@ class AlphaExplorerScreen(ClassTargetScreen):
         def apply(value: float | None) -> None:
             if value is None:
                 return
-            if value != int(value) or not 0 <= value < h:
-                self.notify(f"a feature is a whole number from 0 to {h - 1}", severity="warning")
-                return
             self.feature = int(value)
             self._compute()
 
-        self.app.push_screen(NumberInputModal(f"Feature (0–{h - 1}):", float(self.feature or 0), 0), apply)
+        self.app.push_screen(NumberInputModal(f"Feature (0–{h - 1}):", float(self.feature or 0), 0, h - 1,
+                                              whole=True), apply)
 
     def action_toggle_mode(self) -> None:
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]

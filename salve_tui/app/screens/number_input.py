@@ -15,16 +15,24 @@ from textual.widgets import Input, Static
 T = TypeVar("T")
 
 
-def parse_number(text: str, minimum: float | None = None) -> float:
-    """The finite float in ``text``; ValueError naming what is wrong otherwise."""
+def parse_number(text: str, minimum: float | None = None, maximum: float | None = None,
+                 whole: bool = False) -> float:
+    """The finite float in ``text`` within [minimum, maximum] (a whole number if ``whole``);
+    ValueError naming what is wrong otherwise (every number dialog shows it under its field)."""
     try:
         value = float(text.strip().replace("−", "-"))
     except ValueError:
         raise ValueError(f"'{text.strip()}' is not a number") from None
     if not math.isfinite(value):
         raise ValueError("the value must be finite")
+    if whole and value != int(value):
+        raise ValueError(f"'{text.strip()}' is not a whole number")
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise ValueError(f"the value must be from {minimum:g} to {maximum:g}")
     if minimum is not None and value < minimum:
         raise ValueError(f"the value must be ≥ {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"the value must be ≤ {maximum:g}")
     return value
 
 
@@ -71,7 +79,8 @@ class NumberInputModal(PromptModal[float]):
     NumberInputModal #number-dialog { width: 50; }
     """
 
-    def __init__(self, prompt: str, value: float, minimum: float | None = None) -> None:
-        super().__init__(prompt, lambda text: parse_number(text, minimum), f"{value:.6g}")
+    def __init__(self, prompt: str, value: float, minimum: float | None = None,
+                 maximum: float | None = None, whole: bool = False) -> None:
+        super().__init__(prompt, lambda text: parse_number(text, minimum, maximum, whole), f"{value:.6g}")
         self.value = value
         self.minimum = minimum
