@@ -110,6 +110,11 @@ class SalveApp(App[None]):
         if self.start_session:
             self.call_after_refresh(self._open_start_session)
 
+    def on_resize(self, event: events.Resize) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, SalveScreen):
+                screen.fit_to(event.size.width, event.size.height)
+
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
             self.collector.touched()

@@ -82,3 +82,24 @@ def tui_words(message: str) -> str:
     for pattern, replacement in TUI_WORDS:
         message = re.sub(pattern, replacement, message)
     return message
+
+
+def elide_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` cells: the folders are shortened in the middle first, so the
+    file name stays whole (a name longer than the width keeps its start and its extension)."""
+    if width <= 1 or len(path) <= width:
+        return path if width > 1 else path[:max(width, 0)]
+    folder, _, name = path.rpartition("/")
+    if len(name) + 2 <= width and folder:
+        room = width - len(name) - 2  # "…" and "/"
+        head = room // 2
+        return f"{folder[:head]}…{folder[len(folder) - (room - head):] if room - head else ''}/{name}"
+    keep = width - 1
+    return f"{name[:keep - keep // 2]}…{name[len(name) - keep // 2:] if keep // 2 else ''}"
+
+
+def cut_label(label: str, width: int) -> str:
+    """``label`` in ``width`` cells, with "…" as the last cell when it had to be shortened."""
+    if len(label) <= width:
+        return label
+    return label[:max(width - 1, 0)] + "…" if width > 0 else ""

@@ -155,7 +155,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
         dominant = self.inputs is not None and int(self.inputs.dominant[result.target_class]) == result.feature
         self.query_one("#explore-info", Static).update(Text(
             f"{class_name(names, result.target_class)} · feature {result.feature}"
-            f"{' (dominant)' if dominant else ' (cross-class)'} · {result.mode} · {result.modulation}"
+            f"{' (its dominant)' if dominant else ' (not its dominant feature)'} · {result.mode} · {result.modulation}"
             " · w records it"))
         self.query_one("#explore-summary", Static).update(summary_text(result, names))
         self._draw_plot()

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from salve_tui.app.format import tui_words
+from salve_tui.app.format import cut_label, tui_words
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     BRACE_PAGE_BINDINGS,
@@ -56,6 +56,16 @@ ROME_DEFAULT_TARGET = -10.0
 # hidden by check_action
 STRENGTH_GROUPS = {method: Binding.Group(f"{name} ", compact=True) for method, name in PARAM_NAMES.items()}
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
+
+
+def nice_step(step: float) -> float:
+    """The largest 1, 2 or 5 × 10^k not above ``step``: + then moves α by a round amount that the
+    header can state exactly (0.1046 became 0.1)."""
+    if not math.isfinite(step) or step <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(step))
+    mantissa = max(m for m in (1, 2, 5) if m * power <= step * (1 + 1e-9))
+    return float(f"{mantissa * power:.12g}")
 
 
 def display_path(path: str | Path) -> str:
@@ -95,14 +105,14 @@ def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], targ
         text.append(f"{class_name(names, target)} predicted as (after, before):\n", style="bold")
         for j in order:
             style = "yellow" if row_after[j] != row_before[j] else ""
-            text.append(f"  {class_name(names, int(j))[:12]:<12} {row_after[j]:4d}  ({row_before[j]})\n",
+            text.append(f"  {cut_label(class_name(names, int(j)), 12):<12} {row_after[j]:4d}  ({row_before[j]})\n",
                         style=style)
         return text
     text.append("after edit: rows true, cols predicted\n", style="dim")
-    text.append(" " * (label + 1) + "".join(f"{name[:cell - 1]:>{cell}}" for name in names) + "\n",
+    text.append(" " * (label + 1) + "".join(f"{cut_label(name, cell - 1):>{cell}}" for name in names) + "\n",
                 style="dim")
     for i in range(C):
-        text.append(f"{names[i][:label]:<{label}} ", style="bold" if i == target else "dim")
+        text.append(f"{cut_label(names[i], label):<{label}} ", style="bold" if i == target else "dim")
         for j in range(C):
             value = int(after[i, j])
             style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
@@ -344,7 +354,7 @@ class EditPreviewScreen(SessionScreen):
         text.append(f" · {self.param_name}=", style="")
         text.append(f"{self.alpha:.4g}", style="bold yellow")
         coarse, fine = self.steps()
-        text.append(f" (±{coarse:.2g}/{fine:.2g})", style="dim")
+        text.append(f" (±{coarse:g}/{fine:g})", style="dim")  # exactly what + and ] add
         if self.method == "salve":
             text.append(f" · {self.modulation}")
         self.query_one("#edit-settings", Static).update(text)
@@ -470,7 +480,7 @@ class EditPreviewScreen(SessionScreen):
         span = float(self.curve.alphas.max() - self.curve.alphas.min())
         if not math.isfinite(span) or span <= 0:
             return 1.0, 0.1
-        return span / COARSE_STEPS, span / FINE_STEPS
+        return nice_step(span / COARSE_STEPS), nice_step(span / FINE_STEPS)
 
     def _settings_changed(self) -> None:
         self.status = ""

@@ -191,8 +191,9 @@ class EditStackScreen(SessionScreen):
             row = self.stack.rows[index]  # type: ignore[union-attr]
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
-            if self.marked == row.number:
-                label.stylize("reverse")
+            if self.marked == row.number:  # a mark of its own: reverse vanished under the cursor
+                mark = Text("◆", style="bold magenta")
+                label.stylize("bold magenta")
             table.add_row(str(row.number), mark, label, delta_text(row.change.overall_delta),
                           worst_text(row.change, names), str(len(row.exports)), key=str(row.number))
 
@@ -344,7 +345,7 @@ class EditStackScreen(SessionScreen):
             self.marked = None if self.marked == row.number else row.number
             self._stack_ready(self.stack)
             if self.marked is not None:
-                self._set_status(Text(f"#{row.number} marked: v on another edit compares them",
+                self._set_status(Text(f"#{row.number} marked ◆: v on another edit compares them (v on it again unmarks)",
                                       style="cyan"))
             return
         first, self.marked = self.marked, None

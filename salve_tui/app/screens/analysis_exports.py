@@ -21,6 +21,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from salve_tui.app.format import elide_path
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.base import SessionScreen, session_view
@@ -281,15 +282,17 @@ class ExportsScreen(SessionScreen):
         self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/{size}")
         self.query_one("#exports-status", Static).update(self.status)
         text = Text()
+        width = max(20, (self.size.width or self.app.size.width) - 4)
         for path in self.last_written:
-            text.append(f"✓ {display_path(path)}\n", style="green")
+            text.append(f"✓ {elide_path(display_path(path), width - 2)}\n", style="green")
         fresh = {p.resolve() for p in self.last_written}
         others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh]
         if not listing.files:
             text.append("nothing exported yet", style="dim")
         for path, mtime in others[:LISTED_FILES]:
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
-            text.append(f"  {path.relative_to(folder)}")
+            shown = elide_path(str(path.relative_to(folder)), width - len(stamp) - 4)
+            text.append(f"  {shown}")  # never broken inside a name: shortened in its folders
             text.append(f"  {stamp}\n", style="dim")
         if len(others) > LISTED_FILES:
             text.append(f"  … and {len(others) - LISTED_FILES} more\n", style="dim")

@@ -166,6 +166,7 @@ class FeatureDetailScreen(SessionScreen):
     )
     DEFAULT_CSS = """
     FeatureDetailScreen #feature-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FeatureDetailScreen #feature-info.-error { height: auto; max-height: 6; text-wrap: wrap; }
     FeatureDetailScreen #feature-body { height: 1fr; }
     FeatureDetailScreen #feature-rows { height: auto; }
     FeatureDetailScreen #feature-bottom { height: 1fr; }
@@ -338,8 +339,9 @@ class FeatureDetailScreen(SessionScreen):
 
     def show_error(self, error: str) -> None:
         super().show_error(error)
-        self.query_one("#feature-info", Static).update(
-            Text(f"cannot show feature {self.feature}: {error}", style="red"))
+        info = self.query_one("#feature-info", Static)
+        info.add_class("-error")  # wrapped: the reason is the part that matters
+        info.update(Text(f"cannot show feature {self.feature}: {error}", style="red"))
 
     def _row_samples(self, row: int) -> np.ndarray:
         if self.card is None:
@@ -378,7 +380,9 @@ class FeatureDetailScreen(SessionScreen):
         info.append(f"dominant for {listed}" if owners else "dominant for no class",
                     style="bold green" if owners else "dim")
         info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
-        self.query_one("#feature-info", Static).update(info)
+        widget = self.query_one("#feature-info", Static)
+        widget.remove_class("-error")
+        widget.update(info)
 
     # ----- panels
 

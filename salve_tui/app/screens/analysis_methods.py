@@ -33,7 +33,15 @@ from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
 
-METHODS = (("salve", "SALVE", "red"), ("rome", "ROME", "blue"), ("steer", "steering", "green"))
+# Exact RGB colours: named ANSI colours follow the terminal's palette ("blue" showed purple), and
+# the help names these colours.
+METHODS = (("salve", "SALVE", (220, 50, 47)), ("rome", "ROME", (38, 139, 210)),
+           ("steer", "steering", (133, 153, 0)))
+
+
+def rich_colour(rgb: tuple[int, int, int]) -> str:
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
 PARAM_LABELS = {"alpha": "α", "beta": "β", "target_value": "logit"}
 
 
@@ -163,7 +171,7 @@ class MethodsScreen(ClassTargetScreen):
         for method, title, colour in METHODS:
             row = method_row(curves[method])
             low, high = row["range"]
-            table.append(f"{title:<9}", style=colour)
+            table.append(f"{title:<9}", style=rich_colour(colour))
             span = f"{fmt_value(low)}→{fmt_value(high)}"
             table.append(f"{PARAM_LABELS.get(row['param'], row['param'])[:5]:>6} {span:>11}"
                          f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"

@@ -64,6 +64,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, releasing_thread_context
+from salve_tui.app.widgets.chrome import MIN_SIZE, TooSmallNotice, too_small_text
 
 if TYPE_CHECKING:
     from core.store.session import Session
@@ -94,6 +95,16 @@ class SalveScreen(Screen):
     def on_mount(self) -> None:
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
         self.sub_title = self.breadcrumb()
+        self.mount(TooSmallNotice())
+        self.fit_to(self.app.size.width, self.app.size.height)
+
+    def fit_to(self, width: int, height: int) -> None:
+        """Below :data:`MIN_SIZE` one notice says what size is needed (instead of cut text)."""
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.set_class(small, "-too-small")
+        if small:
+            for notice in self.query(TooSmallNotice):
+                notice.update(too_small_text(width, height))
 
     def breadcrumb(self) -> str:
         """``demo › Edit preview › Confusion before/after``: the session, then the screens from

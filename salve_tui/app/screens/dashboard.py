@@ -84,6 +84,20 @@ def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
 DETAIL_WIDTH = 33  # the stage table's detail column at 80 columns (wider terminals: wider)
 
 
+def results_made_stale(session, stages: list[str]) -> list[str]:  # noqa: ANN001 (Session)
+    """``3 α_crit results, 1 recorded edit``: the stored results that read any of ``stages``
+    (``core.workflow.provenance.READS``), which a rerun of them makes stale."""
+    from core.workflow.provenance import _KIND_WORDS, READS, _records
+
+    out = []
+    for kind, reads in READS.items():
+        if set(stages) & set(reads):
+            count = sum(1 for _ in _records(session, kind))
+            if count:
+                out.append(f"{count} {_KIND_WORDS[kind][count != 1]}")
+    return out
+
+
 class StageTable(DataTable):
     """Stage rows; up/down choose the stage that r / f act on."""
 
@@ -261,8 +275,11 @@ class DashboardScreen(SessionScreen):
             self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
             return
         later = stale_if_rerun(stages, stage)
-        consequence = (f"{', '.join(later)} will become stale and need rerunning."
+        results = results_made_stale(self.session, [stage, *later])
+        consequence = (f"The stages {', '.join(later)} will become stale and need rerunning."
                        if later else "No later stage depends on it yet.")
+        if results:
+            consequence += f"\nRecorded results computed from it become stale too: {', '.join(results)}."
 
         def answer(confirmed: bool | None) -> None:
             if confirmed:

@@ -29,6 +29,7 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
     ("plot-dead", "dead latents", (("dead", ("dead", "dead_latents")),)),
 )
 SERIES_COLOURS = ("cyan", "green", "orange")
+COUNT_PANELS = ("plot-l0", "plot-dead")  # counts: the axis starts at 0 (all-zero dead ran −1…1)
 CHECKPOINT_HISTORY_PREFIX = "history/"
 
 
@@ -152,7 +153,7 @@ class SAETrainingScreen(SessionScreen):
             plt.clear_data()
             plt.clear_figure()
             plt.title(title)
-            drawn = False
+            drawn, top = False, 0.0
             for (label, aliases), colour in zip(series, SERIES_COLOURS, strict=False):
                 values = pick_series(history, aliases)
                 if values is None or not len(values):
@@ -164,7 +165,9 @@ class SAETrainingScreen(SessionScreen):
                      else np.arange(1, len(values) + 1)[finite])
                 plt.plot(x.tolist(), values[finite].tolist(), label=label if len(series) > 1 else None,
                          color=colour, marker="braille")
-                drawn = True
+                drawn, top = True, max(top, float(values[finite].max()))
+            if drawn and plot_id in COUNT_PANELS:
+                plt.ylim(0, max(1.0, top * 1.05))
             if drawn and self.log_scale and title == "loss":
                 plt.yscale("log")
             if not drawn:

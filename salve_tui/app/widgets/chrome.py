@@ -132,3 +132,27 @@ class ScreenFooter(Footer):
     async def recompose(self) -> None:
         await super().recompose()
         _drop_watchers(self, ("compact",), lambda node: not (node._closing or node._closed))
+
+
+MIN_SIZE = (80, 24)  # every screen is laid out for at least this many columns and rows
+
+
+def too_small_text(width: int, height: int) -> str:
+    return (f"This terminal is {width}×{height}; salve-tui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}.\n"
+            "Enlarge the window (or make the font smaller). q quits.")
+
+
+class TooSmallNotice(Static):
+    """Covers the whole screen while the terminal is below :data:`MIN_SIZE`."""
+
+    SCOPED_CSS = False  # the rule depends on the screen's class
+    DEFAULT_CSS = """
+    TooSmallNotice { display: none; }
+    .-too-small TooSmallNotice {
+        display: block; position: absolute; offset: 0 0; width: 100%; height: 100%; padding: 1 2;
+        background: $panel; color: $warning; text-style: bold; layer: too-small;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__("", markup=False)
