@@ -31,7 +31,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
-from salve_tui.app.format import tui_words
+from salve_tui.app.format import format_duration, tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     bar_text,
@@ -604,8 +604,12 @@ class FeatureDetailScreen(SessionScreen):
         if self._actmax_job is None or message.job is not self._actmax_job:
             return
         if isinstance(message, JobProgress):
-            self._actmax_progress = (f"act-max feature {self._actmax_feature}: "
-                                     f"{message.progress.fraction:.0%} (c cancels)")
+            p = message.progress
+            eta = p.eta_seconds
+            self._actmax_progress = (f"act-max feature {self._actmax_feature}: {p.message or ''} "
+                                     f"{p.fraction:.0%}"
+                                     f"{f' · ETA {format_duration(eta)}' if eta is not None else ''}"
+                                     " (c cancels)")
             self._draw_panel_title()
         elif isinstance(message, JOB_END_MESSAGES):
             done = self._actmax_feature
