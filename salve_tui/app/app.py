@@ -43,7 +43,7 @@ from salve_tui.app.jobs import (
     JobRunner,
     JobStarted,
 )
-from salve_tui.app.palette import SalveCommands, guard_option_list_paging
+from salve_tui.app.palette import SalveCommands, everywhere_commands, guard_option_list_paging
 from salve_tui.app.preload import SessionAssets, unfreeze_objects
 from salve_tui.app.screens.base import SalveScreen, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
@@ -425,6 +425,7 @@ class SalveApp(App[None]):
                 continue  # cannot open yet: its stages are not done
             yield SystemCommand(f"Open: {view.title} ({view.key})", view.description or view.title,
                                 _opener(self, view.name))
+        yield from everywhere_commands(self, screen)
         if isinstance(screen, SalveScreen):
             yield from screen.palette_commands()
 

@@ -9,6 +9,9 @@ from :meth:`salve_tui.app.app.SalveApp.get_system_commands` (deduplicated, only 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from textual.app import SystemCommand
 from textual.command import DiscoveryHit, Hit, Hits
 from textual.system_commands import SystemCommandsProvider
 
@@ -77,3 +80,28 @@ def guard_option_list_paging() -> None:
 
     move_page.salve_guarded = True  # type: ignore[attr-defined]
     OptionList._move_page = move_page  # type: ignore[method-assign]
+
+
+def everywhere_commands(app, screen) -> Iterator[SystemCommand]:  # noqa: ANN001 (SalveApp, Screen)
+    """A view's ``PALETTE_EVERYWHERE`` actions from any screen ("all dominant" from the dashboard):
+    the command opens the view and runs the action there. Views whose stages are not done, and the
+    view already shown (its own commands list them), are left out."""
+    from functools import partial
+
+    for view in app.views:
+        cls = view.factory
+        actions = getattr(cls, "PALETTE_EVERYWHERE", ())
+        if not actions or isinstance(screen, cls) or app.view_missing_stages(view.name):
+            continue
+        for binding in (b for b in cls.BINDINGS if b.action in actions):
+            key = binding.key_display or binding.key
+            yield SystemCommand(f"{view.title}: {binding.tooltip or binding.description} ({view.key}, then {key})",
+                                f"Open {view.title} and run: {binding.tooltip or binding.description}",
+                                partial(_open_and_run, app, view.name, cls, binding.action))
+
+
+def _open_and_run(app, view_name: str, cls: type, action: str) -> None:  # noqa: ANN001
+    app.open_view(view_name)
+    screen = app.screen
+    if isinstance(screen, cls):
+        app.call_after_refresh(screen.run_action, action)

@@ -113,6 +113,7 @@ class AlphaCritScreen(SessionScreen):
     ]
     LOADING = "the α_crit results stored in the session"
     RESULT_KINDS = ("alpha-crit",)  # a warning line when a stage was rerun since
+    PALETTE_EVERYWHERE = ("compute_all_dominant",)  # offered in the palette from every screen
     CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:

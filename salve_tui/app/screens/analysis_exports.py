@@ -246,8 +246,9 @@ class ExportsScreen(SessionScreen):
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
-        Binding("A", "run_all", "All", key_display="A"),
+        Binding("A", "run_all", "All", key_display="A", tooltip="write every export"),
     ]
+    PALETTE_EVERYWHERE = ("run_all",)  # offered in the palette from every screen
     LOADING = "the list of exported files"
 
     def __init__(self) -> None:

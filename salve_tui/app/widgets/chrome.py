@@ -126,12 +126,93 @@ class ScreenHeader(Header):
         _drop_watchers(self.app, ("title", "sub_title"), lambda node: node is not self)
 
 
+WIDE_FOOTER = 120  # from this many columns the footer adds the screen's other keys that fit
+PALETTE_CELLS = 16  # kept free for "^p palette" at the right
+
+
+def _cells(binding: Any, display: str, compact: bool) -> int:
+    return len(display) + len(binding.description or "") + (2 if compact else 3)
+
+
 class ScreenFooter(Footer):
-    """A :class:`~textual.widgets.Footer` whose recompose does not keep the keys it replaced."""
+    """A :class:`~textual.widgets.Footer` whose recompose does not keep the keys it replaced, and
+    that uses the width it has: at :data:`WIDE_FOOTER`+ columns it also shows the screen's keys
+    that are otherwise only in help (``?``), as many as fit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wide = False
 
     async def recompose(self) -> None:
         await super().recompose()
         _drop_watchers(self, ("compact",), lambda node: not (node._closing or node._closed))
+
+    def on_resize(self) -> None:
+        wide = self.app.size.width >= WIDE_FOOTER
+        if wide != self._wide:
+            self._wide = wide
+            self.call_after_refresh(self.recompose)
+
+    def shown_bindings(self) -> list[tuple[Any, bool, str]]:
+        """(binding, enabled, tooltip) to show: those marked ``show``, then at wide terminals the
+        screen's other described keys while they fit."""
+        from salve_tui.app.screens.help import _is_listed
+
+        actives = list(self.screen.active_bindings.values())
+        shown = [(a.binding, a.enabled, a.tooltip) for a in actives if a.binding.show]
+        width = self.app.size.width
+        if width < WIDE_FOOTER:
+            return shown
+        used = sum(_cells(b, self.app.get_key_display(b), self.compact) for b, _, _ in shown)
+        actions = {b.action for b, _, _ in shown}
+        for active in actives:
+            binding = active.binding
+            if (binding.show or not binding.description or binding.action in actions
+                    or binding.action.startswith("app.") or not _is_listed(active, self.screen)):
+                continue
+            cells = _cells(binding, self.app.get_key_display(binding), self.compact)
+            if used + cells > width - PALETTE_CELLS:
+                break
+            used += cells
+            actions.add(binding.action)
+            shown.append((binding, active.enabled, active.tooltip))
+        return shown
+
+    def compose(self) -> ComposeResult:
+        """Textual's footer layout over :meth:`shown_bindings` (it reads only ``show`` keys)."""
+        from collections import defaultdict
+        from itertools import groupby
+
+        from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
+
+        if not self._bindings_ready:
+            return
+        self._wide = self.app.size.width >= WIDE_FOOTER
+        by_action: defaultdict[str, list[tuple[Any, bool, str]]] = defaultdict(list)
+        for binding, enabled, tooltip in self.shown_bindings():
+            by_action[binding.action].append((binding, enabled, tooltip))
+        self.styles.grid_size_columns = len(by_action)
+        for group, items in groupby(by_action.values(), lambda multi: multi[0][0].group):
+            multi = list(items)
+            if group is not None and len(multi) > 1:
+                with KeyGroup(classes="-compact" if group.compact else ""):
+                    for binding, enabled, tooltip in (m[0] for m in multi):
+                        yield FooterKey(binding.key, self.app.get_key_display(binding), "", binding.action,
+                                        disabled=not enabled, tooltip=tooltip or binding.description,
+                                        classes="-grouped").data_bind(compact=Footer.compact)
+                yield FooterLabel(group.description)
+                continue
+            for binding, enabled, tooltip in (m[0] for m in multi):
+                yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
+                                binding.action, disabled=not enabled,
+                                tooltip=tooltip).data_bind(compact=Footer.compact)
+        if self.show_command_palette and self.app.ENABLE_COMMAND_PALETTE:
+            active = self.screen.active_bindings.get(self.app.COMMAND_PALETTE_BINDING)
+            if active is not None:
+                binding = active.binding
+                yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
+                                binding.action, classes="-command-palette", disabled=not active.enabled,
+                                tooltip=binding.tooltip or binding.description)
 
 
 MIN_SIZE = (80, 24)  # every screen is laid out for at least this many columns and rows
