@@ -106,6 +106,17 @@ class SalveScreen(Screen):
             for notice in self.query(TooSmallNotice):
                 notice.update(too_small_text(width, height))
 
+    def action_open_filter(self) -> None:
+        """``/``: open the screen's filter field (screens with a long table or list have one)."""
+        from salve_tui.app.widgets.filter import FilterBar
+
+        bars = self.query(FilterBar)
+        if bars:
+            bars.first().open()
+
+    def apply_filter(self, text: str) -> None:
+        """Keep the rows matching ``text`` (see :mod:`salve_tui.app.widgets.filter`). Override."""
+
     def breadcrumb(self) -> str:
         """``demo › Edit preview › Confusion before/after``: the session, then the screens from
         the dashboard to this one (the header shows it after the app's name)."""
