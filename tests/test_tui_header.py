@@ -53,7 +53,7 @@ async def test_job_shows_on_every_screen_with_percent_and_then_how_it_ended(
 
         app.start_job("long thing", body)
         await wait_for(pilot, lambda: "25%" in header_text(app), what="percent on the dashboard")
-        assert "long thing" in header_text(app) and "c cancels" in header_text(app)
+        assert "long thing" in header_text(app) and "ETA" in header_text(app)
         await pilot.press("e")
         await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen), what="edit preview")
         await wait_for(pilot, lambda: "25%" in header_text(app), what="percent on the edit preview")

@@ -94,7 +94,8 @@ class SalveScreen(Screen):
 
     def on_mount(self) -> None:
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
-        self.sub_title = self.breadcrumb()
+        if getattr(self.app, "session", None) is not None:  # the header: where am I
+            self.title, self.sub_title = self.breadcrumb(), ""
         self.mount(TooSmallNotice())
         self.fit_to(self.app.size.width, self.app.size.height)
 
@@ -128,6 +129,10 @@ class SalveScreen(Screen):
             title = getattr(screen, "SCREEN_TITLE", "")
             if title and not getattr(screen, "BREADCRUMB_ROOT", False):
                 parts.append(title)
+        if len(parts) == 1 and self.SCREEN_TITLE:  # the dashboard: demo › Pipeline dashboard
+            parts.append(self.SCREEN_TITLE)
+        if len(parts) > 3:  # demo › … › Confusion before/after: the header has one line
+            parts = [parts[0], "…", parts[-1]]
         return " › ".join(parts) or self.SCREEN_TITLE
 
     def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:

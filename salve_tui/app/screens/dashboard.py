@@ -202,7 +202,7 @@ class DashboardScreen(SessionScreen):
         widget = self.query_one("#quality", Static)
         widget.display = bool(warnings)
         codes = ", ".join(w["code"] for w in warnings)
-        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (salve info for values)",
+        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (their values: `salve info` in a shell)",
                            style="yellow", no_wrap=True, overflow="ellipsis"))
 
     def _running_stage(self) -> str | None:

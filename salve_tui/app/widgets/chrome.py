@@ -44,7 +44,7 @@ def bar_text(fraction: float, cells: int = BAR_CELLS) -> str:
 
 
 def job_summary(job: Any, now: float | None = None) -> Text:
-    """The header's view of a running job: ``name ███▌ 45% ETA 1m02s c cancels``."""
+    """The header's view of a running job: ``name ███▌ 45% ETA 1m02s``."""
     progress = job.latest
     text = Text()
     if job.cancelling:
@@ -57,9 +57,7 @@ def job_summary(job: Any, now: float | None = None) -> Text:
         text.append(f" {progress.fraction:.0%}")
         eta = progress.eta_seconds
         text.append(f" ETA {format_duration(eta)}" if eta is not None else " ETA …", style="bright_black")
-    if not job.cancelling:
-        text.append(" c cancels", style="bright_black")
-    return text
+    return text  # the footer says "c Cancel" while a job runs
 
 
 class JobIndicator(Static):
@@ -68,7 +66,7 @@ class JobIndicator(Static):
     show a badge here."""
 
     DEFAULT_CSS = """
-    JobIndicator { dock: right; width: auto; max-width: 60%; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    JobIndicator { dock: right; width: auto; max-width: 65%; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self) -> None:

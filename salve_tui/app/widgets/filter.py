@@ -10,7 +10,7 @@ from typing import ClassVar
 from textual.binding import Binding
 from textual.widgets import Input
 
-FILTER_BINDING = Binding("slash", "open_filter", "Filter", key_display="/")
+FILTER_BINDING = Binding("slash", "open_filter", "Filter", key_display="/", show=False)  # 120+ columns: shown
 
 
 def matches(query: str, *fields: object) -> bool:
