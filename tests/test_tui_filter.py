@@ -75,3 +75,15 @@ async def test_alpha_crit_and_png_filters(synth_session_folder: Path) -> None:
         await pilot.press("slash", *"curve")
         listed = [str(o.prompt) for o in gallery.query_one(OptionList)._options]
         assert sorted(listed) == ["figures/curve_c0.png", "figures/curve_c1.png"]
+
+
+async def test_png_previews_say_when_the_folder_is_empty(synth_session_folder: Path) -> None:
+    """(A regression while adding the filter: an empty first listing never replaced 'listing…'.)"""
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, GalleryScreen) and app.screen.folder is not None,
+                       what="PNG previews")
+        await pilot.pause()
+        assert "no PNG in" in str(app.screen.query_one("#gallery-info", Static).render())

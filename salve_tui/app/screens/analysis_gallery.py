@@ -109,7 +109,7 @@ class GalleryScreen(SessionScreen):
 
     def _listed(self, listed: tuple[Path, list[Path]]) -> None:
         folder, files = listed
-        changed = files != self.files
+        changed = files != self.files or self.folder is None  # the first listing always shows
         self.files, self.folder = files, folder
         if changed:
             self._fill_options()
