@@ -72,7 +72,7 @@ class JobLogScreen(SessionScreen):
         yield ScreenHeader()
         yield Static("reading the job log…", id="joblog-summary", markup=False)
         yield FilterBar()
-        yield RichLog(id="joblog", wrap=False, markup=False, max_lines=5000)
+        yield RichLog(id="joblog", wrap=True, markup=False, max_lines=5000)  # no line cut
         yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:

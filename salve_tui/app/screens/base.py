@@ -96,16 +96,18 @@ class SalveScreen(Screen):
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
         if getattr(self.app, "session", None) is not None:  # the header: where am I
             self.title, self.sub_title = self.breadcrumb(), ""
-        self.mount(TooSmallNotice())
         self.fit_to(self.app.size.width, self.app.size.height)
 
     def fit_to(self, width: int, height: int) -> None:
         """Below :data:`MIN_SIZE` one notice says what size is needed (instead of cut text)."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
-        if small:
-            for notice in self.query(TooSmallNotice):
-                notice.update(too_small_text(width, height))
+        if small:  # mounted the first time it is needed: no cost on the usual first paint
+            notices = self.query(TooSmallNotice)
+            if notices:
+                notices.first().update(too_small_text(width, height))
+            else:
+                self.mount(TooSmallNotice(too_small_text(width, height)))
 
     def action_open_filter(self) -> None:
         """``/``: open the screen's filter field (screens with a long table or list have one)."""

@@ -69,8 +69,8 @@ class JobIndicator(Static):
     JobIndicator { dock: right; width: auto; max-width: 65%; height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self) -> None:
-        super().__init__("", markup=False)
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text, markup=False)
         self.ended: tuple[str, str, float] | None = None  # (text, style, monotonic time)
 
     def on_mount(self) -> None:
@@ -233,5 +233,5 @@ class TooSmallNotice(Static):
     }
     """
 
-    def __init__(self) -> None:
-        super().__init__("", markup=False)
+    def __init__(self, text: str = "") -> None:
+        super().__init__(text, markup=False)
