@@ -64,7 +64,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, releasing_thread_context
-from salve_tui.app.widgets.chrome import MIN_SIZE, TooSmallNotice, too_small_text
+from salve_tui.app.widgets.chrome import MIN_SIZE, TooSmallNotice, breadcrumb_text, too_small_text
 
 if TYPE_CHECKING:
     from core.store.session import Session
@@ -95,7 +95,7 @@ class SalveScreen(Screen):
     def on_mount(self) -> None:
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
         if getattr(self.app, "session", None) is not None:  # the header: where am I
-            self.title, self.sub_title = self.breadcrumb(), ""
+            self.title, self.sub_title = breadcrumb_text(self), ""
         self.fit_to(self.app.size.width, self.app.size.height)
 
     def fit_to(self, width: int, height: int) -> None:
@@ -113,29 +113,12 @@ class SalveScreen(Screen):
         """``/``: open the screen's filter field (screens with a long table or list have one)."""
         from salve_tui.app.widgets.filter import FilterBar
 
-        bars = self.query(FilterBar)
-        if bars:
-            bars.first().open()
+        for bar in self.query(FilterBar):
+            bar.open()
 
     def apply_filter(self, text: str) -> None:
         """Keep the rows matching ``text`` (see :mod:`salve_tui.app.widgets.filter`). Override."""
 
-    def breadcrumb(self) -> str:
-        """``demo › Edit preview › Confusion before/after``: the session, then the screens from
-        the dashboard to this one (the header shows it after the app's name)."""
-        session = getattr(self.app, "session", None)
-        parts = [session.name] if session is not None else []
-        stack = list(self.app.screen_stack)
-        below = stack[: stack.index(self) + 1] if self in stack else [*stack, self]
-        for screen in below:
-            title = getattr(screen, "SCREEN_TITLE", "")
-            if title and not getattr(screen, "BREADCRUMB_ROOT", False):
-                parts.append(title)
-        if len(parts) == 1 and self.SCREEN_TITLE:  # the dashboard: demo › Pipeline dashboard
-            parts.append(self.SCREEN_TITLE)
-        if len(parts) > 3:  # demo › … › Confusion before/after: the header has one line
-            parts = [parts[0], "…", parts[-1]]
-        return " › ".join(parts) or self.SCREEN_TITLE
 
     def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("thread") and callable(work) and not inspect.iscoroutinefunction(work):

@@ -235,3 +235,24 @@ class TooSmallNotice(Static):
 
     def __init__(self, text: str = "") -> None:
         super().__init__(text, markup=False)
+
+
+def breadcrumb_text(screen: Any) -> str:
+    """``demo › Edit preview › Confusion before/after``: the session, then the screens from the
+    dashboard to ``screen`` (roots such as the dashboard are not repeated; more than three parts
+    keep the first and the last). The header shows it."""
+    app = screen.app
+    session = getattr(app, "session", None)
+    parts = [session.name] if session is not None else []
+    stack = list(app.screen_stack)
+    below = stack[: stack.index(screen) + 1] if screen in stack else [*stack, screen]
+    for shown in below:
+        title = getattr(shown, "SCREEN_TITLE", "")
+        if title and not getattr(shown, "BREADCRUMB_ROOT", False):
+            parts.append(title)
+    own = getattr(screen, "SCREEN_TITLE", "")
+    if len(parts) == 1 and own:  # the dashboard: demo › Pipeline dashboard
+        parts.append(own)
+    if len(parts) > 3:  # the header has one line
+        parts = [parts[0], "…", parts[-1]]
+    return " › ".join(parts) or own
