@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean-venv
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one torch thread each.
+TEST_WORKERS ?= 2
+PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+
+.PHONY: demo test test-slow test-variant test-interop install-interop lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,11 +21,29 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@if [ -t 0 ] && [ -t 1 ]; then $(BIN)/salve-tui demo --build; else $(BIN)/salve demo; fi
 
+# The default suite; the 15 slowest tests are listed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+# The same suite with two torch threads and the compiled SAE kernel off: CI runs it after `test`,
+# so results that depend on the thread count or the engine cannot pass on one setting only.
+test-variant: $(STAMP)
+	OMP_NUM_THREADS=2 SALVE_NATIVE=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(PYTEST) -m slow
+
+# SAELens for the interop tests, into the same venv (pip keeps its torch build).
+INTEROP_STAMP := $(VENV)/.interop-installed
+$(INTEROP_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,interop]'
+	touch $(INTEROP_STAMP)
+
+install-interop: $(INTEROP_STAMP)
+
+# Fails (does not skip) when sae-lens is missing: SALVE_REQUIRE_INTEROP=1.
+test-interop: $(INTEROP_STAMP)
+	SALVE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q -rs tests/test_sae_interop.py tests/test_sae_interop_saelens.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check core salve_tui tests bench

@@ -39,15 +39,36 @@ def built_session_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def synth_session_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``sessions/`` (cwd = tmp_path) holding the synthetic ``synth`` session of
-    ``test_tui_analysis.make_synthetic_session``, with half-block images for the TUI."""
+@pytest.fixture(scope="session")
+def synth_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic ``synth`` session, built once per run with frozen timestamps (screens show
+    them); tests get byte copies."""
+    import types
+
     from test_tui_analysis import make_synthetic_session
+    from test_tui_helpers import FIXED_TIME
+
+    import core.store.session
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(core.store.session, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
+        return make_synthetic_session(tmp_path_factory.mktemp("synth-template"))
+
+
+@pytest.fixture
+def synth_session_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synth_template: Path) -> Path:
+    """``sessions/`` (cwd = tmp_path) holding a copy of the synthetic ``synth`` session of
+    ``test_tui_analysis.make_synthetic_session``, with half-block images for the TUI."""
+    import shutil
+
+    from core.store.session import data_dir
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
     folder = Path("sessions")
     folder.mkdir()
-    make_synthetic_session(folder)
+    # A byte copy (not `copy_session`, which gives the copy a new id): the copy is the template.
+    shutil.copy2(synth_template, folder / synth_template.name)
+    if data_dir(synth_template).exists():
+        shutil.copytree(data_dir(synth_template), data_dir(folder / synth_template.name))
     return folder

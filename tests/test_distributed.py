@@ -81,9 +81,14 @@ def test_torchrun_sae_matches_single_process_training(tmp_path: Path, built_sess
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_torchrun_sae_over_the_budget_streams_on_every_rank(tmp_path: Path) -> None:
     """Over the memory budget each rank streams the same windows and trains its share of each
-    batch: the weights equal one streamed process on the torch engine."""
+    batch: the weights equal one streamed process on the torch engine.
+
+    Slow (`make test-slow`): the default suite covers streaming on a data-parallel rank in process
+    (`test_outofcore.py::test_data_parallel_sae_over_budget_streams_like_one_process`) and real
+    torchrun ranks in `test_torchrun_sae_matches_single_process_training`."""
     from test_outofcore import synthetic
 
     one, two = synthetic(tmp_path / "one.h5", n_train=4000, epochs=2), tmp_path / "two.h5"

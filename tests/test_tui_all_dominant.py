@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_tui_analysis import SYNTH_NAMES, make_synthetic_session, synth_app
+from test_tui_analysis import SYNTH_NAMES, synth_app
 from test_tui_helpers import wait_for
 
 from core.store.session import Session
@@ -17,13 +17,8 @@ SIZE = (80, 24)
 
 
 @pytest.fixture
-def synth_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SALVE_TUI_IMAGES", "halfblock")
-    folder = Path("sessions")
-    folder.mkdir()
-    make_synthetic_session(folder)
-    return folder
+def synth_folder(synth_session_folder: Path) -> Path:
+    return synth_session_folder  # conftest: a copy of the synthetic session in sessions/
 
 
 async def test_all_dominant_job_from_the_alpha_crit_screen(synth_folder: Path) -> None:

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_tui_helpers import make_session, tiny_config, wait_for
+from test_tui_helpers import (
+    line_with,
+    make_session,
+    screen_text,
+    tiny_config,
+    wait_for,
+)
 from textual.widgets import DataTable, Static
 
 from core.control.alpha_crit import class_alpha_crit
@@ -29,6 +35,7 @@ from core.discover.rankings import class_means, dominant_features, top_activatin
 from core.store.session import Session, copy_session
 from core.workflow.alpha_crit import run_alpha_crit
 from core.workflow.edits import list_edits
+from core.workflow.inputs import load_inputs
 from core.workflow.pipeline import (
     load_activations,
     load_classifier_head,
@@ -380,6 +387,16 @@ def test_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
         await pilot.press("down", "right")
+        await pilot.pause(0.1)
+        with Session.open(synth_folder / "synth.h5", read_only=True) as ro:
+            means = np.asarray(ro.read_array("rankings/class_means"))
+        text = screen_text(pilot.app)
+        assert f"square · feature 2 · μ = {means[1, 2]:.3g}" in text and "dominant for no class" in text
+        for c, name in enumerate(SYNTH_NAMES):  # one ◆ per class row, at the class's dominant column
+            row = next(line for line in text.splitlines() if line.startswith(name + " "))
+            assert row.count("◆") == 1
+            axis = next(line for line in text.splitlines() if line.strip().startswith("0 "))
+            assert row.index("◆") == axis.index("0") + 6 * c + 1
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_matrix)
 
@@ -392,6 +409,18 @@ def test_edit_preview_snapshot(snap_compare, synth_folder: Path) -> None:
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.curve is not None and screen.effect is not None)
         await pilot.press(*["plus"] * 12)
+        await wait_for(pilot, lambda: screen.effect is not None and screen.effect.spec.alpha == screen.alpha,
+                       what="the effect at the new α")
+        await pilot.pause(0.1)
+        with Session.open(synth_folder / "synth.h5", read_only=True) as ro:
+            x = load_inputs(ro)
+        ref = edit_effect(x.A, x.labels, x.W, x.b, x.D, screen.spec)
+        text = screen_text(pilot.app)
+        for c, name in enumerate(SYNTH_NAMES):
+            before, after = (100 * float(v) for v in (ref.accuracy_before[c], ref.accuracy_after[c]))
+            row = next(line for line in text.splitlines() if line.startswith(f" {name} ") and "%" in line)
+            assert row.split()[1:3] == [f"{before:.1f}%", f"{after:.1f}%"], name
+        assert f"α={screen.alpha:.4g}" in text and screen.alpha > 0
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_edit)
 
@@ -405,6 +434,18 @@ def test_alpha_crit_snapshot(snap_compare, synth_folder: Path) -> None:
         await pilot.press("k")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, AlphaCritScreen) and pilot.app.screen.loaded)
         await pilot.press("s")
+        await pilot.pause(0.1)
+        with Session.open(synth_folder / "synth.h5", read_only=True) as ro:
+            x = load_inputs(ro)
+        text = screen_text(pilot.app)
+        for c in (0, 5):
+            ref = class_alpha_crit(x.A, x.labels, x.W, x.b, x.D, c, 6 * c + 1, "suppress", "linear")
+            finite = ref.analytic[torch.isfinite(ref.analytic)].double()
+            cells = line_with(text, SYNTH_NAMES[c])
+            assert cells[1:5] == [str(6 * c + 1), "6", str(len(finite)), f"{float(finite.quantile(0.5)):.3g}"]
+        rows = text.split("α numer")[1].splitlines()[1:8]  # the per-sample table, after `s` sorts it
+        numerical = [float(line.split()[6]) for line in rows]
+        assert numerical == sorted(numerical)
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_crit)
 

@@ -23,7 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_tui_analysis import synth_app
-from test_tui_helpers import FIXED_TIME, make_session, wait_for
+from test_tui_helpers import (
+    FIXED_TIME,
+    held_job,
+    line_with,
+    make_session,
+    screen_text,
+    wait_for,
+    wait_or_cancelled,
+)
 from textual.widgets import Footer, Input, Static
 from textual.widgets._footer import FooterKey
 
@@ -68,7 +76,8 @@ def gate_load(monkeypatch: pytest.MonkeyPatch, cls: type[SessionScreen], event: 
     real = cls.load
 
     def gated(self):  # noqa: ANN001, ANN202
-        assert event.wait(30), "the test never opened the gate"
+        if not wait_or_cancelled(event):
+            return None  # the app closed before the test opened the gate
         return real(self)
 
     monkeypatch.setattr(cls, "load", gated)
@@ -335,7 +344,7 @@ async def test_every_footer_fits_80_columns(synth_folder: Path, busy: bool) -> N
     async with app.run_test(size=SIZE) as pilot:
         await open_dashboard(pilot)
         if busy:
-            app.start_job("wait", lambda progress, cancel: stop.wait(30))
+            app.start_job("wait", held_job(stop))
             await wait_for(pilot, lambda: app.jobs.busy, what="job")
         try:
             for key, cls in VIEW_KEYS.items():
@@ -426,7 +435,7 @@ async def test_palette_has_no_duplicates_finds_words_and_hides_what_cannot_run(s
             if key:
                 await pilot.press("escape")
                 await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
-        app.start_job("wait", lambda progress, cancel: stop.wait(30))
+        app.start_job("wait", held_job(stop))
         await wait_for(pilot, lambda: app.jobs.busy, what="job")
         try:
             assert "Job: cancel the running job (c)" in search(app, "cancel")
@@ -525,6 +534,11 @@ def test_loading_state_snapshot(snap_compare, synth_folder: Path, monkeypatch: p
         await pilot.press(key)
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, cls))
         await pilot.pause(0.2)
+        screen = pilot.app.screen
+        assert not screen.loaded and screen.query_one(LoadingNotice).display
+        # the notice is painted (not only mounted) while the gated load cannot have returned
+        await wait_for(pilot, lambda: "⠋ loading the " in screen_text(pilot.app), what="the notice")
+        assert not screen.loaded
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_gated)
 
@@ -540,6 +554,8 @@ def test_feature_card_loading_snapshot(snap_compare, synth_folder: Path, monkeyp
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, FeatureDetailScreen))
         await pilot.pause(0.2)
+        assert not pilot.app.screen.loaded
+        assert "loading feature 1: latents, decoder, test images…" in screen_text(pilot.app)
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_gated)
 
@@ -554,6 +570,9 @@ def test_exports_snapshot(snap_compare, synth_folder: Path) -> None:
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportsScreen) and pilot.app.screen.loaded)
         await pilot.pause(0.1)
+        text = screen_text(pilot.app)
+        assert "export folder: sessions/synth.exports/ · 1 file, 2.0 kB" in text  # 2,004 bytes
+        assert line_with(text, "figures/")[0] == "figures/feature_class_matrix.png"
 
     os.utime(exports / "feature_class_matrix.png", (FIXED_TIME, FIXED_TIME))
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_exports)
@@ -582,6 +601,10 @@ def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
         await pilot.pause(0.3)  # the status line under the map is drawn after the first content frame
         await pilot.press("question_mark")
         await pilot.pause(0.1)
+        assert isinstance(pilot.app.screen, HelpScreen)
+        assert "Help — Feature–class matrix" in screen_text(pilot.app)
+        keys = {row[0] for row in binding_rows(pilot.app.screen_stack[-2])}
+        assert {"d", "e", "g", "n"} <= keys  # the matrix's own keys are listed
 
     assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=open_help)
 
@@ -597,6 +620,10 @@ def test_discard_form_snapshot(snap_compare, tmp_path: Path, monkeypatch: pytest
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
         await pilot.pause(0.1)
+        text = screen_text(pilot.app)
+        assert "Discard the settings typed into this form?" in text
+        assert "only letters, digits, - and _ are allowed" in text  # the name's refusal stays shown
+        assert list(Path("sessions").iterdir()) == []  # nothing was created
 
     app = SalveApp(sessions_folder=Path("sessions"), clock=lambda: FIXED_TIME)
     assert snap_compare(app, terminal_size=SIZE, run_before=fill_and_leave)

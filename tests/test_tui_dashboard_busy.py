@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_tui_analysis import synth_app
 from test_tui_conventions import footer_overflow
-from test_tui_helpers import fixed_clock, wait_for  # noqa: F401 (fixture)
+from test_tui_helpers import fixed_clock, held_job, line_with, screen_text, wait_for  # noqa: F401 (fixture)
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
@@ -36,7 +36,7 @@ async def test_dashboard_footer_fits_while_a_job_runs(synth_folder: Path) -> Non
         await pilot.pause(0.1)
         assert "a" in footer_keys(app.screen) and "c" not in footer_keys(app.screen)
         try:
-            app.start_job("wait", lambda progress, cancel: stop.wait(30))
+            app.start_job("wait", held_job(stop))
             await wait_for(pilot, lambda: app.jobs.busy, what="job")
             await pilot.pause(0.2)
             keys = footer_keys(app.screen)
@@ -54,9 +54,12 @@ def test_dashboard_busy_snapshot(snap_compare, synth_folder: Path) -> None:
 
     async def start_job(pilot) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen), what="dashboard")
-        pilot.app.start_job("wait", lambda progress, cancel: stop.wait(30))
+        pilot.app.start_job("wait", held_job(stop))
         await wait_for(pilot, lambda: pilot.app.jobs.busy, what="job")
         await pilot.pause(0.3)
+        text = screen_text(pilot.app)
+        assert "job 'wait' started" in text and line_with(text, "wait") == ["wait", "starting…"]
+        assert "c Cancel" in text and "a Run all" not in text
 
     try:
         assert snap_compare(synth_app(synth_folder), terminal_size=SIZE, run_before=start_job)

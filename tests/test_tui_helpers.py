@@ -6,6 +6,7 @@ states through transactions; job tests use a tiny real pipeline (:func:`tiny_con
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -81,3 +82,50 @@ async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0, 
         await pilot.pause(0.05)
     await pilot.pause()
 
+
+
+def wait_or_cancelled(event: threading.Event, cancel: object | None = None) -> bool:
+    """Block a test job or gated load until ``event`` is set, or until it is told to stop.
+
+    It stops when the job's cancel token fires (``app.on_unmount`` cancels the running job) or
+    when the Textual worker running it is cancelled (the app closes its screens' workers on exit),
+    so a test that ends without opening the gate never idles to a timeout. Returns ``event.is_set()``.
+    """
+    from textual.worker import NoActiveWorker, get_current_worker
+
+    try:
+        worker = get_current_worker()
+    except NoActiveWorker:
+        worker = None
+    while not event.wait(0.02):
+        if getattr(cancel, "cancelled", False) or (worker is not None and worker.is_cancelled):
+            return False
+    return True
+
+
+def held_job(stop: threading.Event) -> Callable[..., None]:
+    """A job body that runs until ``stop`` is set or the job is cancelled."""
+    def body(progress: object, cancel: object) -> None:
+        wait_or_cancelled(stop, cancel)
+    return body
+
+
+def screen_text(app) -> str:  # noqa: ANN001
+    """What the terminal shows now, as plain text (the compositor's lines, modals included)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def line_with(text: str, start: str) -> list[str]:
+    """The whitespace-split cells of the first shown line that starts with ``start``."""
+    for line in text.splitlines():
+        if line.strip().startswith(start):
+            return line.split()
+    raise AssertionError(f"no line starts with {start!r} in:\n{text}")
+
+
+def cells_after(text: str, marker: str) -> list[str]:
+    """The whitespace-split cells after ``marker`` on the first shown line that holds it."""
+    for line in text.splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].split()
+    raise AssertionError(f"no line holds {marker!r} in:\n{text}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import safetensors.torch
 import torch
-from test_tui_helpers import make_session, tiny_config, wait_for
+from test_tui_helpers import make_session, tiny_config, wait_for, wait_or_cancelled
 from textual.widgets import DataTable, Footer, Static
 
 from core.config import DataConfig
@@ -208,7 +208,7 @@ async def test_eta_after_a_resume_uses_the_rate_of_this_run(tmp_path: Path) -> N
         reporter = ProgressReporter("sae", 100, progress, start=58)
         reporter.started_at -= 2.0  # this run has been going for two seconds
         reporter.report(60, "epoch 60/100")
-        release.wait(20)
+        wait_or_cancelled(release, cancel)
 
     app = RecordingApp(sessions_folder=tmp_path, start_session="eta")
     async with app.run_test(size=SIZE) as pilot:

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 from test_tui_analysis import make_synthetic_session
-from test_tui_helpers import FIXED_TIME, fixed_clock, wait_for  # noqa: F401
+from test_tui_helpers import (  # noqa: F401
+    FIXED_TIME,
+    fixed_clock,
+    line_with,
+    screen_text,
+    wait_for,
+    wait_or_cancelled,
+)
 
 import core.workflow.edits
 from core.control.spec import EditSpec
@@ -57,6 +64,12 @@ def test_edit_stack_snapshot(snap_compare, stack_folder: Path) -> None:
     async def run_before(pilot) -> None:  # noqa: ANN001
         await open_stack(pilot)
         await pilot.press("down")
+        await pilot.pause()
+        text = screen_text(pilot.app)
+        assert "3 edit(s), 3 active" in text
+        assert line_with(text, "1 ")[:6] == ["1", "✓", "SALVE", "suppress", "f1", "α=2"]
+        assert line_with(text, "2 ")[4:7] == ["f7+13", "α=0.8", "clamped"]
+        assert "#2 SALVE suppress f7+13 α=0.8 clamped" in text  # ↓ selected the second edit
 
     assert snap_compare(app_for(stack_folder), terminal_size=SIZE, run_before=run_before)
 
@@ -68,7 +81,7 @@ def test_edit_stack_loading_snapshot(snap_compare, stack_folder: Path,
     real = core.workflow.edits.edit_stack
 
     def gated(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        gate.wait(10)
+        wait_or_cancelled(gate)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(core.workflow.edits, "edit_stack", gated)
@@ -92,6 +105,9 @@ def test_compare_edits_snapshot(snap_compare, stack_folder: Path) -> None:
         await open_stack(pilot)
         await pilot.press("v", "down", "down", "v")
         await pilot.pause()
+        text = screen_text(pilot.app)
+        assert "#1 SALVE suppress f1 α=2 linear   vs   #3 SALVE enhance f19 α=1.5 linear" in text
+        assert line_with(text, "circle")[1:] == ["100.0%", "83.3%", "-16.7", "100.0%", "±0.0"]
 
     assert snap_compare(app_for(stack_folder), terminal_size=SIZE, run_before=run_before)
 
@@ -112,5 +128,8 @@ def test_job_log_snapshot(snap_compare, stack_folder: Path) -> None:
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await pilot.press("l")
         await pilot.pause()
+        text = screen_text(pilot.app)
+        assert "2 job(s) logged, 1 failed" in text
+        assert "error: no folder at /data/cifar" in text and "rerun sae cancelled after 30s" in text
 
     assert snap_compare(app_for(stack_folder), terminal_size=SIZE, run_before=run_before)

@@ -17,6 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.discover.sae_kinds import (
+    ALL_KINDS,
+    activate,
+    denormalize_output,
+    normalize_input,
+    topk_mask,
+)
+
 #: A latent counts as active in a sample when |u_k| exceeds this share of the sample's max |u|.
 L0_REL_THRESHOLD = 0.01
 
@@ -31,8 +39,9 @@ PARAM_NAMES = ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias
 class SparseAutoencoder(nn.Module):
     """The paper's linear SAE (``kind="l1"``) or its TopK variant behind the same interface.
 
-    ``kind="relu"`` (ReLU latents) is only for dictionaries trained elsewhere and imported
-    (``core.discover.sae_interop``); this project trains ``l1`` and ``topk``.
+    ``relu``, ``topk_relu`` and ``jumprelu`` (with a ``threshold`` buffer), and a per-input
+    ``input_norm``, are only for dictionaries imported from SAELens (rules in
+    :mod:`core.discover.sae_kinds`); this project trains ``l1`` and ``topk``.
     """
 
     def __init__(
@@ -42,14 +51,18 @@ class SparseAutoencoder(nn.Module):
         kind: str = "l1",
         k: int = 8,
         generator: torch.Generator | None = None,
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
-        if kind not in ("l1", "topk", "relu"):
-            raise ValueError(f"SAE kind must be 'l1', 'topk' or 'relu', got '{kind}'")
-        if kind == "topk" and not 1 <= k <= hidden_dim:
+        if kind not in ALL_KINDS:
+            raise ValueError(f"SAE kind must be one of {', '.join(ALL_KINDS)}, got '{kind}'")
+        if kind in ("topk", "topk_relu") and not 1 <= k <= hidden_dim:
             raise ValueError(f"TopK k must be between 1 and hidden ({hidden_dim}), got {k}")
         self.kind = kind
         self.k = k
+        self.input_norm = input_norm
+        if kind == "jumprelu":
+            self.register_buffer("threshold", torch.zeros(hidden_dim))
         self.encoder = nn.Linear(input_dim, hidden_dim)
         self.decoder = nn.Linear(hidden_dim, input_dim)
         self.reset_parameters(generator)
@@ -72,21 +85,22 @@ class SparseAutoencoder(nn.Module):
         return self.decoder.weight
 
     def encode(self, a: Tensor) -> Tensor:
+        if self.input_norm != "none":
+            a = normalize_input(a, self.input_norm)[0]
         pre = self.encoder(a)
         if self.kind == "topk":
             return pre * topk_mask(pre, self.k)
-        if self.kind == "relu":
-            return torch.relu(pre)
-        return pre
+        if self.kind == "l1":
+            return pre
+        return activate(pre, self.kind, self.k, getattr(self, "threshold", None))
 
     def forward(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        u = self.encode(a)
-        return u, self.decoder(u)
-
-def topk_mask(pre: Tensor, k: int) -> Tensor:
-    """0/1 mask of the k largest-|pre| entries of each row (no gradient flows through it)."""
-    index = pre.detach().abs().topk(k, dim=-1).indices
-    return torch.zeros_like(pre).scatter_(-1, index, 1.0)
+        if self.input_norm == "none":
+            u = self.encode(a)
+            return u, self.decoder(u)
+        x, undo = normalize_input(a, self.input_norm)
+        u = activate(self.encoder(x), self.kind, self.k, getattr(self, "threshold", None))
+        return u, denormalize_output(self.decoder(u), self.input_norm, undo)
 
 def sae_loss(u: Tensor, a_hat: Tensor, a: Tensor, l1_coeff: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(total, reconstruction, sparsity)``: ``mean((â−a)²) + λ·mean(|u|)``, means over all entries."""
@@ -152,23 +166,26 @@ def encode(sae: SparseAutoencoder, activations: Tensor | np.ndarray, batch_size:
     return torch.cat(chunks) if chunks else torch.empty(0, sae.encoder.out_features, device=device)
 
 def sae_from_arrays(
-    weights: Mapping[str, np.ndarray | Tensor], seed_index: int = 0, *, kind: str = "l1", k: int = 8
+    weights: Mapping[str, np.ndarray | Tensor], seed_index: int = 0, *, kind: str = "l1", k: int = 8,
+    input_norm: str = "none",
 ) -> SparseAutoencoder:
     """Build a CPU :class:`SparseAutoencoder` from stored weights (``SAEResult.weights``).
 
-    Accepts arrays with a leading seed axis (pick one with ``seed_index``) or without.
+    Accepts arrays with a leading seed axis (pick one with ``seed_index``) or without; a
+    ``jumprelu`` SAE also needs ``threshold``.
     """
-    missing = [name for name in PARAM_NAMES if name not in weights]
+    names = PARAM_NAMES + (("threshold",) if kind == "jumprelu" else ())
+    missing = [name for name in names if name not in weights]
     if missing:
         raise ValueError(f"SAE weights are missing {', '.join(missing)}; re-train the SAE")
-    tensors = {name: torch.as_tensor(np.asarray(weights[name]), dtype=torch.float32) for name in PARAM_NAMES}
+    tensors = {name: torch.as_tensor(np.asarray(weights[name]), dtype=torch.float32) for name in names}
     if tensors["encoder.weight"].ndim == 3:
         n_seeds = tensors["encoder.weight"].shape[0]
         if not 0 <= seed_index < n_seeds:
             raise ValueError(f"seed index {seed_index} is out of range: {n_seeds} SAE seed(s) stored")
         tensors = {name: t[seed_index] for name, t in tensors.items()}
     hidden, dim = tensors["encoder.weight"].shape
-    sae = SparseAutoencoder(dim, hidden, kind=kind, k=k)
+    sae = SparseAutoencoder(dim, hidden, kind=kind, k=k, input_norm=input_norm)
     sae.load_state_dict(tensors)
     return sae
 

@@ -184,9 +184,18 @@ class FeatureCardInputs:
                             **options)
 
 
-def encode(a: np.ndarray, weights: dict[str, np.ndarray], kind: str, k: int) -> np.ndarray:
-    """``u`` (rows×h) of activations ``a`` in float64 (TopK keeps each row's k largest |u|)."""
+def encode(a: np.ndarray, weights: dict[str, np.ndarray], kind: str, k: int,
+           input_norm: str = "none") -> np.ndarray:
+    """``u`` (rows×h) of activations ``a`` in float64 (TopK keeps each row's k largest |u|);
+    imported kinds and input normalisations follow :mod:`core.discover.sae_kinds`."""
     a = np.asarray(a, dtype=np.float64)
+    if kind not in ("l1", "topk") or input_norm != "none":
+        import torch
+
+        from core.discover.sae_kinds import encode_latents
+
+        tensors = {name: torch.from_numpy(np.asarray(value, dtype=np.float64)) for name, value in weights.items()}
+        return encode_latents(torch.from_numpy(a), tensors, kind, k, input_norm).numpy()
     u = a @ np.asarray(weights["encoder.weight"], dtype=np.float64).T + weights["encoder.bias"]
     if kind == "topk":
         keep = np.argsort(-np.abs(u), axis=1)[:, :k]
@@ -198,10 +207,9 @@ def encode(a: np.ndarray, weights: dict[str, np.ndarray], kind: str, k: int) -> 
 
 def split_latents(session: Session, split: str = "test") -> np.ndarray:
     """``u`` (N×h) of a split with the stored SAE weights, in numpy (TopK keeps its k largest)."""
-    from core.workflow.pipeline import load_activations, load_sae_arrays
+    from core.workflow.pipeline import load_activations, load_sae_arrays, sae_options
 
-    config = session.config.sae
-    return encode(load_activations(session, split)["a"], load_sae_arrays(session), config.kind, config.k)
+    return encode(load_activations(session, split)["a"], load_sae_arrays(session), **sae_options(session))
 
 
 def latent_column(session: Session, feature: int, split: str = "test", budget: int | None = None,
@@ -209,13 +217,13 @@ def latent_column(session: Session, feature: int, split: str = "test", budget: i
     """``u[:, feature]`` (N,) of a split, encoded in row blocks that fit the memory budget:
     the same numbers as ``split_latents(session, split)[:, feature]`` without the N×h matrix."""
     from core.workflow.outofcore import chunk_rows, iter_row_chunks
-    from core.workflow.pipeline import activations_key, load_sae_arrays
+    from core.workflow.pipeline import activations_key, load_sae_arrays, sae_options
 
     weights = load_sae_arrays(session) if weights is None else weights
-    config = session.config.sae
+    options = sae_options(session)
     h, d = np.asarray(weights["encoder.weight"]).shape
     rows = chunk_rows(8 * (int(h) + int(d)), budget)
-    parts = [encode(block, weights, config.kind, config.k)[:, feature]
+    parts = [encode(block, weights, **options)[:, feature]
              for _, (block,) in iter_row_chunks(session, [activations_key(session, split, "a")], rows)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -228,7 +236,12 @@ def load_card_inputs(session: Session, budget: int | None = None) -> FeatureCard
     features is 6.5 GB) are computed one feature column at a time, in row blocks, per card.
     """
     from core.config import memory_budget
-    from core.workflow.pipeline import activations_key, load_classifier_head, load_sae_arrays
+    from core.workflow.pipeline import (
+        activations_key,
+        load_classifier_head,
+        load_sae_arrays,
+        sae_options,
+    )
 
     W, _ = load_classifier_head(session)
     budget = memory_budget() if budget is None else budget
@@ -236,10 +249,10 @@ def load_card_inputs(session: Session, budget: int | None = None) -> FeatureCard
     shape = session.array_shape(activations_key(session, "test", "a")) or (0, 0)
     h = int(np.asarray(weights["encoder.weight"]).shape[0])
     fits = 8 * int(shape[0]) * h <= budget // 4
-    config = session.config.sae
     latents = None
     if fits:  # the weights are loaded already: encode here rather than through split_latents
-        latents = encode(session.read_array(activations_key(session, "test", "a")), weights, config.kind, config.k)
+        latents = encode(session.read_array(activations_key(session, "test", "a")), weights,
+                         **sae_options(session))
     return FeatureCardInputs(
         latents=latents,
         column=None if fits else (lambda k: latent_column(session, k, budget=budget, weights=weights)),

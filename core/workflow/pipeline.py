@@ -110,12 +110,21 @@ def sae_kind(session: Session) -> str:
     return imported["kind"] if imported else session.config.sae.kind
 
 
+def sae_options(session: Session) -> dict[str, Any]:
+    """``kind``, ``k`` and ``input_norm`` the session's SAE encodes with (an imported one's own)."""
+    imported = session.read_json(SAE_IMPORT_KEY, None)
+    config = session.config.sae
+    if not imported:
+        return {"kind": config.kind, "k": config.k, "input_norm": "none"}
+    return {"kind": imported["kind"], "k": int(imported.get("k") or config.k),
+            "input_norm": imported.get("input_norm", "none")}
+
+
 def load_sae(session: Session):
     """The session's SAE as a torch module (CPU)."""
     from core.discover.sae import sae_from_arrays
 
-    config = session.config.sae
-    return sae_from_arrays(load_sae_arrays(session), kind=sae_kind(session), k=config.k)
+    return sae_from_arrays(load_sae_arrays(session), **sae_options(session))
 
 
 # --------------------------------------------------------------------------- stages

@@ -13,8 +13,10 @@ def cmd_sae_export(args: argparse.Namespace) -> int:
 
     with open_session(args, read_only=True) as session:
         result = export_saelens(session, args.out, force=args.force)
-    emit(args, result, lambda r: f"wrote {r['files'][0]} and {r['files'][1]} "
-         f"(d_in {r['d_in']}, d_sae {r['d_sae']}, activation {r['activation_fn']})")
+    emit(args, result, lambda r: "\n".join(
+        [f"wrote {r['files'][0]} and {r['files'][1]}: a {r['kind']} SAE as SAELens "
+         f"'{r['architecture']}' (d_in {r['d_in']}, d_sae {r['d_sae']}); load it with "
+         f"SAE.load_from_disk('{r['folder']}')"] + [f"note: {n}" for n in r["notes"]]))
     return 0
 
 
@@ -22,11 +24,12 @@ def cmd_sae_import(args: argparse.Namespace) -> int:
     from core.workflow.sae_io import import_sae
 
     with open_session(args) as session:
-        result = import_sae(session, args.source)
-    emit(args, result, lambda r: (
-        f"imported a {r['kind']} SAE with {r['d_sae']} latents from {r['source']}: EV "
-        f"{r['explained_variance']:.3f}, L0 {r['l0']:.1f} on the training activations.\n"
-        f"next: salve run {args.session} rankings"))
+        result = import_sae(session, args.source, input_scale=args.input_scale)
+    emit(args, result, lambda r: "\n".join(
+        [f"imported a SAELens '{r['architecture']}' SAE as salve kind {r['kind']} with {r['d_sae']} "
+         f"latents from {r['source']}: EV {r['explained_variance']:.3f}, L0 {r['l0']:.1f} on the "
+         "training activations"] + [f"warning: {n}" for n in r["notes"]]
+        + [f"next: salve run {args.session} rankings"]))
     return 0
 
 
@@ -42,4 +45,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i = actions.add_parser("import", parents=[common], help="use a dictionary trained elsewhere")
     i.add_argument("session")
     i.add_argument("source", metavar="DIR|FILE", help="SAELens folder or .safetensors file")
+    i.add_argument("--input-scale", type=float, default=None, metavar="S",
+                   help="norm scaling factor of an 'expected_average_only_in' SAE (folded in)")
     i.set_defaults(func=cmd_sae_import)
