@@ -41,6 +41,8 @@ async def test_help_lists_every_view_and_its_key_opens_it(synth_session_folder: 
     app = synth_app(synth_session_folder)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen), what="edit preview")
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
         views = app.screen.query_one("#help-views", Static)

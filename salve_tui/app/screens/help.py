@@ -82,7 +82,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(f"Help — {title}", id="help-title")
             with VerticalScroll(id="help-body"):
                 views = self._views_text()
-                if views.plain:
+                if views.plain:  # every view one key away, before the longer text
                     yield Static(views, id="help-views")
                 about = getattr(self.target, "HELP_TEXT", "")
                 if about:
@@ -100,8 +100,8 @@ class HelpScreen(ModalScreen[None]):
     def _views(self) -> list[tuple[str, str, str]]:
         """(key, title, name) of every view of the open session; none before a session is open."""
         app = self.app
-        if getattr(app, "session", None) is None:
-            return []
+        if getattr(app, "session", None) is None or getattr(self.target, "BREADCRUMB_ROOT", False):
+            return []  # no session yet, or the dashboard: its own keys are the views
         return [(view.key, view.title, view.name) for view in getattr(app, "views", [])]
 
     def _views_text(self) -> Text:
