@@ -83,3 +83,32 @@ async def test_log_scale_key_before_the_sae_history_is_shown(synth_session_folde
         await pilot.press("l")
         assert screen.log_scale is True  # the keys before loading were ignored, this one counts
     assert app.return_code in (None, 0)
+
+
+async def test_a_modal_answered_twice_before_it_closed(synth_session_folder: Path) -> None:
+    """Found by the random keys: a second key that closes help (or answers a dialog), handled
+    before the first close took effect, set the modal's result twice (Textual's
+    InvalidStateError ended the app). The second answer is now ignored."""
+    from salve_tui.app.screens.confirm import ConfirmModal
+    from salve_tui.app.screens.help import HelpScreen
+
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        await pilot.press("ctrl+p")  # the palette over help, as typed keys can do
+        await pilot.pause()
+        help_screen.action_close()
+        help_screen.action_close()  # a second close key reaching help before it has gone
+        await pilot.pause()
+        answers: list[bool | None] = []
+        app.push_screen(ConfirmModal("really?"), answers.append)
+        await pilot.pause()
+        modal = app.screen
+        modal.action_answer(True)
+        modal.action_answer(False)
+        await pilot.pause()
+        assert answers == [True]
+    assert app.return_code in (None, 0)

@@ -10,9 +10,10 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Static
 
+from salve_tui.app.screens.confirm import OnceModal
 from salve_tui.app.widgets.chrome import ScreenFooter
 
 OWN_WIDGET_PREFIX = "salve_tui."  # keys of our own widgets (heatmap, tables) are the screen's
@@ -65,7 +66,7 @@ def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(OnceModal[None]):
     """Lists the keys of the screen it was opened from."""
 
     BINDINGS: ClassVar[list[Binding]] = [
@@ -121,7 +122,7 @@ class HelpScreen(ModalScreen[None]):
     def on_key(self, event: events.Key) -> None:
         """A view's key opens that view (help closes first)."""
         view = next((name for key, _, name in self._views() if key == event.key), None)
-        if view is None:
+        if view is None or self._answered:
             return
         event.stop()
         self.dismiss(None)

@@ -15,8 +15,9 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from salve_tui.app.screens.confirm import OnceModal
 
 KEPT = 50
 SEVERITY_STYLES = {"information": "", "warning": "yellow", "error": "bold red"}
@@ -56,7 +57,7 @@ class MessageHistory:
         return text
 
 
-class MessagesScreen(ModalScreen[None]):
+class MessagesScreen(OnceModal[None]):
     """The message history as a scrollable list; esc or ctrl+n closes it."""
 
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape,ctrl+n,q", "dismiss", "Close")]

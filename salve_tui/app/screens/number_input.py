@@ -9,8 +9,9 @@ from typing import ClassVar, TypeVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from salve_tui.app.screens.confirm import OnceModal
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ def parse_number(text: str, minimum: float | None = None, maximum: float | None 
     return value
 
 
-class PromptModal(ModalScreen[T | None]):
+class PromptModal(OnceModal[T | None]):
     """Asks for one line of text and returns ``parse(text)``; a ValueError from ``parse`` is shown
     under the field and the dialog stays open. esc returns None."""
 
