@@ -43,7 +43,7 @@ from salve_tui.app.jobs import (
     JobRunner,
     JobStarted,
 )
-from salve_tui.app.palette import SalveCommands, everywhere_commands, guard_option_list_paging
+from salve_tui.app.palette import SalveCommands, everywhere_commands, guard_textual
 from salve_tui.app.preload import SessionAssets, unfreeze_objects
 from salve_tui.app.screens.base import SalveScreen, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
@@ -57,7 +57,7 @@ from salve_tui.app.screens.messages import (
 
 LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (the bar is live)
 
-guard_option_list_paging()  # Textual's paging before the first layout raised KeyError: 0
+guard_textual()  # palette paging before its layout (KeyError: 0), search of a closed palette
 
 
 class SalveApp(App[None]):

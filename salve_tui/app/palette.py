@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from textual.app import SystemCommand
-from textual.command import DiscoveryHit, Hit, Hits
+from textual.command import CommandList, DiscoveryHit, Hit, Hits
 from textual.system_commands import SystemCommandsProvider
 
 SPELLED_OUT = {"α": "alpha", "β": "beta", "μ": "mu", "Δ": "delta", "δ": "delta", "λ": "lambda",
@@ -103,5 +103,40 @@ def everywhere_commands(app, screen) -> Iterator[SystemCommand]:  # noqa: ANN001
 def _open_and_run(app, view_name: str, cls: type, action: str) -> None:  # noqa: ANN001
     app.open_view(view_name)
     screen = app.screen
-    if isinstance(screen, cls):
-        app.call_after_refresh(screen.run_action, action)
+    if isinstance(screen, cls):  # queued behind the screen's own compose and mount
+        screen.call_later(screen.run_action, action)
+
+
+def guard_palette_search() -> None:
+    """Work around Textual's palette search failing when the palette closed before it started.
+
+    ``CommandPalette._gather_commands`` (a worker) begins with ``query_one(CommandList)``; with
+    ctrl+p then esc typed within a frame the palette is gone by then, the worker raises
+    ``NoMatches`` and the failed worker ended the app. A search of a closed palette now ends
+    quietly.
+    """
+    from textual import work
+    from textual.command import CommandPalette
+    from textual.css.query import NoMatches
+
+    original = CommandPalette._gather_commands
+    if getattr(original, "salve_guarded", False):
+        return
+    plain = original.__wrapped__  # the coroutine under Textual's @work
+
+    @work(exclusive=True, group=CommandPalette._GATHER_COMMANDS_GROUP)
+    async def gather(self: CommandPalette, search_value: str) -> None:
+        try:
+            await plain(self, search_value)
+        except NoMatches:
+            if self.is_attached and self.query(CommandList):
+                raise  # not the closed-palette case: let Textual report it
+
+    gather.salve_guarded = True  # type: ignore[attr-defined]
+    CommandPalette._gather_commands = gather  # type: ignore[method-assign]
+
+
+def guard_textual() -> None:
+    """Both palette work-arounds above (idempotent; called when the app module loads)."""
+    guard_option_list_paging()
+    guard_palette_search()

@@ -254,7 +254,7 @@ class AlphaCritScreen(SessionScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "crit-summary" and self.filter_class is not None \
-                and event.row_key.value is not None:
+                and getattr(event.row_key, "value", None) is not None:
             self.filter_class = int(event.row_key.value)
             self._fill_samples()
 

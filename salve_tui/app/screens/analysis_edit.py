@@ -296,7 +296,7 @@ class EditPreviewScreen(SessionScreen):
         self._settings_changed()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if not self._table_ready or event.row_key.value is None:
+        if not self._table_ready or getattr(event.row_key, "value", None) is None:
             return
         c = int(event.row_key.value)
         if c == self.target_class:

@@ -205,7 +205,7 @@ class RobustnessScreen(SessionScreen):
         widget.refresh()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None and int(event.row_key.value) != self.target:
+        if getattr(event.row_key, "value", None) is not None and int(event.row_key.value) != self.target:
             self.target = int(event.row_key.value)
             self._draw_plot()
 

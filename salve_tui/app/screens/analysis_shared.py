@@ -289,7 +289,7 @@ class ClassTargetScreen(SessionScreen):
             self._fill_classes()  # the cursor's row is highlighted: that class becomes the target
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.inputs is None or event.data_table.id != self.TABLE or event.row_key.value is None:
+        if self.inputs is None or event.data_table.id != self.TABLE or getattr(event.row_key, "value", None) is None:
             return
         c = int(event.row_key.value)
         if c != self.target_class:

@@ -102,22 +102,23 @@ class SalveScreen(Screen):
         """Below :data:`MIN_SIZE` one notice says what size is needed (instead of cut text)."""
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
-        if small:  # mounted the first time it is needed: no cost on the usual first paint
+        if small and self.is_attached:  # mounted the first time it is needed: no cost on the usual first paint
             notices = self.query(TooSmallNotice)
             if notices:
                 notices.first().update(too_small_text(width, height))
             else:
                 self.mount(TooSmallNotice(too_small_text(width, height)))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys typed in the frame that pushed the screen reach it before its widgets exist.
+        return True if self.is_mounted else None
+
     def action_open_filter(self) -> None:
-        """``/``: open the screen's filter field (screens with a long table or list have one)."""
+        """``/``: open the filter field of a screen with a long list (it has ``apply_filter``)."""
         from salve_tui.app.widgets.filter import FilterBar
 
         for bar in self.query(FilterBar):
             bar.open()
-
-    def apply_filter(self, text: str) -> None:
-        """Keep the rows matching ``text`` (see :mod:`salve_tui.app.widgets.filter`). Override."""
 
 
     def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:
@@ -303,13 +304,13 @@ class SessionScreen(SalveScreen):
         return session
 
     def on_mount(self) -> None:
-        # Textual calls on_mount along the MRO, subclass first: a subclass's on_mount (building
-        # tables) has run when this refresh happens. Subclasses must not call super().on_mount().
+        # Along the MRO, subclass first (its tables are built); subclasses don't call super().
+        if not self.is_attached:  # esc typed in the frame that pushed it: already gone
+            return
         self.salve.job_events.subscribe(self, self._job_event)
         if self.LOADING:
             self.mount(LoadingNotice(self.loading_what()))
-            # After the first frame: the worker's reads would otherwise compete for the GIL with
-            # the layout and delay the first paint.
+            # After the first frame: the worker's reads would delay its layout (the GIL).
             self.call_after_refresh(self.refresh_from_session)
         else:
             self.refresh_from_session()
@@ -427,6 +428,8 @@ class SessionScreen(SalveScreen):
         self.show_error(message.error)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not super().check_action(action, parameters):
+            return None
         if action in self.CONTENT_ACTIONS and not self.loaded:
             return None  # shown greyed in the footer; the key does nothing until the content is in
         return True
