@@ -110,8 +110,7 @@ class SalveScreen(Screen):
                 self.mount(TooSmallNotice(too_small_text(width, height)))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Keys typed in the frame that pushed the screen reach it before its widgets exist.
-        return True if self.is_mounted else None
+        return True if self.is_mounted else None  # keys typed in the frame that pushed it
 
     def action_open_filter(self) -> None:
         """``/``: open the filter field of a screen with a long list (it has ``apply_filter``)."""
@@ -428,8 +427,8 @@ class SessionScreen(SalveScreen):
         self.show_error(message.error)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if not super().check_action(action, parameters):
-            return None
+        if not super().check_action(action, parameters) or self.salve.session is None:
+            return None  # not mounted yet, or the session closed under a key still queued
         if action in self.CONTENT_ACTIONS and not self.loaded:
             return None  # shown greyed in the footer; the key does nothing until the content is in
         return True
