@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import core.store.arrayfiles as store_arrays
 import core.store.session as store
 from core.config import demo_config
 from core.control.spec import EditSpec
@@ -182,8 +183,8 @@ def main() -> None:
         # the obvious store: everything inside the one file, each transaction copies it
         old = folder / "obvious.h5"
         small_source = SyntheticSource(args.obvious_rows, args.classes)
-        saved = store.EXTERNAL_MIN_BYTES
-        store.EXTERNAL_MIN_BYTES = 1 << 62
+        saved = store_arrays.EXTERNAL_MIN_BYTES
+        store_arrays.EXTERNAL_MIN_BYTES = 1 << 62
         try:
             with Session.create(old, demo_config("obvious")) as s:
                 with s.transaction() as t:
@@ -198,7 +199,7 @@ def main() -> None:
                         t.write_rows("activations/train/labels", row, labels)
             tx_old = small_transactions(old, 3)
         finally:
-            store.EXTERNAL_MIN_BYTES = saved
+            store_arrays.EXTERNAL_MIN_BYTES = saved
         result.update(obvious_rows=args.obvious_rows, obvious_file_bytes=old.stat().st_size,
                       obvious_small_transaction_s=round(statistics.median(tx_old), 4))
         # the new store at the obvious size, for the same comparison at equal data

@@ -27,12 +27,27 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.control.alpha_crit import alpha_crit_all_classes  # noqa: E402
+from core.control.alpha_crit import class_alpha_crit  # noqa: E402
 from core.control.curves import dominant_features, per_class_accuracy
 from core.control.edit import edited_linear  # noqa: E402
+from core.control.methods.base import CachedInputs, EditRequest
 from core.control.methods.salve import auto_alpha_max
 from core.control.spec import EditSpec  # noqa: E402
-from core.control.sweep import sweep_all_dominant
+from core.control.sweep import sweep
+
+
+def sweep_all_dominant(A, labels, W, b, D, M, alphas, modulation):  # noqa: ANN001, ANN201
+    """The fast path: one dominant-feature sweep per class on its grid."""
+    x = CachedInputs(A, labels, W, b, D, M)
+    return [sweep("salve", x, EditRequest(c, None, alphas[c], modulation=modulation))
+            for c in range(W.shape[0])]
+
+
+def alpha_crit_all_classes(A, labels, W, b, D, M):  # noqa: ANN001, ANN201
+    """α_crit of every class with samples on its dominant feature."""
+    dominant = dominant_features(M)
+    return [class_alpha_crit(A, labels, W, b, D, c, int(dominant[c]))
+            for c in sorted(set(labels.tolist()))]
 
 
 def make_data(n_test: int, n_classes: int = 10, d: int = 512, h: int = 64, seed: int = 0):

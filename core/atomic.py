@@ -183,19 +183,55 @@ def atomic_path(path: str | os.PathLike, overwrite: bool | None = None) -> Itera
         tmp.unlink(missing_ok=True)
 
 
+class _RecordingFile:
+    """A file object that remembers the OS error of a failed write or flush, then re-raises it."""
+
+    def __init__(self, raw: IO[Any]) -> None:
+        self._raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._raw.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._raw.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    def __iter__(self):
+        return iter(self._raw)
+
+
 @contextmanager
 def atomic_write(
     path: str | os.PathLike, mode: str = "wb", overwrite: bool | None = None, **open_kwargs: Any
 ) -> Iterator[IO[Any]]:
     """Open a temp file beside ``path`` for writing; on success fsync it and rename it over ``path``."""
     with atomic_path(path, overwrite) as tmp:
+        handle: _RecordingFile | None = None
         try:
-            with open(tmp, mode, **open_kwargs) as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
+            with open(tmp, mode, **open_kwargs) as raw:
+                handle = _RecordingFile(raw)
+                yield handle  # type: ignore[misc]
+                raw.flush()
+                os.fsync(raw.fileno())
         except OSError as exc:
             raise _fail(exc, Path(path)) from None
+        except Exception:
+            # a writer that turns a failed write into its own error (torch.save: "unexpected
+            # pos" from its zip writer on a full disk) still gets one message naming the cause
+            if handle is not None and handle.error is not None:
+                raise _fail(handle.error, Path(path)) from None
+            raise
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool | None = None) -> Path:
@@ -208,3 +244,15 @@ def write_text(path: str | os.PathLike, text: str, overwrite: bool | None = None
     with atomic_write(path, "w", overwrite, encoding="utf-8", newline="") as handle:
         handle.write(text)
     return Path(path)
+
+
+def copy_exclusive(src: Path, dst: Path) -> None:
+    """Copy ``src`` to a new file ``dst`` that must not exist: never writes through a link or over a
+    file someone placed at ``dst`` (``O_EXCL`` does not follow links)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, default_file_mode())
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb", closefd=False) as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    finally:
+        os.close(fd)
+

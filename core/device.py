@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+DEVICE_KINDS = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device_setting(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (lower-cased), else ValueError naming
+    the choices: checked when the setting is given, not as a torch error in the middle of a run."""
+    setting = (text or "").strip().lower()
+    kind, colon, index = setting.partition(":")
+    if kind not in DEVICE_KINDS or (colon and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device '{text}'; use auto, cpu, cuda, cuda:N (N a GPU index) or mps")
+    return setting
+
 
 def resolve_device(setting: str = "auto"):
     """Return a ``torch.device`` for ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.

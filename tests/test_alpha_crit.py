@@ -11,14 +11,23 @@ import torch
 
 from core.control.alpha_crit import (
     alpha50,
-    alpha_crit_all_classes,
     class_alpha_crit,
     numerical_alpha_crit,
     sample_rows,
     summary_rows,
     write_csv,
 )
+from core.control.curves import dominant_features
 from core.control.methods.salve import salve_sweep
+
+
+def alpha_crit_all_classes(A, labels, W, b, D, M, classes=None, features=None, **kwargs):  # noqa: ANN001, ANN201
+    """class_alpha_crit of each class with samples, on its dominant feature (or features[c])."""
+    present = set(labels.unique().tolist())
+    classes = [c for c in (range(W.shape[0]) if classes is None else classes) if c in present]
+    dominant = dominant_features(M)
+    return [class_alpha_crit(A, labels, W, b, D, c, int((features or {}).get(c, dominant[c])), **kwargs)
+            for c in classes]
 
 # Hand-worked model: d = 3, classes 0..2, bias 0.
 #   W_0 = (2, 1, 0), W_1 = (0, 0, 1), W_2 = (0, 0, −1);  feature 0: D[:,0] = (−.5, 0, 0).

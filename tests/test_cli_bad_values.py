@@ -123,3 +123,21 @@ def test_bad_value_is_refused_with_one_message(workspace: Path, command: str, ro
     assert "Traceback" not in text and "code ran" not in text, text
     assert "error" in text, text
     assert snapshot(workspace) == before, f"{argv} changed files on disk"
+
+
+def test_command_module_error_is_one_message_under_python_m(tmp_path: Path) -> None:
+    """Run as ``python -m salve_tui.cli.main`` (as torchrun and the child-process tests do), a
+    command module's ``CliError`` is still one ``error:`` line with exit status 2. When command
+    modules imported ``cli.main``, they raised a second copy's ``CliError``, which the
+    ``__main__`` copy did not catch: a traceback and exit status 1."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    argv = [sys.executable, "-m", "salve_tui.cli.main", "saliency", "nosuch", "--sample", "0",
+            "--sessions-dir", str(tmp_path)]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=root, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: give exactly one of --feature K (Grad-FAM) or --class C (Grad-CAM)"

@@ -99,7 +99,7 @@ def test_image_folder_loads_and_skips_a_corrupt_file(tmp_path):
 
 
 def test_solid_colour_file_gives_hand_computed_normalised_pixel(tmp_path):
-    write_tree(tmp_path, {"train": {"a": 1, "b": 1}, "val": {"a": 1, "b": 1}})
+    write_tree(tmp_path, {"train": {"a": 1, "b": 2}, "val": {"a": 1, "b": 1}})
     colour = np.array([200, 100, 50], dtype=np.uint8)
     solid = tmp_path / "train" / "a" / "solid.png"
     write_image(solid, np.broadcast_to(colour, (40, 70, 3)).copy())

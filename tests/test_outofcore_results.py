@@ -230,6 +230,7 @@ def test_curve_batches_sized_from_a_tiny_budget_give_the_same_sweep(big_test_spl
     curve is the default-batch curve bit for bit."""
     from core.config import MEMORY_BUDGET_ENV
     from core.control.curves import DEFAULT_CHUNK_ELEMENTS, curve_chunk_elements
+    from core.control.methods.base import EditRequest
     from core.control.sweep import sweep
     from core.workflow.inputs import clear_input_cache, load_inputs
 
@@ -239,10 +240,10 @@ def test_curve_batches_sized_from_a_tiny_budget_give_the_same_sweep(big_test_spl
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "90%")
     with Session.open(big_test_split, read_only=True) as session:
         x = load_inputs(session).cached()
-        default = sweep(method, x, 3, None, None, "suppress", modulation, 40)
+        default = sweep(method, x, EditRequest(3, None, None, "suppress", modulation, 40))
         monkeypatch.setenv(MEMORY_BUDGET_ENV, "1M")
         seen = []
-        tiny = sweep(method, x, 3, None, None, "suppress", modulation, 40, progress=seen.append)
+        tiny = sweep(method, x, EditRequest(3, None, None, "suppress", modulation, 40), progress=seen.append)
     assert_same_sweep(tiny, default)
     assert len({p.done for p in seen}) >= 14  # ≥ ⌈40 / 3⌉ batches (16,384 // 5,000 values each)
 

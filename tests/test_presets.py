@@ -54,32 +54,49 @@ def test_augment_setting(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])
-def test_real_data_default_sae_width_is_a_multiple_of_d(tmp_path: Path, capsys, arch: str) -> None:
-    """Without a preset, real data gets h = 4·d (never the trivial h = d of the tiny ViT's
-    d = 64); a user who forces h ≤ d gets it, and the quality gate still fires."""
-    from core.config import SAE_WIDTH_MULTIPLE
-    from core.discover.backbone import head_input_dim
+def test_real_data_default_sae_is_small_and_follows_the_classes(tmp_path: Path, capsys, arch: str) -> None:
+    """Without a preset, real data gets the small SAE chosen by measured outcome (issue 19):
+    h = max(64, 4·C) rounded up to 64, whatever the architecture's d; normalised; the
+    from-scratch backbone recipe. A forced width is kept and no width gate fires."""
+    from core.config import real_data_sae_hidden
     from core.workflow.quality import check_sae
 
-    d = head_input_dim(arch, 64)
-    (tmp_path / "images").mkdir()
-    base = ["--sessions-dir", str(tmp_path), "--arch", arch, "--data", "imagefolder",
-            "--data-path", str(tmp_path / "images"), "--image-size", "64", "--json"]
-    assert main(["new", f"real-{arch}", *base]) == 0
-    sae = json.loads(capsys.readouterr().out)["config"]["sae"]
-    assert SAE_WIDTH_MULTIPLE == 4 and sae["hidden"] == 4 * d and sae["normalize"] is True
-    assert check_sae(sae["hidden"], d, None, None) == []
+    def folder(n_classes: int) -> Path:
+        root = tmp_path / f"images{n_classes}"
+        for c in range(n_classes):
+            (root / "train" / f"c{c}").mkdir(parents=True, exist_ok=True)
+        return root
 
-    assert main(["new", f"forced-{arch}", *base, "--sae-hidden", str(d)]) == 0
-    forced = json.loads(capsys.readouterr().out)["config"]["sae"]["hidden"]
-    assert forced == d
-    (gate,) = check_sae(forced, d, None, None)
-    assert gate.code == "sae_not_overcomplete" and "trivial" in gate.message
+    base = ["--sessions-dir", str(tmp_path), "--arch", arch, "--data", "imagefolder", "--image-size", "64", "--json"]
+    for n_classes, hidden in ((10, 64), (16, 64), (17, 128), (100, 448)):
+        assert real_data_sae_hidden(n_classes) == hidden
+        assert main(["new", f"real-{arch}-{n_classes}", *base, "--data-path", str(folder(n_classes))]) == 0
+        config = json.loads(capsys.readouterr().out)["config"]
+        sae = config["sae"]
+        assert sae["hidden"] == hidden and sae["normalize"] is True and sae["l1_coeff"] == pytest.approx(1e-2)
+        assert sae["epochs"] == 200 and sae["lr_step_epochs"] == 40
+        assert config["backbone"]["batch_size"] == 64 and config["backbone"]["schedule"] == "onecycle"
+    assert real_data_sae_hidden(None) == 64
+
+    assert main(["new", f"forced-{arch}", *base, "--data-path", str(folder(10)), "--sae-hidden", "64",
+                 "--l1", "0.05"]) == 0
+    forced = json.loads(capsys.readouterr().out)["config"]["sae"]
+    assert forced["hidden"] == 64 and forced["l1_coeff"] == pytest.approx(0.05)
+    assert check_sae(forced["hidden"], None, None) == []
 
 
-def test_default_sae_hidden_rejects_non_overcomplete_multiples() -> None:
+def test_fine_tuning_real_data_keeps_the_paper_backbone_recipe(tmp_path: Path, capsys) -> None:
+    from core.config import real_data_config
+
+    tuned = real_data_config("x", 10, from_scratch=False).backbone
+    assert (tuned.batch_size, tuned.lr, tuned.epochs) == (16, 1e-4, 10)
+    scratch = real_data_config("x", 10).backbone
+    assert (scratch.batch_size, scratch.lr, scratch.epochs) == (64, 2e-3, 8)
+
+
+def test_paper_sae_hidden_is_a_multiple_of_d() -> None:
     from core.config import default_sae_hidden
 
-    assert default_sae_hidden(64) == 256 and default_sae_hidden(512, 2) == 1024
+    assert default_sae_hidden(64) == 128 and default_sae_hidden(512, 4) == 2048  # paper preset: 2·d
     with pytest.raises(ValueError, match="multiple ≥ 2"):
         default_sae_hidden(64, 1)

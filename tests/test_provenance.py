@@ -14,7 +14,8 @@ from core.workflow.alpha_crit import run_alpha_crit
 from core.workflow.edits import build_spec, record_edit
 from core.workflow.inputs import clear_input_cache, load_inputs
 from core.workflow.pipeline import run_stage
-from core.workflow.provenance import stale_results, staleness, when
+from core.workflow.provenance import staleness, when
+from core.workflow.results import stale_results
 from core.workflow.sweeps import run_sweep
 from salve_tui.cli.main import main
 

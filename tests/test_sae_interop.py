@@ -338,3 +338,31 @@ def test_imported_jumprelu_exports_back_as_jumprelu(session_path: Path, tmp_path
     for name in ("W_enc", "W_dec", "b_dec", "threshold"):
         np.testing.assert_array_equal(back[name], t[name])
     np.testing.assert_allclose(back["b_enc"], t["b_enc"], rtol=1e-6, atol=1e-6)
+
+
+def test_nested_or_huge_cfg_json_is_refused_in_one_line_and_writes_nothing(session_path: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    """Issue 23 (bounded parsing): a cfg.json nested 200,000 deep, or past the size limit, is one
+    clear message (no RecursionError traceback) and leaves the session and the folder as they were."""
+    from core.workflow.sae_io import CFG_MAX_BYTES
+
+    with Session.open(session_path, read_only=True) as s:
+        d = s.read_array("activations/train/a").shape[1]
+        stages_before = {k: v.state for k, v in s.stages().items()}
+        before = load_sae_arrays(s)
+    deep = _folder(tmp_path / "deep", _tensors(d_in=d), _cfg(d))
+    text = json.dumps(_cfg(d))
+    (deep / "cfg.json").write_text(text[:-1] + ', "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    huge = _folder(tmp_path / "huge", _tensors(d_in=d), {**_cfg(d), "pad": "x" * CFG_MAX_BYTES})
+    for folder, message in ((deep, "nested 200001 levels deep"), (huge, "kB, more than this tool reads")):
+        listing = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
+        assert main(["sae", "import", str(session_path), str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "cfg.json" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir()) == listing
+    with Session.open(session_path, read_only=True) as s:
+        assert {k: v.state for k, v in s.stages().items()} == stages_before
+        assert s.read_json(SAE_IMPORT_KEY, None) is None
+        for name, value in before.items():
+            np.testing.assert_array_equal(load_sae_arrays(s)[name], value)

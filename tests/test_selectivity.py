@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.control.curves import SweepResult
-from core.control.methods.base import CachedInputs
+from core.control.methods.base import CachedInputs, EditRequest, with_direction
 from core.control.selectivity import (
     control_summary,
     control_sweeps,
@@ -18,7 +18,6 @@ from core.control.selectivity import (
     random_direction,
     selectivity,
     unedited_accuracy,
-    with_direction,
 )
 from core.control.sweep import sweep
 
@@ -59,6 +58,29 @@ def test_hand_worked_selectivity() -> None:
     # A target already below 10% before the edit has no selective window at all.
     low = selectivity(result, torch.tensor([0.05, 0.9, 0.5], dtype=torch.float64))
     assert low.window() == [] and low.summary(["a", "b", "c"])["target_suppressed_before_edit"]
+    assert summary["no_window_reason"] is None
+
+
+@pytest.mark.parametrize(("base", "has_window"), [(0.111, False), (0.2999, False), (0.30, True), (0.9, True)])
+def test_no_window_within_the_margin_of_the_target(base: float, has_window: bool) -> None:
+    """Issue 19: a class at 11.1% (4/36) 'suppressed' to 8.3% (3/36) got a window. The same
+    curve (target 4/36 → 3/36, others untouched) gets one only with a baseline ≥ 10% + 20%."""
+    result = _hand_sweep()
+    result.per_class_accuracy[0] = torch.tensor([base, base, 3 / 36, 3 / 36], dtype=torch.float64)
+    result.per_class_accuracy[1:] = torch.tensor([[0.9] * 4, [0.5] * 4], dtype=torch.float64)
+    s = selectivity(result, torch.tensor([base, 0.9, 0.5], dtype=torch.float64))
+    summary = s.summary(["a", "b", "c"])
+    assert summary["has_selective_window"] is has_window
+    assert s.window() == ([(2.0, 3.0)] if has_window else [])
+    assert summary["thresholds"]["window_margin"] == pytest.approx(0.2)
+    if has_window:
+        assert summary["no_window_reason"] is None
+    else:
+        assert f"{base:.1%}" in summary["no_window_reason"] and "≥ 30%" in summary["no_window_reason"]
+        from core.workflow.selectivity import compact_selectivity_lines, selectivity_lines
+
+        assert selectivity_lines(summary)[1].startswith("no window for this class: baseline accuracy")
+        assert compact_selectivity_lines(summary)[1].startswith("no window: baseline")
 
 
 def _problem(seed: int = 3, n: int = 240, C: int = 4, d: int = 24, h: int = 6) -> CachedInputs:
@@ -78,10 +100,10 @@ def test_appended_direction_sweeps_like_the_feature_itself() -> None:
     x = _problem()
     alphas = torch.linspace(0, 3, 7, dtype=torch.float64)
     for method in ("salve", "steer"):
-        plain = sweep(method, x, 1, [1], alphas)
+        plain = sweep(method, x, EditRequest(1, [1], alphas))
         xr, k = with_direction(x, x.D[:, 1])
         assert k == x.D.shape[1]
-        appended = sweep(method, xr, 1, [k], alphas)
+        appended = sweep(method, xr, EditRequest(1, [k], alphas))
         torch.testing.assert_close(appended.per_class_accuracy, plain.per_class_accuracy)
 
 
@@ -95,7 +117,7 @@ def test_controls_and_their_choice() -> None:
     assert float(r.norm()) == pytest.approx(float(x.D[:, 2].norm()), rel=1e-6)
     baseline = unedited_accuracy(x)
     for method in ("salve", "steer", "rome"):
-        main = sweep(method, x, 0, None if method == "rome" else [0])
+        main = sweep(method, x, EditRequest(0, None if method == "rome" else [0]))
         controls = control_sweeps(main, x)
         assert set(controls) == {"low_association", "random"}
         for c in controls.values():
@@ -105,7 +127,7 @@ def test_controls_and_their_choice() -> None:
         summary = control_summary(sel, controls, ["a", "b", "c", "d"], 1.0)
         assert math.isfinite(summary["random"]["target_accuracy_at_main_alpha50"])
     # The dominant feature suppresses its class; at the same α the random direction does less.
-    main = sweep("salve", x, 0, [0])
+    main = sweep("salve", x, EditRequest(0, [0]))
     controls = control_sweeps(main, x)
     assert float(main.per_class_accuracy[0, -1]) < 0.1
     assert float(controls["random"].per_class_accuracy[0, -1]) > float(main.per_class_accuracy[0, -1])

@@ -329,7 +329,7 @@ def test_missing_or_damaged_array_file_is_named(session: Session) -> None:
 
 def _schema_1_session(path: Path, monkeypatch: pytest.MonkeyPatch) -> np.ndarray:
     """A session as schema 1 wrote it: every array inside the one file."""
-    import core.store.session as store
+    import core.store.arrayfiles as store
 
     big = np.arange(600_000, dtype=np.float32).reshape(1000, 600)
     monkeypatch.setattr(store, "EXTERNAL_MIN_BYTES", 1 << 62)
@@ -409,9 +409,9 @@ def test_cli_copy_delete_and_migration_note(tmp_path: Path, monkeypatch, capsys)
     with Session.open(tmp_path / "new.h5") as s:  # the copy is still schema 1 until it is written
         assert np.array_equal(s.read_array("activations/test/a"), big)
     # the first write to the schema-1 session migrates it; the CLI shows the notice on one line
-    from salve_tui.cli.main import _show_store_notices
+    from salve_tui.cli.common import show_store_notices
 
-    _show_store_notices()
+    show_store_notices()
     with Session.open(tmp_path / "old.h5") as s, s.transaction() as tx:
         tx.write_json("note", 1)
     err = capsys.readouterr().err
@@ -464,7 +464,7 @@ def test_activation_stage_commits_by_bytes_as_well_as_by_time(session: Session, 
         stream_activations,
     )
 
-    monkeypatch.setattr("core.store.session.EXTERNAL_MIN_BYTES", 1)
+    monkeypatch.setattr("core.store.arrayfiles.EXTERNAL_MIN_BYTES", 1)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
 

@@ -281,6 +281,38 @@ def test_corrupt_array_read_names_the_dataset_and_blocks_export(built_session_pa
     assert rc_good == 0 and "ok" in out_good
 
 
+def _flip_first_chunk(path: Path, key: str) -> Path:
+    """Flip one byte of the first stored chunk of ``key`` (in its array file when it has one)."""
+    target, name = path, key
+    with h5py.File(path, "r") as f:
+        if f[key].is_virtual:
+            (source,) = {(s.file_name, s.dset_name) for s in f[key].virtual_sources()}
+            target, name = path.parent / source[0], source[1]
+    with h5py.File(target, "r") as g:
+        ds = g[name]
+        offset = ds.id.get_offset() if ds.chunks is None else ds.id.get_chunk_info(0).byte_offset
+    with open(target, "r+b") as f:
+        f.seek(offset + 8)
+        b = f.read(1)[0]
+        f.seek(offset + 8)
+        f.write(bytes([b ^ 0xFF]))
+    return target
+
+
+def test_edit_export_checks_only_what_it_reads(built_session_path, tmp_path) -> None:
+    """Damaged training activations: ``verify`` fails on them, yet an edit export (which never
+    reads them) works, so an export does not read the whole session first (issue 21 item 6)."""
+    path = _copy_built(built_session_path, tmp_path)
+    _flip_first_chunk(path, "activations/train/a")
+    rc, out = run_cli("verify", "tiny", "--sessions-dir", str(tmp_path))
+    assert rc != 0 and "activations/train/a" in out
+    out_file = tmp_path / "model.pt"
+    rc, out = run_cli("edit", "tiny", "--sessions-dir", str(tmp_path), "--class", "0", "--alpha", "1",
+                      "--out", str(out_file), "--no-record")
+    assert rc == 0, out
+    assert out_file.exists() and "Traceback" not in out
+
+
 # ----------------------------------------------------------------------------- environment (item 8)
 
 

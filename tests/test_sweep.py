@@ -10,10 +10,11 @@ from torch import nn
 
 from core.control.curves import SweepResult, per_class_accuracy
 from core.control.edit import edited_linear
+from core.control.methods.base import CachedInputs, EditRequest
 from core.control.methods.salve import auto_alpha_max, salve_logit_chunks, salve_sweep
 from core.control.robustness import seed_robustness
 from core.control.spec import EditSpec
-from core.control.sweep import edit_effect, sweep_all_dominant
+from core.control.sweep import edit_effect, sweep
 
 # Hand-worked model (same as tests/test_alpha_crit.py): logits = W a, b = 0, feature 0 touches
 # only coordinate 0 (|D_00| = .5), which only class 0 uses (weight 2). So under suppression
@@ -158,9 +159,10 @@ def test_sweep_result_json_round_trip_with_an_empty_class() -> None:
     assert torch.isnan(back.per_class_accuracy[4]).all()
 
 
-def test_sweep_all_dominant_uses_each_class_dominant_feature() -> None:
+def test_a_class_sweep_uses_its_dominant_feature() -> None:
     Ar, y, Wr, br, Dr, M = _random_problem(seed=7)
-    results = sweep_all_dominant(Ar, y, Wr, br, Dr, M, n_alphas=30)
+    x = CachedInputs(Ar, y, Wr, br, Dr, M)
+    results = [sweep("salve", x, EditRequest(c, n_points=30)) for c in range(5)]
     assert [r.features for r in results] == [[c] for c in range(5)]
     assert all(float(r.target_accuracy[-1]) <= 0.05 for r in results)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.control.methods.base import CachedInputs
+from core.control.methods.base import CachedInputs, EditRequest
 from core.control.sweep import sweep
 from core.discover.rankings import class_means
 from core.workflow.synthetic import SyntheticSpec, synthetic_model, synthetic_rows
@@ -30,8 +30,9 @@ def inputs(n: int = 301) -> CachedInputs:
 def test_row_chunked_sweep_equals_the_one_pass_sweep(method, mode, modulation, chunk_rows) -> None:
     x = inputs()
     for target in (0, 3):
-        whole = sweep(method, x, target, None, None, mode, modulation, 50)
-        chunked = sweep(method, x, target, None, None, mode, modulation, 50, chunk_rows=chunk_rows)
+        request = EditRequest(target, None, None, mode, modulation, 50)
+        whole = sweep(method, x, request)
+        chunked = sweep(method, x, request, chunk_rows=chunk_rows)
         assert chunked.features == whole.features and chunked.class_counts == whole.class_counts
         torch.testing.assert_close(chunked.alphas, whole.alphas, rtol=0, atol=0)
         torch.testing.assert_close(chunked.per_class_accuracy, whole.per_class_accuracy, rtol=0, atol=0,
@@ -44,8 +45,8 @@ def test_row_chunked_sweep_equals_the_one_pass_sweep(method, mode, modulation, c
 def test_chunks_report_progress_and_rome_runs_in_one_piece() -> None:
     x = inputs()
     seen = []
-    sweep("salve", x, 1, None, None, n_points=20, chunk_rows=50, progress=seen.append)
+    sweep("salve", x, EditRequest(1, n_points=20), chunk_rows=50, progress=seen.append)
     assert [p.done for p in seen if p.stage == "sweep" and "rows" in p.message][-1] == 301
-    whole = sweep("rome", x, 1, n_points=20)
-    chunked = sweep("rome", x, 1, n_points=20, chunk_rows=50)
+    whole = sweep("rome", x, EditRequest(1, n_points=20))
+    chunked = sweep("rome", x, EditRequest(1, n_points=20), chunk_rows=50)
     torch.testing.assert_close(chunked.per_class_accuracy, whole.per_class_accuracy, equal_nan=True)

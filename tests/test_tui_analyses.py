@@ -15,6 +15,7 @@ from test_tui_helpers import cells_after, line_with, screen_text, wait_for
 from textual.widgets import ContentSwitcher, DataTable, Input, Static
 
 from core.control.alpha_crit import class_alpha_crit
+from core.control.methods.base import EditRequest
 from core.store.session import Session, copy_session
 from core.workflow.edits import preview_edit
 from core.workflow.feature_card import feature_card, split_latents
@@ -22,7 +23,7 @@ from core.workflow.ground_truth import run_groundtruth
 from core.workflow.inputs import load_inputs
 from core.workflow.pipeline import load_activations, load_classifier_head, load_sae_arrays
 from core.workflow.saliency_maps import saliency_map
-from core.workflow.sweeps import run_sweep
+from core.workflow.sweeps import compute_sweep
 from salve_tui.app.app import SalveApp
 from salve_tui.app.screens.analysis_alpha_explorer import AlphaExplorerScreen
 from salve_tui.app.screens.analysis_confusion import ConfusionScreen
@@ -257,8 +258,7 @@ async def test_methods_screen_plots_the_three_curves_of_one_target(tiny_folder: 
         await wait_for(pilot, lambda: screen.curves["salve"].target_class == 1, what="class 1")
         k = int(x.dominant[1])
         for method in ("salve", "rome", "steer"):
-            ref = run_sweep(None, 1, None if method == "rome" else [k], "suppress", method,
-                            record=False, inputs=x)
+            ref = compute_sweep(x, method, EditRequest(1, None if method == "rome" else [k]))
             torch.testing.assert_close(screen.curves[method].per_class_accuracy, ref.per_class_accuracy,
                                        equal_nan=True)
         table = text_of(screen, "#methods-table")

@@ -116,7 +116,11 @@ def test_head_dims_known_without_torch_match_the_models() -> None:
 
 
 async def test_sae_width_follows_model_and_data_until_typed(tmp_path: Path) -> None:
-    """Real data gets h = 4·d as `salve new` gives it (and normalised activations); a typed width stays."""
+    """Real data gets the width `salve new` gives it (max(64, 4·C) from the class folders,
+    whatever the model); a typed width stays."""
+    folder = tmp_path / "classes17"
+    for c in range(17):
+        (folder / "train" / f"c{c}").mkdir(parents=True)
     app = SalveApp(sessions_folder=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
@@ -126,10 +130,13 @@ async def test_sae_width_follows_model_and_data_until_typed(tmp_path: Path) -> N
         assert hidden.value == "64"  # the demo's width on Shapes
         form.query_one("#field-dataset", Select).value = "imagefolder"
         await pilot.pause()
-        assert hidden.value == "2048"  # ResNet-18: d = 512
+        assert hidden.value == "64"  # classes unknown yet
+        form.query_one("#field-data_path", Input).value = str(folder)
+        await pilot.pause()
+        assert hidden.value == "128"  # 17 classes: 4·17 = 68, rounded up to 128
         form.query_one("#field-arch", Select).value = "vit_tiny"
         await pilot.pause()
-        assert hidden.value == "256"
+        assert hidden.value == "128"  # the model's d does not set it
         hidden.value = "100"
         form.query_one("#field-arch", Select).value = "resnet18"
         await pilot.pause()

@@ -10,10 +10,11 @@ For class c, feature k and each test sample of class c with activation a:
   the bracket is already exact and the two methods agree to rounding: a built-in check.
 - **empirical α50**: where the class's accuracy on the suppression curve falls to 50%.
 
-Total ablation is not a crossing (SPEC §4): under clamped suppression every factor is 0 from
-``α = 1/min_j |D_jk|`` on, and a logit that only reaches 0 there says the feature alone cannot
-flip the sample. Such roots are excluded from the numerical values and counted
-(``total_ablation``). Where the modulation makes ``z/S`` only a first-order estimate
+Total ablation is not a crossing (SPEC §4): under clamped suppression a root at or past
+α_off(95%), where coordinates holding 95% of ``Σ_j |D_jk|`` are switched off (every one from
+``1/min_j |D_jk|``), says the feature's near-total removal flips the sample, not a selective
+edit. Such roots are excluded and counted (``total_ablation``); a class where fewer than half
+of the samples keep a root shows no median (``core.control.alpha_off``). Where the modulation makes ``z/S`` only a first-order estimate
 (``ClassLogit.first_order_exact`` false), the summary says so (``analytic_exact``, ``note``).
 
 The validity diagnostic (A.6.3) is the distribution of ``1 − α_crit·|D_jk|`` over j for each
@@ -26,20 +27,18 @@ The enhancement analogue (``mode="enhance"``: samples with z < 0, α that lifts 
 
 from __future__ import annotations
 
-import csv
 import math
-import os
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from core.control.curves import SweepResult, check_data, dominant_features
-from core.control.methods.base import CachedInputs, ClassLogit, EditMethod
+from core.control.alpha_off import OFF_MASS_SHARE, alpha_off, beyond_off, shown_median
+from core.control.curves import SweepResult, check_data
+from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
 from core.control.methods.registry import get_method
 from core.control.spec import MODES, check_features, check_weight
-from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 DEFAULT_GRID_POINTS = 1000
 DEFAULT_REFINE_ROUNDS = 6
@@ -49,8 +48,6 @@ VALIDITY_BINS = 40
 #: never depends on a memory setting, and the working set (~(3·grid + 4·d)·8 bytes a sample,
 #: 7 MB at d = 768) stays small whatever the class size.
 ROW_CHUNK = 256
-# A root within this relative distance of the total-ablation point counts as reached only there.
-TOTAL_ABLATION_RTOL = 1e-9
 INEXACT_NOTE = (
     "analytic z/S is a first-order estimate under {modulation} {mode}: it is not the exact root"
 )
@@ -94,7 +91,7 @@ def numerical_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     refine_rounds: int = DEFAULT_REFINE_ROUNDS,
     refine_points: int = DEFAULT_REFINE_POINTS,
-    method: str | EditMethod = "salve",
+    method: str | EditMethod | None = None,
     logit: ClassLogit | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Root of the exact ``z_c(α)`` per sample, vectorised over samples.
@@ -141,19 +138,17 @@ def numerical_alpha_crit(
     return result, crossed, float(alpha_max)
 
 
-def at_total_ablation(roots: torch.Tensor, logit: ClassLogit) -> torch.Tensor:
-    """Which roots lie only at the total-ablation point (``logit.total_ablation_at``)."""
-    if logit.total_ablation_at is None:
-        return torch.zeros(roots.shape, dtype=torch.bool, device=roots.device)
-    limit = logit.total_ablation_at * (1.0 - TOTAL_ABLATION_RTOL)
-    return torch.isfinite(roots) & (roots >= limit)
+def ablation_limit(logit: ClassLogit, d_k: torch.Tensor) -> float | None:
+    """Where roots stop counting: α_off(95%) of ``d_k`` when the edit has a total-ablation
+    point (clamped suppression; see ``core.control.alpha_off``), else None (no limit)."""
+    return None if logit.total_ablation_at is None else alpha_off(d_k)
 
 
 def _class_logit(
     method: str | EditMethod, A: torch.Tensor, w_c: torch.Tensor, D: torch.Tensor, feature: int,
     mode: str, modulation: str,
 ) -> ClassLogit:
-    m = get_method(method) if isinstance(method, str) else method
+    m = get_method(method)
     logit = m.class_logit(A.double(), w_c.double(), D.double(), feature, mode, modulation)
     if logit is None:
         raise ValueError(f"α_crit is not defined for {m.label}: only methods that scale one feature's weights have it")
@@ -172,12 +167,7 @@ def alpha50(alphas: torch.Tensor, accuracy: torch.Tensor, level: float = 0.5) ->
     if below.numel() == 0:
         return None
     i = int(below[0])
-    a0, a1, y0, y1 = (
-        float(alphas[i - 1]),
-        float(alphas[i]),
-        float(accuracy[i - 1]),
-        float(accuracy[i]),
-    )
+    a0, a1, y0, y1 = (float(alphas[i - 1]), float(alphas[i]), float(accuracy[i - 1]), float(accuracy[i]))
     return a0 + (y0 - level) * (a1 - a0) / (y0 - y1)
 
 
@@ -210,10 +200,6 @@ def distribution_stats(values: torch.Tensor) -> dict[str, float | int | None]:
 # ----------------------------------------------------------------------------- per-class result
 
 
-def _num(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
-
-
 @dataclass
 class AlphaCritResult:
     """α_crit of one class for one feature: per-sample values and their summary."""
@@ -230,13 +216,12 @@ class AlphaCritResult:
     numerical: torch.Tensor  # NaN where excluded
     alpha_max: float  # numerical search range
     alpha50: float | None
-    validity_below_zero: (
-        torch.Tensor
-    )  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
+    validity_below_zero: torch.Tensor  # per sample: share of j with 1 − α_crit|D_jk| < 0 (NaN if no root)
     validity_histogram: dict[str, list[float]] = field(default_factory=dict)
     # per sample: the exact logit reached 0 only at total ablation (excluded from `numerical`)
     total_ablation: torch.Tensor | None = None
     first_order_exact: bool = True  # is z/S the exact root for this modulation?
+    alpha_off: float | None = None  # roots at or past it are excluded (clamped suppression)
 
     @property
     def total_ablation_mask(self) -> torch.Tensor:
@@ -270,6 +255,9 @@ class AlphaCritResult:
 
     def summary(self) -> dict[str, Any]:
         valid = self.validity_below_zero[torch.isfinite(self.validity_below_zero)]
+        numerical = distribution_stats(self.numerical)
+        shown, withheld = shown_median(numerical["median"], numerical["count"], int(self.z.numel()),
+                                       int(self.total_ablation_mask.sum()))
         return {
             "class": self.target_class,
             "feature": self.feature,
@@ -282,9 +270,13 @@ class AlphaCritResult:
             "total_ablation": int(self.total_ablation_mask.sum()),
             "analytic_exact": self.first_order_exact,
             "note": self.note,
+            "alpha_off": self.alpha_off,
+            "off_mass_share": OFF_MASS_SHARE if self.alpha_off is not None else None,
+            "shown": shown,
+            "withheld_reason": withheld,
             "analytic": distribution_stats(self.analytic),
-            "numerical": distribution_stats(self.numerical),
-            "alpha50": _num(self.alpha50),
+            "numerical": numerical,
+            "alpha50": json_safe(self.alpha50),
             "alpha_max": self.alpha_max,
             "validity": {
                 "mean_share_below_zero": float(valid.mean()) if valid.numel() else None,
@@ -312,10 +304,10 @@ class AlphaCritResult:
                     "feature": self.feature,
                     "z": float(self.z[i]),
                     "S": float(self.S[i]),
-                    "alpha_crit_analytic": _num(float(self.analytic[i])),
-                    "alpha_crit_numerical": _num(float(self.numerical[i])),
+                    "alpha_crit_analytic": json_safe(float(self.analytic[i])),
+                    "alpha_crit_numerical": json_safe(float(self.numerical[i])),
                     "total_ablation": bool(self.total_ablation_mask[i]),
-                    "validity_share_below_zero": _num(float(self.validity_below_zero[i])),
+                    "validity_share_below_zero": json_safe(float(self.validity_below_zero[i])),
                 }
             )
         return rows
@@ -323,9 +315,7 @@ class AlphaCritResult:
     def summary_row(self) -> dict[str, Any]:
         """The summary flattened to one CSV row."""
         s = self.summary()
-        row: dict[str, Any] = {
-            k: s[k] for k in ("class", "feature", "mode", "modulation", "n_samples")
-        }
+        row: dict[str, Any] = {k: s[k] for k in ("class", "feature", "mode", "modulation", "n_samples")}
         row["n_qualifying_analytic"] = s["n_qualifying_analytic"]
         row["n_qualifying_numerical"] = s["n_qualifying_numerical"]
         row["total_ablation"] = s["total_ablation"]
@@ -355,22 +345,23 @@ def class_alpha_crit(
     n_grid: int = DEFAULT_GRID_POINTS,
     curve: SweepResult | None = None,
     sample_indices: torch.Tensor | None = None,
-    method: str | EditMethod = "salve",
+    method: str | EditMethod | None = None,
     row_chunk: int | None = ROW_CHUNK,
 ) -> AlphaCritResult:
     """All α_crit diagnostics for ``target_class`` and ``feature``.
 
-    ``row_chunk``: evaluate at most that many of the class's samples at a time (SALVE; None:
-    all at once), which bounds the per-sample working set (the search grid's N × G values,
+    ``row_chunk``: evaluate at most that many of the class's samples at a time (methods whose
+    sweep is row-chunked; None: all at once), which bounds the per-sample working set (the search grid's N × G values,
     the validity terms' N × d). Per sample the numbers are those of one pass up to float64
     rounding of the row products (a row's product can round differently in a batch of
     another size: ~1e-16 relative); the validity histogram's counts are the same.
 
     ``curve``: a suppression curve of this feature to read α50 from (computed on the class's
     samples when omitted). ``sample_indices`` maps rows of ``A`` to dataset indices.
-    ``method``: the editing method whose strength is thresholded (SALVE by default).
+    ``method``: the editing method whose strength is thresholded (default: the registry's
+    first, SALVE).
     """
-    method = get_method(method) if isinstance(method, str) else method
+    method = get_method(method)
     check_weight(W, D)
     check_features(D, [feature])
     check_data(A, labels, W)
@@ -383,7 +374,7 @@ def class_alpha_crit(
     A_c = A if bool(mask.all()) else A[mask]  # given only the class's rows: no copy
     w_c = W[target_class]
     n = A_c.shape[0]
-    step = n if row_chunk is None or method.name != "salve" else max(1, int(row_chunk))
+    step = n if row_chunk is None or not method.row_chunked else max(1, int(row_chunk))
     chunks = [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
     # Per sample everything below is independent of the other samples, except the search's
     # upper end (from every analytic estimate) and the validity histogram's range (from the
@@ -402,7 +393,8 @@ def class_alpha_crit(
     parts = [numerical_alpha_crit(A_c[r], w_c, D, feature, mode, modulation, alpha_max, n_grid,
                                   method=method, logit=logit) for r in chunks]
     numerical, used_max = torch.cat([p[0] for p in parts]), parts[0][2]
-    ablated = at_total_ablation(numerical, logit)
+    limit = ablation_limit(logit, D[:, feature])
+    ablated = beyond_off(numerical, limit)
     numerical = torch.where(ablated, torch.full_like(numerical, math.nan), numerical)
     prediction = torch.cat([(A_c[r] @ W.T + (0 if b is None else b)).argmax(1) for r in chunks])
 
@@ -437,7 +429,7 @@ def class_alpha_crit(
     if mode == "suppress":
         if curve is None:
             x = CachedInputs(A_c, labels[mask], W, b, D)
-            curve = method.sweep(x, target_class, [feature], modulation=modulation)
+            curve = method.sweep(x, EditRequest(target_class, [feature], modulation=modulation))
         a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
     index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
     return AlphaCritResult(
@@ -457,65 +449,9 @@ def class_alpha_crit(
         validity_histogram=histogram,
         total_ablation=ablated.cpu(),
         first_order_exact=bool(logit.first_order_exact),
+        alpha_off=limit,
     )
 
 
-def alpha_crit_all_classes(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    D: torch.Tensor,
-    M: torch.Tensor,
-    classes: Sequence[int] | None = None,
-    features: dict[int, int] | None = None,
-    mode: str = "suppress",
-    modulation: str = "linear",
-    curves: dict[int, SweepResult] | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    **kwargs: Any,
-) -> list[AlphaCritResult]:
-    """:func:`class_alpha_crit` per class with its dominant feature (or ``features[c]``)."""
-    dominant = dominant_features(M)
-    classes = list(range(W.shape[0])) if classes is None else list(classes)
-    present = set(labels.unique().tolist())
-    classes = [c for c in classes if c in present]
-    reporter = ProgressReporter("alpha-crit", len(classes), progress)
-    results = []
-    for i, c in enumerate(classes):
-        check_cancel(cancel)
-        k = int(dominant[c]) if features is None or c not in features else int(features[c])
-        curve = None if curves is None else curves.get(c)
-        results.append(
-            class_alpha_crit(A, labels, W, b, D, c, k, mode, modulation, curve=curve, **kwargs)
-        )
-        reporter.report(i + 1, f"class {c}")
-    return results
-
-
-# ----------------------------------------------------------------------------- CSV export
-
-
-def summary_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
-    return [r.summary_row() for r in results]
-
-
-def sample_rows(results: Iterable[AlphaCritResult]) -> list[dict[str, Any]]:
-    return [row for r in results for row in r.sample_rows()]
-
-
-def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Write dict rows with a header (union of keys, first-seen order); None → empty cell."""
-    if not rows:
-        raise ValueError(f"nothing to write to {path}: the table is empty")
-    header: list[str] = []
-    for row in rows:
-        header += [k for k in row if k not in header]
-    from core.atomic import atomic_write
-
-    with atomic_write(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+# CSV export lives in its own module; re-exported here for existing callers.
+from core.control.alpha_crit_csv import sample_rows, summary_rows, write_csv  # noqa: E402,F401

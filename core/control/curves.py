@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 DEFAULT_N_ALPHAS = 200
 # Upper bound on the elements of one (n_α_chunk × N × C) logits block (64 MiB in float32).
@@ -33,10 +34,6 @@ AUTO_RANGE_QUANTILE = 0.95
 AUTO_RANGE_FACTOR = 1.5
 AUTO_RANGE_TARGET_ACC = 0.05
 AUTO_RANGE_MAX_DOUBLINGS = 6
-
-
-def nan_to_none(values: list) -> list:
-    return [nan_to_none(v) if isinstance(v, list) else (None if v != v else v) for v in values]
 
 
 def none_to_nan(values: list) -> list:
@@ -94,14 +91,15 @@ class SweepResult:
             "target_class": self.target_class,
             "param_name": self.param_name,
             "alphas": self.alphas.tolist(),
-            "per_class_accuracy": nan_to_none(self.per_class_accuracy.tolist()),
-            "target_prediction": nan_to_none(self.target_prediction.tolist()),
+            "per_class_accuracy": json_safe(self.per_class_accuracy.tolist()),
+            "target_prediction": json_safe(self.target_prediction.tolist()),
             "class_counts": list(self.class_counts),
             "extra": self.extra,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepResult:
+        """The inverse of :meth:`to_dict`; the curves may also be arrays (a stored sweep's)."""
         return cls(
             method=d["method"],
             features=list(d["features"]),
@@ -109,16 +107,19 @@ class SweepResult:
             modulation=d["modulation"],
             target_class=d["target_class"],
             param_name=d["param_name"],
-            alphas=torch.tensor(d["alphas"], dtype=torch.float64),
-            per_class_accuracy=torch.tensor(
-                none_to_nan(d["per_class_accuracy"]), dtype=torch.float64
-            ),
-            target_prediction=torch.tensor(
-                none_to_nan(d["target_prediction"]), dtype=torch.float64
-            ),
-            class_counts=list(d["class_counts"]),
+            alphas=_float64(d["alphas"]),
+            per_class_accuracy=_float64(d["per_class_accuracy"]),
+            target_prediction=_float64(d["target_prediction"]),
+            class_counts=[int(c) for c in d["class_counts"]],
             extra=dict(d.get("extra", {})),
         )
+
+
+def _float64(values: Any) -> torch.Tensor:
+    """A float64 tensor of a JSON list (``null`` → NaN) or an array."""
+    if isinstance(values, list):
+        return torch.tensor(none_to_nan(values), dtype=torch.float64)
+    return torch.as_tensor(values, dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- basic metrics

@@ -29,17 +29,23 @@ def apply_edit(
     return get_method(spec.method).apply(W, b, D, spec)
 
 
+def changes_bias(spec: EditSpec) -> bool:
+    """Whether ``spec``'s method moves the bias (replaying it needs the layer, not W alone)."""
+    return get_method(spec.method).changes_bias
+
+
 def replay(W: torch.Tensor, D: torch.Tensor, edits: Iterable[EditSpec]) -> torch.Tensor:
     """Rebuild ``W'`` from the original ``W`` and the recorded weight edits, in order.
 
     Edits compose on the already-edited weights, exactly as they were applied in the session.
-    Steering edits change only the bias: use :func:`replay_linear` for those.
+    Edits that change the bias (steering): use :func:`replay_linear` for those.
     """
     W_new = W.clone()
     for spec in edits:
-        if spec.method == "steer":
+        if changes_bias(spec):
             raise ValueError(
-                "steering edits change the bias, not W: use replay_linear(layer, D, edits)"
+                f"{get_method(spec.method).label} edits change the bias, not W: use "
+                "replay_linear(layer, D, edits)"
             )
         W_new, _ = apply_edit(W_new, None, D, spec)
     return W_new
@@ -57,7 +63,7 @@ def replay_linear(linear: nn.Linear, D: torch.Tensor, edits: Iterable[EditSpec])
         b = None if linear.bias is None else linear.bias.detach()
         D = D.detach().to(W)
         for spec in edits:
-            if spec.method == "steer" and b is None:
+            if b is None and changes_bias(spec):
                 b = torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
             W, b = apply_edit(W, b, D, spec)
         # skip_init: the weights are overwritten right away, so skip the random initialisation.

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, dominant_features, nan_to_none
-from core.control.methods.base import CachedInputs, EditMethod
+from core.control.curves import DEFAULT_N_ALPHAS, SweepResult, dominant_features
+from core.control.methods.base import CachedInputs, EditMethod, EditRequest
 from core.control.methods.registry import get_method
-from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 
 @dataclass
@@ -46,10 +46,10 @@ class RobustnessResult:
             "n_seeds": self.n_seeds,
             "features_per_seed": list(self.features_per_seed),
             "alphas": self.alphas.tolist(),
-            "accuracy_mean": nan_to_none(self.accuracy_mean.tolist()),
-            "accuracy_std": nan_to_none(self.accuracy_std.tolist()),
-            "target_prediction_mean": nan_to_none(self.target_prediction_mean.tolist()),
-            "target_prediction_std": nan_to_none(self.target_prediction_std.tolist()),
+            "accuracy_mean": json_safe(self.accuracy_mean.tolist()),
+            "accuracy_std": json_safe(self.accuracy_std.tolist()),
+            "target_prediction_mean": json_safe(self.target_prediction_mean.tolist()),
+            "target_prediction_std": json_safe(self.target_prediction_std.tolist()),
         }
 
 
@@ -71,7 +71,7 @@ def seed_robustness(
     mode: str = "suppress",
     modulation: str = "linear",
     n_alphas: int = DEFAULT_N_ALPHAS,
-    method: str | EditMethod = "salve",
+    method: str | EditMethod | None = None,
 ) -> RobustnessResult:
     """Suppression curves of ``target_class``'s dominant feature for each of K SAE seeds.
 
@@ -86,17 +86,18 @@ def seed_robustness(
             f"and {len(class_means)} class-mean matrices"
         )
     features = [int(dominant_features(M)[target_class]) for M in class_means]
-    method = get_method(method) if isinstance(method, str) else method
+    method = get_method(method)
     inputs = [CachedInputs(A, labels, W, b, D, M) for D, M in zip(decoders, class_means, strict=True)]
     if alphas is None:
         # The automatic suppression range of each seed (the method's own rule), then the widest.
         alpha_max = max(
-            float(method.sweep(x, target_class, [k], None, "suppress", modulation, 2).alphas[-1])
+            float(method.sweep(x, EditRequest(target_class, [k], None, "suppress", modulation, 2))
+                  .alphas[-1])
             for x, k in zip(inputs, features, strict=True)
         )
         alphas = torch.linspace(0.0, alpha_max, n_alphas, dtype=torch.float64)
     sweeps = [
-        method.sweep(x, target_class, [k], alphas, mode, modulation)
+        method.sweep(x, EditRequest(target_class, [k], alphas, mode, modulation))
         for x, k in zip(inputs, features, strict=True)
     ]
     acc_mean, acc_std = _mean_std(torch.stack([s.per_class_accuracy for s in sweeps]))
@@ -113,25 +114,3 @@ def seed_robustness(
         target_prediction_std=pred_std,
         sweeps=sweeps,
     )
-
-
-def seed_robustness_all_classes(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    decoders: torch.Tensor | Sequence[torch.Tensor],
-    class_means: torch.Tensor | Sequence[torch.Tensor],
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    **kwargs: Any,
-) -> list[RobustnessResult]:
-    """:func:`seed_robustness` for every class that has samples."""
-    present = sorted(set(labels.unique().tolist()))
-    reporter = ProgressReporter("seed robustness", len(present), progress)
-    results = []
-    for i, c in enumerate(present):
-        check_cancel(cancel)
-        results.append(seed_robustness(A, labels, W, b, decoders, class_means, int(c), **kwargs))
-        reporter.report(i + 1, f"class {c}")
-    return results

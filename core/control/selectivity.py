@@ -29,10 +29,14 @@ import torch
 from core.control.curves import SweepResult, logits, per_class_accuracy
 from core.control.methods.base import CachedInputs
 from core.control.methods.registry import get_method
+from core.jsonsafe import json_safe
 
 TARGET_SUPPRESSED = 0.10  # the target counts as suppressed below this accuracy
 KEEP_SHARE = 0.80  # every other class must keep this share of its baseline accuracy
 LOST_POINTS = 0.10  # an other class "lost" when it dropped more than this (absolute)
+# A window needs room to suppress: the target's unedited accuracy must be at least this much
+# above TARGET_SUPPRESSED (≥ 30%); a class at 11% "suppressed" to 8% is one sample, not an edit.
+WINDOW_MARGIN = 0.20
 CONTROL_SEED = 0
 
 
@@ -81,17 +85,26 @@ class Selectivity:
         worst = int(self.worst_other_class[i])
         return {
             self.param_name: float(self.strengths[i]),
-            "target_accuracy": _num(self.target[i]),
-            "efficacy": _num(self.efficacy[i]),
-            "others_mean_accuracy": _num(self.others_mean[i]),
-            "specificity": _num(self.specificity[i]),
+            "target_accuracy": json_safe(self.target[i]),
+            "efficacy": json_safe(self.efficacy[i]),
+            "others_mean_accuracy": json_safe(self.others_mean[i]),
+            "specificity": json_safe(self.specificity[i]),
             "worst_other_class": None if worst < 0 else worst,
             "worst_other_class_name": None if worst < 0 else names[worst],
-            "worst_other_accuracy": _num(self.worst_other[i]),
-            "worst_other_kept": _num(self.worst_other_kept[i]),
+            "worst_other_accuracy": json_safe(self.worst_other[i]),
+            "worst_other_kept": json_safe(self.worst_other_kept[i]),
             "n_other_lost_over_10_points": int(self.n_lost[i]),
             "selective": bool(self.selective[i]),
         }
+
+    def no_window_reason(self) -> str | None:
+        """Why this sweep can have no selective window whatever the edit does, or None."""
+        base = float(self.baseline[self.target_class])
+        if base >= TARGET_SUPPRESSED + WINDOW_MARGIN - 1e-12:
+            return None
+        text = "nan" if not math.isfinite(base) else f"{base:.1%}"
+        return (f"baseline accuracy {text} is within {WINDOW_MARGIN:.0%} of the {TARGET_SUPPRESSED:.0%} "
+                f"target (a window needs ≥ {TARGET_SUPPRESSED + WINDOW_MARGIN:.0%} unedited)")
 
     def summary(self, names: Sequence[str]) -> dict[str, Any]:
         """Window, the first suppressing strength and its side effects, and the per-point rows."""
@@ -102,8 +115,9 @@ class Selectivity:
             "target_class": self.target_class,
             "target_class_name": names[self.target_class],
             "thresholds": {"target_below": TARGET_SUPPRESSED, "others_keep_share": KEEP_SHARE,
-                           "lost_points": LOST_POINTS},
-            "baseline": {n: _num(v) for n, v in zip(names, self.baseline, strict=True)},
+                           "lost_points": LOST_POINTS, "window_margin": WINDOW_MARGIN},
+            "no_window_reason": self.no_window_reason(),
+            "baseline": {n: json_safe(v) for n, v in zip(names, self.baseline, strict=True)},
             "selective_window": [list(w) for w in self.window()],
             "has_selective_window": bool(selective.numel()),
             "target_suppressed_before_edit": not bool(self.baseline[self.target_class] >= TARGET_SUPPRESSED),
@@ -111,11 +125,6 @@ class Selectivity:
             "first_selective": None if not selective.numel() else self.point(int(selective[0]), names),
             "per_strength": [self.point(i, names) for i in range(self.strengths.numel())],
         }
-
-
-def _num(x: torch.Tensor | float) -> float | None:
-    v = float(x)
-    return None if not math.isfinite(v) else v
 
 
 def unedited_accuracy(x: CachedInputs) -> torch.Tensor:
@@ -137,7 +146,8 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
               and math.isfinite(float(base[k]))]
     G = acc.shape[1]
     target = acc[c]
-    if not base[c] >= TARGET_SUPPRESSED:  # also NaN
+    meaningful = bool(base[c] >= TARGET_SUPPRESSED + WINDOW_MARGIN - 1e-12)  # False for NaN too
+    if not meaningful:
         target_selective = torch.zeros(G, dtype=torch.bool)
     else:
         target_selective = target < TARGET_SUPPRESSED
@@ -165,9 +175,8 @@ def selectivity(result: SweepResult, baseline: torch.Tensor) -> Selectivity:
         worst_other_kept=worst_kept,
         specificity=kept.mean(0),
         n_lost=((b_o - o) > LOST_POINTS + 1e-12).sum(0),
-        # A target already below 10% unedited has no window: the edit did not suppress it.
-        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12)
-        & bool(base[c] >= TARGET_SUPPRESSED),
+        # A target within WINDOW_MARGIN of 10% unedited has no window: nothing to suppress.
+        selective=(target < TARGET_SUPPRESSED) & (worst_kept >= KEEP_SHARE - 1e-12) & meaningful,
     )
 
 
@@ -181,10 +190,10 @@ def generalisation(test: Selectivity, train: Selectivity, names: Sequence[str]) 
         "max_efficacy_gap": None if not finite.numel() else float(finite.max()),
         "train_selective_window": [list(w) for w in train.window()],
         "test_selective_window": [list(w) for w in test.window()],
-        "train_efficacy": [_num(v) for v in train.efficacy],
-        "test_efficacy": [_num(v) for v in test.efficacy],
-        "train_specificity": [_num(v) for v in train.specificity],
-        "test_specificity": [_num(v) for v in test.specificity],
+        "train_efficacy": [json_safe(v) for v in train.efficacy],
+        "test_efficacy": [json_safe(v) for v in test.efficacy],
+        "train_specificity": [json_safe(v) for v in train.specificity],
+        "test_specificity": [json_safe(v) for v in test.specificity],
     }
 
 
@@ -212,23 +221,6 @@ def random_direction(D: torch.Tensor, feature: int, seed: int = CONTROL_SEED) ->
     return (r / r.norm() * D[:, feature].double().norm()).to(D.dtype)
 
 
-def with_direction(x: CachedInputs, direction: torch.Tensor) -> tuple[CachedInputs, int]:
-    """``x`` with ``direction`` appended as an extra decoder column; returns it and its index.
-
-    Its class means (for methods that use sign(μ_ck)) are the classes' mean projections on it.
-    """
-    d = direction.to(x.D).reshape(-1, 1)
-    D = torch.cat([x.D, d], dim=1)
-    M = None
-    if x.M is not None:
-        proj = (x.A.double() @ d.double()).flatten() / float(d.double().norm() ** 2)
-        col = torch.stack([proj[x.labels == c].mean() if bool((x.labels == c).any())
-                           else torch.tensor(0.0, dtype=torch.float64)
-                           for c in range(x.W.shape[0])])
-        M = torch.cat([x.M, col.to(x.M).reshape(-1, 1)], dim=1)
-    return CachedInputs(x.A, x.labels, x.W, x.b, D, M), D.shape[1] - 1
-
-
 def control_sweeps(
     result: SweepResult, x: CachedInputs, seed: int = CONTROL_SEED
 ) -> dict[str, SweepResult]:
@@ -243,37 +235,13 @@ def control_sweeps(
     if x.M is None:
         raise ValueError("a control sweep needs the class means M")
     c = int(result.target_class)
-    method = get_method(result.method)
     chosen = list(result.features) or [int(x.M[c].abs().argmax())]
     low = low_association_feature(x.M, x.D, exclude=chosen)
-    out: dict[str, SweepResult] = {}
-    if result.method == "rome":
-        from core.control.methods.rome import rome_key
-
-        key = rome_key(x.A, x.labels, c, _rome_sample(result)).to(x.W)
-        depth = float(result.extra.get("unedited_key_logit", 0.0)) - result.alphas.double()
-        for name, direction in (("low_association", x.D[:, low]),
-                                ("random", random_direction(x.D, chosen[0], seed))):
-            k = direction.to(x.W) / direction.norm() * key.norm()
-            targets = float(x.W[c] @ k) - depth
-            out[name] = method.sweep(x, c, None, targets, "suppress", key=k)
-            out[name].extra.update(control=name, feature=low if name == "low_association" else None)
-        return out
-    feats_low = [low]
-    s = method.sweep(x, c, feats_low, result.alphas, result.mode, result.modulation)
-    s.extra.update(control="low_association", feature=low)
-    out["low_association"] = s
-    xr, k_r = with_direction(x, random_direction(x.D, chosen[0], seed))
-    s = get_method(result.method).sweep(xr, c, [k_r], result.alphas, result.mode, result.modulation)
-    s.features = []
-    s.extra.update(control="random", feature=None, seed=seed)
-    out["random"] = s
+    out = get_method(result.method).control_sweeps(result, x, low,
+                                                   random_direction(x.D, chosen[0], seed))
+    out["low_association"].extra.update(control="low_association", feature=low)
+    out["random"].extra.update(control="random", feature=None, seed=seed)
     return out
-
-
-def _rome_sample(result: SweepResult) -> int | None:
-    source = str(result.extra.get("key_source", "class_mean"))
-    return int(source.split(":")[1]) if source.startswith("sample:") else None
 
 
 def control_summary(
@@ -287,14 +255,14 @@ def control_summary(
         at = None
         if main_alpha50 is not None:
             # controls share the main grid point for point (ROME: the same depths)
-            at = _num(_interp(main_alpha50, main.strengths, sel.target))
+            at = json_safe(_interp(main_alpha50, main.strengths, sel.target))
         out[name] = {
             "feature": sweep_result.extra.get("feature"),
             "target_accuracy_at_main_alpha50": at,
-            "min_target_accuracy": _num(sel.target.min()),
+            "min_target_accuracy": json_safe(sel.target.min()),
             "selective_window": [list(w) for w in sel.window()],
-            "target_accuracy": [_num(v) for v in sel.target],
-            "worst_other_kept": [_num(v) for v in sel.worst_other_kept],
+            "target_accuracy": [json_safe(v) for v in sel.target],
+            "worst_other_kept": [json_safe(v) for v in sel.worst_other_kept],
         }
     return out
 

@@ -1,97 +1,72 @@
 """Sweeps of any editing method, and the before/after effect of one edit (SPEC §3, §5).
 
 Everything here goes through the method interface (``core.control.methods``): a sweep is
-``get_method(name).sweep(...)`` on cached activations, an effect is one applied edit. The
-default method is SALVE; ROME and steering give the same :class:`SweepResult`.
+``get_method(name).sweep(x, request)`` on cached activations, an effect is one applied edit.
+Every method gives the same :class:`SweepResult`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from core.control.curves import (
-    DEFAULT_N_ALPHAS,
     SweepResult,
     check_data,
     confusion_matrix,
-    dominant_features,
     logits,
-    nan_to_none,
     per_class_accuracy,
 )
 from core.control.edit import apply_edit
-from core.control.methods.base import CachedInputs, EditMethod
+from core.control.methods.base import CachedInputs, EditMethod, EditRequest
 from core.control.methods.registry import get_method
 from core.control.spec import EditSpec, check_mode
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 
 
 def sweep(
     method: str | EditMethod,
     x: CachedInputs,
-    target_class: int,
-    features: Sequence[int] | None = None,
-    strengths: torch.Tensor | Sequence[float] | None = None,
-    mode: str = "suppress",
-    modulation: str = "linear",
-    n_points: int = DEFAULT_N_ALPHAS,
+    request: EditRequest,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
     chunk_rows: int | None = None,
-    **options: Any,
 ) -> SweepResult:
     """Per-class accuracy vs strength for ``method`` (a registry name or a method object).
 
     ``chunk_rows``: sweep at most that many samples at a time (the memory budget's share), for
     the methods whose automatic range and edit depend only on the target class's samples
-    (:data:`ROW_CHUNKED_METHODS`); the counts are summed, so the curve is the one-pass curve.
+    (:attr:`EditMethod.row_chunked`); the counts are summed, so the curve is the one-pass curve.
     """
-    m = get_method(method) if isinstance(method, str) else method
-    check_mode(mode)
-    if chunk_rows is not None and x.A.shape[0] > chunk_rows and m.name in ROW_CHUNKED_METHODS:
-        return sweep_in_row_chunks(m, x, target_class, features, strengths, mode, modulation, n_points,
-                                   chunk_rows, progress, cancel, **options)
-    return m.sweep(
-        x, target_class, features, strengths, mode, modulation, n_points, progress, cancel,
-        **options,
-    )
-
-
-#: Methods whose sweep of a row subset is that subset's share of the full sweep once the grid is
-#: fixed (ROME's key may name a sample by its index in the whole split, so it runs in one piece).
-ROW_CHUNKED_METHODS = ("salve", "steer")
+    m = get_method(method)
+    check_mode(request.mode)
+    if chunk_rows is not None and x.A.shape[0] > chunk_rows and m.row_chunked:
+        return sweep_in_row_chunks(m, x, request, chunk_rows, progress, cancel)
+    return m.sweep(x, request, progress, cancel)
 
 
 def sweep_in_row_chunks(
     m: EditMethod,
     x: CachedInputs,
-    target_class: int,
-    features: Sequence[int] | None,
-    strengths: torch.Tensor | Sequence[float] | None,
-    mode: str,
-    modulation: str,
-    n_points: int,
+    request: EditRequest,
     chunk_rows: int,
     progress: ProgressFn | None = None,
     cancel: CancelToken | None = None,
-    **options: Any,
 ) -> SweepResult:
     """:meth:`EditMethod.sweep` over row chunks of ``x``, equal to the one-pass sweep (see
     :class:`RowChunkedSweep`)."""
-    acc = RowChunkedSweep(m, target_class, features, strengths, mode, modulation, n_points, options)
+    acc = RowChunkedSweep(m, request)
     if acc.needs_grid:
-        mask = x.labels == target_class
-        acc.fix_grid(CachedInputs(x.A[mask], x.labels[mask], x.W, x.b, x.D, x.M), cancel)
+        acc.fix_grid(x.rows(x.labels == request.target_class), cancel)
     n = x.A.shape[0]
     reporter = ProgressReporter("sweep", n, progress)
     for lo in range(0, n, chunk_rows):
         check_cancel(cancel)
         rows = slice(lo, min(lo + chunk_rows, n))
-        acc.add(CachedInputs(x.A[rows], x.labels[rows], x.W, x.b, x.D, x.M), cancel)
+        acc.add(x.rows(rows), cancel)
         reporter.report(rows.stop, f"rows {rows.stop:,}/{n:,}")
     return acc.result()
 
@@ -105,12 +80,8 @@ class RowChunkedSweep:
     target's prediction counts, summed exactly, so the result is the one-pass curve.
     """
 
-    def __init__(self, m: EditMethod, target_class: int, features: Sequence[int] | None,
-                 strengths: torch.Tensor | Sequence[float] | None, mode: str, modulation: str,
-                 n_points: int, options: dict[str, Any] | None = None) -> None:
-        self.m, self.target_class, self.mode, self.modulation = m, target_class, mode, modulation
-        self.features = list(features) if features else None
-        self.strengths, self.n_points, self.options = strengths, n_points, dict(options or {})
+    def __init__(self, m: EditMethod, request: EditRequest) -> None:
+        self.m, self.request = m, request
         self.correct: torch.Tensor | None = None
         self.counts: torch.Tensor | None = None
         self.target_hits: torch.Tensor | None = None
@@ -118,20 +89,22 @@ class RowChunkedSweep:
         self.part: SweepResult | None = None
 
     @property
+    def target_class(self) -> int | None:
+        return self.request.target_class
+
+    @property
     def needs_grid(self) -> bool:
-        return self.strengths is None or not self.features
+        return self.request.strengths is None or not self.request.features
 
     def fix_grid(self, target_rows: CachedInputs, cancel: CancelToken | None = None) -> None:
         """Fix the grid and features from a sweep of the target class's rows alone."""
-        probe = self.m.sweep(target_rows, self.target_class, self.features, self.strengths, self.mode,
-                             self.modulation, self.n_points, cancel=cancel, **self.options)
-        self.strengths, self.features = probe.alphas, list(probe.features)
+        probe = self.m.sweep(target_rows, self.request, cancel=cancel)
+        self.request = self.request.but(strengths=probe.alphas, features=list(probe.features))
 
     def add(self, chunk: CachedInputs, cancel: CancelToken | None = None) -> None:
         if self.needs_grid:
             raise ValueError("fix the grid (fix_grid on the target class's rows) before adding chunks")
-        part = self.m.sweep(chunk, self.target_class, self.features, self.strengths, self.mode,
-                            self.modulation, self.n_points, cancel=cancel, **self.options)
+        part = self.m.sweep(chunk, self.request, cancel=cancel)
         k = torch.tensor(part.class_counts, dtype=torch.float64)
         hits = torch.nan_to_num(part.per_class_accuracy.double() * k.unsqueeze(1)).round()
         self.correct = hits if self.correct is None else self.correct + hits
@@ -185,9 +158,9 @@ class EditEffect:
     def to_dict(self) -> dict[str, Any]:
         return {
             "edit": self.spec.to_dict(),
-            "accuracy_before": nan_to_none(self.accuracy_before.tolist()),
-            "accuracy_after": nan_to_none(self.accuracy_after.tolist()),
-            "accuracy_delta": nan_to_none(self.accuracy_delta.tolist()),
+            "accuracy_before": json_safe(self.accuracy_before.tolist()),
+            "accuracy_after": json_safe(self.accuracy_after.tolist()),
+            "accuracy_delta": json_safe(self.accuracy_delta.tolist()),
             "confusion_before": self.confusion_before.tolist(),
             "confusion_after": self.confusion_after.tolist(),
         }
@@ -213,52 +186,3 @@ def edit_effect(
         confusion_matrix(labels, before, C),
         confusion_matrix(labels, after, C),
     )
-
-
-def sweep_dominant(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    D: torch.Tensor,
-    M: torch.Tensor,
-    target_class: int,
-    **kwargs: Any,
-) -> SweepResult:
-    """Sweep of ``target_class``'s dominant feature (the default suppression curve)."""
-    feature = int(dominant_features(M)[target_class])
-    method = kwargs.pop("method", "salve")
-    strengths = kwargs.pop("alphas", None)
-    if "n_alphas" in kwargs:
-        kwargs["n_points"] = kwargs.pop("n_alphas")
-    return sweep(
-        method, CachedInputs(A, labels, W, b, D, M), target_class, [feature], strengths, **kwargs
-    )
-
-
-def sweep_all_dominant(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    D: torch.Tensor,
-    M: torch.Tensor,
-    alphas: dict[int, torch.Tensor] | torch.Tensor | None = None,
-    progress: ProgressFn | None = None,
-    cancel: CancelToken | None = None,
-    **kwargs: Any,
-) -> list[SweepResult]:
-    """One dominant-feature sweep per class. ``alphas``: one grid for all, or per class."""
-    C = W.shape[0]
-    reporter = ProgressReporter("sweep all classes", C, progress)
-    results = []
-    for c in range(C):
-        check_cancel(cancel)
-        grid = alphas.get(c) if isinstance(alphas, dict) else alphas
-        results.append(
-            sweep_dominant(A, labels, W, b, D, M, c, alphas=grid, cancel=cancel, **kwargs)
-        )
-        reporter.report(c + 1, f"class {c}")
-    return results
-
-

@@ -102,7 +102,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            return _finite(load_file(str(path)), path)
+        except BackboneError:
+            raise
         except Exception as exc:
             raise BackboneError(f"{path} is not a readable safetensors file: {exc}") from exc
     obj = _torch_load_plain(path)
@@ -114,7 +116,40 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path} does not hold a state_dict (a mapping of names to tensors); "
             "re-save it with `torch.save(model.state_dict(), path)`"
         )
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return _finite({k.removeprefix("module."): v for k, v in obj.items()}, path)
+
+
+def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Refuse weights holding NaN or infinity: a model built from them trains to chance (or not
+    at all) with no error to point at the file."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise BackboneError(f"checkpoint {path} holds NaN or infinite weights in {len(bad)} tensor(s) "
+                            f"(e.g. {bad[0]}); use a checkpoint saved before training diverged")
+    return state
+
+
+def minimum_image_size(arch: str) -> int:
+    """Smallest input side ``arch`` accepts (torchvision's weights metadata, read without
+    downloading anything; ViTs are built for the chosen size)."""
+    import torchvision.models as tvm
+
+    if arch.startswith("vit_"):
+        return 1
+    try:
+        weights = tvm.get_model_weights(arch)
+    except (ValueError, KeyError):
+        return 1
+    return int(max(weights.DEFAULT.meta.get("min_size", (1, 1))))
+
+
+def check_image_size(arch: str, image_size: int) -> None:
+    """Refuse an image size below the architecture's minimum now, not as a kernel-size error
+    in the middle of a run."""
+    minimum = minimum_image_size(arch)
+    if image_size < minimum:
+        raise BackboneError(f"{arch} needs images of at least {minimum}x{minimum} pixels; --image-size "
+                            f"{image_size} is too small (use --image-size {minimum} or more, or another --arch)")
 
 
 def _torch_load_plain(path: Path) -> Any:
@@ -211,6 +246,7 @@ def build_model(arch: str, num_classes: int, weights: str = "none", image_size: 
     """
     if num_classes < 2:
         raise BackboneError(f"a classifier needs at least 2 classes, got {num_classes}")
+    check_image_size(arch, image_size)
     torch.manual_seed(seed)
     model = _construct(arch, image_size)
     state: dict[str, torch.Tensor] | None = None
@@ -343,6 +379,24 @@ def evaluate(model: nn.Module, source: Any, device: torch.device, batch_size: in
     return correct / max(total, 1)
 
 
+def _train_step(model: nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+                lr: float, epoch: int, base_lr: float) -> float:
+    """One Adam step on the cross-entropy at learning rate ``lr``; returns the batch loss. A
+    non-finite loss stops training before the step (the last epoch's checkpoint is kept)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = nn.functional.cross_entropy(model(images), labels)
+    if not torch.isfinite(loss):
+        raise JobFailed(
+            f"backbone loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
+            f"(epoch {epoch}) is kept. Lower the learning rate (now {base_lr}) and rerun"
+        )
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 def train_backbone(
     model: nn.Module,
     train: Any,
@@ -383,18 +437,8 @@ def train_backbone(
             if cancel is not None and cancel.cancelled:
                 raise JobCancelled(f"training cancelled during epoch {epoch + 1}; {epoch} epochs are saved")
             images, labels = images.to(device), labels.to(device)
-            for group in opt.param_groups:
-                group["lr"] = scheduled_lr(config, epoch * steps_per_epoch + step, total)
-            loss = nn.functional.cross_entropy(model(images), labels)
-            if not torch.isfinite(loss):
-                raise JobFailed(
-                    f"backbone loss became {loss.item()} in epoch {epoch + 1}; the last good checkpoint "
-                    f"(epoch {epoch}) is kept. Lower the learning rate (now {config.lr}) and rerun"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item() * len(labels)
+            lr = scheduled_lr(config, epoch * steps_per_epoch + step, total)
+            running += _train_step(model, opt, images, labels, lr, epoch, config.lr) * len(labels)
             seen += len(labels)
             reporter.report(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / seen)

@@ -195,6 +195,19 @@ class _PixelGrid:
         self.y, self.x = np.meshgrid(centres, centres, indexing="ij")
 
 
+def _background(rng: np.random.Generator, grid: _PixelGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A gradient between two random (desaturated) colours in a random direction; returns the
+    float image and both end colours (the shape's colour must contrast with them)."""
+    bg_from, bg_to = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
+    saturation = rng.uniform(*_BACKGROUND_SATURATION)
+    bg_from = bg_from.mean() + saturation * (bg_from - bg_from.mean())
+    bg_to = bg_to.mean() + saturation * (bg_to - bg_to.mean())
+    angle = rng.uniform(0, 2 * math.pi)
+    t = (grid.x * math.cos(angle) + grid.y * math.sin(angle)) / grid.size
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    return bg_from + (bg_to - bg_from) * t[..., None], bg_from, bg_to
+
+
 def _render_image(
     rng: np.random.Generator,
     grid: _PixelGrid,
@@ -211,16 +224,7 @@ def _render_image(
     size = grid.size
     class_name = SHAPES_CLASSES[label]
 
-    # Background: gradient between two random colours in a random direction.
-    bg_from, bg_to = rng.uniform(0, 255, size=(2, 3)).astype(np.float32)
-    saturation = rng.uniform(*_BACKGROUND_SATURATION)
-    bg_from = bg_from.mean() + saturation * (bg_from - bg_from.mean())
-    bg_to = bg_to.mean() + saturation * (bg_to - bg_to.mean())
-    angle = rng.uniform(0, 2 * math.pi)
-    t = (grid.x * math.cos(angle) + grid.y * math.sin(angle)) / size
-    t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-    image = bg_from + (bg_to - bg_from) * t[..., None]
-
+    image, bg_from, bg_to = _background(rng, grid)
     _draw_distractors(rng, grid, image)
 
     # Shape placement: radius, rotation, centre (leaving room above for the tower).

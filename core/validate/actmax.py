@@ -247,6 +247,34 @@ class _LatentProbe:
         return captured[-1] @ self.weight.T + self.bias
 
 
+def _feature_list(features: int | Sequence[int], n_latents: int) -> list[int]:
+    """``features`` as a non-empty list of latent indices in range (else a ValueError)."""
+    feature_list = [features] if isinstance(features, int) else [int(k) for k in features]
+    if not feature_list or any(not 0 <= k < n_latents for k in feature_list):
+        raise ValueError(f"features must be latent indices in 0..{n_latents - 1}, got {features}")
+    return feature_list
+
+
+def _ascent_step(param: FourierImage | PixelImage, probe: _LatentProbe, optimizer: torch.optim.Optimizer, rows: torch.Tensor,
+                 index: torch.Tensor, config: ActMaxConfig, generator: torch.Generator) -> torch.Tensor:
+    """One Adam step up the objective on a fresh random transform (then the projection back to
+    valid pixels); returns each image's latent before the step."""
+    with torch.enable_grad():
+        pixels = param.image()
+        latents = probe(random_transform(pixels, config, generator))[rows, index]
+        objective = (
+            config.sign * latents
+            - config.tv_weight * total_variation(pixels)
+            - config.l2_weight * (pixels - 0.5).pow(2).mean(dim=(1, 2, 3))
+        )
+        tensors = param.parameters()
+        for tensor, gradient in zip(tensors, torch.autograd.grad(-objective.sum(), tensors), strict=True):
+            tensor.grad = gradient
+    optimizer.step()
+    param.project()
+    return latents
+
+
 def activation_maximization(
     model: nn.Module,
     encoder: EncoderLike,
@@ -262,11 +290,8 @@ def activation_maximization(
     problems = config.validate()
     if problems:
         raise ValueError("invalid activation-maximisation settings: " + "; ".join(problems))
-    feature_list = [features] if isinstance(features, int) else [int(k) for k in features]
     probe = _LatentProbe(model, encoder, config)
-    n_latents = probe.weight.shape[0]
-    if not feature_list or any(not 0 <= k < n_latents for k in feature_list):
-        raise ValueError(f"features must be latent indices in 0..{n_latents - 1}, got {features}")
+    feature_list = _feature_list(features, probe.weight.shape[0])
 
     device = probe.weight.device
     generator = torch.Generator().manual_seed(config.seed)
@@ -287,21 +312,7 @@ def activation_maximization(
         trace, snapshots = [], []
         for step in range(1, config.steps + 1):
             check_cancel(cancel)
-            with torch.enable_grad():
-                pixels = param.image()
-                latents = probe(random_transform(pixels, config, generator))[rows, index]
-                objective = (
-                    config.sign * latents
-                    - config.tv_weight * total_variation(pixels)
-                    - config.l2_weight * (pixels - 0.5).pow(2).mean(dim=(1, 2, 3))
-                )
-                tensors = param.parameters()
-                for tensor, gradient in zip(
-                    tensors, torch.autograd.grad(-objective.sum(), tensors), strict=True
-                ):
-                    tensor.grad = gradient
-            optimizer.step()
-            param.project()
+            latents = _ascent_step(param, probe, optimizer, rows, index, config, generator)
             trace.append(latents.detach().cpu())
             if step in keep:
                 with torch.no_grad():

@@ -376,6 +376,32 @@ def _localisation_summary(maps: np.ndarray, masks: np.ndarray) -> dict[str, floa
     }
 
 
+def _saliency_maps(model: Any, encoder: Any, load: Any, labels: np.ndarray, dominant_per_image: np.ndarray,
+                   shape: tuple[int, ...], layer: str, batch_size: int, progress: Any, cancel: Any,
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-FAM (of each image's dominant feature) and Grad-CAM (of its label) maps of every
+    image, ``batch_size`` images at a time."""
+    import torch
+
+    from core.jobs import ProgressReporter, check_cancel
+    from core.validate.saliency import grad_cam, grad_fam
+
+    n = len(labels)
+    features = torch.as_tensor(dominant_per_image)
+    fam_maps = np.empty(shape, dtype=np.float32)
+    cam_maps = np.empty(shape, dtype=np.float32)
+    reporter = ProgressReporter("saliency localisation", n, progress)
+    for start in range(0, n, batch_size):
+        check_cancel(cancel)
+        idx = np.arange(start, min(start + batch_size, n))
+        batch = load(idx)
+        fam = grad_fam(model, encoder, batch, features[idx], layer)
+        cam = grad_cam(model, batch, torch.as_tensor(labels[idx]), layer)
+        fam_maps[idx], cam_maps[idx] = fam.cpu().numpy(), cam.cpu().numpy()
+        reporter.report(idx[-1] + 1, f"{idx[-1] + 1}/{n} images")
+    return fam_maps, cam_maps
+
+
 def saliency_localisation(
     model: Any,
     encoder: Any,
@@ -399,8 +425,7 @@ def saliency_localisation(
     """
     import torch
 
-    from core.jobs import ProgressReporter, check_cancel
-    from core.validate.saliency import default_target_layer, grad_cam, grad_fam
+    from core.validate.saliency import default_target_layer
 
     labels = np.asarray(labels, dtype=np.int64)
     masks = np.asarray(masks).astype(bool)
@@ -411,19 +436,8 @@ def saliency_localisation(
         raise ValueError(f"{len(dominant)} dominant features for {len(class_names)} classes")
     load = images if callable(images) else (lambda idx: images[torch.as_tensor(idx)])
     layer = layer or default_target_layer(model, masks.shape[-1])
-    dominant_per_image = torch.as_tensor(np.asarray(dominant)[labels])
-    fam_maps = np.empty(masks.shape, dtype=np.float32)
-    cam_maps = np.empty(masks.shape, dtype=np.float32)
-    reporter = ProgressReporter("saliency localisation", n, progress)
-    for start in range(0, n, batch_size):
-        check_cancel(cancel)
-        idx = np.arange(start, min(start + batch_size, n))
-        batch = load(idx)
-        fam = grad_fam(model, encoder, batch, dominant_per_image[idx], layer)
-        cam = grad_cam(model, batch, torch.as_tensor(labels[idx]), layer)
-        fam_maps[idx], cam_maps[idx] = fam.cpu().numpy(), cam.cpu().numpy()
-        reporter.report(idx[-1] + 1, f"{idx[-1] + 1}/{n} images")
-
+    fam_maps, cam_maps = _saliency_maps(model, encoder, load, labels, np.asarray(dominant)[labels], masks.shape,
+                                        layer, batch_size, progress, cancel)
     results = {}
     for key, method, maps in (
         ("grad_fam", "Grad-FAM (class-dominant feature)", fam_maps),

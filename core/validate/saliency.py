@@ -268,6 +268,21 @@ def _raw_maps(
             f"'{layer}' on {type(model).__name__}); use fast=None to pick automatically"
         )
     use_fast = fast_path_applies(model, layer) if fast is None else fast
+    activations, head_input = _capture(model, images, layer, use_fast)
+    head = head.to(activations.device, activations.dtype)
+    if use_fast:
+        area = activations.shape[-2] * activations.shape[-1]
+        weights = head[index.to(activations.device)] / area  # (B, F, C)
+        return torch.einsum("bfc,bchw->bfhw", weights, activations)
+    return _gradient_maps(activations, head_input, head, index)
+
+
+def _capture(model: nn.Module, images: Tensor, layer: str, use_fast: bool) -> tuple[Tensor, Tensor | None]:
+    """One forward pass that keeps the layer's activations on their grid and the head's input.
+
+    For the gradient path the graph starts at the layer (the trunk runs under no_grad), so only
+    the tail is differentiated; the fast path needs no graph at all.
+    """
     module = _resolve_layer(model, layer)
     _check_vit_layer(model, layer)
     _, _, linear = final_linear(model)
@@ -304,15 +319,14 @@ def _raw_maps(
             handle.remove()
     if "A" not in captured:
         raise ValueError(f"layer '{layer}' did not run during the forward pass")
-    activations = captured["A"]
-    head = head.to(activations.device, activations.dtype)
-    if use_fast:
-        area = activations.shape[-2] * activations.shape[-1]
-        weights = head[index.to(activations.device)] / area  # (B, F, C)
-        return torch.einsum("bfc,bchw->bfhw", weights, activations)
+    return captured["A"], captured.get("a")
 
+
+def _gradient_maps(activations: Tensor, head_input: Tensor, head: Tensor, index: Tensor) -> Tensor:
+    """Grad-CAM weighting: each target's gradient w.r.t. the layer, averaged over the grid,
+    weights the layer's channels; one backward pass per target column of ``index``."""
     with torch.enable_grad():
-        scores = captured["a"] @ head.T  # (B, n_scores); biases do not change gradients
+        scores = head_input @ head.T  # (B, n_scores); biases do not change gradients
         index = index.to(scores.device)
         maps = []
         n_targets = index.shape[1]

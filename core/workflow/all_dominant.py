@@ -21,11 +21,13 @@ import torch
 
 from core.control.alpha_crit import AlphaCritResult
 from core.control.curves import DEFAULT_N_ALPHAS, SweepResult
+from core.control.methods.base import EditRequest
 from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
-from core.workflow.alpha_crit import alpha_crit_records, run_alpha_crit, write_alpha_crit
+from core.workflow.alpha_crit import alpha_crit_records, compute_alpha_crit, write_alpha_crit
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
-from core.workflow.sweeps import run_sweep, write_sweeps
+from core.workflow.results import ALPHA_CRIT, SWEEPS
+from core.workflow.sweeps import compute_sweep, write_sweeps
 
 BATCH_CLASSES = 50
 BATCH_SECONDS = 20.0
@@ -64,8 +66,8 @@ def recorded_classes(session: Session, x: ControlInputs, mode: str, modulation: 
     rankings they were computed from."""
     rankings = session.stages().get("rankings")
     since = rankings.updated if rankings is not None and rankings.updated else 0.0
-    sweeps = session.read_json("control/sweep_index", {}) or {}
-    crit = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting_key("suppress", modulation), {})
+    sweeps = SWEEPS.load(session)
+    crit = ALPHA_CRIT.load(session).get(setting_key("suppress", modulation), {})
     done = set()
     for c in range(x.num_classes):
         k = int(x.dominant[c])
@@ -87,12 +89,11 @@ def dominant_class_results(
     alphas: torch.Tensor | Sequence[float] | None, n_alphas: int, cancel: CancelToken | None,
 ) -> tuple[SweepResult, AlphaCritResult | None]:
     """One class's sweep and α_crit, exactly as ``salve sweep --class`` computes them."""
-    curve = run_sweep(session, target_class, None, mode, "salve", modulation, alphas, n_alphas,
-                      cancel=cancel, record=False, inputs=x)
+    curve = compute_sweep(x, None, EditRequest(target_class, None, alphas, mode, modulation, n_alphas),
+                          cancel=cancel)
     crit = None
     if mode == "suppress" and int(x.labels.eq(target_class).sum()) > 0:
-        (crit,) = run_alpha_crit(session, target_class, curve.features[0], "suppress", modulation,
-                                 curve=curve, record=False, inputs=x)
+        (crit,) = compute_alpha_crit(x, target_class, curve.features[0], "suppress", modulation, curve)
     return curve, crit
 
 
@@ -122,8 +123,8 @@ def group_results(
     from core.workflow.sweeps import streamed_sweeps
 
     rows = x.rows.class_rows(group)
-    curves = streamed_sweeps(x, [(c, None) for c in group], "salve", alphas, mode, modulation, n_alphas,
-                             cancel=cancel, class_rows=rows)
+    requests = [EditRequest(c, None, alphas, mode, modulation, n_alphas) for c in group]
+    curves = streamed_sweeps(x, None, requests, cancel=cancel, class_rows=rows)
     for c, curve in zip(group, curves, strict=True):
         check_cancel(cancel)
         crit = None
@@ -163,7 +164,7 @@ def run_all_dominant(
     reporter = ProgressReporter(JOB_NAME, x.num_classes, progress, start=x.num_classes - len(todo))
     reporter.report(x.num_classes - len(todo), f"{len(todo)} of {x.num_classes} classes to compute"
                     + (f" ({len(done)} already recorded)" if done else ""))
-    sweeps_index = dict(session.read_json("control/sweep_index", {}) or {})
+    sweeps_index = SWEEPS.load(session)
     crit_records = alpha_crit_records(session)
     pending: list[tuple[int, SweepResult, AlphaCritResult | None]] = []
     last_commit = time.monotonic()

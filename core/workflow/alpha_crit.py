@@ -19,6 +19,7 @@ from core.control.spec import check_features
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
+from core.workflow.results import ALPHA_CRIT
 
 
 def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dict[str, Any]:
@@ -41,6 +42,9 @@ def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dic
         "max_relative_difference": float(rel.max()) if rel.numel() else None,
         "validity_pooled_share_below_zero": summary["validity"]["pooled_share_below_zero"],
         "total_ablation": summary["total_ablation"],
+        "alpha_off": summary["alpha_off"],
+        "numerical_shown": summary["shown"],
+        "withheld_reason": summary["withheld_reason"],
         "analytic_exact": summary["analytic_exact"],
         "note": summary["note"],
     }
@@ -58,14 +62,31 @@ def run_alpha_crit(
     inputs: ControlInputs | None = None,
     split: str = "test",
 ) -> list[AlphaCritResult]:
-    """α_crit (analytic, numerical, α50, validity) per class, recorded per class and feature.
+    """Load → :func:`compute_alpha_crit` → record per class and feature (unless ``record`` is off)."""
+    check_writable(session, record)
+    x = row_inputs_for(session, inputs, split)
+    results = compute_alpha_crit(x, target_class, feature, mode, modulation, curve, progress, cancel)
+    if record:
+        save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
+    return results
+
+
+def compute_alpha_crit(
+    x: ControlInputs,
+    target_class: int | Sequence[int] | None = None,
+    feature: int | None = None,
+    mode: str = "suppress",
+    modulation: str = "linear",
+    curve: SweepResult | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelToken | None = None,
+) -> list[AlphaCritResult]:
+    """α_crit (analytic, numerical, α50, validity) per class on ``x`` (pure: nothing is written).
 
     ``target_class``: one class, several, or None for every class with samples. ``feature``:
     one feature for all of them (cross-class), default each class's dominant feature.
     ``curve``: a sweep of that feature to read α50 from (else one per class is computed).
     """
-    check_writable(session, record)
-    x = row_inputs_for(session, inputs, split)
     if target_class is None:
         classes = sorted(int(c) for c in x.labels.unique().tolist())
     elif isinstance(target_class, int):
@@ -87,8 +108,6 @@ def run_alpha_crit(
             results.append(inputs_alpha_crit(x, c, k, mode, modulation, use_curve, rows))
             reporter.report(len(results), f"class {x.class_names[c]}")
         rows = None  # free this group's rows before the next group's are read
-    if record:
-        save_alpha_crit(session, results, x.class_names, x.dominant, x.computed_from)
     return results
 
 def _class_groups(x: ControlInputs, classes: Sequence[int]) -> list[list[int]]:
@@ -146,15 +165,15 @@ def save_alpha_crit(
         write_alpha_crit(tx, stored, results, class_names, dominant, computed_from)
 
 
-def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any]]:
+def alpha_crit_records(session: Session) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The stored α_crit index and the summary's α_crit block, for :func:`write_alpha_crit`."""
-    return (dict(session.read_json("control/alpha_crit_index", {}) or {}),
-            dict(session.summary().get("alpha_crit", {}) or {}))
+    return (ALPHA_CRIT.load(session), dict(session.summary().get("alpha_crit", {}) or {}),
+            list(session.summary().get("warnings") or []))
 
 
 def write_alpha_crit(
     tx: Any,
-    stored: tuple[dict[str, Any], dict[str, Any]],
+    stored: tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]],
     results: Sequence[AlphaCritResult],
     class_names: Sequence[str],
     dominant: torch.Tensor | None = None,
@@ -164,7 +183,9 @@ def write_alpha_crit(
     is updated and rewritten, so several batches can share it. ``computed_from``: the stage
     runs the results were computed from (``core.workflow.provenance``)."""
     provenance = {"computed_from": dict(computed_from)} if computed_from else {}
-    index, summary_block = stored
+    from core.workflow.quality import refresh_alpha_crit_warnings
+
+    index, summary_block, warnings = stored
     for r in results:
         setting = setting_key(r.mode, r.modulation)
         key = f"c{r.target_class}-f{r.feature}"
@@ -177,17 +198,20 @@ def write_alpha_crit(
             summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
                 k: brief[k]
                 for k in ("feature", "analytic_median", "numerical_median", "alpha50",
-                          "qualifying", "n_samples", "total_ablation", "analytic_exact")
+                          "qualifying", "qualifying_numerical", "n_samples", "total_ablation",
+                          "numerical_shown", "withheld_reason", "analytic_exact")
             }
-    tx.write_json("control/alpha_crit_index", index)
-    tx.update_json("summary", alpha_crit=summary_block)
+    ALPHA_CRIT.save(tx, index)
+    warnings[:] = refresh_alpha_crit_warnings(warnings, summary_block)  # the dashboard reads these
+    tx.update_json("summary", alpha_crit=summary_block, warnings=warnings)
+
 
 def load_alpha_crit(
     session: Session, mode: str = "suppress", modulation: str = "linear"
 ) -> list[AlphaCritResult]:
     """Every stored α_crit result of one setting, ordered by class then feature."""
     setting = setting_key(mode, modulation)
-    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(setting, {})
+    index = ALPHA_CRIT.load(session).get(setting, {})
     results = []
     for key in sorted(index, key=lambda k: tuple(int(p[1:]) for p in k.split("-"))):
         s = index[key]
@@ -202,6 +226,7 @@ def load_alpha_crit(
                 alpha50=s["alpha50"],
                 validity_histogram=dict(s["validity"]["histogram"]),
                 first_order_exact=bool(s.get("analytic_exact", s["modulation"] == "linear")),
+                alpha_off=s.get("alpha_off"),
                 **{name: torch.from_numpy(arrays[name]) for name in _ALPHA_CRIT_ARRAYS},
                 **{name: torch.from_numpy(arrays[name]) for name in _OPTIONAL_ARRAYS
                    if name in arrays},
@@ -212,7 +237,7 @@ def load_alpha_crit(
 
 def recorded_times(session: Session, mode: str = "suppress", modulation: str = "linear") -> dict[tuple[int, int], float]:
     """(class, feature) → when its current α_crit result was recorded (0 if unknown)."""
-    index = (session.read_json("control/alpha_crit_index", {}) or {}).get(
+    index = ALPHA_CRIT.load(session).get(
         setting_key(mode, modulation), {}
     )
     return {(int(s["class"]), int(s["feature"])): float(s.get("recorded_at", 0.0))

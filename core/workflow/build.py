@@ -10,6 +10,7 @@ from __future__ import annotations
 from core.jobs import CancelToken, ProgressFn
 from core.store.session import Session
 from core.workflow.pipeline import StageOutcome, run_pipeline
+from core.workflow.results import GROUNDTRUTH
 
 
 def run_diagnostics(session: Session, progress: ProgressFn | None = None,
@@ -28,7 +29,7 @@ def run_diagnostics(session: Session, progress: ProgressFn | None = None,
     else:
         outcomes.append(StageOutcome("alpha-crit", "skipped", "already stored"))
     if session.config.data.kind == "shapes":
-        if not session.has("groundtruth/results"):
+        if not session.has(GROUNDTRUTH.key):
             run_groundtruth(session, progress=progress, cancel=cancel)
             outcomes.append(StageOutcome("ground truth", "done", "pointing game, concept AUROC"))
         else:

@@ -15,31 +15,33 @@ import torch
 
 from core.control.curves import confusion_matrix, per_class_accuracy
 from core.control.edit import apply_edit
+from core.control.methods.base import EditMethod, EditRequest
+from core.control.methods.registry import get_method
 from core.control.spec import EditSpec, check_features
 from core.control.sweep import EditEffect
 from core.store.session import Session
-from core.workflow.inputs import ControlInputs, check_writable, load_inputs
+from core.workflow.inputs import ControlInputs, check_writable, inputs_for, load_inputs
+from core.workflow.results import EDITS
 
 
 def build_spec(
     inputs: ControlInputs,
-    method: str = "salve",
+    method: str | EditMethod | None = None,
     features: Sequence[int] | int | None = None,
     target_class: int | None = None,
     mode: str = "suppress",
     alpha: float = 0.0,
     modulation: str = "linear",
-    rome_sample: int | None = None,
+    sample: int | None = None,
 ) -> EditSpec:
-    """An :class:`EditSpec` for any method, filling in what the method needs from the inputs.
+    """An :class:`EditSpec` for any method (default: the registry's first), filling in what
+    the method needs from the inputs (:meth:`EditMethod.build_spec`).
 
-    SALVE and steering default to ``target_class``'s dominant feature; ROME needs a class
-    (or a feature, whose owning class is used) and stores its key so it replays anywhere.
-    ``alpha`` is α (SALVE), β (steering) or the target value (ROME).
+    Methods with features default to ``target_class``'s dominant feature; a feature given
+    without a class names its owning class. ``alpha`` is the method's strength (α, β, the
+    ROME target value); ``sample``: the sample a method builds its edit from (ROME's key).
     """
-    from core.control.methods.rome import rome_spec
-    from core.control.methods.steering import steer_spec
-
+    m = get_method(method)
     if isinstance(features, int):
         features = [features]
     features = None if features is None else [int(k) for k in features]
@@ -47,23 +49,13 @@ def build_spec(
         check_features(inputs.D, features)
     if target_class is None and features:
         target_class = inputs.feature_class(features[0])
-    if method == "salve":
-        if not features:
-            if target_class is None:
-                raise ValueError("a SALVE edit needs a feature or a class (its dominant feature)")
-            features = [inputs.dominant_feature(target_class)]
-        return EditSpec(tuple(features), mode, alpha, modulation, "salve")
     if target_class is None:
-        raise ValueError(f"a {method} edit needs a target class (or a feature of that class)")
-    if method == "rome":
-        if mode != "suppress":
-            raise ValueError("the ROME baseline only suppresses (it sets the class logit)")
-        return rome_spec(inputs.A, inputs.labels, target_class, alpha, rome_sample)
-    if method == "steer":
-        if not features:
-            features = [inputs.dominant_feature(target_class)]
-        return steer_spec(inputs.M, target_class, alpha, features, mode)
-    raise ValueError(f"method must be one of salve, rome, steer, got '{method}'")
+        raise ValueError(f"a {m.label} edit needs a feature or a class (its dominant feature)")
+    if m.needs_features and not features:
+        features = [inputs.dominant_feature(target_class)]
+    request = EditRequest(target_class, features if m.needs_features else None, None, mode,
+                          modulation, options=m.request_options({"sample_index": sample}))
+    return m.build_spec(inputs.cached(), request, alpha)
 
 def edited_head(
     inputs: ControlInputs, edits: EditSpec | Sequence[EditSpec]
@@ -76,20 +68,20 @@ def edited_head(
     return W, b
 
 def preview_edit(
-    session: Session | None,
+    session: Session,
     spec: EditSpec,
     inputs: ControlInputs | None = None,
     split: str = "test",
 ) -> EditEffect:
-    """Per-class accuracy before/after and confusion matrices of ``spec``; writes nothing.
+    """Load the split's control inputs (unless given) → :func:`edit_effect_on`; writes nothing."""
+    return edit_effect_on(inputs_for(session, inputs, split), spec)
+
+
+def edit_effect_on(inputs: ControlInputs, spec: EditSpec) -> EditEffect:
+    """Per-class accuracy before/after and confusion matrices of ``spec`` (pure).
 
     Fast enough for every keypress: cached inputs and unedited predictions, one matmul.
-    Pass ``inputs`` to skip even the cache lookup (``session`` may then be None).
     """
-    if inputs is None:
-        if session is None:
-            raise ValueError("preview_edit needs a session or ControlInputs")
-        inputs = load_inputs(session, split)
     W_new, b_new = apply_edit(inputs.W, inputs.b, inputs.D, spec)
     after = torch.addmm(b_new, inputs.A, W_new.T).argmax(1)
     before = inputs.base_predictions
@@ -102,15 +94,17 @@ def preview_edit(
         confusion_matrix(inputs.labels, after, C),
     )
 
+
 def record_edit(
     session: Session, spec: EditSpec, exports: Sequence[str] | None = None, note: str = ""
 ) -> int:
     """Append ``spec`` to the session's edit log; returns its position in the log."""
-    from core.workflow.provenance import READS, stage_runs
+    from core.workflow.provenance import stage_runs
+    from core.workflow.results import EDITS
 
     check_writable(session, True)
     entry: dict[str, Any] = {**spec.to_dict(), "recorded_at": time.time(),
-                             "computed_from": stage_runs(session, READS["edit"])}
+                             "computed_from": stage_runs(session, EDITS.reads)}
     if exports:
         entry["exports"] = [str(p) for p in exports]
     if note:
@@ -121,7 +115,7 @@ def record_edit(
 
 def edit_records(session: Session) -> list[dict[str, Any]]:
     """The raw edit log: each spec's fields plus ``recorded_at`` (and ``exports``/``note``)."""
-    return list(session.read_json("control/edits", []) or [])
+    return EDITS.load(session)
 
 def list_edits(session: Session) -> list[EditSpec]:
     """The recorded edits, oldest first, as specs that replay exactly (``core.control.edit.replay``)."""
@@ -144,14 +138,9 @@ HISTORY_KEY = "control/edits_history"
 UNDO_DEPTH = 50
 
 
-def describe_spec(spec: EditSpec) -> str:
-    """A short one-line label: ``SALVE suppress f55 α=2 linear``."""
-    feats = "+".join(str(k) for k in spec.features)
-    if spec.method == "rome":
-        return f"ROME class {spec.extra.get('target_class', '?')} target={spec.alpha:g}"
-    if spec.method == "steer":
-        return f"steering {spec.mode} f{feats} β={spec.alpha:g}"
-    return f"SALVE {spec.mode} f{feats} α={spec.alpha:g} {spec.modulation}"
+def describe_spec(spec: EditSpec, long: bool = False) -> str:
+    """A short one-line label (``SALVE suppress f55 α=2 linear``) or, ``long``, a sentence."""
+    return get_method(spec.method).describe(spec, long)
 
 
 def _history(session: Session) -> dict[str, list[dict[str, Any]]]:
@@ -160,7 +149,7 @@ def _history(session: Session) -> dict[str, list[dict[str, Any]]]:
 
 
 def _write_stack(tx: Any, log: list[dict[str, Any]], history: dict[str, Any]) -> None:
-    tx.write_json("control/edits", log)
+    EDITS.save(tx, log)
     tx.write_json(HISTORY_KEY, history)
     tx.update_json("summary", edits=len(log))
 
@@ -253,7 +242,7 @@ def note_exports(session: Session, files: Sequence[str | Any], numbers: Sequence
     if not changed:  # a reused export is already listed: no rewrite of the session
         return
     with session.transaction() as tx:
-        tx.write_json("control/edits", log)
+        EDITS.save(tx, log)
 
 
 @dataclass

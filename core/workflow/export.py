@@ -30,6 +30,10 @@ from core.atomic import WriteFailed, refuse_existing, write_bytes, write_text
 from core.control.spec import EditSpec
 from core.store.session import Session, require_intact
 
+# what an export builds the model from, checked whole first (the activations it reads for the
+# sidecar's accuracy are checked as they are read; the rest of the session is never read)
+EXPORT_READS = ("json", "backbone", "sae")
+
 FORMATS = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors"}
 SIDECAR_FORMAT = "salve-tui edited model"
 
@@ -157,7 +161,8 @@ def export_edited_model(
         )
     targets = _targets(session, out, stem)
     _check_targets(targets)  # again for the default names (and anything created meanwhile)
-    require_intact(session)  # never export a model built from damaged weights
+    # never export a model built from damaged weights; the other reads below check what they read
+    require_intact(session, EXPORT_READS)
     inputs = load_inputs(session)
     model = load_model(session, "cpu")
     edited = edited_model(model, edits, inputs.D)
@@ -272,17 +277,6 @@ def folder_size(folder: str | Path) -> tuple[int, int]:
     return total, count
 
 
-def _describe(spec: EditSpec) -> str:
-    if spec.method == "salve":
-        feats = ", ".join(str(k) for k in spec.features)
-        return f"SALVE {spec.mode} feature(s) {feats}, α = {spec.alpha:g}, {spec.modulation} modulation"
-    if spec.method == "rome":
-        return (f"ROME rank-one edit of class {spec.extra['target_class']}: logit at the key "
-                f"({spec.extra.get('key_source', 'class_mean')}) set to {spec.alpha:g}")
-    feats = ", ".join(str(k) for k in spec.features)
-    return f"SAE steering ({spec.mode}) along feature(s) {feats}, β = {spec.alpha:g} (bias shift)"
-
-
 def torchvision_architecture(arch: str, num_classes: int, image_size: int) -> dict[str, Any]:
     """What rebuilds the exported model with plain torchvision, no salve-tui source needed:
     ``getattr(torchvision.models, builder)(**kwargs)`` then ``load_state_dict``. ``vit_tiny`` is
@@ -305,8 +299,10 @@ def builder_call(architecture: dict[str, Any]) -> str:
 
 
 def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:
+    from core.workflow.edits import describe_spec
+
     names = ", ".join(p.name for p in files)
-    edits = "\n".join(f"  {i + 1}. {_describe(EditSpec.from_dict(e))}"
+    edits = "\n".join(f"  {i + 1}. {describe_spec(EditSpec.from_dict(e), long=True)}"
                       for i, e in enumerate(meta["edits"]))
     arch = meta["arch"]
     builder = builder_call(meta["architecture"])

@@ -9,6 +9,7 @@ needs no ground truth, only the model, the SAE and the test images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,58 +40,96 @@ def run_faithfulness(
     figure: bool = True,
 ) -> dict[str, Any]:
     """Deletion/insertion AUCs per feature (Grad-FAM) and per class (Grad-CAM), vs random."""
-    from core.validate.saliency import default_target_layer, grad_cam, grad_fam
-    from core.workflow.pipeline import load_activations
+    from core.validate.saliency import default_target_layer
 
     if samples < 1 or steps < 2 or n_random < 1:
         raise ValueError("samples ≥ 1, steps ≥ 2 and random orders ≥ 1 are needed")
     assets = load_assets(session)
-    names = assets.class_names
+    pairs = _pairs(session, assets, features)
+    chosen = layer or default_target_layer(assets.model, assets.image_size)
+    reporter = ProgressReporter("faithfulness", len(pairs.pairs), progress)
+    per_feature, curves_fam, curves_cam = [], [], []
+    for i, (c, k) in enumerate(pairs.pairs):
+        check_cancel(cancel)
+        entry, fam, cam = _score_pair(assets, pairs, c, k, samples, steps, n_random, chosen)
+        curves_fam += fam
+        curves_cam += cam
+        per_feature.append(entry)
+        reporter.report(i + 1, f"feature {k} ({assets.class_names[c]})")
+    result = _result(session.name, chosen, steps, n_random, samples, per_feature)
+    if figure and per_feature:
+        result["figure"] = str(faithfulness_png(session, curves_fam, curves_cam, chosen))
+    return result
+
+
+@dataclass
+class _Pairs:
+    """The (class, feature) pairs to score, with what picks their samples: the class means
+    (for the sign), the test labels and the test latents."""
+
+    pairs: list[tuple[int, int]]
+    means: np.ndarray
+    labels: np.ndarray
+    latents: torch.Tensor
+
+
+def _pairs(session: Session, assets: Any, features: Sequence[int] | None) -> _Pairs:
+    """Every class with test samples and its dominant feature, or each of ``features`` with the
+    class whose mean it moves most."""
+    from core.workflow.pipeline import load_activations
+
     M = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
     test = load_activations(session, "test")
     labels = np.asarray(test["labels"])
     with torch.no_grad():
         u = assets.sae.encode(torch.from_numpy(np.asarray(test["a"], dtype=np.float32)).to(assets.device)).cpu()
-    pairs = ([(c, dominant[c]) for c in range(len(names)) if (labels == c).any()] if features is None
-             else [(int(np.abs(M[:, k]).argmax()), int(k)) for k in features])
-    chosen = layer or default_target_layer(assets.model, assets.image_size)
-    reporter = ProgressReporter("faithfulness", len(pairs), progress)
-    per_feature, curves_fam, curves_cam = [], [], []
-    for i, (c, k) in enumerate(pairs):
-        check_cancel(cancel)
-        sign = 1.0 if M[c, k] >= 0 else -1.0
-        rows = np.nonzero(labels == c)[0]
-        top = rows[np.argsort(-(sign * u[rows, k].numpy()))[:samples]]
-        batch = assets.test.load_batch(top).to(assets.device)
+    pairs = ([(c, dominant[c]) for c in range(len(assets.class_names)) if (labels == c).any()]
+             if features is None else [(int(np.abs(M[:, k]).argmax()), int(k)) for k in features])
+    return _Pairs(pairs, M, labels, u)
 
-        def fam_score(x: torch.Tensor, k: int = k, sign: float = sign) -> torch.Tensor:
-            a, _ = head_input_and_logits(assets.model, x)
-            return sign * assets.sae.encode(a)[:, k]
 
-        def cam_score(x: torch.Tensor, c: int = c) -> torch.Tensor:
-            return head_input_and_logits(assets.model, x)[1][:, c]
+def _score_pair(assets: Any, pairs: _Pairs, c: int, k: int, samples: int, steps: int, n_random: int,
+                chosen: str) -> tuple[dict[str, Any], list, list]:
+    """Deletion/insertion curves of feature ``k`` (Grad-FAM, tracking ``s·u_k``) and class ``c``
+    (Grad-CAM, tracking its logit) on the class's ``samples`` test images that drive ``s·u_k``
+    hardest; returns the feature's entry and both lists of curves."""
+    from core.validate.saliency import grad_cam, grad_fam
 
-        with MODEL_LOCK:
-            heat_fam = grad_fam(assets.model, assets.sae, batch, k, chosen).detach()
-            heat_cam = grad_cam(assets.model, batch, c, chosen).detach()
-            fam = [sample_curves(fam_score, batch[j], heat_fam[j], steps, n_random, seed=j)
-                   for j in range(len(top))]
-            cam = [sample_curves(cam_score, batch[j], heat_cam[j], steps, n_random, seed=j)
-                   for j in range(len(top))]
-        curves_fam += fam
-        curves_cam += cam
-        fam_aucs, cam_aucs = [f.aucs() for f in fam], [f.aucs() for f in cam]
-        entry = {"class": c, "class_name": names[c], "feature": k, "samples": [int(s) for s in top]}
-        for label, aucs in (("gradfam", fam_aucs), ("gradcam", cam_aucs)):
-            means = {key: _mean(aucs, key) for key in aucs[0]}
-            means["deletion_below_random"] = means["deletion"] < means["deletion_random"]
-            means["insertion_above_random"] = means["insertion"] > means["insertion_random"]
-            entry[label] = means
-        per_feature.append(entry)
-        reporter.report(i + 1, f"feature {k} ({names[c]})")
-    result: dict[str, Any] = {
-        "session": session.name,
+    sign = 1.0 if pairs.means[c, k] >= 0 else -1.0
+    rows = np.nonzero(pairs.labels == c)[0]
+    top = rows[np.argsort(-(sign * pairs.latents[rows, k].numpy()))[:samples]]
+    batch = assets.test.load_batch(top).to(assets.device)
+
+    def fam_score(x: torch.Tensor) -> torch.Tensor:
+        a, _ = head_input_and_logits(assets.model, x)
+        return sign * assets.sae.encode(a)[:, k]
+
+    def cam_score(x: torch.Tensor) -> torch.Tensor:
+        return head_input_and_logits(assets.model, x)[1][:, c]
+
+    with MODEL_LOCK:
+        heat_fam = grad_fam(assets.model, assets.sae, batch, k, chosen).detach()
+        heat_cam = grad_cam(assets.model, batch, c, chosen).detach()
+        fam = [sample_curves(fam_score, batch[j], heat_fam[j], steps, n_random, seed=j)
+               for j in range(len(top))]
+        cam = [sample_curves(cam_score, batch[j], heat_cam[j], steps, n_random, seed=j)
+               for j in range(len(top))]
+    entry = {"class": c, "class_name": assets.class_names[c], "feature": k, "samples": [int(s) for s in top]}
+    for label, curves in (("gradfam", fam), ("gradcam", cam)):
+        aucs = [f.aucs() for f in curves]
+        means = {key: _mean(aucs, key) for key in aucs[0]}
+        means["deletion_below_random"] = means["deletion"] < means["deletion_random"]
+        means["insertion_above_random"] = means["insertion"] > means["insertion_random"]
+        entry[label] = means
+    return entry, fam, cam
+
+
+def _result(name: str, chosen: str, steps: int, n_random: int, samples: int,
+            per_feature: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON result: settings, one entry per feature and the counts that beat random."""
+    return {
+        "session": name,
         "layer": chosen,
         "steps": steps,
         "random_orders": n_random,
@@ -109,9 +148,6 @@ def run_faithfulness(
         },
         "figure": None,
     }
-    if figure and per_feature:
-        result["figure"] = str(faithfulness_png(session, curves_fam, curves_cam, chosen))
-    return result
 
 
 def faithfulness_png(session: Session, fam: list, cam: list, layer: str) -> Path:

@@ -97,6 +97,22 @@ def quantile_samples(values: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray
     return at, samples
 
 
+def _feature_values(latents: np.ndarray | None, values: np.ndarray | None, n: int, h: int, k: int) -> np.ndarray:
+    """The column ``u[:, k]`` as float64: ``values`` when given, else taken from ``latents``;
+    refuses shapes that do not match the ``n`` labels and ``h`` features."""
+    if values is None:
+        if latents is None:
+            raise ValueError("feature_card needs the latents or the feature's column of them")
+        latents = np.asarray(latents, dtype=np.float64)
+        if latents.shape != (n, h):
+            raise ValueError(f"latents have shape {latents.shape}, expected ({n}, {h})")
+        values = latents[:, k]
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (n,):
+        raise ValueError(f"the feature's values have shape {values.shape}, expected ({n},)")
+    return values
+
+
 def feature_card(
     latents: np.ndarray | None,
     labels: np.ndarray,
@@ -121,16 +137,7 @@ def feature_card(
     if not 0 <= int(feature) < h:
         raise ValueError(f"feature {feature} is out of range: the SAE has {h} features (0..{h - 1})")
     k = int(feature)
-    if values is None:
-        if latents is None:
-            raise ValueError("feature_card needs the latents or the feature's column of them")
-        latents = np.asarray(latents, dtype=np.float64)
-        if latents.shape != (len(labels), h):
-            raise ValueError(f"latents have shape {latents.shape}, expected ({len(labels)}, {h})")
-        values = latents[:, k]
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != (len(labels),):
-        raise ValueError(f"the feature's values have shape {values.shape}, expected ({len(labels)},)")
+    values = _feature_values(latents, values, len(labels), h, k)
     C = W.shape[0]
     edges, histogram = class_histogram(values, labels, C, n_bins)
     order = np.argsort(-values, kind="stable")

@@ -14,6 +14,7 @@ from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.assets import FIGURES_DIR, require_stages, target_path
 from core.workflow.quality import figure_warning_lines
+from core.workflow.results import ALPHA_CRIT, ROBUSTNESS
 from core.workflow.saliency_maps import class_gradfam_png
 
 TOP_SAMPLES_SHOWN = 8
@@ -130,9 +131,9 @@ def figure_gaps(session: Session) -> list[str]:
     name = session.name
     if not list_sweeps(session):
         gaps.append(f"suppression curves: no sweeps recorded (run `salve sweep {name} --class C`)")
-    if not session.read_json("control/alpha_crit_index", {}):
+    if not ALPHA_CRIT.load(session):
         gaps.append(f"α_crit distributions: none recorded (run `salve alpha-crit {name}`)")
-    if not session.read_json("control/robustness", {}):
+    if not ROBUSTNESS.load(session):
         gaps.append(f"seed-robustness curves: none recorded (run `salve robustness {name}`)")
     if not edit_records(session):
         gaps.append(
@@ -152,7 +153,7 @@ def export_figures(
     before/after confusion matrices of every recorded edit. :func:`figure_gaps` lists the
     groups left out. Existing files of the same name are overwritten.
     """
-    from core.workflow.edits import list_edits, preview_edit
+    from core.workflow.edits import describe_spec, list_edits, preview_edit
     from core.workflow.figures import (
         safe_filename,
         save_confusion_matrices,
@@ -166,8 +167,8 @@ def export_figures(
     names = [str(c) for c in session.read_json("class_names")]
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
     sweeps = list_sweeps(session)
-    crit_settings = sorted(session.read_json("control/alpha_crit_index", {}) or {})
-    robustness = session.read_json("control/robustness", {}) or {}
+    crit_settings = sorted(ALPHA_CRIT.load(session))
+    robustness = ROBUSTNESS.load(session)
     edits = list_edits(session)
     distinct = sorted({k for k in dominant if k >= 0})
     with_feature = [c for c, k in enumerate(dominant) if k >= 0]
@@ -217,7 +218,7 @@ def export_figures(
         elif job[0] == "edit":
             spec = edits[job[1]]
             effect = preview_edit(session, spec)
-            path = figures / safe_filename("confusion", f"edit {job[1]}", _describe_edit(spec),
+            path = figures / safe_filename("confusion", f"edit {job[1]}", describe_spec(spec),
                                            ext=".png")
             written.append(
                 save_confusion_matrices(
@@ -225,23 +226,19 @@ def export_figures(
                      "after": effect.confusion_after.numpy()},
                     names,
                     path,
-                    title=f"edit {job[1]}: {_describe_edit(spec)}",
+                    title=f"edit {job[1]}: {describe_spec(spec)}",
                     caption=warnings,
                 )
             )
         reporter.report(done + 1, label)
     return written
 
-def _describe_edit(spec: Any) -> str:
-    """``salve suppress feature 3 α=2``, ``rome suppress class 4 value=-10``, ..."""
-    parts = [spec.method, spec.mode]
-    if spec.features:
-        parts.append("feature " + "+".join(str(k) for k in spec.features))
-    elif "target_class" in spec.extra:
-        parts.append(f"class {spec.extra['target_class']}")
-    strength = {"salve": "α", "steer": "β"}.get(spec.method, "value")
-    parts.append(f"{strength}={spec.alpha:g}")
-    return " ".join(parts)
+def _strength_label(result: Any) -> str:
+    """A sweep's x-axis: its method's strength symbol (α, β, target)."""
+    from core.control.methods.registry import get_method
+
+    return get_method(result.method).symbol
+
 
 def sweep_figures(
     session: Session, key: str, names: list[str] | None = None, folder: Path | None = None,
@@ -279,7 +276,7 @@ def sweep_figures(
             marker=a50,
             marker_label="α50" if a50 is not None else "",
             title=title,
-            xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+            xlabel=_strength_label(result),
             caption=warnings,
         )
     ]
@@ -318,7 +315,7 @@ def selectivity_png(session: Session, result: Any, key: str, folder: Path, title
         folder / safe_filename("selectivity", key, ext=".png"),
         window=report["selective_window"],
         title=f"selectivity: {title}",
-        xlabel={"alpha": "α", "beta": "β"}.get(result.param_name, result.param_name),
+        xlabel=_strength_label(result),
         caption=selectivity_lines(report)[1:]
         + (figure_warning_lines(session) if warnings is None else warnings),
     )

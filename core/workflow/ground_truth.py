@@ -6,27 +6,17 @@ AUROC table) and a compact ``groundtruth`` entry of the session summary (``salve
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.jobs import CancelToken, ProgressFn
+from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
+from core.workflow.results import GROUNDTRUTH
 
-
-def _clean(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 def require_shapes(session: Session, source: Any = None) -> None:
     """Ground truth exists only for the embedded Shapes data; say so before loading anything."""
@@ -37,6 +27,32 @@ def require_shapes(session: Session, source: Any = None) -> None:
             "ground-truth scores exist only for the embedded Shapes dataset (create such a "
             "session with `salve demo` or `salve new NAME --data shapes`)"
         )
+
+@dataclass
+class _Inputs:
+    """What ground truth reads from the session: the assets, the test split's labels and
+    concept presence, and the (seeded) subset of test images it scores."""
+
+    assets: Any
+    names: list[str]
+    concepts: list[str]
+    labels_all: np.ndarray
+    presence_all: np.ndarray
+    subset: np.ndarray
+    computed_from: Any
+
+    @property
+    def source(self) -> Any:
+        return self.assets.test
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.labels_all[self.subset]
+
+    @property
+    def presence(self) -> np.ndarray:
+        return self.presence_all[self.subset]
+
 
 def run_groundtruth(
     session: Session,
@@ -66,26 +82,57 @@ def run_groundtruth(
     AUROCs run on blocks of latent columns, each re-encoding the split in row chunks (the
     same numbers bit for bit, one encoding pass per block).
     """
-    from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
-    from core.validate.groundtruth import concept_matches, saliency_localisation
-    from core.validate.saliency import default_target_layer
+    from core.validate.groundtruth import concept_matches
     from core.workflow.outofcore import LatentColumns, latent_aurocs
     from core.workflow.pipeline import activations_key
+
+    inputs = _load_inputs(session, max_samples, record)
+    # Latents in column blocks under the memory budget (all at once when they fit).
+    latents = LatentColumns(session, inputs.assets.sae, activations_key(session, "test", "a"), inputs.subset,
+                            budget, cancel)
+    # 1. Best latent per concept.
+    table = latent_aurocs(latents, inputs.presence)  # (h, n_concepts)
+    # 2. Localisation of each class's dominant feature vs Grad-CAM of the true class.
+    dominant = [int(k) for k in session.read_array("rankings/dominant")]
+    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
+    class_concept = _class_concepts(inputs.names, inputs.concepts)
+    scored, chosen_layer, localisation = _localise(inputs, dominant, class_concept, layer, batch_size,
+                                                   progress, cancel)
+    fam, cam = localisation["grad_fam"], localisation["grad_cam"]
+    result = json_safe({
+        "layer": chosen_layer, "n_images": int(len(inputs.subset)), "n_scored": int(len(scored)),
+        "split": "test",
+        "pointing_game": {"grad_fam": {**fam.overall, "method": fam.method},
+                          "grad_cam": {**cam.overall, "method": cam.method}},
+        "concepts": {m.name: {"latent": m.latent, "auroc": m.auroc, "sign": m.sign, "strength": m.strength}
+                     for m in concept_matches(table, inputs.concepts)},
+        "classes": _per_class(inputs, dominant, means, table, class_concept, localisation),
+        # 3. Shared part across its two classes.
+        "shared_part": _shared_part(session, inputs, latents, dominant, cancel, budget),
+        "computed_from": inputs.computed_from,
+    })
+    if record:
+        _record(session, result, table, inputs.subset)
+    return result
+
+
+def _load_inputs(session: Session, max_samples: int | None, record: bool) -> _Inputs:
+    """Assets, labels and presence of the test split and the subset to score; refuses a
+    read-only session when recording, a non-Shapes session and cached activations whose
+    labels differ from the dataset."""
+    from core.workflow.pipeline import activations_key
+    from core.workflow.provenance import stage_runs
 
     if record and session.read_only:
         raise SessionError(
             f"session {session.name} is open read-only, so ground-truth scores cannot be "
             "stored; open it as the writer or pass record=False (CLI: --no-record)"
         )
-    from core.workflow.provenance import stage_runs
-
     require_shapes(session)
     computed_from = stage_runs(session)  # the stage runs the assets below come from
     assets = load_assets(session)
     source = assets.test
     require_shapes(session, source)
-    names = assets.class_names
-    concepts = list(source.concept_names)
     labels_all = np.asarray(source.labels, dtype=np.int64)
     presence_all = np.asarray(source.concept_present, dtype=bool)
     n_total = len(labels_all)
@@ -95,35 +142,38 @@ def run_groundtruth(
         subset = np.sort(np.random.default_rng(0).choice(n_total, max_samples, replace=False))
     else:
         subset = np.arange(n_total)
-    labels, presence = labels_all[subset], presence_all[subset]
-
     cached_labels = session.read_array(activations_key(session, "test", "labels"))
     if not np.array_equal(np.asarray(cached_labels), labels_all):
         raise SessionError(
             f"session {session.name}'s cached test activations do not match its dataset "
             f"(labels differ); rerun `salve run {session.name} activations --force`"
         )
-    # Latents in column blocks under the memory budget (all at once when they fit).
-    latents = LatentColumns(session, assets.sae, activations_key(session, "test", "a"), subset, budget, cancel)
+    return _Inputs(assets, assets.class_names, list(source.concept_names), labels_all, presence_all, subset,
+                   computed_from)
 
-    # 1. Best latent per concept.
-    table = latent_aurocs(latents, presence)  # (h, n_concepts)
-    matches = concept_matches(table, concepts)
-    concept_rows = {
-        m.name: {"latent": m.latent, "auroc": m.auroc, "sign": m.sign, "strength": m.strength}
-        for m in matches
-    }
 
-    # 2. Localisation of each class's dominant feature vs Grad-CAM of the true class.
-    dominant = [int(k) for k in session.read_array("rankings/dominant")]
-    means = np.asarray(session.read_array("rankings/class_means"), dtype=np.float64)
-    class_concept = []
+def _class_concepts(names: list[str], concepts: list[str]) -> list[int]:
+    """The concept index of each class's own shape (a class is scored against its namesake)."""
+    out = []
     for name in names:
         if name not in concepts:
             raise ValueError(f"class '{name}' has no ground-truth concept of the same name")
-        class_concept.append(concepts.index(name))
-    usable = np.array([dominant[c] >= 0 for c in labels])
-    scored = subset[usable]
+        out.append(concepts.index(name))
+    return out
+
+
+def _localise(inputs: _Inputs, dominant: list[int], class_concept: list[int], layer: str | None,
+              batch_size: int, progress: ProgressFn | None, cancel: CancelToken | None,
+              ) -> tuple[np.ndarray, str, dict[str, Any]]:
+    """Pointing game of each image's dominant feature (Grad-FAM) and true class (Grad-CAM)
+    against the mask of its class's shape; images of classes without a dominant feature are
+    skipped. Returns the scored image indices, the layer and the localisation results."""
+    from core.validate.groundtruth import saliency_localisation
+    from core.validate.saliency import default_target_layer
+
+    source, labels_all, assets = inputs.source, inputs.labels_all, inputs.assets
+    usable = np.array([dominant[c] >= 0 for c in inputs.labels])
+    scored = inputs.subset[usable]
     masks = np.empty((len(scored), assets.image_size, assets.image_size), dtype=bool)
     for start in range(0, len(scored), 256):
         chunk = scored[start : start + 256]
@@ -139,15 +189,22 @@ def run_groundtruth(
             labels_all[scored],
             masks,
             [max(k, 0) for k in dominant],
-            names,
+            inputs.names,
             layer=chosen_layer,
             batch_size=batch_size,
             progress=progress,
             cancel=cancel,
         )
+    return scored, chosen_layer, localisation
 
+
+def _per_class(inputs: _Inputs, dominant: list[int], means: np.ndarray, table: np.ndarray,
+               class_concept: list[int], localisation: dict[str, Any]) -> dict[str, Any]:
+    """Per class: its dominant feature's AUROC for the class's shape (signed by the feature's
+    class mean) and its pointing-game scores."""
+    labels = inputs.labels
     per_class = {}
-    for c, name in enumerate(names):
+    for c, name in enumerate(inputs.names):
         k = dominant[c]
         rows = labels == c
         entry: dict[str, Any] = {"dominant_feature": k, "n_images": int(rows.sum())}
@@ -158,87 +215,83 @@ def run_groundtruth(
             entry["grad_fam"] = localisation["grad_fam"].per_class.get(name)
             entry["grad_cam"] = localisation["grad_cam"].per_class.get(name)
         per_class[name] = entry
+    return per_class
 
-    # 3. Shared part across its two classes.
+
+def _shared_part(session: Session, inputs: _Inputs, latents: Any, dominant: list[int],
+                 cancel: CancelToken | None, budget: int | None) -> dict[str, Any]:
+    """Whether one latent tracks the shared part within both of its classes, and whether the two
+    classes' dominant features do; an ``error`` entry says why it could not be scored."""
+    from core.discover.shapes import SHARED_PART, SHARED_PART_CLASSES
+
+    names, concepts, presence, labels = inputs.names, inputs.concepts, inputs.presence, inputs.labels
     shared: dict[str, Any] = {"concept": SHARED_PART, "classes": list(SHARED_PART_CLASSES)}
-    if SHARED_PART in concepts and all(c in names for c in SHARED_PART_CLASSES):
-        pair = (names.index(SHARED_PART_CLASSES[0]), names.index(SHARED_PART_CLASSES[1]))
-        part = concepts.index(SHARED_PART)
-        try:
-            chosen, sign, selected_on = _shared_part_choice(session, assets, part, pair, cancel, budget)
-            if chosen is None:  # chosen on the test images themselves
-                chosen, sign = _choose_shared_latent(latents, presence, labels, part, pair)
-            best = _track_part(latents, presence, labels, part, pair, chosen, sign)
-            shared["best_latent"] = {
-                "latent": best.latent,
-                "sign": best.sign,
-                "selected_on": selected_on,
-                "auroc_overall": best.auroc_overall,
-                "auroc_per_class": dict(zip(SHARED_PART_CLASSES, best.auroc_per_class, strict=True)),
-                "tracks_both": best.tracks_both,
-                "threshold": best.threshold,
-            }
-            shared["dominant_features"] = {}
-            for c in pair:
-                if dominant[c] < 0:
-                    continue
-                own = _track_part(latents, presence, labels, part, pair, dominant[c])
-                shared["dominant_features"][names[c]] = {
-                    "latent": own.latent,
-                    "auroc_per_class": dict(
-                        zip(SHARED_PART_CLASSES, own.auroc_per_class, strict=True)
-                    ),
-                    "tracks_both": own.tracks_both,
-                }
-        except ValueError as exc:
-            shared["error"] = str(exc)
-    else:
+    if not (SHARED_PART in concepts and all(c in names for c in SHARED_PART_CLASSES)):
         shared["error"] = "this dataset has no shared part concept"
+        return shared
+    pair = (names.index(SHARED_PART_CLASSES[0]), names.index(SHARED_PART_CLASSES[1]))
+    part = concepts.index(SHARED_PART)
+    try:
+        chosen, sign, selected_on = _shared_part_choice(session, inputs.assets, part, pair, cancel, budget)
+        if chosen is None:  # chosen on the test images themselves
+            chosen, sign = _choose_shared_latent(latents, presence, labels, part, pair)
+        best = _track_part(latents, presence, labels, part, pair, chosen, sign)
+        shared["best_latent"] = {
+            "latent": best.latent,
+            "sign": best.sign,
+            "selected_on": selected_on,
+            "auroc_overall": best.auroc_overall,
+            "auroc_per_class": dict(zip(SHARED_PART_CLASSES, best.auroc_per_class, strict=True)),
+            "tracks_both": best.tracks_both,
+            "threshold": best.threshold,
+        }
+        shared["dominant_features"] = {}
+        for c in pair:
+            if dominant[c] < 0:
+                continue
+            own = _track_part(latents, presence, labels, part, pair, dominant[c])
+            shared["dominant_features"][names[c]] = {
+                "latent": own.latent,
+                "auroc_per_class": dict(zip(SHARED_PART_CLASSES, own.auroc_per_class, strict=True)),
+                "tracks_both": own.tracks_both,
+            }
+    except ValueError as exc:
+        shared["error"] = str(exc)
+    return shared
 
-    fam, cam = localisation["grad_fam"].overall, localisation["grad_cam"].overall
-    result = _clean(
-        {
-            "layer": chosen_layer,
-            "n_images": int(len(subset)),
-            "n_scored": int(len(scored)),
-            "split": "test",
-            "pointing_game": {
-                "grad_fam": {**fam, "method": localisation["grad_fam"].method},
-                "grad_cam": {**cam, "method": localisation["grad_cam"].method},
-            },
-            "concepts": concept_rows,
-            "classes": per_class,
-            "shared_part": shared,
-            "computed_from": computed_from,
-        }
-    )
-    if record:
-        brief = {
-            "layer": result["layer"],
-            "n_images": result["n_images"],
-            "pointing_game": {
-                key: {
-                    stat: result["pointing_game"][key][stat]
-                    for stat in ("hit_rate", "chance_rate", "ratio_to_chance", "energy_inside",
-                                 "mask_area_share")
-                }
-                for key in ("grad_fam", "grad_cam")
-            },
-            "concepts": {
-                name: {k: row[k] for k in ("latent", "auroc", "strength")}
-                for name, row in result["concepts"].items()
-            },
-            "shared_part": {
-                key: result["shared_part"].get("best_latent", {}).get(key)
-                for key in ("latent", "auroc_per_class", "tracks_both", "selected_on")
-            },
-        }
-        with session.transaction() as tx:
-            tx.write_json("groundtruth/results", result)
-            tx.write_array("groundtruth/auroc", table.astype(np.float32))
-            tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
-            tx.update_json("summary", groundtruth=brief)
-    return result
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """The compact ``groundtruth`` entry of the session summary (``salve info --json``)."""
+    return {
+        "layer": result["layer"],
+        "n_images": result["n_images"],
+        "pointing_game": {
+            key: {
+                stat: result["pointing_game"][key][stat]
+                for stat in ("hit_rate", "chance_rate", "ratio_to_chance", "energy_inside",
+                             "mask_area_share")
+            }
+            for key in ("grad_fam", "grad_cam")
+        },
+        "concepts": {
+            name: {k: row[k] for k in ("latent", "auroc", "strength")}
+            for name, row in result["concepts"].items()
+        },
+        "shared_part": {
+            key: result["shared_part"].get("best_latent", {}).get(key)
+            for key in ("latent", "auroc_per_class", "tracks_both", "selected_on")
+        },
+    }
+
+
+def _record(session: Session, result: dict[str, Any], table: np.ndarray, subset: np.ndarray) -> None:
+    """Commit the result, the AUROC table, the scored indices and the summary in one transaction."""
+    with session.transaction() as tx:
+        GROUNDTRUTH.save(tx, result)
+        tx.write_array("groundtruth/auroc", table.astype(np.float32))
+        tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
+        tx.update_json("summary", groundtruth=_brief(result))
+
 
 def _shared_part_choice(
     session: Session, assets: Any, part: int, pair: tuple[int, int], cancel: CancelToken | None = None,
@@ -297,4 +350,4 @@ def _track_part(latents: Any, presence: np.ndarray, labels: np.ndarray, part: in
 
 def stored_groundtruth(session: Session) -> dict[str, Any] | None:
     """The last recorded :func:`run_groundtruth` result, or None."""
-    return session.read_json("groundtruth/results")
+    return GROUNDTRUTH.load(session) or None

@@ -7,19 +7,37 @@ stages after it ``stale``. Data flows one way: config → compute → session.
 
 from __future__ import annotations
 
-import functools
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.config import DataConfig, SessionConfig, memory_budget
+from core.config import memory_budget
 from core.jobs import CancelToken, JobCancelled, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import PIPELINE_STAGES, RowBlocks, Session, SessionError
+from core.workflow.readers import (  # noqa: F401 (re-exported: the readers' old home)
+    SAE_IMPORT_KEY,
+    _load_dataset_cached,
+    activations_key,
+    load_activations,
+    load_classifier_head,
+    load_data,
+    load_model,
+    load_sae,
+    load_sae_arrays,
+    sae_kind,
+    sae_options,
+)
+from core.workflow.stage_order import (  # noqa: F401 (re-exported)
+    _mark_downstream_stale,
+    downstream_of,
+    effective_states,
+    missing_stages,
+    stale_if_rerun,
+)
 
 COMMIT_INTERVAL_S = 20.0  # streaming stages commit at most this often (resume granularity)
 COMMIT_MAX_BYTES = 256 << 20  # ... and at least every this many extracted bytes (see commit_bytes)
@@ -33,98 +51,6 @@ _REQUIRES = {
     "rankings": ("sae",),
 }
 
-
-# --------------------------------------------------------------------------- loading from a session
-
-
-@functools.lru_cache(maxsize=4)
-def _load_dataset_cached(data_json: str):
-    from core.discover.data import load_dataset
-
-    return load_dataset(DataConfig(**json.loads(data_json)))
-
-
-def load_data(config: SessionConfig):
-    """The session's DatasetBundle, cached per process and keyed by the data settings.
-
-    Shapes regenerates deterministically and folders are scanned once, so the TUI's screens and
-    jobs share one copy. Treat it as read-only.
-    """
-    return _load_dataset_cached(json.dumps(asdict(config.data), sort_keys=True))
-
-
-def load_model(session: Session, device: Any = None):
-    """The session's trained classifier (eval mode) rebuilt from its stored weights."""
-    from core.device import resolve_device
-    from core.discover.backbone import build_model, load_numpy_state
-
-    config = session.config
-    classes = session.read_json("class_names")
-    if not session.has("backbone/state_dict"):
-        raise SessionError(f"session {session.name} has no trained backbone yet; run `salve run {session.name} backbone`")
-    model = build_model(config.backbone.arch, len(classes), "none", config.data.image_size, config.seed)
-    load_numpy_state(model, session.read_arrays("backbone/state_dict"))
-    return model.eval().to(device or resolve_device(config.device))
-
-
-def load_classifier_head(session: Session) -> tuple[np.ndarray, np.ndarray]:
-    """``W`` (C×d) and ``b`` (C,) of the final linear layer, read without building the model."""
-    if not session.has("backbone/head"):
-        raise SessionError(f"session {session.name} has no trained backbone yet; run `salve run {session.name} backbone`")
-    head = session.read_json("backbone/head")
-    with session.reader() as f:
-        return f[f"backbone/state_dict/{head}.weight"][()], f[f"backbone/state_dict/{head}.bias"][()]
-
-
-def load_activations(session: Session, split: str) -> dict[str, np.ndarray]:
-    """Cached activations ``a`` (N×d), ``logits`` (N×C), ``labels`` (N,) of a split."""
-    return session.read_arrays(activations_key(session, split))
-
-
-def activations_key(session: Session, split: str, name: str | None = None) -> str:
-    """``activations/<split>[/<name>]``, once the activations stage is complete (else a clear error).
-
-    Out-of-core readers pass the key to ``Session.rows`` instead of loading the arrays.
-    """
-    state = session.stages().get("activations")
-    if state is None or state.state != "done":
-        raise SessionError(
-            f"session {session.name} has no complete activations yet; run `salve run {session.name} activations`"
-        )
-    return f"activations/{split}" + (f"/{name}" if name else "")
-
-
-def load_sae_arrays(session: Session) -> dict[str, np.ndarray]:
-    """Final SAE parameters: ``encoder.weight`` (h×d), ``encoder.bias``, ``decoder.weight`` (d×h), ``decoder.bias``."""
-    if not session.has("sae/weights"):
-        raise SessionError(f"session {session.name} has no trained SAE yet; run `salve run {session.name} sae`")
-    return session.read_arrays("sae/weights")
-
-
-SAE_IMPORT_KEY = "sae/imported"  # JSON record of a dictionary imported from elsewhere
-
-
-def sae_kind(session: Session) -> str:
-    """How the session's SAE encodes: an imported dictionary's kind, else the trained kind."""
-    imported = session.read_json(SAE_IMPORT_KEY, None)
-    return imported["kind"] if imported else session.config.sae.kind
-
-
-def sae_options(session: Session) -> dict[str, Any]:
-    """``kind``, ``k`` and ``input_norm`` the session's SAE encodes with (an imported one's own)."""
-    imported = session.read_json(SAE_IMPORT_KEY, None)
-    config = session.config.sae
-    if not imported:
-        return {"kind": config.kind, "k": config.k, "input_norm": "none"}
-    return {"kind": imported["kind"], "k": int(imported.get("k") or config.k),
-            "input_norm": imported.get("input_norm", "none")}
-
-
-def load_sae(session: Session):
-    """The session's SAE as a torch module (CPU)."""
-    from core.discover.sae import sae_from_arrays
-
-    return sae_from_arrays(load_sae_arrays(session), **sae_options(session))
 
 
 # --------------------------------------------------------------------------- stages
@@ -148,56 +74,6 @@ def _check_requirements(session: Session, stage: str) -> None:
             f"stage '{stage}' needs '{req}' to be done first (it is {states[req]}); "
             f"run `salve run {session.name} {first}`{earlier}"
         )
-
-
-def _mark_downstream_stale(tx, stage: str, stages: dict, why: str = "was rerun") -> None:
-    order = list(PIPELINE_STAGES)
-    for later in order[order.index(stage) + 1 :]:
-        if stages.get(later) is not None and stages[later].state in ("done", "partial", "stale"):
-            tx.set_stage(later, "stale", f"'{stage}' {why}; rerun this stage")
-
-
-def downstream_of(stage: str) -> list[str]:
-    """The stages after ``stage`` in pipeline order (they read what it writes)."""
-    order = list(PIPELINE_STAGES)
-    return order[order.index(stage) + 1 :] if stage in order else []
-
-
-def stale_if_rerun(stages: dict, stage: str) -> list[str]:
-    """The stages whose results a rerun of ``stage`` makes stale (done or partial after it)."""
-    return [s for s in downstream_of(stage)
-            if stages.get(s) is not None and stages[s].state in ("done", "partial")]
-
-
-def effective_states(stages: dict[str, Any]) -> dict[str, str]:
-    """Each stage's state as the user should trust it: a stage counted done while an earlier
-    stage is not done (partial, failed, stale, pending) reads ``stale``.
-
-    Sessions written before stale-marking was persisted (or killed between two commits) can
-    hold ``activations ◐ partial`` next to ``SAE ✓ done``; this is what screens show and gate on.
-    """
-    out: dict[str, str] = {}
-    upstream_ok = True
-    for stage in PIPELINE_STAGES:
-        value = stages.get(stage)  # a StageState, or its state as text (``list_sessions`` rows)
-        state = value if isinstance(value, str) else (value.state if value is not None else "pending")
-        if state == "done" and not upstream_ok:
-            state = "stale"
-        out[stage] = state
-        upstream_ok = upstream_ok and state == "done"
-    return out
-
-
-def missing_stages(stages: dict, requires: Sequence[str]) -> list[str]:
-    """Stages to run before something that needs ``requires``: every stage up to the last
-    required one that is not effectively done, in pipeline order."""
-    order = list(PIPELINE_STAGES)
-    needed = [s for s in requires if s in order]
-    if not needed:
-        return []
-    last = max(order.index(s) for s in needed)
-    states = effective_states(stages)
-    return [s for s in order[: last + 1] if states[s] != "done"]
 
 
 def run_data(session: Session, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> None:
@@ -477,6 +353,11 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
 
     writer = data_parallel is None or data_parallel.rank == 0
 
+    # --sae-width auto: pick (h, λ) by the width search first (it writes them into the config)
+    if session.config.sae.auto_width and "sae_search" not in session.summary() and data_parallel is None:
+        from core.workflow.sae_search_session import run_search
+
+        run_search(session, progress, cancel)
     config = session.config
     stages = session.stages()
     train_key = activations_key(session, "train", "a")
@@ -547,7 +428,8 @@ def run_sae(session: Session, progress: ProgressFn | None = None, cancel: Cancel
         tx.update_json("summary", sae={"kind": config.sae.kind, "hidden": config.sae.hidden,
                                        "engine": result.engine, "activation_scale": scale,
                                        "streamed": streamed,
-                                       "normalized": bool(config.sae.normalize), **final})
+                                       "normalized": bool(config.sae.normalize),
+                                       "schedule": result.schedule, **final})
         tx.set_stage("sae", "done", f"EV {final.get('explained_variance', float('nan')):.3f}, "
                      f"L0 {final.get('l0', float('nan')):.1f}, dead {final.get('dead', 0):.0f}")
         _mark_downstream_stale(tx, "sae", stages)

@@ -7,12 +7,13 @@ new one). A result is out of date when one of those stages is no longer done or 
 again since. Results saved before this record existed are judged by their ``recorded_at``:
 flagged ("unknown provenance") only when a stage they read finished after they were saved or
 is no longer done; a result with neither record is not flagged (nothing says it is stale).
+Which results a session keeps, and their out-of-date warnings: ``core.workflow.results``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,100 +113,3 @@ def staleness(stages: Mapping[str, Any], record: Mapping[str, Any], rerun: str,
                              f"unknown provenance; the {label} {_was(stage)} {_RERUN[stage]} at "
                              f"{when(now.updated, saved)}, after they were saved")
     return None
-
-
-@dataclass(frozen=True)
-class StaleResult:
-    """One stored result that is out of date: its kind, key and the reason."""
-
-    kind: str  # alpha-crit | sweep | robustness | groundtruth | edit
-    key: str
-    why: Staleness
-
-    @property
-    def message(self) -> str:
-        return self.why.message
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": self.key, "stage": self.why.stage, "message": self.why.message,
-                "unknown_provenance": self.why.unknown_provenance}
-
-
-#: The stages each kind of result reads (an edit: its features' SAE and the head it scales).
-READS = {"alpha-crit": CONTROL_STAGES, "sweep": CONTROL_STAGES, "robustness": CONTROL_STAGES,
-         "groundtruth": CONTROL_STAGES, "edit": ("backbone", "sae")}
-
-#: What recomputes each kind of result, as the warning says it.
-RERUN_HINTS = {
-    "alpha-crit": "rerun α_crit (`salve alpha-crit NAME`)",
-    "sweep": "rerun the sweep (`salve sweep NAME`)",
-    "robustness": "rerun seed robustness (`salve robustness NAME`)",
-    "groundtruth": "rerun ground truth (`salve groundtruth NAME`)",
-    "edit": "check the edit's features and record it again",
-}
-
-
-def _records(session: Session, kind: str) -> Iterable[tuple[str, Mapping[str, Any]]]:
-    if kind == "alpha-crit":
-        index = session.read_json("control/alpha_crit_index", {}) or {}
-        for setting, entries in sorted(index.items()):
-            for key, entry in sorted(entries.items()):
-                yield f"{setting}/{key}", entry
-    elif kind == "sweep":
-        yield from sorted((session.read_json("control/sweep_index", {}) or {}).items())
-    elif kind == "robustness":
-        yield from sorted((session.read_json("control/robustness", {}) or {}).items())
-    elif kind == "groundtruth":
-        result = session.read_json("groundtruth/results")
-        if result:
-            yield "groundtruth", result
-    elif kind == "edit":
-        for i, entry in enumerate(session.read_json("control/edits", []) or []):
-            yield str(i + 1), entry
-
-
-def stale_results(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> list[StaleResult]:
-    """Every stored result of ``kinds`` that is out of date, with the reason."""
-    stages = session.stages()
-    out = []
-    for kind in kinds:
-        hint = RERUN_HINTS[kind].replace("NAME", session.name)
-        for key, record in _records(session, kind):
-            why = staleness(stages, record, hint, READS[kind], session.name)
-            if why is not None:
-                out.append(StaleResult(kind, key, why))
-    return out
-
-
-_KIND_WORDS = {"alpha-crit": ("α_crit result", "α_crit results"), "sweep": ("sweep", "sweeps"),
-               "robustness": ("seed-robustness run", "seed-robustness runs"),
-               "groundtruth": ("ground-truth result", "ground-truth results"),
-               "edit": ("recorded edit", "recorded edits")}
-
-
-def stale_warnings(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS), short: bool = False) -> list[str]:
-    """One line per kind with stale results: how many, and the first one's reason."""
-    return summary_lines(stale_results(session, kinds), kinds, short)
-
-
-def summary_lines(found: Sequence[StaleResult], kinds: Sequence[str] = tuple(RERUN_HINTS),
-                  short: bool = False) -> list[str]:
-    """:func:`stale_warnings` of results already found (``short``: the reasons without the
-    commands and full dates, for a screen's warning line)."""
-    lines = []
-    for kind in kinds:
-        mine = [r for r in found if r.kind == kind]
-        if not mine:
-            continue
-        one, many = _KIND_WORDS[kind]
-        count = f"{len(mine)} {one if len(mine) == 1 else many}"
-        lines.append(f"{count} out of date: {mine[0].why.short if short else mine[0].message}")
-    return lines
-
-
-def stale_report(session: Session, kinds: Sequence[str] = tuple(RERUN_HINTS)) -> dict[str, Any]:
-    """What the CLI adds to a listing: ``stale_results`` (one dict per stale result) and
-    ``stale_warnings`` (``warning: …`` lines, one per kind)."""
-    found = stale_results(session, kinds)
-    return {"stale_results": [r.to_dict() for r in found],
-            "stale_warnings": [f"warning: {line}" for line in summary_lines(found, kinds)]}

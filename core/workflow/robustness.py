@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -15,8 +14,10 @@ import torch
 from core.control.curves import DEFAULT_N_ALPHAS
 from core.control.robustness import RobustnessResult, seed_robustness
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
+from core.jsonsafe import json_safe
 from core.store.session import Session
 from core.workflow.inputs import check_writable, load_inputs, setting_key
+from core.workflow.results import ROBUSTNESS
 
 
 def run_seed_robustness(
@@ -40,44 +41,20 @@ def run_seed_robustness(
 
     ``epochs`` overrides the SAE epochs (quick looks); the session's own SAE is untouched.
     """
-    from core.device import resolve_device
-    from core.discover.rankings import class_means
-    from core.discover.sae import encode, sae_from_arrays
-    from core.discover.sae_train import train_sae
-    from core.workflow.pipeline import load_activations
-
     if k < 1:
         raise ValueError(f"the number of seeds must be ≥ 1, got {k}")
     check_writable(session, record)
     x = load_inputs(session, split)
-    config = session.config
-    sae_config = config.sae if epochs is None else replace(
-        config.sae, epochs=int(epochs), lr_step_epochs=min(config.sae.lr_step_epochs, int(epochs))
-    )
-    train = load_activations(session, "train")
-    result = train_sae(
-        torch.from_numpy(np.asarray(train["a"], dtype=np.float32)),
-        sae_config,
-        progress,
-        cancel,
-        n_seeds=k,
-        device=resolve_device(device or config.device),
-    )
-    train_labels = torch.from_numpy(np.asarray(train["labels"], dtype=np.int64))
-    decoders, means = [], []
-    for i in range(k):
-        sae = sae_from_arrays(result.weights, i, kind=sae_config.kind, k=sae_config.k)
-        u = encode(sae, train["a"]).cpu()
-        means.append(torch.from_numpy(class_means(u, train_labels, x.num_classes)))
-        decoders.append(torch.from_numpy(np.asarray(result.weights["decoder.weight"][i])))
+    sae_config = session.config.sae if epochs is None else replace(
+        session.config.sae, epochs=int(epochs),
+        lr_step_epochs=min(session.config.sae.lr_step_epochs, int(epochs)))
+    result, decoders, means = _train_seeds(session, x.num_classes, sae_config, k, device, progress, cancel)
     if target_class is None:
         classes = sorted(int(c) for c in x.labels.unique().tolist())
     elif isinstance(target_class, int):
         classes = [target_class]
     else:
         classes = [int(c) for c in target_class]
-    # A class without training samples has a NaN mean row: make it lose every argmax.
-    means = [torch.nan_to_num(M, nan=0.0) for M in means]
     reporter = ProgressReporter("seed robustness", len(classes), progress)
     results = []
     for i, c in enumerate(classes):
@@ -89,22 +66,61 @@ def run_seed_robustness(
         )
         reporter.report(i + 1, f"class {x.class_names[c]}")
     if record:
-        ev = result.history.get("ev")
-        final_ev = [float(v[-1]) for v in ev] if ev is not None and ev.shape[1] else []
-        meta = {
-            "n_seeds": k,
-            "seeds": list(result.seeds),
-            "epochs": sae_config.epochs,
-            "mode": mode,
-            "modulation": modulation,
-            "split": split,
-            "final_explained_variance": final_ev,
-            "classes": {str(r.target_class): r.features_per_seed for r in results},
-            "recorded_at": time.time(),
-            "computed_from": dict(x.computed_from),
-        }
+        meta = _meta(result, results, k, sae_config.epochs, mode, modulation, split, x.computed_from)
         save_robustness(session, results, result.weights, meta)
     return results
+
+
+def _meta(trained: Any, results: Sequence[RobustnessResult], k: int, epochs: int, mode: str,
+          modulation: str, split: str, computed_from: Any) -> dict[str, Any]:
+    """What is stored beside the curves: the seeds, their final EV and each class's features."""
+    ev = trained.history.get("ev")
+    final_ev = [float(v[-1]) for v in ev] if ev is not None and ev.shape[1] else []
+    return {
+        "n_seeds": k,
+        "seeds": list(trained.seeds),
+        "epochs": epochs,
+        "mode": mode,
+        "modulation": modulation,
+        "split": split,
+        "final_explained_variance": final_ev,
+        "classes": {str(r.target_class): r.features_per_seed for r in results},
+        "recorded_at": time.time(),
+        "computed_from": dict(computed_from),
+    }
+
+
+def _train_seeds(session: Session, num_classes: int, sae_config: Any, k: int,
+                 device: str | torch.device | None, progress: ProgressFn | None,
+                 cancel: CancelToken | None) -> tuple[Any, list[torch.Tensor], list[torch.Tensor]]:
+    """Train ``k`` seeds of the SAE in one batched job on the train activations; return the
+    training result, each seed's decoder and its train-split class means (a class without
+    training samples gets a zero row, so it loses every argmax)."""
+    from core.device import resolve_device
+    from core.discover.rankings import class_means
+    from core.discover.sae import encode, sae_from_arrays
+    from core.discover.sae_train import train_sae
+    from core.workflow.pipeline import load_activations
+
+    train = load_activations(session, "train")
+    result = train_sae(
+        torch.from_numpy(np.asarray(train["a"], dtype=np.float32)),
+        sae_config,
+        progress,
+        cancel,
+        n_seeds=k,
+        device=resolve_device(device or session.config.device),
+    )
+    train_labels = torch.from_numpy(np.asarray(train["labels"], dtype=np.int64))
+    decoders, means = [], []
+    for i in range(k):
+        sae = sae_from_arrays(result.weights, i, kind=sae_config.kind, k=sae_config.k)
+        u = encode(sae, train["a"]).cpu()
+        means.append(torch.from_numpy(class_means(u, train_labels, num_classes)))
+        decoders.append(torch.from_numpy(np.asarray(result.weights["decoder.weight"][i])))
+    # A class without training samples has a NaN mean row: make it lose every argmax.
+    return result, decoders, [torch.nan_to_num(M, nan=0.0) for M in means]
+
 
 def save_robustness(
     session: Session,
@@ -114,7 +130,7 @@ def save_robustness(
 ) -> None:
     check_writable(session, True)
     setting = setting_key(meta["mode"], meta["modulation"])
-    stored = dict(session.read_json("control/robustness", {}) or {})
+    stored = ROBUSTNESS.load(session)
     stored[setting] = meta
     with session.transaction() as tx:
         tx.delete(f"control/robustness/{setting}")
@@ -132,7 +148,7 @@ def save_robustness(
             )
         if sae_weights is not None:
             tx.write_arrays("control/robustness_sae", sae_weights)
-        tx.write_json("control/robustness", stored)
+        ROBUSTNESS.save(tx, stored)
         tx.update_json(
             "summary",
             robustness={s: {"n_seeds": m["n_seeds"], "epochs": m["epochs"]} for s, m in stored.items()},
@@ -143,7 +159,7 @@ def load_robustness(
 ) -> dict[int, dict[str, Any]]:
     """Stored mean ± std curves of one setting: class → arrays (as tensors) + seed count."""
     setting = setting_key(mode, modulation)
-    meta = (session.read_json("control/robustness", {}) or {}).get(setting)
+    meta = ROBUSTNESS.load(session).get(setting)
     if meta is None:
         raise KeyError(
             f"session {session.name} has no {setting} robustness results; run "
@@ -170,16 +186,13 @@ def robustness_to_json(results: Sequence[RobustnessResult], class_names: Sequenc
                 "class_name": class_names[c],
                 "features_per_seed": r.features_per_seed,
                 "alphas": r.alphas.tolist(),
-                "target_accuracy_mean": _clean(r.accuracy_mean[c].tolist()),
-                "target_accuracy_std": _clean(r.accuracy_std[c].tolist()),
-                "others_accuracy_mean": _clean(others_per_seed.mean(0).tolist()),
-                "others_accuracy_std": _clean(
+                "target_accuracy_mean": json_safe(r.accuracy_mean[c].tolist()),
+                "target_accuracy_std": json_safe(r.accuracy_std[c].tolist()),
+                "others_accuracy_mean": json_safe(others_per_seed.mean(0).tolist()),
+                "others_accuracy_std": json_safe(
                     (others_per_seed.std(0) if len(r.sweeps) > 1
                      else torch.zeros_like(others_per_seed[0])).tolist()
                 ),
             }
         )
     return {"n_seeds": results[0].n_seeds if results else 0, "classes": out}
-
-def _clean(values: list[float]) -> list[float | None]:
-    return [None if not math.isfinite(v) else v for v in values]

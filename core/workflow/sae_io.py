@@ -26,6 +26,7 @@ from core.discover.sae_interop import (
     to_saelens,
 )
 from core.discover.sae_kinds import EXACT_ZERO_KINDS
+from core.store.limits import JSONTooDeep, loads_bounded
 from core.store.session import Session, SessionError
 from core.workflow.pipeline import (
     SAE_IMPORT_KEY,
@@ -37,6 +38,8 @@ from core.workflow.pipeline import (
 
 #: Files that hold pickled tensors: never loaded (unpickling runs arbitrary code).
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+#: Largest cfg.json read (SAELens writes a few kB).
+CFG_MAX_BYTES = 1 << 20
 
 
 def export_saelens(session: Session, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
@@ -120,6 +123,23 @@ def _load_safetensors(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
     return tensors, dtypes
 
 
+def _read_cfg(cfg_path: Path) -> Any:
+    """``cfg.json`` parsed with the depth and size limit: a file from elsewhere nested or sized
+    to exhaust the parser is one clear message, not a RecursionError."""
+    try:
+        with open(cfg_path, "rb") as handle:
+            raw = handle.read(CFG_MAX_BYTES + 1)  # never more than the limit, whatever the size
+        if len(raw) > CFG_MAX_BYTES:
+            raise InteropError(f"{cfg_path} is over {CFG_MAX_BYTES >> 10} kB, more than this tool reads; "
+                               "a SAELens cfg.json is a few kB: check that this is the SAE's config")
+        return loads_bounded(raw.decode("utf-8"), str(cfg_path), max_bytes=CFG_MAX_BYTES)
+    except JSONTooDeep as exc:
+        raise InteropError(f"{exc}; this is not a SAELens cfg.json (SAELens writes a few kB, "
+                           "nested 2-3 levels)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InteropError(f"{cfg_path} is not valid JSON ({exc})") from None
+
+
 def read_saelens(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any], Path, set[str]]:
     """Tensors, config, weights path and stored dtypes of a SAELens folder or ``.safetensors`` file."""
     weights_path = _weights_path(Path(path))
@@ -127,10 +147,7 @@ def read_saelens(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
     if not cfg_path.is_file():
         raise InteropError(f"no {CFG_FILE} beside {weights_path.name}: it says how the SAE encodes "
                            "(architecture, d_in, d_sae); SAELens writes it with save_model")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InteropError(f"{cfg_path} is not valid JSON ({exc})") from None
+    cfg = _read_cfg(cfg_path)
     if not isinstance(cfg, dict):
         raise InteropError(f"{cfg_path} must hold a JSON object")
     tensors, dtypes = _load_safetensors(weights_path)

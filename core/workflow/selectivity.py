@@ -11,6 +11,8 @@ from typing import Any
 
 from core.control.alpha_crit import alpha50
 from core.control.curves import SweepResult
+from core.control.methods.base import EditRequest
+from core.control.methods.registry import get_method
 from core.control.selectivity import (
     control_summary,
     control_sweeps,
@@ -20,7 +22,7 @@ from core.control.selectivity import (
 )
 from core.control.sweep import sweep
 from core.store.session import Session, SessionError
-from core.workflow.inputs import ControlInputs, inputs_for, load_inputs
+from core.workflow.inputs import ControlInputs, load_inputs
 
 
 def _train_inputs(session: Session | None) -> ControlInputs | None:
@@ -33,17 +35,13 @@ def _train_inputs(session: Session | None) -> ControlInputs | None:
 
 
 def same_edit_on(result: SweepResult, test: ControlInputs, other: ControlInputs) -> SweepResult:
-    """``result``'s edit at its strengths on another split (ROME keeps the test split's key)."""
-    c = int(result.target_class)
-    options: dict[str, Any] = {}
-    if result.method == "rome":
-        from core.control.methods.rome import rome_key
-        from core.control.selectivity import _rome_sample
-
-        options["key"] = rome_key(test.A, test.labels, c, _rome_sample(result))
-    features = list(result.features) or None
-    return sweep(result.method, other.cached(), c, features, result.alphas, result.mode,
-                 result.modulation, **options)
+    """``result``'s edit at its strengths on another split (built on the test split: ROME keeps
+    its key, ``EditMethod.replay_options``)."""
+    m = get_method(result.method)
+    request = EditRequest(int(result.target_class), list(result.features) or None, result.alphas,
+                          result.mode, result.modulation,
+                          options=m.replay_options(result, test.cached()))
+    return sweep(m, other.cached(), request)
 
 
 def selectivity_report(
@@ -57,10 +55,13 @@ def selectivity_report(
 
     ``session`` may be None when ``inputs`` are given (no train split then).
     """
-    x = inputs if inputs is not None else inputs_for(session, None, "test")  # type: ignore[arg-type]
+    if inputs is None and session is None:
+        raise ValueError("a selectivity report needs a session or the control inputs")
+    x = inputs if inputs is not None else load_inputs(session, "test")
     names = x.class_names
     sel = selectivity(result, unedited_accuracy(x.cached()))
     report: dict[str, Any] = sel.summary(names)
+    report["symbol"] = get_method(result.method).symbol  # the strength on screen: α, β, target
     c = int(result.target_class)
     main_a50 = alpha50(result.alphas, result.per_class_accuracy[c])
     report["target_alpha50"] = main_a50
@@ -84,10 +85,12 @@ def _pct(v: float | None) -> str:
 
 def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
     """Three short lines for a narrow panel: window, side effects where suppressed, controls."""
-    p = {"alpha": "α", "beta": "β"}.get(report["param_name"], report["param_name"])
+    p = report.get("symbol", report["param_name"])
     window = report["selective_window"]
     lines = ["selective " + (", ".join(f"{p} {lo:.3g}–{hi:.3g}" for lo, hi in window)
                              if window else "window: none")]
+    if report.get("no_window_reason"):
+        lines.append(f"no window: {report['no_window_reason']}")
     first = report["first_suppressed"]
     if first is None:
         lines.append("target never < 10%")
@@ -115,6 +118,8 @@ def selectivity_lines(report: dict[str, Any]) -> list[str]:
         + f" (target < {_pct(report['thresholds']['target_below'])}, every other class keeps"
         f" ≥ {_pct(report['thresholds']['others_keep_share'])} of its baseline)"
     ]
+    if report.get("no_window_reason"):  # second line: figure captions start from it
+        lines.append(f"no window for this class: {report['no_window_reason']}")
     first = report["first_suppressed"]
     if first is None:
         lines.append("target never below 10% on this grid")

@@ -9,12 +9,41 @@ another process holds it for writing).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from salve_tui.cli import validate as v
-from salve_tui.cli.main import CliError, ProgressPrinter, _cancel_on_sigint, emit, open_session
+from salve_tui.cli.common import CliError, ProgressPrinter, cancel_on_sigint, emit, open_session
 
-METHODS = ("salve", "rome", "steer")
+
+class RegisteredMethods(Sequence[str]):
+    """The registry's method names (``core.control.methods.registry``), read when argparse
+    first checks or lists them: building the parser imports no torch."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from core.control.methods.registry import method_names
+
+        return method_names()
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+
+METHODS = RegisteredMethods()
 MODES = ("suppress", "enhance")
 MODULATIONS = ("linear", "clamped")
 
@@ -47,9 +76,10 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from core.control.methods.registry import default_method
     from core.workflow.alpha_crit import alpha_crit_brief, run_alpha_crit
     from core.workflow.inputs import row_inputs_for
-    from core.workflow.provenance import stale_report
+    from core.workflow.results import stale_report
     from core.workflow.sweeps import curve_alpha50, run_sweep, sweep_id
 
     if args.all_dominant:
@@ -63,10 +93,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         features = args.feature or None
         result = run_sweep(
             session, target, features, args.mode, args.method, args.modulation, alphas,
-            args.n_alphas, args.rome_sample, _progress(args), None, not args.no_record, inputs,
+            args.n_alphas, args.sample, _progress(args), None, not args.no_record, inputs,
         )
         crit = []
-        if args.method == "salve" and len(result.features) == 1 and args.mode == "suppress":
+        # the stored α_crit is the default method's (SALVE): its sweeps of one feature get it
+        if default_method().name == result.method and len(result.features) == 1 and args.mode == "suppress":
             # Only the swept class: re-recording every class would pile up cross-class results.
             crit = run_alpha_crit(
                 session, result.target_class, result.features[0], "suppress", args.modulation,
@@ -88,18 +119,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_sweep_all_dominant(args: argparse.Namespace) -> int:
     """``salve sweep SESSION --all-dominant``: every class's dominant sweep and α_crit, one job."""
+    from core.control.methods.registry import default_method
     from core.workflow.all_dominant import run_all_dominant
 
+    default = default_method()
     clashing = [flag for flag, given in (("--class", args.class_ is not None), ("--feature", bool(args.feature)),
-                                         ("--method", args.method != "salve"), ("--no-record", args.no_record),
-                                         ("--rome-sample", args.rome_sample is not None)) if given]
+                                         ("--method", args.method not in (None, default.name)),
+                                         ("--no-record", args.no_record), ("--sample", args.sample is not None))
+                if given]
     if clashing:
-        raise CliError(f"--all-dominant sweeps every class's dominant feature with SALVE and records "
+        raise CliError(f"--all-dominant sweeps every class's dominant feature with {default.label} and records "
                        f"them; drop {', '.join(clashing)}")
     alphas = parse_alpha_grid(args.alphas) if args.alphas else None
     with _open(args) as session:
         outcome = run_all_dominant(session, args.mode, args.modulation, alphas, args.n_alphas,
-                                   _progress(args), _cancel_on_sigint(), redo=args.redo)
+                                   _progress(args), cancel_on_sigint(), redo=args.redo)
     payload = {"session": session.name, **outcome.to_dict()}
 
     def text(p: dict[str, Any]) -> str:
@@ -180,18 +214,26 @@ def _sweep_text(p: dict[str, Any]) -> str:
 
 
 def _crit_table(rows: list[dict[str, Any]]) -> str:
+    """Qualify counts as in the JSON: analytic (z > 0, S > 0) and numerical (a root kept)."""
     width = max(len(r["class_name"]) for r in rows) + 2
-    lines = [f"{'class':<{width}}{'feature':>8}{'qualify':>9}{'analytic':>10}{'numerical':>11}"
+    lines = [f"{'class':<{width}}{'feature':>8}{'analytic':>18}{'numerical':>20}"
              f"{'α50':>9}{'max rel Δ':>11}"]
     for r in rows:
+        shown = r.get("numerical_shown", r["numerical_median"])
+        numerical = "—" if shown is None else _fmt(shown)
         lines.append(
-            f"{r['class_name']:<{width}}{r['feature']:>8}{r['qualifying']:>5}/{r['n_samples']:<3}"
-            f"{_fmt(r['analytic_median']):>10}{_fmt(r['numerical_median']):>11}"
+            f"{r['class_name']:<{width}}{r['feature']:>8}"
+            f"{_fmt(r['analytic_median']):>10} {r['qualifying']:>3}/{r['n_samples']:<3}"
+            f"{numerical:>12} {r.get('qualifying_numerical', r['qualifying']):>3}/{r['n_samples']:<3}"
             f"{_fmt(r['alpha50']):>9}{_fmt(r['max_relative_difference'], 2):>11}"
         )
     ablated = [f"{r['class_name']} {r['total_ablation']}" for r in rows if r.get("total_ablation")]
     if ablated:
-        lines.append("excluded (root only at total ablation): " + ", ".join(ablated))
+        off = next((r["alpha_off"] for r in rows if r.get("alpha_off") is not None), None)
+        rule = "α ≥ α_off, 95% of |D[:,k]| switched off" if off is not None else "total ablation"
+        lines.append(f"excluded (root only at {rule}): " + ", ".join(ablated))
+    lines += [f"{r['class_name']}: numerical median withheld: {r['withheld_reason']}"
+              for r in rows if r.get("withheld_reason")]
     lines += sorted({f"note: {r['note']}" for r in rows if r.get("note")})
     return "\n".join(lines)
 
@@ -203,7 +245,7 @@ def cmd_alpha_crit(args: argparse.Namespace) -> int:
 
     if args.csv:
         alpha_crit_csv_paths(args.csv)  # a bad or existing target is refused before any work
-    from core.workflow.provenance import stale_report
+    from core.workflow.results import stale_report
 
     with _open(args) as session:
         inputs = row_inputs_for(session, None, "test")  # left on disk past the memory budget
@@ -241,8 +283,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
     from core.workflow.export import check_export_target, export_edited_model
     from core.workflow.inputs import load_inputs
 
-    if args.method != "rome" and not args.feature and args.class_ is None:
-        raise CliError("give --feature K (repeatable) or --class C (its dominant feature)")
+    if not args.feature and args.class_ is None:
+        raise CliError("give --feature K (repeatable) or --class C (the target; methods with features "
+                       "edit its dominant feature)")
     if args.alpha is None:
         raise CliError("give the edit strength with --alpha A")
     if args.out is not None:
@@ -252,7 +295,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
         target = _class_arg(inputs, args.class_)
         spec = build_spec(
             inputs, args.method, args.feature or None, target, args.mode, args.alpha,
-            args.modulation, args.rome_sample,
+            args.modulation, args.sample,
         )
         effect = preview_edit(session, spec, inputs)
         exported = export_edited_model(session, spec, args.out)
@@ -331,6 +374,14 @@ def _shared(p: argparse.ArgumentParser) -> None:
 
 
 
+def _method_args(p: argparse.ArgumentParser) -> None:
+    """``--method`` (the registered editing methods) and ``--sample`` (a method option)."""
+    p.add_argument("--method", choices=METHODS, default=None, metavar="METHOD",
+                   help="editing method: %(choices)s (default: the first)")
+    p.add_argument("--sample", "--rome-sample", dest="sample", type=v.index, default=None,
+                   help="build the edit from this test sample (ROME: its key instead of the class mean)")
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the control commands to the ``salve`` parser."""
     p = sub.add_parser("sweep", parents=[common], help="per-class accuracy vs edit strength")
@@ -339,13 +390,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--feature", type=v.index, action="append", default=[],
                    help="SAE feature to edit (repeat for several); default: the class's dominant")
     p.add_argument("--mode", choices=MODES, default="suppress")
-    p.add_argument("--method", choices=METHODS, default="salve")
+    _method_args(p)
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
     p.add_argument("--alphas", default=None, type=v.alpha_grid,
                    help="START:STOP:N or a,b,c (default: automatic)")
     p.add_argument("--n-alphas", type=v.integer(2, 100_000), default=200, help="points of the automatic grid")
-    p.add_argument("--rome-sample", type=v.index, default=None,
-                   help="ROME key from this test sample instead of the class mean")
     p.add_argument("--all-dominant", action="store_true",
                    help="every class's dominant feature (and its α_crit) as one resumable job")
     p.add_argument("--redo", action="store_true",
@@ -371,10 +420,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="target class (ROME/steering; SALVE: its dominant feature)")
     p.add_argument("--mode", choices=MODES, default="suppress")
     p.add_argument("--alpha", type=v.finite, default=None,
-                   help="strength: α (salve), β (steer) or the target logit (rome)")
-    p.add_argument("--method", choices=METHODS, default="salve")
+                   help="the method's strength: α (salve), β (steer), the target logit (rome), ...")
+    _method_args(p)
     p.add_argument("--modulation", choices=MODULATIONS, default="linear")
-    p.add_argument("--rome-sample", type=v.index, default=None)
     p.add_argument("--out", default=None, metavar="FILE",
                    help=".pt or .safetensors (default: both, in the session's export folder)")
     v.force_flag(p)

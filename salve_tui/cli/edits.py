@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from salve_tui.cli.main import CliError, emit, open_session
+from salve_tui.cli.common import CliError, emit, open_session
 
 CHANGES = ("remove", "clear", "undo", "redo", "enable", "disable")
 
@@ -102,7 +102,7 @@ def cmd_edits(args: argparse.Namespace) -> int:
         inputs = load_inputs(session)
         current = stack.edit_stack(session, inputs)
         payload: dict[str, Any] = {"session": session.name, **current.to_dict(), "done": done}
-        from core.workflow.provenance import stale_report
+        from core.workflow.results import stale_report
 
         payload.update(stale_report(session, ("edit",)))
         if args.compare:

@@ -1,126 +1,44 @@
 """``salve``: the headless CLI over the same pipeline the TUI drives.
 
 Heavy imports (torch, torchvision) happen inside commands, so ``salve info`` and ``salve list``
-answer quickly. Commands from other modules register themselves through ``register(sub)``
-functions listed in ``_PLUGINS``.
+answer quickly. The pipeline commands live here; the others come from one module each, imported
+here by name and added through their ``register(sub, common)``. What all commands share
+(errors, output, sessions, progress, Ctrl-C) is ``salve_tui.cli.common``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
-import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from core.atomic import WriteFailed, describe_os_error, overwrite_policy
 from core.config import BackboneConfig, DataConfig, SAEConfig, SessionConfig, demo_config
-from core.jobs import CancelToken, JobCancelled, JobFailed, Progress
+from core.jobs import CancelToken
 from core.store.session import (
     PIPELINE_STAGES,
     Session,
-    SessionError,
     list_sessions,
     resolve_session_path,
     sessions_dir,
 )
+from salve_tui.cli import control, edits, maintenance, sae, visuals
 from salve_tui.cli import validate as v
+from salve_tui.cli.common import (
+    CliError,
+    ProgressPrinter,
+    cancel_on_sigint,
+    common_options,
+    emit,
+    open_session,
+    run_command,
+    session_path,
+    show_store_notices,
+)
 
-_PLUGINS = ("salve_tui.cli.control", "salve_tui.cli.visuals", "salve_tui.cli.edits", "salve_tui.cli.sae",
-            "salve_tui.cli.maintenance")
-
-
-class CliError(Exception):
-    """Reported as ``error: <message>`` with exit status 2."""
-
-
-# --------------------------------------------------------------------------- progress output
-
-
-class ProgressPrinter:
-    """Text progress bar with ETA on stderr; one line per update when stderr is not a terminal."""
-
-    def __init__(self, stream: Any = None, min_interval: float = 0.2) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.min_interval = min_interval if self.tty else 5.0
-        self._last = 0.0
-        self._stage = ""
-
-    def __call__(self, p: Progress) -> None:
-        now = time.monotonic()
-        finished = p.total > 0 and p.done >= p.total
-        if p.stage == self._stage and now - self._last < self.min_interval and not finished:
-            return
-        if p.stage != self._stage and self._stage and self.tty:
-            self.stream.write("\n")
-        self._stage, self._last = p.stage, now
-        width = 24
-        filled = int(round(p.fraction * width))
-        eta = p.eta_seconds
-        eta_text = f" ETA {_fmt_seconds(eta)}" if eta is not None and not finished else ""
-        metrics = " ".join(f"{k}={_fmt(v)}" for k, v in list(p.metrics.items())[:4])
-        line = f"{p.stage:<11} [{'#' * filled}{'.' * (width - filled)}] {p.fraction:6.1%}{eta_text} {p.message} {metrics}"
-        if self.tty:
-            self.stream.write("\r" + line[:160].ljust(100))
-            if finished:
-                self.stream.write("\n")
-                self._stage = ""
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def _fmt_seconds(s: float) -> str:
-    s = int(s)
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def _cancel_on_sigint() -> CancelToken:
-    """First Ctrl-C asks the job to stop at its next safe point; a second one aborts."""
-    token = CancelToken()
-
-    def handler(signum: int, frame: Any) -> None:
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        sys.stderr.write("\ncancelling at the next safe point (Ctrl-C again to abort)...\n")
-
-    signal.signal(signal.SIGINT, handler)
-    return token
-
-
-# --------------------------------------------------------------------------- helpers shared by commands
-
-
-def session_path(args: argparse.Namespace) -> Path:
-    return resolve_session_path(args.session, sessions_dir(args.sessions_dir))
-
-
-def open_session(args: argparse.Namespace, read_only: bool = False) -> Session:
-    return Session.open(session_path(args), read_only=read_only)
-
-
-def emit(args: argparse.Namespace, payload: Any, text: Callable[[Any], str] | str | None = None) -> None:
-    """Print ``payload`` as JSON with --json, else as human text."""
-    if getattr(args, "json", False):
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
-    elif callable(text):
-        print(text(payload))
-    elif text is not None:
-        print(text)
-    else:
-        print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+COMMAND_MODULES = (control, visuals, edits, sae, maintenance)  # registered in this order, after ours
 
 
 # --------------------------------------------------------------------------- commands
@@ -148,13 +66,22 @@ def _config_from_args(args: argparse.Namespace) -> SessionConfig:
         batch_size=args.sae_batch_size or base.sae.batch_size,
         lr_step_epochs=base.sae.lr_step_epochs if not args.sae_epochs else max(1, args.sae_epochs // 5),
         seed=args.seed, normalize=base.sae.normalize,
+        early_stop_patience=args.sae_early_stop if args.sae_early_stop is not None else base.sae.early_stop_patience,
+        auto_width=args.sae_width == "auto",
     )
+    if isinstance(args.sae_width, int):
+        sae.hidden = args.sae_width
     return SessionConfig(name=args.name, data=data, backbone=backbone, sae=sae, device=args.device, seed=args.seed)
+
+
+def _sae_width(text: str) -> int | str:
+    """``--sae-width``: a positive whole number or ``auto``."""
+    return "auto" if text == "auto" else v.count(text)
 
 
 def _preset_base(args: argparse.Namespace) -> SessionConfig:
     """Defaults for settings not given: the demo's, the paper's for the architecture (any
-    dataset kind; h = 2·d from the architecture's head), or real data's (h = 4·d, normalised)."""
+    dataset kind; h = 2·d from the architecture's head), or real data's (a small SAE, normalised)."""
     if args.preset == "paper":
         from core.config import paper_config
         from core.discover.backbone import head_input_dim
@@ -162,11 +89,11 @@ def _preset_base(args: argparse.Namespace) -> SessionConfig:
         return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
     if args.data == "shapes":
         return demo_config(args.name)
-    from core.config import real_data_config
-    from core.discover.backbone import head_input_dim
+    from core.config import dataset_class_count, real_data_config
 
-    # real data: normalised activations, h = 4·d of the architecture (overcomplete)
-    return real_data_config(args.name, head_input_dim(args.arch, args.image_size or DataConfig.image_size))
+    # real data: a small SAE on normalised activations, its width from the number of classes
+    return real_data_config(args.name, dataset_class_count(args.data, args.data_path),
+                            from_scratch=args.weights == "none")
 
 
 def cmd_new(args: argparse.Namespace) -> int:
@@ -175,6 +102,9 @@ def cmd_new(args: argparse.Namespace) -> int:
     if problems:
         raise CliError("invalid settings: " + "; ".join(problems))
     path = resolve_session_path(args.name, sessions_dir(args.sessions_dir))
+    from core.discover.backbone import check_image_size
+
+    check_image_size(config.backbone.arch, config.data.image_size)  # the minimum, stated now
     if args.weights not in ("none", "pretrained"):  # a bad checkpoint is named now, not after the data stage
         from core.discover.backbone import load_checkpoint
 
@@ -200,11 +130,11 @@ def cmd_run_distributed(args: argparse.Namespace, ctx: Any) -> int:
         if args.stage == "activations":
             from core.workflow.distributed_stages import run_activations_distributed
 
-            run_activations_distributed(session_path(args), ctx, progress, _cancel_on_sigint())
+            run_activations_distributed(session_path(args), ctx, progress, cancel_on_sigint())
         else:
             from core.workflow.distributed_stages import run_sae_distributed
 
-            run_sae_distributed(session_path(args), ctx, progress, _cancel_on_sigint())
+            run_sae_distributed(session_path(args), ctx, progress, cancel_on_sigint())
     finally:
         shutdown(ctx)
     if ctx.is_main:
@@ -221,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return cmd_run_distributed(args, init_from_env())
     stages = None if args.stage in (None, "all") else [args.stage]
     with open_session(args) as session:
-        outcomes = run_pipeline(session, stages, ProgressPrinter(), _cancel_on_sigint(), force=args.force)
+        outcomes = run_pipeline(session, stages, ProgressPrinter(), cancel_on_sigint(), force=args.force)
         for o in outcomes:
             print(f"{o.stage:<12} {o.status:<8} {o.message}")
     return 0
@@ -242,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with session:
         print(f"session {path}", file=sys.stderr)
-        progress, cancel = ProgressPrinter(), _cancel_on_sigint()
+        progress, cancel = ProgressPrinter(), cancel_on_sigint()
         run_pipeline(session, None, progress, cancel)
         _run_demo_diagnostics(session, progress, cancel)
         overview = session.overview()
@@ -281,6 +211,9 @@ def _info_text(o: dict[str, Any]) -> str:
         per_class = ", ".join(f"{c} {v:.2f}" for c, v in shared["auroc_per_class"].items())
         lines.append(f"shared part tracked by latent {shared['latent']}: AUROC {per_class} "
                      f"({'both classes' if shared['tracks_both'] else 'not both'})")
+    from salve_tui.cli.sae import schedule_lines, search_table_lines
+
+    lines += schedule_lines(o.get("sae")) + search_table_lines(o.get("sae_search"))
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
     lines += _alpha_crit_text(o.get("alpha_crit") or {})
@@ -328,7 +261,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         overview = session.overview()
         # computed now, so sessions built before the gates existed get them too
         overview["warnings"] = [w.to_dict() for w in session_warnings(session)]
-        from core.workflow.provenance import stale_report
+        from core.workflow.results import stale_report
 
         overview.update(stale_report(session))
         emit(args, overview, _info_text)
@@ -370,21 +303,40 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--sessions-dir", default=None, help="session folder (default: $SALVE_SESSIONS or ./sessions)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--memory-budget", type=v.memory_size, default=None, metavar="SIZE",
-                        help="memory for out-of-core compute, e.g. 4G or 25%% (default: "
-                             "$SALVE_MEMORY_BUDGET, else half the RAM); larger activations stream from disk")
-
+    common = common_options()
     parser = argparse.ArgumentParser(prog="salve", description="SALVE pipeline, headless.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _register_pipeline(sub, common)
+    for module in COMMAND_MODULES:
+        module.register(sub, common)
+    return parser
 
+
+def _register_pipeline(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``demo``, ``new``, ``run``, ``info`` and ``list``: the commands that build sessions."""
     p = sub.add_parser("demo", parents=[common], help="build the embedded demo session end to end")
     p.add_argument("--name", default="demo", type=v.session_name)
     p.add_argument("--fresh", action="store_true", help="delete an existing demo session first")
     p.set_defaults(func=cmd_demo)
 
+    _register_new(sub, common)
+
+    p = sub.add_parser("run", parents=[common], help="run a stage (or all) of a session")
+    p.add_argument("session")
+    p.add_argument("stage", nargs="?", default="all", choices=["all", *PIPELINE_STAGES])
+    p.add_argument("--force", action="store_true", help="rerun stages that are already done")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("info", parents=[common], help="show a session's stages and results")
+    p.add_argument("session")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("list", parents=[common], help="list sessions")
+    p.set_defaults(func=cmd_list)
+
+
+def _register_new(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``salve new``: a session from flags, each unset one taken from the preset."""
     p = sub.add_parser("new", parents=[common], help="create a session")
     p.add_argument("name", type=v.session_name)
     p.add_argument("--preset", choices=["demo", "paper"], default="demo",
@@ -407,80 +359,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule (default: onecycle from scratch, constant when fine-tuning)")
     p.add_argument("--sae-kind", default="l1", choices=["l1", "topk"])
     p.add_argument("--sae-hidden", type=v.count, default=None)
+    p.add_argument("--sae-width", type=_sae_width, default=None, metavar="H|auto",
+                   help="SAE width (as --sae-hidden), or 'auto': search a grid of widths and L1 weights "
+                        "on held-out data first (see `salve sae search`)")
+    p.add_argument("--sae-early-stop", type=v.index, default=None, metavar="EPOCHS",
+                   help="stop SAE training when EPOCHS epochs improve the best loss by < 0.1%% (0: off)")
     p.add_argument("--sae-epochs", type=v.count, default=None)
     p.add_argument("--sae-batch-size", type=v.count, default=None)
     p.add_argument("--sae-lr", type=v.positive, default=None)
     p.add_argument("--l1", type=v.non_negative, default=None)
     p.add_argument("--topk", type=v.count, default=8)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=_device_setting)
     p.add_argument("--seed", type=v.index, default=0)
     p.set_defaults(func=cmd_new)
 
-    p = sub.add_parser("run", parents=[common], help="run a stage (or all) of a session")
-    p.add_argument("session")
-    p.add_argument("stage", nargs="?", default="all", choices=["all", *PIPELINE_STAGES])
-    p.add_argument("--force", action="store_true", help="rerun stages that are already done")
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("info", parents=[common], help="show a session's stages and results")
-    p.add_argument("session")
-    p.set_defaults(func=cmd_info)
+def _device_setting(text: str) -> str:
+    from core.device import check_device_setting
 
-    p = sub.add_parser("list", parents=[common], help="list sessions")
-    p.set_defaults(func=cmd_list)
-
-    for module_name in _PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub, common)
-    return parser
-
-
-class _NoteHandler(logging.Handler):
-    """The store's notices (a schema migration) as one ``note:`` line on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"note: {record.getMessage()}", file=sys.stderr)
-
-
-def _show_store_notices() -> None:
-    logger = logging.getLogger("salve")
-    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
-        logger.addHandler(_NoteHandler(logging.WARNING))
+    try:
+        return check_device_setting(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    _show_store_notices()
+    show_store_notices()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed its one-line error (or --help)
         return exc.code if isinstance(exc.code, int) else 2
-    if getattr(args, "memory_budget", None):  # read by core.config.memory_budget (and torchrun ranks)
-        from core.config import MEMORY_BUDGET_ENV
-
-        os.environ[MEMORY_BUDGET_ENV] = args.memory_budget
-    try:
-        with overwrite_policy(bool(getattr(args, "force", False))):
-            return int(args.func(args) or 0)
-    except JobCancelled as exc:
-        print(f"cancelled: {exc}. Saved progress is kept; rerun the same command to resume.", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\naborted. The session keeps its last committed step; rerun to resume.", file=sys.stderr)
-        return 130
-    except (CliError, SessionError, JobFailed, ValueError, FileNotFoundError, KeyError, WriteFailed) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the environment: permissions, full disk, names too long, ...
-        print(f"error: {describe_os_error(exc, exc.filename or 'a file', 'use')}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

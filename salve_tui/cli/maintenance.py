@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from salve_tui.cli.main import emit, session_path
+from salve_tui.cli.common import emit, session_path
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from core.store.session import SessionError, verify_session
+    from core.store.session import SessionError, verify_isolated
 
     path = session_path(args)
     if not path.exists():
         raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
-    report = verify_session(path)
+    report = verify_isolated(path)  # a file that crashes HDF5 is reported as damage
     payload = {"session": str(path), "ok": report.ok, "checked": report.checked,
                "problems": report.problems, "unchecked": report.unchecked}
 
@@ -37,29 +37,60 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    from core.store.session import copy_session, resolve_session_path, session_bytes, sessions_dir
+    from core.store.maintenance import copy_target
+    from core.store.session import copy_session, session_bytes, sessions_dir
 
     src = session_path(args)
-    dst = resolve_session_path(args.target, sessions_dir(args.sessions_dir))
+    dst = copy_target(src, args.target, sessions_dir(args.sessions_dir))
     copy_session(src, dst)
     emit(args, {"session": str(src), "copy": str(dst), "size_bytes": session_bytes(dst)},
          lambda p: f"copied {src} to {dst} ({p['size_bytes'] / 1e6:.1f} MB with its array files)")
     return 0
 
 
+def _exports_note(plan: Any) -> str:
+    """`` and the N file(s) salve-tui wrote in x.exports/`` for the confirmation (or nothing)."""
+    if not plan.owned:
+        return ""
+    return f" and the {len(plan.owned)} file(s) salve-tui wrote in {plan.folder.name}/"
+
+
+def _kept_lines(plan: Any) -> list[str]:
+    """One line per item of the exports folder that a delete keeps, with the reason."""
+    if not plan.kept:
+        return []
+    lines = [f"kept {len(plan.kept)} item(s) in {plan.folder} that salve-tui did not write "
+             "(remove them yourself if you no longer need them):"]
+    for path, reason in plan.kept[:20]:
+        lines.append(f"  {path.relative_to(plan.folder) if path != plan.folder else path}: {reason}")
+    if len(plan.kept) > 20:
+        lines.append(f"  … and {len(plan.kept) - 20} more (see --json)")
+    return lines
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
-    from core.store.session import SessionError, data_dir, delete_session, session_bytes
+    from core.store.exports_cleanup import plan_exports
+    from core.store.session import (
+        SessionError,
+        data_dir,
+        delete_session,
+        exports_dir,
+        session_bytes,
+    )
 
     path = session_path(args)
-    if not path.exists():
-        raise SessionError(f"session file {path} does not exist; list sessions with `salve list`")
-    size = session_bytes(path)
+    size = session_bytes(path) if path.is_file() else 0
     if not args.yes:
-        raise SessionError(f"this deletes {path} and {data_dir(path).name}/ ({size / 1e6:.1f} MB); "
+        note = _exports_note(plan_exports(exports_dir(path)))
+        raise SessionError(f"this deletes {path} and {data_dir(path).name}/ ({size / 1e6:.1f} MB){note}; "
                            "rerun with --yes to confirm")
-    delete_session(path)
-    emit(args, {"deleted": str(path), "size_bytes": size},
-         lambda p: f"deleted {path} and its array files ({size / 1e6:.1f} MB)")
+    removed = delete_session(path)  # also finishes a delete that was interrupted
+    kept = plan_exports(exports_dir(path))  # what the tool did not write stays, with the reason
+    finished = "" if path in removed else " (finished an interrupted delete)"
+    payload = {"deleted": str(path), "size_bytes": size, "removed": [str(p) for p in removed],
+               "kept": [{"path": str(p), "reason": why} for p, why in kept.kept]}
+    emit(args, payload, lambda p: "\n".join(
+        [f"deleted {path} and its array files ({size / 1e6:.1f} MB){finished}", *_kept_lines(kept)]))
     return 0
 
 

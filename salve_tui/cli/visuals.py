@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from salve_tui.cli import validate as v
-from salve_tui.cli.main import CliError, ProgressPrinter, emit, open_session
+from salve_tui.cli.common import CliError, ProgressPrinter, emit, open_session
 
 
 def _progress(args: argparse.Namespace) -> ProgressPrinter | None:
@@ -229,6 +229,12 @@ def _faithfulness_text(r: dict[str, Any]) -> str:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the visuals commands to the ``salve`` parser."""
+    _register_pictures(sub, common)
+    _register_reports(sub, common)
+
+
+def _register_pictures(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``saliency``, ``actmax`` and ``top-samples``: one PNG about one feature or class."""
     p = sub.add_parser("saliency", parents=[common],
                        help="Grad-FAM of a feature or Grad-CAM of a class on a test sample (PNG)")
     p.add_argument("session")
@@ -266,6 +272,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v.force_flag(p)
     p.set_defaults(func=cmd_top_samples)
 
+
+def _register_reports(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``export``, ``groundtruth`` and ``faithfulness``: figures and scores over the session."""
     p = sub.add_parser("export", parents=[common],
                        help="write figures (PNG) into the session's export folder")
     p.add_argument("session")

@@ -1,36 +1,61 @@
-"""Which editing methods exist, by the name an :class:`~core.control.spec.EditSpec` records.
+"""Which editing methods exist, by the name an :class:`~core.control.methods.spec.EditSpec`
+records, in the order the fronts offer them (CLI choices, the TUI's ``m``).
 
-Method modules are imported on first use (by dotted path), so the edit record can validate
-itself against its method without the record and the methods importing each other.
+``core.control.methods`` registers the built-in ones; a new method is one module plus one
+:func:`register` line there (a test registers its own with :func:`registered`).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-if TYPE_CHECKING:
-    from core.control.methods.base import EditMethod
+from core.control.methods.base import EditMethod
+from core.control.methods.spec import REGISTERED
 
-# name → "module:attribute" of the method object. Adding a method: one file plus one line here.
-METHODS = {
-    "salve": "core.control.methods.salve:SALVE",
-    "rome": "core.control.methods.rome:ROME",
-    "steer": "core.control.methods.steering:STEERING",
-}
 
-_loaded: dict[str, EditMethod] = {}
+def register(method: EditMethod) -> EditMethod:
+    """Add ``method`` under its name (replacing one of the same name); returns it."""
+    REGISTERED[method.name] = method
+    return method
+
+
+@contextmanager
+def registered(method: EditMethod) -> Iterator[EditMethod]:
+    """``method`` registered inside the block only (tests, plug-ins tried out)."""
+    previous = REGISTERED.get(method.name)
+    register(method)
+    try:
+        yield method
+    finally:
+        if previous is None:
+            REGISTERED.pop(method.name, None)
+        else:
+            REGISTERED[method.name] = previous
 
 
 def method_names() -> tuple[str, ...]:
-    return tuple(METHODS)
+    return tuple(REGISTERED)
 
 
-def get_method(name: str) -> EditMethod:
-    """The method object registered under ``name`` (``ValueError`` for an unknown name)."""
-    if name not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got '{name}'")
-    if name not in _loaded:
-        module, attribute = METHODS[name].split(":")
-        _loaded[name] = getattr(importlib.import_module(module), attribute)
-    return _loaded[name]
+def methods() -> tuple[EditMethod, ...]:
+    """Every registered method, in registration order."""
+    return tuple(get_method(name) for name in REGISTERED)
+
+
+def default_method() -> EditMethod:
+    """The first registered method (SALVE): the pipeline's curves, α_crit and the fronts' start."""
+    return get_method(next(iter(REGISTERED)))  # never None: the built-ins are registered
+
+
+def get_method(name: str | EditMethod | None = None) -> EditMethod:
+    """The method registered under ``name`` (``ValueError`` for an unknown name); a method
+    object is returned as it is, None gives :func:`default_method`."""
+    if isinstance(name, EditMethod):
+        return name
+    if name is None:
+        return default_method()
+    method = REGISTERED.get(name)
+    if not isinstance(method, EditMethod):
+        raise ValueError(f"method must be one of {', '.join(REGISTERED)}, got '{name}'")
+    return method

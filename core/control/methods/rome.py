@@ -22,11 +22,13 @@ from core.control.curves import (
     linear_flip_points,
     logits,
 )
-from core.control.methods.base import CachedInputs, EditMethod
-from core.control.spec import EditSpec
+from core.control.methods.base import CachedInputs, EditMethod, EditRequest
+from core.control.methods.spec import EditSpec
 from core.jobs import CancelToken, ProgressFn
 
 DEFAULT_ROME_TARGET = -10.0
+PARAM_NAME = "target_value"  # the strength: the target logit value t
+
 
 def rome_key(
     A: torch.Tensor, labels: torch.Tensor, target_class: int, sample_index: int | None = None
@@ -134,7 +136,7 @@ def rome_sweep(
         mode="suppress",
         modulation="linear",
         target_class=target_class,
-        param_name="target_value",
+        param_name=PARAM_NAME,
         alphas=targets,
         per_class_accuracy=per_class,
         target_prediction=target_pred,
@@ -143,15 +145,26 @@ def rome_sweep(
     )
 
 
+def key_sample(result: SweepResult) -> int | None:
+    """The sample a sweep's key was taken from (None: the class mean or a custom key)."""
+    source = str(result.extra.get("key_source", "class_mean"))
+    return int(source.split(":")[1]) if source.startswith("sample:") else None
+
+
 class RomeMethod(EditMethod):
     """ROME on the classifier head; the strength is the target logit value ``t``."""
 
     name = "rome"
     label = "ROME"
-    param_name = "target"
+    symbol = "target"
+    param_name = PARAM_NAME
+    strength_help = "ROME target value of the class logit"
+    default_strength = DEFAULT_ROME_TARGET
     modes = ("suppress",)
     needs_features = False
     nonnegative_strength = False  # a target logit value, usually negative
+    row_chunked = False  # the key may name a sample by its index in the whole split
+    options = ("sample_index", "key")
 
     def check(self, spec: EditSpec) -> list[str]:
         problems = super().check(spec)
@@ -159,6 +172,20 @@ class RomeMethod(EditMethod):
             if key not in spec.extra:
                 problems.append(f"a rome edit needs extra['{key}']")
         return problems
+
+    def build_spec(self, x: CachedInputs, request: EditRequest, strength: float) -> EditSpec:
+        if request.mode not in self.modes:
+            raise ValueError("the ROME baseline only suppresses (it sets the class logit)")
+        if request.target_class is None:
+            raise ValueError("a rome edit needs a target class (or a feature of that class)")
+        return rome_spec(x.A, x.labels, request.target_class, strength,
+                         request.options.get("sample_index"))
+
+    def describe(self, spec: EditSpec, long: bool = False) -> str:
+        if long:
+            return (f"ROME rank-one edit of class {spec.extra['target_class']}: logit at the key "
+                    f"({spec.extra.get('key_source', 'class_mean')}) set to {spec.alpha:g}")
+        return f"ROME class {spec.extra.get('target_class', '?')} target={spec.alpha:g}"
 
     def apply(
         self, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
@@ -168,24 +195,45 @@ class RomeMethod(EditMethod):
         return W_new, None if b is None else b.clone()
 
     def sweep(
-        self,
-        x: CachedInputs,
-        target_class: int,
-        features: Sequence[int] | None = None,
-        strengths: torch.Tensor | Sequence[float] | None = None,
-        mode: str = "suppress",
-        modulation: str = "linear",
-        n_points: int = DEFAULT_N_ALPHAS,
-        progress: ProgressFn | None = None,
+        self, x: CachedInputs, request: EditRequest, progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
-        **options: Any,
     ) -> SweepResult:
-        if mode not in self.modes:
+        if request.mode not in self.modes:
             raise ValueError("the ROME baseline only suppresses; use --mode suppress")
+        if request.target_class is None:
+            raise ValueError("a ROME sweep needs a target class")
+        options = self.request_options(request.options)
         return rome_sweep(
-            x.A, x.labels, x.W, x.b, target_class, strengths, options.get("sample_index"),
-            n_points, progress, cancel, options.get("key"),
+            x.A, x.labels, x.W, x.b, request.target_class, request.strengths,
+            options.get("sample_index"), request.n_points, progress, cancel, options.get("key"),
         )
+
+    def sweep_key(self, result: SweepResult) -> str:
+        target = "none" if result.target_class is None else str(result.target_class)
+        source = str(result.extra.get("key_source", "class_mean")).replace(":", "")
+        return f"rome-c{target}-{source}"
+
+    def sweep_subject(self, result: SweepResult) -> str:
+        return str(result.extra.get("key_source", "class_mean")).replace("_", "-") + " key"
+
+    def replay_options(self, result: SweepResult, x: CachedInputs) -> dict[str, Any]:
+        """The key built on ``x`` (the split the sweep ran on), so other rows get the same edit."""
+        return {"key": rome_key(x.A, x.labels, int(result.target_class), key_sample(result))}
+
+    def control_sweeps(
+        self, result: SweepResult, x: CachedInputs, low: int, direction: torch.Tensor
+    ) -> dict[str, SweepResult]:
+        """ROME has no feature: keys along ``D[:, low]`` and ``direction``, scaled to the norm of
+        its own key, at the same depths below each key's unedited logit."""
+        c = int(result.target_class)
+        key = rome_key(x.A, x.labels, c, key_sample(result)).to(x.W)
+        depth = float(result.extra.get("unedited_key_logit", 0.0)) - result.alphas.double()
+        out = {}
+        for name, along in (("low_association", x.D[:, low]), ("random", direction)):
+            k = along.to(x.W) / along.norm() * key.norm()
+            targets = float(x.W[c] @ k) - depth
+            out[name] = self.sweep(x, EditRequest(c, None, targets, options={"key": k}))
+        return out
 
 
 ROME = RomeMethod()

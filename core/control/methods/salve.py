@@ -27,7 +27,6 @@ suppression range of the same feature so both curves share an x-axis scale.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import torch
 
@@ -47,8 +46,8 @@ from core.control.curves import (
     logits,
     single_piece,
 )
-from core.control.methods.base import CachedInputs, ClassLogit, EditMethod
-from core.control.spec import MODES, EditSpec, check_features, check_weight
+from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
+from core.control.methods.spec import MODES, EditSpec, check_features, check_weight
 from core.jobs import CancelToken, ProgressFn
 
 AUTO_RANGE_TARGET_ACC = 0.05
@@ -419,7 +418,23 @@ class SalveMethod(EditMethod):
 
     name = "salve"
     label = "SALVE"
+    symbol = "α"
     param_name = "alpha"
+    strength_help = "SALVE strength α (≥ 0)"
+    modulations = MODULATIONS
+    options = ("chunk_elements",)
+
+    def build_spec(self, x: CachedInputs, request: EditRequest, strength: float) -> EditSpec:
+        return EditSpec(tuple(request.features or ()), request.mode, strength, request.modulation,
+                        self.name)
+
+    def describe(self, spec: EditSpec, long: bool = False) -> str:
+        if long:
+            feats = ", ".join(str(k) for k in spec.features)
+            return (f"SALVE {spec.mode} feature(s) {feats}, α = {spec.alpha:g}, {spec.modulation} "
+                    "modulation")
+        feats = "+".join(str(k) for k in spec.features)
+        return f"SALVE {spec.mode} f{feats} α={spec.alpha:g} {spec.modulation}"
 
     def apply(
         self, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
@@ -427,25 +442,18 @@ class SalveMethod(EditMethod):
         return apply_salve_edit(W, D, spec), None if b is None else b.clone()
 
     def sweep(
-        self,
-        x: CachedInputs,
-        target_class: int,
-        features: Sequence[int] | None = None,
-        strengths: torch.Tensor | Sequence[float] | None = None,
-        mode: str = "suppress",
-        modulation: str = "linear",
-        n_points: int = DEFAULT_N_ALPHAS,
-        progress: ProgressFn | None = None,
+        self, x: CachedInputs, request: EditRequest, progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
-        **options: Any,
     ) -> SweepResult:
+        features, c = request.features, request.target_class
         if not features:
-            if x.M is None:
-                raise ValueError("a SALVE sweep needs features or the class means M")
-            features = [int(x.M[target_class].abs().argmax())]
+            if x.M is None or c is None:
+                raise ValueError("a SALVE sweep needs features or a class and the class means M")
+            features = [int(x.M[c].abs().argmax())]
         return salve_sweep(
-            x.A, x.labels, x.W, x.b, x.D, features, target_class, strengths, mode, modulation,
-            n_points, progress=progress, cancel=cancel, **options,
+            x.A, x.labels, x.W, x.b, x.D, features, c, request.strengths, request.mode,
+            request.modulation, request.n_points, progress=progress, cancel=cancel,
+            **self.request_options(request.options),
         )
 
     def class_logit(

@@ -25,8 +25,8 @@ from core.control.curves import (
     linear_flip_points,
     logits,
 )
-from core.control.methods.base import CachedInputs, EditMethod
-from core.control.spec import MODES, EditSpec, check_features, check_weight
+from core.control.methods.base import CachedInputs, EditMethod, EditRequest
+from core.control.methods.spec import MODES, EditSpec, check_features, check_weight
 from core.discover.backbone import final_linear
 from core.jobs import CancelToken, ProgressFn
 
@@ -167,14 +167,29 @@ class SteeringMethod(EditMethod):
     """SAE steering of the classifier input; the strength is β ≥ 0, the mode its direction."""
 
     name = "steer"
-    label = "SAE steering"
+    label = "steering"
+    symbol = "β"
     param_name = "beta"
+    strength_help = "steering strength β (≥ 0)"
+    changes_bias = True  # a shift of the classifier input is a shift of the bias
 
     def check(self, spec: EditSpec) -> list[str]:
         problems = super().check(spec)
         if len(spec.extra.get("signs", ())) != len(spec.features):
             problems.append("a steer edit needs extra['signs'] with one sign per feature")
         return problems
+
+    def build_spec(self, x: CachedInputs, request: EditRequest, strength: float) -> EditSpec:
+        if x.M is None or request.target_class is None:
+            raise ValueError("a steer edit needs a target class and the class means M (the signs)")
+        return steer_spec(x.M, request.target_class, strength, request.features, request.mode)
+
+    def describe(self, spec: EditSpec, long: bool = False) -> str:
+        if long:
+            feats = ", ".join(str(k) for k in spec.features)
+            return f"SAE steering ({spec.mode}) along feature(s) {feats}, β = {spec.alpha:g} (bias shift)"
+        feats = "+".join(str(k) for k in spec.features)
+        return f"steering {spec.mode} f{feats} β={spec.alpha:g}"
 
     def apply(
         self, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor, spec: EditSpec
@@ -186,23 +201,16 @@ class SteeringMethod(EditMethod):
         return W.clone(), b + W @ vector
 
     def sweep(
-        self,
-        x: CachedInputs,
-        target_class: int,
-        features: Sequence[int] | None = None,
-        strengths: torch.Tensor | Sequence[float] | None = None,
-        mode: str = "suppress",
-        modulation: str = "linear",
-        n_points: int = DEFAULT_N_ALPHAS,
-        progress: ProgressFn | None = None,
+        self, x: CachedInputs, request: EditRequest, progress: ProgressFn | None = None,
         cancel: CancelToken | None = None,
-        **options: Any,
     ) -> SweepResult:
         if x.M is None:
             raise ValueError("a steering sweep needs the class means M (for the signs)")
+        if request.target_class is None:
+            raise ValueError("a steering sweep needs a target class")
         return steer_sweep(
-            x.A, x.labels, x.W, x.b, x.D, x.M, target_class, features, strengths, mode,
-            n_points, progress, cancel,
+            x.A, x.labels, x.W, x.b, x.D, x.M, request.target_class, request.features,
+            request.strengths, request.mode, request.n_points, progress, cancel,
         )
 
 

@@ -183,7 +183,8 @@ class AlphaCritScreen(SessionScreen):
             table.add_row(
                 class_name(self.class_names, r.target_class), str(r.feature), str(s["n_samples"]),
                 str(s["n_qualifying_analytic"]), fmt_value(analytic.get("median")),
-                fmt_value(numerical.get("median")), iqr, fmt_value(s["alpha50"]),
+                "—" if s.get("withheld_reason") else fmt_value(numerical.get("median")), iqr,
+                fmt_value(s["alpha50"]),
                 key=str(r.target_class),
             )
         if self.results:
@@ -194,6 +195,12 @@ class AlphaCritScreen(SessionScreen):
                         f"{len(self.results)} classes", style="bold")
             if pager.pages > 1:
                 info.append(f" · {pager.label('classes')}", style="dim")
+            withheld = [class_name(self.class_names, r.target_class) for r in self.results
+                        if r.summary()["withheld_reason"]]
+            if withheld:  # clamped: most roots only at α ≥ α_off (≥ 95% of the feature switched off)
+                info.append(f"\nnumerical median withheld (—) for {', '.join(withheld[:8])}"
+                            f"{' …' if len(withheld) > 8 else ''}: fewer than half of the samples have a "
+                            "root before α_off (95% of |D[:,k]| switched off)", style="yellow")
         else:
             info.append(f"no α_crit results ({self.modulation}) yet — press r to compute them "
                         "for every class", style="yellow")

@@ -3,7 +3,7 @@
 The α_crit view lists each class's dominant feature; here any feature can be asked about (a
 cross-class edit: a feature shared by two classes) and the mode switched to enhancement (the
 critical enhancement threshold, for samples whose class logit is negative). Each change runs
-:func:`core.workflow.alpha_crit.run_alpha_crit` with ``record=False`` in a thread worker (cached
+:func:`core.workflow.alpha_crit.compute_alpha_crit` (pure) in a thread worker (cached
 activations, no write); ``w`` records the shown result in the session as a job.
 """
 
@@ -134,15 +134,15 @@ class AlphaExplorerScreen(ClassTargetScreen):
     def _compute(self) -> None:
         if self.inputs is None or self.feature is None:
             return
-        session, inputs = self.session, self.inputs
+        inputs = self.inputs
         c, k, mode, modulation = self.target_class, self.feature, self.mode, self.modulation
         self.query_one("#explore-info", Static).update(
             f"computing α_crit of {class_name(inputs.class_names, c)}, feature {k}, {mode}…")
 
         def compute() -> AlphaCritResult:
-            from core.workflow.alpha_crit import run_alpha_crit
+            from core.workflow.alpha_crit import compute_alpha_crit
 
-            return run_alpha_crit(session, c, k, mode, modulation, record=False, inputs=inputs)[0]
+            return compute_alpha_crit(inputs, c, k, mode, modulation)[0]
 
         load_in_thread(self, compute, self._show, self._failed, "explore-compute")
 

@@ -140,7 +140,7 @@ class ConfusionScreen(SessionScreen):
         session, spec, target = self.session, self.spec, self.target_class
 
         def load() -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
-            from core.workflow.edits import list_edits, preview_edit
+            from core.workflow.edits import edit_effect_on, list_edits
             from core.workflow.inputs import load_inputs
 
             inputs = load_inputs(session)
@@ -153,7 +153,7 @@ class ConfusionScreen(SessionScreen):
                     chosen, source = default_spec(inputs, target), "dominant feature at its α50"
             else:
                 chosen = spec
-            return inputs, chosen, target, source, preview_edit(None, chosen, inputs=inputs)
+            return inputs, chosen, target, source, edit_effect_on(inputs, chosen)
 
         load_in_thread(self, load, self._loaded, self._failed, "confusion-load")
 
@@ -198,12 +198,13 @@ class ConfusionScreen(SessionScreen):
     def action_type_strength(self) -> None:
         from dataclasses import replace
 
+        from core.control.methods.registry import get_method
         from salve_tui.app.screens.number_input import NumberInputModal
 
         if self.spec is None:
             return
         spec = self.spec
-        minimum = None if spec.method == "rome" else 0.0
+        minimum = 0.0 if get_method(spec.method).nonnegative_strength else None
 
         def apply(value: float | None) -> None:
             if value is not None:
@@ -213,14 +214,16 @@ class ConfusionScreen(SessionScreen):
 
 
 def default_spec(inputs: ControlInputs, target: int) -> EditSpec:
-    """Suppress ``target``'s dominant feature (SALVE, linear) at the α where its accuracy halves
-    on the automatic curve (the curve's end when it never does)."""
+    """Suppress ``target``'s dominant feature with the default method (SALVE, linear) at the
+    strength where its accuracy halves on the automatic curve (the curve's end when it never
+    does)."""
     from core.control.alpha_crit import alpha50
+    from core.control.methods.base import EditRequest
     from core.workflow.edits import build_spec
-    from core.workflow.sweeps import run_sweep
+    from core.workflow.sweeps import compute_sweep
 
     k = max(0, int(inputs.dominant[target]))
-    curve = run_sweep(None, target, [k], "suppress", "salve", record=False, inputs=inputs)  # type: ignore[arg-type]
+    curve = compute_sweep(inputs, None, EditRequest(target, [k]))
     at = alpha50(curve.alphas, curve.per_class_accuracy[target])
     strength = float(curve.alphas[-1]) if at is None else float(at)
-    return build_spec(inputs, "salve", [k], target, "suppress", strength, "linear")
+    return build_spec(inputs, None, [k], target, "suppress", strength, "linear")

@@ -1,9 +1,9 @@
 """Edit preview: what a SALVE / ROME / steering edit does to every class, live as α changes.
 
-Each α key press calls :func:`core.workflow.edits.preview_edit` (cached activations, one matmul, no
+Each α key press calls :func:`core.workflow.edits.edit_effect_on` (cached activations, one matmul, no
 write) and redraws the per-class accuracy table (before / after / Δ), the confusion matrix after
 the edit (cells that changed in yellow) and the marker on the suppression curve. The curve
-itself is a sweep of the current settings (:func:`core.workflow.sweeps.run_sweep`, ``record=False``)
+itself is a sweep of the current settings (:func:`core.workflow.sweeps.compute_sweep`, pure)
 computed in a thread worker whenever the feature, class, method, mode or modulation changes;
 its range also sets the α step sizes (coarse = range/20, fine = range/200).
 
@@ -13,7 +13,9 @@ with a JSON sidecar) as an app job; the written paths are shown when it finishes
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,20 +43,20 @@ from salve_tui.app.widgets.selectivity import SelectivityPanel
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
+    from core.control.methods.base import EditMethod
     from core.control.spec import EditSpec
     from core.control.sweep import EditEffect
     from core.workflow.inputs import ControlInputs
 
-METHODS = ("salve", "rome", "steer")
-METHOD_TITLES = {"salve": "SALVE", "rome": "ROME", "steer": "steering"}
-PARAM_NAMES = {"salve": "α", "rome": "target", "steer": "β"}
 MODULATIONS = ("linear", "clamped")
 COARSE_STEPS = 20  # coarse step = curve range / 20
 FINE_STEPS = 200
-ROME_DEFAULT_TARGET = -10.0
-# the footer shows "+- α", "+- β" or "+- target": one pair of bindings per method, the others
-# hidden by check_action
-STRENGTH_GROUPS = {method: Binding.Group(f"{name} ", compact=True) for method, name in PARAM_NAMES.items()}
+# The strength keys are bound once; active_bindings names them after the current method's
+# symbol ("+- α", "+- β", "+- target"), so any registered method gets its own footer words.
+STRENGTH_GROUP = Binding.Group("strength ", compact=True)
+STRENGTH_WORDS = {"alpha(1)": "{s}+ coarse", "alpha(-1)": "{s}- coarse", "alpha_fine(1)": "fine {s}+",
+                  "alpha_fine(-1)": "fine {s}-", "alpha_zero": "{s}={d:g}"}
+REGISTRY_MODULE = "core.control.methods.registry"
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
 
 
@@ -154,18 +156,13 @@ class EditPreviewScreen(SessionScreen):
     EditPreviewScreen #edit-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        *(Binding(key, f"alpha({sign}, '{method}')", f"{name}{symbol} coarse", key_display=symbol,
-                  group=STRENGTH_GROUPS[method])
-          for method, name in PARAM_NAMES.items()
-          for key, sign, symbol in (("plus", 1, "+"), ("minus", -1, "-"))),
-        *(Binding(key, f"alpha_fine({sign}, '{method}')", f"fine {name}{symbol}", key_display=display, show=False)
-          for method, name in PARAM_NAMES.items()
-          for key, sign, symbol, display in (("right_square_bracket", 1, "+", "]"),
-                                             ("left_square_bracket", -1, "-", "["))),
+        Binding("plus", "alpha(1)", "+ coarse", key_display="+", group=STRENGTH_GROUP),
+        Binding("minus", "alpha(-1)", "- coarse", key_display="-", group=STRENGTH_GROUP),
+        Binding("right_square_bracket", "alpha_fine(1)", "fine +", key_display="]", show=False),
+        Binding("left_square_bracket", "alpha_fine(-1)", "fine -", key_display="[", show=False),
         Binding("equals_sign", "type_alpha", "Type strength", key_display="=", show=False),
         Binding("b", "confusion", "Confusion before/after", show=False),
-        *(Binding("0", f"alpha_zero('{method}')", reset, show=False)
-          for method, reset in (("salve", "α=0"), ("steer", "β=0"), ("rome", f"target={ROME_DEFAULT_TARGET:g}"))),
+        Binding("0", "alpha_zero", "reset", show=False),
         Binding("s", "toggle_mode", "Supp/enh"),
         Binding("m", "cycle_method", "Method"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
@@ -190,7 +187,7 @@ class EditPreviewScreen(SessionScreen):
         self.features: list[int] = list(features or [])
         self.follow_dominant = not self.features
         self.mode = "suppress"
-        self.method = "salve"
+        self.method: str | None = None  # a registered method's name; None: the first (on load)
         self.modulation = "linear"
         self.alpha = 0.0
         self.inputs: ControlInputs | None = None
@@ -257,6 +254,7 @@ class EditPreviewScreen(SessionScreen):
 
             self.query_one("#edit-right").mount(CurvePlot(id="edit-curve"), before=0)
         self.inputs = inputs
+        self.method = self.m.name
         self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
         if self.follow_dominant or not self.features:
             self.features = [self._dominant(self.target_class)]
@@ -309,8 +307,41 @@ class EditPreviewScreen(SessionScreen):
     # ----- the edit
 
     @property
+    def m(self) -> EditMethod:
+        """The current editing method (``core.control.methods.registry``)."""
+        from core.control.methods.registry import get_method
+
+        return get_method(self.method)
+
+    @property
     def param_name(self) -> str:
-        return PARAM_NAMES[self.method]
+        return self.m.symbol
+
+    @property
+    def _method_known(self) -> bool:
+        """Whether naming the method costs no import on the UI thread (the app's preloader
+        imports the registry in the background)."""
+        return self.method is not None or REGISTRY_MODULE in sys.modules
+
+    def binding_description(self, binding: Binding) -> str:
+        """The strength keys in the current method's words (``α+ coarse``, ``target=-10``)."""
+        words = STRENGTH_WORDS.get(binding.action)
+        if words is None or not self._method_known:
+            return binding.description
+        return words.format(s=self.m.symbol, d=self.m.default_strength)
+
+    @property
+    def active_bindings(self) -> dict[str, Any]:
+        """The strength keys named after the current method's symbol and reset value."""
+        bindings = super().active_bindings
+        group = Binding.Group(f"{self.m.symbol} ", compact=True) if self._method_known else STRENGTH_GROUP
+        for key, active in bindings.items():
+            binding = active.binding
+            if active.node is self and binding.action in STRENGTH_WORDS:
+                bindings[key] = active._replace(binding=dataclasses.replace(
+                    binding, description=self.binding_description(binding),
+                    group=group if binding.group else None))
+        return bindings
 
     def build_spec(self) -> EditSpec:
         from core.workflow.edits import build_spec
@@ -323,11 +354,11 @@ class EditPreviewScreen(SessionScreen):
         """Recompute the effect of the current settings (fast, synchronous) and redraw."""
         if self.inputs is None:
             return
-        from core.workflow.edits import preview_edit
+        from core.workflow.edits import edit_effect_on
 
         try:
             self.spec = self.build_spec()
-            self.effect = preview_edit(None, self.spec, inputs=self.inputs)
+            self.effect = edit_effect_on(self.inputs, self.spec)
             self.error = ""
         except ValueError as exc:
             self.spec, self.effect, self.error = None, None, tui_words(str(exc))
@@ -346,8 +377,8 @@ class EditPreviewScreen(SessionScreen):
         names = self.inputs.class_names
         text = Text()
         text.append(f"{class_name(names, self.target_class)}", style="bold")
-        text.append(f" · {METHOD_TITLES[self.method]}")
-        if self.method != "rome":
+        text.append(f" · {self.m.label}")
+        if self.m.needs_features:
             text.append(f" {self.mode} f{'+'.join(str(k) for k in self.features)}")
             if self.follow_dominant:
                 text.append(" (dom.)", style="dim")
@@ -355,7 +386,7 @@ class EditPreviewScreen(SessionScreen):
         text.append(f"{self.alpha:.4g}", style="bold yellow")
         coarse, fine = self.steps()
         text.append(f" (±{coarse:g}/{fine:g})", style="dim")  # exactly what + and ] add
-        if self.method == "salve":
+        if len(self.m.modulations) > 1:
             text.append(f" · {self.modulation}")
         self.query_one("#edit-settings", Static).update(text)
 
@@ -449,12 +480,13 @@ class EditPreviewScreen(SessionScreen):
         self.curve = None
 
         def compute() -> None:
-            from core.workflow.sweeps import run_sweep
+            from core.control.methods.base import EditRequest
+            from core.workflow.sweeps import compute_sweep
 
             worker = get_current_worker()
             try:
-                result = run_sweep(None, target, None if method == "rome" else features,  # type: ignore[arg-type]
-                                   mode, method, modulation, record=False, inputs=inputs)
+                result = compute_sweep(inputs, method, EditRequest(target, features, mode=mode,
+                                                                   modulation=modulation))
             except ValueError as exc:
                 if not worker.is_cancelled:
                     self.app.call_from_thread(self._set_error, tui_words(str(exc)))
@@ -491,33 +523,27 @@ class EditPreviewScreen(SessionScreen):
 
     def _change_alpha(self, delta: float) -> None:
         value = self.alpha + delta
-        if self.method != "rome":
+        if self.m.nonnegative_strength:
             value = max(0.0, value)  # direction comes from the mode, strength is ≥ 0
         self.alpha = round(value, 12)
         self.status = ""
         self.update_preview()
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("alpha", "alpha_fine", "alpha_zero") and parameters and parameters[-1] != self.method:
-            return False  # another method's strength keys
-        return super().check_action(action, parameters)
-
-    def action_alpha(self, direction: int, method: str | None = None) -> None:
+    def action_alpha(self, direction: int) -> None:
         self._change_alpha(direction * self.steps()[0])
 
-    def action_alpha_fine(self, direction: int, method: str | None = None) -> None:
+    def action_alpha_fine(self, direction: int) -> None:
         self._change_alpha(direction * self.steps()[1])
 
-    def action_alpha_zero(self, method: str | None = None) -> None:
-        self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
+    def action_alpha_zero(self) -> None:
+        self.alpha = self.m.default_strength
         self.update_preview()
 
     def action_type_alpha(self) -> None:
         from salve_tui.app.screens.number_input import NumberInputModal
 
-        minimum = None if self.method == "rome" else 0.0
-        what = {"salve": "SALVE strength α (≥ 0)", "rome": "ROME target value of the class logit",
-                "steer": "steering strength β (≥ 0)"}[self.method]
+        minimum = 0.0 if self.m.nonnegative_strength else None
+        what = self.m.strength_help
 
         def apply(value: float | None) -> None:
             if value is not None:
@@ -540,11 +566,14 @@ class EditPreviewScreen(SessionScreen):
         self._settings_changed()
 
     def action_cycle_method(self) -> None:
-        self.method = METHODS[(METHODS.index(self.method) + 1) % len(METHODS)]
+        from core.control.methods.registry import method_names
+
+        names = method_names()
+        self.method = names[(names.index(self.m.name) + 1) % len(names)]
         self.refresh_bindings()  # the footer names this method's strength
-        self.alpha = ROME_DEFAULT_TARGET if self.method == "rome" else 0.0
-        if self.method == "rome":
-            self.mode = "suppress"  # ROME only sets the class logit down
+        self.alpha = self.m.default_strength
+        if self.mode not in self.m.modes:
+            self.mode = self.m.modes[0]  # ROME only sets the class logit down
         self._settings_changed()
 
     def action_cycle_modulation(self) -> None:

@@ -1,7 +1,7 @@
 """SALVE, ROME and SAE steering on the same target, on one plot (SPEC §5: side by side).
 
 For the class chosen in the table the three methods are swept on the cached activations
-(:func:`core.workflow.sweeps.run_sweep`, ``record=False``, in a thread worker): SALVE over α on
+(:func:`core.workflow.sweeps.compute_sweep`, pure, in a thread worker): SALVE over α on
 the class's dominant feature, steering over β on the same feature, ROME over the class logit's
 target value. Their strengths are not in the same units, so the x axis is each method's share of
 its own automatic range (0 = no edit; each range is set by the same rule: 1.5× the 95th
@@ -33,16 +33,20 @@ from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
 
-# Exact RGB colours: named ANSI colours follow the terminal's palette ("blue" showed purple), and
-# the help names these colours.
-METHODS = (("salve", "SALVE", (220, 50, 47)), ("rome", "ROME", (38, 139, 210)),
-           ("steer", "steering", (133, 153, 0)))
+# Each registered method's colour, in registry order (SALVE red, ROME blue, steering green), as
+# exact RGB: named ANSI colours follow the terminal's palette ("blue" was drawn purple).
+PALETTE = ((220, 50, 47), (38, 139, 210), (133, 153, 0), (211, 54, 130), (181, 137, 0), (42, 161, 152))
+
+
+def method_colours() -> dict[str, tuple[int, int, int]]:
+    """Registered method name → its plot and table colour."""
+    from core.control.methods.registry import method_names
+
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(method_names())}
 
 
 def rich_colour(rgb: tuple[int, int, int]) -> str:
     return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
-
-PARAM_LABELS = {"alpha": "α", "beta": "β", "target_value": "logit"}
 
 
 def normalised_strength(alphas: np.ndarray) -> np.ndarray:
@@ -132,14 +136,11 @@ class MethodsScreen(ClassTargetScreen):
             f"sweeping SALVE, ROME and steering for {class_name(inputs.class_names, c)}…")
 
         def compute() -> tuple[int, dict[str, SweepResult]]:
-            from core.workflow.sweeps import run_sweep
+            from core.control.methods.base import EditRequest
+            from core.control.methods.registry import methods
+            from core.workflow.sweeps import compute_sweep
 
-            curves = {}
-            for method, _, _ in METHODS:
-                features = None if method == "rome" else [k]
-                curves[method] = run_sweep(None, c, features, "suppress", method,  # type: ignore[arg-type]
-                                           record=False, inputs=inputs)
-            return c, curves
+            return c, {m.name: compute_sweep(inputs, m, EditRequest(c, [k])) for m in methods()}
 
         load_in_thread(self, compute, self._show, self._failed, "methods-sweeps")
 
@@ -148,32 +149,38 @@ class MethodsScreen(ClassTargetScreen):
         if c != self.target_class or self.inputs is None:
             return
         self.curves = curves
+        from core.control.methods.registry import get_method
+
         names = self.inputs.class_names
-        k = int(self.inputs.dominant[c])
+        ms = {name: get_method(name) for name in curves}
+        subjects: dict[str, list[str]] = {}  # what each sweeps (f12, class-mean key) → its methods
+        for name, curve in curves.items():
+            subjects.setdefault(ms[name].sweep_subject(curve), []).append(ms[name].label)
+        said = " · ".join(f"{', '.join(labels)}: {subject}" for subject, labels in subjects.items())
         self.query_one("#methods-info", Static).update(Text(
-            f"{class_name(names, c)} · SALVE, steering: f{k} · ROME: class-mean key"
-            " · x: share of range"))
+            f"{class_name(names, c)} · {said} · x: share of range"))
         widget = self.query_one("#methods-plot")
         plt = widget.plt  # type: ignore[attr-defined]
         plt.clear_data()
         plt.clear_figure()
-        for method, title, colour in METHODS:
-            curve = curves[method]
+        colours = method_colours()
+        for method, curve in curves.items():
             x = normalised_strength(curve.alphas.double().numpy())
             y = np.nan_to_num(curve.per_class_accuracy[c].double().numpy())
-            plt.plot(x.tolist(), y.tolist(), color=colour, marker="braille", label=title)
+            plt.plot(x.tolist(), y.tolist(), color=colours.get(method, (255, 255, 255)), marker="braille",
+                     label=ms[method].label)
         plt.ylim(0, 1)
         plt.xlim(0, 1)
         plt.title(f"{class_name(names, c)} accuracy vs strength (share of range)")
         widget.refresh()
         table = Text()
         table.append(f"{'method':<9}{'range':>18}{'50% at':>10}{'share':>7}{'others':>8}\n", style="dim")
-        for method, title, colour in METHODS:
-            row = method_row(curves[method])
+        for method, curve in curves.items():
+            row = method_row(curve)
             low, high = row["range"]
-            table.append(f"{title:<9}", style=rich_colour(colour))
+            table.append(f"{ms[method].label[:8]:<9}", style=rich_colour(colours.get(method, (255, 255, 255))))
             span = f"{fmt_value(low)}→{fmt_value(high)}"
-            table.append(f"{PARAM_LABELS.get(row['param'], row['param'])[:5]:>6} {span:>11}"
+            table.append(f"{ms[method].symbol[:6]:>6} {span:>11}"
                          f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"
                          f"{fmt_percent(row['others_at_50']):>8}\n")
         self.query_one("#methods-table", Static).update(table)

@@ -144,12 +144,17 @@ class SalveScreen(Screen):
                 if not self.check_action(name, parameters):
                     continue
                 key = binding.key_display or self.app.get_key_display(binding)
+                description = self.binding_description(binding)
                 yield SystemCommand(
-                    f"{binding.description} ({key})",
-                    f"{self.SCREEN_TITLE or type(self).__name__}: {binding.tooltip or binding.description} "
+                    f"{description} ({key})",
+                    f"{self.SCREEN_TITLE or type(self).__name__}: {binding.tooltip or description} "
                     f"(press {key})",
                     _runner(self, binding.action),
                 )
+
+    def binding_description(self, binding: Binding) -> str:
+        """What a key does, as the palette lists it (a screen may word it for its state)."""
+        return binding.description
 
 
 # Listed by the app already (views as "Open: …") or Textual internals, so never per screen.
@@ -249,7 +254,7 @@ def stale_warning(session: Session, kinds: tuple[str, ...]) -> str:
     date (and why), or "" when they are current."""
     if not kinds:
         return ""
-    from core.workflow.provenance import stale_warnings
+    from core.workflow.results import stale_warnings
 
     lines = stale_warnings(session, kinds, short=True)
     return "warning: " + "; ".join(lines) + "; recompute them" if lines else ""
@@ -283,7 +288,7 @@ class SessionScreen(SalveScreen):
     ]
     LOADING: ClassVar[str] = ""  # what load() reads ("the feature–class matrix"); "" = no worker
     CONTENT_ACTIONS: ClassVar[frozenset[str]] = frozenset()  # actions that need the loaded content
-    #: Kinds of stored results the screen shows (``core.workflow.provenance.RERUN_HINTS``): each
+    #: Kinds of stored results the screen shows (``core.workflow.results.RESULT_KINDS``): each
     #: load also checks them, and a :class:`StaleNotice` under the header says when a stage was
     #: rerun since they were computed.
     RESULT_KINDS: ClassVar[tuple[str, ...]] = ()

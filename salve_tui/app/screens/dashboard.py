@@ -11,6 +11,7 @@ from textual.widgets import DataTable, RichLog, Static
 
 from core.store.session import PIPELINE_STAGES, StageState
 from core.workflow.pipeline import effective_states, stale_if_rerun
+from core.workflow.results import overview_line, stale_results
 from salve_tui.app.format import format_timestamp, stage_state_text
 from salve_tui.app.jobs import (
     JOB_END_MESSAGES,
@@ -196,6 +197,11 @@ class DashboardScreen(SessionScreen):
         messages = {name: state.message for name, state in stages.items()}
         self.query_one("#next-step", Static).update(
             next_step_text(effective, self.salve.jobs.busy, keys, messages))
+        try:  # stored results computed before a stage was rerun
+            stale = overview_line(stale_results(session), keys)
+        except Exception as exc:  # noqa: BLE001 - a damaged result document: say so, keep the dashboard
+            stale = f"warning: could not check the stored results: {exc}"
+        self._show_stale(stale)
 
     def _show_quality(self, warnings: list[dict]) -> None:
         """One yellow line naming the quality warnings stored after the last stage (if any)."""

@@ -23,8 +23,9 @@ from core.config import (
     DataConfig,
     SAEConfig,
     SessionConfig,
-    default_sae_hidden,
+    dataset_class_count,
     demo_config,
+    real_data_sae_hidden,
 )
 from core.store.session import SessionError, resolve_session_path
 from salve_tui.app.screens.base import SalveScreen
@@ -50,11 +51,11 @@ class Field:
     section: str = ""
 
 
-def suggested_sae_hidden(arch: str, dataset: str) -> int:
-    """The demo's width on Shapes; on real data ``SAE_WIDTH_MULTIPLE · d``, as `salve new` uses."""
+def suggested_sae_hidden(arch: str, dataset: str, path: str = "") -> int:
+    """The demo's width on Shapes; on real data the width `salve new` uses (from the classes)."""
     if dataset == "shapes" or arch not in HEAD_INPUT_DIMS:
         return demo_config().sae.hidden
-    return default_sae_hidden(HEAD_INPUT_DIMS[arch])
+    return real_data_sae_hidden(dataset_class_count(dataset, path.strip() or None))
 
 
 def _fields() -> tuple[Field, ...]:
@@ -250,6 +251,8 @@ class NewSessionScreen(SalveScreen):
             name = event.value.strip()
             problem = name_problem(name, self.salve.sessions_folder) if name else ""
             self._show_field_error("name", problem)
+        elif event.input.id == "field-data_path":  # real data: the width follows the class count
+            self._update_dependent_fields()
 
     def is_filled(self) -> bool:
         """Whether any field differs from what the form opened with."""
@@ -257,10 +260,10 @@ class NewSessionScreen(SalveScreen):
 
     def _update_dependent_fields(self) -> None:
         """Path fields only matter for some choices: disable them otherwise. The SAE width
-        follows the model and dataset (real data: h = 4·d) until the user types one."""
+        follows the model and dataset (real data: from the classes) until the user types one."""
         values = self.values()
         hidden = self.query_one("#field-sae_hidden", Input)
-        auto = str(suggested_sae_hidden(values["arch"], values["dataset"]))
+        auto = str(suggested_sae_hidden(values["arch"], values["dataset"], values["data_path"]))
         if hidden.value.strip() in ("", getattr(self, "_auto_hidden", hidden.value.strip())) and hidden.value != auto:
             hidden.value = auto
         self._auto_hidden = auto

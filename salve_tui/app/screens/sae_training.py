@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import Static
 
-from salve_tui.app.jobs import JobMessage, JobProgress
+from salve_tui.app.jobs import JOB_END_MESSAGES, JobCancelled, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.progress import JobProgressPanel
@@ -77,9 +77,16 @@ class SAETrainingScreen(SessionScreen):
         "Training curves of the sparse autoencoder, one point per epoch: total loss with its "
         "reconstruction and sparsity parts, L0 (mean number of active latents per sample), "
         "explained variance of the activations and the number of dead latents. Curves update "
-        "live while the SAE stage runs."
+        "live while the SAE stage runs. When training stopped early on a loss plateau, the line "
+        "under the curves says where and by which rule.\n\n"
+        "w runs the SAE width search: a grid of widths h and L1 weights λ trained together, each "
+        "scored on the test split (distinct dominant features, dominance ratio, selective "
+        "windows, controls, EV); the chosen one becomes the session's SAE setting (rerun the SAE "
+        "stage to train it). Cancel it like any job: the widths already done are kept, and w "
+        "again resumes."
     )
-    BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss"),
+                                         Binding("w", "width_search", "Width search")]
     LOADING = "the SAE training history"
     CONTENT_ACTIONS = frozenset({"toggle_log_scale"})  # the plots exist once the history is shown
 
@@ -88,17 +95,26 @@ class SAETrainingScreen(SessionScreen):
         self.history: dict[str, np.ndarray] = {}
         self.source = ""
         self.log_scale = False
+        self.search_record: dict | None = None
+        self.schedule: dict = {}
+        self._search_job = None
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static(id="sae-summary", markup=False)
         yield JobProgressPanel(id="progress")
         yield Grid(id="sae-plots")  # plots are mounted by show(): plotext is imported in load()
+        yield Static(id="sae-search", markup=False)
         yield ScreenFooter(compact=True)
 
-    def load(self) -> tuple[dict[str, np.ndarray], str]:
+    def load(self) -> tuple[dict[str, np.ndarray], str, dict]:
         import textual_plotext  # noqa: F401  (imported here, off the UI thread)
 
+        summary = self.session.summary()
+        return (*self._load_history(), {"search": summary.get("sae_search"),
+                                        "schedule": (summary.get("sae") or {}).get("schedule") or {}})
+
+    def _load_history(self) -> tuple[dict[str, np.ndarray], str]:
         job = self.salve.jobs.current
         if job is not None and not job.finished and job.metrics.get("sae"):
             return metrics_to_history(job.metrics["sae"]), "live"
@@ -111,14 +127,50 @@ class SAETrainingScreen(SessionScreen):
                     if k.startswith(CHECKPOINT_HISTORY_PREFIX)}, "checkpoint"
         return {}, ""
 
-    def show(self, data: tuple[dict[str, np.ndarray], str]) -> None:
+    def show(self, data: tuple[dict[str, np.ndarray], str, dict]) -> None:
         if not self.query("PlotextPlot"):
             from salve_tui.app.widgets.plot import CurvePlot
 
             self.query_one("#sae-plots", Grid).mount_all(CurvePlot(id=plot_id) for plot_id, _, _ in PANELS)
-        self._show(*data)
+        self.search_record, self.schedule = data[2]["search"], data[2]["schedule"]
+        self._show_search()
+        self._show(data[0], data[1])
+
+    def _show_search(self, status: str = "") -> None:
+        """The early-stop line and the width search's table (hidden when there is neither)."""
+        from salve_tui.cli.sae import schedule_lines, search_table_lines
+
+        lines = schedule_lines({"schedule": self.schedule}) + search_table_lines(self.search_record)
+        lines += [status] if status else []
+        panel = self.query_one("#sae-search", Static)
+        panel.update("\n".join(lines))
+        panel.display = bool(lines)
+
+    def action_width_search(self) -> None:
+        """Run the width/λ search as a background job (cancellable, resumable)."""
+        session = self.session
+
+        def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
+            from core.workflow.sae_search_session import run_search
+
+            return run_search(session, progress, cancel)
+
+        job = self.salve.start_job("SAE width search", body)
+        if job is not None:
+            self._search_job = job
+            self._show_search("width search started: it trains every width of the grid, then scores each SAE")
 
     def on_job_update(self, message: JobMessage) -> None:
+        if message.job is self._search_job and isinstance(message, JOB_END_MESSAGES):
+            self._search_job = None
+            if isinstance(message, JobFinished):
+                self.search_record = message.result
+                self._show_search("search done: the chosen width is now the session's SAE setting; "
+                                  "rerun the SAE stage to train it")
+            else:
+                why = ("cancelled" if isinstance(message, JobCancelled)
+                       else f"failed: {getattr(message, 'error', '')}")
+                self._show_search(f"width search {why}; the widths already done are kept (w resumes)")
         if isinstance(message, JobProgress):
             self.query_one(JobProgressPanel).show_progress(message.job, message.progress)
             if self.loaded and message.progress.stage == "sae" and message.job.metrics.get("sae"):

@@ -10,10 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from core.store.exports_cleanup import plan_exports
 from core.store.session import (
     PIPELINE_STAGES,
     SessionError,
     delete_session,
+    exports_dir,
     list_sessions,
     session_bytes,
 )
@@ -182,6 +184,8 @@ class SessionsScreen(SalveScreen):
             return
         path = Path(row["path"])
         size = session_bytes(path) / 1e6  # the file and its array folder: deleted together
+        owned = len(plan_exports(exports_dir(path)).owned)
+        exports = f"\nand the {owned} file(s) salve-tui wrote in {exports_dir(path).name}/" if owned else ""
 
         def answer(confirmed: bool | None) -> None:
             if not confirmed:
@@ -191,11 +195,13 @@ class SessionsScreen(SalveScreen):
             except (SessionError, OSError) as exc:
                 self.notify(str(exc), title="not deleted", severity="error", timeout=10)
             else:
-                self.notify(f"deleted {path}")
+                kept = plan_exports(exports_dir(path)).kept
+                self.notify(f"deleted {path}" + (f"; kept {len(kept)} item(s) in {exports_dir(path)} that "
+                                                 "salve-tui did not write" if kept else ""))
             self.action_refresh()
 
         self.app.push_screen(
-            ConfirmModal(f"Delete session '{row['name']}'?\n{path} ({size:.1f} MB) will be removed; "
+            ConfirmModal(f"Delete session '{row['name']}'?\n{path} ({size:.1f} MB){exports} will be removed; "
                          "this cannot be undone.", title="Delete session", yes="Delete", no="Keep"),
             answer,
         )

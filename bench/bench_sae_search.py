@@ -1,0 +1,67 @@
+"""Cost of the SAE width search (``salve sae search``) against one SAE run, on the same session.
+
+A synthetic session (``core.workflow.synthetic``: C classes, each along its own direction of a
+d-dimensional activation space, a linear head reading them) gets the SAE stage once at the
+configured width (the single run), then the default-grid search; the table gives both wall
+times and their ratio, plus the search's own record (its training work in h·epoch units).
+
+    .venv/bin/python bench/bench_sae_search.py [--dim 512] [--classes 10] [--hidden 64] [--epochs 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.config import demo_config  # noqa: E402
+from core.store.session import Session  # noqa: E402
+from core.workflow.pipeline import run_sae  # noqa: E402
+from core.workflow.sae_search_session import run_search  # noqa: E402
+from core.workflow.synthetic import SyntheticSpec, build_synthetic_session  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-test", type=int, default=1000)
+    args = parser.parse_args()
+    spec = SyntheticSpec(n_classes=args.classes, dim=args.dim, hidden=args.hidden, n_train=args.n_train,
+                         n_test=args.n_test, noise=0.1, seed=1)
+    cfg = demo_config("bench")
+    cfg.sae = replace(cfg.sae, hidden=args.hidden, epochs=args.epochs, lr_step_epochs=max(1, args.epochs // 5))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_synthetic_session(Path(tmp) / "bench.h5", spec, cfg, with_sae=False)
+        with Session.open(path) as session:
+            start = time.perf_counter()
+            run_sae(session)
+            single = time.perf_counter() - start
+            start = time.perf_counter()
+            record = run_search(session, apply=False)
+            searched = time.perf_counter() - start
+    rows = record["rows"]
+    print(f"Synthetic session: {args.classes} classes, d={args.dim}, {args.n_train}/{args.n_test} rows; "
+          f"SAE h={args.hidden}, {args.epochs} epochs, batch {cfg.sae.batch_size}.")
+    print("")
+    print("| run | wall s | vs one run |")
+    print("|---|---:|---:|")
+    print(f"| one SAE run (h={args.hidden}, {args.epochs} epochs) | {single:.1f} | 1.0× |")
+    print(f"| width search: {len(rows)} candidates × {record['epochs']} epochs, scored | {searched:.1f} | "
+          f"**{searched / single:.2f}×** |")
+    print("")
+    print(f"Search: {record['cost']['note']}; chose h={record['chosen']['hidden']}, "
+          f"λ={record['chosen']['l1_coeff']:.3g}.")
+    print("Command: `.venv/bin/python bench/bench_sae_search.py " + " ".join(sys.argv[1:]) + "`")
+
+
+if __name__ == "__main__":
+    main()
