@@ -87,15 +87,15 @@ DETAIL_WIDTH = 33  # the stage table's detail column at 80 columns (wider termin
 
 def results_made_stale(session, stages: list[str]) -> list[str]:  # noqa: ANN001 (Session)
     """``3 α_crit results, 1 recorded edit``: the stored results that read any of ``stages``
-    (``core.workflow.provenance.READS``), which a rerun of them makes stale."""
-    from core.workflow.provenance import _KIND_WORDS, READS, _records
+    (``core.workflow.results``), which a rerun of them makes stale."""
+    from core.workflow.results import RESULT_KINDS
 
     out = []
-    for kind, reads in READS.items():
-        if set(stages) & set(reads):
-            count = sum(1 for _ in _records(session, kind))
+    for kind in RESULT_KINDS.values():
+        if set(stages) & set(kind.reads):
+            count = sum(1 for _ in kind.records(session))
             if count:
-                out.append(f"{count} {_KIND_WORDS[kind][count != 1]}")
+                out.append(kind.count(count))
     return out
 
 
