@@ -566,10 +566,17 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=10, help="opens per screen (--screens, --matrix)")
     parser.add_argument("--skip-obvious", action="store_true",
                         help="--screens: only the app's design (the obvious one takes minutes)")
+    parser.add_argument("--tmux", metavar="SESSION", type=Path,
+                        help="only the tmux section: what a user sees on SESSION (bench/bench_tui_tmux.py)")
     parser.add_argument("--matrix", metavar="CxH[,CxH]", type=_sizes,
                         help="only the large-matrix section, e.g. 10x64,1000x16384")
     args = parser.parse_args()
     os.environ["SALVE_TUI_IMAGES"] = "halfblock"
+    if args.tmux:
+        from bench_tui_tmux import measure
+
+        measure(args.tmux.resolve(), args.opens)
+        return
     if args.matrix:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
               f"{os.getloadavg()[0]:.1f}\n")

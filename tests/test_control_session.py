@@ -264,7 +264,7 @@ def test_cli_edit_and_robustness(session_path: Path, tmp_path: Path, capsys) -> 
                "--out", str(out), "--json"])
     assert rc == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["edit"]["features"] == [2, 4] and payload["edit_index"] == 0
+    assert payload["edit"]["features"] == [2, 4] and payload["edit_index"] == 1
     assert out.exists() and (tmp_path / "edited.pt.json").exists()
     with Session.open(session_path, read_only=True) as reader:
         assert list_edits(reader) == [EditSpec((2, 4), "suppress", 1.5)]

@@ -13,6 +13,7 @@ are identical on every machine.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -219,7 +220,9 @@ async def test_walk_matrix_feature_edit_alpha_crit_export(walk_folder: Path) -> 
         assert edit.features == [int(dominant[0])] and edit.target_class == 0
         coarse, fine = edit.steps()
         span = float(edit.curve.alphas.max() - edit.curve.alphas.min())
-        assert coarse == pytest.approx(span / 20) and fine == pytest.approx(span / 200)
+        # round steps (1, 2 or 5 × 10^k) not above a 20th and a 200th of the curve's range
+        assert span / 40 < coarse <= span / 20 and span / 400 < fine <= span / 200
+        assert all(round(step / 10 ** math.floor(math.log10(step)), 9) in (1, 2, 5) for step in (coarse, fine))
         await pilot.press("plus", "plus", "minus", "right_square_bracket")
         assert edit.alpha == pytest.approx(coarse + fine)
         assert edit.spec == EditSpec((int(dominant[0]),), "suppress", edit.alpha, "linear", "salve")

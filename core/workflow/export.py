@@ -204,6 +204,8 @@ def export_edited_model(
         "session": session.name,
         "session_path": str(Path(session.path).resolve()),
         "arch": config.backbone.arch,
+        "architecture": torchvision_architecture(config.backbone.arch, inputs.num_classes,
+                                                 config.data.image_size),
         "num_classes": inputs.num_classes,
         "class_names": inputs.class_names,
         "image_size": config.data.image_size,
@@ -256,7 +258,8 @@ def _reusable_export(targets: Sequence[Path], content: str) -> ExportResult | No
         except (OSError, ValueError):
             return None
         recorded = meta.get("files", {}).get(path.name, {}) if isinstance(meta, dict) else {}
-        if meta.get("content_sha256") != content or not readme.is_file() or not path.is_file() \
+        if meta.get("content_sha256") != content or "architecture" not in meta or not readme.is_file() \
+                or not path.is_file() \
                 or path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded.get("sha256"):
             return None
         sidecars.append(side)
@@ -274,6 +277,27 @@ def folder_size(folder: str | Path) -> tuple[int, int]:
     return total, count
 
 
+def torchvision_architecture(arch: str, num_classes: int, image_size: int) -> dict[str, Any]:
+    """What rebuilds the exported model with plain torchvision, no salve-tui source needed:
+    ``getattr(torchvision.models, builder)(**kwargs)`` then ``load_state_dict``. ``vit_tiny`` is
+    a ``VisionTransformer`` of its own size (patch size, depth, heads, width), so those are listed."""
+    from core.discover.backbone import VIT_TINY
+
+    if arch == "vit_tiny":
+        return {"builder": "VisionTransformer",
+                "kwargs": {"image_size": image_size, **VIT_TINY, "num_classes": num_classes}}
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if arch.startswith("vit_"):
+        kwargs["image_size"] = image_size
+    return {"builder": arch, "kwargs": {"weights": None, **kwargs}}
+
+
+def builder_call(architecture: dict[str, Any]) -> str:
+    """``torchvision.models.VisionTransformer(image_size=32, patch_size=8, …)`` as Python text."""
+    args = ", ".join(f"{k}={v!r}" for k, v in architecture["kwargs"].items())
+    return f"torchvision.models.{architecture['builder']}({args})"
+
+
 def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:
     from core.workflow.edits import describe_spec
 
@@ -281,11 +305,7 @@ def _readme_text(meta: dict[str, Any], files: Sequence[Path]) -> str:
     edits = "\n".join(f"  {i + 1}. {describe_spec(EditSpec.from_dict(e), long=True)}"
                       for i, e in enumerate(meta["edits"]))
     arch = meta["arch"]
-    builder = (
-        f"torchvision.models.{arch}(num_classes={meta['num_classes']})"
-        if arch != "vit_tiny"
-        else "core.discover.backbone.build_model('vit_tiny', num_classes, image_size=...)"
-    )
+    builder = builder_call(meta["architecture"])
     acc = meta["test_accuracy_cached"]
     return (
         f"Edited {arch} classifier exported by salve-tui from session '{meta['session']}'.\n\n"

@@ -103,7 +103,7 @@ def check_rankings(means: np.ndarray, class_names: Sequence[str],
     dominant = M.argmax(1)
     groups: dict[int, list[str]] = {}
     for c, k in enumerate(dominant):
-        groups.setdefault(int(k), []).append(class_names[c])
+        groups.setdefault(int(k), []).append(class_names[c] if c < len(class_names) else f"class {c}")
     shared = {k: v for k, v in groups.items() if len(v) > 1}
     if shared:
         n = sum(len(v) for v in shared.values())
@@ -217,6 +217,8 @@ def session_warnings(session: Session) -> list[QualityWarning]:
 
     summary = session.summary()
     names = [str(c) for c in summary.get("class_names", [])]
+    if not names and session.has("class_names"):  # a summary without them (older or synthetic)
+        names = [str(c) for c in session.read_json("class_names")]
     out: list[QualityWarning] = []
     if done("backbone") and "backbone" in summary and names:
         out += check_backbone(float(summary["backbone"]["test_accuracy"]), len(names))

@@ -8,7 +8,6 @@ appears quickly.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from core.store.session import (
     sessions_dir,
 )
 from salve_tui.app.collector import CHECK_EVERY_S, QuietCollector
-from salve_tui.app.format import format_duration, format_metric
+from salve_tui.app.format import format_duration, format_metric, tui_words
 from salve_tui.app.jobs import (
     Job,
     JobBusy,
@@ -44,34 +43,21 @@ from salve_tui.app.jobs import (
     JobRunner,
     JobStarted,
 )
-from salve_tui.app.palette import SalveCommands
+from salve_tui.app.palette import SalveCommands, everywhere_commands, guard_textual
 from salve_tui.app.preload import SessionAssets, unfreeze_objects
 from salve_tui.app.screens.base import SalveScreen, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
+from salve_tui.app.screens.messages import (
+    READ_ONLY_FIX,
+    READ_ONLY_NOTICE,
+    MessageHistory,
+    MessagesScreen,
+    StoreNotices,
+)
 
 LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (the bar is live)
 
-
-class _StoreNotices(logging.Handler):
-    """The store's notices (a schema migration) as a toast: jobs write from worker threads."""
-
-    def __init__(self, app: App) -> None:
-        super().__init__(logging.WARNING)
-        self.app = app
-
-    @classmethod
-    def attach(cls, app: App) -> None:
-        logger = logging.getLogger("salve")
-        for handler in [h for h in logger.handlers if isinstance(h, cls)]:
-            logger.removeHandler(handler)
-        logger.addHandler(cls(app))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        try:
-            self.app.call_from_thread(self.app.notify, message, title="session", timeout=10)
-        except RuntimeError:  # already on the app's thread
-            self.app.notify(message, title="session", timeout=10)
+guard_textual()  # palette paging before its layout (KeyError: 0), search of a closed palette
 
 
 class SalveApp(App[None]):
@@ -85,6 +71,7 @@ class SalveApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help", key_display="?", show=False),
         Binding("c", "cancel_job", "Cancel job", show=False),
+        Binding("ctrl+n", "messages", "Messages", key_display="^n", show=False),
     ]
 
     def __init__(self, sessions_folder: str | Path | None = None, start_session: str | None = None,
@@ -106,6 +93,8 @@ class SalveApp(App[None]):
         self._last_stage = ""
         self._job_lines: list[list[str]] | None = None  # the running job's log, persisted at its end
         self._job_started_wall = 0.0
+        self.messages = MessageHistory()  # every notification, for ctrl+n
+        self.read_only_reason: str | None = None  # set while the open session cannot be saved
         # full GC passes when a screen closes or the user is idle, not under a key
         self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack), self._settled)
 
@@ -114,12 +103,17 @@ class SalveApp(App[None]):
     def on_mount(self) -> None:
         from salve_tui.app.screens.sessions import SessionsScreen
 
-        _StoreNotices.attach(self)
+        StoreNotices.attach(self)
         self.collector.start()
         self.set_interval(CHECK_EVERY_S, self.collector.tick)
         self.push_screen(SessionsScreen())
         if self.start_session:
             self.call_after_refresh(self._open_start_session)
+
+    def on_resize(self, event: events.Resize) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, SalveScreen):
+                screen.fit_to(event.size.width, event.size.height)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseEvent)):
@@ -197,9 +191,12 @@ class SalveApp(App[None]):
         self.close_session()
         self.session = session
         self.sub_title = session.name
+        self.read_only_reason = session.unwritable_reason
         self.log_lines.clear()
         self.log_message(f"opened {session.path}")
         self.push_screen(DashboardScreen())
+        if self.read_only_reason:
+            self.notify(READ_ONLY_NOTICE, title="read-only session", severity="warning", timeout=12)
         self.shared.start(self, session)  # after the dashboard is up: it never waits for this
 
     def on_unmount(self) -> None:
@@ -215,6 +212,7 @@ class SalveApp(App[None]):
             self.session.close()
             self.session = None
             self.sub_title = ""
+            self.read_only_reason = None
 
     def back_to_sessions(self) -> None:
         """Leave the session (releasing the writer lock) and show the sessions list again."""
@@ -233,7 +231,12 @@ class SalveApp(App[None]):
     # ----- jobs
 
     def start_job(self, name: str, fn: JobFn) -> Job | None:
-        """Start a job unless one runs (then say so); see :class:`salve_tui.app.jobs.JobRunner`."""
+        """Start a job unless one runs or the session cannot be saved (then say so); see
+        :class:`salve_tui.app.jobs.JobRunner`."""
+        if self.read_only_reason:
+            self.notify(f"'{name}' would save results, and this session is read-only: "
+                        f"{READ_ONLY_FIX}", title="read-only session", severity="warning", timeout=10)
+            return None
         try:
             return self.jobs.start(name, fn)
         except JobBusy as exc:
@@ -305,7 +308,10 @@ class SalveApp(App[None]):
             status = getattr(outcome, "status", None)
             if status is not None:
                 self.log_message(f"  {outcome.stage}: {status} {outcome.message}".rstrip(), style="green")
-        self.notify(f"'{job.name}' finished", title="job done")
+        # No toast: it covered the results the screen just drew; the header says it (JobIndicator)
+        # and the message history keeps it (ctrl+n).
+        self.messages.add(f"'{job.name}' finished in {format_duration(job.elapsed)}", "job done",
+                          "information", self.clock())
         self._persist_job_log(job, "finished")
         self._job_ended()
         self.job_events.publish(message)
@@ -322,7 +328,8 @@ class SalveApp(App[None]):
     def on_job_cancelled(self, message: JobCancelled) -> None:
         self.log_message(f"job '{message.job.name}' cancelled; the session keeps its last checkpoint "
                          "(run again to resume)", style="yellow")
-        self.notify("stopped; run it again to resume", title="job cancelled")
+        self.messages.add(f"'{message.job.name}' stopped; run it again to resume", "job cancelled",
+                          "information", self.clock())
         self._persist_job_log(message.job, "cancelled")
         self._job_ended()
         self.job_events.publish(message)
@@ -335,7 +342,7 @@ class SalveApp(App[None]):
     def _persist_job_log(self, job: Job, status: str, error: str = "", details: str = "") -> None:
         """Keep the ended job's messages with the session (``core.store.joblog``)."""
         lines, self._job_lines = self._job_lines or [], None
-        if self.session is None:
+        if self.session is None or self.read_only_reason:  # nothing can be saved beside it
             return
         from core.store.joblog import append_job_log
 
@@ -364,7 +371,20 @@ class SalveApp(App[None]):
         del self.log_lines[:-500]
         self.log_events.publish(line)
 
-    # ----- help, palette, quit
+    # ----- messages, help, palette, quit
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Show a toast and keep the message for ctrl+n (toasts vanish and may cover results)."""
+        message = tui_words(str(message))
+        self.messages.add(message, title, str(severity), self.clock())
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_messages(self) -> None:
+        if isinstance(self.screen, MessagesScreen):
+            self.screen.dismiss(None)
+            return
+        self.push_screen(MessagesScreen(self.messages))
 
     def action_help(self) -> None:
         from salve_tui.app.screens.help import HelpScreen
@@ -405,6 +425,7 @@ class SalveApp(App[None]):
                 continue  # cannot open yet: its stages are not done
             yield SystemCommand(f"Open: {view.title} ({view.key})", view.description or view.title,
                                 _opener(self, view.name))
+        yield from everywhere_commands(self, screen)
         if isinstance(screen, SalveScreen):
             yield from screen.palette_commands()
 

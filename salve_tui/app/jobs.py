@@ -137,8 +137,9 @@ def error_text(exc: BaseException) -> str:
     """User-facing text for an exception (KeyError's repr quoting is dropped)."""
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
-    text = str(exc) or type(exc).__name__
-    return text
+    from salve_tui.app.format import tui_words
+
+    return tui_words(str(exc) or type(exc).__name__)
 
 
 class JobRunner:

@@ -307,7 +307,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     payload = {
         "session": session.name,
         "edit": spec.to_dict(),
-        "edit_index": index,
+        "edit_index": None if index is None else index + 1,  # 1-based, as `salve edits` lists them
         "class_names": names,
         "accuracy_before": dict(zip(names, d["accuracy_before"], strict=True)),
         "accuracy_after": dict(zip(names, d["accuracy_after"], strict=True)),

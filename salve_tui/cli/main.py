@@ -194,7 +194,7 @@ def _info_text(o: dict[str, Any]) -> str:
     cfg = o.get("config", {})
     lines.append(f"model {cfg.get('backbone', {}).get('arch')}  weights {cfg.get('backbone', {}).get('weights')}  "
                  f"data {cfg.get('data', {}).get('kind')} @ {cfg.get('data', {}).get('image_size')}px")
-    for stage, st in o.get("stages", {}).items():
+    for stage, st in _pipeline_order(o.get("stages", {})):
         lines.append(f"  {stage:<12} {st.get('state', '?'):<8} {st.get('message', '')}")
     if "backbone" in o:
         lines.append(f"backbone test accuracy: {o['backbone']['test_accuracy']:.3f}")
@@ -216,9 +216,34 @@ def _info_text(o: dict[str, Any]) -> str:
     lines += schedule_lines(o.get("sae")) + search_table_lines(o.get("sae_search"))
     if "dominant_features" in o:
         lines.append("dominant features: " + ", ".join(f"{c}→{k}" for c, k in o["dominant_features"].items()))
+    lines += _alpha_crit_text(o.get("alpha_crit") or {})
     lines += _warning_text(o.get("warnings") or [])
     lines += o.get("stale_warnings") or []  # results computed before a stage was rerun
     return "\n".join(lines)
+
+
+def _pipeline_order(stages: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The stages as the pipeline runs them (data → … → rankings), any other after, by name."""
+    from core.store.session import PIPELINE_STAGES
+
+    order = {stage: i for i, stage in enumerate(PIPELINE_STAGES)}
+    return sorted(stages.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+
+
+def _alpha_crit_text(block: dict[str, Any]) -> list[str]:
+    """α_crit of each class's dominant feature, per recorded setting (median over its samples)."""
+    if not block:
+        return ["α_crit: none recorded (salve alpha-crit NAME)"]
+    lines = []
+    for setting, per_class in block.items():
+        def median(value: Any) -> str:
+            return "—" if value is None else f"{value:.3g}"
+
+        cells = [f"{name} {median(r.get('analytic_median'))} (f{r.get('feature')}, "
+                 f"{r.get('qualifying')}/{r.get('n_samples')})" for name, r in per_class.items()]
+        lines.append(f"α_crit ({setting}), analytic median per class (dominant feature, qualifying "
+                     "samples): " + ", ".join(cells))
+    return lines
 
 
 def _warning_text(warnings: list[dict[str, Any]]) -> list[str]:

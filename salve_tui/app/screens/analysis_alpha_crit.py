@@ -21,6 +21,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     PAGE_BINDINGS,
@@ -31,6 +32,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 from salve_tui.app.widgets.image import ImageView
 
 if TYPE_CHECKING:
@@ -105,13 +107,15 @@ class AlphaCritScreen(SessionScreen):
         Binding("a", "compute_all_dominant", "Sweeps + α_crit of all dominant features", show=False),
         Binding("s", "sort_next", "Sort"),
         Binding("i", "invert_sort", "Invert", show=False),
-        Binding("f", "toggle_filter", "Filter"),
+        Binding("f", "toggle_filter", "This class"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
         Binding("enter", "open_sample", "Grad-FAM"),
+        FILTER_BINDING,
         *PAGE_BINDINGS,
     ]
     LOADING = "the α_crit results stored in the session"
     RESULT_KINDS = ("alpha-crit",)  # a warning line when a stage was rerun since
+    PALETTE_EVERYWHERE = ("compute_all_dominant",)  # offered in the palette from every screen
     CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:
@@ -122,6 +126,7 @@ class AlphaCritScreen(SessionScreen):
         self.sort_key = DEFAULT_SORT
         self.descending = False
         self.filter_class: int | None = None
+        self.filter_text = ""  # /: sample index or class names (true or predicted)
         self.rows: list[dict[str, Any]] = []  # sample rows in their order (the table shows a page)
         self.summary_pager = Pager()
         self.sample_pager = Pager()
@@ -131,6 +136,7 @@ class AlphaCritScreen(SessionScreen):
         yield ScreenHeader()
         yield Static(id="crit-info", markup=False)
         yield DataTable(id="crit-summary", cursor_type="row", zebra_stripes=False)
+        yield FilterBar()
         yield DataTable(id="crit-samples", cursor_type="row", zebra_stripes=True)
         yield Static(id="crit-status", markup=False)
         yield ScreenFooter(compact=True)
@@ -214,6 +220,11 @@ class AlphaCritScreen(SessionScreen):
             rows = self.all_sample_rows()
             if self.filter_class is not None:
                 rows = [r for r in rows if r["class_index"] == self.filter_class]
+            if self.filter_text:
+                names = self.class_names
+                rows = [r for r in rows if matches(self.filter_text, f"#{r['index']}", r["index"],
+                                                   class_name(names, int(r["label"])),
+                                                   class_name(names, int(r["prediction"])))]
             self.rows = sort_rows(rows, self.sort_key, self.descending)
             self.sample_pager.set_total(len(self.rows))
             self.sample_pager.page = 0
@@ -242,13 +253,15 @@ class AlphaCritScreen(SessionScreen):
         scope = ("all classes" if self.filter_class is None
                  else f"class {class_name(self.class_names, self.filter_class)}")
         pages = self.sample_pager.label("rows")
+        if self.filter_text:
+            scope += f" matching '{self.filter_text}'"
         self.query_one("#crit-status", Static).update(
             f"{len(self.rows)} samples{' · ' + pages if pages else ''} · {scope} · by {title} "
             f"{'↓' if self.descending else '↑'} · ⏎ Grad-FAM")  # wraps to 2 lines when longer
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "crit-summary" and self.filter_class is not None \
-                and event.row_key.value is not None:
+                and getattr(event.row_key, "value", None) is not None:
             self.filter_class = int(event.row_key.value)
             self._fill_samples()
 
@@ -297,6 +310,11 @@ class AlphaCritScreen(SessionScreen):
     def action_invert_sort(self) -> None:
         self.descending = not self.descending
         self._fill_samples()
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if self.loaded:
+            self._fill_samples()
 
     def action_toggle_filter(self) -> None:
         if self.filter_class is None:
@@ -387,7 +405,7 @@ class SampleSaliencyScreen(SessionScreen):
                 preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown on screen; a preview never crashes the app
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._failed, str(exc))
+                    self.app.call_from_thread(self._failed, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._show, preview, overlay)

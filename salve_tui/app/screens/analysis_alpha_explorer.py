@@ -155,7 +155,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
         dominant = self.inputs is not None and int(self.inputs.dominant[result.target_class]) == result.feature
         self.query_one("#explore-info", Static).update(Text(
             f"{class_name(names, result.target_class)} · feature {result.feature}"
-            f"{' (dominant)' if dominant else ' (cross-class)'} · {result.mode} · {result.modulation}"
+            f"{' (its dominant)' if dominant else ' (not its dominant feature)'} · {result.mode} · {result.modulation}"
             " · w records it"))
         self.query_one("#explore-summary", Static).update(summary_text(result, names))
         self._draw_plot()
@@ -203,13 +203,11 @@ class AlphaExplorerScreen(ClassTargetScreen):
         def apply(value: float | None) -> None:
             if value is None:
                 return
-            if value != int(value) or not 0 <= value < h:
-                self.notify(f"a feature is a whole number from 0 to {h - 1}", severity="warning")
-                return
             self.feature = int(value)
             self._compute()
 
-        self.app.push_screen(NumberInputModal(f"Feature (0–{h - 1}):", float(self.feature or 0), 0), apply)
+        self.app.push_screen(NumberInputModal(f"Feature (0–{h - 1}):", float(self.feature or 0), 0, h - 1,
+                                              whole=True), apply)
 
     def action_toggle_mode(self) -> None:
         self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]

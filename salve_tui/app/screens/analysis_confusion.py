@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from salve_tui.app.format import cut_label
 from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
@@ -54,12 +55,12 @@ def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str],
         text.append(title[:block].ljust(block), style="bold")
         text.append(" " * GAP)
     text.append("\n")
-    header = " " * (LABEL + 1) + "".join(f"{n[:cell - 1]:>{cell}}" if numbers else f"{j % 10:>{cell}}"
+    header = " " * (LABEL + 1) + "".join(f"{cut_label(n, cell - 1):>{cell}}" if numbers else f"{j % 10:>{cell}}"
                                          for j, n in enumerate(names))
     text.append((header + " " * GAP) * 2 + "\n", style="dim")
     for i in range(C):
         for m, matrix in enumerate((before, after)):
-            text.append(f"{names[i][:LABEL]:<{LABEL}} ", style="bold" if i == target else "dim")
+            text.append(f"{cut_label(names[i], LABEL):<{LABEL}} ", style="bold" if i == target else "dim")
             total = max(1, int(matrix[i].sum()))
             for j in range(C):
                 value = int(matrix[i, j])

@@ -27,6 +27,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import cut_label, tui_words
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     BRACE_PAGE_BINDINGS,
@@ -57,6 +58,16 @@ STRENGTH_WORDS = {"alpha(1)": "{s}+ coarse", "alpha(-1)": "{s}- coarse", "alpha_
                   "alpha_fine(-1)": "fine {s}-", "alpha_zero": "{s}={d:g}"}
 REGISTRY_MODULE = "core.control.methods.registry"
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
+
+
+def nice_step(step: float) -> float:
+    """The largest 1, 2 or 5 × 10^k not above ``step``: + then moves α by a round amount that the
+    header can state exactly (0.1046 became 0.1)."""
+    if not math.isfinite(step) or step <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(step))
+    mantissa = max(m for m in (1, 2, 5) if m * power <= step * (1 + 1e-9))
+    return float(f"{mantissa * power:.12g}")
 
 
 def display_path(path: str | Path) -> str:
@@ -96,14 +107,14 @@ def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], targ
         text.append(f"{class_name(names, target)} predicted as (after, before):\n", style="bold")
         for j in order:
             style = "yellow" if row_after[j] != row_before[j] else ""
-            text.append(f"  {class_name(names, int(j))[:12]:<12} {row_after[j]:4d}  ({row_before[j]})\n",
+            text.append(f"  {cut_label(class_name(names, int(j)), 12):<12} {row_after[j]:4d}  ({row_before[j]})\n",
                         style=style)
         return text
     text.append("after edit: rows true, cols predicted\n", style="dim")
-    text.append(" " * (label + 1) + "".join(f"{name[:cell - 1]:>{cell}}" for name in names) + "\n",
+    text.append(" " * (label + 1) + "".join(f"{cut_label(name, cell - 1):>{cell}}" for name in names) + "\n",
                 style="dim")
     for i in range(C):
-        text.append(f"{names[i][:label]:<{label}} ", style="bold" if i == target else "dim")
+        text.append(f"{cut_label(names[i], label):<{label}} ", style="bold" if i == target else "dim")
         for j in range(C):
             value = int(after[i, j])
             style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
@@ -283,7 +294,7 @@ class EditPreviewScreen(SessionScreen):
         self._settings_changed()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if not self._table_ready or event.row_key.value is None:
+        if not self._table_ready or getattr(event.row_key, "value", None) is None:
             return
         c = int(event.row_key.value)
         if c == self.target_class:
@@ -350,7 +361,7 @@ class EditPreviewScreen(SessionScreen):
             self.effect = edit_effect_on(self.inputs, self.spec)
             self.error = ""
         except ValueError as exc:
-            self.spec, self.effect, self.error = None, None, str(exc)
+            self.spec, self.effect, self.error = None, None, tui_words(str(exc))
         self._draw()
 
     def _draw(self) -> None:
@@ -374,7 +385,7 @@ class EditPreviewScreen(SessionScreen):
         text.append(f" · {self.param_name}=", style="")
         text.append(f"{self.alpha:.4g}", style="bold yellow")
         coarse, fine = self.steps()
-        text.append(f" (±{coarse:.2g}/{fine:.2g})", style="dim")
+        text.append(f" (±{coarse:g}/{fine:g})", style="dim")  # exactly what + and ] add
         if len(self.m.modulations) > 1:
             text.append(f" · {self.modulation}")
         self.query_one("#edit-settings", Static).update(text)
@@ -478,7 +489,7 @@ class EditPreviewScreen(SessionScreen):
                                                                    modulation=modulation))
             except ValueError as exc:
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._set_error, str(exc))
+                    self.app.call_from_thread(self._set_error, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._curve_ready, key, result)
@@ -501,7 +512,7 @@ class EditPreviewScreen(SessionScreen):
         span = float(self.curve.alphas.max() - self.curve.alphas.min())
         if not math.isfinite(span) or span <= 0:
             return 1.0, 0.1
-        return span / COARSE_STEPS, span / FINE_STEPS
+        return nice_step(span / COARSE_STEPS), nice_step(span / FINE_STEPS)
 
     def _settings_changed(self) -> None:
         self.status = ""
@@ -623,7 +634,11 @@ class EditPreviewScreen(SessionScreen):
             index = result.metadata.get("edit_index")
             number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
             verb = "reused" if getattr(result, "reused", False) else "wrote"
-            self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
+            if result.metadata.get("duplicate"):
+                self.status = (f"not recorded again: this edit is already #{number}, the top of the "
+                               f"edit stack (s); {verb} {files_text(result.files)}")
+            else:
+                self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
             self.last_export = result
             self._draw_status()
         elif isinstance(message, JobFailed):
@@ -635,10 +650,15 @@ class EditPreviewScreen(SessionScreen):
 
 def record_and_export(session, spec: EditSpec):  # noqa: ANN001, ANN201 (Session → ExportResult)
     """Export the model with ``spec`` applied, then record the edit with the written paths."""
-    from core.workflow.edits import record_edit
+    from core.workflow.edits import list_edits, record_edit
     from core.workflow.export import export_edited_model
 
     result = export_edited_model(session, spec)
+    recorded = list_edits(session)
+    if recorded and recorded[-1] == spec:  # w pressed twice: the stack gets no identical copy
+        result.metadata["edit_index"] = len(recorded) - 1
+        result.metadata["duplicate"] = True
+        return result
     index = record_edit(session, spec, exports=[str(p) for p in result.files])
     result.metadata["edit_index"] = index
     return result

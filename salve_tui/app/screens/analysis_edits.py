@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.analysis_shared import (
@@ -154,7 +155,7 @@ class EditStackScreen(SessionScreen):
                 stack = edit_stack(session, load_inputs(session))
                 self.report_stale(session)
             except Exception as exc:  # noqa: BLE001 - an incomplete session: say what to run
-                self.app.call_from_thread(self._load_failed, str(exc.args[0] if exc.args else exc))
+                self.app.call_from_thread(self._load_failed, tui_words(str(exc.args[0] if exc.args else exc)))
                 return
             self.app.call_from_thread(self._stack_ready, stack)
 
@@ -190,8 +191,9 @@ class EditStackScreen(SessionScreen):
             row = self.stack.rows[index]  # type: ignore[union-attr]
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
-            if self.marked == row.number:
-                label.stylize("reverse")
+            if self.marked == row.number:  # a mark of its own: reverse vanished under the cursor
+                mark = Text("◆", style="bold magenta")
+                label.stylize("bold magenta")
             table.add_row(str(row.number), mark, label, delta_text(row.change.overall_delta),
                           worst_text(row.change, names), str(len(row.exports)), key=str(row.number))
 
@@ -343,7 +345,7 @@ class EditStackScreen(SessionScreen):
             self.marked = None if self.marked == row.number else row.number
             self._stack_ready(self.stack)
             if self.marked is not None:
-                self._set_status(Text(f"#{row.number} marked: v on another edit compares them",
+                self._set_status(Text(f"#{row.number} marked ◆: v on another edit compares them (v on it again unmarks)",
                                       style="cyan"))
             return
         first, self.marked = self.marked, None

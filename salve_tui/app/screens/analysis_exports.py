@@ -21,6 +21,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from salve_tui.app.format import elide_path
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.base import SessionScreen, session_view
@@ -97,6 +98,10 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
     return [summary, samples] + ([figure] if figure is not None else [])
 
 
+def _title(key: str) -> str:
+    return next(kind.title for kind in EXPORTS if kind.key == key).split(" (")[0]
+
+
 def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """The model with every recorded edit replayed, as .pt and .safetensors (+ sidecar)."""
     from core.workflow.edits import active_edits
@@ -107,13 +112,6 @@ def export_weights(session, progress=None, cancel=None) -> list[Path]:  # noqa: 
                          "edit stack (s), then export")
     result = export_edited_model(session)
     return result.written
-
-
-@dataclass(frozen=True)
-class ExistingOutput:
-    """An export stopped before replacing a file that exists; the screen asks, then reruns."""
-
-    message: str
 
 
 @dataclass(frozen=True)
@@ -175,16 +173,59 @@ EXPORTS = (
 )
 
 
-def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
-    """Every export above; weights only when an edit is recorded."""
+@dataclass(frozen=True)
+class ExportRun:
+    """What an export job did: the files it wrote, and the exports it left alone because files of
+    theirs exist (kind key → the first existing file); the screen asks about those only."""
+
+    written: list[Path]
+    existing: dict[str, str]
+    failed: dict[str, str]
+
+
+def run_exports(keys: tuple[str, ...], session, progress=None, cancel=None) -> ExportRun:  # noqa: ANN001
+    """Run the exports ``keys`` one after the other; one whose file exists (and may not be
+    replaced) is skipped and reported, the others still write. Weights only with an active edit
+    when more than one export runs (alone, the export says what to do)."""
+    from core.atomic import OutputExists
+    from core.jobs import JobCancelled
     from core.workflow.edits import active_edits
+    from salve_tui.app.jobs import error_text
 
     written: list[Path] = []
-    for kind in EXPORTS:
-        if kind.key == "weights" and not active_edits(session):
+    existing: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for kind in (k for k in EXPORTS if k.key in keys):
+        if kind.key == "weights" and len(keys) > 1 and not active_edits(session):
             continue
-        written += kind.run(session, progress, cancel)
-    return written
+        try:
+            written += kind.run(session, progress, cancel)
+        except OutputExists as exc:
+            existing[kind.key] = str(exc).split(" already exists")[0]
+        except JobCancelled:
+            raise
+        except Exception as exc:  # one export's failure does not stop the others
+            if len(keys) == 1:
+                raise
+            failed[kind.key] = error_text(exc)
+    return ExportRun(written, existing, failed)
+
+
+def _run_summary(job_name: str, run: ExportRun) -> Text:
+    """One status line: what was written, what exists, what failed (and why, for the first)."""
+    text = Text(f"{job_name}: wrote {len(run.written)} file(s)", style="green")
+    if run.existing:
+        text.append(f"; files exist for: {', '.join(_title(k) for k in run.existing)}", style="yellow")
+    if run.failed:
+        key, error = next(iter(run.failed.items()))
+        text.append(f"; failed: {', '.join(_title(k) for k in run.failed)} ({_title(key)}: {error})",
+                    style="red")
+    return text
+
+
+def export_everything(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
+    """Every export above; weights only when an edit is recorded."""
+    return run_exports(tuple(k.key for k in EXPORTS), session, progress, cancel).written
 
 
 @session_view(footer="Export", key="x", title="Exports", requires=("rankings",), order=50, name="exports",
@@ -200,13 +241,14 @@ class ExportsScreen(SessionScreen):
     DEFAULT_CSS = """
     ExportsScreen #exports-folder { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     ExportsScreen #exports-list { height: auto; max-height: 8; }
-    ExportsScreen #exports-status { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    ExportsScreen #exports-status { height: auto; max-height: 4; padding: 0 1; }
     ExportsScreen #exports-scroll { height: 1fr; padding: 0 1; border-top: solid $panel; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
-        Binding("A", "run_all", "All", key_display="A"),
+        Binding("A", "run_all", "All", key_display="A", tooltip="write every export"),
     ]
+    PALETTE_EVERYWHERE = ("run_all",)  # offered in the palette from every screen
     LOADING = "the list of exported files"
 
     def __init__(self) -> None:
@@ -241,15 +283,17 @@ class ExportsScreen(SessionScreen):
         self.query_one("#exports-folder", Static).update(f"export folder: {display_path(folder)}/{size}")
         self.query_one("#exports-status", Static).update(self.status)
         text = Text()
+        width = max(20, (self.size.width or self.app.size.width) - 4)
         for path in self.last_written:
-            text.append(f"✓ {display_path(path)}\n", style="green")
+            text.append(f"✓ {elide_path(display_path(path), width - 2)}\n", style="green")
         fresh = {p.resolve() for p in self.last_written}
         others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh]
         if not listing.files:
             text.append("nothing exported yet", style="dim")
         for path, mtime in others[:LISTED_FILES]:
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
-            text.append(f"  {path.relative_to(folder)}")
+            shown = elide_path(str(path.relative_to(folder)), width - len(stamp) - 4)
+            text.append(f"  {shown}")  # never broken inside a name: shortened in its folders
             text.append(f"  {stamp}\n", style="dim")
         if len(others) > LISTED_FILES:
             text.append(f"  … and {len(others) - LISTED_FILES} more\n", style="dim")
@@ -264,45 +308,46 @@ class ExportsScreen(SessionScreen):
         option_list = self.query_one(OptionList)
         if option_list.highlighted is None:
             return
-        self._start(EXPORTS[option_list.highlighted].key)
+        self._start((EXPORTS[option_list.highlighted].key,))
 
     def action_run_all(self) -> None:
-        self._start("all")
+        self._start(tuple(kind.key for kind in EXPORTS))
 
-    def _start(self, key: str, replace: bool = False) -> None:
-        from core.atomic import OutputExists, overwrite_policy
+    def _start(self, keys: tuple[str, ...] | str, replace: bool = False) -> None:
+        """Run exports ``keys`` as one job; files that exist are replaced only when ``replace``."""
+        from core.atomic import overwrite_policy
 
+        keys = (keys,) if isinstance(keys, str) else keys
         session = self.session
-        if key == "all":
-            run, title = export_everything, "all exports"
-        else:
-            kind = next(k for k in EXPORTS if k.key == key)
-            run, title = kind.run, kind.title
+        title = "all exports" if len(keys) == len(EXPORTS) else ", ".join(_title(k) for k in keys)
 
         def body(progress, cancel):  # noqa: ANN001 (core ProgressFn, CancelToken)
             with overwrite_policy(replace):  # set in the worker thread: context is per thread
-                try:
-                    return run(session, progress, cancel)
-                except OutputExists as exc:
-                    return ExistingOutput(str(exc))
+                return run_exports(keys, session, progress, cancel)
 
         job = self.salve.start_job(f"export: {title}", body)
         if job is not None:
-            self._job, self._job_key = job, key
+            self._job, self._job_key = job, ",".join(keys)
             self._set_status(Text(f"exporting {title}…", style="cyan"))
 
-    def _ask_to_replace(self, reason: str) -> None:
+    def _ask_to_replace(self, existing: dict[str, str]) -> None:
+        """Ask once about the exports whose files exist (the others were written already)."""
         from salve_tui.app.screens.confirm import ConfirmModal
 
-        key = self._job_key
-        self._set_status(Text("nothing replaced: files of this export exist", style="yellow"))
+        keys = tuple(existing)
+        names = ", ".join(_title(k) for k in keys)
+        first = display_path(Path(next(iter(existing.values()))))
 
         def answer(confirmed: bool | None) -> None:
             if confirmed:
-                self._start(key, replace=True)
+                self._start(keys, replace=True)
+            else:
+                self._set_status(Text(f"kept the existing files of: {names}", style="yellow"))
 
+        count = len(keys)
         self.app.push_screen(
-            ConfirmModal(f"{reason.split(';')[0]}.\nReplace the existing files of this export?",
+            ConfirmModal(f"{'These exports have' if count > 1 else 'This export has'} files already "
+                         f"(e.g. {first}):\n{names}\nReplace them?",
                          title="Replace exports", yes="Replace", no="Keep"),
             answer,
         )
@@ -318,12 +363,12 @@ class ExportsScreen(SessionScreen):
             p = message.progress
             self._set_status(Text(f"{message.job.name}: {p.stage} {p.fraction:.0%} {p.message} "
                                   "(c cancels)", style="cyan"))
-        elif isinstance(message, JobFinished) and isinstance(message.result, ExistingOutput):
-            self._ask_to_replace(message.result.message)
         elif isinstance(message, JobFinished):
-            self.last_written = [Path(p) for p in message.result]
-            self._set_status(Text(f"{message.job.name}: wrote {len(self.last_written)} file(s)",
-                                  style="green"))
+            run: ExportRun = message.result
+            self.last_written = list(run.written)
+            self._set_status(_run_summary(message.job.name, run))
+            if run.existing:
+                self._ask_to_replace(run.existing)
         elif isinstance(message, JobFailed):
             self._set_status(Text(f"{message.job.name} failed: {message.error}", style="red"))
         elif isinstance(message, JobCancelled):

@@ -31,6 +31,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
+from salve_tui.app.format import format_duration, tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     bar_text,
@@ -165,6 +166,7 @@ class FeatureDetailScreen(SessionScreen):
     )
     DEFAULT_CSS = """
     FeatureDetailScreen #feature-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    FeatureDetailScreen #feature-info.-error { height: auto; max-height: 6; text-wrap: wrap; }
     FeatureDetailScreen #feature-body { height: 1fr; }
     FeatureDetailScreen #feature-rows { height: auto; }
     FeatureDetailScreen #feature-bottom { height: 1fr; }
@@ -337,8 +339,9 @@ class FeatureDetailScreen(SessionScreen):
 
     def show_error(self, error: str) -> None:
         super().show_error(error)
-        self.query_one("#feature-info", Static).update(
-            Text(f"cannot show feature {self.feature}: {error}", style="red"))
+        info = self.query_one("#feature-info", Static)
+        info.add_class("-error")  # wrapped: the reason is the part that matters
+        info.update(Text(f"cannot show feature {self.feature}: {error}", style="red"))
 
     def _row_samples(self, row: int) -> np.ndarray:
         if self.card is None:
@@ -377,7 +380,9 @@ class FeatureDetailScreen(SessionScreen):
         info.append(f"dominant for {listed}" if owners else "dominant for no class",
                     style="bold green" if owners else "dim")
         info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
-        self.query_one("#feature-info", Static).update(info)
+        widget = self.query_one("#feature-info", Static)
+        widget.remove_class("-error")
+        widget.update(info)
 
     # ----- panels
 
@@ -522,7 +527,7 @@ class FeatureDetailScreen(SessionScreen):
                 preview, overlay = gradfam_with_overlay(session, sample, feature)
             except Exception as exc:  # shown in the title; previews never crash the screen
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._show_preview_error, sample, str(exc))
+                    self.app.call_from_thread(self._show_preview_error, sample, tui_words(str(exc)))
                 return
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._show_preview, preview, overlay)
@@ -599,8 +604,12 @@ class FeatureDetailScreen(SessionScreen):
         if self._actmax_job is None or message.job is not self._actmax_job:
             return
         if isinstance(message, JobProgress):
-            self._actmax_progress = (f"act-max feature {self._actmax_feature}: "
-                                     f"{message.progress.fraction:.0%} (c cancels)")
+            p = message.progress
+            eta = p.eta_seconds
+            self._actmax_progress = (f"act-max feature {self._actmax_feature}: {p.message or ''} "
+                                     f"{p.fraction:.0%}"
+                                     f"{f' · ETA {format_duration(eta)}' if eta is not None else ''}"
+                                     " (c cancels)")
             self._draw_panel_title()
         elif isinstance(message, JOB_END_MESSAGES):
             done = self._actmax_feature

@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 from salve_tui.app.screens.analysis_shared import error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 from salve_tui.app.widgets.image import ImageView
 
 MAX_PREVIEW_PIXELS = 480  # longest side kept for drawing; the terminal shows far fewer
@@ -73,16 +74,19 @@ class GalleryScreen(SessionScreen):
     GalleryScreen #gallery-caption { height: auto; max-height: 2; }
     GalleryScreen #gallery-image { height: 1fr; }
     """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("r", "rescan", "Re-read")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("r", "rescan", "Re-read"), FILTER_BINDING]
 
     def __init__(self) -> None:
         super().__init__()
         self.files: list[Path] = []
+        self.folder: Path | None = None
+        self.filter_text = ""
         self.shown: Path | None = None
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("listing the export folder…", id="gallery-info", markup=False)
+        yield FilterBar()
         with Horizontal(id="gallery-body"):
             yield OptionList(id="gallery-list")
             with Vertical(id="gallery-right"):
@@ -105,17 +109,31 @@ class GalleryScreen(SessionScreen):
 
     def _listed(self, listed: tuple[Path, list[Path]]) -> None:
         folder, files = listed
-        changed = files != self.files
-        self.files = files
-        options = self.query_one(OptionList)
+        changed = files != self.files or self.folder is None  # the first listing always shows
+        self.files, self.folder = files, folder
         if changed:
-            options.clear_options()
-            options.add_options([Option(str(p.relative_to(folder)), id=str(i)) for i, p in enumerate(files)])
+            self._fill_options()
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._fill_options()
+
+    def _fill_options(self) -> None:
+        """The PNGs matching the filter (all without one); option ids index ``self.files``."""
+        folder, files = self.folder, self.files
+        if folder is None:
+            return
+        options = self.query_one(OptionList)
+        shown = [(i, p) for i, p in enumerate(files) if matches(self.filter_text, p.relative_to(folder))]
+        options.clear_options()
+        options.add_options([Option(str(p.relative_to(folder)), id=str(i)) for i, p in shown])
         total = sum(p.stat().st_size for p in files if p.exists())
-        self.query_one("#gallery-info", Static).update(
-            f"{len(files)} PNG file(s) in {folder.name}/ ({human_size(total)})" if files else
-            f"no PNG in {folder} yet: export figures (x) or heatmaps first")
-        if files and changed:
+        info = (f"{len(files)} PNG file(s) in {folder.name}/ ({human_size(total)})" if files else
+                f"no PNG in {folder} yet: export figures (x) or heatmaps first")
+        if self.filter_text:
+            info += f" · {len(shown)} match '{self.filter_text}'"
+        self.query_one("#gallery-info", Static).update(info)
+        if shown:
             options.highlighted = 0
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:

@@ -47,7 +47,7 @@ def pointing_text(result: dict[str, Any]) -> Text:
     """Pointing game overall and per class (dominant feature vs the class's shape)."""
     text = Text()
     pointing = result.get("pointing_game", {})
-    text.append(f"Pointing game · layer {result.get('layer')} · {result.get('n_scored')} of "
+    text.append(f"Pointing game · at {result.get('layer')} · {result.get('n_scored')} of "
                 f"{result.get('n_images')} test images\n", style="bold")
     text.append(f"{'map':<10}{'hit':>7} {'chance':>7} {'×chance':>7} {'energy in':>9} {'mask area':>9}\n",
                 style="dim")

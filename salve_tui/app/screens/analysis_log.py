@@ -19,6 +19,7 @@ from salve_tui.app.format import format_duration
 from salve_tui.app.jobs import JobMessage
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 STATUS_STYLES = {"finished": "green", "failed": "bold red", "cancelled": "yellow"}
 DETAIL_LINES = 12  # last lines of a failure's traceback shown under it
@@ -58,17 +59,20 @@ class JobLogScreen(SessionScreen):
     )
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("f", "toggle_failed", "Failed only"),
+        FILTER_BINDING,
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.failed_only = False
+        self.filter_text = ""  # /: only jobs with a line containing every word
         self.entries: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("reading the job log…", id="joblog-summary", markup=False)
-        yield RichLog(id="joblog", wrap=False, markup=False, max_lines=5000)
+        yield FilterBar()
+        yield RichLog(id="joblog", wrap=True, markup=False, max_lines=5000)  # no line cut
         yield ScreenFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -88,11 +92,14 @@ class JobLogScreen(SessionScreen):
     def _draw(self) -> None:
         log = self.query_one(RichLog)
         log.clear()
-        shown = [e for e in self.entries if not self.failed_only or e.get("status") == "failed"]
+        shown = [e for e in self.entries if (not self.failed_only or e.get("status") == "failed")
+                 and matches(self.filter_text, *(line.plain for line in entry_lines(e)))]
         failed = sum(1 for e in self.entries if e.get("status") == "failed")
         summary = f"{len(self.entries)} job(s) logged, {failed} failed"
         if self.failed_only:
             summary += " · showing failed only (f shows all)"
+        if self.filter_text:
+            summary += f" · {len(shown)} match '{self.filter_text}' (/ then esc clears)"
         self.query_one("#joblog-summary", Static).update(summary)
         if not shown:
             log.write(Text("no jobs logged yet" if not self.failed_only else "no failed job",
@@ -113,6 +120,10 @@ class JobLogScreen(SessionScreen):
 
     def on_job_update(self, message: JobMessage) -> None:
         """Job ends re-read the stored log (``refresh_from_session``); nothing else to do."""
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._draw()
 
     def action_toggle_failed(self) -> None:
         self.failed_only = not self.failed_only

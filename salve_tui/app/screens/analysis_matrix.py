@@ -208,9 +208,9 @@ class MatrixScreen(SessionScreen):
         self.query_one("#matrix-info", Static).update(info)
 
     def _update_status(self) -> None:
-        heatmap = self.query_one(Heatmap)
-        if not self.loaded:
+        if not self.loaded or not self.query(Heatmap):  # (closing: its widgets are going)
             return
+        heatmap = self.query_one(Heatmap)
         if not self.M.size:
             self.query_one("#matrix-status", Static).update("no rankings in this session yet")
             return

@@ -33,15 +33,20 @@ from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
 
-# Each registered method's colour, in registry order (SALVE red, ROME blue, steering green).
-PALETTE = ("red", "blue", "green", "magenta", "yellow", "cyan")
+# Each registered method's colour, in registry order (SALVE red, ROME blue, steering green), as
+# exact RGB: named ANSI colours follow the terminal's palette ("blue" was drawn purple).
+PALETTE = ((220, 50, 47), (38, 139, 210), (133, 153, 0), (211, 54, 130), (181, 137, 0), (42, 161, 152))
 
 
-def method_colours() -> dict[str, str]:
+def method_colours() -> dict[str, tuple[int, int, int]]:
     """Registered method name → its plot and table colour."""
     from core.control.methods.registry import method_names
 
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(method_names())}
+
+
+def rich_colour(rgb: tuple[int, int, int]) -> str:
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
 
 
 def normalised_strength(alphas: np.ndarray) -> np.ndarray:
@@ -162,7 +167,7 @@ class MethodsScreen(ClassTargetScreen):
         for method, curve in curves.items():
             x = normalised_strength(curve.alphas.double().numpy())
             y = np.nan_to_num(curve.per_class_accuracy[c].double().numpy())
-            plt.plot(x.tolist(), y.tolist(), color=colours.get(method, "white"), marker="braille",
+            plt.plot(x.tolist(), y.tolist(), color=colours.get(method, (255, 255, 255)), marker="braille",
                      label=ms[method].label)
         plt.ylim(0, 1)
         plt.xlim(0, 1)
@@ -173,7 +178,7 @@ class MethodsScreen(ClassTargetScreen):
         for method, curve in curves.items():
             row = method_row(curve)
             low, high = row["range"]
-            table.append(f"{ms[method].label[:8]:<9}", style=colours.get(method, "white"))
+            table.append(f"{ms[method].label[:8]:<9}", style=rich_colour(colours.get(method, (255, 255, 255))))
             span = f"{fmt_value(low)}→{fmt_value(high)}"
             table.append(f"{ms[method].symbol[:6]:>6} {span:>11}"
                          f"{fmt_value(row['alpha50']):>10}{fmt_value(row['share'], 2):>7}"

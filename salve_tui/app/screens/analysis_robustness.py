@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from salve_tui.app.format import format_duration
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     PAGE_BINDINGS,
@@ -185,7 +186,10 @@ class RobustnessScreen(SessionScreen):
         plt.clear_data()
         plt.clear_figure()
         if self.target not in self.curves:
-            plt.title("no curves yet: press r")
+            job = self._job
+            running = job is not None and not job.finished
+            plt.title("curves appear when the seeds are trained (see the bar in the header)"
+                      if running else "no curves yet: press r")
             widget.refresh()
             return
         bands = curve_bands(self.curves[self.target], self.target)
@@ -201,7 +205,7 @@ class RobustnessScreen(SessionScreen):
         widget.refresh()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None and int(event.row_key.value) != self.target:
+        if getattr(event.row_key, "value", None) is not None and int(event.row_key.value) != self.target:
             self.target = int(event.row_key.value)
             self._draw_plot()
 
@@ -234,13 +238,17 @@ class RobustnessScreen(SessionScreen):
         if self._job is not None:
             self.job_error = ""
             self.query_one("#robust-info", Static).update(f"training {k} SAEs…")
+            self._draw_plot()  # its title says the curves are on their way
 
     def on_job_update(self, message: JobMessage) -> None:
         if message.job is not self._job:
             return
         if isinstance(message, JobProgress):
             p = message.progress
+            eta = p.eta_seconds
             self.query_one("#robust-info", Static).update(
-                f"{p.stage}: {p.fraction:.0%} (c cancels)" + (f"\n{p.message}" if p.message else ""))
+                f"training {self._job.name.split()[-1]} SAEs · {p.stage}: {p.fraction:.0%}"
+                f"{f' · ETA {format_duration(eta)}' if eta is not None else ''} (c cancels)"
+                + (f"\n{p.message}" if p.message else ""))
         elif isinstance(message, JobFailed):
             self.job_error = str(message.error)

@@ -58,7 +58,7 @@ class SaliencyScreen(SessionScreen):
     SaliencyScreen.-failed #saliency-info { max-height: 1fr; }
     SaliencyScreen #saliency-images { height: 1fr; padding: 0 1; }
     SaliencyScreen #saliency-images ImageView { width: 1fr; margin-right: 1; }
-    SaliencyScreen #saliency-status { height: auto; max-height: 2; padding: 0 1; }
+    SaliencyScreen #saliency-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("left", "sample(-1)", "Previous sample", show=False),
@@ -167,7 +167,7 @@ class SaliencyScreen(SessionScreen):
             info.append(f" · Grad-CAM of class {target}")
         else:
             info.append(f" · Grad-FAM of feature {self.feature} ({target}'s dominant)")
-        info.append(f"\nlayer {self.map_layer or 'default'}")
+        info.append(f"\nmap at {self.map_layer or 'the default layer'}")
         if self.map_layer in self.map_layers:
             info.append(f" ({self.map_layers.index(self.map_layer) + 1}/{len(self.map_layers)})",
                         style="dim")
@@ -231,7 +231,9 @@ class SaliencyScreen(SessionScreen):
         from salve_tui.app.jobs import JobFailed, JobFinished
 
         if isinstance(message, JobFinished) and message.job.name == "write saliency PNG":
-            self.status = f"wrote {message.result}"
+            from salve_tui.app.screens.analysis_edit import files_text
+
+            self.status = f"wrote {files_text([message.result])}"  # the file name first, then where
             self._draw_info()
         elif isinstance(message, JobFailed) and message.job.name == "write saliency PNG":
             self.status = f"writing failed: {message.error}"

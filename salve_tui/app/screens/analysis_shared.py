@@ -22,6 +22,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from salve_tui.app.format import tui_words
 from salve_tui.app.screens.base import SessionScreen
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def load_in_thread(screen: Screen, compute: Callable[[], Any], ready: Callable[[
             result = compute()
         except Exception as exc:  # shown on the screen; a load never crashes the app
             if not worker.is_cancelled:
-                screen.app.call_from_thread(_if_attached, screen, failed, str(exc) or type(exc).__name__)
+                screen.app.call_from_thread(_if_attached, screen, failed, tui_words(str(exc) or type(exc).__name__))
             return
         if not worker.is_cancelled:
             screen.app.call_from_thread(_if_attached, screen, ready, result)
@@ -288,7 +289,7 @@ class ClassTargetScreen(SessionScreen):
             self._fill_classes()  # the cursor's row is highlighted: that class becomes the target
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if self.inputs is None or event.data_table.id != self.TABLE or event.row_key.value is None:
+        if self.inputs is None or event.data_table.id != self.TABLE or getattr(event.row_key, "value", None) is None:
             return
         c = int(event.row_key.value)
         if c != self.target_class:

@@ -64,6 +64,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, releasing_thread_context
+from salve_tui.app.widgets.chrome import MIN_SIZE, TooSmallNotice, breadcrumb_text, too_small_text
 
 if TYPE_CHECKING:
     from core.store.session import Session
@@ -81,6 +82,7 @@ class SalveScreen(Screen):
 
     HELP_TEXT: ClassVar[str] = ""
     SCREEN_TITLE: ClassVar[str] = ""
+    BREADCRUMB_ROOT: ClassVar[bool] = False  # the sessions list and the dashboard: not repeated
     # Declared on the base so "? Help" comes first in every footer (narrow terminals cut the end).
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("question_mark", "app.help", "Help", key_display="?"),
@@ -89,6 +91,34 @@ class SalveScreen(Screen):
     @property
     def salve(self) -> SalveApp:
         return self.app  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        # Textual calls on_mount along the MRO: this runs for every screen, before its own.
+        if getattr(self.app, "session", None) is not None:  # the header: where am I
+            self.title, self.sub_title = breadcrumb_text(self), ""
+        self.fit_to(self.app.size.width, self.app.size.height)
+
+    def fit_to(self, width: int, height: int) -> None:
+        """Below :data:`MIN_SIZE` one notice says what size is needed (instead of cut text)."""
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.set_class(small, "-too-small")
+        if small and self.is_attached:  # mounted the first time it is needed: no cost on the usual first paint
+            notices = self.query(TooSmallNotice)
+            if notices:
+                notices.first().update(too_small_text(width, height))
+            else:
+                self.mount(TooSmallNotice(too_small_text(width, height)))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return True if self.is_mounted else None  # keys typed in the frame that pushed it
+
+    def action_open_filter(self) -> None:
+        """``/``: open the filter field of a screen with a long list (it has ``apply_filter``)."""
+        from salve_tui.app.widgets.filter import FilterBar
+
+        for bar in self.query(FilterBar):
+            bar.open()
+
 
     def run_worker(self, work: Any, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("thread") and callable(work) and not inspect.iscoroutinefunction(work):
@@ -278,13 +308,13 @@ class SessionScreen(SalveScreen):
         return session
 
     def on_mount(self) -> None:
-        # Textual calls on_mount along the MRO, subclass first: a subclass's on_mount (building
-        # tables) has run when this refresh happens. Subclasses must not call super().on_mount().
+        # Along the MRO, subclass first (its tables are built); subclasses don't call super().
+        if not self.is_attached:  # esc typed in the frame that pushed it: already gone
+            return
         self.salve.job_events.subscribe(self, self._job_event)
         if self.LOADING:
             self.mount(LoadingNotice(self.loading_what()))
-            # After the first frame: the worker's reads would otherwise compete for the GIL with
-            # the layout and delay the first paint.
+            # After the first frame: the worker's reads would delay its layout (the GIL).
             self.call_after_refresh(self.refresh_from_session)
         else:
             self.refresh_from_session()
@@ -402,6 +432,8 @@ class SessionScreen(SalveScreen):
         self.show_error(message.error)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not super().check_action(action, parameters) or self.salve.session is None:
+            return None  # not mounted yet, or the session closed under a key still queued
         if action in self.CONTENT_ACTIONS and not self.loaded:
             return None  # shown greyed in the footer; the key does nothing until the content is in
         return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,8 +10,23 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+T = TypeVar("T")
 
-class ConfirmModal(ModalScreen[bool]):
+
+class OnceModal(ModalScreen[T]):
+    """A modal that answers once: a second key queued before it closed (y then n, esc esc typed
+    fast) is ignored instead of setting its result twice (Textual raised InvalidStateError)."""
+
+    _answered = False
+
+    def dismiss(self, result: T | None = None):  # noqa: ANN201 (Textual's AwaitComplete)
+        if self._answered:
+            return None
+        self._answered = True
+        return super().dismiss(result)
+
+
+class ConfirmModal(OnceModal[bool]):
     """Ask before anything destructive (delete, quit during a job)."""
 
     BINDINGS: ClassVar[list[Binding]] = [

@@ -85,6 +85,20 @@ def next_step_text(states: dict[str, str], busy: bool, keys: dict[str, str],
 DETAIL_WIDTH = 33  # the stage table's detail column at 80 columns (wider terminals: wider)
 
 
+def results_made_stale(session, stages: list[str]) -> list[str]:  # noqa: ANN001 (Session)
+    """``3 α_crit results, 1 recorded edit``: the stored results that read any of ``stages``
+    (``core.workflow.results``), which a rerun of them makes stale."""
+    from core.workflow.results import RESULT_KINDS
+
+    out = []
+    for kind in RESULT_KINDS.values():
+        if set(stages) & set(kind.reads):
+            count = sum(1 for _ in kind.records(session))
+            if count:
+                out.append(kind.count(count))
+    return out
+
+
 class StageTable(DataTable):
     """Stage rows; up/down choose the stage that r / f act on."""
 
@@ -93,6 +107,7 @@ class StageTable(DataTable):
 
 class DashboardScreen(SessionScreen):
     SCREEN_TITLE = "Pipeline dashboard"
+    BREADCRUMB_ROOT = True
     HELP_TEXT = (
         "The pipeline of the open session: data → backbone → activations → SAE → rankings. "
         "Each stage commits its results to the session file, so a cancelled or crashed run "
@@ -193,7 +208,7 @@ class DashboardScreen(SessionScreen):
         widget = self.query_one("#quality", Static)
         widget.display = bool(warnings)
         codes = ", ".join(w["code"] for w in warnings)
-        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (salve info for values)",
+        widget.update(Text(f"⚠ {len(warnings)} quality warning(s): {codes} (their values: `salve info` in a shell)",
                            style="yellow", no_wrap=True, overflow="ellipsis"))
 
     def _running_stage(self) -> str | None:
@@ -266,8 +281,11 @@ class DashboardScreen(SessionScreen):
             self.salve.run_pipeline_job([stage], force=True, name=f"rerun {stage}")
             return
         later = stale_if_rerun(stages, stage)
-        consequence = (f"{', '.join(later)} will become stale and need rerunning."
+        results = results_made_stale(self.session, [stage, *later])
+        consequence = (f"The stages {', '.join(later)} will become stale and need rerunning."
                        if later else "No later stage depends on it yet.")
+        if results:
+            consequence += f"\nRecorded results computed from it become stale too: {', '.join(results)}."
 
         def answer(confirmed: bool | None) -> None:
             if confirmed:

@@ -6,12 +6,14 @@ from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import ActiveBinding, Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Static
 
+from salve_tui.app.screens.confirm import OnceModal
 from salve_tui.app.widgets.chrome import ScreenFooter
 
 OWN_WIDGET_PREFIX = "salve_tui."  # keys of our own widgets (heatmap, tables) are the screen's
@@ -64,7 +66,7 @@ def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
     return rows
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(OnceModal[None]):
     """Lists the keys of the screen it was opened from."""
 
     BINDINGS: ClassVar[list[Binding]] = [
@@ -80,6 +82,9 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help-dialog"):
             yield Static(f"Help — {title}", id="help-title")
             with VerticalScroll(id="help-body"):
+                views = self._views_text()
+                if views.plain:  # every view one key away, before the longer text
+                    yield Static(views, id="help-views")
                 about = getattr(self.target, "HELP_TEXT", "")
                 if about:
                     yield Static(Text(about.strip()), id="help-about")
@@ -92,6 +97,36 @@ class HelpScreen(ModalScreen[None]):
                     id="help-tips",
                 )
         yield ScreenFooter(compact=True)
+
+    def _views(self) -> list[tuple[str, str, str]]:
+        """(key, title, name) of every view of the open session; none before a session is open."""
+        app = self.app
+        if getattr(app, "session", None) is None or getattr(self.target, "BREADCRUMB_ROOT", False):
+            return []  # no session yet, or the dashboard: its own keys are the views
+        return [(view.key, view.title, view.name) for view in getattr(app, "views", [])]
+
+    def _views_text(self) -> Text:
+        """Every view on a few lines at the top: its key here opens it (one keystroke away)."""
+        views = self._views()
+        text = Text()
+        if not views:
+            return text
+        text.append("Views (press the key, here or on the dashboard): ", style="bold")
+        for i, (key, title, _) in enumerate(views):
+            text.append(" · " if i else "")
+            text.append(key, style="bold cyan")
+            text.append(f" {title}")
+        text.append("\n")
+        return text
+
+    def on_key(self, event: events.Key) -> None:
+        """A view's key opens that view (help closes first)."""
+        view = next((name for key, _, name in self._views() if key == event.key), None)
+        if view is None or self._answered:
+            return
+        event.stop()
+        self.dismiss(None)
+        self.app.call_later(self.app.open_view, view)  # type: ignore[attr-defined]
 
     def _keys_table(self, scope: str, title: str) -> Table:
         table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=False)

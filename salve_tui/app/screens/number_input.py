@@ -9,26 +9,35 @@ from typing import ClassVar, TypeVar
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from salve_tui.app.screens.confirm import OnceModal
 
 T = TypeVar("T")
 
 
-def parse_number(text: str, minimum: float | None = None) -> float:
-    """The finite float in ``text``; ValueError naming what is wrong otherwise."""
+def parse_number(text: str, minimum: float | None = None, maximum: float | None = None,
+                 whole: bool = False) -> float:
+    """The finite float in ``text`` within [minimum, maximum] (a whole number if ``whole``);
+    ValueError naming what is wrong otherwise (every number dialog shows it under its field)."""
     try:
         value = float(text.strip().replace("−", "-"))
     except ValueError:
         raise ValueError(f"'{text.strip()}' is not a number") from None
     if not math.isfinite(value):
         raise ValueError("the value must be finite")
+    if whole and value != int(value):
+        raise ValueError(f"'{text.strip()}' is not a whole number")
+    if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+        raise ValueError(f"the value must be from {minimum:g} to {maximum:g}")
     if minimum is not None and value < minimum:
         raise ValueError(f"the value must be ≥ {minimum:g}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"the value must be ≤ {maximum:g}")
     return value
 
 
-class PromptModal(ModalScreen[T | None]):
+class PromptModal(OnceModal[T | None]):
     """Asks for one line of text and returns ``parse(text)``; a ValueError from ``parse`` is shown
     under the field and the dialog stays open. esc returns None."""
 
@@ -71,7 +80,8 @@ class NumberInputModal(PromptModal[float]):
     NumberInputModal #number-dialog { width: 50; }
     """
 
-    def __init__(self, prompt: str, value: float, minimum: float | None = None) -> None:
-        super().__init__(prompt, lambda text: parse_number(text, minimum), f"{value:.6g}")
+    def __init__(self, prompt: str, value: float, minimum: float | None = None,
+                 maximum: float | None = None, whole: bool = False) -> None:
+        super().__init__(prompt, lambda text: parse_number(text, minimum, maximum, whole), f"{value:.6g}")
         self.value = value
         self.minimum = minimum

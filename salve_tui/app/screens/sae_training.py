@@ -29,6 +29,7 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
     ("plot-dead", "dead latents", (("dead", ("dead", "dead_latents")),)),
 )
 SERIES_COLOURS = ("cyan", "green", "orange")
+COUNT_PANELS = ("plot-l0", "plot-dead")  # counts: the axis starts at 0 (all-zero dead ran −1…1)
 CHECKPOINT_HISTORY_PREFIX = "history/"
 
 
@@ -87,6 +88,7 @@ class SAETrainingScreen(SessionScreen):
     BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss"),
                                          Binding("w", "width_search", "Width search")]
     LOADING = "the SAE training history"
+    CONTENT_ACTIONS = frozenset({"toggle_log_scale"})  # the plots exist once the history is shown
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,6 +185,8 @@ class SAETrainingScreen(SessionScreen):
         self._draw()
 
     def _draw(self) -> None:
+        if not self.query("PlotextPlot"):  # not shown yet: show() draws with the current scale
+            return
         history = self.history
         summary = self.query_one("#sae-summary", Static)
         if not history:
@@ -201,7 +205,7 @@ class SAETrainingScreen(SessionScreen):
             plt.clear_data()
             plt.clear_figure()
             plt.title(title)
-            drawn = False
+            drawn, top = False, 0.0
             for (label, aliases), colour in zip(series, SERIES_COLOURS, strict=False):
                 values = pick_series(history, aliases)
                 if values is None or not len(values):
@@ -213,7 +217,9 @@ class SAETrainingScreen(SessionScreen):
                      else np.arange(1, len(values) + 1)[finite])
                 plt.plot(x.tolist(), values[finite].tolist(), label=label if len(series) > 1 else None,
                          color=colour, marker="braille")
-                drawn = True
+                drawn, top = True, max(top, float(values[finite].max()))
+            if drawn and plot_id in COUNT_PANELS:
+                plt.ylim(0, max(1.0, top * 1.05))
             if drawn and self.log_scale and title == "loss":
                 plt.yscale("log")
             if not drawn:

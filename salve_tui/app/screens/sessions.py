@@ -25,6 +25,7 @@ from salve_tui.app.screens.analysis_shared import PAGE_BINDINGS, Pager, cursor_i
 from salve_tui.app.screens.base import SalveScreen
 from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 
 class SessionTable(DataTable):
@@ -35,6 +36,7 @@ class SessionTable(DataTable):
 
 class SessionsScreen(SalveScreen):
     SCREEN_TITLE = "Sessions"
+    BREADCRUMB_ROOT = True
     HELP_TEXT = (
         "Every session file (*.h5) in the sessions folder. A session remembers its settings and "
         "every finished step, so opening it resumes where it stopped. Stages, left to right: "
@@ -45,17 +47,21 @@ class SessionsScreen(SalveScreen):
         Binding("n", "new", "New"),
         Binding("d", "delete", "Delete"),
         Binding("r", "refresh", "Refresh"),
+        FILTER_BINDING,
         *PAGE_BINDINGS,
     ]
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = []  # the shown rows: all, or those matching the filter
+        self.all_rows: list[dict[str, Any]] = []
+        self.filter_text = ""
         self.pager = Pager()
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static(id="sessions-folder", markup=False)
+        yield FilterBar()
         yield SessionTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="session-detail", markup=False)
         yield Static(Text(f"stages D B A S R: {STAGE_LEGEND}", style="bright_black"), id="legend")
@@ -79,13 +85,19 @@ class SessionsScreen(SalveScreen):
     def action_refresh(self) -> None:
         """Re-read the folder; a broken file becomes a row with its error, not a crash."""
         previous = self.selected_row()
-        self.rows = list_sessions(self.folder)
+        self.all_rows = list_sessions(self.folder)
+        self.rows = [row for row in self.all_rows
+                     if matches(self.filter_text, row["name"], row.get("model", ""), row.get("dataset", ""))]
         self.pager.set_total(len(self.rows))
         cursor = 0
         if previous is not None:
             cursor = next((i for i, row in enumerate(self.rows) if row["path"] == previous["path"]), 0)
             self.pager.show_index(cursor)
         self._fill(cursor)
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self.action_refresh()
 
     def _add_row(self, index: int) -> None:
         row = self.rows[index]
@@ -102,10 +114,14 @@ class SessionsScreen(SalveScreen):
         """The table shows one page of the sessions; the line above it says which."""
         fill_page(self.query_one(SessionTable), self.pager, self._add_row, cursor)
         count = len(self.rows)
+        if self.filter_text:
+            count_text = f"{count} of {len(self.all_rows)} sessions match '{self.filter_text}'"
+        else:
+            count_text = f"{count} session{'s' if count != 1 else ''}"
         pages = self.pager.label("rows")  # before the folder, which may be cut at 80 columns
-        folder_text = (f"{count} session{'s' if count != 1 else ''}{' · ' + pages + ' ·' if pages else ''}"
+        folder_text = (f"{count_text}{' · ' + pages + ' ·' if pages else ''}"
                        f" in {self.folder}/")
-        if not count:
+        if not count and not self.filter_text:
             folder_text += "  — press n to create one"
         self.query_one("#sessions-folder", Static).update(folder_text)
         self._show_detail()
