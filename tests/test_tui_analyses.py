@@ -582,7 +582,7 @@ async def test_saliency_info_lines_fit_80_columns(tiny_folder: Path) -> None:
         assert lines[0].startswith(f"sample {screen.sample}/{len(screen.labels)} (")
         assert f"Grad-FAM of feature {screen.feature} (" in lines[0] and "dominant)" in lines[0]
         index = screen.map_layers.index(screen.map_layer) + 1
-        assert lines[1].startswith(f"layer {screen.map_layer} ({index}/{len(screen.map_layers)})")
+        assert lines[1].startswith(f"map at {screen.map_layer} ({index}/{len(screen.map_layers)})")
         assert f"u {result.score:+.3g}, predicted " in lines[1]
         assert screen.map_layer == screen.map_layers[(screen.map_layers.index(default) + 1)
                                                      % len(screen.map_layers)]

@@ -43,6 +43,10 @@ def bar_text(fraction: float, cells: int = BAR_CELLS) -> str:
     return ("█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")).ljust(cells)
 
 
+#: A job with no progress report yet shows its elapsed time only after this many seconds.
+STARTING_CLOCK_AFTER_S = 5.0
+
+
 def job_summary(job: Any, now: float | None = None) -> Text:
     """The header's view of a running job: ``name ███▌ 45% ETA 1m02s``."""
     progress = job.latest
@@ -51,7 +55,9 @@ def job_summary(job: Any, now: float | None = None) -> Text:
         text.append("cancelling ", style="bold yellow")
     text.append(job.name.removeprefix("export: ")[:24], style="bold")
     if progress is None or progress.total <= 0:
-        text.append(f" starting… {format_duration(job.elapsed)}")
+        text.append(" starting…")
+        if job.elapsed >= STARTING_CLOCK_AFTER_S:  # a clock only once a start takes a while
+            text.append(f" {format_duration(job.elapsed)}")
     else:
         text.append(f" {bar_text(progress.fraction)}", style="cyan on grey23")
         text.append(f" {progress.fraction:.0%}")
