@@ -105,7 +105,8 @@ async def test_failed_stage_is_still_shown_after_reopening(tmp_path: Path) -> No
         await pilot.press("l")  # the job log keeps the failure across restarts
         await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5)
         lines = "\n".join(line.text for line in app.screen.query_one("#joblog").lines)
-        assert "run all failed" in lines and "nowhere" in lines
+        # a long temporary path wraps (its length depends on the machine): read it unwrapped
+        assert "run all failed" in lines and "nowhere" in lines.replace("\n", "")
 
 
 async def test_partial_upstream_makes_later_stages_stale_and_screens_say_what_to_run(

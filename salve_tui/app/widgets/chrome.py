@@ -21,6 +21,7 @@ from textual.dom import DOMNode
 from textual.widgets import Footer, Header, Static
 from textual.widgets._header import HeaderIcon, HeaderTitle
 
+from salve_tui.app.bindings import _is_listed
 from salve_tui.app.format import format_duration
 
 BAR_CELLS = 10
@@ -160,8 +161,6 @@ class ScreenFooter(Footer):
     def shown_bindings(self) -> list[tuple[Any, bool, str]]:
         """(binding, enabled, tooltip) to show: those marked ``show``, then at wide terminals the
         screen's other described keys while they fit."""
-        from salve_tui.app.screens.help import _is_listed
-
         actives = list(self.screen.active_bindings.values())
         shown = [(a.binding, a.enabled, a.tooltip) for a in actives if a.binding.show]
         width = self.app.size.width
