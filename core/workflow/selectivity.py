@@ -83,11 +83,18 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.0f}%"
 
 
+#: Strength names in words for the narrow panels (the edit preview's, the figures' captions).
+PARAM_WORDS = {"alpha": "α", "beta": "β", "target_value": "logit target"}
+
+
 def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
-    """Three short lines for a narrow panel: window, side effects where suppressed, controls."""
-    p = report.get("symbol", report["param_name"])
-    window = report["selective_window"]
-    lines = ["selective " + (", ".join(f"{p} {lo:.3g}–{hi:.3g}" for lo, hi in window)
+    """Short lines for a narrow panel: the selective window (low to high, whatever way the sweep
+    ran) or why there is none, side effects where the target is first suppressed, and the
+    controls; strengths in words."""
+    name = report["param_name"]
+    p = PARAM_WORDS.get(name, report.get("symbol", name))
+    window = [(min(lo, hi), max(lo, hi)) for lo, hi in report["selective_window"]]
+    lines = ["selective " + (", ".join(f"{p} {lo:.3g} to {hi:.3g}" for lo, hi in window)
                              if window else "window: none")]
     if report.get("no_window_reason"):
         lines.append(f"no window: {report['no_window_reason']}")
@@ -95,16 +102,16 @@ def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
     if first is None:
         lines.append("target never < 10%")
     else:
-        lines.append(f"@{p} {first[report['param_name']]:.3g}: worst {first['worst_other_class_name']}"
+        lines.append(f"at {p} {first[name]:.3g}: worst other {first['worst_other_class_name']}"
                      f" {_pct(first['worst_other_accuracy'])}, {first['n_other_lost_over_10_points']}"
-                     " lost>10pt")
-    ctrl = report.get("controls")
-    if ctrl:
-        low, rnd = ctrl.get("low_association", {}), ctrl.get("random", {})
-        feat = low.get("feature")
-        lines.append(f"controls @50%: low{'' if feat is None else f' f{feat}'}"
+                     " lost >10 points")
+    controls = report.get("controls")
+    if controls:
+        low, rnd = controls.get("low_association", {}), controls.get("random", {})
+        feature = low.get("feature")
+        lines.append(f"controls at the 50% point: low{'' if feature is None else f' f{feature}'}"
                      f" {_pct(low.get('target_accuracy_at_main_alpha50'))},"
-                     f" rand {_pct(rnd.get('target_accuracy_at_main_alpha50'))}")
+                     f" random {_pct(rnd.get('target_accuracy_at_main_alpha50'))}")
     return lines
 
 

@@ -61,33 +61,8 @@ class SelectivityPanel(Static):
         self.update("\n".join(panel_lines(report)))
 
 
-PARAM_WORDS = {"alpha": "α", "beta": "β", "target_value": "logit target"}
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.0f}%"
-
-
 def panel_lines(report: dict[str, Any]) -> list[str]:
-    """Three short lines: the selective window (low to high, whatever way the sweep ran), side
-    effects where the target is first suppressed, and the controls; parameters in words."""
-    name = report["param_name"]
-    p = PARAM_WORDS.get(name, name)
-    window = [(min(lo, hi), max(lo, hi)) for lo, hi in report["selective_window"]]
-    lines = ["selective " + (", ".join(f"{p} {lo:.3g} to {hi:.3g}" for lo, hi in window)
-                             if window else "window: none")]
-    first = report["first_suppressed"]
-    if first is None:
-        lines.append("target never < 10%")
-    else:
-        lines.append(f"at {p} {first[name]:.3g}: worst other {first['worst_other_class_name']}"
-                     f" {_pct(first['worst_other_accuracy'])}, {first['n_other_lost_over_10_points']}"
-                     " lost >10 points")
-    controls = report.get("controls")
-    if controls:
-        low, rnd = controls.get("low_association", {}), controls.get("random", {})
-        feature = low.get("feature")
-        lines.append(f"controls at the 50% point: low{'' if feature is None else f' f{feature}'}"
-                     f" {_pct(low.get('target_accuracy_at_main_alpha50'))},"
-                     f" random {_pct(rnd.get('target_accuracy_at_main_alpha50'))}")
-    return lines
+    """The panel's lines: core's compact lines (the same words as the figures' captions)."""
+    from core.workflow.selectivity import compact_selectivity_lines  # torch stays out of start-up
+
+    return compact_selectivity_lines(report)
