@@ -4,29 +4,17 @@ wrote under ``<name>.exports/`` and lists what it keeps and why, never following
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli_streams as run_cli
 
 from core.config import demo_config
 from core.store.exports_cleanup import SIDECAR_FORMAT, plan_exports
 from core.store.session import Session, data_dir, exports_dir, list_sessions
-from salve_tui.cli.main import main
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

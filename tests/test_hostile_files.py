@@ -8,9 +8,7 @@ after all its tests ran (``victim_unchanged``), whatever the tests asserted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -20,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 import core.store.arrayfiles as arrayfiles
 from core.config import demo_config
@@ -31,7 +30,6 @@ from core.store.session import (
     list_sessions,
     verify_session,
 )
-from salve_tui.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS, DIM = 64, 8
@@ -110,14 +108,6 @@ def session(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return _make_session(folder / "s.h5", monkeypatch)
 
 
-def run_cli(*argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-    return rc, out.getvalue() + err.getvalue()
 
 
 def run_cli_child(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ their session, corruption is detected and named, read-only folders and full disk
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 
 from core.config import demo_config
 from core.store.session import (
@@ -25,19 +25,7 @@ from core.store.session import (
     resolve_session_path,
     verify_session,
 )
-from salve_tui.cli.main import main
 from tests.conftest import tiny_config
-
-
-def run_cli(*argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main(list(argv))
-        except SystemExit as exc:  # argparse
-            rc = int(exc.code or 0)
-    return rc, out.getvalue() + err.getvalue()
-
 
 # ----------------------------------------------------------------------------- names (item 3)
 
