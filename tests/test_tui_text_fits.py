@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from test_tui_analysis import SYNTH_NAMES, synth_app
-from test_tui_helpers import wait_for
+from test_tui_helpers import screen_text, wait_for
 from textual.widgets import DataTable, Static
 
 from core.store.session import Session
@@ -116,3 +116,21 @@ async def test_a_small_terminal_gets_one_notice(synth_session_folder: Path) -> N
         assert app.screen.has_class("-too-small")
         await wait_for(pilot, lambda: app.screen.query_one(TooSmallNotice).display, timeout=5,
                        what="notice again")
+
+
+async def test_edit_preview_panel_shows_every_selectivity_line_at_80_columns(
+        synth_session_folder: Path) -> None:
+    """The panel was capped at 3 rows: its wrapped side-effect line pushed the controls off."""
+    from salve_tui.app.widgets.selectivity import SelectivityPanel
+
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), what="dashboard")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, EditPreviewScreen), what="edit preview")
+        panel = app.screen.query_one(SelectivityPanel)
+        await wait_for(pilot, lambda: getattr(panel, "report", None) is not None, what="the report")
+        await pilot.pause(0.1)
+        shown = " ".join(screen_text(app).split())
+        for line in panel_lines(panel.report):
+            assert " ".join(line.split()) in shown, line

@@ -23,7 +23,7 @@ class SelectivityPanel(Static):
     """Three lines under a curve; a waiting note until a sweep is shown."""
 
     DEFAULT_CSS = """
-    SelectivityPanel { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    SelectivityPanel { height: auto; max-height: 6; padding: 0 1; color: $text-muted; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
