@@ -24,7 +24,6 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     error_text,
     fmt_value,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
@@ -144,7 +143,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
 
             return compute_alpha_crit(inputs, c, k, mode, modulation)[0]
 
-        load_in_thread(self, compute, self._show, self._failed, "explore-compute")
+        self.compute_in_thread(compute, self._show, group="explore-compute")
 
     def _show(self, result: AlphaCritResult) -> None:
         key = (self.target_class, self.feature, self.mode, self.modulation)

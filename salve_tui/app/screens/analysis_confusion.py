@@ -19,7 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from salve_tui.app.format import cut_label
-from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.analysis_shared import class_name
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
@@ -108,6 +108,9 @@ class ConfusionScreen(SessionScreen):
     ConfusionScreen #confusion-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
     """
+    LOADING = "the cached activations and the edit"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "confusion-info", "show the confusion matrices", True
+    CONTENT_ACTIONS = frozenset({"target_class", "type_strength"})
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
         Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
@@ -125,7 +128,7 @@ class ConfusionScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the cached activations and the edit…", id="confusion-info", markup=False)
+        yield Static("", id="confusion-info", markup=False)
         with VerticalScroll(id="confusion-scroll"):
             yield Static("", id="confusion-body", markup=False)
         yield ScreenFooter(compact=True)
@@ -136,31 +139,21 @@ class ConfusionScreen(SessionScreen):
     def on_resize(self) -> None:
         self._draw()
 
-    def refresh_from_session(self) -> None:
-        session, spec, target = self.session, self.spec, self.target_class
+    def load(self) -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
+        from core.workflow.edits import edit_effect_on, list_edits
+        from core.workflow.inputs import load_inputs
 
-        def load() -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
-            from core.workflow.edits import edit_effect_on, list_edits
-            from core.workflow.inputs import load_inputs
-
-            inputs = load_inputs(session)
-            source = self.source
-            if spec is None:
-                edits = list_edits(session) if self.use_recorded else []
-                if edits:
-                    chosen, source = edits[-1], f"last recorded edit (#{len(edits)})"
-                else:
-                    chosen, source = default_spec(inputs, target), "dominant feature at its α50"
+        session, spec, target, source = self.session, self.spec, self.target_class, self.source
+        inputs = load_inputs(session)
+        if spec is None:
+            edits = list_edits(session) if self.use_recorded else []
+            if edits:
+                spec, source = edits[-1], f"last recorded edit (#{len(edits)})"
             else:
-                chosen = spec
-            return inputs, chosen, target, source, edit_effect_on(inputs, chosen)
+                spec, source = default_spec(inputs, target), "dominant feature at its α50"
+        return inputs, spec, target, source, edit_effect_on(inputs, spec)
 
-        load_in_thread(self, load, self._loaded, self._failed, "confusion-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#confusion-info", Static).update(error_text("show the confusion matrices", error))
-
-    def _loaded(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
+    def show(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
         self.inputs, self.spec, target, self.source, self.effect = loaded
         if "target_class" in self.spec.extra:
             self.target_class = int(self.spec.extra["target_class"])
@@ -186,7 +179,7 @@ class ConfusionScreen(SessionScreen):
     def _recompute(self, spec: EditSpec | None, source: str) -> None:
         self.spec, self.source = spec, source
         self.query_one("#confusion-info", Static).update("computing the edit's effect…")
-        self.refresh_from_session()
+        self.reload()
 
     def action_target_class(self, step: int) -> None:
         if self.inputs is None:

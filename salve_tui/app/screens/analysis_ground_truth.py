@@ -18,7 +18,7 @@ from textual.containers import Container, VerticalScroll
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import error_text, fmt_percent, fmt_value, load_in_thread
+from salve_tui.app.screens.analysis_shared import error_text, fmt_percent, fmt_value
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
@@ -124,6 +124,8 @@ class GroundTruthScreen(SessionScreen):
     """
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
+    LOADING = "the stored ground-truth scores"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "truth-info", "read the ground truth", True
 
     def __init__(self) -> None:
         super().__init__()
@@ -133,7 +135,7 @@ class GroundTruthScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the stored ground-truth scores…", id="truth-info", markup=False)
+        yield Static("", id="truth-info", markup=False)
         with VerticalScroll(id="truth-scroll"), Container(id="truth-columns"):
             yield Static("", id="truth-body", markup=False)
             yield Static("", id="truth-concepts", markup=False)
@@ -146,22 +148,13 @@ class GroundTruthScreen(SessionScreen):
         """Side by side on a wide terminal, one under the other at 80 columns."""
         self.set_class(self.size.width >= WIDE, "-wide")
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[str, dict[str, Any] | None]:
+        from core.workflow.ground_truth import stored_groundtruth
+
         session = self.session
+        return session.config.data.kind, stored_groundtruth(session)
 
-        def load() -> tuple[str, dict[str, Any] | None]:
-            from core.workflow.ground_truth import stored_groundtruth
-
-            stored = stored_groundtruth(session)
-            self.report_stale(session)
-            return session.config.data.kind, stored
-
-        load_in_thread(self, load, self._loaded, self._failed, "truth-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#truth-info", Static).update(error_text("read the ground truth", error))
-
-    def _loaded(self, loaded: tuple[str, dict[str, Any] | None]) -> None:
+    def show(self, loaded: tuple[str, dict[str, Any] | None]) -> None:
         kind, self.result = loaded
         info = self.query_one("#truth-info", Static)
         body = self.query_one("#truth-body", Static)

@@ -25,7 +25,6 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     fmt_percent,
     fmt_value,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
@@ -142,7 +141,7 @@ class MethodsScreen(ClassTargetScreen):
 
             return c, {m.name: compute_sweep(inputs, m, EditRequest(c, [k])) for m in methods()}
 
-        load_in_thread(self, compute, self._show, self._failed, "methods-sweeps")
+        self.compute_in_thread(compute, self._show, group="methods-sweeps")
 
     def _show(self, computed: tuple[int, dict[str, SweepResult]]) -> None:
         c, curves = computed
