@@ -62,8 +62,6 @@ class SaliencyScreen(SessionScreen):
     """
     LOADING = "the model, the SAE and the test images"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "saliency-info", "draw saliency maps", True
-    CONTENT_ACTIONS = frozenset({"sample", "target_class", "true_class", "toggle_method", "next_layer",
-                                 "write_png"})
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("left", "sample(-1)", "Previous sample", show=False),
         Binding("right", "sample(1)", "Next sample", show=False),
