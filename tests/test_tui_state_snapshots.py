@@ -131,6 +131,7 @@ def test_job_log_snapshot(snap_compare, stack_folder: Path) -> None:
     async def run_before(pilot) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await pilot.press("l")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", False), what="the job log")
         await pilot.pause()
         text = screen_text(pilot.app)
         assert "2 job(s) logged, 1 failed" in text

@@ -57,6 +57,7 @@ class JobLogScreen(SessionScreen):
         "running job's lines follow live at the end. f shows only failed jobs; ↑/↓ and PgUp/PgDn "
         "scroll."
     )
+    LOADING = "the job log"
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("f", "toggle_failed", "Failed only"),
         FILTER_BINDING,
@@ -70,7 +71,7 @@ class JobLogScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("reading the job log…", id="joblog-summary", markup=False)
+        yield Static("", id="joblog-summary", markup=False)
         yield FilterBar()
         yield RichLog(id="joblog", wrap=True, markup=False, max_lines=5000)  # no line cut
         yield ScreenFooter(compact=True)
@@ -83,10 +84,13 @@ class JobLogScreen(SessionScreen):
         super().on_unmount()
         self.salve.log_events.unsubscribe(self)
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> list[dict[str, Any]]:
         from core.store.joblog import read_job_log
 
-        self.entries = read_job_log(self.session.path)
+        return read_job_log(self.session.path)
+
+    def show(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
         self._draw()
 
     def _draw(self) -> None:
@@ -119,7 +123,7 @@ class JobLogScreen(SessionScreen):
             self.query_one(RichLog).write(Text.assemble("  ", line))
 
     def on_job_update(self, message: JobMessage) -> None:
-        """Job ends re-read the stored log (``refresh_from_session``); nothing else to do."""
+        """Job ends re-read the stored log (:meth:`load`); nothing else to do."""
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text.strip()
