@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -94,12 +95,7 @@ class AlphaCritScreen(SessionScreen):
         "the sample's Grad-FAM. Tab moves between the tables. Long tables show 200 rows at a "
         "time: [ and ] turn the page of the focused table (the status line says which rows)."
     )
-    DEFAULT_CSS = """
-    AlphaCritScreen #crit-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    AlphaCritScreen #crit-summary { height: auto; max-height: 12; }
-    AlphaCritScreen #crit-samples { height: 1fr; border-top: solid $panel; }
-    AlphaCritScreen #crit-status { height: auto; max-height: 2; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Compute"),
         Binding("a", "compute_all_dominant", "Sweeps + α_crit of all dominant features", show=False),
@@ -366,13 +362,9 @@ class SampleSaliencyScreen(SessionScreen):
         "The test sample, its Grad-FAM map for the feature overlaid (red = strong evidence), and "
         "the map alone. Computed in the background from the session's model and SAE."
     )
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     LOADING = "the Grad-FAM map (model, SAE and the test image)"
     LOAD_ERROR_IN_INFO = True  # the info line says "failed: …" after the sample's details
-    DEFAULT_CSS = """
-    SampleSaliencyScreen #sample-info { height: auto; padding: 0 1; }
-    SampleSaliencyScreen #sample-images { height: 1fr; }
-    SampleSaliencyScreen #sample-images ImageView { width: 1fr; margin: 0 1; }
-    """
 
     def __init__(self, sample: int, feature: int, row: dict[str, Any] | None = None) -> None:
         super().__init__()

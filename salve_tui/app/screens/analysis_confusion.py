@@ -8,6 +8,7 @@ When the counts do not fit beside each other, cells become shades of each row's 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -104,10 +105,7 @@ class ConfusionScreen(SessionScreen):
         "suppressing class 0's dominant feature at the α where its accuracy halves. ] / [ step the "
         "target class (dominant feature, at its α50), = types the strength. ↑/↓ scroll."
     )
-    DEFAULT_CSS = """
-    ConfusionScreen #confusion-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     LOADING = "the cached activations and the edit"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "confusion-info", "show the confusion matrices", True
     CONTENT_ACTIONS = frozenset({"target_class", "type_strength"})

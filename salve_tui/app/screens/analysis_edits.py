@@ -11,6 +11,7 @@ by side (:class:`CompareEditsScreen`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -90,6 +91,7 @@ def detail_text(row: EditRow, names: list[str]) -> Text:
               name="edit_stack",
               description="Recorded edits: remove, undo/redo, compare, export the composition")
 class EditStackScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Edit stack"
     HELP_TEXT = (
         "Every edit recorded in the session (w on the edit preview, or `salve edit`), oldest first, "
@@ -345,6 +347,7 @@ class EditStackScreen(SessionScreen):
 class CompareEditsScreen(SessionScreen):
     """Two recorded edits side by side: each class's accuracy before, after each, and Δ."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Compare edits"
     HELP_TEXT = (
         "Per-class test accuracy before any edit, after the first edit alone and after the second "

@@ -65,14 +65,7 @@ class GalleryScreen(SessionScreen):
         "graphics, coloured half-blocks elsewhere: set SALVE_TUI_IMAGES=halfblock to force them). "
         "r re-reads the folder."
     )
-    DEFAULT_CSS = """
-    GalleryScreen #gallery-info { height: auto; max-height: 3; padding: 0 1; }
-    GalleryScreen #gallery-body { height: 1fr; }
-    GalleryScreen #gallery-list { width: 32; height: 1fr; }
-    GalleryScreen #gallery-right { width: 1fr; padding: 0 1; }
-    GalleryScreen #gallery-caption { height: auto; max-height: 2; }
-    GalleryScreen #gallery-image { height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     LOADING = "the list of PNGs in the export folder"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "gallery-info", "preview the PNGs", True
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "rescan", "Re-read"), FILTER_BINDING]

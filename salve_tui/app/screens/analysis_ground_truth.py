@@ -9,6 +9,7 @@ tracks the part shared by two classes in both of them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -112,16 +113,7 @@ class GroundTruthScreen(SessionScreen):
         "latent tracks the part that two classes share in both of them. r computes the scores as a "
         "job (c cancels) and stores them; ↑/↓ and PgUp/PgDn scroll."
     )
-    DEFAULT_CSS = """
-    GroundTruthScreen #truth-info { height: auto; max-height: 3; padding: 0 1; }
-    GroundTruthScreen #truth-scroll { height: 1fr; padding: 0 1; }
-    GroundTruthScreen #truth-columns { height: auto; layout: vertical; }
-    GroundTruthScreen #truth-columns Static { height: auto; width: 100%; }
-    GroundTruthScreen.-wide #truth-columns { layout: horizontal; }
-    GroundTruthScreen #truth-concepts { margin-top: 1; }
-    GroundTruthScreen.-wide #truth-columns Static { width: 1fr; }
-    GroundTruthScreen.-wide #truth-concepts { margin-top: 0; margin-left: 2; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
     LOADING = "the stored ground-truth scores"

@@ -8,6 +8,7 @@ the jobs that failed.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -49,6 +50,7 @@ def entry_lines(entry: dict[str, Any]) -> list[Text]:
 @session_view(footer="Log", key="l", title="Job log", order=70, name="job_log",
               description="Every job's messages and errors, kept with the session")
 class JobLogScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Job log"
     HELP_TEXT = (
         "What every job of this session reported: when it ran, how it ended (finished, failed, "

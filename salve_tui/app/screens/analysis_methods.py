@@ -11,6 +11,7 @@ the plot gives each method's strength at 50% target accuracy and what the other 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -87,14 +88,7 @@ class MethodsScreen(ClassTargetScreen):
         "The table lists where each falls to 50% and how much accuracy the other classes keep "
         "there (higher = more selective)."
     )
-    DEFAULT_CSS = """
-    MethodsScreen #methods-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    MethodsScreen #methods-body { height: 1fr; }
-    MethodsScreen #methods-classes { width: 14; height: 1fr; }
-    MethodsScreen #methods-right { width: 1fr; }
-    MethodsScreen #methods-plot { height: 1fr; }
-    MethodsScreen #methods-table { height: 4; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = []
     INFO, TABLE, FAILED = "methods-info", "methods-classes", "compare the methods"
 

@@ -9,6 +9,7 @@ the mean of the other classes cyan, ± one std as thinner lines).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -65,12 +66,7 @@ class RobustnessScreen(SessionScreen):
         "shows its accuracy (red) and the mean of the others (cyan) against α as mean ± one std "
         "over seeds. Many classes are listed a page at a time: [ and ] turn the page."
     )
-    DEFAULT_CSS = """
-    RobustnessScreen #robust-info { height: auto; max-height: 4; padding: 0 1; }
-    RobustnessScreen #robust-body { height: 1fr; }
-    RobustnessScreen #robust-table { width: 30; height: 1fr; }
-    RobustnessScreen #robust-plot { width: 1fr; height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Run seeds"),
         Binding("plus", "seeds(1)", "K+", key_display="+"),

@@ -8,6 +8,7 @@ Each change of sample, class, method or layer computes one map with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -53,13 +54,7 @@ class SaliencyScreen(SessionScreen):
         "less; the default is the deepest layer with a map of at least 4×4). ←/→ step the sample, "
         "PgUp/PgDn by ten. w writes the shown map as a PNG overlay to the export folder."
     )
-    DEFAULT_CSS = """
-    SaliencyScreen #saliency-info { height: auto; max-height: 4; padding: 0 1; }
-    SaliencyScreen.-failed #saliency-info { max-height: 1fr; }
-    SaliencyScreen #saliency-images { height: 1fr; padding: 0 1; }
-    SaliencyScreen #saliency-images ImageView { width: 1fr; margin-right: 1; }
-    SaliencyScreen #saliency-status { height: auto; max-height: 3; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     LOADING = "the model, the SAE and the test images"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "saliency-info", "draw saliency maps", True
     BINDINGS: ClassVar[list[Binding]] = [
