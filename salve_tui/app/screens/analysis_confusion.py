@@ -164,10 +164,11 @@ class ConfusionScreen(SessionScreen):
     def _draw(self) -> None:
         if self.effect is None or self.inputs is None or self.spec is None:
             return
+        from core.control.methods.registry import get_method
+
         names, spec = self.inputs.class_names, self.spec
-        features = "+".join(str(k) for k in spec.features) or "class-mean key"
         self.query_one("#confusion-info", Static).update(Text(
-            f"{spec.method} {spec.mode} f{features} · strength {spec.alpha:.4g} · {self.source}"))
+            f"{get_method(spec.method).describe(spec)} · {self.source}"))  # the method's own words
         width = max(40, self.query_one("#confusion-scroll").content_size.width)
         body = confusion_pair_text(self.effect.confusion_before.numpy(),
                                    self.effect.confusion_after.numpy(), names, self.target_class, width)
