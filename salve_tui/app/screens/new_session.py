@@ -243,6 +243,7 @@ def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[Sessio
 
 class NewSessionScreen(SalveScreen):
     SCREEN_TITLE = "New session"
+    CSS_PATH = Path(__file__).with_name("new_session.tcss")  # absolute: a subclass may live elsewhere
     HELP_TEXT = (
         "Settings of a new session. Defaults are the embedded demo (Shapes dataset, ResNet-18 "
         "trained from scratch); another dataset or weights set the image size, epochs, batch "
