@@ -14,9 +14,6 @@ from pathlib import Path
 from salve_tui.app.screens.base import SessionScreen, discover_views
 
 SCREENS = Path(__file__).resolve().parents[1] / "salve_tui" / "app" / "screens"
-#: Worked on in parallel by another helper of issue 21 (they move to compute_in_thread there);
-#: drop them from this set once that work is merged.
-NOT_YET_CONVERTED = frozenset({"analysis_edit", "analysis_feature"})
 
 
 def worker_calls(path: Path) -> list[str]:
@@ -37,7 +34,7 @@ def test_worker_finder_finds_a_planted_call(tmp_path: Path) -> None:
 
 def test_only_the_base_screen_starts_workers() -> None:
     offenders = [call for path in sorted(SCREENS.glob("*.py"))
-                 if path.stem != "base" and path.stem not in NOT_YET_CONVERTED
+                 if path.stem != "base"
                  for call in worker_calls(path)]
     assert offenders == [], "use LOADING + load()/show() or self.compute_in_thread(...)"
 
