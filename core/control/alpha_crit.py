@@ -37,7 +37,7 @@ from core.control.alpha_off import OFF_MASS_SHARE, alpha_off, beyond_off, shown_
 from core.control.curves import SweepResult, check_data
 from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
 from core.control.methods.registry import get_method
-from core.control.spec import MODES, check_features, check_weight
+from core.control.spec import check_features, check_mode, check_weight
 from core.jsonsafe import json_safe
 
 DEFAULT_GRID_POINTS = 1000
@@ -398,8 +398,7 @@ def _class_rows(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, D: torch
     check_weight(W, D)
     check_features(D, [feature])
     check_data(A, labels, W)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    check_mode(mode)
     mask = labels == target_class
     if not bool(mask.any()):
         raise ValueError(f"class {target_class} has no samples in this split")
