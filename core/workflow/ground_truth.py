@@ -15,7 +15,7 @@ from core.jobs import CancelToken, ProgressFn
 from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
-from core.workflow.results import GROUNDTRUTH
+from core.workflow.results import GROUNDTRUTH, NewResult
 
 
 def require_shapes(session: Session, source: Any = None) -> None:
@@ -286,10 +286,10 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
 
 def _record(session: Session, result: dict[str, Any], table: np.ndarray, subset: np.ndarray) -> None:
     """Commit the result, the AUROC table, the scored indices and the summary in one transaction."""
+    arrays = {"auroc": table.astype(np.float32), "sample_index": subset.astype(np.int64)}
     with session.transaction() as tx:
-        GROUNDTRUTH.save(tx, result)
-        tx.write_array("groundtruth/auroc", table.astype(np.float32))
-        tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
+        GROUNDTRUTH.save(tx, GROUNDTRUTH.empty(), [NewResult("groundtruth", result, {"": arrays})],
+                         result["computed_from"])
         tx.update_json("summary", groundtruth=_brief(result))
 
 
