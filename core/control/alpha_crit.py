@@ -447,7 +447,3 @@ def validity_diagnostic(root: torch.Tensor, has_root: torch.Tensor, d_k: torch.T
     histogram["edges"] = edges.tolist()
     histogram["counts"] = [int(c) for c in counts.tolist()]
     return below, histogram
-
-
-# CSV export lives in its own module; re-exported here for existing callers.
-from core.control.alpha_crit_csv import sample_rows, summary_rows, write_csv  # noqa: E402,F401

@@ -397,7 +397,7 @@ def export_alpha_crit_csv(
 ) -> tuple[Path, Path]:
     """Write the per-class summary to ``path`` and the per-sample table beside it
     (``<stem>.samples.csv`` unless ``samples_path``). Rows carry the class name too."""
-    from core.control.alpha_crit import write_csv
+    from core.control.alpha_crit_csv import write_csv
 
     if not results:
         raise ValueError("no α_crit results to export; run `salve alpha-crit` first")
