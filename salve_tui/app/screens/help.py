@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
@@ -49,6 +50,7 @@ def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
 class HelpScreen(OnceModal[None]):
     """Lists the keys of the screen it was opened from."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape,question_mark,q", "close", "Close help"),
     ]
