@@ -75,6 +75,16 @@ def shared_inputs(data: HeldOut, chunk_elements: int | None = None) -> Shared:
                   classes, split_stats(data))
 
 
+def suppression_slopes(A: torch.Tensor, W: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """(J × N × C) ``−A (W ∘ v)ᵀ`` for each direction ``v``: the logits' slope in α.
+
+    One matrix product per direction, the very product the method's sweep computes: a batched
+    product (``bmm``) accumulates in another order on some shapes, and the scores must be the
+    same numbers, not nearly (the cost is the same; only the call count differs).
+    """
+    return torch.stack([A @ (W * v).T for v in directions]).neg_()
+
+
 def auto_ranges(shared: Shared, c: int, directions: torch.Tensor) -> torch.Tensor:
     """(J,) largest α of the automatic grid of class ``c``'s suppression along each direction
     (J × d): :func:`core.control.methods.salve.auto_alpha_max` for one feature under linear
@@ -89,7 +99,7 @@ def auto_ranges(shared: Shared, c: int, directions: torch.Tensor) -> torch.Tenso
     if bool((top <= 0).any()):
         raise ValueError("a dominant feature has an all-zero decoder direction: nothing to edit")
     W = shared.data.W
-    slope = torch.matmul(A_c, (W.unsqueeze(0) * directions.unsqueeze(1)).transpose(1, 2)).neg_()
+    slope = suppression_slopes(A_c, W, directions)
     Z = Z_c.expand_as(slope)
     flips = linear_flip_points(Z, slope, torch.full((A_c.shape[0],), c, dtype=torch.long))
     finite = torch.where(torch.isfinite(flips), flips.double(), math.nan)
@@ -148,8 +158,7 @@ def sweep_accuracy(shared: Shared, directions: torch.Tensor, alphas: torch.Tenso
     out = []
     for lo in range(0, directions.shape[0], step):
         v = directions[lo:lo + step]
-        weighted = data.W.unsqueeze(0) * v.unsqueeze(1)  # (j × C × d): W ∘ v per sweep
-        slope = torch.matmul(data.test_a, weighted.transpose(1, 2)).neg_()  # (j × N × C)
+        slope = suppression_slopes(data.test_a, data.W, v)  # (j × N × C)
         low, high = correct_intervals(shared.Z0.expand_as(slope), slope, data.test_labels)
         points = alphas[lo:lo + step].to(shared.Z0).contiguous()
         counts = interval_counts(low, high, points, data.test_labels, C)
