@@ -24,8 +24,10 @@ from core.control.methods.spec import EditSpec
 from core.control.selectivity import selectivity
 from core.discover.sae_search import HeldOut, score_candidate
 from core.discover.sae_search_score import (
+    ONE_THREAD_ELEMENTS,
     auto_ranges,
     interval_counts,
+    one_thread_when_small,
     score_candidates,
     selective_any,
     shared_inputs,
@@ -135,3 +137,19 @@ def test_batched_scores_equal_the_plain_scorer() -> None:
     assert windows[2] == 0 and max(windows) > 0  # candidates with and without windows
     assert plain[4]["controls_ok"] < plain[4]["selective_windows"]  # a control that fails
     assert score_candidates(candidates[1:3], data, shared_inputs(data)) == plain[1:3]
+
+
+def test_small_scoring_runs_on_one_thread_and_restores_the_count() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with one_thread_when_small(ONE_THREAD_ELEMENTS):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with one_thread_when_small(ONE_THREAD_ELEMENTS + 1):  # large blocks keep their threads
+            assert torch.get_num_threads() == 2
+        with pytest.raises(ValueError), one_thread_when_small(10):
+            raise ValueError("a failing score")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -24,7 +24,8 @@ interval test at float32 strengths, the same ``alpha50`` and interpolation). The
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,12 @@ from core.discover.sae_search import (
     split_stats,
 )
 from core.jobs import CancelToken, check_cancel
+
+#: Up to this many unedited test logits (N × C) scoring runs on one intra-op thread. Its blocks
+#: are then small (the slopes are N × C per direction), so a second thread's hand-off costs more
+#: than it saves, and on a shared machine far more: on 2 cores at load average 5, two threads
+#: made the bench's scoring ~8× slower than one (bench/RESULTS.md, "SAE width search").
+ONE_THREAD_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -223,14 +230,35 @@ def _control_directions(base: dict[str, Any], c: int, k: int) -> list[torch.Tens
     return [D[:, low].abs(), random_direction(D, k).to(D).abs()]
 
 
+@contextmanager
+def one_thread_when_small(elements: int) -> Iterator[None]:
+    """Run torch on one intra-op thread while blocks hold at most :data:`ONE_THREAD_ELEMENTS`."""
+    before = torch.get_num_threads()
+    if before == 1 or elements > ONE_THREAD_ELEMENTS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def score_candidates(weights: Sequence[dict[str, np.ndarray]], data: HeldOut,
                      shared: Shared | None = None, cancel: CancelToken | None = None) -> list[dict[str, Any]]:
-    """:func:`core.discover.sae_search.score_candidate` of each SAE in ``weights``, batched."""
+    """:func:`core.discover.sae_search.score_candidate` of each SAE in ``weights``, batched
+    (on one thread where the blocks are small: :data:`ONE_THREAD_ELEMENTS`)."""
+    shared = shared or shared_inputs(data)
+    with one_thread_when_small(int(shared.Z0.numel())):
+        return _score(weights, data, shared, cancel)
+
+
+def _score(weights: Sequence[dict[str, np.ndarray]], data: HeldOut, shared: Shared,
+           cancel: CancelToken | None) -> list[dict[str, Any]]:
     from core.control.alpha_crit import alpha50
     from core.control.selectivity import _interp
     from core.jsonsafe import json_safe
 
-    shared = shared or shared_inputs(data)
     bases = [candidate_basics(w, data, shared.stats) for w in weights]
     main = _main_sweeps(shared, bases, cancel)
     windows = selective_any(main.acc, main.target, shared)

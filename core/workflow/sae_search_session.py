@@ -89,27 +89,36 @@ def _group_progress(progress: ProgressFn | None, index: int, count: int, hidden:
     return report
 
 
-def _train_and_score(shared: Shared, train_scaled: torch.Tensor, scale: float, config: Any,
-                     hidden: int, lambdas: list[float], epochs: int, progress, cancel) -> dict[str, Any]:
-    """One width: its λ values as seeds of one batched run, then their held-out scores together."""
+def train_width(train_scaled: torch.Tensor, scale: float, config: Any, hidden: int, lambdas: list[float],
+                epochs: int, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> tuple[list[dict[str, np.ndarray]], Any]:
+    """One width's λ values as seeds of one batched run (the same initial weights for every λ);
+    the SAEs in the activations' units, and the training result."""
     from core.discover.sae import fold_scale
     from core.discover.sae_train import _initial_state, train_sae
 
     cfg = search.candidate_config(config, hidden, epochs)
     n, d = train_scaled.shape
-    start = _initial_state(cfg, [config.seed] * len(lambdas), n, d)  # same initial weights for every λ
-    t0 = time.perf_counter()
+    start = _initial_state(cfg, [config.seed] * len(lambdas), n, d)
     result = train_sae(train_scaled, cfg, progress, cancel, n_seeds=len(lambdas), resume=start,
                        l1_coeffs=lambdas)
-    train_s = time.perf_counter() - t0
     candidates = []
     for i in range(len(lambdas)):
         weights = {name: value[i] for name, value in result.weights.items()}
         candidates.append(fold_scale(weights, scale) if config.normalize else weights)
+    return candidates, result
+
+
+def _train_and_score(shared: Shared, train_scaled: torch.Tensor, scale: float, config: Any,
+                     hidden: int, lambdas: list[float], epochs: int, progress, cancel) -> dict[str, Any]:
+    """One width: trained (:func:`train_width`), then its candidates' held-out scores together."""
+    t0 = time.perf_counter()
+    candidates, result = train_width(train_scaled, scale, config, hidden, lambdas, epochs, progress, cancel)
+    train_s = time.perf_counter() - t0
     check_cancel(cancel)
+    scores = score_candidates(candidates, shared.data, shared, cancel)
     rows = [{**row, "l1_coeff": lam, "ev_train": float(result.history["ev"][i, -1])}
-            for i, (lam, row) in enumerate(zip(lambdas, score_candidates(candidates, shared.data, shared, cancel),
-                                               strict=True))]
+            for i, (lam, row) in enumerate(zip(lambdas, scores, strict=True))]
     return {"rows": rows, "train_seconds": train_s, "score_seconds": time.perf_counter() - t0 - train_s,
             "engine": result.engine}
 
