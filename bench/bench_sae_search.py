@@ -6,7 +6,8 @@ configured width (the single run), then the default-grid search; the table gives
 times and their ratio, plus the search's own record (its training work in h·epoch units).
 Then the search's scoring alone, on the same candidates (retrained here): the plain scorer (one
 method sweep per class and candidate, ``sae_search.score_candidate``) against the batched one
-the search uses (``sae_search_score.score_candidates``), which must give the same scores.
+the search uses (``sae_search_score.score_candidates``), which must give the same scores; both
+on the thread count the search scores with.
 
     .venv/bin/python bench/bench_sae_search.py [--dim 512] [--classes 10] [--hidden 64] [--epochs 60]
 """
@@ -28,7 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.config import demo_config  # noqa: E402
 from core.discover import sae_search as search  # noqa: E402
 from core.discover.sae import normalization_scale  # noqa: E402
-from core.discover.sae_search_score import score_candidates, shared_inputs  # noqa: E402
+from core.discover.sae_search_score import (  # noqa: E402
+    one_thread_when_small,
+    score_candidates,
+    shared_inputs,
+)
 from core.store.session import Session  # noqa: E402
 from core.workflow.pipeline import run_sae  # noqa: E402
 from core.workflow.sae_search_session import held_out, run_search, train_width  # noqa: E402
@@ -44,14 +49,15 @@ def scoring_alone(session: Session, epochs: int) -> tuple[float, float]:
     train = data.train_a * scale if config.normalize else data.train_a
     widths = [train_width(train, scale, config, h, lams, epochs)[0] for h, lams in search.groups(grid).items()]
     start = time.perf_counter()
-    plain = [search.score_candidate(w, data) for group in widths for w in group]
+    with one_thread_when_small(data.test_a.shape[0] * len(data.class_names)):  # the batched path's threads
+        plain = [search.score_candidate(w, data) for group in widths for w in group]
     plain_s = time.perf_counter() - start
     start = time.perf_counter()
     shared = shared_inputs(data)
     fast = [row for group in widths for row in score_candidates(group, data, shared)]
     fast_s = time.perf_counter() - start
     if fast != plain:
-        raise SystemExit("the batched scores differ from the plain scores")
+        raise SystemExit("the batched scores differ from the plain scores:\n" + "\n".join(f"{a}\n{b}" for a, b in zip(plain, fast, strict=True) if a != b))
     return plain_s, fast_s
 
 
@@ -87,7 +93,6 @@ def main() -> None:
     print(f"| one SAE run (h={args.hidden}, {args.epochs} epochs) | {single:.1f} | 1.0× |")
     print(f"| width search: {len(rows)} candidates × {record['epochs']} epochs, scored | {searched:.1f} | "
           f"**{searched / single:.2f}×** |")
-    print("")
     print(f"| its scoring alone, plain: one method sweep per class and candidate | {plain_s:.2f} | "
           f"{plain_s / single:.2f}× |")
     print(f"| its scoring alone, batched (what the search runs; same scores) | {fast_s:.2f} | "

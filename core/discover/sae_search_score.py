@@ -65,7 +65,13 @@ class Shared:
 
 
 def shared_inputs(data: HeldOut, chunk_elements: int | None = None) -> Shared:
-    """The candidate-independent part of scoring, computed once."""
+    """The candidate-independent part of scoring, computed once (on the threads of
+    :func:`score_candidates`: a parallel sum may round differently on another thread count)."""
+    with one_thread_when_small(data.test_a.shape[0] * len(data.class_names)):
+        return _shared(data, chunk_elements)
+
+
+def _shared(data: HeldOut, chunk_elements: int | None) -> Shared:
     from core.control.curves import per_class_accuracy
 
     C = len(data.class_names)
