@@ -153,3 +153,15 @@ def test_small_scoring_runs_on_one_thread_and_restores_the_count() -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cancelled_scoring_stops_and_restores_the_threads() -> None:
+    from core.jobs import CancelToken, JobCancelled
+
+    data, D = synthetic_held_out()
+    cancel = CancelToken()
+    cancel.cancel()
+    before = torch.get_num_threads()
+    with pytest.raises(JobCancelled):
+        score_candidates([sae(D)], data, cancel=cancel)
+    assert torch.get_num_threads() == before
