@@ -10,10 +10,13 @@ dataset, h = 2048 gave 3/10). Instead of a convention, the search measures the o
 * **Budget** (:func:`search_epochs`): all candidates train the session's schedule compressed to
   E_s epochs (StepLR steps scaled alike), with E_s chosen so that Σ h · E_s ≤
   :data:`TRAIN_BUDGET` · h₀ · E (h₀, E: the configured width and epochs): the training costs at
-  most 2.5 single runs in matmul work; scoring adds a little (the record holds the seconds).
-* **Scores** (:func:`score_candidate`), on the test split the SAE never saw, with the class means
-  M from the training split as the rankings stage computes them: distinct dominant features,
-  the median dominance ratio (top |M| over the second), the number of classes whose dominant
+  most 2.5 single runs in matmul work; scoring adds about a quarter of one (the record holds
+  the seconds; bench/bench_sae_search.py measures the whole against one run).
+* **Scores** (:func:`score_candidate`; the search runs the batched equal,
+  :func:`core.discover.sae_search_score.score_candidates`), on the test split the SAE never saw,
+  with the class means M of the training split (the encoding of each class's mean activation,
+  which for the affine encoder is the mean latent the rankings stage computes): distinct
+  dominant features, the median dominance ratio (top |M| over the second), the number of classes whose dominant
   feature's SALVE suppression has a selective window, the number of those whose controls (a
   low-association feature and a random direction) keep the target ≥ 50% at the dominant
   feature's α50 (controls run only where there is a window to back), explained variance, L0 and
