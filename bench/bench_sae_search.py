@@ -44,7 +44,8 @@ def scoring_alone(session: Session, epochs: int) -> tuple[float, float]:
     """Seconds to score the default grid's candidates: plain, then batched (scores compared)."""
     data = held_out(session)
     config = session.config.sae
-    grid = search.default_grid(data.train_a.shape[1], len(data.class_names), config.l1_coeff)
+    grid = search.within_budget(search.default_grid(data.train_a.shape[1], len(data.class_names),
+                                                    config.l1_coeff), config)
     scale = normalization_scale(data.train_a) if config.normalize else 1.0
     train = data.train_a * scale if config.normalize else data.train_a
     widths = [train_width(train, scale, config, h, lams, epochs)[0] for h, lams in search.groups(grid).items()]

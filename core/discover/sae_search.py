@@ -7,10 +7,11 @@ dataset, h = 2048 gave 3/10). Instead of a convention, the search measures the o
 * **Grid** (:func:`default_grid`): widths d/16, d/8, d/4, d/2 (multiples of 16, at least the class
   count) × λ ∈ {λ₀/3, λ₀, 3λ₀}. Candidates of one width train as K seeds of one batched run
   (one λ per seed, the same initial weights), so a width costs about one run of that width.
-* **Budget** (:func:`search_epochs`): all candidates train the session's schedule compressed to
+* **Budget** (:func:`search_epochs`, :func:`within_budget`): all candidates train the session's schedule compressed to
   E_s epochs (StepLR steps scaled alike), with E_s chosen so that Σ h · E_s ≤
   :data:`TRAIN_BUDGET` · h₀ · E (h₀, E: the configured width and epochs): the training costs at
-  most 2.5 single runs in matmul work; scoring adds about a quarter of one (the record holds
+  most 2.5 single runs in matmul work (a run so short that one epoch of every width exceeds
+  that drops the widest widths); scoring adds about a quarter of one (the record holds
   the seconds; bench/bench_sae_search.py measures the whole against one run).
 * **Scores** (:func:`score_candidate`; the search runs the batched equal,
   :func:`core.discover.sae_search_score.score_candidates`), on the test split the SAE never saw,
@@ -75,6 +76,17 @@ def default_grid(dim: int, n_classes: int, l1_coeff: float) -> list[Candidate]:
     floor = _round16(n_classes)
     widths = sorted({max(floor, _round16(dim / k)) for k in WIDTH_DIVISORS})
     return [Candidate(h, float(l1_coeff) * f) for h in widths for f in LAMBDA_FACTORS]
+
+
+def within_budget(grid: Sequence[Candidate], config: SAEConfig) -> list[Candidate]:
+    """``grid`` without its widest widths while even one epoch of it costs more than the budget
+    (Σ h > TRAIN_BUDGET · h₀ · E: a short run, ``--sae-epochs 5``); the narrowest width stays."""
+    budget = TRAIN_BUDGET * config.hidden * config.epochs
+    kept = list(grid)
+    while sum(c.hidden for c in kept) > budget and len({c.hidden for c in kept}) > 1:
+        widest = max(c.hidden for c in kept)
+        kept = [c for c in kept if c.hidden != widest]
+    return kept
 
 
 def search_epochs(config: SAEConfig, grid: Sequence[Candidate]) -> int:

@@ -141,7 +141,7 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
                          "activations` first")
     data = held_out(session)
     n, d = data.train_a.shape
-    grid = grid or search.default_grid(d, len(data.class_names), config.l1_coeff)
+    grid = grid or search.within_budget(search.default_grid(d, len(data.class_names), config.l1_coeff), config)
     check_fits(session, grid)
     epochs = search.search_epochs(config, grid)
     key = _key(session, grid, epochs, n, d)
