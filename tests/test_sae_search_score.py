@@ -137,6 +137,8 @@ def test_batched_scores_equal_the_plain_scorer() -> None:
     assert windows[2] == 0 and max(windows) > 0  # candidates with and without windows
     assert plain[4]["controls_ok"] < plain[4]["selective_windows"]  # a control that fails
     assert score_candidates(candidates[1:3], data, shared_inputs(data)) == plain[1:3]
+    # a memory budget of one sweep per batch gives the same scores
+    assert score_candidates(candidates, data, shared_inputs(data, chunk_elements=1)) == plain
 
 
 def test_small_scoring_runs_on_one_thread_and_restores_the_count() -> None:

@@ -57,7 +57,6 @@ class Shared:
     data: HeldOut
     Z0: torch.Tensor  # (N × C) unedited test logits A Wᵀ + b
     baseline: torch.Tensor  # (C,) float64 unedited per-class accuracy (NaN: no samples)
-    onehot: torch.Tensor  # (N × C) float32 one-hot labels
     counts: torch.Tensor  # (C,) float64 samples per class
     chunk_elements: int  # elements of one batch's largest block (memory budget)
     classes: list[tuple[torch.Tensor, torch.Tensor]]  # per class: its test rows A_c and logits A_c Wᵀ + b
@@ -77,13 +76,13 @@ def _shared(data: HeldOut, chunk_elements: int | None) -> Shared:
     C = len(data.class_names)
     Z0 = logits(data.test_a, data.W, data.b)
     baseline = per_class_accuracy(data.test_labels, Z0.argmax(1), C)
-    onehot = torch.nn.functional.one_hot(data.test_labels.long(), C).to(torch.float32)
     classes = []
     for c in range(C):  # the rows auto_alpha_max reads (the whole split when it is one class)
         mask = data.test_labels == c
         A_c = data.test_a if bool(mask.all()) else data.test_a[mask]
         classes.append((A_c, logits(A_c, data.W, data.b)))
-    return Shared(data, Z0, baseline, onehot, onehot.sum(0).double(),
+    counts = torch.bincount(data.test_labels.long(), minlength=C).double()
+    return Shared(data, Z0, baseline, counts,
                   curve_chunk_elements() if chunk_elements is None else chunk_elements,
                   classes, split_stats(data))
 
@@ -167,7 +166,7 @@ def sweep_accuracy(shared: Shared, directions: torch.Tensor, alphas: torch.Tenso
     """
     data = shared.data
     N, C = shared.Z0.shape
-    step = max(1, shared.chunk_elements // max(1, N * C))
+    step = max(1, shared.chunk_elements // max(1, 2 * N * C))  # slopes and their interval test
     out = []
     for lo in range(0, directions.shape[0], step):
         v = directions[lo:lo + step]
