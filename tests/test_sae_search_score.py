@@ -31,6 +31,7 @@ from core.discover.sae_search_score import (
     score_candidates,
     selective_any,
     shared_inputs,
+    suppression_slopes,
     sweep_accuracy,
 )
 from core.workflow.synthetic import SyntheticSpec, synthetic_model, synthetic_rows
@@ -167,3 +168,12 @@ def test_a_cancelled_scoring_stops_and_restores_the_threads() -> None:
     with pytest.raises(JobCancelled):
         score_candidates([sae(D)], data, cancel=cancel)
     assert torch.get_num_threads() == before
+
+
+def test_slopes_are_the_methods_product_bit_for_bit() -> None:
+    """On this shape a batched ``bmm`` rounds differently from the sweep's ``A @ (W ∘ v)ᵀ``."""
+    g = torch.Generator().manual_seed(0)
+    A, W = torch.randn(60, 24, generator=g), torch.randn(5, 24, generator=g)
+    V = torch.rand(24, 12, generator=g).T  # directions as decoder columns: a transposed view
+    slopes = suppression_slopes(A, W, V)
+    assert all(torch.equal(slopes[k], -(A @ (W * V[k]).T)) for k in range(12))
