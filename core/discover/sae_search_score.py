@@ -101,8 +101,13 @@ def auto_ranges(shared: Shared, c: int, directions: torch.Tensor) -> torch.Tenso
     """(J,) largest α of the automatic grid of class ``c``'s suppression along each direction
     (J × d): :func:`core.control.methods.salve.auto_alpha_max` for one feature under linear
     modulation, for all J at once (its flip-point range, then its doubling test)."""
-    from core.control.curves import AUTO_RANGE_FACTOR, AUTO_RANGE_QUANTILE, linear_flip_points
-    from core.control.methods.salve import AUTO_RANGE_MAX_DOUBLINGS, AUTO_RANGE_TARGET_ACC
+    from core.control.curves import (
+        AUTO_RANGE_FACTOR,
+        AUTO_RANGE_MAX_DOUBLINGS,
+        AUTO_RANGE_QUANTILE,
+        AUTO_RANGE_TARGET_ACC,
+        linear_flip_points,
+    )
 
     A_c, Z_c = shared.classes[c]
     if A_c.shape[0] == 0:

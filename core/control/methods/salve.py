@@ -32,6 +32,8 @@ import torch
 
 from core.config import MODULATIONS
 from core.control.curves import (
+    AUTO_RANGE_MAX_DOUBLINGS,
+    AUTO_RANGE_TARGET_ACC,
     DEFAULT_CHUNK_ELEMENTS,
     DEFAULT_N_ALPHAS,
     AffinePieces,
@@ -50,8 +52,6 @@ from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, Edit
 from core.control.methods.spec import EditSpec, check_features, check_mode, check_weight
 from core.jobs import CancelToken, ProgressFn
 
-AUTO_RANGE_TARGET_ACC = 0.05
-AUTO_RANGE_MAX_DOUBLINGS = 6
 # Budget (elements) of the (samples × points × d) factor block of one per-sample evaluation:
 # 2 MiB of float64; the einsum's temporaries make the working set a few times that (at 1 << 22
 # α_crit of one 5,000-sample class peaked ~230 MiB higher, and ran slower, than at 1 << 18).
