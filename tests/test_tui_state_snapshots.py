@@ -22,6 +22,7 @@ from test_tui_helpers import (  # noqa: F401
 )
 
 import core.workflow.edits
+import core.workflow.results
 from core.control.spec import EditSpec
 from core.store.joblog import append_job_log
 from core.store.session import Session
@@ -36,7 +37,7 @@ SIZE = (80, 24)
 @pytest.fixture
 def stack_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_clock: float) -> Path:  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(core.workflow.edits, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
+    monkeypatch.setattr(core.workflow.results, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
     folder = Path("sessions")
     folder.mkdir()
     path = make_synthetic_session(folder)
