@@ -310,3 +310,22 @@ def test_no_new_oversized_code() -> None:
 def test_the_size_allow_list_only_shrinks() -> None:
     fixed = sorted(set(OVERSIZED_ALLOWED) - set(project_oversized()))
     assert not fixed, f"now within the limits: remove from OVERSIZED_ALLOWED in tests/test_layout.py: {fixed}"
+
+
+def test_no_import_cycle_in_the_tui_even_under_type_checking() -> None:
+    """Screens type the app through ``salve_tui.app.host.SalveHost``; importing the app class
+    (which imports the screens) made a loop the type checker saw (issue 21)."""
+    graph = {m: {d for d in deps if d.startswith("salve_tui")}
+             for m, deps in project_graph(type_checking=True).items() if m.startswith("salve_tui")}
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " → ".join(cycle or [])
+
+
+def test_the_app_provides_what_the_screens_protocol_names(tmp_path: Path) -> None:
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.host import SalveHost
+
+    app = SalveApp(sessions_folder=tmp_path)
+    members = set(SalveHost.__annotations__) | {n for n in vars(SalveHost) if not n.startswith("_")}
+    assert len(members) >= 15
+    assert not [m for m in sorted(members) if not hasattr(app, m)]

@@ -78,7 +78,7 @@ from salve_tui.app.widgets.notices import LoadingNotice, StaleNotice  # noqa: F4
 
 if TYPE_CHECKING:
     from core.store.session import Session
-    from salve_tui.app.app import SalveApp
+    from salve_tui.app.host import SalveHost
 
 # Keys the dashboard itself uses; a registered view may not take them.
 RESERVED_KEYS = frozenset({"r", "f", "a", "c", "q", "escape", "enter", "question_mark", "up", "down",
@@ -100,8 +100,8 @@ class SalveScreen(Screen):
     ]
 
     @property
-    def salve(self) -> SalveApp:
-        return self.app  # type: ignore[return-value]
+    def salve(self) -> SalveHost:
+        return self.app  # type: ignore[return-value]  # SalveApp implements SalveHost
 
     def on_mount(self) -> None:
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
