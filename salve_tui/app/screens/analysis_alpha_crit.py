@@ -21,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from core.config import MODULATIONS
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     PAGE_BINDINGS,
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
     from core.workflow.saliency_maps import SaliencyResult
 
-MODULATIONS = ("linear", "clamped")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from core.config import MODULATIONS
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_shared import (
     ClassTargetScreen,
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
 
 MODES = ("suppress", "enhance")
-MODULATIONS = ("linear", "clamped")
 
 
 def summary_text(result: AlphaCritResult, class_names: list[str]) -> Text:

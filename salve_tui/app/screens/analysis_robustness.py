@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from core.config import MODULATIONS
 from salve_tui.app.format import format_duration
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
@@ -32,7 +33,6 @@ from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
 MIN_SEEDS, MAX_SEEDS = 2, 10
-MODULATIONS = ("linear", "clamped")
 
 
 def curve_bands(curves: dict[str, Any], target: int) -> dict[str, np.ndarray]:
