@@ -182,10 +182,12 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
 
     config = session.config
     bundle = load_data(config)
+    check_cancel(cancel)  # loading and building take seconds under load: cancel is looked at between
     device = resolve_device(config.device)
     model = build_model(config.backbone.arch, len(bundle.class_names), config.backbone.weights,
                         config.data.image_size, config.seed,
                         allow_new_head=config.backbone.train and config.backbone.epochs > 0)
+    check_cancel(cancel)
     stages = session.stages()
     checkpoint_file = backbone_checkpoint_path(session)
     session_id = session.session_id
@@ -229,7 +231,9 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
     """Stream activations/logits/labels of both splits into the session, resumable by row."""
     config = session.config
     bundle = load_data(config)
+    check_cancel(cancel)
     model = load_model(session)
+    check_cancel(cancel)
     device = next(model.parameters()).device
     stages = session.stages()
     progress_info = session.read_json("activations/progress", {}) or {}

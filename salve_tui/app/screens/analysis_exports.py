@@ -77,6 +77,7 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
     for i, c in enumerate(present):
         check_cancel(cancel)
         result = run_sweep(session, target_class=c, inputs=inputs)
+        check_cancel(cancel)  # the sweep and its two figures each take up to a second under load
         written += sweep_figures(session, sweep_id(result), names)
         reporter.report(i + 1, names[c])
     return written
@@ -84,6 +85,7 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
 
 def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """α_crit tables (summary + per sample CSV) and their distribution figure."""
+    from core.jobs import check_cancel
     from core.workflow.alpha_crit import load_alpha_crit, run_alpha_crit
     from core.workflow.export import export_alpha_crit_csv
     from core.workflow.figure_export import alpha_crit_png
@@ -94,6 +96,7 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
     names = [str(c) for c in session.read_json("class_names")]
     summary, samples = export_alpha_crit_csv(
         results, names, session.exports_dir / TABLES / "alpha_crit_suppress-linear.csv")
+    check_cancel(cancel)
     figure = alpha_crit_png(session, "suppress", "linear")
     return [summary, samples] + ([figure] if figure is not None else [])
 
@@ -188,7 +191,7 @@ def run_exports(keys: tuple[str, ...], session, progress=None, cancel=None) -> E
     replaced) is skipped and reported, the others still write. Weights only with an active edit
     when more than one export runs (alone, the export says what to do)."""
     from core.atomic import OutputExists
-    from core.jobs import JobCancelled
+    from core.jobs import JobCancelled, check_cancel
     from core.workflow.edits import active_edits
     from salve_tui.app.jobs import error_text
 
@@ -198,6 +201,7 @@ def run_exports(keys: tuple[str, ...], session, progress=None, cancel=None) -> E
     for kind in (k for k in EXPORTS if k.key in keys):
         if kind.key == "weights" and len(keys) > 1 and not active_edits(session):
             continue
+        check_cancel(cancel)  # between exports (each writes its own files)
         try:
             written += kind.run(session, progress, cancel)
         except OutputExists as exc:
