@@ -122,7 +122,9 @@ class GroundTruthScreen(SessionScreen):
     GroundTruthScreen.-wide #truth-columns Static { width: 1fr; }
     GroundTruthScreen.-wide #truth-concepts { margin-top: 0; margin-left: 2; }
     """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("r", "compute", "Compute", tooltip="score the features against the shapes' ground truth")]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:

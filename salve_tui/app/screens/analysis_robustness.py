@@ -74,7 +74,7 @@ class RobustnessScreen(SessionScreen):
     RobustnessScreen #robust-plot { width: 1fr; height: 1fr; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("r", "compute", "Run seeds"),
+        Binding("r", "compute", "Run seeds", tooltip="train K SAE seeds and compare their curves"),
         Binding("plus", "seeds(1)", "K+", key_display="+"),
         Binding("minus", "seeds(-1)", "K-", key_display="-"),
         Binding("e", "cycle_epochs", "Epochs"),
@@ -82,6 +82,7 @@ class RobustnessScreen(SessionScreen):
         *PAGE_BINDINGS,
         FILTER_BINDING,
     ]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
 
     def __init__(self) -> None:
