@@ -190,6 +190,9 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=Path("/tmp/salve_cancel_bench"))
     args = parser.parse_args()
     jobs = _jobs()
+    import matplotlib.pyplot  # noqa: F401  (the TUI has these loaded by the time a job runs:
+    import torchvision  # noqa: F401  its preloader builds the model; a cold import is not a gap)
+
     chosen = [j for j in args.jobs.split(",") if j] or list(jobs)
     print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores)")
     print("| job | uncancelled wall | looks at the token | max gap between looks | "
