@@ -102,3 +102,24 @@ async def test_class_lists_of_methods_and_explorer_filter(synth_session_folder: 
                            what="the class under the cursor")
             await pilot.press("escape")  # leaves the screen: the filter is closed already
             await pilot.pause()
+
+
+async def test_exports_folder_list_filter(synth_session_folder: Path) -> None:
+    from salve_tui.app.screens.analysis_exports import ExportsScreen
+
+    exports = synth_session_folder / "synth.exports"
+    for name in ("figures/curve_c0.png", "figures/matrix.png", "tables/alpha_crit.csv"):
+        (exports / name).parent.mkdir(parents=True, exist_ok=True)
+        (exports / name).write_bytes(b"x")
+    app = synth_app(synth_session_folder)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_view(pilot, "x", ExportsScreen)
+        await wait_for(pilot, lambda: screen.listing is not None, what="the export folder")
+        files = screen.query_one("#exports-files", Static)
+        assert all(n in rendered(files) for n in ("curve_c0.png", "matrix.png", "alpha_crit.csv"))
+        await pilot.press("slash", *"figures")
+        shown = rendered(files)
+        assert "curve_c0.png" in shown and "matrix.png" in shown and "alpha_crit.csv" not in shown
+        assert "2 file(s) match 'figures'" in shown
+        await pilot.press("escape")
+        assert "alpha_crit.csv" in rendered(files)

@@ -26,6 +26,7 @@ from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage,
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 TABLES = "tables"
 LISTED_FILES = 50
@@ -251,6 +252,7 @@ class ExportsScreen(SessionScreen):
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
         Binding("A", "run_all", "All", key_display="A", tooltip="write every export"),
+        FILTER_BINDING,  # the files in the folder
     ]
     PALETTE_EVERYWHERE = ("run_all",)  # offered in the palette from every screen
     LOADING = "the list of exported files"
@@ -261,6 +263,8 @@ class ExportsScreen(SessionScreen):
         self._job: Any = None
         self._job_key = ""
         self.status = Text("Enter runs the highlighted export", style="dim")
+        self.filter_text = ""  # /: only the folder's files whose path has every typed word
+        self.listing: ExportListing | None = None
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
@@ -268,6 +272,7 @@ class ExportsScreen(SessionScreen):
         yield OptionList(*(Option(f"{kind.title} — {kind.detail}", id=kind.key) for kind in EXPORTS),
                          id="exports-list")
         yield Static(id="exports-status", markup=False)
+        yield FilterBar()
         with VerticalScroll(id="exports-scroll"):  # Tab focuses it, arrows scroll
             yield Static(id="exports-files", markup=False)
         yield ScreenFooter(compact=True)
@@ -280,7 +285,13 @@ class ExportsScreen(SessionScreen):
     def load(self) -> ExportListing:
         return list_exports(self.session.exports_dir)
 
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if self.listing is not None:
+            self.show(self.listing)
+
     def show(self, listing: ExportListing) -> None:
+        self.listing = listing
         folder = listing.folder
         count = len(listing.files)
         size = f" · {count} file{'s' if count != 1 else ''}, {format_size(listing.total_bytes)}" if count else ""
@@ -291,9 +302,12 @@ class ExportsScreen(SessionScreen):
         for path in self.last_written:
             text.append(f"✓ {elide_path(display_path(path), width - 2)}\n", style="green")
         fresh = {p.resolve() for p in self.last_written}
-        others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh]
+        others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh
+                  and matches(self.filter_text, p.relative_to(folder))]
         if not listing.files:
             text.append("nothing exported yet", style="dim")
+        elif self.filter_text:
+            text.append(f"{len(others)} file(s) match '{self.filter_text}' (/ then esc clears)\n", style="yellow")
         for path, mtime in others[:LISTED_FILES]:
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
             shown = elide_path(str(path.relative_to(folder)), width - len(stamp) - 4)
