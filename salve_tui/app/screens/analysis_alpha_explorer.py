@@ -9,6 +9,7 @@ activations, no write); ``w`` records the shown result in the session as a job.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,6 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     error_text,
     fmt_value,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
@@ -76,14 +76,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
         "the analytic z/S and the numerical root, α50 from the curve and the validity diagnostic; "
         "the plot the per-sample distribution. w records the result in the session."
     )
-    DEFAULT_CSS = """
-    AlphaExplorerScreen #explore-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    AlphaExplorerScreen #explore-body { height: 1fr; }
-    AlphaExplorerScreen #explore-classes { width: 22; height: 1fr; }
-    AlphaExplorerScreen #explore-right { width: 1fr; padding-left: 1; }
-    AlphaExplorerScreen #explore-summary { height: auto; }
-    AlphaExplorerScreen #explore-plot { height: 1fr; min-height: 4; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("greater_than_sign", "step_feature(1)", "Feature", key_display="< >"),
         Binding("less_than_sign", "step_feature(-1)", "Previous feature", key_display="<", show=False),
@@ -146,7 +139,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
 
             return compute_alpha_crit(inputs, c, k, mode, modulation)[0]
 
-        load_in_thread(self, compute, self._show, self._failed, "explore-compute")
+        self.compute_in_thread(compute, self._show, group="explore-compute")
 
     def _show(self, result: AlphaCritResult) -> None:
         key = (self.target_class, self.feature, self.mode, self.modulation)

@@ -8,6 +8,7 @@ When the counts do not fit beside each other, cells become shades of each row's 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -19,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from salve_tui.app.format import cut_label
-from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.analysis_shared import class_name
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
@@ -110,10 +111,10 @@ class ConfusionScreen(SessionScreen):
         "suppressing class 0's dominant feature at the α where its accuracy halves. ] / [ step the "
         "target class (dominant feature, at its α50), = types the strength. ↑/↓ scroll."
     )
-    DEFAULT_CSS = """
-    ConfusionScreen #confusion-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    LOADING = "the cached activations and the edit"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "confusion-info", "show the confusion matrices", True
+    CONTENT_ACTIONS = frozenset({"target_class", "type_strength"})
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
         Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
@@ -131,7 +132,7 @@ class ConfusionScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the cached activations and the edit…", id="confusion-info", markup=False)
+        yield Static("", id="confusion-info", markup=False)
         with VerticalScroll(id="confusion-scroll"):
             yield Static("", id="confusion-body", markup=False)
         yield ScreenFooter(compact=True)
@@ -142,31 +143,21 @@ class ConfusionScreen(SessionScreen):
     def on_resize(self) -> None:
         self._draw()
 
-    def refresh_from_session(self) -> None:
-        session, spec, target = self.session, self.spec, self.target_class
+    def load(self) -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
+        from core.workflow.edits import edit_effect_on, list_edits
+        from core.workflow.inputs import load_inputs
 
-        def load() -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
-            from core.workflow.edits import edit_effect_on, list_edits
-            from core.workflow.inputs import load_inputs
-
-            inputs = load_inputs(session)
-            source = self.source
-            if spec is None:
-                edits = list_edits(session) if self.use_recorded else []
-                if edits:
-                    chosen, source = edits[-1], f"last recorded edit (#{len(edits)})"
-                else:
-                    chosen, source = default_spec(inputs, target), "dominant feature at its α50"
+        session, spec, target, source = self.session, self.spec, self.target_class, self.source
+        inputs = load_inputs(session)
+        if spec is None:
+            edits = list_edits(session) if self.use_recorded else []
+            if edits:
+                spec, source = edits[-1], f"last recorded edit (#{len(edits)})"
             else:
-                chosen = spec
-            return inputs, chosen, target, source, edit_effect_on(inputs, chosen)
+                spec, source = default_spec(inputs, target), "dominant feature at its α50"
+        return inputs, spec, target, source, edit_effect_on(inputs, spec)
 
-        load_in_thread(self, load, self._loaded, self._failed, "confusion-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#confusion-info", Static).update(error_text("show the confusion matrices", error))
-
-    def _loaded(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
+    def show(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
         self.inputs, self.spec, target, self.source, self.effect = loaded
         if "target_class" in self.spec.extra:
             self.target_class = int(self.spec.extra["target_class"])
@@ -179,10 +170,11 @@ class ConfusionScreen(SessionScreen):
     def _draw(self) -> None:
         if self.effect is None or self.inputs is None or self.spec is None:
             return
+        from core.control.methods.registry import get_method
+
         names, spec = self.inputs.class_names, self.spec
-        features = "+".join(str(k) for k in spec.features) or "class-mean key"
         self.query_one("#confusion-info", Static).update(Text(
-            f"{spec.method} {spec.mode} f{features} · strength {spec.alpha:.4g} · {self.source}"))
+            f"{get_method(spec.method).describe(spec)} · {self.source}"))  # the method's own words
         width = max(40, self.query_one("#confusion-scroll").content_size.width)
         body = confusion_pair_text(self.effect.confusion_before.numpy(),
                                    self.effect.confusion_after.numpy(), names, self.target_class, width)
@@ -192,7 +184,7 @@ class ConfusionScreen(SessionScreen):
     def _recompute(self, spec: EditSpec | None, source: str) -> None:
         self.spec, self.source = spec, source
         self.query_one("#confusion-info", Static).update("computing the edit's effect…")
-        self.refresh_from_session()
+        self.reload()
 
     def action_target_class(self, step: int) -> None:
         if self.inputs is None:

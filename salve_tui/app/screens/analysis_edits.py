@@ -11,6 +11,7 @@ by side (:class:`CompareEditsScreen`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -18,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.analysis_shared import (
@@ -92,6 +92,7 @@ def detail_text(row: EditRow, names: list[str]) -> Text:
               name="edit_stack",
               description="Recorded edits: remove, undo/redo, compare, export the composition")
 class EditStackScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Edit stack"
     HELP_TEXT = (
         "Every edit recorded in the session (w on the edit preview, or `salve edit`), oldest first, "
@@ -116,13 +117,15 @@ class EditStackScreen(SessionScreen):
         FILTER_BINDING,
     ]
     RESULT_KINDS = ("edit",)  # a warning line when a stage was rerun since
+    LOADING = "the edit stack"
+    LOAD_ERROR_IN_INFO = True  # the status line says why (what to run first)
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: EditStack | None = None
         self.pager = Pager()
         self.marked: int | None = None  # the first edit chosen for a comparison
-        self.status: Text = Text("loading the edit stack…", style="cyan")
+        self.status: Text = Text("")
         self.error = ""
         self._job: Any = None
         self.filter_text = ""  # /: only the edits whose row has every typed word
@@ -149,31 +152,19 @@ class EditStackScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> EditStack:
+        from core.workflow.edits import edit_stack
+        from core.workflow.inputs import load_inputs
+
         session = self.session
+        return edit_stack(session, load_inputs(session))
 
-        def load() -> None:
-            from core.workflow.edits import edit_stack
-            from core.workflow.inputs import load_inputs
+    def show_failure(self, error: str) -> None:
+        """An incomplete session: the status line says what to run."""
+        self.error = error
+        self._set_status(Text(f"cannot list the edits: {error}", style="red"))
 
-            try:
-                stack = edit_stack(session, load_inputs(session))
-                self.report_stale(session)
-            except Exception as exc:  # noqa: BLE001 - an incomplete session: say what to run
-                self.app.call_from_thread(self._load_failed, tui_words(str(exc.args[0] if exc.args else exc)))
-                return
-            self.app.call_from_thread(self._stack_ready, stack)
-
-        self.run_worker(load, thread=True, exclusive=True, group="edit-stack", exit_on_error=False)
-
-    def _load_failed(self, error: str) -> None:
-        if self.is_attached:
-            self.error = error
-            self._set_status(Text(f"cannot list the edits: {error}", style="red"))
-
-    def _stack_ready(self, stack: EditStack) -> None:
-        if not self.is_attached:
-            return
+    def show(self, stack: EditStack) -> None:
         table = self.query_one(DataTable)
         cursor = cursor_index(table, self.pager) or 0
         self.stack, self.error = stack, ""
@@ -368,19 +359,20 @@ class EditStackScreen(SessionScreen):
             return
         if self.marked is None or self.marked == row.number:
             self.marked = None if self.marked == row.number else row.number
-            self._stack_ready(self.stack)
+            self.show(self.stack)
             if self.marked is not None:
                 self._set_status(Text(f"#{row.number} marked ◆: v on another edit compares them (v on it again unmarks)",
                                       style="cyan"))
             return
         first, self.marked = self.marked, None
-        self._stack_ready(self.stack)
+        self.show(self.stack)
         self.app.push_screen(CompareEditsScreen(self.stack, first, row.number))
 
 
 class CompareEditsScreen(SessionScreen):
     """Two recorded edits side by side: each class's accuracy before, after each, and Δ."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Compare edits"
     HELP_TEXT = (
         "Per-class test accuracy before any edit, after the first edit alone and after the second "

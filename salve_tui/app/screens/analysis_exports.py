@@ -243,12 +243,7 @@ class ExportsScreen(SessionScreen):
         "the last export are listed in green, then everything in the folder, newest first (Tab "
         "moves to that list; arrows scroll it)."
     )
-    DEFAULT_CSS = """
-    ExportsScreen #exports-folder { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
-    ExportsScreen #exports-list { height: auto; max-height: 8; }
-    ExportsScreen #exports-status { height: auto; max-height: 4; padding: 0 1; }
-    ExportsScreen #exports-scroll { height: 1fr; padding: 0 1; border-top: solid $panel; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
         Binding("A", "run_all", "All", key_display="A", tooltip="write every export"),

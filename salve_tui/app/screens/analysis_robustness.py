@@ -9,6 +9,7 @@ the mean of the other classes cyan, ± one std as thinner lines).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +27,6 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     error_text,
     fill_page,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
@@ -67,12 +67,7 @@ class RobustnessScreen(SessionScreen):
         "shows its accuracy (red) and the mean of the others (cyan) against α as mean ± one std "
         "over seeds. Many classes are listed a page at a time: [ and ] turn the page."
     )
-    DEFAULT_CSS = """
-    RobustnessScreen #robust-info { height: auto; max-height: 4; padding: 0 1; }
-    RobustnessScreen #robust-body { height: 1fr; }
-    RobustnessScreen #robust-table { width: 30; height: 1fr; }
-    RobustnessScreen #robust-plot { width: 1fr; height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("r", "compute", "Run seeds", tooltip="train K SAE seeds and compare their curves"),
         Binding("plus", "seeds(1)", "K+", key_display="+"),
@@ -84,6 +79,8 @@ class RobustnessScreen(SessionScreen):
     ]
     PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
+    LOADING = "the stored seed-robustness curves"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "robust-info", "read the robustness curves", True
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +98,7 @@ class RobustnessScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the stored seed-robustness curves…", id="robust-info", markup=False)
+        yield Static("", id="robust-info", markup=False)
         yield FilterBar()
         with Horizontal(id="robust-body"):
             yield DataTable(id="robust-table", cursor_type="row", zebra_stripes=False)
@@ -116,26 +113,18 @@ class RobustnessScreen(SessionScreen):
         table.add_column("feature per seed", key="features", width=16)
         table.focus()
 
-    def refresh_from_session(self) -> None:
-        session, modulation = self.session, self.modulation
+    def load(self) -> tuple[list[str], int, dict[int, dict[str, Any]]]:
+        from core.workflow.robustness import load_robustness
 
-        def load() -> tuple[list[str], int, dict[int, dict[str, Any]]]:
-            from core.workflow.robustness import load_robustness
+        session = self.session
+        names = [str(c) for c in session.read_json("class_names")]
+        try:
+            curves = load_robustness(session, "suppress", self.modulation)
+        except KeyError:
+            curves = {}
+        return names, int(session.config.sae.epochs), curves
 
-            names = [str(c) for c in session.read_json("class_names")]
-            try:
-                curves = load_robustness(session, "suppress", modulation)
-            except KeyError:
-                curves = {}
-            self.report_stale(session)
-            return names, int(session.config.sae.epochs), curves
-
-        load_in_thread(self, load, self._loaded, self._failed, "robust-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#robust-info", Static).update(error_text("read the robustness curves", error))
-
-    def _loaded(self, loaded: tuple[list[str], int, dict[int, dict[str, Any]]]) -> None:
+    def show(self, loaded: tuple[list[str], int, dict[int, dict[str, Any]]]) -> None:
         self.class_names, session_epochs, self.curves = loaded
         self.epoch_choices = sorted({session_epochs, min(session_epochs, 100), min(session_epochs, 25)},
                                     reverse=True)
@@ -246,7 +235,7 @@ class RobustnessScreen(SessionScreen):
 
     def action_cycle_modulation(self) -> None:
         self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
-        self.refresh_from_session()
+        self.reload()
 
     def action_compute(self) -> None:
         session, k, epochs, modulation = self.session, self.k, self.epochs, self.modulation

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
@@ -51,6 +52,7 @@ def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
 class HelpScreen(OnceModal[None]):
     """Lists the keys of the screen it was opened from."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     AUTO_FOCUS = "#help-body"  # arrows scroll; the (hidden) search field gets focus only on /
 
     BINDINGS: ClassVar[list[Binding]] = [
