@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from core.jobs import CancelToken, ProgressFn, ProgressReporter
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import RowBlocks, Session
 from core.workflow.readers import load_data, load_model
 from core.workflow.stage_order import _mark_downstream_stale
@@ -24,7 +24,9 @@ def run_activations(session: Session, progress: ProgressFn | None = None,
     """Stream activations/logits/labels of both splits into the session, resumable by row."""
     config = session.config
     bundle = load_data(config)
+    check_cancel(cancel)
     model = load_model(session)
+    check_cancel(cancel)
     device = next(model.parameters()).device
     stages = session.stages()
     progress_info = session.read_json("activations/progress", {}) or {}

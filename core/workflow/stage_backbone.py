@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.jobs import CancelToken, ProgressFn, ProgressReporter
+from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.readers import load_data
 from core.workflow.stage_order import _mark_downstream_stale
@@ -87,10 +87,12 @@ def run_backbone(session: Session, progress: ProgressFn | None = None, cancel: C
 
     config = session.config
     bundle = load_data(config)
+    check_cancel(cancel)  # loading and building take seconds under load: cancel is looked at between
     device = resolve_device(config.device)
     model = build_model(config.backbone.arch, len(bundle.class_names), config.backbone.weights,
                         config.data.image_size, config.seed,
                         allow_new_head=config.backbone.train and config.backbone.epochs > 0)
+    check_cancel(cancel)
     stages = session.stages()
     checkpoint_file = backbone_checkpoint_path(session)
     session_id = session.session_id

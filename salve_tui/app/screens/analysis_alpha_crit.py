@@ -97,7 +97,7 @@ class AlphaCritScreen(SessionScreen):
     )
     CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("r", "compute", "Compute"),
+        Binding("r", "compute", "Compute", tooltip="compute α_crit of every class (its dominant feature)"),
         Binding("a", "compute_all_dominant", "Sweeps + α_crit of all dominant features", show=False),
         Binding("s", "sort_next", "Sort"),
         Binding("i", "invert_sort", "Invert", show=False),
@@ -109,7 +109,7 @@ class AlphaCritScreen(SessionScreen):
     ]
     LOADING = "the α_crit results stored in the session"
     RESULT_KINDS = ("alpha-crit",)  # a warning line when a stage was rerun since
-    PALETTE_EVERYWHERE = ("compute_all_dominant",)  # offered in the palette from every screen
+    PALETTE_EVERYWHERE = ("compute", "compute_all_dominant")  # offered in the palette from every screen
     CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:

@@ -29,6 +29,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FilterBar
 
 if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
@@ -99,6 +100,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("", id="explore-info", markup=False)
+        yield FilterBar()  # / filters the class list
         with Horizontal(id="explore-body"):
             yield DataTable(id="explore-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="explore-right"):

@@ -44,24 +44,25 @@ def share_colour(share: float) -> str:
 def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
                         width: int) -> Text:
     """Before and after side by side (rows true, columns predicted): counts when they fit in
-    ``width``, else shaded cells (row share). Changed cells of "after" are yellow."""
+    ``width``, else shaded cells (row share). Changed cells of "after" are yellow. Columns are
+    numbered in class order like the rows (a name does not fit a count's 3 cells), and a legend
+    under the matrices names every column."""
     C = before.shape[0]
-    cell = max(3, len(str(int(max(before.max(initial=0), after.max(initial=0))))) + 1)
+    cell = max(3, len(str(int(max(before.max(initial=0), after.max(initial=0))))) + 1, len(str(C - 1)) + 1)
     numbers = 2 * (LABEL + 1 + C * cell) + GAP <= width
     if not numbers:
         cell = 2
-    block = LABEL + 1 + C * cell
+    # The row label takes what the two blocks leave (up to 14 cells): "triangle" instead of "trian…".
+    label = max(LABEL, min(14, (width - GAP) // 2 - 1 - C * cell)) if numbers else LABEL
+    block = label + 1 + C * cell
     text = Text()
-    for title in ("before", "after the edit"):
-        text.append(title[:block].ljust(block), style="bold")
-        text.append(" " * GAP)
-    text.append("\n")
-    header = " " * (LABEL + 1) + "".join(f"{cut_label(n, cell - 1):>{cell}}" if numbers else f"{j % 10:>{cell}}"
-                                         for j, n in enumerate(names))
-    text.append((header + " " * GAP) * 2 + "\n", style="dim")
+    text.append("before"[:block].ljust(block + GAP) + "after the edit"[:block] + "\n", style="bold")
+    header = " " * (label + 1) + "".join(f"{j if numbers else j % 10:>{cell}}" for j in range(C))
+    text.append(header + " " * GAP + header + "\n", style="dim")
     for i in range(C):
+        row_label = cut_label(names[i], label)
         for m, matrix in enumerate((before, after)):
-            text.append(f"{cut_label(names[i], LABEL):<{LABEL}} ", style="bold" if i == target else "dim")
+            text.append(f"{row_label:<{label}} ", style="bold" if i == target else "dim")
             total = max(1, int(matrix[i].sum()))
             for j in range(C):
                 value = int(matrix[i, j])
@@ -72,14 +73,19 @@ def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str],
                 else:
                     mark = "••" if changed else "  "
                     text.append(mark, style=Style(bgcolor=share_colour(value / total), color="yellow", bold=True))
-            text.append(" " * GAP)
-        text.append("\n")
+            text.append(" " * GAP if m == 0 else "\n")
     if numbers:
         text.append("rows: true class · columns: predicted · yellow: changed by the edit\n", style="dim")
     else:
         text.append("rows: true class · columns: predicted (class index mod 10) · shade: share of "
                     "the row (white 0 → blue 1) · •: changed by the edit\n", style="dim")
+    text.append(column_legend(names), style="dim")
     return text
+
+
+def column_legend(names: list[str]) -> str:
+    """``columns: 0 circle · 1 square · …``: the full name of every numbered column."""
+    return "columns: " + " · ".join(f"{j} {name}" for j, name in enumerate(names)) + "\n"
 
 
 def target_row_text(effect: EditEffect, names: list[str], target: int) -> Text:

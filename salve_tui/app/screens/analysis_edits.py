@@ -32,6 +32,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 if TYPE_CHECKING:
     from core.workflow.edits import AccuracyChange, EditRow, EditStack
@@ -113,6 +114,7 @@ class EditStackScreen(SessionScreen):
         Binding("space", "toggle_active", "On/off", show=False),
         Binding("r", "redo", "Redo", show=False),
         *PAGE_BINDINGS,
+        FILTER_BINDING,
     ]
     RESULT_KINDS = ("edit",)  # a warning line when a stage was rerun since
     LOADING = "the edit stack"
@@ -126,10 +128,13 @@ class EditStackScreen(SessionScreen):
         self.status: Text = Text("")
         self.error = ""
         self._job: Any = None
+        self.filter_text = ""  # /: only the edits whose row has every typed word
+        self.shown: list[EditRow] = []
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static(self.status, id="stack-status", markup=False)
+        yield FilterBar()
         yield DataTable(id="stack-table", cursor_type="row", zebra_stripes=False)
         yield Static(id="stack-composition", markup=False)
         yield Static(id="stack-detail", markup=False)
@@ -163,8 +168,9 @@ class EditStackScreen(SessionScreen):
         table = self.query_one(DataTable)
         cursor = cursor_index(table, self.pager) or 0
         self.stack, self.error = stack, ""
-        self.pager.set_total(len(stack.rows))
-        cursor = min(cursor, max(0, len(stack.rows) - 1))
+        self.shown = self._matching(stack)
+        self.pager.set_total(len(self.shown))
+        cursor = min(cursor, max(0, len(self.shown) - 1))
         self.pager.show_index(cursor)
         self._fill(cursor)
         self.query_one("#stack-composition", Static).update(composition_text(stack))
@@ -179,7 +185,7 @@ class EditStackScreen(SessionScreen):
         from core.workflow.edits import describe_spec
 
         def add(index: int) -> None:
-            row = self.stack.rows[index]  # type: ignore[union-attr]
+            row = self.shown[index]
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
             if self.marked == row.number:  # a mark of its own: reverse vanished under the cursor
@@ -191,6 +197,23 @@ class EditStackScreen(SessionScreen):
         fill_page(table, self.pager, add, cursor)
         fit_column(table, "edit", EDIT_WIDTH, self.size.width)
         self._show_detail()
+
+    def _matching(self, stack: EditStack) -> list[EditRow]:
+        from core.workflow.edits import describe_spec
+
+        return [row for row in stack.rows
+                if matches(self.filter_text, f"#{row.number}", "on" if row.active else "off",
+                           describe_spec(row.spec), worst_text(row.change, stack.class_names))]
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if self.stack is not None:
+            self.shown = self._matching(self.stack)
+            self.pager.set_total(len(self.shown))
+            self.pager.show_index(0)
+            self._fill(0)
+            if self._job is None:
+                self._set_status(self._summary())
 
     def on_resize(self) -> None:
         if self.stack is not None:
@@ -211,6 +234,8 @@ class EditStackScreen(SessionScreen):
                         style="dim")
         else:
             text = Text(f"{len(stack.rows)} edit(s), {len(stack.active_numbers)} active")
+            if self.filter_text:
+                text.append(f" · {len(self.shown)} match '{self.filter_text}'", style="yellow")
             pages = self.pager.label("rows")
             if pages:
                 text.append(f" · {pages}", style="dim")
@@ -225,10 +250,10 @@ class EditStackScreen(SessionScreen):
         self.query_one("#stack-status", Static).update(text)
 
     def highlighted(self) -> EditRow | None:
-        if self.stack is None or not self.stack.rows:
+        if self.stack is None or not self.shown:
             return None
         index = cursor_index(self.query_one(DataTable), self.pager)
-        return self.stack.rows[min(index or 0, len(self.stack.rows) - 1)]
+        return self.shown[min(index or 0, len(self.shown) - 1)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()

@@ -114,7 +114,9 @@ class GroundTruthScreen(SessionScreen):
         "job (c cancels) and stores them; ↑/↓ and PgUp/PgDn scroll."
     )
     CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
-    BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("r", "compute", "Compute", tooltip="score the features against the shapes' ground truth")]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
     LOADING = "the stored ground-truth scores"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "truth-info", "read the ground truth", True

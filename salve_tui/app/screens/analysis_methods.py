@@ -29,6 +29,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FilterBar
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
@@ -99,6 +100,7 @@ class MethodsScreen(ClassTargetScreen):
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("", id="methods-info", markup=False)
+        yield FilterBar()  # / filters the class list
         with Horizontal(id="methods-body"):
             yield DataTable(id="methods-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="methods-right"):

@@ -31,6 +31,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 MIN_SEEDS, MAX_SEEDS = 2, 10
 
@@ -68,13 +69,15 @@ class RobustnessScreen(SessionScreen):
     )
     CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("r", "compute", "Run seeds"),
+        Binding("r", "compute", "Run seeds", tooltip="train K SAE seeds and compare their curves"),
         Binding("plus", "seeds(1)", "K+", key_display="+"),
         Binding("minus", "seeds(-1)", "K-", key_display="-"),
         Binding("e", "cycle_epochs", "Epochs"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
         *PAGE_BINDINGS,
+        FILTER_BINDING,
     ]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
     LOADING = "the stored seed-robustness curves"
     INFO, FAILED, LOAD_ERROR_IN_INFO = "robust-info", "read the robustness curves", True
@@ -91,10 +94,12 @@ class RobustnessScreen(SessionScreen):
         self.pager = Pager()  # the table holds one page of the classes with curves
         self._job: Any = None
         self.job_error = ""
+        self.filter_text = ""  # /: only the classes whose row has every typed word
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("", id="robust-info", markup=False)
+        yield FilterBar()
         with Horizontal(id="robust-body"):
             yield DataTable(id="robust-table", cursor_type="row", zebra_stripes=False)
             from salve_tui.app.widgets.plot import CurvePlot
@@ -125,15 +130,31 @@ class RobustnessScreen(SessionScreen):
                                     reverse=True)
         if self.curves and self.target not in self.curves:
             self.target = min(self.curves)
-        self.pager.set_total(len(self.curves))
-        if self.curves:
-            self.pager.show_index(sorted(self.curves).index(self.target))
+        self._show_classes()
+
+    def _listed_classes(self) -> list[int]:
+        """The classes with curves whose name or features match the filter, in class order."""
+        return [c for c in sorted(self.curves)
+                if matches(self.filter_text, class_name(self.class_names, c),
+                           *(int(k) for k in np.asarray(self.curves[c]["features_per_seed"])))]
+
+    def _show_classes(self) -> None:
+        classes = self._listed_classes()
+        if classes and self.target not in classes:
+            self.target = classes[0]
+        self.pager.set_total(len(classes))
+        if classes:
+            self.pager.show_index(classes.index(self.target))
         self._fill()
         self._draw_plot()
 
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._show_classes()
+
     def _fill(self) -> None:
         table = self.query_one(DataTable)
-        classes = sorted(self.curves)
+        classes = self._listed_classes()
 
         def add(index: int) -> None:
             c = classes[index]
@@ -141,13 +162,13 @@ class RobustnessScreen(SessionScreen):
             table.add_row(class_name(self.class_names, c),
                           " ".join(str(int(k)) for k in np.asarray(features)), key=str(c))
 
-        fill_page(table, self.pager, add, classes.index(self.target) if self.target in self.curves else None)
+        fill_page(table, self.pager, add, classes.index(self.target) if self.target in classes else None)
         self._draw_info()
 
     def action_page(self, step: int) -> None:
         """[ ] turn the page of classes; its first class is shown."""
         if self.pager.turn(step):
-            self.target = sorted(self.curves)[self.pager.start]
+            self.target = self._listed_classes()[self.pager.start]
             self._fill()
             self._draw_plot()
 
@@ -166,6 +187,8 @@ class RobustnessScreen(SessionScreen):
             pages = self.pager.label("classes")
             if pages:
                 text.append(f" · {pages}", style="dim")
+            if self.filter_text:
+                text.append(f" · {len(self._listed_classes())} match '{self.filter_text}'", style="yellow")
             text.append(f"\n{plan}", style="dim")
             info.update(text)
 

@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.widgets.filter import FILTER_BINDING, matches
 
 if TYPE_CHECKING:
     from core.store.session import Session
@@ -210,13 +211,15 @@ class ClassTargetScreen(SessionScreen):
 
     LOADING = "the cached activations (classifier head, SAE decoder, μ)"
     TABLE: ClassVar[str] = ""  # id of the class DataTable
-    BINDINGS: ClassVar[list[Binding]] = PAGE_BINDINGS
+    BINDINGS: ClassVar[list[Binding]] = [*PAGE_BINDINGS, FILTER_BINDING]  # / needs a FilterBar
 
     def __init__(self, target_class: int = 0) -> None:
         super().__init__()
         self.target_class = int(target_class)
         self.inputs: ControlInputs | None = None
         self.class_pager = Pager()
+        self.filter_text = ""  # /: only the classes whose cells have every typed word
+        self.listed_classes: list[int] = []  # the classes listed (all, or those matching the filter)
 
     def class_cells(self, c: int) -> tuple[str, ...]:
         """The table cells of class ``c`` (first: its name)."""
@@ -231,9 +234,7 @@ class ClassTargetScreen(SessionScreen):
         self.inputs = inputs
         if first:
             self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
-            self.class_pager.set_total(inputs.num_classes)
-            self.class_pager.show_index(self.target_class)
-            self._fill_classes()
+            self.apply_filter(self.filter_text)
         self.inputs_ready()
 
     def show_error(self, error: str) -> None:
@@ -243,13 +244,26 @@ class ClassTargetScreen(SessionScreen):
     def _fill_classes(self) -> None:
         table = self.query_one(f"#{self.TABLE}", DataTable)
         pager = self.class_pager
-        fill_page(table, pager, lambda c: table.add_row(*self.class_cells(c), key=str(c)),
-                  cursor=self.target_class)
+        classes = self.listed_classes
+        fill_page(table, pager, lambda i: table.add_row(*self.class_cells(classes[i]), key=str(classes[i])),
+                  cursor=classes.index(self.target_class) if self.target_class in classes else None)
         column = next(iter(table.columns.values()), None)
         if column is not None:
             label = (f"{pager.start}–{pager.stop - 1}/{pager.total}" if pager.pages > 1 else "class")
             column.label = Text(label)
             table.refresh()
+
+    def apply_filter(self, text: str) -> None:
+        """List the classes whose cells contain every word of ``text`` (all for "")."""
+        self.filter_text = text.strip()
+        if self.inputs is None:
+            return
+        self.listed_classes = [c for c in range(self.inputs.num_classes)
+                               if matches(self.filter_text, *self.class_cells(c))]
+        self.class_pager.set_total(len(self.listed_classes))
+        if self.target_class in self.listed_classes:
+            self.class_pager.show_index(self.listed_classes.index(self.target_class))
+        self._fill_classes()
 
     def action_page(self, step: int) -> None:
         if self.inputs is not None and self.class_pager.turn(step):

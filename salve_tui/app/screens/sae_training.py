@@ -88,7 +88,9 @@ class SAETrainingScreen(SessionScreen):
         "again resumes."
     )
     BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss"),
-                                         Binding("w", "width_search", "Width search")]
+                                         Binding("w", "width_search", "Width search",
+                                                 tooltip="search the SAE width and λ (a resumable job)")]
+    PALETTE_EVERYWHERE = ("width_search",)  # offered in the palette from every screen
     LOADING = "the SAE training history"
     CONTENT_ACTIONS = frozenset({"toggle_log_scale"})  # the plots exist once the history is shown
 
