@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.store.session import DEFAULT_SESSIONS_DIR
+from core.store.layout import DEFAULT_SESSIONS_DIR  # light: h5py is imported after the first frame
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,16 +2,16 @@
 
 Data flows one way: a screen asks the app to run a core call → the call runs in a thread worker →
 it commits to the session file and reports progress as messages → screens re-read the session.
-Nothing here imports torch: the pipeline is imported inside the job bodies, so the first screen
-appears quickly.
+torch (in the job bodies) and h5py (the session store) are imported after the first frame.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -22,13 +22,7 @@ from textual.signal import Signal
 
 from core.config import demo_config
 from core.jobs import CancelToken, ProgressFn
-from core.store.session import (
-    Session,
-    SessionError,
-    SessionLocked,
-    resolve_session_path,
-    sessions_dir,
-)
+from core.store.layout import resolve_session_path, sessions_dir
 from salve_tui.app.collector import CHECK_EVERY_S, QuietCollector
 from salve_tui.app.format import format_duration, format_metric, tui_words
 from salve_tui.app.jobs import (
@@ -45,7 +39,7 @@ from salve_tui.app.jobs import (
 )
 from salve_tui.app.palette import SalveCommands, everywhere_commands, guard_textual
 from salve_tui.app.preload import SessionAssets, unfreeze_objects
-from salve_tui.app.screens.base import SalveScreen, discover_views
+from salve_tui.app.screens.base import SalveScreen, SessionView, discover_views
 from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.screens.messages import (
     READ_ONLY_FIX,
@@ -55,6 +49,8 @@ from salve_tui.app.screens.messages import (
     StoreNotices,
 )
 
+if TYPE_CHECKING:  # h5py (through core.store.session) is imported after the first frame
+    from core.store.session import Session
 LOG_PROGRESS_INTERVAL_S = 2.0  # progress lines in the log at most this often (the bar is live)
 
 guard_textual()  # palette paging before its layout (KeyError: 0), search of a closed palette
@@ -86,7 +82,6 @@ class SalveApp(App[None]):
         self.job_events: Signal[JobMessage] = Signal(self, "job-events")
         self.log_events: Signal[Text] = Signal(self, "log-events")
         self.log_lines: list[Text] = []
-        self.views = discover_views()
         self.shared = SessionAssets()  # inputs, latents, thumbnails, model/SAE: loaded once, shared
         self._quitting = False
         self._last_logged_progress = 0.0
@@ -99,6 +94,10 @@ class SalveApp(App[None]):
         self.collector = QuietCollector(self._at_home, lambda: len(self.screen_stack), self._settled)
 
     # ----- start-up
+
+    @cached_property  # the session views, imported (with h5py) when first needed: after the first frame
+    def views(self) -> list[SessionView]:
+        return discover_views()
 
     def on_mount(self) -> None:
         from salve_tui.app.screens.sessions import SessionsScreen
@@ -160,6 +159,8 @@ class SalveApp(App[None]):
         )
 
     def _create_and_build(self, path: Path) -> None:
+        from core.store.session import Session, SessionError
+
         try:
             session = Session.create(path, demo_config(path.stem))
         except SessionError as exc:
@@ -172,6 +173,8 @@ class SalveApp(App[None]):
 
     def open_session(self, path: Path) -> bool:
         """Open ``path`` as writer and show its dashboard; errors become notifications."""
+        from core.store.session import Session, SessionError, SessionLocked
+
         self.close_session()
         try:
             session = Session.open(path, read_only=False)
@@ -353,7 +356,6 @@ class SalveApp(App[None]):
             append_job_log(self.session.path, entry)
         except OSError as exc:
             self.notify(f"could not save the job log beside the session: {exc}", severity="warning")
-
 
     def _job_ended(self) -> None:
         """Before screens hear of the end: reload the shared items when a stage changed."""

@@ -10,16 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from core.store.exports_cleanup import plan_exports
-from core.store.session import (
+from core.store.layout import (  # light: h5py is imported after the first frame
     PIPELINE_STAGES,
-    SessionError,
-    delete_session,
     exports_dir,
-    list_sessions,
-    session_bytes,
 )
-from core.workflow.pipeline import effective_states
 from salve_tui.app.format import STAGE_GLYPHS, STAGE_LEGEND, format_timestamp, stage_glyphs
 from salve_tui.app.screens.analysis_shared import PAGE_BINDINGS, Pager, cursor_index, fill_page
 from salve_tui.app.screens.base import SalveScreen
@@ -76,8 +70,9 @@ class SessionsScreen(SalveScreen):
         table.add_column("data", key="data", width=11)
         table.add_column("DBASR", key="stages", width=5)
         table.add_column("last change", key="updated", width=16)
-        self.action_refresh()
         table.focus()
+        self.query_one("#sessions-folder", Static).update(f"reading the sessions in {self.folder}/ …")
+        self.call_after_refresh(self.action_refresh)  # reading the files needs h5py: after the first frame
 
     @property
     def folder(self) -> Path:
@@ -85,6 +80,8 @@ class SessionsScreen(SalveScreen):
 
     def action_refresh(self) -> None:
         """Re-read the folder; a broken file becomes a row with its error, not a crash."""
+        from core.store.session import list_sessions
+
         previous = self.selected_row()
         self.all_rows = list_sessions(self.folder)
         self.rows = [row for row in self.all_rows
@@ -101,6 +98,8 @@ class SessionsScreen(SalveScreen):
         self.action_refresh()
 
     def _add_row(self, index: int) -> None:
+        from core.workflow.pipeline import effective_states
+
         row = self.rows[index]
         table = self.query_one(SessionTable)
         if row.get("error"):
@@ -146,6 +145,8 @@ class SessionsScreen(SalveScreen):
         elif row.get("error"):
             detail.update(Text(f"cannot read {row['path']}: {row['error']}", style="red"))
         else:
+            from core.workflow.pipeline import effective_states
+
             text = Text(f"{row['path']}\n")
             states = effective_states(row["stages"])
             for stage in PIPELINE_STAGES:
@@ -179,6 +180,9 @@ class SessionsScreen(SalveScreen):
         self.app.push_screen(NewSessionScreen())
 
     def action_delete(self) -> None:
+        from core.store.exports_cleanup import plan_exports
+        from core.store.session import SessionError, delete_session, session_bytes
+
         row = self.selected_row()
         if row is None:
             self.notify("no session selected", severity="warning")
