@@ -30,11 +30,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.build and not args.session:
         print("error: --build needs a SESSION name, e.g. `salve-tui demo --build`", file=sys.stderr)
         return 2
-    if args.session:  # its child-process probe runs while the app imports and paints
-        from core.store.layout import resolve_session_path, sessions_dir
-        from salve_tui.app.startprobe import start_probe
-
-        start_probe(resolve_session_path(args.session, sessions_dir(args.sessions_dir)))
     from salve_tui.app.widgets.image import preload_terminal_graphics
 
     preload_terminal_graphics()  # must run before Textual owns the terminal

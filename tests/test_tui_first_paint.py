@@ -45,23 +45,3 @@ def test_first_frame_is_drawn_before_h5py_is_imported(synth_session_folder: Path
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["first"] == ["SessionsScreen", False]  # painted without the session store
     assert seen["after"] == ["DashboardScreen", True]  # then the session opened as before
-
-
-def test_start_probe_runs_the_child_before_the_open(tmp_path: Path) -> None:
-    """``salve-tui SESSION`` probes the file in a thread while the app starts: after
-    ``wait_probe`` the file is trusted, so the open itself starts no child process."""
-    import h5py
-
-    from core.store import probe
-    from salve_tui.app.startprobe import start_probe, wait_probe
-
-    path = tmp_path / "outside.h5"  # written here with h5py, not by the session store: untrusted
-    with h5py.File(path, "w") as f:
-        f.create_dataset("x", data=[1.0, 2.0])
-    key = probe._key(path)
-    assert key is not None and key not in probe._trusted
-    start_probe(tmp_path / "missing.h5")  # no file: nothing to probe, nothing to wait for
-    start_probe(path)
-    wait_probe(tmp_path / "missing.h5")
-    wait_probe(path)
-    assert key in probe._trusted

@@ -48,7 +48,6 @@ from salve_tui.app.screens.messages import (
     MessagesScreen,
     StoreNotices,
 )
-from salve_tui.app.startprobe import wait_probe
 
 if TYPE_CHECKING:  # h5py (through core.store.session) is imported after the first frame
     from core.store.session import Session
@@ -140,7 +139,6 @@ class SalveApp(App[None]):
         """``salve-tui NAME [--build]``: open it, or offer to build it with the demo settings."""
         assert self.start_session is not None
         path = resolve_session_path(self.start_session, self.sessions_folder)
-        wait_probe(path)  # started by __main__ while this app imported and painted
         if path.exists():
             if self.open_session(path) and self.build:
                 self.run_pipeline_job(None, force=False, name="build", diagnostics=True)
@@ -149,11 +147,15 @@ class SalveApp(App[None]):
             self._create_and_build(path)
             return
 
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                self._create_and_build(path)
+
         self.push_screen(
             ConfirmModal(f"There is no session '{path.stem}' in {path.parent}/.\nCreate it with the "
                          "embedded demo settings (Shapes + ResNet-18) and build it now?",
                          title="New session", yes="Build", no="Not now"),
-            lambda confirmed: self._create_and_build(path) if confirmed else None,
+            answer,
         )
 
     def _create_and_build(self, path: Path) -> None:
