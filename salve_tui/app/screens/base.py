@@ -65,9 +65,10 @@ import inspect
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.app import SystemCommand
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
@@ -469,3 +470,20 @@ def discover_views() -> list[SessionView]:
 
 def get_view(name: str) -> SessionView:
     return _VIEWS[name]
+
+
+def preparse_screen_css(app: App) -> int:
+    """Read every screen's ``.tcss`` into the stylesheet at once, while the dashboard is idle.
+
+    Textual parses a screen's CSS_PATH (and re-applies the whole stylesheet) at its first push,
+    ~25 ms under the key that opens it. Every rule in these files starts with its screen's type,
+    so reading them early styles nothing else. Returns how many files were new."""
+    stylesheet = app.stylesheet
+    paths = [path for path in sorted(Path(__file__).parent.glob("*.tcss"))
+             if not stylesheet.has_source(str(path), "")]
+    for path in paths:
+        stylesheet.read(path)
+    if paths:
+        stylesheet.reparse()
+        stylesheet.update(app)
+    return len(paths)

@@ -23,7 +23,7 @@ from salve_tui.app.jobs import (
     JobStarted,
 )
 from salve_tui.app.screens.analysis_shared import fit_column
-from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.screens.base import SessionScreen, preparse_screen_css
 from salve_tui.app.screens.confirm import ConfirmModal
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.progress import JobProgressPanel
@@ -163,6 +163,7 @@ class DashboardScreen(SessionScreen):
             log.write(line)
         self.salve.log_events.subscribe(self, log.write)
         table.focus()
+        self.set_timer(0.5, lambda: preparse_screen_css(self.app))  # after its frame, not under a key
 
     def on_resize(self) -> None:
         self._fit_detail_column()
