@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,6 +25,9 @@ from textual.widgets._header import HeaderIcon, HeaderTitle
 
 from salve_tui.app.bindings import _is_listed
 from salve_tui.app.format import format_duration
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
 
 BAR_CELLS = 10
 DONE_SHOWN_S = 8.0  # how long "✓ export done" stays in the header after a job ends
@@ -165,8 +168,19 @@ class ScreenFooter(Footer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wide = False
+        self._recompose_queued = False
+
+    def bindings_changed(self, screen: Screen) -> None:
+        """One recompose per burst: a pushed screen publishes its bindings many times (focus,
+        mount, jobs), and Footer queued a full recompose for each, ~3 ms apiece under the key."""
+        self._bindings_ready = True
+        if (screen.app.app_focus and self.is_attached and screen is self.screen
+                and not self._recompose_queued):
+            self._recompose_queued = True
+            self.call_after_refresh(self.recompose)
 
     async def recompose(self) -> None:
+        self._recompose_queued = False  # a change from here on queues another one
         await super().recompose()
         _drop_watchers(self, ("compact",), lambda node: not (node._closing or node._closed))
 
