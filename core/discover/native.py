@@ -31,7 +31,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("csrc") / "sae_l1_epoch.c"
 # -ffp-contract=off: no a·b+c → fma contraction, whose rounding differs from a·b then +c.
-FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC")
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
 PORTABLE_X86 = "x86-64-v2"
 
 
@@ -86,6 +86,7 @@ class EpochArgs(ctypes.Structure):
         ("n", ctypes.c_int64), ("d", ctypes.c_int64), ("h", ctypes.c_int64), ("batch", ctypes.c_int64),
         ("lr", ctypes.c_double), ("l1_coeff", ctypes.c_double), ("beta1", ctypes.c_double),
         ("beta2", ctypes.c_double), ("eps", ctypes.c_double), ("adam_step", ctypes.c_int64),
+        ("threads", ctypes.c_int64),
     ]
 
 

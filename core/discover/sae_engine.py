@@ -374,6 +374,7 @@ class FastSAETrainer:
         args = native.EpochArgs(
             n=n, d=self.dim, h=self.hidden, batch=batch_size, lr=lr, l1_coeff=self.l1_coeff,
             beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS, adam_step=self.step,
+            threads=native_threads(),
         )
         exp_avg, exp_avg_sq = self._moments
         for seed in range(n_seeds):
@@ -392,6 +393,12 @@ class FastSAETrainer:
             if code != 0:
                 raise RuntimeError(f"compiled SAE kernel failed (code {code}: 1 = bad shape, 2 = out of memory)")
         self.step = int(args.adam_step)
+
+def native_threads() -> int:
+    """Threads for the compiled kernel: 2 (its two fixed halves of the latents) unless torch is
+    limited to one (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``). Results do not depend on it."""
+    return 2 if torch.get_num_threads() >= 2 else 1
+
 
 def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tuple[bool, str]:
     """Is the compiled kernel faster than the torch engine for this L1 SAE shape? ``(answer, why)``.
