@@ -46,7 +46,7 @@ enum { EPI_PLAIN, EPI_BIAS, EPI_ADAM };
 
 typedef struct {
     float *p, *m, *v; /* same layout as C: the parameter, its two moments */
-    float beta1, beta2, step_size, bc2_sqrt, eps;
+    float beta1, beta2, step_size, inv_bc2_sqrt, eps;
 } Adam;
 
 typedef struct {
@@ -60,20 +60,29 @@ static inline vf vload(const float *p) { return *(const vf *)p; }
 static inline void vstore(float *p, vf x) { *(vf *)p = x; }
 static inline vf vsplat(float x) { return (vf){0} + x; }
 
-/* torch.optim.Adam (defaults, no weight decay): lerp, mul+addcmul, sqrt/div+eps, addcdiv. */
+/* torch.optim.Adam (defaults, no weight decay): lerp, mul+addcmul, sqrt·(1/√bc2)+eps, addcdiv.
+ * torch divides by √bc2; multiplying by its reciprocal (within one rounding of it) saves one of the
+ * two vector divisions, which dominate Adam's cost here. */
 static inline void adam(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                        int64_t count, float beta1, float beta2, float step_size, float bc2_sqrt, float eps) {
+                        int64_t count, float beta1, float beta2, float step_size, float inv_bc2_sqrt, float eps) {
     for (int64_t i = 0; i < count; i++) {
         m[i] = m[i] + (1.0f - beta1) * (g[i] - m[i]);
         v[i] = v[i] * beta2 + (1.0f - beta2) * g[i] * g[i];
-        float denom = sqrtf(v[i]) / bc2_sqrt + eps;
+        float denom = sqrtf(v[i]) * inv_bc2_sqrt + eps;
         p[i] = p[i] - step_size * (m[i] / denom);
     }
 }
 
-static inline void adam_at(const Adam *a, ptrdiff_t offset, const float *g, int count) {
-    adam(a->p + offset, g, a->m + offset, a->v + offset, count, a->beta1, a->beta2, a->step_size, a->bc2_sqrt,
-         a->eps);
+/* adam() on one vector of gradients (written with vector types: the short fixed-length loop the
+ * compiler would otherwise wrap in alias checks and remainder handling). */
+static inline void adam_vec(const Adam *a, ptrdiff_t offset, vf g) {
+    vf m = vload(a->m + offset), v = vload(a->v + offset), p = vload(a->p + offset), root;
+    m = m + vsplat(1.0f - a->beta1) * (g - m);
+    v = v * vsplat(a->beta2) + vsplat(1.0f - a->beta2) * g * g;
+    for (int l = 0; l < VL; l++) root[l] = sqrtf(v[l]);
+    vf denom = root * vsplat(a->inv_bc2_sqrt) + vsplat(a->eps);
+    p = p - vsplat(a->step_size) * (m / denom);
+    vstore(a->m + offset, m), vstore(a->v + offset, v), vstore(a->p + offset, p);
 }
 
 /* C[rows, nv·VL columns from col0] = epilogue(A·B) for up to mr rows starting at row0.
@@ -103,9 +112,7 @@ static inline __attribute__((always_inline)) void block(const int nv, const int 
     for (int i = 0; i < rows; i++) {
         const int row = row0 + i;
         if (e->kind == EPI_ADAM) {
-            float g[4 * VL] __attribute__((aligned(64)));
-            for (int v = 0; v < nv; v++) vstore(g + v * VL, vsplat(e->alpha) * acc[i][v]);
-            adam_at(e->adam, row * ldc + col0, g, nv * VL);
+            for (int v = 0; v < nv; v++) adam_vec(e->adam, row * ldc + col0 + v * VL, vsplat(e->alpha) * acc[i][v]);
             continue;
         }
         for (int v = 0; v < nv; v++) {
@@ -237,7 +244,7 @@ static void part_update(const Epoch *ep, Worker *w, int b, int part, const float
     /* ∂enc_b[part] = Σ_b ∂u[:, part] */
     column_sums(b, ph, ep->gu + j0, h, 1.0f, w->tmp);
     adam(s->param[1] + j0, w->tmp, s->exp_avg[1] + j0, s->exp_avg_sq[1] + j0, ph, adam_base.beta1,
-         adam_base.beta2, adam_base.step_size, adam_base.bc2_sqrt, adam_base.eps);
+         adam_base.beta2, adam_base.step_size, adam_base.inv_bc2_sqrt, adam_base.eps);
 }
 
 /* rt (d×bpad) = rᵀ, zero in the padding columns. */
@@ -278,7 +285,7 @@ static void *run_worker(void *arg) {
         adam_step += 1;
         const double bc1 = 1.0 - pow(a->beta1, (double)adam_step);
         const double bc2 = 1.0 - pow(a->beta2, (double)adam_step);
-        Adam base = {NULL, NULL, NULL, (float)a->beta1, (float)a->beta2, (float)(a->lr / bc1), (float)sqrt(bc2),
+        Adam base = {NULL, NULL, NULL, (float)a->beta1, (float)a->beta2, (float)(a->lr / bc1), (float)(1.0 / sqrt(bc2)),
                      (float)a->eps};
         for (int part = first; part < last; part++) part_update(ep, w, b, part, u, base, c, l1);
         if (first == 0) { /* part 0's owner: the residual norms and dec_b, which only it reads */
@@ -295,7 +302,7 @@ static void *run_worker(void *arg) {
             column_sums(b, d, w->r, d, c, w->tmp);
             SAEBuffers *s = ep->s;
             adam(s->param[3], w->tmp, s->exp_avg[3], s->exp_avg_sq[3], d, base.beta1, base.beta2, base.step_size,
-                 base.bc2_sqrt, base.eps);
+                 base.inv_bc2_sqrt, base.eps);
         }
     }
     if (w->thread == 0) a->adam_step = adam_step;
