@@ -124,9 +124,25 @@ static inline __attribute__((always_inline)) void block(const int nv, const int 
     }
 }
 
-/* C (M×N) = epilogue(A·B), N a multiple of VL: blocks of 4 vectors, then 2, then 1. */
+/* One band of up to MR rows across all N columns (blocks of 4 vectors, then 1). */
+static void row_band(int rows, int row0, int N, int K, const float *A, ptrdiff_t sa_row, ptrdiff_t sa_k,
+                     const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldc, const Epilogue *e) {
+    int col0 = 0;
+    for (; col0 + 4 * VL <= N; col0 += 4 * VL) block(4, MR, rows, row0, col0, K, A, sa_row, sa_k, B, ldb, C, ldc, e);
+    for (; col0 < N; col0 += VL) block(1, MR, rows, row0, col0, K, A, sa_row, sa_k, B, ldb, C, ldc, e);
+}
+
+/* C (M×N) = epilogue(A·B), N a multiple of VL: blocks of 4 vectors, then 2, then 1. Column bands
+ * (B, the large operand of the forward products, is read once per band); for the Adam epilogue,
+ * where B is small and C is the large parameter with its moments, row bands, so p, m and v are
+ * walked row after row, contiguously, instead of in 256-byte pieces a row apart. */
 static void matmul(int M, int N, int K, const float *A, ptrdiff_t sa_row, ptrdiff_t sa_k, const float *B,
                    ptrdiff_t ldb, float *C, ptrdiff_t ldc, const Epilogue *e) {
+    if (e->kind == EPI_ADAM) {
+        for (int row0 = 0; row0 < M; row0 += MR)
+            row_band(M - row0 < MR ? M - row0 : MR, row0, N, K, A, sa_row, sa_k, B, ldb, C, ldc, e);
+        return;
+    }
     int col0 = 0;
     for (; col0 + 4 * VL <= N; col0 += 4 * VL)
         for (int row0 = 0; row0 < M; row0 += MR)
