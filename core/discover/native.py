@@ -13,6 +13,10 @@ targets the widest x86-64 level the CPU supports (``x86-64-v4`` with AVX-512, ``
 portable ``-v2``; the compiler's default elsewhere) and still gives bit-identical results; the
 tests check that against the portable build.
 
+The kernel may run on two threads (POSIX threads, ``-pthread``: part of the C library, no
+OpenMP runtime to clash with torch's); the work split is fixed by the SAE's width, so one or two
+threads give the same bits.
+
 Environment: ``SALVE_NATIVE=0`` disables the kernel; ``SALVE_NATIVE_ARCH`` sets ``-march``; ``SALVE_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/salve-tui`` or ``~/.cache/salve-tui``); ``CC`` picks the compiler.
 """
