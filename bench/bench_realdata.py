@@ -280,7 +280,7 @@ def grid_markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 def _w(m: dict[str, Any]) -> str:
     if m["window"]:
-        return ", ".join(f"{lo:.3g}–{hi:.3g}" for lo, hi in m["window"])
+        return ", ".join(f"{min(lo, hi):.3g}–{max(lo, hi):.3g}" for lo, hi in m["window"])
     return f"none ({m['no_window_reason']})" if m.get("no_window_reason") else "none"
 
 

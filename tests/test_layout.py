@@ -264,9 +264,6 @@ OVERSIZED_ALLOWED = {
     "core/workflow/pipeline.py": "577 lines: readers and stage order moved out; the stage runners remain",
     "core/workflow/pipeline.py::stream_activations": "no branch yet (issue 21 item 8)",
     "core/workflow/pipeline.py::run_sae": "no branch yet (issue 21 item 8)",
-    "salve_tui/app/screens/analysis_edit.py": "being changed on issue-20",
-    "salve_tui/app/screens/analysis_feature.py": "being changed on issue-20",
-    "salve_tui/app/screens/new_session.py::validate_form": "no branch yet (issue 21 item 8)",
 }
 
 

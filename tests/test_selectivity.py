@@ -131,3 +131,17 @@ def test_controls_and_their_choice() -> None:
     controls = control_sweeps(main, x)
     assert float(main.per_class_accuracy[0, -1]) < 0.1
     assert float(controls["random"].per_class_accuracy[0, -1]) > float(main.per_class_accuracy[0, -1])
+
+
+def test_a_downward_sweep_prints_its_window_low_to_high_in_words() -> None:
+    """Issue 20: ROME lowers its logit target, so its window is stored high → low and the CLI
+    printed "target_value 3.04–-1.72" (a reversed range, with a code name)."""
+    from core.workflow.selectivity import compact_selectivity_lines, selectivity_lines
+
+    result = _hand_sweep()
+    summary = selectivity(result, result.per_class_accuracy[:, 0]).summary(["a", "b", "c"])
+    summary = {**summary, "param_name": "target_value", "selective_window": [[3.04, -1.72]]}
+    for key in ("first_suppressed", "first_selective"):
+        summary[key] = {**summary[key], "target_value": summary[key]["alpha"]}
+    assert selectivity_lines(summary)[0].startswith("selective window: logit target -1.72–3.04 (")
+    assert compact_selectivity_lines(summary)[0] == "selective logit target -1.72 to 3.04"

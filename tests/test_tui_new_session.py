@@ -148,3 +148,59 @@ async def test_sae_width_follows_model_and_data_until_typed(tmp_path: Path) -> N
     assert errors == {} and config.sae.normalize and config.sae.hidden == 2048
     config, _ = validate_form(form_values(), tmp_path)
     assert config is not None and not config.sae.normalize  # Shapes: the demo's settings
+
+
+async def test_dataset_sets_the_cli_defaults_until_typed(tmp_path: Path) -> None:
+    """Issue 19: a real dataset gets the λ, epochs and batch sizes `salve new` gives it, not the
+    Shapes demo's; the weights switch the backbone's (fine-tuning: paper A.3); a typed value
+    stays; and the session the form creates has the config `salve new` writes for the same
+    choices."""
+    from cli_helpers import run_cli
+
+    root = tmp_path / "imgs"
+    for c in ("a", "b", "c"):
+        (root / "train" / c).mkdir(parents=True)
+        (root / "val" / c).mkdir(parents=True)
+    rc, out = run_cli("new", "real", "--data", "imagefolder", "--data-path", str(root), "--sae-epochs", "50",
+                      "--sessions-dir", str(tmp_path / "cli"))
+    assert rc == 0, out
+    with Session.open(tmp_path / "cli" / "real.h5", read_only=True) as session:
+        cli_config = session.config.to_dict()
+
+    app = SalveApp(sessions_folder=tmp_path / "tui")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, NewSessionScreen)
+
+        def shown(*ids: str) -> tuple[str, ...]:
+            return tuple(form.query_one(f"#field-{i}", Input).value for i in ids)
+
+        async def choose(field_id: str, value: str) -> None:
+            form.query_one(f"#field-{field_id}", Select).value = value
+            await pilot.pause()
+
+        sae, backbone = ("l1_coeff", "sae_epochs", "sae_hidden"), ("epochs", "batch_size", "lr")
+        assert shown(*sae, *backbone) == ("0.1", "300", "64", "8", "32", "0.002")  # the demo's
+        await choose("dataset", "imagefolder")
+        form.query_one("#field-data_path", Input).value = str(root)
+        await pilot.pause()
+        assert shown(*sae, *backbone) == ("0.01", "200", "64", "8", "64", "0.002")  # real data, from scratch
+        await choose("weights", "pretrained")
+        assert shown(*backbone) == ("10", "16", "0.0001")  # fine-tuning: batch 16, lr 1e-4, 10 epochs
+        await choose("weights", "none")
+        assert shown(*backbone) == ("8", "64", "0.002")
+        form.query_one("#field-sae_epochs", Input).value = "50"  # typed: no dataset change touches it
+        await choose("dataset", "shapes")
+        assert shown(*sae, *backbone) == ("0.1", "50", "64", "8", "32", "0.002")
+        await choose("dataset", "imagefolder")
+        assert shown(*sae) == ("0.01", "50", "64")
+
+        form.query_one("#field-name", Input).value = "real"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(app.screen, DashboardScreen)
+        assert app.session is not None
+        assert app.session.config.to_dict() == cli_config

@@ -87,13 +87,19 @@ def _pct(v: float | None) -> str:
 PARAM_WORDS = {"alpha": "α", "beta": "β", "target_value": "logit target"}
 
 
+def ordered_window(report: dict[str, Any]) -> list[tuple[float, float]]:
+    """The selective window low to high: a sweep that runs downwards (ROME lowers its logit
+    target) stores its ends in sweep order, which would print as a reversed range."""
+    return [(min(lo, hi), max(lo, hi)) for lo, hi in report["selective_window"]]
+
+
 def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
     """Short lines for a narrow panel: the selective window (low to high, whatever way the sweep
     ran) or why there is none, side effects where the target is first suppressed, and the
     controls; strengths in words."""
     name = report["param_name"]
     p = PARAM_WORDS.get(name, report.get("symbol", name))
-    window = [(min(lo, hi), max(lo, hi)) for lo, hi in report["selective_window"]]
+    window = ordered_window(report)
     lines = ["selective " + (", ".join(f"{p} {lo:.3g} to {hi:.3g}" for lo, hi in window)
                              if window else "window: none")]
     if report.get("no_window_reason"):
@@ -118,10 +124,11 @@ def compact_selectivity_lines(report: dict[str, Any]) -> list[str]:
 def selectivity_lines(report: dict[str, Any]) -> list[str]:
     """A human summary (CLI text): window, side effects, generalisation, controls."""
     p = report["param_name"]
-    window = report["selective_window"]
+    words = PARAM_WORDS.get(p, p)
+    window = ordered_window(report)
     lines = [
         "selective window: "
-        + (", ".join(f"{p} {lo:.3g}–{hi:.3g}" for lo, hi in window) if window else "none")
+        + (", ".join(f"{words} {lo:.3g}–{hi:.3g}" for lo, hi in window) if window else "none")
         + f" (target < {_pct(report['thresholds']['target_below'])}, every other class keeps"
         f" ≥ {_pct(report['thresholds']['others_keep_share'])} of its baseline)"
     ]

@@ -87,13 +87,10 @@ def _preset_base(args: argparse.Namespace) -> SessionConfig:
         from core.discover.backbone import head_input_dim
 
         return paper_config(args.name, args.arch, head_input_dim(args.arch, args.image_size or 224))
-    if args.data == "shapes":
-        return demo_config(args.name)
-    from core.config import dataset_class_count, real_data_config
+    from core.config import dataset_defaults
 
     # real data: a small SAE on normalised activations, its width from the number of classes
-    return real_data_config(args.name, dataset_class_count(args.data, args.data_path),
-                            from_scratch=args.weights == "none")
+    return dataset_defaults(args.name, args.data, args.data_path, from_scratch=args.weights == "none")
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -9,13 +9,13 @@ its range also sets the α step sizes (coarse = range/20, fine = range/200).
 
 ``w`` records the edit in the session and exports the edited model (``.pt`` + ``.safetensors``
 with a JSON sidecar) as an app job; the written paths are shown when it finishes.
+
+What the keys do to the settings is :mod:`~salve_tui.app.screens.edit_controls`, the text it
+draws :mod:`~salve_tui.app.screens.edit_text`, the ``w`` job :mod:`~salve_tui.app.screens.edit_export`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,8 +27,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from salve_tui.app.format import cut_label, tui_words
-from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage, JobProgress
+from salve_tui.app.format import tui_words
+from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_shared import (
     BRACE_PAGE_BINDINGS,
     Pager,
@@ -38,96 +38,32 @@ from salve_tui.app.screens.analysis_shared import (
     fmt_percent,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
+from salve_tui.app.screens.edit_controls import STRENGTH_GROUP, EditControls
+from salve_tui.app.screens.edit_export import record_and_export
+from salve_tui.app.screens.edit_text import (  # the other screens and tests import these from here
+    confusion_text,
+    display_path,
+    export_status,
+    files_text,
+    nice_step,
+)
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.selectivity import SelectivityPanel
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
-    from core.control.methods.base import EditMethod
     from core.control.spec import EditSpec
     from core.control.sweep import EditEffect
     from core.workflow.inputs import ControlInputs
 
-MODULATIONS = ("linear", "clamped")
-COARSE_STEPS = 20  # coarse step = curve range / 20
-FINE_STEPS = 200
-# The strength keys are bound once; active_bindings names them after the current method's
-# symbol ("+- α", "+- β", "+- target"), so any registered method gets its own footer words.
-STRENGTH_GROUP = Binding.Group("strength ", compact=True)
-STRENGTH_WORDS = {"alpha(1)": "{s}+ coarse", "alpha(-1)": "{s}- coarse", "alpha_fine(1)": "fine {s}+",
-                  "alpha_fine(-1)": "fine {s}-", "alpha_zero": "{s}={d:g}"}
-REGISTRY_MODULE = "core.control.methods.registry"
+__all__ = ["EditPreviewScreen", "confusion_text", "display_path", "files_text", "nice_step"]
+
 BOTH_PANELS_MIN_HEIGHT = 38  # below this the curve and the confusion matrix take turns (v)
-
-
-def nice_step(step: float) -> float:
-    """The largest 1, 2 or 5 × 10^k not above ``step``: + then moves α by a round amount that the
-    header can state exactly (0.1046 became 0.1)."""
-    if not math.isfinite(step) or step <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(step))
-    mantissa = max(m for m in (1, 2, 5) if m * power <= step * (1 + 1e-9))
-    return float(f"{mantissa * power:.12g}")
-
-
-def display_path(path: str | Path) -> str:
-    """A written path relative to the working directory when it lies below it."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def files_text(paths: list[str | Path]) -> str:
-    """``a.pt, a.safetensors in exports/``: the folder once, not repeated for every file (the
-    status line wraps to a second line at 80 columns rather than cutting the names)."""
-    folders = {Path(p).parent for p in paths}
-    if len(folders) != 1:
-        return ", ".join(display_path(p) for p in paths)
-    return ", ".join(Path(p).name for p in paths) + f" in {display_path(folders.pop())}/"
-
-
-def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
-                   width: int = 45) -> Text:
-    """Compact confusion matrix after the edit: rows true, columns predicted.
-
-    Cells are as wide as the largest count needs (+1 space); row labels are cut to what is left
-    of ``width`` (3–6 characters). Diagonal (correct) counts are green, cells that differ from
-    before the edit yellow, the target class's row bold. When even 3-character labels do not
-    fit (many classes), only the target row is listed, as its most frequent predictions.
-    """
-    C = after.shape[0]
-    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1)
-    label = min(6, width - 1 - C * cell)
-    text = Text()
-    if label < 3:
-        row_before, row_after = before[target], after[target]
-        order = np.argsort(-row_after, kind="stable")[:6]
-        text.append(f"{class_name(names, target)} predicted as (after, before):\n", style="bold")
-        for j in order:
-            style = "yellow" if row_after[j] != row_before[j] else ""
-            text.append(f"  {cut_label(class_name(names, int(j)), 12):<12} {row_after[j]:4d}  ({row_before[j]})\n",
-                        style=style)
-        return text
-    text.append("after edit: rows true, cols predicted\n", style="dim")
-    text.append(" " * (label + 1) + "".join(f"{cut_label(name, cell - 1):>{cell}}" for name in names) + "\n",
-                style="dim")
-    for i in range(C):
-        text.append(f"{cut_label(names[i], label):<{label}} ", style="bold" if i == target else "dim")
-        for j in range(C):
-            value = int(after[i, j])
-            style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
-            if value == 0 and style == "":
-                style = "bright_black"
-            text.append(f"{value:>{cell}}", style=style)
-        text.append("\n")
-    return text
 
 
 @session_view(footer="Edit", key="e", title="Edit preview", requires=("rankings",), order=30, name="edit_preview",
               description="Per-class accuracy before/after a SALVE, ROME or steering edit")
-class EditPreviewScreen(SessionScreen):
+class EditPreviewScreen(EditControls, SessionScreen):
     SCREEN_TITLE = "Edit preview"
     HELP_TEXT = (
         "Preview a permanent edit of the classifier's last layer on the cached test activations. "
@@ -144,17 +80,7 @@ class EditPreviewScreen(SessionScreen):
         "the edit in the session and exports the edited model weights. Many classes are listed a "
         "page at a time: { and } turn the page (the status line says which rows)."
     )
-    DEFAULT_CSS = """
-    EditPreviewScreen #edit-settings { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    EditPreviewScreen #edit-body { height: 1fr; }
-    EditPreviewScreen #edit-table { width: 35; height: 1fr; }
-    EditPreviewScreen #edit-right { width: 1fr; }
-    EditPreviewScreen #edit-curve { height: 1fr; min-height: 5; }
-    EditPreviewScreen #edit-confusion { height: auto; width: 1fr; padding-left: 1; }
-    EditPreviewScreen.-show-curve #edit-confusion { display: none; }
-    EditPreviewScreen.-show-confusion #edit-curve { display: none; }
-    EditPreviewScreen #edit-status { height: auto; max-height: 3; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_name("analysis_edit.tcss")  # absolute: a subclass may live elsewhere
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("plus", "alpha(1)", "+ coarse", key_display="+", group=STRENGTH_GROUP),
         Binding("minus", "alpha(-1)", "- coarse", key_display="-", group=STRENGTH_GROUP),
@@ -264,11 +190,6 @@ class EditPreviewScreen(SessionScreen):
             self._start_curve()
         self.update_preview()
 
-    def _dominant(self, c: int) -> int:
-        assert self.inputs is not None
-        k = int(self.inputs.dominant[c])
-        return k if k >= 0 else 0
-
     def _build_table(self) -> None:
         """The page of classes holding the target (names dim for classes without test samples)."""
         assert self.inputs is not None
@@ -305,43 +226,6 @@ class EditPreviewScreen(SessionScreen):
         self._settings_changed()
 
     # ----- the edit
-
-    @property
-    def m(self) -> EditMethod:
-        """The current editing method (``core.control.methods.registry``)."""
-        from core.control.methods.registry import get_method
-
-        return get_method(self.method)
-
-    @property
-    def param_name(self) -> str:
-        return self.m.symbol
-
-    @property
-    def _method_known(self) -> bool:
-        """Whether naming the method costs no import on the UI thread (the app's preloader
-        imports the registry in the background)."""
-        return self.method is not None or REGISTRY_MODULE in sys.modules
-
-    def binding_description(self, binding: Binding) -> str:
-        """The strength keys in the current method's words (``α+ coarse``, ``target=-10``)."""
-        words = STRENGTH_WORDS.get(binding.action)
-        if words is None or not self._method_known:
-            return binding.description
-        return words.format(s=self.m.symbol, d=self.m.default_strength)
-
-    @property
-    def active_bindings(self) -> dict[str, Any]:
-        """The strength keys named after the current method's symbol and reset value."""
-        bindings = super().active_bindings
-        group = Binding.Group(f"{self.m.symbol} ", compact=True) if self._method_known else STRENGTH_GROUP
-        for key, active in bindings.items():
-            binding = active.binding
-            if active.node is self and binding.action in STRENGTH_WORDS:
-                bindings[key] = active._replace(binding=dataclasses.replace(
-                    binding, description=self.binding_description(binding),
-                    group=group if binding.group else None))
-        return bindings
 
     def build_spec(self) -> EditSpec:
         from core.workflow.edits import build_spec
@@ -505,53 +389,12 @@ class EditPreviewScreen(SessionScreen):
         if self.inputs is not None:
             self.query_one(SelectivityPanel).show_for(self.session, result, self.inputs)
 
-    def steps(self) -> tuple[float, float]:
-        """(coarse, fine) strength steps from the curve's range (1.0 / 0.1 until it is known)."""
-        if self.curve is None or self.curve.alphas.numel() < 2:
-            return 1.0, 0.1
-        span = float(self.curve.alphas.max() - self.curve.alphas.min())
-        if not math.isfinite(span) or span <= 0:
-            return 1.0, 0.1
-        return nice_step(span / COARSE_STEPS), nice_step(span / FINE_STEPS)
-
     def _settings_changed(self) -> None:
         self.status = ""
         self._start_curve()
         self.update_preview()
 
     # ----- actions
-
-    def _change_alpha(self, delta: float) -> None:
-        value = self.alpha + delta
-        if self.m.nonnegative_strength:
-            value = max(0.0, value)  # direction comes from the mode, strength is ≥ 0
-        self.alpha = round(value, 12)
-        self.status = ""
-        self.update_preview()
-
-    def action_alpha(self, direction: int) -> None:
-        self._change_alpha(direction * self.steps()[0])
-
-    def action_alpha_fine(self, direction: int) -> None:
-        self._change_alpha(direction * self.steps()[1])
-
-    def action_alpha_zero(self) -> None:
-        self.alpha = self.m.default_strength
-        self.update_preview()
-
-    def action_type_alpha(self) -> None:
-        from salve_tui.app.screens.number_input import NumberInputModal
-
-        minimum = 0.0 if self.m.nonnegative_strength else None
-        what = self.m.strength_help
-
-        def apply(value: float | None) -> None:
-            if value is not None:
-                self.alpha = value
-                self.status = ""
-                self.update_preview()
-
-        self.app.push_screen(NumberInputModal(f"Type the {what}:", self.alpha, minimum), apply)
 
     def action_confusion(self) -> None:
         from salve_tui.app.screens.analysis_confusion import ConfusionScreen
@@ -560,56 +403,6 @@ class EditPreviewScreen(SessionScreen):
             self.notify(self.error or "no edit to compare yet", severity="warning")
             return
         self.app.push_screen(ConfusionScreen(self.spec, self.target_class))
-
-    def action_toggle_mode(self) -> None:
-        self.mode = "enhance" if self.mode == "suppress" else "suppress"
-        self._settings_changed()
-
-    def action_cycle_method(self) -> None:
-        from core.control.methods.registry import method_names
-
-        names = method_names()
-        self.method = names[(names.index(self.m.name) + 1) % len(names)]
-        self.refresh_bindings()  # the footer names this method's strength
-        self.alpha = self.m.default_strength
-        if self.mode not in self.m.modes:
-            self.mode = self.m.modes[0]  # ROME only sets the class logit down
-        self._settings_changed()
-
-    def action_cycle_modulation(self) -> None:
-        self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
-        self._settings_changed()
-
-    def action_step_feature(self, step: int) -> None:
-        if self.inputs is None:
-            return
-        h = self.inputs.num_features
-        self.features[-1] = (self.features[-1] + step) % h
-        self.follow_dominant = False
-        self._settings_changed()
-
-    def action_add_feature(self) -> None:
-        if self.inputs is None:
-            return
-        h = self.inputs.num_features
-        candidate = (self.features[-1] + 1) % h
-        while candidate in self.features and len(self.features) < h:
-            candidate = (candidate + 1) % h
-        self.features.append(candidate)
-        self.follow_dominant = False
-        self._settings_changed()
-
-    def action_remove_feature(self) -> None:
-        if len(self.features) > 1:
-            self.features.pop()
-            self._settings_changed()
-
-    def action_dominant(self) -> None:
-        if self.inputs is None:
-            return
-        self.follow_dominant = True
-        self.features = [self._dominant(self.target_class)]
-        self._settings_changed()
 
     def action_export(self) -> None:
         if self.spec is None:
@@ -630,35 +423,10 @@ class EditPreviewScreen(SessionScreen):
         if message.job is not self._export_job:
             return
         if isinstance(message, JobFinished):
-            result = message.result
-            index = result.metadata.get("edit_index")
-            number = "?" if index is None else index + 1  # numbered from 1, as the edit stack lists
-            verb = "reused" if getattr(result, "reused", False) else "wrote"
-            if result.metadata.get("duplicate"):
-                self.status = (f"not recorded again: this edit is already #{number}, the top of the "
-                               f"edit stack (s); {verb} {files_text(result.files)}")
-            else:
-                self.status = f"recorded edit #{number} in the edit stack (s); {verb} {files_text(result.files)}"
-            self.last_export = result
+            self.status = export_status(message.result)
+            self.last_export = message.result
             self._draw_status()
         elif isinstance(message, JobFailed):
             self.status = ""
             self._set_error(f"export failed: {message.error}")
-        elif isinstance(message, JobProgress):
-            pass
 
-
-def record_and_export(session, spec: EditSpec):  # noqa: ANN001, ANN201 (Session → ExportResult)
-    """Export the model with ``spec`` applied, then record the edit with the written paths."""
-    from core.workflow.edits import list_edits, record_edit
-    from core.workflow.export import export_edited_model
-
-    result = export_edited_model(session, spec)
-    recorded = list_edits(session)
-    if recorded and recorded[-1] == spec:  # w pressed twice: the stack gets no identical copy
-        result.metadata["edit_index"] = len(recorded) - 1
-        result.metadata["duplicate"] = True
-        return result
-    index = record_edit(session, spec, exports=[str(p) for p in result.files])
-    result.metadata["edit_index"] = index
-    return result

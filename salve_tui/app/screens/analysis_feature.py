@@ -20,7 +20,8 @@ because it needs a feature.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from rich.text import Text
@@ -31,29 +32,41 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
-from salve_tui.app.format import format_duration, tui_words
+from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import (
-    bar_text,
-    class_name,
-    gradfam_with_overlay,
-    sample_images,
-)
+from salve_tui.app.screens.analysis_shared import class_name, gradfam_with_overlay, sample_images
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.screens.feature_text import (
+    PANELS,
+    Actmax,
+    actmax_captions,
+    actmax_progress,
+    actmax_status,
+    classes_text,
+    info_text,
+    nearest_text,
+    panel_title,
+    selected_title,
+)
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
-from salve_tui.app.widgets.histogram import ClassHistogram, class_colour
+from salve_tui.app.widgets.histogram import ClassHistogram
 from salve_tui.app.widgets.image import ImageView
+from salve_tui.app.widgets.samples import (
+    MIN_BOTTOM_ROWS,
+    MIN_PIXELS,
+    SampleRow,
+    Thumbnail,
+    card_layout,
+)
 
 if TYPE_CHECKING:
     from core.workflow.feature_card import FeatureCard, FeatureCardInputs
     from core.workflow.saliency_maps import SaliencyResult
 
+# tests and other modules import these from here
+__all__ = ["MIN_PIXELS", "CardData", "FeatureDetailScreen", "SampleRow", "Thumbnail", "card_layout", "encode_latents"]
+
 ROWS = (("top", "▲ highest"), ("quantiles", "≈ quantiles of"), ("bottom", "▼ lowest"))
-PANELS = (("histogram", "1 hist"), ("classes", "2 class"), ("nearest", "3 near"),
-          ("actmax", "4 act-max"))
-MIN_PIXELS = 16  # thumbnails are never smaller (half-blocks: 2 px per cell vertically)
-MAX_PIXELS = 40
-MIN_BOTTOM_ROWS = 11  # the panels need a title + 10 rows (10 classes)
 
 
 def encode_latents(session) -> np.ndarray:  # noqa: ANN001 (Session)
@@ -63,81 +76,8 @@ def encode_latents(session) -> np.ndarray:  # noqa: ANN001 (Session)
     return split_latents(session)
 
 
-def card_layout(width: int, height: int, n_samples: int = 8) -> tuple[int, int, int]:
-    """(thumbnail pixels, visible sample rows, thumbnails shown per row) for a terminal size.
-
-    Thumbnails are square, at least :data:`MIN_PIXELS`, as large as width (all samples of a row
-    side by side) and height (the rows shown plus the panels) allow; all three rows are shown
-    once they fit at the minimum size, else one (↑/↓ switch it).
-    """
-    free = max(0, height - 3 - MIN_BOTTOM_ROWS)  # header, info line, footer
-
-    def pixels_for(rows: int) -> int:
-        return 2 * (free // rows - 2)  # each row: a title, the image, a caption
-
-    rows = 3 if pixels_for(3) >= MIN_PIXELS else 1
-    by_width = (width - 2) // n_samples - 1
-    pixels = max(MIN_PIXELS, min(MAX_PIXELS, by_width, pixels_for(rows)))
-    pixels -= pixels % 2
-    per_row = max(1, min(n_samples, (width - 2) // (pixels + 1)))
-    return pixels, rows, per_row
-
-
 class PanelScroll(VerticalScroll, can_focus=False):
     """A panel that scrolls by PgUp/PgDn only: ↑/↓ stay with the sample selection."""
-
-
-class Thumbnail(Vertical):
-    """A sample image with its class and latent under it; the selected one is reversed."""
-
-    DEFAULT_CSS = """
-    Thumbnail { width: 17; height: 9; padding-right: 1; }
-    Thumbnail ImageView { height: 1fr; }
-    Thumbnail .caption { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    Thumbnail.-selected .caption { text-style: reverse bold; }
-    """
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.sample: int | None = None
-
-    def compose(self) -> ComposeResult:
-        yield ImageView()
-        yield Static("", classes="caption", markup=False)
-
-    def show(self, sample: int | None, image: np.ndarray | None, caption: str) -> None:
-        self.sample = sample
-        self.query_one(ImageView).image = image
-        self.query_one(".caption", Static).update(caption)
-
-    def set_selected(self, selected: bool) -> None:
-        self.set_class(selected, "-selected")
-
-
-class SampleRow(Vertical):
-    """One row of the card: a title and up to eight thumbnails (a window of them when narrow)."""
-
-    DEFAULT_CSS = """
-    SampleRow { height: auto; }
-    SampleRow .row-title { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
-    SampleRow.-current .row-title { color: $text; text-style: bold; }
-    SampleRow Horizontal { height: auto; padding: 0 1; }
-    """
-
-    def __init__(self, key: str, n_samples: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.key = key
-        self.n_samples = n_samples
-
-    def compose(self) -> ComposeResult:
-        yield Static("", classes="row-title", markup=False)
-        with Horizontal():
-            for i in range(self.n_samples):
-                yield Thumbnail(id=f"thumb-{self.key}-{i}")
-
-    @property
-    def thumbnails(self) -> list[Thumbnail]:
-        return list(self.query(Thumbnail))
 
 
 @dataclass(frozen=True)
@@ -147,7 +87,7 @@ class CardData:
     inputs: FeatureCardInputs
     card: FeatureCard
     images: dict[int, np.ndarray]  # the test images of the card's samples not shown before
-    actmax: tuple[list[np.ndarray], dict[str, Any]] | None
+    actmax: Actmax | None
 
 
 class FeatureDetailScreen(SessionScreen):
@@ -164,23 +104,7 @@ class FeatureDetailScreen(SessionScreen):
         "c cancels). PgUp/PgDn scroll a long panel. < and > step to the previous / next feature, "
         "e opens an edit preview of it."
     )
-    DEFAULT_CSS = """
-    FeatureDetailScreen #feature-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    FeatureDetailScreen #feature-info.-error { height: auto; max-height: 6; text-wrap: wrap; }
-    FeatureDetailScreen #feature-body { height: 1fr; }
-    FeatureDetailScreen #feature-rows { height: auto; }
-    FeatureDetailScreen #feature-bottom { height: 1fr; }
-    FeatureDetailScreen #feature-selected { width: 43; padding: 0 1; }
-    FeatureDetailScreen #feature-selected-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    FeatureDetailScreen #feature-selected-images ImageView { width: 1fr; margin-right: 1; }
-    FeatureDetailScreen #feature-panel { width: 1fr; padding: 0 1 0 0; }
-    FeatureDetailScreen #feature-panel-title { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    FeatureDetailScreen #feature-panels { height: 1fr; }
-    FeatureDetailScreen #panel-actmax-images { height: 1fr; }
-    FeatureDetailScreen #panel-actmax-images ImageView { width: 1fr; margin-right: 1; }
-    FeatureDetailScreen #panel-actmax-captions { height: 1; text-wrap: nowrap; }
-    FeatureDetailScreen.-actmax #feature-selected { display: none; }
-    """
+    CSS_PATH = Path(__file__).with_name("analysis_feature.tcss")  # absolute: a subclass may live elsewhere
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("left", "move(0, -1)", "Previous sample", show=False),
         Binding("right", "move(0, 1)", "Next sample", show=False),
@@ -213,8 +137,8 @@ class FeatureDetailScreen(SessionScreen):
         self.preview: SaliencyResult | None = None
         self.preview_error = ""
         self.load_error = ""
-        self.actmax: tuple[list[np.ndarray], dict[str, Any]] | None = None
-        self._actmax_job: Any = None
+        self.actmax: Actmax | None = None
+        self._actmax_job: object | None = None
         self._actmax_feature: int | None = None  # the feature the running act-max job drives
         self._actmax_progress = ""
         self._layout = (MIN_PIXELS, 1, 4)
@@ -369,20 +293,9 @@ class FeatureDetailScreen(SessionScreen):
 
     def _draw_info(self) -> None:
         assert self.card is not None and self.inputs is not None
-        card, names = self.card, self.inputs.class_names
-        k = card.feature
-        owners = [class_name(names, c) for c, d in enumerate(self.inputs.dominant) if int(d) == k]
-        column = card.class_means
-        strongest = int(np.nanargmax(np.abs(column))) if np.isfinite(column).any() else 0
-        info = Text(f"feature {k}", style="bold")
-        info.append(f"/{self.inputs.D.shape[1]} · ")
-        listed = ", ".join(owners) if len(owners) <= 2 else f"{len(owners)} classes (◆ in panel 2)"
-        info.append(f"dominant for {listed}" if owners else "dominant for no class",
-                    style="bold green" if owners else "dim")
-        info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
         widget = self.query_one("#feature-info", Static)
         widget.remove_class("-error")
-        widget.update(info)
+        widget.update(info_text(self.card, self.inputs))
 
     # ----- panels
 
@@ -395,65 +308,17 @@ class FeatureDetailScreen(SessionScreen):
         self.query_one(ClassHistogram).show(card.histogram, card.bin_edges,
                                             None if sample is None else float(card.values[sample]),
                                             card.values, card.labels)
-        self.query_one("#panel-classes-text", Static).update(self._classes_text())
-        self.query_one("#panel-nearest-text", Static).update(self._nearest_text())
+        self.query_one("#panel-classes-text", Static).update(classes_text(card, self.inputs, self.selected_class))
+        self.query_one("#panel-nearest-text", Static).update(nearest_text(card, self.inputs))
         self._draw_actmax()
 
     def _draw_panel_title(self) -> None:
         if not self._body_ready:
             return
-        title = Text()
-        for key, label in PANELS:
-            title.append(label, style="reverse bold" if key == self.panel else "dim")
-            title.append(" ")
-        if self.panel == "classes":
-            title = Text("2 class".ljust(15 + self._class_label_width()) + "μ_ck" + "W·D".rjust(7), style="bold")
-        elif self.panel == "actmax":
-            title.append(self._actmax_status(), style="yellow" if self._actmax_progress else "")
-        self.query_one("#feature-panel-title", Static).update(title)
-
-    def _class_label_width(self) -> int:
-        """Class names in panel 2 get up to 9 characters ("hourglass"; the panel is 36 wide at 80)."""
         names = self.inputs.class_names if self.inputs is not None else []
-        return min(9, max((len(n) for n in names), default=5))
-
-    def _classes_text(self) -> Text:
-        assert self.card is not None and self.inputs is not None
-        card, names = self.card, self.inputs.class_names
-        scale = float(np.nanmax(np.abs(card.class_means))) if np.isfinite(card.class_means).any() else 1.0
-        width = self._class_label_width()
-        text = Text()
-        for c in range(card.num_classes):
-            mu, effect = float(card.class_means[c]), float(card.direct_effect[c])
-            text.append("■", style=class_colour(c))
-            text.append("◆" if int(self.inputs.dominant[c]) == card.feature else " ", style="bold green")
-            text.append(class_name(names, c)[:width].ljust(width) + " ",
-                        style="reverse" if c == self.selected_class else "")
-            text.append_text(bar_text(mu, scale, half_width=4))
-            text.append(f" {mu:+6.2f}" if np.isfinite(mu) else "      —")
-            text.append(f" {effect:+6.2f}\n", style="bold" if effect == card.direct_effect.max() else "")
-        text.rstrip()
-        return text
-
-    def _nearest_text(self) -> Text:
-        assert self.card is not None and self.inputs is not None
-        names = self.inputs.class_names
-        text = Text("feature  cos    dominant for\n", style="dim")
-        for j, cos in zip(self.card.nearest, self.card.nearest_cosine, strict=True):
-            owners = [class_name(names, c) for c, d in enumerate(self.inputs.dominant) if int(d) == int(j)]
-            text.append(f"{int(j):>7} {cos:+.3f}  ")
-            text.append(", ".join(owners) or "—", style="green" if owners else "dim")
-            text.append("\n")
-        text.rstrip()
-        return text
-
-    def _actmax_status(self) -> str:
-        if self._actmax_progress:
-            return self._actmax_progress
-        if self.actmax is None:
-            return "none yet: a runs it"
-        meta = self.actmax[1]
-        return f"u {meta['start_activation']:+.2g} → {meta['final_activation']:+.2g}"
+        status = actmax_status(self.actmax, self._actmax_progress)
+        title = panel_title(self.panel, names, status, bool(self._actmax_progress))
+        self.query_one("#feature-panel-title", Static).update(title)
 
     def _draw_actmax(self) -> None:
         strip = self.query_one("#panel-actmax-images", Horizontal)
@@ -464,12 +329,7 @@ class FeatureDetailScreen(SessionScreen):
             return
         images, meta = self.actmax
         strip.mount_all(ImageView(image) for image in images)
-        caption = Text()
-        width = max(1, (self.query_one("#feature-panel").size.width or 60) // max(1, len(images)))
-        for i, step in enumerate(meta["steps"]):
-            label = f"final {meta['final_activation']:+.2g}" if i == len(images) - 1 else f"step {step}"
-            caption.append(label[: width - 1].ljust(width))
-        captions.update(caption)
+        captions.update(actmax_captions(meta, len(images), self.query_one("#feature-panel").size.width))
 
     def action_panel(self, panel: str) -> None:
         self.panel = panel
@@ -535,19 +395,8 @@ class FeatureDetailScreen(SessionScreen):
         self.run_worker(compute, thread=True, exclusive=True, group="gradfam", exit_on_error=False)
 
     def _draw_selected_title(self) -> None:
-        title = Text()
-        sample = self.selected_sample
-        if sample is None or self.card is None or self.inputs is None:
-            title.append("no sample")
-        else:
-            label = class_name(self.inputs.class_names, int(self.card.labels[sample]))
-            title.append(f"#{sample} {label} u={self.card.values[sample]:+.2f}", style="bold")
-            if self.preview_error:
-                title.append(f" Grad-FAM failed: {self.preview_error}", style="red")
-            elif self.preview is None or self.preview.sample != sample or self.preview.feature != self.feature:
-                title.append(" │ Grad-FAM…", style="dim")
-            else:
-                title.append(f" │ Grad-FAM {self.preview.layer}")
+        title = selected_title(self.card, self.inputs, self.selected_sample, self.feature, self.preview,
+                               self.preview_error)
         self.query_one("#feature-selected-title", Static).update(title)
 
     def _show_preview(self, preview: SaliencyResult, overlay: np.ndarray) -> None:
@@ -604,12 +453,7 @@ class FeatureDetailScreen(SessionScreen):
         if self._actmax_job is None or message.job is not self._actmax_job:
             return
         if isinstance(message, JobProgress):
-            p = message.progress
-            eta = p.eta_seconds
-            self._actmax_progress = (f"act-max feature {self._actmax_feature}: {p.message or ''} "
-                                     f"{p.fraction:.0%}"
-                                     f"{f' · ETA {format_duration(eta)}' if eta is not None else ''}"
-                                     " (c cancels)")
+            self._actmax_progress = actmax_progress(self._actmax_feature, message.progress)
             self._draw_panel_title()
         elif isinstance(message, JOB_END_MESSAGES):
             done = self._actmax_feature

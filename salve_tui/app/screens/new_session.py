@@ -8,6 +8,7 @@ problem to the field it is about, so the message appears right under that field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -18,14 +19,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select, Static
 
 from core.config import (
-    HEAD_INPUT_DIMS,
     BackboneConfig,
     DataConfig,
     SAEConfig,
     SessionConfig,
-    dataset_class_count,
+    dataset_defaults,
     demo_config,
-    real_data_sae_hidden,
 )
 from core.store.session import SessionError, resolve_session_path
 from salve_tui.app.screens.base import SalveScreen
@@ -51,11 +50,32 @@ class Field:
     section: str = ""
 
 
-def suggested_sae_hidden(arch: str, dataset: str, path: str = "") -> int:
-    """The demo's width on Shapes; on real data the width `salve new` uses (from the classes)."""
-    if dataset == "shapes" or arch not in HEAD_INPUT_DIMS:
-        return demo_config().sae.hidden
-    return real_data_sae_hidden(dataset_class_count(dataset, path.strip() or None))
+#: The fields whose default depends on the dataset (and on training from scratch or not), read
+#: from the settings ``salve new`` starts from (:func:`core.config.dataset_defaults`).
+DATASET_DEFAULTS: dict[str, Callable[[SessionConfig], str]] = {
+    "image_size": lambda c: str(c.data.image_size),
+    "epochs": lambda c: str(c.backbone.epochs),
+    "batch_size": lambda c: str(c.backbone.batch_size),
+    "lr": lambda c: f"{c.backbone.lr:g}",
+    "sae_hidden": lambda c: str(c.sae.hidden),
+    "l1_coeff": lambda c: f"{c.sae.l1_coeff:g}",
+    "topk": lambda c: str(c.sae.k),
+    "sae_epochs": lambda c: str(c.sae.epochs),
+}
+
+
+def form_base(values: dict[str, str]) -> SessionConfig:
+    """What ``salve new`` would start from for the form's dataset, folder and weights."""
+    return dataset_defaults(values.get("name", "").strip(), values.get("dataset", "shapes"),
+                            values.get("data_path", "").strip() or None,
+                            from_scratch=values.get("weights", "none") == "none")
+
+
+def suggested_values(values: dict[str, str]) -> dict[str, str]:
+    """Field id → the text ``salve new`` would use for it on the form's dataset (Shapes: the
+    demo's; real data: a smaller λ, fewer SAE epochs, the width from the class folders)."""
+    base = form_base(values)
+    return {field_id: text(base) for field_id, text in DATASET_DEFAULTS.items()}
 
 
 def _fields() -> tuple[Field, ...]:
@@ -139,42 +159,45 @@ def name_problem(name: str, sessions_folder: Path) -> str:
     return ""
 
 
-def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[SessionConfig | None, dict[str, str]]:
-    """Turn form text into a SessionConfig, or field id → message for everything that is wrong."""
-    errors: dict[str, str] = {}
-    name = values.get("name", "").strip()
-    if problem := name_problem(name, sessions_folder):
-        errors["name"] = problem
-
+def _weights_value(values: dict[str, str], errors: dict[str, str]) -> str:
+    """``none``, ``pretrained`` or the checked path of a saved state_dict."""
     weights = values.get("weights", "none")
-    if weights == "file":
-        weights_path = values.get("weights_path", "").strip()
-        if not weights_path:
-            errors["weights_path"] = "required when weights = file: path to a saved state_dict"
-        elif not Path(weights_path).expanduser().is_file():
-            errors["weights_path"] = f"no file at {weights_path}"
-        weights = str(Path(weights_path).expanduser())
+    if weights != "file":
+        return weights
+    weights_path = values.get("weights_path", "").strip()
+    if not weights_path:
+        errors["weights_path"] = "required when weights = file: path to a saved state_dict"
+    elif not Path(weights_path).expanduser().is_file():
+        errors["weights_path"] = f"no file at {weights_path}"
+    return str(Path(weights_path).expanduser())
 
-    kind = values.get("dataset", "shapes")
-    data_path: str | None = None
-    if kind != "shapes":
-        data_path = values.get("data_path", "").strip() or None
-        folder = Path(data_path).expanduser() if data_path else None
-        if folder is None:
-            errors["data_path"] = f"required for {kind}: the dataset's root folder"
-        elif not folder.is_dir():
-            errors["data_path"] = f"no folder at {data_path}"
-        elif kind == "imagefolder" and not (folder / "train").is_dir():
-            errors["data_path"] = f"{data_path} has no train/ folder (expected train/<class>/ and val/<class>/)"
-        elif kind == "imagefolder" and not any((folder / s).is_dir() for s in ("val", "test")):
-            errors["data_path"] = f"{data_path} has no val/ (or test/) folder"
-        if folder is not None:
-            data_path = str(folder)
 
+def _data_path_value(values: dict[str, str], kind: str, errors: dict[str, str]) -> str | None:
+    """The dataset's root folder (None for Shapes), checked for the layout its kind needs."""
+    if kind == "shapes":
+        return None
+    data_path = values.get("data_path", "").strip() or None
+    folder = Path(data_path).expanduser() if data_path else None
+    if folder is None:
+        errors["data_path"] = f"required for {kind}: the dataset's root folder"
+    elif not folder.is_dir():
+        errors["data_path"] = f"no folder at {data_path}"
+    elif kind == "imagefolder" and not (folder / "train").is_dir():
+        errors["data_path"] = f"{data_path} has no train/ folder (expected train/<class>/ and val/<class>/)"
+    elif kind == "imagefolder" and not any((folder / s).is_dir() for s in ("val", "test")):
+        errors["data_path"] = f"{data_path} has no val/ (or test/) folder"
+    return str(folder) if folder is not None else data_path
+
+
+def _form_config(values: dict[str, str], name: str, weights: str, data: DataConfig,
+                 errors: dict[str, str]) -> SessionConfig:
+    """The SessionConfig the numbers in the form describe (a number that does not parse is 0
+    and explained in ``errors``); what the form does not show comes from ``salve new``'s base."""
     sae_epochs = _parse_int(values, "sae_epochs", errors)
-    config = SessionConfig(
+    base = form_base(values)
+    return SessionConfig(
         name=name,
-        data=DataConfig(kind=kind, path=data_path, image_size=_parse_int(values, "image_size", errors)),
+        data=data,
         backbone=BackboneConfig(
             arch=values.get("arch", "resnet18"), weights=weights,
             epochs=_parse_int(values, "epochs", errors),
@@ -192,10 +215,23 @@ def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[Sessio
             epochs=sae_epochs,
             # Same shape of schedule as the paper (StepLR every 1/5 of training), as in the demo.
             lr_step_epochs=max(1, sae_epochs // 5),
-            normalize=kind != "shapes",  # real data: as `salve new` (λ then means the same everywhere)
+            normalize=base.sae.normalize,  # real data: as `salve new` (λ then means the same everywhere)
         ),
         device=values.get("device", "auto"),
     )
+
+
+def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[SessionConfig | None, dict[str, str]]:
+    """Turn form text into a SessionConfig, or field id → message for everything that is wrong."""
+    errors: dict[str, str] = {}
+    name = values.get("name", "").strip()
+    if problem := name_problem(name, sessions_folder):
+        errors["name"] = problem
+    weights = _weights_value(values, errors)
+    kind = values.get("dataset", "shapes")
+    data = DataConfig(kind=kind, path=_data_path_value(values, kind, errors),
+                      image_size=_parse_int(values, "image_size", errors))
+    config = _form_config(values, name, weights, data, errors)
     for problem in config.validate():
         field_id = field_for_problem(problem)
         if field_id == GENERAL and GENERAL in errors:
@@ -207,9 +243,12 @@ def validate_form(values: dict[str, str], sessions_folder: Path) -> tuple[Sessio
 
 class NewSessionScreen(SalveScreen):
     SCREEN_TITLE = "New session"
+    CSS_PATH = Path(__file__).with_name("new_session.tcss")  # absolute: a subclass may live elsewhere
     HELP_TEXT = (
         "Settings of a new session. Defaults are the embedded demo (Shapes dataset, ResNet-18 "
-        "trained from scratch). Nothing runs until you create the session; every field is "
+        "trained from scratch); another dataset or weights set the image size, epochs, batch "
+        "size, learning rate, SAE width, λ and SAE epochs to what `salve new` uses for it, "
+        "except the values you typed. Nothing runs until you create the session; every field is "
         "checked first and problems are shown under the field. tab / shift+tab move between "
         "fields; enter opens a choice list."
     )
@@ -218,6 +257,10 @@ class NewSessionScreen(SalveScreen):
         Binding("ctrl+r", "create(True)", "Create & run", priority=True),
         Binding("escape", "cancel", "Back"),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._auto: dict[str, str] = {}  # field id → the default last filled in (not typed)
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
@@ -259,14 +302,16 @@ class NewSessionScreen(SalveScreen):
         return self.values() != {f.id: f.default for f in FIELDS}
 
     def _update_dependent_fields(self) -> None:
-        """Path fields only matter for some choices: disable them otherwise. The SAE width
-        follows the model and dataset (real data: from the classes) until the user types one."""
+        """Path fields only matter for some choices: disable them otherwise. The fields with a
+        per-dataset default (SAE width, λ, epochs…) follow the dataset, its folder (the class
+        count) and the weights as ``salve new`` would set them, until the user types a value."""
         values = self.values()
-        hidden = self.query_one("#field-sae_hidden", Input)
-        auto = str(suggested_sae_hidden(values["arch"], values["dataset"], values["data_path"]))
-        if hidden.value.strip() in ("", getattr(self, "_auto_hidden", hidden.value.strip())) and hidden.value != auto:
-            hidden.value = auto
-        self._auto_hidden = auto
+        suggested = suggested_values(values)
+        for field_id, auto in suggested.items():
+            widget = self.query_one(f"#field-{field_id}", Input)
+            if widget.value.strip() in ("", self._auto.get(field_id, widget.value.strip())) and widget.value != auto:
+                widget.value = auto
+        self._auto = suggested
         self.query_one("#field-weights_path", Input).disabled = values["weights"] != "file"
         self.query_one("#field-data_path", Input).disabled = values["dataset"] == "shapes"
         self.query_one("#field-topk", Input).disabled = values["sae_kind"] != "topk"
