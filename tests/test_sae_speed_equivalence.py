@@ -156,3 +156,18 @@ def test_two_thread_kernel_equals_one_thread_bit_for_bit_and_the_plain_paper_loo
     assert loss_fast == pytest.approx(loss_plain, rel=1e-4)
     for name, value in plain.state_dict().items():
         np.testing.assert_allclose(fast.weights[name][0], value.numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.native
+def test_small_sae_measures_one_against_two_kernel_threads(monkeypatch) -> None:
+    """Below the measured size the kernel is always used, on the thread count that measured faster
+    (when torch may use 2 threads and the width splits in halves); the note says so."""
+    monkeypatch.setattr(sae_engine, "_engine_choices", {})
+    monkeypatch.setattr(sae_engine, "default_native_threads", lambda: 2)
+    data, cfg = native_data(), native_config(epochs=1, hidden=32)
+    result = train_sae(data, cfg)
+    threads, why = sae_engine._engine_choices[("l1-kernel", 32, 32, 1, cfg.batch_size, torch.get_num_threads())]
+    assert result.engine == "native" and threads in (1, 2)
+    assert "on 1 thread(s)" in why and "on 2 thread(s)" in why and "torch" not in why and why in result.engine_note
+    monkeypatch.setattr(sae_engine, "default_native_threads", lambda: 1)  # one thread: nothing to measure
+    assert "measured" not in train_sae(data, native_config(epochs=1, hidden=64)).engine_note

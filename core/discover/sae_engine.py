@@ -140,8 +140,8 @@ class FastSAETrainer:
     def _native_kernels(self, forced: bool):
         """The compiled kernel when it covers this trainer (L1, CPU, d and h multiples of 16).
 
-        Unless ``forced``: up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights always, on one
-        thread (a step is too short to share); above, only where it measured faster than the
+        Unless ``forced``: up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights always (on the 1 or
+        2 threads that measured faster for the shape); above, only where it measured faster than the
         torch engine for this shape (:func:`measured_engine`, which also picks 1 or 2 threads:
         a second thread halves an idle machine's step, but on a loaded one the per-step
         barrier waits for a descheduled thread). ``SALVE_SAE_ENGINE=native|torch`` skips the
@@ -159,6 +159,10 @@ class FastSAETrainer:
             return lib
         if self.dim * self.hidden <= NATIVE_AUTO_MAX_WEIGHTS:
             self.native_threads = 1
+            if default_native_threads() == 2 and self.hidden % 32 == 0:  # 1 or 2 threads: measured
+                self.native_threads, why = measured_engine(self.dim, self.hidden, self.n_seeds, self.batch_size,
+                                                           with_torch=False)
+                self.native_status += f"; {why}"
             return lib
         wanted = os.environ.get("SALVE_SAE_ENGINE", "")
         if wanted in ("native", "torch"):
@@ -411,14 +415,17 @@ def default_native_threads() -> int:
     return 2 if torch.get_num_threads() >= 2 else 1
 
 
-def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tuple[int, str]:
+def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int,
+                    with_torch: bool = True) -> tuple[int, str]:
     """Which engine is fastest for this L1 SAE shape: ``(threads, why)``, threads = 0 for the
-    torch engine, else the compiled kernel's thread count (1, or 2 where torch may use 2).
+    torch engine (a candidate only ``with_torch``), else the compiled kernel's thread count (1,
+    or 2 where torch may use 2).
 
-    Each candidate runs :data:`PROBE_STEPS` steps on random data of the shape (after a warm-up),
-    twice, interleaved; the smallest time wins. Measured once per process and shape.
+    Each candidate runs :data:`PROBE_STEPS` steps (4× that without torch: the small shapes'
+    steps are short) on random data of the shape after a warm-up, twice, interleaved; the
+    smallest time wins. Measured once per process and shape.
     """
-    key = ("l1", dim, hidden, n_seeds, batch_size, torch.get_num_threads())
+    key = ("l1" if with_torch else "l1-kernel", dim, hidden, n_seeds, batch_size, torch.get_num_threads())
     if key not in _engine_choices:
         gen = torch.Generator().manual_seed(0)
         params = {
@@ -427,12 +434,14 @@ def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tup
             "decoder.weight": torch.randn(n_seeds, dim, hidden, generator=gen) / hidden**0.5,
             "decoder.bias": torch.zeros(n_seeds, dim),
         }
-        candidates = [1, 2, 0] if default_native_threads() == 2 and hidden % 32 == 0 else [1, 0]
+        candidates = [1, 2] if default_native_threads() == 2 and hidden % 32 == 0 else [1]
+        candidates += [0] if with_torch else []
+        probe = PROBE_STEPS if with_torch else 4 * PROBE_STEPS
         trainers = {threads: FastSAETrainer(params, l1_coeff=1e-3, use_native=threads > 0,
                                             batch_size=batch_size, native_threads=max(1, threads))
                     for threads in candidates}
         seconds = {threads: math.inf for threads in trainers}
-        for rows in (2 * batch_size, PROBE_STEPS * batch_size, PROBE_STEPS * batch_size):  # warm-up, then 2×
+        for rows in (2 * batch_size, probe * batch_size, probe * batch_size):  # warm-up, then 2×
             data = torch.randn(rows, dim, generator=gen)
             orders = torch.arange(rows).repeat(n_seeds, 1)
             latents, errors = torch.empty(n_seeds, rows, hidden), torch.empty(n_seeds, rows)
@@ -441,12 +450,13 @@ def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tup
                 trainer.train_epoch(data, orders, batch_size, 1e-4, latents, errors)
                 if rows > 2 * batch_size:
                     seconds[threads] = min(seconds[threads], time.perf_counter() - start)
-        per_step = {threads: 1e3 * t / PROBE_STEPS for threads, t in seconds.items()}
+        per_step = {threads: 1e3 * t / probe for threads, t in seconds.items()}
         best = min(candidates, key=lambda threads: per_step[threads])
         timings = ", ".join(f"compiled kernel on {t} thread(s) {per_step[t]:.2f} ms/step" for t in candidates if t)
+        torch_timing = (f", torch {per_step[0]:.2f} ms/step on {torch.get_num_threads()} thread(s)"
+                        if with_torch else "")
         _engine_choices[key] = (best, (
-            f"measured for d={dim}, h={hidden}, batch {batch_size}, {n_seeds} seed(s): {timings}, "
-            f"torch {per_step[0]:.2f} ms/step on {torch.get_num_threads()} thread(s)"
+            f"measured for d={dim}, h={hidden}, batch {batch_size}, {n_seeds} seed(s): {timings}{torch_timing}"
             + (f"; compiled kernel on {best} thread(s)" if best else "")))
     return _engine_choices[key]
 

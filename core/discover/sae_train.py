@@ -4,8 +4,8 @@ Training (:func:`train_sae`) does not use autograd or ``torch.optim``: the model
 so the gradients are written by hand (five matmuls), Adam follows the exact operation sequence of
 ``torch.optim.Adam``, and K seeds are trained at once. Two engines run this maths:
 
-* **native** (the L1 SAE on the CPU: always up to d·h = 2¹⁶, on one thread; above only where
-  it measured faster for the shape, on the 1 or 2 threads that measured faster,
+* **native** (the L1 SAE on the CPU: always up to d·h = 2¹⁶, above only where it measured
+  faster for the shape; on the 1 or 2 threads that measured faster,
   :func:`core.discover.sae_engine.measured_engine`): one C call per seed and epoch
   (``core/discover/csrc/sae_l1_epoch.c``, compiled on first use by :mod:`core.discover.native`
   for the CPU's widest vectors). At batch 32 a small SAE's step is five tiny matmuls, each
