@@ -2,7 +2,7 @@
 
 Builds a session whose activation stage streams ``--rows`` × ``--dim`` activations (and
 ``--classes`` logits) from a synthetic model through the real stage code
-(``core.workflow.pipeline.stream_activations``), then measures:
+(``core.workflow.stage_activations.stream_activations``), then measures:
 
 - ``extract_overhead``: the stage's time over the same model's forward passes writing nothing;
 - ``disk_floor_s`` / ``extract_overhead_vs_disk``: the same bytes written raw (256 MiB blocks,
@@ -48,7 +48,7 @@ from core.control.spec import EditSpec
 from core.discover.activations import iter_activations
 from core.store.session import Session, session_bytes
 from core.workflow.edits import record_edit
-from core.workflow.pipeline import stream_activations
+from core.workflow.stage_activations import stream_activations
 
 INPUT_DIM = 256
 

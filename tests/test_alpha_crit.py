@@ -9,14 +9,8 @@ import math
 import pytest
 import torch
 
-from core.control.alpha_crit import (
-    alpha50,
-    class_alpha_crit,
-    numerical_alpha_crit,
-    sample_rows,
-    summary_rows,
-    write_csv,
-)
+from core.control.alpha_crit import alpha50, class_alpha_crit, numerical_alpha_crit
+from core.control.alpha_crit_csv import sample_rows, summary_rows, write_csv
 from core.control.curves import dominant_features
 from core.control.methods.salve import salve_sweep
 

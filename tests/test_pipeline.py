@@ -16,7 +16,7 @@ import torch
 
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.store.session import Session, copy_session
-from core.workflow import pipeline
+from core.workflow import pipeline, stage_activations
 from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
 from salve_tui.cli.main import main as salve
 from tests.conftest import tiny_config
@@ -76,7 +76,7 @@ def test_activation_stream_resumes_after_cancel(built_session_path: Path, tmp_pa
     path = tmp_path / "acts.h5"
     copy_session(built_session_path, path)
     reference = Session.open(built_session_path, read_only=True).read_arrays("activations/train")
-    monkeypatch.setattr(pipeline, "COMMIT_INTERVAL_S", 0.0)  # commit every batch
+    monkeypatch.setattr(stage_activations, "COMMIT_INTERVAL_S", 0.0)  # commit every batch
     token = CancelToken()
 
     def cancel_midway(p: Progress) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from test_provenance import folder  # noqa: F401 - the fixture: a copy of the built session
 
 from core.jsonsafe import json_safe
 from core.workflow.provenance import Staleness
@@ -40,3 +44,59 @@ def test_the_dashboard_line_counts_each_kind_with_its_view_key_or_command() -> N
         "warning: 2 α_crit results (k), 1 sweep (`salve sweep s`) out of date "
         "(the SAE was retrained at 10:00:00, after they were computed); recompute them")
     assert overview_line([], {"alpha_crit": "k"}) == ""
+
+
+# ----------------------------------------------------------------------------- saving (issue 21 item 4)
+
+#: Where one result of each kind is saved: its key as ``ResultKind.records`` lists it.
+SAVED_KEYS = {"alpha-crit": "suppress-linear/c0-f1", "sweep": "salve-f1-suppress-linear-c0",
+              "robustness": "suppress-linear", "groundtruth": "groundtruth", "edit": "1"}
+
+
+def test_every_kind_saved_through_the_registry_reads_back_and_goes_stale_after_a_rerun(
+        folder: Path) -> None:  # noqa: F811
+    """One result of each kind saved through ``ResultKind.save`` (arrays, entry, provenance) is
+    read back with its arrays and stage runs, is current, and is out of date, with the rerun
+    stage named, once a stage it reads (the rankings) is rerun."""
+    from core.store.session import Session
+    from core.workflow.pipeline import run_stage
+    from core.workflow.provenance import stage_runs
+    from core.workflow.results import NewResult, stale_results
+
+    assert set(SAVED_KEYS) == set(RESULT_KINDS)
+    with Session.open(folder / "tiny.h5") as session:
+        runs = stage_runs(session)
+        before = time.time()
+        with session.transaction() as tx:
+            for i, (name, kind) in enumerate(RESULT_KINDS.items()):
+                arrays = {"": {"x": np.arange(3.0) + i}} if kind.data else {}
+                kind.save(tx, kind.load(session), [NewResult(SAVED_KEYS[name], {"value": i}, arrays)], runs)
+        for i, (name, kind) in enumerate(RESULT_KINDS.items()):
+            record = dict(kind.records(session))[SAVED_KEYS[name]]
+            assert record["value"] == i and record["computed_from"] == runs, name
+            assert before <= record["recorded_at"] <= time.time()
+            if kind.data:
+                np.testing.assert_array_equal(kind.read_arrays(session, SAVED_KEYS[name])["x"], np.arange(3.0) + i)
+        assert [r for r in stale_results(session) if SAVED_KEYS[r.kind] == r.key] == []
+        run_stage(session, "rankings")
+        found = stale_results(session)
+    assert sorted((r.kind, r.why.stage) for r in found if SAVED_KEYS[r.kind] == r.key) == sorted(
+        (name, "rankings") for name in RESULT_KINDS)
+
+
+def test_a_replacing_save_drops_the_results_old_subgroups_and_provenance_is_required(
+        folder: Path) -> None:  # noqa: F811
+    from core.store.session import Session
+    from core.workflow.results import ROBUSTNESS, SWEEPS, NewResult
+
+    with Session.open(folder / "tiny.h5") as session:
+        with session.transaction() as tx:
+            ROBUSTNESS.save(tx, {}, [NewResult("s", {}, {"c0": {"x": np.zeros(2)}, "c1": {"x": np.ones(2)}})], {})
+        assert session.has("control/robustness/s/c1/x")
+        with session.transaction() as tx:
+            ROBUSTNESS.save(tx, {}, [NewResult("s", {}, {"c0": {"x": np.ones(2)}}, replace=True)], {})
+        assert not session.has("control/robustness/s/c1/x")
+        np.testing.assert_array_equal(ROBUSTNESS.read_arrays(session, "s", "c0")["x"], np.ones(2))
+        with pytest.raises(ValueError, match="stage runs"), session.transaction() as tx:
+            SWEEPS.save(tx, {}, [NewResult("k", {})])
+        assert "k" not in SWEEPS.load(session)  # the refused save left nothing behind

@@ -51,6 +51,12 @@ def test_default_grid_and_budget() -> None:
     assert epochs == 33
     assert sum(c.hidden for c in grid) * epochs <= search.TRAIN_BUDGET * 64 * 300
     assert search.candidate_config(cfg, 128, epochs).lr_step_epochs == round(cfg.lr_step_epochs * 33 / 300)
+    assert search.within_budget(grid, cfg) == grid  # 1440 latents fit 2.5·64·300
+    short = replace(cfg, epochs=5)  # budget 2.5·64·5 = 800 < Σh = 1440: h = 256 goes (Σh = 672)
+    kept = search.within_budget(grid, short)
+    assert sorted({c.hidden for c in kept}) == [32, 64, 128] and len(kept) == 9
+    assert sum(c.hidden for c in kept) * search.search_epochs(short, kept) <= search.TRAIN_BUDGET * 64 * 5
+    assert {c.hidden for c in search.within_budget(grid, replace(cfg, epochs=1))} == {32}  # the narrowest stays
 
 
 def planted_session(tmp_path: Path, n_train: int = 480, epochs: int = 200) -> Path:

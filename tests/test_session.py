@@ -457,7 +457,7 @@ def test_activation_stage_commits_by_bytes_as_well_as_by_time(session: Session, 
     import torch
 
     from core.discover.activations import iter_activations
-    from core.workflow.pipeline import (
+    from core.workflow.stage_activations import (
         COMMIT_MAX_BYTES,
         COMMIT_MIN_BYTES,
         commit_bytes,

@@ -88,7 +88,7 @@ def test_replacing_a_session_keeps_no_checkpoints_of_the_old_one(tmp_path) -> No
 
 def test_a_checkpoint_from_a_deleted_session_is_not_resumed(tmp_path) -> None:
     from core.discover.backbone import TrainState
-    from core.workflow.pipeline import (
+    from core.workflow.stage_backbone import (
         _read_backbone_checkpoint,
         _write_backbone_checkpoint,
         backbone_checkpoint_path,
@@ -110,7 +110,7 @@ def test_a_checkpoint_from_a_deleted_session_is_not_resumed(tmp_path) -> None:
 def test_a_checkpoint_for_another_class_count_is_not_resumed() -> None:
     """Same session id but a head of another size (e.g. the dataset changed): start afresh, no traceback."""
     from core.discover.backbone import build_model, state_to_numpy
-    from core.workflow.pipeline import _checkpoint_fits
+    from core.workflow.stage_backbone import _checkpoint_fits
 
     model = build_model("resnet18", 3, image_size=32)
     arrays = state_to_numpy(model)

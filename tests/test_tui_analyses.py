@@ -621,6 +621,10 @@ def test_confusion_snapshot(snap_compare, synth60: Path) -> None:
         assert row[1:11] == ["6"] + ["0"] * 9  # before: circle row
         assert row[11] == "circle" and [int(v) for v in row[12:22]] == after[0].tolist()
         assert after[0].sum() == 6 and after[0, 0] < 6  # the edit moved circles elsewhere
+        from core.control.methods.registry import get_method
+
+        said = get_method(screen.spec.method).describe(screen.spec)  # the method's words, not the screen's
+        assert text.splitlines()[1].strip() == f"{said} · dominant feature at its α50"
 
     run = snapshot_view("v", ConfusionScreen, lambda s: s.effect is not None, check=check)
     assert snap_compare(synth(synth60), terminal_size=SIZE, run_before=run)

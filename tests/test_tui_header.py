@@ -97,3 +97,27 @@ async def test_read_only_session_has_a_badge_and_refuses_recording(tmp_path: Pat
             said = " ".join(m.text for m in app.messages.messages)
             assert "read-only" in said and "copy its .h5 file" in said
             assert "Errno" not in said and "--" not in said
+
+
+async def test_a_title_change_while_the_header_is_torn_down_does_not_end_the_app() -> None:
+    """Random keys ended the app about one run in three with ``NoMatches: 'HeaderTitle' on
+    ScreenHeader()``: Textual's Header catches NoScreen, not NoMatches, when the title changes
+    after its HeaderTitle is gone (the screen being torn down)."""
+    from textual.app import App, ComposeResult
+    from textual.widgets._header import HeaderTitle
+
+    from salve_tui.app.widgets.chrome import ScreenHeader
+
+    class HeaderOnly(App):
+        def compose(self) -> ComposeResult:
+            yield ScreenHeader()
+
+    app = HeaderOnly()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await app.screen.query_one(HeaderTitle).remove()
+        app.title = "renamed while torn down"
+        await pilot.pause()
+        app.sub_title = "again"
+        await pilot.pause()
+        assert app.is_running and app.return_code is None

@@ -103,7 +103,7 @@ async def test_failed_stage_is_still_shown_after_reopening(tmp_path: Path) -> No
         next_step = str(screen.query_one("#next-step", Static).render())
         assert "✗ 'data' failed:" in next_step and "nowhere" in next_step  # the whole message
         await pilot.press("l")  # the job log keeps the failure across restarts
-        await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen), 5)
+        await wait_for(pilot, lambda: isinstance(app.screen, JobLogScreen) and app.screen.loaded, 5)
         lines = "\n".join(line.text for line in app.screen.query_one("#joblog").lines)
         # a long temporary path wraps (its length depends on the machine): read it unwrapped
         assert "run all failed" in lines and "nowhere" in lines.replace("\n", "")

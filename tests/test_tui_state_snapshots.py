@@ -22,6 +22,7 @@ from test_tui_helpers import (  # noqa: F401
 )
 
 import core.workflow.edits
+import core.workflow.results
 from core.control.spec import EditSpec
 from core.store.joblog import append_job_log
 from core.store.session import Session
@@ -36,7 +37,7 @@ SIZE = (80, 24)
 @pytest.fixture
 def stack_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed_clock: float) -> Path:  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(core.workflow.edits, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
+    monkeypatch.setattr(core.workflow.results, "time", types.SimpleNamespace(time=lambda: FIXED_TIME))
     folder = Path("sessions")
     folder.mkdir()
     path = make_synthetic_session(folder)
@@ -76,7 +77,8 @@ def test_edit_stack_snapshot(snap_compare, stack_folder: Path) -> None:
 
 def test_edit_stack_loading_snapshot(snap_compare, stack_folder: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """The screen paints its loading line before the worker that lists the edits has finished."""
+    """The screen paints its loading notice (the load pattern of every screen) before the worker
+    that lists the edits has finished; the keys that change the stack wait for it."""
     gate = threading.Event()
     real = core.workflow.edits.edit_stack
 
@@ -91,7 +93,10 @@ def test_edit_stack_loading_snapshot(snap_compare, stack_folder: Path,
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, EditStackScreen))
         await pilot.pause()
-        assert pilot.app.screen.stack is None
+        screen = pilot.app.screen
+        assert screen.stack is None and not screen.loaded
+        notice = screen.query_one("#loading-notice")
+        assert notice.display and "loading the edit stack…" in str(notice.render())
 
     app = app_for(stack_folder)
     try:
@@ -127,6 +132,7 @@ def test_job_log_snapshot(snap_compare, stack_folder: Path) -> None:
     async def run_before(pilot) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DashboardScreen))
         await pilot.press("l")
+        await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", False), what="the job log")
         await pilot.pause()
         text = screen_text(pilot.app)
         assert "2 job(s) logged, 1 failed" in text

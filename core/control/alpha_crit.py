@@ -37,7 +37,7 @@ from core.control.alpha_off import OFF_MASS_SHARE, alpha_off, beyond_off, shown_
 from core.control.curves import SweepResult, check_data
 from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
 from core.control.methods.registry import get_method
-from core.control.spec import MODES, check_features, check_weight
+from core.control.spec import check_features, check_mode, check_weight
 from core.jsonsafe import json_safe
 
 DEFAULT_GRID_POINTS = 1000
@@ -332,21 +332,11 @@ class AlphaCritResult:
 
 
 def class_alpha_crit(
-    A: torch.Tensor,
-    labels: torch.Tensor,
-    W: torch.Tensor,
-    b: torch.Tensor | None,
-    D: torch.Tensor,
-    target_class: int,
-    feature: int,
-    mode: str = "suppress",
-    modulation: str = "linear",
-    alpha_max: float | None = None,
-    n_grid: int = DEFAULT_GRID_POINTS,
-    curve: SweepResult | None = None,
-    sample_indices: torch.Tensor | None = None,
-    method: str | EditMethod | None = None,
-    row_chunk: int | None = ROW_CHUNK,
+    A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor,
+    target_class: int, feature: int, mode: str = "suppress", modulation: str = "linear",
+    alpha_max: float | None = None, n_grid: int = DEFAULT_GRID_POINTS,
+    curve: SweepResult | None = None, sample_indices: torch.Tensor | None = None,
+    method: str | EditMethod | None = None, row_chunk: int | None = ROW_CHUNK,
 ) -> AlphaCritResult:
     """All α_crit diagnostics for ``target_class`` and ``feature``.
 
@@ -362,16 +352,7 @@ def class_alpha_crit(
     first, SALVE).
     """
     method = get_method(method)
-    check_weight(W, D)
-    check_features(D, [feature])
-    check_data(A, labels, W)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-    mask = labels == target_class
-    if not bool(mask.any()):
-        raise ValueError(f"class {target_class} has no samples in this split")
-    rows = mask.nonzero().flatten()
-    A_c = A if bool(mask.all()) else A[mask]  # given only the class's rows: no copy
+    rows, A_c = _class_rows(A, labels, W, D, target_class, feature, mode)
     w_c = W[target_class]
     n = A_c.shape[0]
     step = n if row_chunk is None or not method.row_chunked else max(1, int(row_chunk))
@@ -379,14 +360,7 @@ def class_alpha_crit(
     # Per sample everything below is independent of the other samples, except the search's
     # upper end (from every analytic estimate) and the validity histogram's range (from the
     # extreme roots): both are taken over all rows first, so chunks give the one-pass result.
-    # z and S per chunk; the logit's evaluate/search_max/ablation point depend on the weights
-    # only, so the first chunk's logit serves every chunk (keeping one per chunk would hold a
-    # float64 copy of D each)
-    logit = _class_logit(method, A_c[chunks[0]], w_c, D, feature, mode, modulation)
-    zs = [(logit.z, logit.S)] + [(lg.z, lg.S) for lg in
-                                 (_class_logit(method, A_c[r], w_c, D, feature, mode, modulation)
-                                  for r in chunks[1:])]
-    z, S = torch.cat([p[0] for p in zs]), torch.cat([p[1] for p in zs])
+    logit, z, S = _chunked_logit(method, A_c, w_c, D, feature, mode, modulation, chunks)
     analytic = analytic_alpha_crit(z, S, mode)
     if alpha_max is None:
         alpha_max = logit.search_max(analytic)
@@ -397,61 +371,79 @@ def class_alpha_crit(
     ablated = beyond_off(numerical, limit)
     numerical = torch.where(ablated, torch.full_like(numerical, math.nan), numerical)
     prediction = torch.cat([(A_c[r] @ W.T + (0 if b is None else b)).argmax(1) for r in chunks])
-
     # Validity diagnostic: numerical root where found (the paper's choice), else analytic.
     # Only suppression has one: enhancement factors 1 + α|D_jk| never change sign.
     root = torch.where(torch.isfinite(numerical), numerical, analytic)
     has_root = torch.isfinite(root) & (mode == "suppress") & ~ablated
-    below = torch.full_like(root, math.nan)
-    histogram: dict[str, Any] = {"below_zero_count": 0, "total_count": 0, "edges": [], "counts": []}
-    if bool(has_root.any()):
-        d_k = D[:, feature]
-        # 1 − r·|D_jk| falls as r grows (r ≥ 0): the extremes come from the extreme roots.
-        lo = float(validity_terms(root[has_root].max().reshape(1), d_k).min())
-        hi = float(validity_terms(root[has_root].min().reshape(1), d_k).max())
-        counts = None
-        for r in chunks:
-            keep = has_root[r]
-            if not bool(keep.any()):
-                continue
-            terms = validity_terms(root[r][keep], d_k)
-            part_below = below[r]
-            part_below[keep] = (terms < 0).double().mean(1)
-            below[r] = part_below
-            c, edges = torch.histogram(terms.flatten().cpu(), bins=VALIDITY_BINS, range=(lo, max(hi, lo + 1e-12)))
-            counts = c if counts is None else counts + c
-            histogram["below_zero_count"] += int((terms < 0).sum())
-            histogram["total_count"] += int(terms.numel())
-        histogram["edges"] = edges.tolist()
-        histogram["counts"] = [int(c) for c in counts.tolist()]
-
+    below, histogram = validity_diagnostic(root, has_root, D[:, feature], chunks)
     a50 = None
-    if mode == "suppress":
+    if mode == "suppress":  # α50 reads a suppression curve: the given one or the class's own
         if curve is None:
-            x = CachedInputs(A_c, labels[mask], W, b, D)
+            x = CachedInputs(A_c, labels[rows], W, b, D)
             curve = method.sweep(x, EditRequest(target_class, [feature], modulation=modulation))
         a50 = alpha50(curve.alphas, curve.per_class_accuracy[target_class])
     index = rows if sample_indices is None else sample_indices[rows.to(sample_indices.device)]
     return AlphaCritResult(
-        target_class=int(target_class),
-        feature=int(feature),
-        mode=mode,
-        modulation=modulation,
-        sample_index=index.cpu(),
-        prediction=prediction.cpu(),
-        z=z.cpu(),
-        S=S.cpu(),
-        analytic=analytic.cpu(),
-        numerical=numerical.cpu(),
-        alpha_max=used_max,
-        alpha50=a50,
-        validity_below_zero=below.cpu(),
-        validity_histogram=histogram,
-        total_ablation=ablated.cpu(),
-        first_order_exact=bool(logit.first_order_exact),
-        alpha_off=limit,
+        target_class=int(target_class), feature=int(feature), mode=mode, modulation=modulation,
+        sample_index=index.cpu(), prediction=prediction.cpu(), z=z.cpu(), S=S.cpu(),
+        analytic=analytic.cpu(), numerical=numerical.cpu(), alpha_max=used_max, alpha50=a50,
+        validity_below_zero=below.cpu(), validity_histogram=histogram, total_ablation=ablated.cpu(),
+        first_order_exact=bool(logit.first_order_exact), alpha_off=limit,
     )
 
 
-# CSV export lives in its own module; re-exported here for existing callers.
-from core.control.alpha_crit_csv import sample_rows, summary_rows, write_csv  # noqa: E402,F401
+def _class_rows(A: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, D: torch.Tensor,
+                target_class: int, feature: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class's row indices and activations, after checking the inputs (one clear error)."""
+    check_weight(W, D)
+    check_features(D, [feature])
+    check_data(A, labels, W)
+    check_mode(mode)
+    mask = labels == target_class
+    if not bool(mask.any()):
+        raise ValueError(f"class {target_class} has no samples in this split")
+    return mask.nonzero().flatten(), (A if bool(mask.all()) else A[mask])  # all rows: no copy
+
+
+def _chunked_logit(method: EditMethod, A_c: torch.Tensor, w_c: torch.Tensor, D: torch.Tensor,
+                   feature: int, mode: str, modulation: str, chunks: list[slice],
+                   ) -> tuple[ClassLogit, torch.Tensor, torch.Tensor]:
+    """The first chunk's class logit and z, S over every chunk.
+
+    The logit's evaluate/search_max/ablation point depend on the weights only, so the first
+    chunk's logit serves every chunk (keeping one per chunk would hold a float64 copy of D each).
+    """
+    logit = _class_logit(method, A_c[chunks[0]], w_c, D, feature, mode, modulation)
+    pairs = [(logit.z, logit.S)] + [(lg.z, lg.S) for lg in
+                                    (_class_logit(method, A_c[r], w_c, D, feature, mode, modulation)
+                                     for r in chunks[1:])]
+    return logit, torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+
+
+def validity_diagnostic(root: torch.Tensor, has_root: torch.Tensor, d_k: torch.Tensor,
+                        chunks: list[slice]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Per sample the share of j with ``1 − root·|D_jk| < 0`` (NaN without a root) and the
+    pooled histogram of those terms, built chunk by chunk over one fixed range."""
+    below = torch.full_like(root, math.nan)
+    histogram: dict[str, Any] = {"below_zero_count": 0, "total_count": 0, "edges": [], "counts": []}
+    if not bool(has_root.any()):
+        return below, histogram
+    # 1 − r·|D_jk| falls as r grows (r ≥ 0): the extremes come from the extreme roots.
+    lo = float(validity_terms(root[has_root].max().reshape(1), d_k).min())
+    hi = float(validity_terms(root[has_root].min().reshape(1), d_k).max())
+    counts = None
+    for r in chunks:
+        keep = has_root[r]
+        if not bool(keep.any()):
+            continue
+        terms = validity_terms(root[r][keep], d_k)
+        part_below = below[r]
+        part_below[keep] = (terms < 0).double().mean(1)
+        below[r] = part_below
+        c, edges = torch.histogram(terms.flatten().cpu(), bins=VALIDITY_BINS, range=(lo, max(hi, lo + 1e-12)))
+        counts = c if counts is None else counts + c
+        histogram["below_zero_count"] += int((terms < 0).sum())
+        histogram["total_count"] += int(terms.numel())
+    histogram["edges"] = edges.tolist()
+    histogram["counts"] = [int(c) for c in counts.tolist()]
+    return below, histogram

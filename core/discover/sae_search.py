@@ -7,13 +7,17 @@ dataset, h = 2048 gave 3/10). Instead of a convention, the search measures the o
 * **Grid** (:func:`default_grid`): widths d/16, d/8, d/4, d/2 (multiples of 16, at least the class
   count) × λ ∈ {λ₀/3, λ₀, 3λ₀}. Candidates of one width train as K seeds of one batched run
   (one λ per seed, the same initial weights), so a width costs about one run of that width.
-* **Budget** (:func:`search_epochs`): all candidates train the session's schedule compressed to
+* **Budget** (:func:`search_epochs`, :func:`within_budget`): all candidates train the session's schedule compressed to
   E_s epochs (StepLR steps scaled alike), with E_s chosen so that Σ h · E_s ≤
   :data:`TRAIN_BUDGET` · h₀ · E (h₀, E: the configured width and epochs): the training costs at
-  most 2.5 single runs in matmul work; scoring adds a little (the record holds the seconds).
-* **Scores** (:func:`score_candidate`), on the test split the SAE never saw, with the class means
-  M from the training split as the rankings stage computes them: distinct dominant features,
-  the median dominance ratio (top |M| over the second), the number of classes whose dominant
+  most 2.5 single runs in matmul work (a run so short that one epoch of every width exceeds
+  that drops the widest widths); scoring adds about a quarter of one (the record holds
+  the seconds; bench/bench_sae_search.py measures the whole against one run).
+* **Scores** (:func:`score_candidate`; the search runs the batched equal,
+  :func:`core.discover.sae_search_score.score_candidates`), on the test split the SAE never saw,
+  with the class means M of the training split (the encoding of each class's mean activation,
+  which for the affine encoder is the mean latent the rankings stage computes): distinct
+  dominant features, the median dominance ratio (top |M| over the second), the number of classes whose dominant
   feature's SALVE suppression has a selective window, the number of those whose controls (a
   low-association feature and a random direction) keep the target ≥ 50% at the dominant
   feature's α50 (controls run only where there is a window to back), explained variance, L0 and
@@ -74,6 +78,17 @@ def default_grid(dim: int, n_classes: int, l1_coeff: float) -> list[Candidate]:
     return [Candidate(h, float(l1_coeff) * f) for h in widths for f in LAMBDA_FACTORS]
 
 
+def within_budget(grid: Sequence[Candidate], config: SAEConfig) -> list[Candidate]:
+    """``grid`` without its widest widths while even one epoch of it costs more than the budget
+    (Σ h > TRAIN_BUDGET · h₀ · E: a short run, ``--sae-epochs 5``); the narrowest width stays."""
+    budget = TRAIN_BUDGET * config.hidden * config.epochs
+    kept = list(grid)
+    while sum(c.hidden for c in kept) > budget and len({c.hidden for c in kept}) > 1:
+        widest = max(c.hidden for c in kept)
+        kept = [c for c in kept if c.hidden != widest]
+    return kept
+
+
 def search_epochs(config: SAEConfig, grid: Sequence[Candidate]) -> int:
     """E_s: the most epochs with Σ_candidates h · E_s ≤ TRAIN_BUDGET · h₀ · E (1 … E)."""
     total_width = sum(c.hidden for c in grid)
@@ -122,8 +137,57 @@ def dominance(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return absM.argmax(1), top2[:, 1] / np.maximum(top2[:, 0], 1e-12)
 
 
+@dataclass
+class SplitStats:
+    """Candidate-independent numbers every score reads, computed once per search."""
+
+    class_mean_a: torch.Tensor  # (C × d) float64 mean training activation of each class (NaN: none)
+    test_a64: torch.Tensor  # (N × d) the test split in float64
+    variance: float  # Σ (a − mean a)² over the test split: the EV denominator
+
+
+def split_stats(data: HeldOut) -> SplitStats:
+    """:class:`SplitStats` of ``data``."""
+    from core.discover.rankings import class_means
+
+    a64 = data.test_a.double()
+    means = torch.from_numpy(class_means(data.train_a, data.train_labels, len(data.class_names)))
+    return SplitStats(means, a64, float((a64 - a64.mean(0)).pow(2).sum()))
+
+
+def candidate_basics(weights: dict[str, np.ndarray], data: HeldOut, stats: SplitStats | None = None) -> dict[str, Any]:
+    """What both scorers need of one SAE: its decoder ``D``, class means ``M`` and dominant
+    features, and the sweep-free scores (EV, L0, dead, distinct dominants, ratio).
+
+    The L1 SAE's encoder is affine, so the mean latent of a class is the encoding of its mean
+    activation: ``M = E ā_c + b_e`` in float64, the rankings stage's M (the mean of the
+    training latents) without encoding every training row for each candidate.
+    """
+    from core.discover.sae import active_latents
+
+    stats = split_stats(data) if stats is None else stats
+    enc_w = torch.as_tensor(weights["encoder.weight"]).double()
+    M = torch.addmm(torch.as_tensor(weights["encoder.bias"]).double(), stats.class_mean_a, enc_w.T).numpy()
+    u = _latents(weights, data.test_a)
+    D = torch.as_tensor(weights["decoder.weight"], dtype=torch.float32)
+    recon = torch.addmm(torch.as_tensor(weights["decoder.bias"], dtype=torch.float32), u, D.T)
+    ev = 1.0 - float((stats.test_a64 - recon.double()).pow(2).sum()) / stats.variance
+    active = active_latents(u.abs(), exact_zero=False)
+    dominant, ratio = dominance(M)
+    row = {
+        "hidden": int(D.shape[1]), "ev_test": ev, "l0": float(active.sum(1).float().mean()),
+        "dead": int((~active.any(0)).sum()), "distinct_dominants": len(set(dominant.tolist())),
+        "n_classes": len(data.class_names), "dominance_ratio_median": float(np.median(ratio)),
+    }
+    return {"D": D, "M32": torch.from_numpy(M).float(), "dominant": dominant, "row": row}
+
+
 def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, Any]:
-    """The held-out scores of one SAE (weights in the activations' units, no seed axis)."""
+    """The held-out scores of one SAE (weights in the activations' units, no seed axis).
+
+    The plain path, one method sweep per class: the reference that the batched scorer
+    (:func:`core.discover.sae_search_score.score_candidates`, used by the search) must equal.
+    """
     from core.control.alpha_crit import alpha50
     from core.control.methods.base import CachedInputs, EditRequest
     from core.control.selectivity import (
@@ -133,24 +197,13 @@ def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, 
         unedited_accuracy,
     )
     from core.control.sweep import sweep
-    from core.discover.rankings import class_means
-    from core.discover.sae import active_latents
 
-    C = len(data.class_names)
-    M = class_means(_latents(weights, data.train_a), data.train_labels, C)
-    u = _latents(weights, data.test_a)
-    D = torch.as_tensor(weights["decoder.weight"], dtype=torch.float32)
-    recon = torch.addmm(torch.as_tensor(weights["decoder.bias"], dtype=torch.float32), u, D.T)
-    a64 = data.test_a.double()
-    ev = 1.0 - float((a64 - recon.double()).pow(2).sum() / (a64 - a64.mean(0)).pow(2).sum())
-    active = active_latents(u.abs(), exact_zero=False)
-    dominant, ratio = dominance(M)
-    x = CachedInputs(data.test_a, data.test_labels, data.W, data.b, D, torch.from_numpy(M).float())
+    base = candidate_basics(weights, data)
+    x = CachedInputs(data.test_a, data.test_labels, data.W, data.b, base["D"], base["M32"])
     baseline = unedited_accuracy(x)
     windows = controls_ok = 0
-    for c in range(C):
-        request = EditRequest(c, [int(dominant[c])], n_points=SCORE_POINTS)
-        result = sweep("salve", x, request)
+    for c, k in enumerate(base["dominant"].tolist()):
+        result = sweep("salve", x, EditRequest(c, [int(k)], n_points=SCORE_POINTS))
         sel = selectivity(result, baseline)
         windows += bool(sel.selective.any())
         a50 = alpha50(result.alphas, sel.target)
@@ -159,12 +212,7 @@ def score_candidate(weights: dict[str, np.ndarray], data: HeldOut) -> dict[str, 
         controls = control_summary(sel, control_sweeps(result, x), data.class_names, a50)
         kept = [v["target_accuracy_at_main_alpha50"] for v in controls.values()]
         controls_ok += all(k is not None and k >= CONTROL_KEEP for k in kept)
-    return {
-        "hidden": int(D.shape[1]), "ev_test": ev, "l0": float(active.sum(1).float().mean()),
-        "dead": int((~active.any(0)).sum()), "distinct_dominants": len(set(dominant.tolist())),
-        "n_classes": C, "dominance_ratio_median": float(np.median(ratio)),
-        "selective_windows": windows, "controls_ok": controls_ok,
-    }
+    return {**base["row"], "selective_windows": windows, "controls_ok": controls_ok}
 
 
 def _rank_key(row: dict[str, Any]) -> tuple:

@@ -227,6 +227,28 @@ class _EpochTotals:
         )
 
 
+def window_orders(generators: list[torch.Generator], carried: int, new: int) -> Tensor:
+    """Each seed's row order in a window (K × (carried + new)): seed s first takes its own
+    ``carried`` rows left over from the last window (rows ``s·carried …``), then the window's
+    ``new`` rows (after the K·carried carried ones) in its own random order."""
+    K = len(generators)
+    return torch.stack([
+        torch.cat([torch.arange(s * carried, (s + 1) * carried),
+                   torch.randperm(new, generator=g) + K * carried])
+        for s, g in enumerate(generators)
+    ])
+
+
+def _train_rows(trainer: FastSAETrainer, data: Tensor, orders: Tensor, config: SAEConfig, lr: float,
+                totals: _EpochTotals) -> None:
+    """One pass of every seed over ``data`` in its order, adding the latents to ``totals``."""
+    K, n_train = orders.shape
+    latents = torch.empty(K, n_train, config.hidden, device=data.device)
+    err_norm = torch.empty(K, n_train, device=data.device)
+    trainer.train_epoch(data, orders, config.batch_size, lr, latents, err_norm)
+    totals.add(latents, err_norm)
+
+
 def streamed_epoch(
     source: RowSource, plan: StreamPlan, config: SAEConfig, first_seed: int, scale: float = 1.0,
     device: torch.device | str = "cpu", on_window: Callable[[int, int], None] | None = None,
@@ -269,19 +291,11 @@ def streamed_epoch(
                 data = window[spare - K * r :].to(device)
                 del window, rows
                 m = data.shape[0] - K * r
-                orders = torch.stack([
-                    torch.cat([torch.arange(s * r, (s + 1) * r), torch.randperm(m, generator=g) + K * r])
-                    for s, g in enumerate(generators)
-                ]).to(device)
+                orders = window_orders(generators, r, m).to(device)
                 last = index == len(windows) - 1
                 n_train = r + m if last else (r + m) // config.batch_size * config.batch_size
                 if n_train:
-                    latents = torch.empty(K, n_train, config.hidden, device=device)
-                    err_norm = torch.empty(K, n_train, device=device)
-                    trainer.train_epoch(data, orders[:, :n_train].contiguous(), config.batch_size, lr,
-                                        latents, err_norm)
-                    totals.add(latents, err_norm)
-                    del latents, err_norm
+                    _train_rows(trainer, data, orders[:, :n_train].contiguous(), config, lr, totals)
                 carried = None if last else data[orders[:, n_train:].reshape(-1)]
                 del data
                 if on_window is not None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.jobs import CancelToken, ProgressFn
+from core.jobs import CancelToken, ProgressFn, check_cancel
 from core.store.session import Session
 from core.workflow.assets import FIGURES_DIR, MODEL_LOCK, check_feature, load_assets, target_path
 
@@ -54,6 +54,7 @@ def run_actmax(
     from core.validate.actmax import activation_maximization
 
     assets = load_assets(session)
+    check_cancel(cancel)  # loading the model and data takes seconds under load
     feature = check_feature(assets, feature)
     config = config or default_actmax_config(session, feature)
     if config.image_size != assets.image_size:
@@ -113,6 +114,7 @@ def actmax_png(
     """Run :func:`run_actmax` and write :func:`save_actmax`'s figure; returns its path."""
     config = config or default_actmax_config(session, feature)
     result = run_actmax(session, feature, config, progress, cancel)
+    check_cancel(cancel)
     return save_actmax(session, result, config, out)
 
 

@@ -133,6 +133,39 @@ def group_results(
         yield curve, crit
 
 
+class _Batch:
+    """Finished classes not yet committed: one transaction per :data:`BATCH_CLASSES` classes or
+    :data:`BATCH_SECONDS`, whichever comes first (every transaction has a cost)."""
+
+    def __init__(self, session: Session, x: ControlInputs, outcome: AllDominantOutcome,
+                 classes: int, seconds: float) -> None:
+        self.session, self.x, self.outcome = session, x, outcome
+        self.classes, self.seconds = classes, seconds
+        self.sweeps_index = SWEEPS.load(session)
+        self.crit_records = alpha_crit_records(session)
+        self.pending: list[tuple[int, SweepResult, AlphaCritResult | None]] = []
+        self.last_commit = time.monotonic()
+
+    def add(self, c: int, curve: SweepResult, crit: AlphaCritResult | None) -> None:
+        self.pending.append((c, curve, crit))
+        if len(self.pending) >= self.classes or time.monotonic() - self.last_commit >= self.seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        """Record the pending classes' sweeps and α_crit in one transaction."""
+        x, pending = self.x, self.pending
+        if pending:
+            with self.session.transaction() as tx:
+                write_sweeps(tx, self.sweeps_index, [curve for _, curve, _ in pending], x.computed_from)
+                crits = [crit for _, _, crit in pending if crit is not None]
+                if crits:
+                    write_alpha_crit(tx, self.crit_records, crits, x.class_names, x.dominant, x.computed_from)
+            self.outcome.computed += [c for c, _, _ in pending]
+            self.outcome.commits += 1
+            pending.clear()
+        self.last_commit = time.monotonic()
+
+
 def run_all_dominant(
     session: Session,
     mode: str = "suppress",
@@ -164,40 +197,21 @@ def run_all_dominant(
     reporter = ProgressReporter(JOB_NAME, x.num_classes, progress, start=x.num_classes - len(todo))
     reporter.report(x.num_classes - len(todo), f"{len(todo)} of {x.num_classes} classes to compute"
                     + (f" ({len(done)} already recorded)" if done else ""))
-    sweeps_index = SWEEPS.load(session)
-    crit_records = alpha_crit_records(session)
-    pending: list[tuple[int, SweepResult, AlphaCritResult | None]] = []
-    last_commit = time.monotonic()
-
-    def commit() -> None:
-        nonlocal last_commit
-        if pending:
-            with session.transaction() as tx:
-                write_sweeps(tx, sweeps_index, [curve for _, curve, _ in pending], x.computed_from)
-                crits = [crit for _, _, crit in pending if crit is not None]
-                if crits:
-                    write_alpha_crit(tx, crit_records, crits, x.class_names, x.dominant, x.computed_from)
-            outcome.computed += [c for c, _, _ in pending]
-            outcome.commits += 1
-            pending.clear()
-        last_commit = time.monotonic()
-
+    batch = _Batch(session, x, outcome, batch_classes, batch_seconds)
     try:
         i = 0
         for group in _groups(x, todo, n_alphas):
             for c, (curve, crit) in zip(group, group_results(session, x, group, mode, modulation, alphas,
                                                              n_alphas, cancel), strict=True):
-                pending.append((c, curve, crit))
                 i += 1
                 reporter.report(x.num_classes - len(todo) + i, f"class {x.class_names[c]}")
-                if len(pending) >= batch_classes or time.monotonic() - last_commit >= batch_seconds:
-                    commit()
+                batch.add(c, curve, crit)
     except JobCancelled:
-        commit()
+        batch.commit()
         raise JobCancelled(
             f"sweeps of dominant features cancelled: {len(outcome.computed) + len(done)} of "
             f"{x.num_classes - len(outcome.no_feature)} classes are recorded; rerun to compute the rest"
         ) from None
-    commit()
+    batch.commit()
     outcome.seconds = time.monotonic() - started
     return outcome

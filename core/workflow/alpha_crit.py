@@ -7,7 +7,6 @@ the most recently recorded one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from core.control.spec import check_features
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for, setting_key
-from core.workflow.results import ALPHA_CRIT
+from core.workflow.results import ALPHA_CRIT, NewResult
 
 
 def alpha_crit_brief(result: AlphaCritResult, class_names: Sequence[str]) -> dict[str, Any]:
@@ -182,17 +181,15 @@ def write_alpha_crit(
     """Write α_crit results into an open transaction; ``stored`` (:func:`alpha_crit_records`)
     is updated and rewritten, so several batches can share it. ``computed_from``: the stage
     runs the results were computed from (``core.workflow.provenance``)."""
-    provenance = {"computed_from": dict(computed_from)} if computed_from else {}
     from core.workflow.quality import refresh_alpha_crit_warnings
 
     index, summary_block, warnings = stored
+    new = []
     for r in results:
         setting = setting_key(r.mode, r.modulation)
-        key = f"c{r.target_class}-f{r.feature}"
         arrays = {name: getattr(r, name).numpy() for name in _ALPHA_CRIT_ARRAYS}
         arrays["total_ablation"] = r.total_ablation_mask.numpy()
-        tx.write_arrays(f"control/alpha_crit/{setting}/{key}", arrays)
-        index.setdefault(setting, {})[key] = {**r.summary(), "recorded_at": time.time(), **provenance}
+        new.append(NewResult(f"{setting}/c{r.target_class}-f{r.feature}", r.summary(), {"": arrays}))
         if dominant is not None and int(dominant[r.target_class]) == r.feature:
             brief = alpha_crit_brief(r, class_names)
             summary_block.setdefault(setting, {})[class_names[r.target_class]] = {
@@ -201,7 +198,7 @@ def write_alpha_crit(
                           "qualifying", "qualifying_numerical", "n_samples", "total_ablation",
                           "numerical_shown", "withheld_reason", "analytic_exact")
             }
-    ALPHA_CRIT.save(tx, index)
+    ALPHA_CRIT.save(tx, index, new, computed_from or {})
     warnings[:] = refresh_alpha_crit_warnings(warnings, summary_block)  # the dashboard reads these
     tx.update_json("summary", alpha_crit=summary_block, warnings=warnings)
 
@@ -215,7 +212,7 @@ def load_alpha_crit(
     results = []
     for key in sorted(index, key=lambda k: tuple(int(p[1:]) for p in k.split("-"))):
         s = index[key]
-        arrays = session.read_arrays(f"control/alpha_crit/{setting}/{key}")
+        arrays = ALPHA_CRIT.read_arrays(session, f"{setting}/{key}")
         results.append(
             AlphaCritResult(
                 target_class=int(s["class"]),

@@ -18,13 +18,8 @@ from core.atomic import atomic_write
 from core.discover.distributed import DistContext, barrier, batch_shard
 from core.jobs import CancelToken, ProgressFn, ProgressReporter
 from core.store.session import Session
-from core.workflow.pipeline import (
-    _check_requirements,
-    finish_activations,
-    load_data,
-    load_model,
-    run_sae,
-)
+from core.workflow.pipeline import _check_requirements, load_data, load_model, run_sae
+from core.workflow.stage_activations import finish_activations
 
 SPLITS = ("train", "test")
 

@@ -6,7 +6,6 @@ so every recorded edit replays bit-for-bit with ``core.control.edit.replay``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,11 +99,9 @@ def record_edit(
 ) -> int:
     """Append ``spec`` to the session's edit log; returns its position in the log."""
     from core.workflow.provenance import stage_runs
-    from core.workflow.results import EDITS
 
     check_writable(session, True)
-    entry: dict[str, Any] = {**spec.to_dict(), "recorded_at": time.time(),
-                             "computed_from": stage_runs(session, EDITS.reads)}
+    entry = EDITS.stamp(spec.to_dict(), stage_runs(session, EDITS.reads))
     if exports:
         entry["exports"] = [str(p) for p in exports]
     if note:

@@ -141,13 +141,8 @@ def export_edited_model(
     the hash over the edited weights and the edit list): exporting the same composition again
     returns the earlier files (``reused=True``) once their recorded SHA-256 still matches.
     """
-    import safetensors.torch
-    import torch
-    import torchvision
-
     from core.control.edit import edited_model
     from core.discover.backbone import final_linear
-    from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
     from core.workflow.edits import active_edits
     from core.workflow.inputs import load_inputs
     from core.workflow.pipeline import load_model
@@ -170,7 +165,6 @@ def export_edited_model(
     _, _, head = final_linear(edited)
     head_name = next(name for name, module in edited.named_modules() if module is head)
 
-    config = session.config
     weights = state_digest(state)
     content = hashlib.sha256(
         (weights + json.dumps([e.to_dict() for e in edits], sort_keys=True)).encode()
@@ -181,24 +175,39 @@ def export_edited_model(
         if reused is not None:
             return reused
         _check_targets(targets)
-    payloads: dict[Path, bytes] = {}
-    for path in targets:
-        if FORMATS[path.suffix.lower()] == "pt":
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            payloads[path] = buffer.getvalue()
-        else:
-            payloads[path] = safetensors.torch.save(
-                state, metadata={"format": SIDECAR_FORMAT, "arch": config.backbone.arch}
-            )
+    payloads = {path: _serialise(state, path, session.config.backbone.arch) for path in targets}
+    metadata = _export_metadata(session, inputs, edits, head_name, content, weights)
+    sidecars, readmes = _write_export(payloads, metadata)
+    return ExportResult(list(targets), sidecars, readmes, metadata)
 
-    # Accuracy from the cached activations, so the sidecar says what the edit does.
+
+def _serialise(state: dict[str, Any], path: Path, arch: str) -> bytes:
+    """The state dict as the bytes of ``path``'s format (``.pt`` or ``.safetensors``)."""
+    import safetensors.torch
+    import torch
+
+    if FORMATS[path.suffix.lower()] == "pt":
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+    return safetensors.torch.save(state, metadata={"format": SIDECAR_FORMAT, "arch": arch})
+
+
+def _export_metadata(session: Session, inputs: Any, edits: Sequence[EditSpec], head_name: str,
+                     content: str, weights: str) -> dict[str, Any]:
+    """What the sidecar says: the model, its classes and preprocessing, the edits and, from the
+    cached activations, what they do to the test accuracy."""
+    import torch
+    import torchvision
+
+    from core.discover.data import IMAGENET_MEAN, IMAGENET_STD
     from core.workflow.edits import edited_head
 
+    config = session.config
     W_new, b_new = edited_head(inputs, edits)
     after = torch.addmm(b_new, inputs.A, W_new.T).argmax(1)
     before = inputs.base_predictions
-    metadata: dict[str, Any] = {
+    return {
         "format": SIDECAR_FORMAT,
         "created": time.time(),
         "session": session.name,
@@ -221,6 +230,11 @@ def export_edited_model(
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
     }
+
+
+def _write_export(payloads: dict[Path, bytes], metadata: dict[str, Any]) -> tuple[list[Path], list[Path]]:
+    """Write each model file with its README and sidecar (the sidecar last, naming the file's
+    SHA-256); returns the sidecars and READMEs."""
     sidecars, readmes = [], []
     for path, data in payloads.items():
         meta = {**metadata, "files": {path.name: {"sha256": hashlib.sha256(data).hexdigest(),
@@ -232,7 +246,7 @@ def export_edited_model(
         write_text(side, json.dumps(meta, indent=2, sort_keys=True), overwrite=True)
         sidecars.append(side)
         readmes.append(readme)
-    return ExportResult(list(targets), sidecars, readmes, metadata)
+    return sidecars, readmes
 
 
 def state_digest(state: dict[str, Any]) -> str:
@@ -383,7 +397,7 @@ def export_alpha_crit_csv(
 ) -> tuple[Path, Path]:
     """Write the per-class summary to ``path`` and the per-sample table beside it
     (``<stem>.samples.csv`` unless ``samples_path``). Rows carry the class name too."""
-    from core.control.alpha_crit import write_csv
+    from core.control.alpha_crit_csv import write_csv
 
     if not results:
         raise ValueError("no α_crit results to export; run `salve alpha-crit` first")

@@ -45,19 +45,21 @@ def run_faithfulness(
     if samples < 1 or steps < 2 or n_random < 1:
         raise ValueError("samples ≥ 1, steps ≥ 2 and random orders ≥ 1 are needed")
     assets = load_assets(session)
+    check_cancel(cancel)
     pairs = _pairs(session, assets, features)
     chosen = layer or default_target_layer(assets.model, assets.image_size)
     reporter = ProgressReporter("faithfulness", len(pairs.pairs), progress)
     per_feature, curves_fam, curves_cam = [], [], []
     for i, (c, k) in enumerate(pairs.pairs):
         check_cancel(cancel)
-        entry, fam, cam = _score_pair(assets, pairs, c, k, samples, steps, n_random, chosen)
+        entry, fam, cam = _score_pair(assets, pairs, c, k, samples, steps, n_random, chosen, cancel)
         curves_fam += fam
         curves_cam += cam
         per_feature.append(entry)
         reporter.report(i + 1, f"feature {k} ({assets.class_names[c]})")
     result = _result(session.name, chosen, steps, n_random, samples, per_feature)
     if figure and per_feature:
+        check_cancel(cancel)
         result["figure"] = str(faithfulness_png(session, curves_fam, curves_cam, chosen))
     return result
 
@@ -90,7 +92,7 @@ def _pairs(session: Session, assets: Any, features: Sequence[int] | None) -> _Pa
 
 
 def _score_pair(assets: Any, pairs: _Pairs, c: int, k: int, samples: int, steps: int, n_random: int,
-                chosen: str) -> tuple[dict[str, Any], list, list]:
+                chosen: str, cancel: CancelToken | None = None) -> tuple[dict[str, Any], list, list]:
     """Deletion/insertion curves of feature ``k`` (Grad-FAM, tracking ``s·u_k``) and class ``c``
     (Grad-CAM, tracking its logit) on the class's ``samples`` test images that drive ``s·u_k``
     hardest; returns the feature's entry and both lists of curves."""
@@ -111,10 +113,11 @@ def _score_pair(assets: Any, pairs: _Pairs, c: int, k: int, samples: int, steps:
     with MODEL_LOCK:
         heat_fam = grad_fam(assets.model, assets.sae, batch, k, chosen).detach()
         heat_cam = grad_cam(assets.model, batch, c, chosen).detach()
-        fam = [sample_curves(fam_score, batch[j], heat_fam[j], steps, n_random, seed=j)
-               for j in range(len(top))]
-        cam = [sample_curves(cam_score, batch[j], heat_cam[j], steps, n_random, seed=j)
-               for j in range(len(top))]
+        fam, cam = [], []
+        for j in range(len(top)):  # a sample's curves take ~0.1–0.5 s: cancel is looked at each
+            check_cancel(cancel)
+            fam.append(sample_curves(fam_score, batch[j], heat_fam[j], steps, n_random, seed=j))
+            cam.append(sample_curves(cam_score, batch[j], heat_cam[j], steps, n_random, seed=j))
     entry = {"class": c, "class_name": assets.class_names[c], "feature": k, "samples": [int(s) for s in top]}
     for label, curves in (("gradfam", fam), ("gradcam", cam)):
         aucs = [f.aucs() for f in curves]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,85 +155,70 @@ def export_figures(
     before/after confusion matrices of every recorded edit. :func:`figure_gaps` lists the
     groups left out. Existing files of the same name are overwritten.
     """
-    from core.workflow.edits import describe_spec, list_edits, preview_edit
-    from core.workflow.figures import (
-        safe_filename,
-        save_confusion_matrices,
-        save_suppression_curves,
-    )
-    from core.workflow.robustness import load_robustness
+    from core.workflow.edits import list_edits
     from core.workflow.sweeps import list_sweeps
 
     require_stages(session)
     figures = session.exports_dir / FIGURES_DIR
     names = [str(c) for c in session.read_json("class_names")]
     dominant = [int(k) for k in session.read_array("rankings/dominant")]
-    sweeps = list_sweeps(session)
-    crit_settings = sorted(ALPHA_CRIT.load(session))
-    robustness = ROBUSTNESS.load(session)
     edits = list_edits(session)
-    distinct = sorted({k for k in dominant if k >= 0})
-    with_feature = [c for c, k in enumerate(dominant) if k >= 0]
     warnings = figure_warning_lines(session)  # computed once: every figure carries them
 
-    jobs: list[tuple[str, Any]] = [("feature-class matrix", None)]
-    jobs += [(f"top samples feature {k}", ("top", k)) for k in distinct]
-    jobs += [(f"Grad-FAM {names[c]}", ("gradfam", c)) for c in with_feature]
-    jobs += [(f"sweep {key}", ("sweep", key)) for key in sorted(sweeps)]
-    jobs += [(f"α_crit {s}", ("crit", s)) for s in crit_settings]
-    jobs += [(f"robustness {s}", ("robust", s)) for s in sorted(robustness)]
-    jobs += [(f"confusion edit {i}", ("edit", i)) for i in range(len(edits))]
+    # each job draws one figure (a path), several (a list) or none (None: nothing to draw)
+    jobs: list[tuple[str, Callable[[], Path | list[Path] | None]]] = [
+        ("feature-class matrix", partial(feature_class_matrix_png, session, caption=warnings))]
+    jobs += [(f"top samples feature {k}", partial(top_samples_png, session, k, caption=warnings))
+             for k in sorted({k for k in dominant if k >= 0})]
+    jobs += [(f"Grad-FAM {names[c]}", partial(class_gradfam_png, session, c, caption=warnings))
+             for c, k in enumerate(dominant) if k >= 0]
+    jobs += [(f"sweep {key}", partial(sweep_figures, session, key, names, figures, warnings))
+             for key in sorted(list_sweeps(session))]
+    jobs += [(f"α_crit {s}", partial(alpha_crit_png, session, *s.split("-", 1), warnings))
+             for s in sorted(ALPHA_CRIT.load(session))]
+    jobs += [(f"robustness {s}", partial(robustness_figures, session, s, names, figures, warnings))
+             for s in sorted(ROBUSTNESS.load(session))]
+    jobs += [(f"confusion edit {i}", partial(edit_confusion_png, session, i, spec, names, figures, warnings))
+             for i, spec in enumerate(edits)]
     reporter = ProgressReporter("export figures", len(jobs), progress)
     written: list[Path] = []
     for done, (label, job) in enumerate(jobs):
         check_cancel(cancel)
-        if job is None:
-            written.append(feature_class_matrix_png(session, caption=warnings))
-        elif job[0] == "top":
-            written.append(top_samples_png(session, job[1], caption=warnings))
-        elif job[0] == "gradfam":
-            written.append(class_gradfam_png(session, job[1], caption=warnings))
-        elif job[0] == "sweep":
-            written += sweep_figures(session, job[1], names, figures, warnings)
-        elif job[0] == "crit":
-            mode, modulation = job[1].split("-", 1)
-            crit = alpha_crit_png(session, mode, modulation, warnings)
-            if crit is not None:
-                written.append(crit)
-        elif job[0] == "robust":
-            mode, modulation = job[1].split("-", 1)
-            for c, arrays in sorted(load_robustness(session, mode, modulation).items()):
-                path = figures / safe_filename("robustness", job[1], names[c], ext=".png")
-                written.append(
-                    save_suppression_curves(
-                        arrays["alphas"].numpy(),
-                        arrays["accuracy_mean"].numpy().T,
-                        names,
-                        path,
-                        target=c,
-                        std=arrays["accuracy_std"].numpy().T,
-                        title=f"{mode} {names[c]}'s dominant feature: mean ± std over "
-                        f"{arrays['n_seeds']} SAE seeds",
-                        caption=warnings,
-                    )
-                )
-        elif job[0] == "edit":
-            spec = edits[job[1]]
-            effect = preview_edit(session, spec)
-            path = figures / safe_filename("confusion", f"edit {job[1]}", describe_spec(spec),
-                                           ext=".png")
-            written.append(
-                save_confusion_matrices(
-                    {"before": effect.confusion_before.numpy(),
-                     "after": effect.confusion_after.numpy()},
-                    names,
-                    path,
-                    title=f"edit {job[1]}: {describe_spec(spec)}",
-                    caption=warnings,
-                )
-            )
+        drawn = job()
+        written += drawn if isinstance(drawn, list) else [] if drawn is None else [drawn]
         reporter.report(done + 1, label)
     return written
+
+
+def robustness_figures(session: Session, setting: str, names: list[str], figures: Path,
+                       warnings: list[str]) -> list[Path]:
+    """One mean ± std suppression-curve figure per class of a stored seed-robustness setting."""
+    from core.workflow.figures import safe_filename, save_suppression_curves
+    from core.workflow.robustness import load_robustness
+
+    mode, modulation = setting.split("-", 1)
+    return [save_suppression_curves(
+        arrays["alphas"].numpy(), arrays["accuracy_mean"].numpy().T, names,
+        figures / safe_filename("robustness", setting, names[c], ext=".png"),
+        target=c, std=arrays["accuracy_std"].numpy().T,
+        title=f"{mode} {names[c]}'s dominant feature: mean ± std over {arrays['n_seeds']} SAE seeds",
+        caption=warnings,
+    ) for c, arrays in sorted(load_robustness(session, mode, modulation).items())]
+
+
+def edit_confusion_png(session: Session, number: int, spec: Any, names: list[str], figures: Path,
+                       warnings: list[str]) -> Path:
+    """The before/after confusion matrices of recorded edit ``number`` on the cached test split."""
+    from core.workflow.edits import describe_spec, preview_edit
+    from core.workflow.figures import safe_filename, save_confusion_matrices
+
+    effect = preview_edit(session, spec)
+    return save_confusion_matrices(
+        {"before": effect.confusion_before.numpy(), "after": effect.confusion_after.numpy()},
+        names, figures / safe_filename("confusion", f"edit {number}", describe_spec(spec), ext=".png"),
+        title=f"edit {number}: {describe_spec(spec)}", caption=warnings,
+    )
+
 
 def _strength_label(result: Any) -> str:
     """A sweep's x-axis: its method's strength symbol (α, β, target)."""

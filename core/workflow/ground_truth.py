@@ -15,7 +15,7 @@ from core.jobs import CancelToken, ProgressFn
 from core.jsonsafe import json_safe
 from core.store.session import Session, SessionError
 from core.workflow.assets import MODEL_LOCK, load_assets
-from core.workflow.results import GROUNDTRUTH
+from core.workflow.results import GROUNDTRUTH, NewResult
 
 
 def require_shapes(session: Session, source: Any = None) -> None:
@@ -111,8 +111,8 @@ def run_groundtruth(
         "shared_part": _shared_part(session, inputs, latents, dominant, cancel, budget),
         "computed_from": inputs.computed_from,
     })
-    if record:
-        _record(session, result, table, inputs.subset)
+    if record:  # what is stored: the result stamped with when it was recorded
+        result = _record(session, result, table, inputs.subset)
     return result
 
 
@@ -284,13 +284,15 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _record(session: Session, result: dict[str, Any], table: np.ndarray, subset: np.ndarray) -> None:
-    """Commit the result, the AUROC table, the scored indices and the summary in one transaction."""
+def _record(session: Session, result: dict[str, Any], table: np.ndarray, subset: np.ndarray) -> dict[str, Any]:
+    """Commit the result, the AUROC table, the scored indices and the summary in one
+    transaction; returns the stored result."""
+    arrays = {"auroc": table.astype(np.float32), "sample_index": subset.astype(np.int64)}
     with session.transaction() as tx:
-        GROUNDTRUTH.save(tx, result)
-        tx.write_array("groundtruth/auroc", table.astype(np.float32))
-        tx.write_array("groundtruth/sample_index", subset.astype(np.int64))
+        stored = GROUNDTRUTH.save(tx, GROUNDTRUTH.empty(), [NewResult("groundtruth", result, {"": arrays})],
+                                  result["computed_from"])
         tx.update_json("summary", groundtruth=_brief(result))
+    return stored
 
 
 def _shared_part_choice(

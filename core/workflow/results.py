@@ -5,12 +5,14 @@ recomputes it (``rerun``, ``view``), how its document is loaded and saved, how t
 splits into records (each carrying ``computed_from``, see ``core.workflow.provenance``) and
 which of them are out of date (``stale``). The warnings of ``salve info``, the dashboard and
 the screens that show a kind all come from :data:`RESULT_KINDS`, so a new kind of result is one
-entry here.
+entry here. Every kind is written through :meth:`ResultKind.save` (arrays, index entry and its
+provenance: ``recorded_at`` and ``computed_from``), so staleness is judged alike for all.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,45 @@ def _single(name: str) -> Callable[[Any], Records]:
 
 def _numbered(doc: Any) -> Records:
     return [(str(i + 1), entry) for i, entry in enumerate(doc or [])]
+
+
+# The inverse of each split above: put ``record`` at ``key`` of ``doc`` (in place where the
+# document is a container, so batches can share one loaded index) and return the document.
+
+def _put_by_key(doc: Any, key: str, record: dict[str, Any]) -> Any:
+    doc[key] = record
+    return doc
+
+
+def _put_by_setting(doc: Any, key: str, record: dict[str, Any]) -> Any:
+    setting, name = key.split("/", 1)
+    doc.setdefault(setting, {})[name] = record
+    return doc
+
+
+def _put_single(doc: Any, key: str, record: dict[str, Any]) -> Any:
+    return record
+
+
+def _put_numbered(doc: Any, key: str, record: dict[str, Any]) -> Any:
+    index = int(key) - 1
+    if index == len(doc):
+        doc.append(record)
+    else:
+        doc[index] = record
+    return doc
+
+
+@dataclass(frozen=True)
+class NewResult:
+    """One result to record through :meth:`ResultKind.save`: its key in the kind (as
+    :meth:`ResultKind.records` lists it), its index entry, and its arrays by sub-group
+    ("" = the result's own group, ``ResultKind.data_path``)."""
+
+    key: str
+    entry: Mapping[str, Any]
+    arrays: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    replace: bool = False  # drop the result's stored arrays first (sub-groups no longer written)
 
 
 @dataclass(frozen=True)
@@ -72,14 +113,45 @@ class ResultKind:
     split: Callable[[Any], Records] = field(default=_by_key, repr=False)  # document → (key, record)
     reads: tuple[str, ...] = CONTROL_STAGES
     empty: Callable[[], Any] = dict
+    put: Callable[[Any, str, dict[str, Any]], Any] = field(default=_put_by_key, repr=False)  # split's inverse
+    data: str = ""  # where a result's arrays go, "{key}" standing for its key ("": none)
 
     def load(self, session: Session) -> Any:
         """The stored document (an empty one when none is stored yet)."""
         return session.read_json(self.key, self.empty()) or self.empty()
 
-    def save(self, tx: Any, doc: Any) -> None:
-        """Write the document inside an open transaction."""
+    def stamp(self, entry: Mapping[str, Any], computed_from: Mapping[str, float]) -> dict[str, Any]:
+        """``entry`` with the provenance every kind records: when it was recorded and the
+        finishing time of each stage run it read (``core.workflow.provenance``)."""
+        return {**entry, "recorded_at": time.time(), "computed_from": dict(computed_from)}
+
+    def save(self, tx: Any, doc: Any, new: Sequence[NewResult] = (),
+             computed_from: Mapping[str, float] | None = None) -> Any:
+        """The one place a result kind is written, inside an open transaction (all or nothing,
+        ``Session.transaction``): each new result's arrays under :meth:`data_path`, its entry
+        stamped (:meth:`stamp`, with ``computed_from``) and put into ``doc`` (the stored
+        document, updated in place), then the document. Returns the document written."""
+        if new and computed_from is None:
+            raise ValueError(f"a new {self.one} needs the stage runs it was computed from")
+        for result in new:
+            if result.replace:
+                tx.delete(self.data_path(result.key))
+            for sub, arrays in result.arrays.items():
+                tx.write_arrays(self.data_path(result.key, sub), arrays)
+            doc = self.put(doc, result.key, self.stamp(result.entry, computed_from or {}))
         tx.write_json(self.key, doc)
+        return doc
+
+    def data_path(self, key: str, sub: str = "") -> str:
+        """The group holding the arrays of result ``key`` (``sub``: one of its sub-groups)."""
+        if not self.data:
+            raise ValueError(f"a {self.one} stores no arrays")
+        base = self.data.format(key=key)
+        return f"{base}/{sub}" if sub else base
+
+    def read_arrays(self, session: Session, key: str, sub: str = "") -> dict[str, Any]:
+        """The stored arrays of result ``key`` (``sub``: one of its sub-groups)."""
+        return session.read_arrays(self.data_path(key, sub))
 
     def records(self, session: Session) -> Records:
         """``(key, record)`` of every stored result of the kind, in a stable order."""
@@ -101,19 +173,21 @@ class ResultKind:
 
 
 ALPHA_CRIT = ResultKind("alpha-crit", "control/alpha_crit_index", "α_crit result", "α_crit results",
-                        "rerun α_crit (`salve alpha-crit NAME`)", "alpha_crit", _by_setting)
+                        "rerun α_crit (`salve alpha-crit NAME`)", "alpha_crit", _by_setting,
+                        put=_put_by_setting, data="control/alpha_crit/{key}")
 SWEEPS = ResultKind("sweep", "control/sweep_index", "sweep", "sweeps",
-                    "rerun the sweep (`salve sweep NAME`)", "")
+                    "rerun the sweep (`salve sweep NAME`)", "", data="control/sweeps/{key}")
 ROBUSTNESS = ResultKind("robustness", "control/robustness", "seed-robustness run", "seed-robustness runs",
-                        "rerun seed robustness (`salve robustness NAME`)", "seed_robustness")
+                        "rerun seed robustness (`salve robustness NAME`)", "seed_robustness",
+                        data="control/robustness/{key}")
 GROUNDTRUTH = ResultKind("groundtruth", "groundtruth/results", "ground-truth result", "ground-truth results",
                          "rerun ground truth (`salve groundtruth NAME`)", "ground_truth",
-                         _single("groundtruth"))
+                         _single("groundtruth"), put=_put_single, data="groundtruth")
 #: An edit reads its features' SAE and the head it scales, and the rankings its features and
 #: strength were chosen from (the dominant feature, class means).
 EDITS = ResultKind("edit", "control/edits", "recorded edit", "recorded edits",
                    "check the edit's features and record it again (`salve edit NAME`)", "edit_stack",
-                   _numbered, empty=list)
+                   _numbered, empty=list, put=_put_numbered)
 
 RESULT_KINDS: dict[str, ResultKind] = {k.name: k for k in (ALPHA_CRIT, SWEEPS, ROBUSTNESS, GROUNDTRUTH, EDITS)}
 ALL_KINDS = tuple(RESULT_KINDS)

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +16,7 @@ from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.jsonsafe import json_safe
 from core.store.session import Session
 from core.workflow.inputs import check_writable, load_inputs, setting_key
-from core.workflow.results import ROBUSTNESS
+from core.workflow.results import ROBUSTNESS, NewResult
 
 
 def run_seed_robustness(
@@ -66,13 +65,13 @@ def run_seed_robustness(
         )
         reporter.report(i + 1, f"class {x.class_names[c]}")
     if record:
-        meta = _meta(result, results, k, sae_config.epochs, mode, modulation, split, x.computed_from)
-        save_robustness(session, results, result.weights, meta)
+        meta = _meta(result, results, k, sae_config.epochs, mode, modulation, split)
+        save_robustness(session, results, result.weights, meta, x.computed_from)
     return results
 
 
 def _meta(trained: Any, results: Sequence[RobustnessResult], k: int, epochs: int, mode: str,
-          modulation: str, split: str, computed_from: Any) -> dict[str, Any]:
+          modulation: str, split: str) -> dict[str, Any]:
     """What is stored beside the curves: the seeds, their final EV and each class's features."""
     ev = trained.history.get("ev")
     final_ev = [float(v[-1]) for v in ev] if ev is not None and ev.shape[1] else []
@@ -85,8 +84,6 @@ def _meta(trained: Any, results: Sequence[RobustnessResult], k: int, epochs: int
         "split": split,
         "final_explained_variance": final_ev,
         "classes": {str(r.target_class): r.features_per_seed for r in results},
-        "recorded_at": time.time(),
-        "computed_from": dict(computed_from),
     }
 
 
@@ -127,28 +124,28 @@ def save_robustness(
     results: Sequence[RobustnessResult],
     sae_weights: dict[str, np.ndarray] | None,
     meta: dict[str, Any],
+    computed_from: Mapping[str, float] | None = None,
 ) -> None:
+    """Store one setting's curves (replacing its earlier ones) and the seeds' SAE weights;
+    ``computed_from``: the stage runs they read (default the session's current ones)."""
+    from core.workflow.provenance import stage_runs
+
     check_writable(session, True)
     setting = setting_key(meta["mode"], meta["modulation"])
     stored = ROBUSTNESS.load(session)
-    stored[setting] = meta
+    computed_from = stage_runs(session) if computed_from is None else computed_from
+    curves = {f"c{r.target_class}": {
+        "alphas": r.alphas.double().numpy(),
+        "accuracy_mean": r.accuracy_mean.double().numpy(),
+        "accuracy_std": r.accuracy_std.double().numpy(),
+        "target_prediction_mean": r.target_prediction_mean.double().numpy(),
+        "target_prediction_std": r.target_prediction_std.double().numpy(),
+        "features_per_seed": np.asarray(r.features_per_seed, dtype=np.int64),
+    } for r in results}
     with session.transaction() as tx:
-        tx.delete(f"control/robustness/{setting}")
-        for r in results:
-            tx.write_arrays(
-                f"control/robustness/{setting}/c{r.target_class}",
-                {
-                    "alphas": r.alphas.double().numpy(),
-                    "accuracy_mean": r.accuracy_mean.double().numpy(),
-                    "accuracy_std": r.accuracy_std.double().numpy(),
-                    "target_prediction_mean": r.target_prediction_mean.double().numpy(),
-                    "target_prediction_std": r.target_prediction_std.double().numpy(),
-                    "features_per_seed": np.asarray(r.features_per_seed, dtype=np.int64),
-                },
-            )
+        stored = ROBUSTNESS.save(tx, stored, [NewResult(setting, meta, curves, replace=True)], computed_from)
         if sae_weights is not None:
             tx.write_arrays("control/robustness_sae", sae_weights)
-        ROBUSTNESS.save(tx, stored)
         tx.update_json(
             "summary",
             robustness={s: {"n_seeds": m["n_seeds"], "epochs": m["epochs"]} for s, m in stored.items()},
@@ -167,7 +164,7 @@ def load_robustness(
         )
     out = {}
     for c in meta["classes"]:
-        arrays = session.read_arrays(f"control/robustness/{setting}/c{c}")
+        arrays = ROBUSTNESS.read_arrays(session, setting, f"c{c}")
         out[int(c)] = {name: torch.from_numpy(v) for name, v in arrays.items()}
         out[int(c)]["n_seeds"] = meta["n_seeds"]
     return out

@@ -21,6 +21,7 @@ import torch
 
 from core.config import memory_budget
 from core.discover import sae_search as search
+from core.discover.sae_search_score import Shared, score_candidates, shared_inputs
 from core.jobs import CancelToken, Progress, ProgressFn, check_cancel
 from core.store.session import Session
 
@@ -65,7 +66,8 @@ def check_fits(session: Session, grid: list[search.Candidate]) -> None:
     n_test = session.array_shape(activations_key(session, "test", "a"))[0]
     per_width = search.groups(grid)
     widest = max(h * len(lams) for h, lams in per_width.items())
-    need = in_memory_bytes(n, d, widest, 1, session.config.sae.normalize) + 4 * n_test * (d + widest)
+    # scoring: the test split, its per-class copy (float32) and float64 copy, one width's latents
+    need = in_memory_bytes(n, d, widest, 1, session.config.sae.normalize) + 4 * n_test * (4 * d + widest)
     budget = memory_budget()
     if need > budget:
         raise ValueError(
@@ -87,27 +89,36 @@ def _group_progress(progress: ProgressFn | None, index: int, count: int, hidden:
     return report
 
 
-def _train_and_score(data: search.HeldOut, train_scaled: torch.Tensor, scale: float, config: Any,
-                     hidden: int, lambdas: list[float], epochs: int, progress, cancel) -> dict[str, Any]:
-    """One width: its λ values as seeds of one batched run, then each SAE's held-out scores."""
+def train_width(train_scaled: torch.Tensor, scale: float, config: Any, hidden: int, lambdas: list[float],
+                epochs: int, progress: ProgressFn | None = None,
+                cancel: CancelToken | None = None) -> tuple[list[dict[str, np.ndarray]], Any]:
+    """One width's λ values as seeds of one batched run (the same initial weights for every λ);
+    the SAEs in the activations' units, and the training result."""
     from core.discover.sae import fold_scale
     from core.discover.sae_train import _initial_state, train_sae
 
     cfg = search.candidate_config(config, hidden, epochs)
     n, d = train_scaled.shape
-    start = _initial_state(cfg, [config.seed] * len(lambdas), n, d)  # same initial weights for every λ
-    t0 = time.perf_counter()
+    start = _initial_state(cfg, [config.seed] * len(lambdas), n, d)
     result = train_sae(train_scaled, cfg, progress, cancel, n_seeds=len(lambdas), resume=start,
                        l1_coeffs=lambdas)
-    train_s = time.perf_counter() - t0
-    rows = []
-    for i, lam in enumerate(lambdas):
+    candidates = []
+    for i in range(len(lambdas)):
         weights = {name: value[i] for name, value in result.weights.items()}
-        if config.normalize:
-            weights = fold_scale(weights, scale)
-        check_cancel(cancel)
-        row = search.score_candidate(weights, data)
-        rows.append({**row, "l1_coeff": lam, "ev_train": float(result.history["ev"][i, -1])})
+        candidates.append(fold_scale(weights, scale) if config.normalize else weights)
+    return candidates, result
+
+
+def _train_and_score(shared: Shared, train_scaled: torch.Tensor, scale: float, config: Any,
+                     hidden: int, lambdas: list[float], epochs: int, progress, cancel) -> dict[str, Any]:
+    """One width: trained (:func:`train_width`), then its candidates' held-out scores together."""
+    t0 = time.perf_counter()
+    candidates, result = train_width(train_scaled, scale, config, hidden, lambdas, epochs, progress, cancel)
+    train_s = time.perf_counter() - t0
+    check_cancel(cancel)
+    scores = score_candidates(candidates, shared.data, shared, cancel)
+    rows = [{**row, "l1_coeff": lam, "ev_train": float(result.history["ev"][i, -1])}
+            for i, (lam, row) in enumerate(zip(lambdas, scores, strict=True))]
     return {"rows": rows, "train_seconds": train_s, "score_seconds": time.perf_counter() - t0 - train_s,
             "engine": result.engine}
 
@@ -130,13 +141,14 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
                          "activations` first")
     data = held_out(session)
     n, d = data.train_a.shape
-    grid = grid or search.default_grid(d, len(data.class_names), config.l1_coeff)
+    grid = grid or search.within_budget(search.default_grid(d, len(data.class_names), config.l1_coeff), config)
     check_fits(session, grid)
     epochs = search.search_epochs(config, grid)
     key = _key(session, grid, epochs, n, d)
     scale = normalization_scale(data.train_a) if config.normalize else 1.0
     train_scaled = data.train_a * scale if config.normalize else data.train_a
     per_width = search.groups(grid)
+    shared = None  # built once, when the first width needs scoring
     done: dict[int, dict[str, Any]] = {}
     for index, (hidden, lambdas) in enumerate(per_width.items()):
         stored = session.read_json(f"{GROUP_PREFIX}/h{hidden}")
@@ -144,7 +156,8 @@ def run_search(session: Session, progress: ProgressFn | None = None, cancel: Can
             done[hidden] = stored  # resumed: this width was finished by an earlier run
             continue
         check_cancel(cancel)
-        group = _train_and_score(data, train_scaled, scale, config, hidden, lambdas, epochs,
+        shared = shared or shared_inputs(data)
+        group = _train_and_score(shared, train_scaled, scale, config, hidden, lambdas, epochs,
                                  _group_progress(progress, index, len(per_width), hidden), cancel)
         with session.transaction() as tx:
             tx.write_json(f"{GROUP_PREFIX}/h{hidden}", {"key": key, **group})

@@ -5,7 +5,6 @@ One stored sweep per id (:func:`sweep_id`: method, feature(s), mode, modulation,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from core.control.sweep import RowChunkedSweep, sweep
 from core.jobs import CancelToken, ProgressFn, ProgressReporter, check_cancel
 from core.store.session import Session
 from core.workflow.inputs import ControlInputs, check_writable, row_inputs_for
-from core.workflow.results import SWEEPS
+from core.workflow.results import SWEEPS, NewResult
 
 
 def sweep_id(result: SweepResult) -> str:
@@ -175,26 +174,16 @@ def write_sweeps(tx: Any, index: dict[str, Any], results: Sequence[SweepResult],
     """Write sweeps into an open transaction and ``index`` (the stored sweep index, updated and
     rewritten): several sweeps cost one commit. Returns their ids. ``computed_from``: the
     stage runs they were computed from (``core.workflow.provenance``)."""
-    keys = []
-    for result in results:
-        key = sweep_id(result)
-        meta = {k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS}
-        meta.update(n_alphas=int(result.alphas.numel()), recorded_at=time.time())
-        if computed_from:
-            meta["computed_from"] = dict(computed_from)
-        index[key] = meta
-        tx.write_arrays(
-            f"control/sweeps/{key}",
-            {
-                "alphas": result.alphas.double().numpy(),
-                "per_class_accuracy": result.per_class_accuracy.double().numpy(),
-                "target_prediction": result.target_prediction.double().numpy(),
-                "class_counts": np.asarray(result.class_counts, dtype=np.int64),
-            },
-        )
-        keys.append(key)
-    SWEEPS.save(tx, index)
-    return keys
+    new = [NewResult(sweep_id(result),
+                     {**{k: v for k, v in result.to_dict().items() if k not in _SWEEP_ARRAYS},
+                      "n_alphas": int(result.alphas.numel())},
+                     {"": {"alphas": result.alphas.double().numpy(),
+                           "per_class_accuracy": result.per_class_accuracy.double().numpy(),
+                           "target_prediction": result.target_prediction.double().numpy(),
+                           "class_counts": np.asarray(result.class_counts, dtype=np.int64)}})
+           for result in results]
+    SWEEPS.save(tx, index, new, computed_from or {})
+    return [r.key for r in new]
 
 _SWEEP_ARRAYS = ("alphas", "per_class_accuracy", "target_prediction", "class_counts")
 
@@ -208,7 +197,7 @@ def load_sweep(session: Session, key: str) -> SweepResult:
     if key not in index:
         known = ", ".join(sorted(index)) or "none yet"
         raise KeyError(f"session {session.name} has no sweep '{key}' (stored: {known})")
-    return SweepResult.from_dict({**index[key], **session.read_arrays(f"control/sweeps/{key}")})
+    return SweepResult.from_dict({**index[key], **SWEEPS.read_arrays(session, key)})
 
 def curve_alpha50(result: SweepResult) -> list[float | None]:
     """Per class, the strength at which its accuracy falls to 50% on this curve (None: never)."""

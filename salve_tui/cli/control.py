@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
+from core.config import MODULATIONS
 from salve_tui.cli import validate as v
 from salve_tui.cli.common import CliError, ProgressPrinter, cancel_on_sigint, emit, open_session
 
@@ -45,7 +46,6 @@ class RegisteredMethods(Sequence[str]):
 
 METHODS = RegisteredMethods()
 MODES = ("suppress", "enhance")
-MODULATIONS = ("linear", "clamped")
 
 
 def parse_alpha_grid(text: str) -> list[float]:

@@ -32,6 +32,8 @@ import torch
 
 from core.config import MODULATIONS
 from core.control.curves import (
+    AUTO_RANGE_MAX_DOUBLINGS,
+    AUTO_RANGE_TARGET_ACC,
     DEFAULT_CHUNK_ELEMENTS,
     DEFAULT_N_ALPHAS,
     AffinePieces,
@@ -47,11 +49,9 @@ from core.control.curves import (
     single_piece,
 )
 from core.control.methods.base import CachedInputs, ClassLogit, EditMethod, EditRequest
-from core.control.methods.spec import MODES, EditSpec, check_features, check_weight
+from core.control.methods.spec import EditSpec, check_features, check_mode, check_weight
 from core.jobs import CancelToken, ProgressFn
 
-AUTO_RANGE_TARGET_ACC = 0.05
-AUTO_RANGE_MAX_DOUBLINGS = 6
 # Budget (elements) of the (samples × points × d) factor block of one per-sample evaluation:
 # 2 MiB of float64; the einsum's temporaries make the working set a few times that (at 1 << 22
 # α_crit of one 5,000-sample class peaked ~230 MiB higher, and ran slower, than at 1 << 18).
@@ -74,8 +74,7 @@ def modulation_factors_grid(
     if isinstance(features, int):
         features = (features,)
     check_features(D, features)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    check_mode(mode)
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation must be one of {', '.join(MODULATIONS)}, got '{modulation}'")
     alphas = torch.as_tensor(alphas, dtype=D.dtype, device=D.device).reshape(-1, 1)
@@ -312,8 +311,7 @@ def salve_sweep(
     check_weight(W, D)
     check_features(D, features)
     check_data(A, labels, W)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    check_mode(mode)
     if target_class is None and M is not None:
         target_class = int(M[:, features[0]].abs().argmax())
     if alphas is None:
@@ -321,10 +319,7 @@ def salve_sweep(
             raise ValueError("an automatic α range needs a target class (pass target_class or M)")
         alpha_max = auto_alpha_max(A, labels, W, b, D, features, target_class, modulation)
         alphas = torch.linspace(0.0, alpha_max, n_alphas, dtype=torch.float64)
-    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
-    if bool((alphas < 0).any()):
-        raise ValueError("α values must be ≥ 0 (use mode='enhance' to amplify)")
-    alphas = alphas.sort().values  # ascending: curves read left to right, clamped path needs it
+    alphas = ascending_strengths(alphas)
     pieces = salve_pieces(A, W, b, D, features, alphas, mode, modulation, chunk_elements)
     if pieces is not None:
         per_class, target_pred = curve_from_pieces(
@@ -336,17 +331,20 @@ def salve_sweep(
             chunks, labels, W.shape[0], target_class, alphas.numel(), progress, cancel
         )
     return SweepResult(
-        method="salve",
-        features=list(features),
-        mode=mode,
-        modulation=modulation,
-        target_class=target_class,
-        param_name="alpha",
-        alphas=alphas,
-        per_class_accuracy=per_class,
+        method="salve", features=list(features), mode=mode, modulation=modulation,
+        target_class=target_class, param_name="alpha", alphas=alphas, per_class_accuracy=per_class,
         target_prediction=target_pred,
         class_counts=torch.bincount(labels.cpu().long(), minlength=W.shape[0]).tolist(),
     )
+
+
+def ascending_strengths(alphas: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """The α grid as float64, ascending (curves read left to right; the clamped path needs
+    it); a negative α is refused: the mode, not the sign, says which way the edit goes."""
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if bool((alphas < 0).any()):
+        raise ValueError("α values must be ≥ 0 (use mode='enhance' to amplify)")
+    return alphas.sort().values
 
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -19,9 +20,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
-from textual.worker import get_current_worker
 
-from salve_tui.app.format import tui_words
+from core.config import MODULATIONS
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
     PAGE_BINDINGS,
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
     from core.workflow.saliency_maps import SaliencyResult
 
-MODULATIONS = ("linear", "clamped")
 
 
 @dataclass(frozen=True)
@@ -96,14 +95,9 @@ class AlphaCritScreen(SessionScreen):
         "the sample's Grad-FAM. Tab moves between the tables. Long tables show 200 rows at a "
         "time: [ and ] turn the page of the focused table (the status line says which rows)."
     )
-    DEFAULT_CSS = """
-    AlphaCritScreen #crit-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    AlphaCritScreen #crit-summary { height: auto; max-height: 12; }
-    AlphaCritScreen #crit-samples { height: 1fr; border-top: solid $panel; }
-    AlphaCritScreen #crit-status { height: auto; max-height: 2; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("r", "compute", "Compute"),
+        Binding("r", "compute", "Compute", tooltip="compute α_crit of every class (its dominant feature)"),
         Binding("a", "compute_all_dominant", "Sweeps + α_crit of all dominant features", show=False),
         Binding("s", "sort_next", "Sort"),
         Binding("i", "invert_sort", "Invert", show=False),
@@ -115,7 +109,7 @@ class AlphaCritScreen(SessionScreen):
     ]
     LOADING = "the α_crit results stored in the session"
     RESULT_KINDS = ("alpha-crit",)  # a warning line when a stage was rerun since
-    PALETTE_EVERYWHERE = ("compute_all_dominant",)  # offered in the palette from every screen
+    PALETTE_EVERYWHERE = ("compute", "compute_all_dominant")  # offered in the palette from every screen
     CONTENT_ACTIONS = frozenset({"sort_next", "invert_sort", "toggle_filter", "open_sample", "page"})
 
     def __init__(self) -> None:
@@ -368,11 +362,9 @@ class SampleSaliencyScreen(SessionScreen):
         "The test sample, its Grad-FAM map for the feature overlaid (red = strong evidence), and "
         "the map alone. Computed in the background from the session's model and SAE."
     )
-    DEFAULT_CSS = """
-    SampleSaliencyScreen #sample-info { height: auto; padding: 0 1; }
-    SampleSaliencyScreen #sample-images { height: 1fr; }
-    SampleSaliencyScreen #sample-images ImageView { width: 1fr; margin: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    LOADING = "the Grad-FAM map (model, SAE and the test image)"
+    LOAD_ERROR_IN_INFO = True  # the info line says "failed: …" after the sample's details
 
     def __init__(self, sample: int, feature: int, row: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -380,8 +372,9 @@ class SampleSaliencyScreen(SessionScreen):
         self.feature = feature
         self.row = row or {}
         self.preview: SaliencyResult | None = None
+        self._shown: tuple[SaliencyResult, np.ndarray] | None = None  # the map and its overlay
+        self.class_names: list[str] = []
         self.error = ""
-        self._started = False
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
@@ -392,29 +385,29 @@ class SampleSaliencyScreen(SessionScreen):
             yield ImageView(id="sample-heat")
         yield ScreenFooter(compact=True)
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[list[str], tuple[SaliencyResult, np.ndarray]]:
+        session = self.session
+        names = [str(c) for c in session.read_json("class_names")]
+        shown = self._shown  # computed once: a reload after a job only re-reads the names
+        return names, shown or gradfam_with_overlay(session, self.sample, self.feature)
+
+    def show(self, loaded: tuple[list[str], tuple[SaliencyResult, np.ndarray]]) -> None:
+        from core.workflow.figures import colorize
+
+        self.class_names, self._shown = loaded
+        self.preview, overlay = self._shown
+        self.error = ""
+        self.query_one("#sample-image", ImageView).image = self.preview.image
+        self.query_one("#sample-overlay", ImageView).image = overlay
+        self.query_one("#sample-heat", ImageView).image = colorize(self.preview.heat)
         self._draw_info()
-        if self._started:
-            return
-        self._started = True
-        session, sample, feature = self.session, self.sample, self.feature
 
-        def compute() -> None:
-            worker = get_current_worker()
-            try:
-                preview, overlay = gradfam_with_overlay(session, sample, feature)
-            except Exception as exc:  # shown on screen; a preview never crashes the app
-                if not worker.is_cancelled:
-                    self.app.call_from_thread(self._failed, tui_words(str(exc)))
-                return
-            if not worker.is_cancelled:
-                self.app.call_from_thread(self._show, preview, overlay)
-
-        self.run_worker(compute, thread=True, exclusive=True, group="sample-gradfam",
-                        exit_on_error=False)
+    def show_failure(self, error: str) -> None:
+        self.error = error
+        self._draw_info()
 
     def _draw_info(self) -> None:
-        names = [str(c) for c in self.session.read_json("class_names")]
+        names = self.class_names
         text = Text(f"test sample {self.sample}", style="bold")
         row = self.row
         if row:
@@ -430,20 +423,3 @@ class SampleSaliencyScreen(SessionScreen):
         else:
             text.append(f"u={self.preview.latent:+.3f} · image │ overlay │ map", style="dim")
         self.query_one("#sample-info", Static).update(text)
-
-    def _show(self, preview: SaliencyResult, overlay: np.ndarray) -> None:
-        if not self.is_attached:
-            return
-        from core.workflow.figures import colorize
-
-        self.preview = preview
-        self.query_one("#sample-image", ImageView).image = preview.image
-        self.query_one("#sample-overlay", ImageView).image = overlay
-        self.query_one("#sample-heat", ImageView).image = colorize(preview.heat)
-        self._draw_info()
-
-    def _failed(self, error: str) -> None:
-        if self.is_attached:
-            self.error = error
-            self._draw_info()
-

@@ -9,6 +9,7 @@ activations, no write); ``w`` records the shown result in the session as a job.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -18,22 +19,22 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
+from core.config import MODULATIONS
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_shared import (
     ClassTargetScreen,
     class_name,
     error_text,
     fmt_value,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FilterBar
 
 if TYPE_CHECKING:
     from core.control.alpha_crit import AlphaCritResult
 
 MODES = ("suppress", "enhance")
-MODULATIONS = ("linear", "clamped")
 
 
 def summary_text(result: AlphaCritResult, class_names: list[str]) -> Text:
@@ -75,14 +76,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
         "the analytic z/S and the numerical root, α50 from the curve and the validity diagnostic; "
         "the plot the per-sample distribution. w records the result in the session."
     )
-    DEFAULT_CSS = """
-    AlphaExplorerScreen #explore-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    AlphaExplorerScreen #explore-body { height: 1fr; }
-    AlphaExplorerScreen #explore-classes { width: 22; height: 1fr; }
-    AlphaExplorerScreen #explore-right { width: 1fr; padding-left: 1; }
-    AlphaExplorerScreen #explore-summary { height: auto; }
-    AlphaExplorerScreen #explore-plot { height: 1fr; min-height: 4; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("greater_than_sign", "step_feature(1)", "Feature", key_display="< >"),
         Binding("less_than_sign", "step_feature(-1)", "Previous feature", key_display="<", show=False),
@@ -106,6 +100,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("", id="explore-info", markup=False)
+        yield FilterBar()  # / filters the class list
         with Horizontal(id="explore-body"):
             yield DataTable(id="explore-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="explore-right"):
@@ -144,7 +139,7 @@ class AlphaExplorerScreen(ClassTargetScreen):
 
             return compute_alpha_crit(inputs, c, k, mode, modulation)[0]
 
-        load_in_thread(self, compute, self._show, self._failed, "explore-compute")
+        self.compute_in_thread(compute, self._show, group="explore-compute")
 
     def _show(self, result: AlphaCritResult) -> None:
         key = (self.target_class, self.feature, self.mode, self.modulation)

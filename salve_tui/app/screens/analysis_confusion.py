@@ -8,6 +8,7 @@ When the counts do not fit beside each other, cells become shades of each row's 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -19,7 +20,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from salve_tui.app.format import cut_label
-from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.analysis_shared import class_name
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
@@ -43,24 +44,25 @@ def share_colour(share: float) -> str:
 def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str], target: int,
                         width: int) -> Text:
     """Before and after side by side (rows true, columns predicted): counts when they fit in
-    ``width``, else shaded cells (row share). Changed cells of "after" are yellow."""
+    ``width``, else shaded cells (row share). Changed cells of "after" are yellow. Columns are
+    numbered in class order like the rows (a name does not fit a count's 3 cells), and a legend
+    under the matrices names every column."""
     C = before.shape[0]
-    cell = max(3, len(str(int(max(before.max(initial=0), after.max(initial=0))))) + 1)
+    cell = max(3, len(str(int(max(before.max(initial=0), after.max(initial=0))))) + 1, len(str(C - 1)) + 1)
     numbers = 2 * (LABEL + 1 + C * cell) + GAP <= width
     if not numbers:
         cell = 2
-    block = LABEL + 1 + C * cell
+    # The row label takes what the two blocks leave (up to 14 cells): "triangle" instead of "trian…".
+    label = max(LABEL, min(14, (width - GAP) // 2 - 1 - C * cell)) if numbers else LABEL
+    block = label + 1 + C * cell
     text = Text()
-    for title in ("before", "after the edit"):
-        text.append(title[:block].ljust(block), style="bold")
-        text.append(" " * GAP)
-    text.append("\n")
-    header = " " * (LABEL + 1) + "".join(f"{cut_label(n, cell - 1):>{cell}}" if numbers else f"{j % 10:>{cell}}"
-                                         for j, n in enumerate(names))
-    text.append((header + " " * GAP) * 2 + "\n", style="dim")
+    text.append("before"[:block].ljust(block + GAP) + "after the edit"[:block] + "\n", style="bold")
+    header = " " * (label + 1) + "".join(f"{j if numbers else j % 10:>{cell}}" for j in range(C))
+    text.append(header + " " * GAP + header + "\n", style="dim")
     for i in range(C):
+        row_label = cut_label(names[i], label)
         for m, matrix in enumerate((before, after)):
-            text.append(f"{cut_label(names[i], LABEL):<{LABEL}} ", style="bold" if i == target else "dim")
+            text.append(f"{row_label:<{label}} ", style="bold" if i == target else "dim")
             total = max(1, int(matrix[i].sum()))
             for j in range(C):
                 value = int(matrix[i, j])
@@ -71,14 +73,19 @@ def confusion_pair_text(before: np.ndarray, after: np.ndarray, names: list[str],
                 else:
                     mark = "••" if changed else "  "
                     text.append(mark, style=Style(bgcolor=share_colour(value / total), color="yellow", bold=True))
-            text.append(" " * GAP)
-        text.append("\n")
+            text.append(" " * GAP if m == 0 else "\n")
     if numbers:
         text.append("rows: true class · columns: predicted · yellow: changed by the edit\n", style="dim")
     else:
         text.append("rows: true class · columns: predicted (class index mod 10) · shade: share of "
                     "the row (white 0 → blue 1) · •: changed by the edit\n", style="dim")
+    text.append(column_legend(names), style="dim")
     return text
+
+
+def column_legend(names: list[str]) -> str:
+    """``columns: 0 circle · 1 square · …``: the full name of every numbered column."""
+    return "columns: " + " · ".join(f"{j} {name}" for j, name in enumerate(names)) + "\n"
 
 
 def target_row_text(effect: EditEffect, names: list[str], target: int) -> Text:
@@ -104,10 +111,10 @@ class ConfusionScreen(SessionScreen):
         "suppressing class 0's dominant feature at the α where its accuracy halves. ] / [ step the "
         "target class (dominant feature, at its α50), = types the strength. ↑/↓ scroll."
     )
-    DEFAULT_CSS = """
-    ConfusionScreen #confusion-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    ConfusionScreen #confusion-scroll { height: 1fr; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    LOADING = "the cached activations and the edit"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "confusion-info", "show the confusion matrices", True
+    CONTENT_ACTIONS = frozenset({"target_class", "type_strength"})
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("right_square_bracket", "target_class(1)", "Class", key_display="[ ]"),
         Binding("left_square_bracket", "target_class(-1)", "Previous class", key_display="[", show=False),
@@ -125,7 +132,7 @@ class ConfusionScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the cached activations and the edit…", id="confusion-info", markup=False)
+        yield Static("", id="confusion-info", markup=False)
         with VerticalScroll(id="confusion-scroll"):
             yield Static("", id="confusion-body", markup=False)
         yield ScreenFooter(compact=True)
@@ -136,31 +143,21 @@ class ConfusionScreen(SessionScreen):
     def on_resize(self) -> None:
         self._draw()
 
-    def refresh_from_session(self) -> None:
-        session, spec, target = self.session, self.spec, self.target_class
+    def load(self) -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
+        from core.workflow.edits import edit_effect_on, list_edits
+        from core.workflow.inputs import load_inputs
 
-        def load() -> tuple[ControlInputs, EditSpec, int, str, EditEffect]:
-            from core.workflow.edits import edit_effect_on, list_edits
-            from core.workflow.inputs import load_inputs
-
-            inputs = load_inputs(session)
-            source = self.source
-            if spec is None:
-                edits = list_edits(session) if self.use_recorded else []
-                if edits:
-                    chosen, source = edits[-1], f"last recorded edit (#{len(edits)})"
-                else:
-                    chosen, source = default_spec(inputs, target), "dominant feature at its α50"
+        session, spec, target, source = self.session, self.spec, self.target_class, self.source
+        inputs = load_inputs(session)
+        if spec is None:
+            edits = list_edits(session) if self.use_recorded else []
+            if edits:
+                spec, source = edits[-1], f"last recorded edit (#{len(edits)})"
             else:
-                chosen = spec
-            return inputs, chosen, target, source, edit_effect_on(inputs, chosen)
+                spec, source = default_spec(inputs, target), "dominant feature at its α50"
+        return inputs, spec, target, source, edit_effect_on(inputs, spec)
 
-        load_in_thread(self, load, self._loaded, self._failed, "confusion-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#confusion-info", Static).update(error_text("show the confusion matrices", error))
-
-    def _loaded(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
+    def show(self, loaded: tuple[ControlInputs, EditSpec, int, str, EditEffect]) -> None:
         self.inputs, self.spec, target, self.source, self.effect = loaded
         if "target_class" in self.spec.extra:
             self.target_class = int(self.spec.extra["target_class"])
@@ -173,10 +170,11 @@ class ConfusionScreen(SessionScreen):
     def _draw(self) -> None:
         if self.effect is None or self.inputs is None or self.spec is None:
             return
+        from core.control.methods.registry import get_method
+
         names, spec = self.inputs.class_names, self.spec
-        features = "+".join(str(k) for k in spec.features) or "class-mean key"
         self.query_one("#confusion-info", Static).update(Text(
-            f"{spec.method} {spec.mode} f{features} · strength {spec.alpha:.4g} · {self.source}"))
+            f"{get_method(spec.method).describe(spec)} · {self.source}"))  # the method's own words
         width = max(40, self.query_one("#confusion-scroll").content_size.width)
         body = confusion_pair_text(self.effect.confusion_before.numpy(),
                                    self.effect.confusion_after.numpy(), names, self.target_class, width)
@@ -186,7 +184,7 @@ class ConfusionScreen(SessionScreen):
     def _recompute(self, spec: EditSpec | None, source: str) -> None:
         self.spec, self.source = spec, source
         self.query_one("#confusion-info", Static).update("computing the edit's effect…")
-        self.refresh_from_session()
+        self.reload()
 
     def action_target_class(self, step: int) -> None:
         if self.inputs is None:

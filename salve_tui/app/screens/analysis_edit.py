@@ -25,7 +25,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
-from textual.worker import get_current_worker
 
 from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobFailed, JobFinished, JobMessage
@@ -363,22 +362,14 @@ class EditPreviewScreen(EditControls, SessionScreen):
         key = (target, tuple(features), method, mode, modulation)
         self.curve = None
 
-        def compute() -> None:
+        def compute() -> SweepResult:
             from core.control.methods.base import EditRequest
             from core.workflow.sweeps import compute_sweep
 
-            worker = get_current_worker()
-            try:
-                result = compute_sweep(inputs, method, EditRequest(target, features, mode=mode,
-                                                                   modulation=modulation))
-            except ValueError as exc:
-                if not worker.is_cancelled:
-                    self.app.call_from_thread(self._set_error, tui_words(str(exc)))
-                return
-            if not worker.is_cancelled:
-                self.app.call_from_thread(self._curve_ready, key, result)
+            return compute_sweep(inputs, method, EditRequest(target, features, mode=mode, modulation=modulation))
 
-        self.run_worker(compute, thread=True, exclusive=True, group="edit-curve", exit_on_error=False)
+        self.compute_in_thread(compute, lambda result: self._curve_ready(key, result), self._set_error,
+                               group="edit-curve")
 
     def _curve_ready(self, key: tuple, result: SweepResult) -> None:
         current = (self.target_class, tuple(self.features), self.method, self.mode, self.modulation)

@@ -11,6 +11,7 @@ by side (:class:`CompareEditsScreen`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
@@ -18,7 +19,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.analysis_shared import (
@@ -32,6 +32,7 @@ from salve_tui.app.screens.analysis_shared import (
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 if TYPE_CHECKING:
     from core.workflow.edits import AccuracyChange, EditRow, EditStack
@@ -91,6 +92,7 @@ def detail_text(row: EditRow, names: list[str]) -> Text:
               name="edit_stack",
               description="Recorded edits: remove, undo/redo, compare, export the composition")
 class EditStackScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Edit stack"
     HELP_TEXT = (
         "Every edit recorded in the session (w on the edit preview, or `salve edit`), oldest first, "
@@ -112,21 +114,27 @@ class EditStackScreen(SessionScreen):
         Binding("space", "toggle_active", "On/off", show=False),
         Binding("r", "redo", "Redo", show=False),
         *PAGE_BINDINGS,
+        FILTER_BINDING,
     ]
     RESULT_KINDS = ("edit",)  # a warning line when a stage was rerun since
+    LOADING = "the edit stack"
+    LOAD_ERROR_IN_INFO = True  # the status line says why (what to run first)
 
     def __init__(self) -> None:
         super().__init__()
         self.stack: EditStack | None = None
         self.pager = Pager()
         self.marked: int | None = None  # the first edit chosen for a comparison
-        self.status: Text = Text("loading the edit stack…", style="cyan")
+        self.status: Text = Text("")
         self.error = ""
         self._job: Any = None
+        self.filter_text = ""  # /: only the edits whose row has every typed word
+        self.shown: list[EditRow] = []
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static(self.status, id="stack-status", markup=False)
+        yield FilterBar()
         yield DataTable(id="stack-table", cursor_type="row", zebra_stripes=False)
         yield Static(id="stack-composition", markup=False)
         yield Static(id="stack-detail", markup=False)
@@ -144,36 +152,25 @@ class EditStackScreen(SessionScreen):
 
     # ----- session → view
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> EditStack:
+        from core.workflow.edits import edit_stack
+        from core.workflow.inputs import load_inputs
+
         session = self.session
+        return edit_stack(session, load_inputs(session))
 
-        def load() -> None:
-            from core.workflow.edits import edit_stack
-            from core.workflow.inputs import load_inputs
+    def show_failure(self, error: str) -> None:
+        """An incomplete session: the status line says what to run."""
+        self.error = error
+        self._set_status(Text(f"cannot list the edits: {error}", style="red"))
 
-            try:
-                stack = edit_stack(session, load_inputs(session))
-                self.report_stale(session)
-            except Exception as exc:  # noqa: BLE001 - an incomplete session: say what to run
-                self.app.call_from_thread(self._load_failed, tui_words(str(exc.args[0] if exc.args else exc)))
-                return
-            self.app.call_from_thread(self._stack_ready, stack)
-
-        self.run_worker(load, thread=True, exclusive=True, group="edit-stack", exit_on_error=False)
-
-    def _load_failed(self, error: str) -> None:
-        if self.is_attached:
-            self.error = error
-            self._set_status(Text(f"cannot list the edits: {error}", style="red"))
-
-    def _stack_ready(self, stack: EditStack) -> None:
-        if not self.is_attached:
-            return
+    def show(self, stack: EditStack) -> None:
         table = self.query_one(DataTable)
         cursor = cursor_index(table, self.pager) or 0
         self.stack, self.error = stack, ""
-        self.pager.set_total(len(stack.rows))
-        cursor = min(cursor, max(0, len(stack.rows) - 1))
+        self.shown = self._matching(stack)
+        self.pager.set_total(len(self.shown))
+        cursor = min(cursor, max(0, len(self.shown) - 1))
         self.pager.show_index(cursor)
         self._fill(cursor)
         self.query_one("#stack-composition", Static).update(composition_text(stack))
@@ -188,7 +185,7 @@ class EditStackScreen(SessionScreen):
         from core.workflow.edits import describe_spec
 
         def add(index: int) -> None:
-            row = self.stack.rows[index]  # type: ignore[union-attr]
+            row = self.shown[index]
             mark = Text("✓", style="green") if row.active else Text("·", style="dim")
             label = Text(describe_spec(row.spec), style="" if row.active else "dim")
             if self.marked == row.number:  # a mark of its own: reverse vanished under the cursor
@@ -200,6 +197,23 @@ class EditStackScreen(SessionScreen):
         fill_page(table, self.pager, add, cursor)
         fit_column(table, "edit", EDIT_WIDTH, self.size.width)
         self._show_detail()
+
+    def _matching(self, stack: EditStack) -> list[EditRow]:
+        from core.workflow.edits import describe_spec
+
+        return [row for row in stack.rows
+                if matches(self.filter_text, f"#{row.number}", "on" if row.active else "off",
+                           describe_spec(row.spec), worst_text(row.change, stack.class_names))]
+
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if self.stack is not None:
+            self.shown = self._matching(self.stack)
+            self.pager.set_total(len(self.shown))
+            self.pager.show_index(0)
+            self._fill(0)
+            if self._job is None:
+                self._set_status(self._summary())
 
     def on_resize(self) -> None:
         if self.stack is not None:
@@ -220,6 +234,8 @@ class EditStackScreen(SessionScreen):
                         style="dim")
         else:
             text = Text(f"{len(stack.rows)} edit(s), {len(stack.active_numbers)} active")
+            if self.filter_text:
+                text.append(f" · {len(self.shown)} match '{self.filter_text}'", style="yellow")
             pages = self.pager.label("rows")
             if pages:
                 text.append(f" · {pages}", style="dim")
@@ -234,10 +250,10 @@ class EditStackScreen(SessionScreen):
         self.query_one("#stack-status", Static).update(text)
 
     def highlighted(self) -> EditRow | None:
-        if self.stack is None or not self.stack.rows:
+        if self.stack is None or not self.shown:
             return None
         index = cursor_index(self.query_one(DataTable), self.pager)
-        return self.stack.rows[min(index or 0, len(self.stack.rows) - 1)]
+        return self.shown[min(index or 0, len(self.shown) - 1)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -343,19 +359,20 @@ class EditStackScreen(SessionScreen):
             return
         if self.marked is None or self.marked == row.number:
             self.marked = None if self.marked == row.number else row.number
-            self._stack_ready(self.stack)
+            self.show(self.stack)
             if self.marked is not None:
                 self._set_status(Text(f"#{row.number} marked ◆: v on another edit compares them (v on it again unmarks)",
                                       style="cyan"))
             return
         first, self.marked = self.marked, None
-        self._stack_ready(self.stack)
+        self.show(self.stack)
         self.app.push_screen(CompareEditsScreen(self.stack, first, row.number))
 
 
 class CompareEditsScreen(SessionScreen):
     """Two recorded edits side by side: each class's accuracy before, after each, and Δ."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Compare edits"
     HELP_TEXT = (
         "Per-class test accuracy before any edit, after the first edit alone and after the second "

@@ -26,6 +26,7 @@ from salve_tui.app.jobs import JobCancelled, JobFailed, JobFinished, JobMessage,
 from salve_tui.app.screens.analysis_edit import display_path
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 TABLES = "tables"
 LISTED_FILES = 50
@@ -77,6 +78,7 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
     for i, c in enumerate(present):
         check_cancel(cancel)
         result = run_sweep(session, target_class=c, inputs=inputs)
+        check_cancel(cancel)  # the sweep and its two figures each take up to a second under load
         written += sweep_figures(session, sweep_id(result), names)
         reporter.report(i + 1, names[c])
     return written
@@ -84,6 +86,7 @@ def export_curves(session, progress=None, cancel=None) -> list[Path]:  # noqa: A
 
 def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noqa: ANN001
     """α_crit tables (summary + per sample CSV) and their distribution figure."""
+    from core.jobs import check_cancel
     from core.workflow.alpha_crit import load_alpha_crit, run_alpha_crit
     from core.workflow.export import export_alpha_crit_csv
     from core.workflow.figure_export import alpha_crit_png
@@ -94,6 +97,7 @@ def export_alpha_crit(session, progress=None, cancel=None) -> list[Path]:  # noq
     names = [str(c) for c in session.read_json("class_names")]
     summary, samples = export_alpha_crit_csv(
         results, names, session.exports_dir / TABLES / "alpha_crit_suppress-linear.csv")
+    check_cancel(cancel)
     figure = alpha_crit_png(session, "suppress", "linear")
     return [summary, samples] + ([figure] if figure is not None else [])
 
@@ -188,7 +192,7 @@ def run_exports(keys: tuple[str, ...], session, progress=None, cancel=None) -> E
     replaced) is skipped and reported, the others still write. Weights only with an active edit
     when more than one export runs (alone, the export says what to do)."""
     from core.atomic import OutputExists
-    from core.jobs import JobCancelled
+    from core.jobs import JobCancelled, check_cancel
     from core.workflow.edits import active_edits
     from salve_tui.app.jobs import error_text
 
@@ -198,6 +202,7 @@ def run_exports(keys: tuple[str, ...], session, progress=None, cancel=None) -> E
     for kind in (k for k in EXPORTS if k.key in keys):
         if kind.key == "weights" and len(keys) > 1 and not active_edits(session):
             continue
+        check_cancel(cancel)  # between exports (each writes its own files)
         try:
             written += kind.run(session, progress, cancel)
         except OutputExists as exc:
@@ -238,15 +243,11 @@ class ExportsScreen(SessionScreen):
         "the last export are listed in green, then everything in the folder, newest first (Tab "
         "moves to that list; arrows scroll it)."
     )
-    DEFAULT_CSS = """
-    ExportsScreen #exports-folder { height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
-    ExportsScreen #exports-list { height: auto; max-height: 8; }
-    ExportsScreen #exports-status { height: auto; max-height: 4; padding: 0 1; }
-    ExportsScreen #exports-scroll { height: 1fr; padding: 0 1; border-top: solid $panel; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "run_selected", "Export"),
         Binding("A", "run_all", "All", key_display="A", tooltip="write every export"),
+        FILTER_BINDING,  # the files in the folder
     ]
     PALETTE_EVERYWHERE = ("run_all",)  # offered in the palette from every screen
     LOADING = "the list of exported files"
@@ -257,6 +258,8 @@ class ExportsScreen(SessionScreen):
         self._job: Any = None
         self._job_key = ""
         self.status = Text("Enter runs the highlighted export", style="dim")
+        self.filter_text = ""  # /: only the folder's files whose path has every typed word
+        self.listing: ExportListing | None = None
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
@@ -264,6 +267,7 @@ class ExportsScreen(SessionScreen):
         yield OptionList(*(Option(f"{kind.title} — {kind.detail}", id=kind.key) for kind in EXPORTS),
                          id="exports-list")
         yield Static(id="exports-status", markup=False)
+        yield FilterBar()
         with VerticalScroll(id="exports-scroll"):  # Tab focuses it, arrows scroll
             yield Static(id="exports-files", markup=False)
         yield ScreenFooter(compact=True)
@@ -276,7 +280,13 @@ class ExportsScreen(SessionScreen):
     def load(self) -> ExportListing:
         return list_exports(self.session.exports_dir)
 
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        if self.listing is not None:
+            self.show(self.listing)
+
     def show(self, listing: ExportListing) -> None:
+        self.listing = listing
         folder = listing.folder
         count = len(listing.files)
         size = f" · {count} file{'s' if count != 1 else ''}, {format_size(listing.total_bytes)}" if count else ""
@@ -287,9 +297,12 @@ class ExportsScreen(SessionScreen):
         for path in self.last_written:
             text.append(f"✓ {elide_path(display_path(path), width - 2)}\n", style="green")
         fresh = {p.resolve() for p in self.last_written}
-        others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh]
+        others = [(p, mtime) for p, mtime, _ in listing.files if p.resolve() not in fresh
+                  and matches(self.filter_text, p.relative_to(folder))]
         if not listing.files:
             text.append("nothing exported yet", style="dim")
+        elif self.filter_text:
+            text.append(f"{len(others)} file(s) match '{self.filter_text}' (/ then esc clears)\n", style="yellow")
         for path, mtime in others[:LISTED_FILES]:
             stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
             shown = elide_path(str(path.relative_to(folder)), width - len(stamp) - 4)

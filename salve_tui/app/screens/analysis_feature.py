@@ -30,9 +30,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
-from textual.worker import get_current_worker
 
-from salve_tui.app.format import tui_words
 from salve_tui.app.jobs import JOB_END_MESSAGES, JobFinished, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import class_name, gradfam_with_overlay, sample_images
 from salve_tui.app.screens.base import SessionScreen
@@ -381,18 +379,9 @@ class FeatureDetailScreen(SessionScreen):
         self.query_one("#preview-image", ImageView).image = self.images.get(sample)
         session, feature = self.session, self.feature
 
-        def compute() -> None:
-            worker = get_current_worker()
-            try:
-                preview, overlay = gradfam_with_overlay(session, sample, feature)
-            except Exception as exc:  # shown in the title; previews never crash the screen
-                if not worker.is_cancelled:
-                    self.app.call_from_thread(self._show_preview_error, sample, tui_words(str(exc)))
-                return
-            if not worker.is_cancelled:
-                self.app.call_from_thread(self._show_preview, preview, overlay)
-
-        self.run_worker(compute, thread=True, exclusive=True, group="gradfam", exit_on_error=False)
+        self.compute_in_thread(lambda: gradfam_with_overlay(session, sample, feature),
+                               lambda shown: self._show_preview(*shown),
+                               lambda error: self._show_preview_error(sample, error), group="gradfam")
 
     def _draw_selected_title(self) -> None:
         title = selected_title(self.card, self.inputs, self.selected_sample, self.feature, self.preview,

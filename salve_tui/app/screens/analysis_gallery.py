@@ -18,7 +18,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from salve_tui.app.screens.analysis_shared import error_text, load_in_thread
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
@@ -66,14 +65,9 @@ class GalleryScreen(SessionScreen):
         "graphics, coloured half-blocks elsewhere: set SALVE_TUI_IMAGES=halfblock to force them). "
         "r re-reads the folder."
     )
-    DEFAULT_CSS = """
-    GalleryScreen #gallery-info { height: auto; max-height: 3; padding: 0 1; }
-    GalleryScreen #gallery-body { height: 1fr; }
-    GalleryScreen #gallery-list { width: 32; height: 1fr; }
-    GalleryScreen #gallery-right { width: 1fr; padding: 0 1; }
-    GalleryScreen #gallery-caption { height: auto; max-height: 2; }
-    GalleryScreen #gallery-image { height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    LOADING = "the list of PNGs in the export folder"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "gallery-info", "preview the PNGs", True
     BINDINGS: ClassVar[list[Binding]] = [Binding("r", "rescan", "Re-read"), FILTER_BINDING]
 
     def __init__(self) -> None:
@@ -85,7 +79,7 @@ class GalleryScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("listing the export folder…", id="gallery-info", markup=False)
+        yield Static("", id="gallery-info", markup=False)
         yield FilterBar()
         with Horizontal(id="gallery-body"):
             yield OptionList(id="gallery-list")
@@ -97,17 +91,14 @@ class GalleryScreen(SessionScreen):
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[Path, list[Path]]:
         folder = self.session.exports_dir
-        load_in_thread(self, lambda: (folder, list_pngs(folder)), self._listed, self._failed, "gallery-list")
+        return folder, list_pngs(folder)
 
     def action_rescan(self) -> None:
-        self.refresh_from_session()
+        self.reload()
 
-    def _failed(self, error: str) -> None:
-        self.query_one("#gallery-info", Static).update(error_text("preview the PNGs", error))
-
-    def _listed(self, listed: tuple[Path, list[Path]]) -> None:
+    def show(self, listed: tuple[Path, list[Path]]) -> None:
         folder, files = listed
         changed = files != self.files or self.folder is None  # the first listing always shows
         self.files, self.folder = files, folder
@@ -141,7 +132,7 @@ class GalleryScreen(SessionScreen):
             return
         path = self.files[int(event.option_id)]
         self.query_one("#gallery-caption", Static).update(Text(f"loading {path.name}…", style="dim"))
-        load_in_thread(self, lambda: (path, read_preview(path)), self._show, self._failed, "gallery-image")
+        self.compute_in_thread(lambda: (path, read_preview(path)), self._show, group="gallery-image")
 
     def _show(self, loaded: tuple[Path, tuple[np.ndarray, tuple[int, int]]]) -> None:
         path, (image, (width, height)) = loaded

@@ -9,6 +9,7 @@ tracks the part shared by two classes in both of them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -18,7 +19,7 @@ from textual.containers import Container, VerticalScroll
 from textual.widgets import Static
 
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
-from salve_tui.app.screens.analysis_shared import error_text, fmt_percent, fmt_value, load_in_thread
+from salve_tui.app.screens.analysis_shared import error_text, fmt_percent, fmt_value
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 
@@ -112,18 +113,13 @@ class GroundTruthScreen(SessionScreen):
         "latent tracks the part that two classes share in both of them. r computes the scores as a "
         "job (c cancels) and stores them; ↑/↓ and PgUp/PgDn scroll."
     )
-    DEFAULT_CSS = """
-    GroundTruthScreen #truth-info { height: auto; max-height: 3; padding: 0 1; }
-    GroundTruthScreen #truth-scroll { height: 1fr; padding: 0 1; }
-    GroundTruthScreen #truth-columns { height: auto; layout: vertical; }
-    GroundTruthScreen #truth-columns Static { height: auto; width: 100%; }
-    GroundTruthScreen.-wide #truth-columns { layout: horizontal; }
-    GroundTruthScreen #truth-concepts { margin-top: 1; }
-    GroundTruthScreen.-wide #truth-columns Static { width: 1fr; }
-    GroundTruthScreen.-wide #truth-concepts { margin-top: 0; margin-left: 2; }
-    """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("r", "compute", "Compute")]
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("r", "compute", "Compute", tooltip="score the features against the shapes' ground truth")]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("groundtruth",)  # a warning line when a stage was rerun since
+    LOADING = "the stored ground-truth scores"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "truth-info", "read the ground truth", True
 
     def __init__(self) -> None:
         super().__init__()
@@ -133,7 +129,7 @@ class GroundTruthScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the stored ground-truth scores…", id="truth-info", markup=False)
+        yield Static("", id="truth-info", markup=False)
         with VerticalScroll(id="truth-scroll"), Container(id="truth-columns"):
             yield Static("", id="truth-body", markup=False)
             yield Static("", id="truth-concepts", markup=False)
@@ -146,22 +142,13 @@ class GroundTruthScreen(SessionScreen):
         """Side by side on a wide terminal, one under the other at 80 columns."""
         self.set_class(self.size.width >= WIDE, "-wide")
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[str, dict[str, Any] | None]:
+        from core.workflow.ground_truth import stored_groundtruth
+
         session = self.session
+        return session.config.data.kind, stored_groundtruth(session)
 
-        def load() -> tuple[str, dict[str, Any] | None]:
-            from core.workflow.ground_truth import stored_groundtruth
-
-            stored = stored_groundtruth(session)
-            self.report_stale(session)
-            return session.config.data.kind, stored
-
-        load_in_thread(self, load, self._loaded, self._failed, "truth-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#truth-info", Static).update(error_text("read the ground truth", error))
-
-    def _loaded(self, loaded: tuple[str, dict[str, Any] | None]) -> None:
+    def show(self, loaded: tuple[str, dict[str, Any] | None]) -> None:
         kind, self.result = loaded
         info = self.query_one("#truth-info", Static)
         body = self.query_one("#truth-body", Static)

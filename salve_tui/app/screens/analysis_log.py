@@ -8,6 +8,7 @@ the jobs that failed.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -49,6 +50,7 @@ def entry_lines(entry: dict[str, Any]) -> list[Text]:
 @session_view(footer="Log", key="l", title="Job log", order=70, name="job_log",
               description="Every job's messages and errors, kept with the session")
 class JobLogScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Job log"
     HELP_TEXT = (
         "What every job of this session reported: when it ran, how it ended (finished, failed, "
@@ -57,6 +59,7 @@ class JobLogScreen(SessionScreen):
         "running job's lines follow live at the end. f shows only failed jobs; ↑/↓ and PgUp/PgDn "
         "scroll."
     )
+    LOADING = "the job log"
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("f", "toggle_failed", "Failed only"),
         FILTER_BINDING,
@@ -70,7 +73,7 @@ class JobLogScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("reading the job log…", id="joblog-summary", markup=False)
+        yield Static("", id="joblog-summary", markup=False)
         yield FilterBar()
         yield RichLog(id="joblog", wrap=True, markup=False, max_lines=5000)  # no line cut
         yield ScreenFooter(compact=True)
@@ -83,10 +86,13 @@ class JobLogScreen(SessionScreen):
         super().on_unmount()
         self.salve.log_events.unsubscribe(self)
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> list[dict[str, Any]]:
         from core.store.joblog import read_job_log
 
-        self.entries = read_job_log(self.session.path)
+        return read_job_log(self.session.path)
+
+    def show(self, entries: list[dict[str, Any]]) -> None:
+        self.entries = entries
         self._draw()
 
     def _draw(self) -> None:
@@ -119,7 +125,7 @@ class JobLogScreen(SessionScreen):
             self.query_one(RichLog).write(Text.assemble("  ", line))
 
     def on_job_update(self, message: JobMessage) -> None:
-        """Job ends re-read the stored log (``refresh_from_session``); nothing else to do."""
+        """Job ends re-read the stored log (:meth:`load`); nothing else to do."""
 
     def apply_filter(self, text: str) -> None:
         self.filter_text = text.strip()

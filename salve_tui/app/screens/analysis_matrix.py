@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -136,11 +137,7 @@ class MatrixScreen(SessionScreen):
         "feature (top samples, Grad-FAM, activation maximisation); e previews an edit of it; d "
         "jumps to the class's dominant feature; n changes how colours are normalised."
     )
-    DEFAULT_CSS = """
-    MatrixScreen #matrix-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    MatrixScreen #matrix { margin-top: 1; }
-    MatrixScreen #matrix-status { height: auto; padding: 0 1; margin-top: 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "open_feature", "Open", tooltip="Open the feature card"),
         Binding("e", "edit_feature", "Edit"),
@@ -222,7 +219,7 @@ class MatrixScreen(SessionScreen):
             text += f" · showing {start}–{stop - 1}"
         if last_row - first_row < self.M.shape[0]:
             text += f" · classes {first_row}–{last_row - 1} of {self.M.shape[0]}"
-        self.query_one("#matrix-status", Static).update(text, layout=False)  # fixed height (app.tcss)
+        self.query_one("#matrix-status", Static).update(text, layout=False)  # fixed height (analysis_matrix.tcss)
 
     def on_heatmap_cursor_moved(self, message: Heatmap.CursorMoved) -> None:
         self._update_status()

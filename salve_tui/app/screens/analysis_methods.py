@@ -11,6 +11,7 @@ the plot gives each method's strength at 50% target accuracy and what the other 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -25,10 +26,10 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     fmt_percent,
     fmt_value,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FilterBar
 
 if TYPE_CHECKING:
     from core.control.curves import SweepResult
@@ -88,14 +89,7 @@ class MethodsScreen(ClassTargetScreen):
         "The table lists where each falls to 50% and how much accuracy the other classes keep "
         "there (higher = more selective)."
     )
-    DEFAULT_CSS = """
-    MethodsScreen #methods-info { height: 1; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
-    MethodsScreen #methods-body { height: 1fr; }
-    MethodsScreen #methods-classes { width: 14; height: 1fr; }
-    MethodsScreen #methods-right { width: 1fr; }
-    MethodsScreen #methods-plot { height: 1fr; }
-    MethodsScreen #methods-table { height: 4; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = []
     INFO, TABLE, FAILED = "methods-info", "methods-classes", "compare the methods"
 
@@ -106,6 +100,7 @@ class MethodsScreen(ClassTargetScreen):
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
         yield Static("", id="methods-info", markup=False)
+        yield FilterBar()  # / filters the class list
         with Horizontal(id="methods-body"):
             yield DataTable(id="methods-classes", cursor_type="row", zebra_stripes=False)
             with Vertical(id="methods-right"):
@@ -142,7 +137,7 @@ class MethodsScreen(ClassTargetScreen):
 
             return c, {m.name: compute_sweep(inputs, m, EditRequest(c, [k])) for m in methods()}
 
-        load_in_thread(self, compute, self._show, self._failed, "methods-sweeps")
+        self.compute_in_thread(compute, self._show, group="methods-sweeps")
 
     def _show(self, computed: tuple[int, dict[str, SweepResult]]) -> None:
         c, curves = computed

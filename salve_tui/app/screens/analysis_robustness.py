@@ -9,6 +9,7 @@ the mean of the other classes cyan, ± one std as thinner lines).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from core.config import MODULATIONS
 from salve_tui.app.format import format_duration
 from salve_tui.app.jobs import JobFailed, JobMessage, JobProgress
 from salve_tui.app.screens.analysis_shared import (
@@ -26,13 +28,12 @@ from salve_tui.app.screens.analysis_shared import (
     class_name,
     error_text,
     fill_page,
-    load_in_thread,
 )
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
+from salve_tui.app.widgets.filter import FILTER_BINDING, FilterBar, matches
 
 MIN_SEEDS, MAX_SEEDS = 2, 10
-MODULATIONS = ("linear", "clamped")
 
 
 def curve_bands(curves: dict[str, Any], target: int) -> dict[str, np.ndarray]:
@@ -66,21 +67,20 @@ class RobustnessScreen(SessionScreen):
         "shows its accuracy (red) and the mean of the others (cyan) against α as mean ± one std "
         "over seeds. Many classes are listed a page at a time: [ and ] turn the page."
     )
-    DEFAULT_CSS = """
-    RobustnessScreen #robust-info { height: auto; max-height: 4; padding: 0 1; }
-    RobustnessScreen #robust-body { height: 1fr; }
-    RobustnessScreen #robust-table { width: 30; height: 1fr; }
-    RobustnessScreen #robust-plot { width: 1fr; height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("r", "compute", "Run seeds"),
+        Binding("r", "compute", "Run seeds", tooltip="train K SAE seeds and compare their curves"),
         Binding("plus", "seeds(1)", "K+", key_display="+"),
         Binding("minus", "seeds(-1)", "K-", key_display="-"),
         Binding("e", "cycle_epochs", "Epochs"),
         Binding("o", "cycle_modulation", "Modulation", show=False),
         *PAGE_BINDINGS,
+        FILTER_BINDING,
     ]
+    PALETTE_EVERYWHERE = ("compute",)  # offered in the palette from every screen
     RESULT_KINDS = ("robustness",)  # a warning line when a stage was rerun since
+    LOADING = "the stored seed-robustness curves"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "robust-info", "read the robustness curves", True
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,10 +94,12 @@ class RobustnessScreen(SessionScreen):
         self.pager = Pager()  # the table holds one page of the classes with curves
         self._job: Any = None
         self.job_error = ""
+        self.filter_text = ""  # /: only the classes whose row has every typed word
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the stored seed-robustness curves…", id="robust-info", markup=False)
+        yield Static("", id="robust-info", markup=False)
+        yield FilterBar()
         with Horizontal(id="robust-body"):
             yield DataTable(id="robust-table", cursor_type="row", zebra_stripes=False)
             from salve_tui.app.widgets.plot import CurvePlot
@@ -111,40 +113,48 @@ class RobustnessScreen(SessionScreen):
         table.add_column("feature per seed", key="features", width=16)
         table.focus()
 
-    def refresh_from_session(self) -> None:
-        session, modulation = self.session, self.modulation
+    def load(self) -> tuple[list[str], int, dict[int, dict[str, Any]]]:
+        from core.workflow.robustness import load_robustness
 
-        def load() -> tuple[list[str], int, dict[int, dict[str, Any]]]:
-            from core.workflow.robustness import load_robustness
+        session = self.session
+        names = [str(c) for c in session.read_json("class_names")]
+        try:
+            curves = load_robustness(session, "suppress", self.modulation)
+        except KeyError:
+            curves = {}
+        return names, int(session.config.sae.epochs), curves
 
-            names = [str(c) for c in session.read_json("class_names")]
-            try:
-                curves = load_robustness(session, "suppress", modulation)
-            except KeyError:
-                curves = {}
-            self.report_stale(session)
-            return names, int(session.config.sae.epochs), curves
-
-        load_in_thread(self, load, self._loaded, self._failed, "robust-load")
-
-    def _failed(self, error: str) -> None:
-        self.query_one("#robust-info", Static).update(error_text("read the robustness curves", error))
-
-    def _loaded(self, loaded: tuple[list[str], int, dict[int, dict[str, Any]]]) -> None:
+    def show(self, loaded: tuple[list[str], int, dict[int, dict[str, Any]]]) -> None:
         self.class_names, session_epochs, self.curves = loaded
         self.epoch_choices = sorted({session_epochs, min(session_epochs, 100), min(session_epochs, 25)},
                                     reverse=True)
         if self.curves and self.target not in self.curves:
             self.target = min(self.curves)
-        self.pager.set_total(len(self.curves))
-        if self.curves:
-            self.pager.show_index(sorted(self.curves).index(self.target))
+        self._show_classes()
+
+    def _listed_classes(self) -> list[int]:
+        """The classes with curves whose name or features match the filter, in class order."""
+        return [c for c in sorted(self.curves)
+                if matches(self.filter_text, class_name(self.class_names, c),
+                           *(int(k) for k in np.asarray(self.curves[c]["features_per_seed"])))]
+
+    def _show_classes(self) -> None:
+        classes = self._listed_classes()
+        if classes and self.target not in classes:
+            self.target = classes[0]
+        self.pager.set_total(len(classes))
+        if classes:
+            self.pager.show_index(classes.index(self.target))
         self._fill()
         self._draw_plot()
 
+    def apply_filter(self, text: str) -> None:
+        self.filter_text = text.strip()
+        self._show_classes()
+
     def _fill(self) -> None:
         table = self.query_one(DataTable)
-        classes = sorted(self.curves)
+        classes = self._listed_classes()
 
         def add(index: int) -> None:
             c = classes[index]
@@ -152,13 +162,13 @@ class RobustnessScreen(SessionScreen):
             table.add_row(class_name(self.class_names, c),
                           " ".join(str(int(k)) for k in np.asarray(features)), key=str(c))
 
-        fill_page(table, self.pager, add, classes.index(self.target) if self.target in self.curves else None)
+        fill_page(table, self.pager, add, classes.index(self.target) if self.target in classes else None)
         self._draw_info()
 
     def action_page(self, step: int) -> None:
         """[ ] turn the page of classes; its first class is shown."""
         if self.pager.turn(step):
-            self.target = sorted(self.curves)[self.pager.start]
+            self.target = self._listed_classes()[self.pager.start]
             self._fill()
             self._draw_plot()
 
@@ -177,6 +187,8 @@ class RobustnessScreen(SessionScreen):
             pages = self.pager.label("classes")
             if pages:
                 text.append(f" · {pages}", style="dim")
+            if self.filter_text:
+                text.append(f" · {len(self._listed_classes())} match '{self.filter_text}'", style="yellow")
             text.append(f"\n{plan}", style="dim")
             info.update(text)
 
@@ -223,7 +235,7 @@ class RobustnessScreen(SessionScreen):
 
     def action_cycle_modulation(self) -> None:
         self.modulation = MODULATIONS[(MODULATIONS.index(self.modulation) + 1) % len(MODULATIONS)]
-        self.refresh_from_session()
+        self.reload()
 
     def action_compute(self) -> None:
         session, k, epochs, modulation = self.session, self.k, self.epochs, self.modulation

@@ -8,6 +8,7 @@ Each change of sample, class, method or layer computes one map with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -17,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from salve_tui.app.screens.analysis_shared import class_name, error_text, load_in_thread
+from salve_tui.app.screens.analysis_shared import class_name
 from salve_tui.app.screens.base import SessionScreen, session_view
 from salve_tui.app.widgets.chrome import ScreenFooter, ScreenHeader
 from salve_tui.app.widgets.image import ImageView
@@ -53,13 +54,9 @@ class SaliencyScreen(SessionScreen):
         "less; the default is the deepest layer with a map of at least 4×4). ←/→ step the sample, "
         "PgUp/PgDn by ten. w writes the shown map as a PNG overlay to the export folder."
     )
-    DEFAULT_CSS = """
-    SaliencyScreen #saliency-info { height: auto; max-height: 4; padding: 0 1; }
-    SaliencyScreen.-failed #saliency-info { max-height: 1fr; }
-    SaliencyScreen #saliency-images { height: 1fr; padding: 0 1; }
-    SaliencyScreen #saliency-images ImageView { width: 1fr; margin-right: 1; }
-    SaliencyScreen #saliency-status { height: auto; max-height: 3; padding: 0 1; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    LOADING = "the model, the SAE and the test images"
+    INFO, FAILED, LOAD_ERROR_IN_INFO = "saliency-info", "draw saliency maps", True
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("left", "sample(-1)", "Previous sample", show=False),
         Binding("right", "sample(1)", "Next sample", show=False),
@@ -88,32 +85,28 @@ class SaliencyScreen(SessionScreen):
 
     def compose(self) -> ComposeResult:
         yield ScreenHeader()
-        yield Static("loading the model, the SAE and the test images…", id="saliency-info", markup=False)
+        yield Static("", id="saliency-info", markup=False)
         with Horizontal(id="saliency-images"):
             yield ImageView(id="saliency-image")
             yield ImageView(id="saliency-overlay")
         yield Static("", id="saliency-status", markup=False)
         yield ScreenFooter(compact=True)
 
-    def refresh_from_session(self) -> None:
+    def load(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        from core.validate.saliency import candidate_layers
+        from core.workflow.assets import load_assets
+
         session = self.session
+        assets = load_assets(session)
+        dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
+        return (assets.class_names, candidate_layers(assets.model),
+                np.asarray(assets.test.labels, dtype=np.int64), dominant)
 
-        def load() -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-            from core.validate.saliency import candidate_layers
-            from core.workflow.assets import load_assets
-
-            assets = load_assets(session)
-            dominant = np.asarray(session.read_array("rankings/dominant"), dtype=np.int64)
-            return (assets.class_names, candidate_layers(assets.model),
-                    np.asarray(assets.test.labels, dtype=np.int64), dominant)
-
-        load_in_thread(self, load, self._loaded, self._failed, "saliency-load")
-
-    def _failed(self, error: str) -> None:
+    def show_failure(self, error: str) -> None:
         self.add_class("-failed")  # the whole message: a load error can be many lines long
-        self.query_one("#saliency-info", Static).update(error_text("draw saliency maps", error))
+        super().show_failure(error)
 
-    def _loaded(self, loaded: tuple[list[str], list[str], np.ndarray, np.ndarray]) -> None:
+    def show(self, loaded: tuple[list[str], list[str], np.ndarray, np.ndarray]) -> None:
         self.class_names, self.map_layers, self.labels, self.dominant = loaded
         self.sample = min(max(0, self.sample), len(self.labels) - 1)
         if self.target_class is None:
@@ -144,7 +137,7 @@ class SaliencyScreen(SessionScreen):
                 result = saliency_map(session, sample, class_=target, layer=layer)
             return result, overlay(result.image, result.heat, 0.5)
 
-        load_in_thread(self, compute, self._show, self._failed, "saliency-map")
+        self.compute_in_thread(compute, self._show, group="saliency-map")
 
     def _show(self, shown: tuple[Any, np.ndarray]) -> None:
         result, overlay = shown

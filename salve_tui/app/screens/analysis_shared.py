@@ -7,7 +7,8 @@ No view is registered here (the module is imported by view discovery like the ot
 Model, SAE and dataset for previews come from :func:`core.workflow.assets.load_assets` (cached per
 session, shared under ``core.workflow.assets.MODEL_LOCK``); Grad-FAM of one sample is
 :func:`core.workflow.saliency_maps.saliency_map`, called in a screen thread worker because it is read-only and
-need not wait for — or block — the session's single writer job.
+need not wait for — or block — the session's single writer job
+(:meth:`~salve_tui.app.screens.base.SessionScreen.compute_in_thread`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
-from salve_tui.app.format import tui_words
 from salve_tui.app.screens.base import SessionScreen
+from salve_tui.app.widgets.filter import FILTER_BINDING, matches
 
 if TYPE_CHECKING:
-    from textual.screen import Screen
-
     from core.store.session import Session
     from core.workflow.inputs import ControlInputs
     from core.workflow.saliency_maps import SaliencyResult
@@ -145,31 +144,6 @@ def gradfam_with_overlay(
     return result, overlay(result.image, result.heat, 0.5)
 
 
-def load_in_thread(screen: Screen, compute: Callable[[], Any], ready: Callable[[Any], None],
-                   failed: Callable[[str], None], group: str) -> None:
-    """Run ``compute`` in a thread worker; hand its result to ``ready`` (or its error message to
-    ``failed``) on the UI thread, unless the screen was left or a newer load replaced it."""
-    from textual.worker import get_current_worker
-
-    def work() -> None:
-        worker = get_current_worker()
-        try:
-            result = compute()
-        except Exception as exc:  # shown on the screen; a load never crashes the app
-            if not worker.is_cancelled:
-                screen.app.call_from_thread(_if_attached, screen, failed, tui_words(str(exc) or type(exc).__name__))
-            return
-        if not worker.is_cancelled:
-            screen.app.call_from_thread(_if_attached, screen, ready, result)
-
-    screen.run_worker(work, thread=True, exclusive=True, group=group, exit_on_error=False)
-
-
-def _if_attached(screen: Screen, callback: Callable[[Any], None], value: Any) -> None:
-    if screen.is_attached:
-        callback(value)
-
-
 def error_text(what: str, error: str) -> Text:
     """``cannot load …: error`` in red: the one way a screen says its content failed."""
     return Text(f"cannot {what}: {error}", style="red")
@@ -236,16 +210,16 @@ class ClassTargetScreen(SessionScreen):
     """
 
     LOADING = "the cached activations (classifier head, SAE decoder, μ)"
-    INFO: ClassVar[str] = ""  # id of the one-line info Static
     TABLE: ClassVar[str] = ""  # id of the class DataTable
-    FAILED: ClassVar[str] = ""  # "compute α_crit": what a failed load stops
-    BINDINGS: ClassVar[list[Binding]] = PAGE_BINDINGS
+    BINDINGS: ClassVar[list[Binding]] = [*PAGE_BINDINGS, FILTER_BINDING]  # / needs a FilterBar
 
     def __init__(self, target_class: int = 0) -> None:
         super().__init__()
         self.target_class = int(target_class)
         self.inputs: ControlInputs | None = None
         self.class_pager = Pager()
+        self.filter_text = ""  # /: only the classes whose cells have every typed word
+        self.listed_classes: list[int] = []  # the classes listed (all, or those matching the filter)
 
     def class_cells(self, c: int) -> tuple[str, ...]:
         """The table cells of class ``c`` (first: its name)."""
@@ -260,29 +234,36 @@ class ClassTargetScreen(SessionScreen):
         self.inputs = inputs
         if first:
             self.target_class = min(max(0, self.target_class), inputs.num_classes - 1)
-            self.class_pager.set_total(inputs.num_classes)
-            self.class_pager.show_index(self.target_class)
-            self._fill_classes()
+            self.apply_filter(self.filter_text)
         self.inputs_ready()
 
     def show_error(self, error: str) -> None:
-        super().show_error(error)
-        self._failed(error)
-
-    def _failed(self, error: str) -> None:
-        """The info line says what failed (a load, or a computation in :func:`load_in_thread`)."""
-        self.query_one(f"#{self.INFO}", Static).update(error_text(self.FAILED, error))
+        super().show_error(error)  # the notice over the content, and the info line too
+        self.show_failure(error)
 
     def _fill_classes(self) -> None:
         table = self.query_one(f"#{self.TABLE}", DataTable)
         pager = self.class_pager
-        fill_page(table, pager, lambda c: table.add_row(*self.class_cells(c), key=str(c)),
-                  cursor=self.target_class)
+        classes = self.listed_classes
+        fill_page(table, pager, lambda i: table.add_row(*self.class_cells(classes[i]), key=str(classes[i])),
+                  cursor=classes.index(self.target_class) if self.target_class in classes else None)
         column = next(iter(table.columns.values()), None)
         if column is not None:
             label = (f"{pager.start}–{pager.stop - 1}/{pager.total}" if pager.pages > 1 else "class")
             column.label = Text(label)
             table.refresh()
+
+    def apply_filter(self, text: str) -> None:
+        """List the classes whose cells contain every word of ``text`` (all for "")."""
+        self.filter_text = text.strip()
+        if self.inputs is None:
+            return
+        self.listed_classes = [c for c in range(self.inputs.num_classes)
+                               if matches(self.filter_text, *self.class_cells(c))]
+        self.class_pager.set_total(len(self.listed_classes))
+        if self.target_class in self.listed_classes:
+            self.class_pager.show_index(self.listed_classes.index(self.target_class))
+        self._fill_classes()
 
     def action_page(self, step: int) -> None:
         if self.inputs is not None and self.class_pager.turn(step):

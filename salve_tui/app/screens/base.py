@@ -16,8 +16,8 @@ new screen needs no edit anywhere else: the dashboard gets a key for it, the com
 entry, and the help screen lists it. View modules must not import torch at module level (the
 app imports them at start-up); import it inside the functions or workers that need it.
 
-Instant screens: the load pattern
----------------------------------
+One loading pattern for every screen
+-----------------------------------
 A screen paints at once and reads the session in a thread worker. Declare what it loads and
 split reading from drawing::
 
@@ -32,12 +32,25 @@ split reading from drawing::
             ...update widgets...
 
 :meth:`SessionScreen.refresh_from_session` (on mount, when the screen is shown again and after
-every job) starts :meth:`load` again; the first time a :class:`LoadingNotice` covers the content
-and says what is loading (with the seconds elapsed); later reloads keep the old content until the
-new one arrives. The worker reports back with :class:`ScreenLoaded` / :class:`ScreenLoadFailed`
-messages (a failure replaces the notice with the message, never a traceback). Results of a reload
-that was superseded are dropped. Keys work throughout: ``esc`` leaves while a load runs (the
-worker's result is then ignored) and the actions in ``CONTENT_ACTIONS`` wait for the content.
+every job) starts :meth:`load` again (:meth:`SessionScreen.reload`; a key that changes what is
+loaded calls it too); the first time a :class:`LoadingNotice` covers the content and says what
+is loading (with the seconds elapsed); later reloads keep the old content until the new one
+arrives. A failure replaces the notice with the message, never a traceback (or, with
+``LOAD_ERROR_IN_INFO``, the screen's ``INFO`` line says it). Keys work throughout: ``esc``
+leaves while a load runs (the worker's result is then ignored) and the actions in
+``CONTENT_ACTIONS`` wait for the content.
+
+What a key asks for later (the map of a chosen sample, a recomputed curve) goes through the same
+machinery: ``self.compute_in_thread(compute, ready, group="saliency-map")`` runs ``compute`` in a
+thread worker and calls ``ready(result)`` on the UI thread; an exception becomes
+``cannot <FAILED>: why`` on the ``INFO`` line (:meth:`SessionScreen.show_failure`). Both report
+back with one :class:`WorkDone` message; a result superseded by a newer run of its group, or
+arriving after the screen was left, is dropped. No screen calls ``run_worker`` itself.
+
+CSS: widgets keep theirs beside them in ``DEFAULT_CSS``; each screen's CSS lives in a ``.tcss``
+file beside its module, named like the module (``analysis_matrix.tcss``) and loaded with
+``CSS_PATH`` (Textual scopes a screen's ``CSS_PATH`` to that screen); ``app.tcss`` holds only
+what is app-wide.
 
 Things many screens need (control inputs, model/SAE/data, test latents and thumbnails) come from
 ``self.salve.shared`` (:class:`salve_tui.app.preload.SessionAssets`), loaded once in the
@@ -65,13 +78,14 @@ from salve_tui.app.widgets.notices import LoadingNotice, StaleNotice  # noqa: F4
 
 if TYPE_CHECKING:
     from core.store.session import Session
-    from salve_tui.app.app import SalveApp
+    from salve_tui.app.host import SalveHost
 
 # Keys the dashboard itself uses; a registered view may not take them.
 RESERVED_KEYS = frozenset({"r", "f", "a", "c", "q", "escape", "enter", "question_mark", "up", "down",
                            "tab", "shift+tab", "ctrl+p", "ctrl+q", "ctrl+c"})
 VIEW_MODULE_PREFIX = "analysis_"
 BUILTIN_VIEW_MODULES = ("salve_tui.app.screens.sae_training",)
+LOAD_GROUP = "screen-load"  # the worker group of SessionScreen.reload
 
 
 class SalveScreen(Screen):
@@ -86,8 +100,8 @@ class SalveScreen(Screen):
     ]
 
     @property
-    def salve(self) -> SalveApp:
-        return self.app  # type: ignore[return-value]
+    def salve(self) -> SalveHost:
+        return self.app  # type: ignore[return-value]  # SalveApp implements SalveHost
 
     def on_mount(self) -> None:
         # Textual calls on_mount along the MRO: this runs for every screen, before its own.
@@ -188,23 +202,17 @@ def stale_warning(session: Session, kinds: tuple[str, ...]) -> str:
     return "warning: " + "; ".join(lines) + "; recompute them" if lines else ""
 
 
-class ScreenLoaded(Message):
-    """A screen's :meth:`SessionScreen.load` returned (posted from its worker thread)."""
+class WorkDone(Message):
+    """Thread work of a screen (its :meth:`SessionScreen.load` or a
+    :meth:`SessionScreen.compute_in_thread`) returned or raised; posted from the worker thread.
+    ``callback(value)`` runs on the UI thread unless a newer run of ``group`` superseded it."""
 
-    def __init__(self, data: Any, generation: int, warning: str = "") -> None:
+    def __init__(self, group: str, generation: int, callback: Callable[[Any], None], value: Any) -> None:
         super().__init__()
-        self.data = data
+        self.group = group
         self.generation = generation
-        self.warning = warning  # see SessionScreen.RESULT_KINDS
-
-
-class ScreenLoadFailed(Message):
-    """A screen's :meth:`SessionScreen.load` raised; ``error`` is the text to show."""
-
-    def __init__(self, error: str, generation: int) -> None:
-        super().__init__()
-        self.error = error
-        self.generation = generation
+        self.callback = callback
+        self.value = value
 
 
 class SessionScreen(SalveScreen):
@@ -220,10 +228,15 @@ class SessionScreen(SalveScreen):
     #: load also checks them, and a :class:`StaleNotice` under the header says when a stage was
     #: rerun since they were computed.
     RESULT_KINDS: ClassVar[tuple[str, ...]] = ()
+    INFO: ClassVar[str] = ""  # id of the screen's info line, where failed computations are said
+    FAILED: ClassVar[str] = ""  # what a failure stops ("draw saliency maps"): "cannot draw …: why"
+    #: True: a failed load is said on the info line too (where the screen's status lives) and
+    #: the loading notice steps aside; False: the notice says it over the content.
+    LOAD_ERROR_IN_INFO: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
-        self._load_generation = 0
+        self._generations: dict[str, int] = {}
         self.loaded = not self.LOADING  # screens without a load() have their content at once
         self.load_error = ""
         self._resumed = False
@@ -289,55 +302,87 @@ class SessionScreen(SalveScreen):
 
     def show_error(self, error: str) -> None:
         """:meth:`load` failed: the notice says why, over the old content ("out of date") when
-        a reload failed (e.g. a stage was rerun and is not done yet)."""
+        a reload failed (e.g. a stage was rerun and is not done yet); with
+        :attr:`LOAD_ERROR_IN_INFO` the info line says it instead."""
         notices = self.query(LoadingNotice)
-        if notices:
+        if self.LOAD_ERROR_IN_INFO:
+            for notice in notices:
+                notice.done()
+            self.show_failure(error)
+        elif notices:
             notices.first().failed(error, stale=self.loaded)
         else:
             self.notify(error, title=f"cannot refresh {self.SCREEN_TITLE}", severity="error")
 
-    def reload(self) -> None:
-        """Start :meth:`load` in a worker; a newer reload supersedes a running one."""
-        self._load_generation += 1
-        generation = self._load_generation
+    def show_failure(self, error: str) -> None:
+        """A :meth:`compute_in_thread` failed: ``cannot <FAILED>: why`` in red on the
+        :attr:`INFO` line (a notification on a screen without one)."""
+        if not self.INFO:
+            self.notify(error, title=f"cannot {self.FAILED or 'compute'}", severity="error")
+            return
+        from rich.text import Text
+        from textual.widgets import Static
+
+        self.query_one(f"#{self.INFO}", Static).update(
+            Text(f"cannot {self.FAILED or 'compute'}: {error}", style="red"))
+
+    def compute_in_thread(self, compute: Callable[[], Any], ready: Callable[[Any], None],
+                          failed: Callable[[str], None] | None = None, group: str = "compute") -> None:
+        """Run ``compute()`` in a thread worker (no widget access there) and hand its result to
+        ``ready`` on the UI thread; an exception's text (:func:`salve_tui.app.jobs.error_text`)
+        goes to ``failed`` (default :meth:`show_failure`). A newer call with the same ``group``
+        supersedes a running one (its result is dropped), and so does leaving the screen.
+
+        :meth:`reload` runs :meth:`load` through it; screens use it for what a key asks for
+        later (the map of a chosen sample, a recomputed curve)."""
+        generation = self._generations[group] = self._generations.get(group, 0) + 1
+        on_error = failed or self.show_failure
 
         def body() -> None:
             from salve_tui.app.jobs import error_text
 
             try:
-                data = self.load()
-                warning = stale_warning(self.session, self.RESULT_KINDS)
-            except Exception as exc:  # shown on the screen; a load never crashes the app
-                self.post_message(ScreenLoadFailed(error_text(exc), generation))
+                result = compute()
+            except Exception as exc:  # shown on the screen; a computation never crashes the app
+                self.post_message(WorkDone(group, generation, on_error, error_text(exc)))
             else:
-                self.post_message(ScreenLoaded(data, generation, warning))
+                self.post_message(WorkDone(group, generation, ready, result))
 
-        self.run_worker(body, thread=True, exclusive=True, group="screen-load", exit_on_error=False,
-                        name=f"load {self.LOADING}")
+        self.run_worker(body, thread=True, exclusive=True, group=group, exit_on_error=False,
+                        name=f"{group} {self.LOADING}".strip())
 
-    def on_screen_loaded(self, message: ScreenLoaded) -> None:
+    def on_work_done(self, message: WorkDone) -> None:
         message.stop()
-        if message.generation != self._load_generation or not self.is_attached:
-            return
+        if message.generation != self._generations.get(message.group) or not self.is_attached:
+            return  # superseded by a newer run of its group, or the screen was left
+        message.callback(message.value)
+
+    def reload(self) -> None:
+        """Start :meth:`load` in a worker; a newer reload supersedes a running one."""
+
+        def body() -> tuple[Any, str]:
+            data = self.load()
+            return data, stale_warning(self.session, self.RESULT_KINDS)
+
+        self.compute_in_thread(body, self._loaded, self._load_failed, group=LOAD_GROUP)
+
+    def _loaded(self, loaded: tuple[Any, str]) -> None:
+        data, warning = loaded
         first = not self.loaded
         self.loaded, self.load_error = True, ""
-        self.show(message.data)
+        self.show(data)
         if self.RESULT_KINDS:
-            self._show_stale(message.warning)
+            self._show_stale(warning)
         for notice in self.query(LoadingNotice):
             notice.done()
         if first:
             self.refresh_bindings()
 
-    def report_stale(self, session: Session) -> None:
-        """From a screen's own load worker (screens that override :meth:`refresh_from_session`):
-        check :attr:`RESULT_KINDS` and show or clear the warning line."""
-        warning = stale_warning(session, self.RESULT_KINDS)
-        self.app.call_from_thread(self._show_stale, warning)
+    def _load_failed(self, error: str) -> None:
+        self.load_error = error
+        self.show_error(error)
 
     def _show_stale(self, warning: str) -> None:
-        if not self.is_attached:
-            return
         notices = self.query(StaleNotice)
         if notices:
             notices.first().warn(warning)
@@ -351,13 +396,6 @@ class SessionScreen(SalveScreen):
             else:
                 self.mount(notice, before=0)
             notice.warn(warning)
-
-    def on_screen_load_failed(self, message: ScreenLoadFailed) -> None:
-        message.stop()
-        if message.generation != self._load_generation or not self.is_attached:
-            return
-        self.load_error = message.error
-        self.show_error(message.error)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not super().check_action(action, parameters) or self.salve.session is None:

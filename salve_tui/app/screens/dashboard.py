@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -106,6 +107,7 @@ class StageTable(DataTable):
 
 
 class DashboardScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Pipeline dashboard"
     BREADCRUMB_ROOT = True
     HELP_TEXT = (

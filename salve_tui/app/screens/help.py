@@ -1,7 +1,9 @@
-"""``?``: the keys of the screen underneath, app-wide keys and a paragraph about that screen."""
+"""``?``: the keys of the screen underneath, app-wide keys and a paragraph about that screen;
+``/`` narrows all of it to the lines with every typed word (searchable help)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.table import Table
@@ -22,6 +24,7 @@ from salve_tui.app.bindings import (  # noqa: F401 (re-exported: their old home)
 )
 from salve_tui.app.screens.confirm import OnceModal
 from salve_tui.app.widgets.chrome import ScreenFooter
+from salve_tui.app.widgets.filter import FilterBar, matches
 
 
 def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
@@ -49,25 +52,29 @@ def binding_rows(screen: Screen, scope: str = "all") -> list[tuple[str, str]]:
 class HelpScreen(OnceModal[None]):
     """Lists the keys of the screen it was opened from."""
 
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
+    AUTO_FOCUS = "#help-body"  # arrows scroll; the (hidden) search field gets focus only on /
+
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape,question_mark,q", "close", "Close help"),
+        Binding("slash", "open_filter", "Search help", key_display="/"),
     ]
 
     def __init__(self, target: Screen) -> None:
         super().__init__()
         self.target = target
+        self.filter_text = ""  # /: only the views, keys and text with every typed word
 
     def compose(self) -> ComposeResult:
         title = getattr(self.target, "SCREEN_TITLE", "") or type(self.target).__name__
         with Vertical(id="help-dialog"):
             yield Static(f"Help — {title}", id="help-title")
+            yield FilterBar()
             with VerticalScroll(id="help-body"):
                 views = self._views_text()
-                if views.plain:  # every view one key away, before the longer text
-                    yield Static(views, id="help-views")
-                about = getattr(self.target, "HELP_TEXT", "")
-                if about:
-                    yield Static(Text(about.strip()), id="help-about")
+                # every view one key away, before the longer text
+                yield Static(views, id="help-views").set_class(not views.plain, "-empty")
+                yield Static(self._about(), id="help-about").set_class(not self._about(), "-empty")
                 yield Static(self._keys_table("screen", "keys of this screen"), id="help-keys")
                 yield Static(self._keys_table("global", "everywhere"), id="help-global")
                 yield Static(
@@ -78,12 +85,31 @@ class HelpScreen(OnceModal[None]):
                 )
         yield ScreenFooter(compact=True)
 
+    def action_open_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    def apply_filter(self, text: str) -> None:
+        """Keep the views, key rows and paragraph that contain every word of ``text``."""
+        self.filter_text = text.strip()
+        views = self._views_text()
+        self.query_one("#help-views", Static).update(views)
+        self.query_one("#help-views").set_class(not views.plain, "-empty")
+        self.query_one("#help-about", Static).update(self._about())
+        self.query_one("#help-about").set_class(not self._about(), "-empty")
+        self.query_one("#help-keys", Static).update(self._keys_table("screen", "keys of this screen"))
+        self.query_one("#help-global", Static).update(self._keys_table("global", "everywhere"))
+
+    def _about(self) -> str:
+        about = getattr(self.target, "HELP_TEXT", "").strip()
+        return about if matches(self.filter_text, about) else ""
+
     def _views(self) -> list[tuple[str, str, str]]:
         """(key, title, name) of every view of the open session; none before a session is open."""
         app = self.app
         if getattr(app, "session", None) is None or getattr(self.target, "BREADCRUMB_ROOT", False):
             return []  # no session yet, or the dashboard: its own keys are the views
-        return [(view.key, view.title, view.name) for view in getattr(app, "views", [])]
+        return [(view.key, view.title, view.name) for view in getattr(app, "views", [])
+                if matches(self.filter_text, view.key, view.title, view.description)]
 
     def _views_text(self) -> Text:
         """Every view on a few lines at the top: its key here opens it (one keystroke away)."""
@@ -101,6 +127,8 @@ class HelpScreen(OnceModal[None]):
 
     def on_key(self, event: events.Key) -> None:
         """A view's key opens that view (help closes first)."""
+        if isinstance(self.focused, FilterBar):
+            return  # typed into the search field
         view = next((name for key, _, name in self._views() if key == event.key), None)
         if view is None or self._answered:
             return
@@ -116,7 +144,8 @@ class HelpScreen(OnceModal[None]):
         if scope == "global":
             rows.append(("ctrl+p", "Command palette (search every action)"))
         for key, description in rows:
-            table.add_row(key, description)
+            if matches(self.filter_text, key, description):
+                table.add_row(key, description)
         return table
 
     def action_close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from rich.text import Text
@@ -61,12 +62,7 @@ class MessagesScreen(OnceModal[None]):
     """The message history as a scrollable list; esc or ctrl+n closes it."""
 
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape,ctrl+n,q", "dismiss", "Close")]
-    DEFAULT_CSS = """
-    MessagesScreen { align: center middle; }
-    #messages-dialog { width: 90%; max-width: 120; height: 80%; border: round $accent; background: $surface; padding: 0 1; }
-    #messages-title { text-style: bold; height: 1; }
-    #messages-body { height: 1fr; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
 
     def __init__(self, history: MessageHistory) -> None:
         super().__init__()

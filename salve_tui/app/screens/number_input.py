@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
@@ -41,11 +42,7 @@ class PromptModal(OnceModal[T | None]):
     """Asks for one line of text and returns ``parse(text)``; a ValueError from ``parse`` is shown
     under the field and the dialog stays open. esc returns None."""
 
-    DEFAULT_CSS = """
-    PromptModal { align: center middle; }
-    PromptModal #number-dialog { width: 60; max-width: 100%; height: auto; border: round $accent; background: $surface; padding: 0 1; }
-    PromptModal #number-error { color: $error; height: auto; }
-    """
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, prompt: str, parse: Callable[[str], T], value: str = "") -> None:
@@ -76,9 +73,6 @@ class PromptModal(OnceModal[T | None]):
 class NumberInputModal(PromptModal[float]):
     """Enter returns the typed number (refused with a message when invalid); esc returns None."""
 
-    DEFAULT_CSS = """
-    NumberInputModal #number-dialog { width: 50; }
-    """
 
     def __init__(self, prompt: str, value: float, minimum: float | None = None,
                  maximum: float | None = None, whole: bool = False) -> None:

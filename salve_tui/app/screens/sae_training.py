@@ -7,6 +7,7 @@ kept by the job runner, so throttled messages lose no points); otherwise from th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -72,6 +73,7 @@ def metrics_to_history(reports: list[tuple[float, dict]]) -> dict[str, np.ndarra
 @session_view(footer="SAE", key="t", title="SAE training", order=10, name="sae_training",
               description="Loss curves, L0, explained variance and dead latents of the SAE")
 class SAETrainingScreen(SessionScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "SAE training"
     HELP_TEXT = (
         "Training curves of the sparse autoencoder, one point per epoch: total loss with its "
@@ -86,7 +88,9 @@ class SAETrainingScreen(SessionScreen):
         "again resumes."
     )
     BINDINGS: ClassVar[list[Binding]] = [Binding("l", "toggle_log_scale", "Log-scale loss"),
-                                         Binding("w", "width_search", "Width search")]
+                                         Binding("w", "width_search", "Width search",
+                                                 tooltip="search the SAE width and λ (a resumable job)")]
+    PALETTE_EVERYWHERE = ("width_search",)  # offered in the palette from every screen
     LOADING = "the SAE training history"
     CONTENT_ACTIONS = frozenset({"toggle_log_scale"})  # the plots exist once the history is shown
 

@@ -35,6 +35,7 @@ class SessionTable(DataTable):
 
 
 class SessionsScreen(SalveScreen):
+    CSS_PATH = Path(__file__).with_suffix(".tcss")  # this module's screens
     SCREEN_TITLE = "Sessions"
     BREADCRUMB_ROOT = True
     HELP_TEXT = (

@@ -17,7 +17,9 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.dom import DOMNode
+from textual.css.query import NoMatches
+from textual.dom import DOMNode, NoScreen
+from textual.events import Mount
 from textual.widgets import Footer, Header, Static
 from textual.widgets._header import HeaderIcon, HeaderTitle
 
@@ -126,6 +128,22 @@ class ScreenHeader(Header):
         yield HeaderIcon().data_bind(Header.icon)
         yield JobIndicator()
         yield HeaderTitle()
+
+    def _on_mount(self, event: Mount) -> None:
+        # Replaces Header's: its title watcher catches NoScreen but not NoMatches, which a title
+        # change raises while the screen is being torn down (its HeaderTitle already gone) and
+        # which then ends the app (random keys hit it about one run in three).
+        event.prevent_default()
+
+        async def set_title() -> None:
+            try:
+                self.query_one(HeaderTitle).update(self.format_title())
+            except (NoScreen, NoMatches):
+                pass
+
+        for node in (self.app, self.screen):
+            self.watch(node, "title", set_title)
+            self.watch(node, "sub_title", set_title)
 
     def on_unmount(self) -> None:
         _drop_watchers(self.app, ("title", "sub_title"), lambda node: node is not self)
