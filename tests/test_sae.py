@@ -451,7 +451,7 @@ def test_native_kernel_results_do_not_depend_on_the_instruction_set(tmp_path) ->
         "import hashlib, sys; sys.path[:0] = ['tests', '.']\n"
         "from test_sae import native_config, native_data\n"
         "from core.discover.sae_train import train_sae\n"
-        "r = train_sae(native_data(), native_config(epochs=3, lr_step_epochs=1), native=True)\n"
+        "r = train_sae(native_data(), native_config(hidden=32, epochs=3, lr_step_epochs=1), native=True)\n"
         "assert r.engine == 'native', r.engine\n"
         "w = r.weights['decoder.weight'].tobytes()\n"
         "print(hashlib.sha256(w).hexdigest())\n"

@@ -80,8 +80,8 @@ def test_engine_choice_is_measured_above_the_small_size_and_overridable(monkeypa
     data, cfg = native_data(), native_config(epochs=1, hidden=32)
     result = train_sae(data, cfg)
     assert "measured for d=32, h=32" in result.engine_note and "ms/step" in result.engine_note
-    use, _ = sae_engine._engine_choices[("l1", 32, 32, 1, cfg.batch_size, torch.get_num_threads())]
-    assert result.engine == ("native" if use else "torch")
+    threads, _ = sae_engine._engine_choices[("l1", 32, 32, 1, cfg.batch_size, torch.get_num_threads())]
+    assert result.engine == ("native" if threads else "torch")
     for wanted in ("native", "torch"):
         monkeypatch.setenv("SALVE_SAE_ENGINE", wanted)
         assert train_sae(data, cfg).engine == wanted
@@ -126,3 +126,48 @@ async def test_tui_sae_screen_says_where_training_stopped_early(tmp_path) -> Non
         text = str(panel.render())
         assert panel.display and "stopped early after 12 of 300 epochs" in text
         assert "last 5 epochs is less than 0.10% below" in text
+
+
+@pytest.mark.native
+def test_two_thread_kernel_equals_one_thread_bit_for_bit_and_the_plain_paper_loop(monkeypatch) -> None:
+    """At h = 64 the kernel splits the latents into two fixed halves (one per thread, their two
+    partial reconstructions summed in a fixed order): one thread running both halves gives the
+    same bits as two threads, and the result ends at the plain autograd + Adam loop's loss."""
+    data, cfg = native_data(), native_config(hidden=64, epochs=3, lr_step_epochs=1, l1_coeff=1e-2)
+    params = _initial_state(cfg, [cfg.seed], *data.shape).params
+    orders = torch.stack([torch.randperm(len(data), generator=torch.Generator().manual_seed(5))])
+    weights = {}
+    for threads in (1, 2):
+        trainer = sae_engine.FastSAETrainer({k: torch.from_numpy(v) for k, v in params.items()}, l1_coeff=1e-2,
+                                            use_native=True, native_threads=threads)
+        latents, norms = torch.empty(1, len(data), 64), torch.empty(1, len(data))
+        for _ in range(3):
+            trainer.train_epoch(data, orders, cfg.batch_size, 1e-2, latents, norms)
+        weights[threads] = trainer.parameters_standard()
+    for name in PARAM_NAMES:
+        np.testing.assert_array_equal(weights[1][name], weights[2][name])
+    monkeypatch.setattr(sae_engine, "default_native_threads", lambda: 2)
+    fast = train_sae(data, cfg, native=True)
+    assert fast.engine == "native"
+    plain, _ = reference_epochs(data, cfg, 3)
+    with torch.no_grad():
+        loss_plain = float(sae_loss(*plain(data), data, cfg.l1_coeff)[0])
+        loss_fast = float(sae_loss(*sae_from_arrays(fast.weights)(data), data, cfg.l1_coeff)[0])
+    assert loss_fast == pytest.approx(loss_plain, rel=1e-4)
+    for name, value in plain.state_dict().items():
+        np.testing.assert_allclose(fast.weights[name][0], value.numpy(), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.native
+def test_small_sae_measures_one_against_two_kernel_threads(monkeypatch) -> None:
+    """Below the measured size the kernel is always used, on the thread count that measured faster
+    (when torch may use 2 threads and the width splits in halves); the note says so."""
+    monkeypatch.setattr(sae_engine, "_engine_choices", {})
+    monkeypatch.setattr(sae_engine, "default_native_threads", lambda: 2)
+    data, cfg = native_data(), native_config(epochs=1, hidden=32)
+    result = train_sae(data, cfg)
+    threads, why = sae_engine._engine_choices[("l1-kernel", 32, 32, 1, cfg.batch_size, torch.get_num_threads())]
+    assert result.engine == "native" and threads in (1, 2)
+    assert "on 1 thread(s)" in why and "on 2 thread(s)" in why and "torch" not in why and why in result.engine_note
+    monkeypatch.setattr(sae_engine, "default_native_threads", lambda: 1)  # one thread: nothing to measure
+    assert "measured" not in train_sae(data, native_config(epochs=1, hidden=64)).engine_note

@@ -26,6 +26,13 @@ def test_matches_every_word_in_any_field() -> None:
     assert matches("", "anything")
 
 
+def test_a_spelled_greek_letter_finds_the_letter() -> None:
+    """Help showed nothing for "alpha": its rows say α_crit."""
+    assert matches("alpha crit", "k", "α_crit")
+    assert matches("lambda", "SAE λ 0.01") and matches("λ", "SAE λ 0.01")
+    assert not matches("beta", "α_crit")
+
+
 async def test_sessions_filter(tmp_path: Path) -> None:
     for name in ("alpha-run", "beta-run", "alpha-two"):
         make_session(tmp_path, name)

@@ -13,6 +13,10 @@ targets the widest x86-64 level the CPU supports (``x86-64-v4`` with AVX-512, ``
 portable ``-v2``; the compiler's default elsewhere) and still gives bit-identical results; the
 tests check that against the portable build.
 
+The kernel may run on two threads (POSIX threads, ``-pthread``: part of the C library, no
+OpenMP runtime to clash with torch's); the work split is fixed by the SAE's width, so one or two
+threads give the same bits.
+
 Environment: ``SALVE_NATIVE=0`` disables the kernel; ``SALVE_NATIVE_ARCH`` sets ``-march``; ``SALVE_CACHE_DIR`` moves the cache
 (default ``$XDG_CACHE_HOME/salve-tui`` or ``~/.cache/salve-tui``); ``CC`` picks the compiler.
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 
 SOURCE = Path(__file__).with_name("csrc") / "sae_l1_epoch.c"
 # -ffp-contract=off: no a·b+c → fma contraction, whose rounding differs from a·b then +c.
-FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC")
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
 PORTABLE_X86 = "x86-64-v2"
 
 
@@ -86,6 +90,7 @@ class EpochArgs(ctypes.Structure):
         ("n", ctypes.c_int64), ("d", ctypes.c_int64), ("h", ctypes.c_int64), ("batch", ctypes.c_int64),
         ("lr", ctypes.c_double), ("l1_coeff", ctypes.c_double), ("beta1", ctypes.c_double),
         ("beta2", ctypes.c_double), ("eps", ctypes.c_double), ("adam_step", ctypes.c_int64),
+        ("threads", ctypes.c_int64),
     ]
 
 

@@ -31,8 +31,9 @@ NATIVE_AUTO_MAX_WEIGHTS = 1 << 16
 #: Steps each engine runs when their cost is measured (after one warm-up epoch of two steps).
 PROBE_STEPS = 6
 
-#: ``(kind, d, h, seeds, batch, threads) → (native?, why)``: the measured choice, once a process.
-_engine_choices: dict[tuple[str, int, int, int, int, int], tuple[bool, str]] = {}
+#: ``(kind, d, h, seeds, batch, threads) → (kernel threads or 0 for torch, why)``: the measured
+#: choice, once a process.
+_engine_choices: dict[tuple[str, int, int, int, int, int], tuple[int, str]] = {}
 
 @dataclass
 class _Workspace:
@@ -92,6 +93,7 @@ class FastSAETrainer:
         fused_adam: bool | None = None,
         use_native: bool | None = None,
         batch_size: int = 32,
+        native_threads: int | None = None,
     ) -> None:
         enc = params["encoder.weight"]
         self.n_seeds, self.hidden, self.dim = enc.shape
@@ -122,6 +124,7 @@ class FastSAETrainer:
         self._fused_args = ([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor])
         self.native_status = "disabled by the caller"
         self.batch_size = int(batch_size)
+        self.native_threads = native_threads if native_threads is not None else default_native_threads()
         self._native = self._native_kernels(bool(use_native)) if use_native is not False else None
         if use_native and self._native is None:
             raise RuntimeError(f"the compiled SAE kernel cannot be used here: {self.native_status}")
@@ -137,10 +140,12 @@ class FastSAETrainer:
     def _native_kernels(self, forced: bool):
         """The compiled kernel when it covers this trainer (L1, CPU, d and h multiples of 16).
 
-        Unless ``forced``: up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights always; above, only
-        where it measured faster than the torch engine for this shape (:func:`measured_engine`):
-        the kernel runs on one core, torch's BLAS on all of them, and which wins depends on the
-        CPU, its load and the width. ``SALVE_SAE_ENGINE=native|torch`` skips the measurement.
+        Unless ``forced``: up to ``NATIVE_AUTO_MAX_WEIGHTS`` encoder weights always (on the 1 or
+        2 threads that measured faster for the shape); above, only where it measured faster than the
+        torch engine for this shape (:func:`measured_engine`, which also picks 1 or 2 threads:
+        a second thread halves an idle machine's step, but on a loaded one the per-step
+        barrier waits for a descheduled thread). ``SALVE_SAE_ENGINE=native|torch`` skips the
+        measurement.
         """
         if self.kind != "l1" or self.device.type != "cpu":
             self.native_status = "the compiled kernel covers the L1 SAE on the CPU only"
@@ -150,15 +155,24 @@ class FastSAETrainer:
             return None
         lib = native.sae_kernels()
         self.native_status = native.status()
-        if lib is None or forced or self.dim * self.hidden <= NATIVE_AUTO_MAX_WEIGHTS:
+        if lib is None or forced:
+            return lib
+        if self.dim * self.hidden <= NATIVE_AUTO_MAX_WEIGHTS:
+            self.native_threads = 1
+            if default_native_threads() == 2 and self.hidden % 32 == 0:  # 1 or 2 threads: measured
+                self.native_threads, why = measured_engine(self.dim, self.hidden, self.n_seeds, self.batch_size,
+                                                           with_torch=False)
+                self.native_status += f"; {why}"
             return lib
         wanted = os.environ.get("SALVE_SAE_ENGINE", "")
         if wanted in ("native", "torch"):
             self.native_status = f"SALVE_SAE_ENGINE={wanted}"
             return lib if wanted == "native" else None
-        use, why = measured_engine(self.dim, self.hidden, self.n_seeds, self.batch_size)
+        threads, why = measured_engine(self.dim, self.hidden, self.n_seeds, self.batch_size)
         self.native_status = why
-        return lib if use else None
+        if threads:
+            self.native_threads = threads
+        return lib if threads else None
 
     def _views(self, buffer: Tensor) -> dict[str, Tensor]:
         views, offset = {}, 0
@@ -374,6 +388,7 @@ class FastSAETrainer:
         args = native.EpochArgs(
             n=n, d=self.dim, h=self.hidden, batch=batch_size, lr=lr, l1_coeff=self.l1_coeff,
             beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS, adam_step=self.step,
+            threads=self.native_threads,
         )
         exp_avg, exp_avg_sq = self._moments
         for seed in range(n_seeds):
@@ -393,13 +408,24 @@ class FastSAETrainer:
                 raise RuntimeError(f"compiled SAE kernel failed (code {code}: 1 = bad shape, 2 = out of memory)")
         self.step = int(args.adam_step)
 
-def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tuple[bool, str]:
-    """Is the compiled kernel faster than the torch engine for this L1 SAE shape? ``(answer, why)``.
+def default_native_threads() -> int:
+    """Threads for the compiled kernel when nothing was measured: 2 (its two fixed halves of the
+    latents) unless torch is limited to one (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``).
+    Results do not depend on it."""
+    return 2 if torch.get_num_threads() >= 2 else 1
 
-    Both engines run :data:`PROBE_STEPS` steps on random data of the shape (after a warm-up),
-    twice, interleaved; the faster minimum wins. Measured once per process and shape.
+
+def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int,
+                    with_torch: bool = True) -> tuple[int, str]:
+    """Which engine is fastest for this L1 SAE shape: ``(threads, why)``, threads = 0 for the
+    torch engine (a candidate only ``with_torch``), else the compiled kernel's thread count (1,
+    or 2 where torch may use 2).
+
+    Each candidate runs :data:`PROBE_STEPS` steps (4× that without torch: the small shapes'
+    steps are short) on random data of the shape after a warm-up, twice, interleaved; the
+    smallest time wins. Measured once per process and shape.
     """
-    key = ("l1", dim, hidden, n_seeds, batch_size, torch.get_num_threads())
+    key = ("l1" if with_torch else "l1-kernel", dim, hidden, n_seeds, batch_size, torch.get_num_threads())
     if key not in _engine_choices:
         gen = torch.Generator().manual_seed(0)
         params = {
@@ -408,24 +434,30 @@ def measured_engine(dim: int, hidden: int, n_seeds: int, batch_size: int) -> tup
             "decoder.weight": torch.randn(n_seeds, dim, hidden, generator=gen) / hidden**0.5,
             "decoder.bias": torch.zeros(n_seeds, dim),
         }
-        trainers = {use: FastSAETrainer(params, l1_coeff=1e-3, use_native=use, batch_size=batch_size)
-                    for use in (True, False)}
-        seconds = {use: math.inf for use in trainers}
-        for rows in (2 * batch_size, PROBE_STEPS * batch_size, PROBE_STEPS * batch_size):  # warm-up, then 2×
+        candidates = [1, 2] if default_native_threads() == 2 and hidden % 32 == 0 else [1]
+        candidates += [0] if with_torch else []
+        probe = PROBE_STEPS if with_torch else 4 * PROBE_STEPS
+        trainers = {threads: FastSAETrainer(params, l1_coeff=1e-3, use_native=threads > 0,
+                                            batch_size=batch_size, native_threads=max(1, threads))
+                    for threads in candidates}
+        seconds = {threads: math.inf for threads in trainers}
+        for rows in (2 * batch_size, probe * batch_size, probe * batch_size):  # warm-up, then 2×
             data = torch.randn(rows, dim, generator=gen)
             orders = torch.arange(rows).repeat(n_seeds, 1)
             latents, errors = torch.empty(n_seeds, rows, hidden), torch.empty(n_seeds, rows)
-            for use, trainer in trainers.items():
+            for threads, trainer in trainers.items():
                 start = time.perf_counter()
                 trainer.train_epoch(data, orders, batch_size, 1e-4, latents, errors)
                 if rows > 2 * batch_size:
-                    seconds[use] = min(seconds[use], time.perf_counter() - start)
-        per_step = {use: 1e3 * t / PROBE_STEPS for use, t in seconds.items()}
-        use = per_step[True] <= per_step[False]
-        _engine_choices[key] = (use, (
-            f"measured for d={dim}, h={hidden}, batch {batch_size}, {n_seeds} seed(s): compiled kernel "
-            f"{per_step[True]:.2f} ms/step, torch {per_step[False]:.2f} ms/step on "
-            f"{torch.get_num_threads()} thread(s)"))
+                    seconds[threads] = min(seconds[threads], time.perf_counter() - start)
+        per_step = {threads: 1e3 * t / probe for threads, t in seconds.items()}
+        best = min(candidates, key=lambda threads: per_step[threads])
+        timings = ", ".join(f"compiled kernel on {t} thread(s) {per_step[t]:.2f} ms/step" for t in candidates if t)
+        torch_timing = (f", torch {per_step[0]:.2f} ms/step on {torch.get_num_threads()} thread(s)"
+                        if with_torch else "")
+        _engine_choices[key] = (best, (
+            f"measured for d={dim}, h={hidden}, batch {batch_size}, {n_seeds} seed(s): {timings}{torch_timing}"
+            + (f"; compiled kernel on {best} thread(s)" if best else "")))
     return _engine_choices[key]
 
 

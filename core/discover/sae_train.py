@@ -5,11 +5,14 @@ so the gradients are written by hand (five matmuls), Adam follows the exact oper
 ``torch.optim.Adam``, and K seeds are trained at once. Two engines run this maths:
 
 * **native** (the L1 SAE on the CPU: always up to d·h = 2¹⁶, above only where it measured
-  faster for the shape, :func:`core.discover.sae_engine.measured_engine`): one C call per seed
-  and epoch (``core/discover/csrc/sae_l1_epoch.c``, compiled on first use by
-  :mod:`core.discover.native` for the CPU's widest vectors). At batch 32 a small SAE's step is
-  five tiny matmuls, each ~17 µs through torch plus ~2 µs of dispatch per op; the C loops need
-  no dispatch (``bench/RESULTS.md``: h = 64 … 4096 against the obvious loop).
+  faster for the shape; on the 1 or 2 threads that measured faster,
+  :func:`core.discover.sae_engine.measured_engine`): one C call per seed and epoch
+  (``core/discover/csrc/sae_l1_epoch.c``, compiled on first use by :mod:`core.discover.native`
+  for the CPU's widest vectors). At batch 32 a small SAE's step is five tiny matmuls, each
+  ~17 µs through torch plus ~2 µs of dispatch per op; the C loops need no dispatch, apply Adam
+  straight from the gradient registers, and split the latents into two fixed halves that two
+  threads update with one barrier a step (``bench/RESULTS.md``: h = 64 … 4096 against the
+  obvious loop). The SAE is linear, so its latents are dense: there is no sparsity to skip.
 * **torch** (TopK, GPUs, shapes the kernel does not cover, no C compiler, ``SALVE_NATIVE=0``,
   or where it measured faster): the same maths with ``bmm``/``baddbmm`` on a leading seed axis
   and torch's fused Adam on one flat buffer (:mod:`core.discover.sae_engine`).

@@ -13,9 +13,16 @@ from textual.widgets import Input
 FILTER_BINDING = Binding("slash", "open_filter", "Filter", key_display="/", show=False)  # 120+ columns: shown
 
 
+#: Greek letters of the screens' words, as a keyboard without them spells them: "alpha crit"
+#: finds α_crit, "lambda" the SAE's λ.
+GREEK_SPELLED = str.maketrans({"α": "alpha", "β": "beta", "λ": "lambda", "μ": "mu", "σ": "sigma"})
+
+
 def matches(query: str, *fields: object) -> bool:
-    """Every whitespace-separated word of ``query`` occurs in one of ``fields`` (any case)."""
-    haystack = " ".join(str(f) for f in fields).lower()
+    """Every whitespace-separated word of ``query`` occurs in one of ``fields`` (any case; a
+    Greek letter also matches its spelled name)."""
+    text = " ".join(str(f) for f in fields).lower()
+    haystack = f"{text} {text.translate(GREEK_SPELLED)}"
     return all(word in haystack for word in query.lower().split())
 
 
