@@ -45,3 +45,27 @@ def test_first_frame_is_drawn_before_h5py_is_imported(synth_session_folder: Path
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["first"] == ["SessionsScreen", False]  # painted without the session store
     assert seen["after"] == ["DashboardScreen", True]  # then the session opened as before
+
+
+async def test_screen_css_is_parsed_before_the_key(synth_session_folder: Path) -> None:
+    """The dashboard reads every screen's .tcss while idle: the key that first opens a screen
+    then re-parses nothing (Textual did, ~25 ms, under that key)."""
+    from test_tui_helpers import wait_for
+
+    from salve_tui.app.app import SalveApp
+    from salve_tui.app.screens.base import preparse_screen_css
+    from salve_tui.app.screens.dashboard import DashboardScreen
+
+    tcss = sorted((Path(__file__).resolve().parents[1] / "salve_tui/app/screens").glob("*.tcss"))
+    app = SalveApp(sessions_folder=synth_session_folder, start_session="synth")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        # the dashboard's idle timer reads them all (the job log's was not read before)
+        await wait_for(pilot, lambda: all(app.stylesheet.has_source(str(p), "") for p in tcss))
+        assert len(tcss) >= 20 and preparse_screen_css(app) == 0  # nothing left to read
+        reparsed = []
+        original = app.stylesheet.reparse
+        app.stylesheet.reparse = lambda: (reparsed.append(1), original())[1]  # type: ignore[method-assign]
+        await pilot.press("l")  # the job log: its screen's .tcss was not read before
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "JobLogScreen")
+        assert reparsed == []
