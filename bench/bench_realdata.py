@@ -128,9 +128,11 @@ def cpu_seconds() -> float:
 
 
 def build(data: str, sessions: Path, name: str, image_size: int | None,
-          seed: int = 0) -> tuple[dict[str, float], dict[str, float]]:
+          seed: int = 0, arch: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """``salve new`` with defaults then ``salve run`` stage by stage; wall and CPU seconds per stage."""
     args = ["new", name, "--sessions-dir", str(sessions), "--seed", str(seed)]
+    if arch:
+        args += ["--arch", arch]
     if data != "shapes":
         args += ["--data", "imagefolder", "--data-path", data]
     if image_size:
@@ -358,6 +360,7 @@ def main() -> None:
     parser.add_argument("--cache", default=str(CACHE), help="where the wheel and the MNIST subset are kept")
     parser.add_argument("--sessions-dir", default=None, help="keep the session here (default: a temp folder)")
     parser.add_argument("--seed", type=int, default=0, help="salve new --seed (not a tuning knob: robustness)")
+    parser.add_argument("--arch", default=None, help="salve new --arch (default: the CLI's, resnet18)")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout (markdown to stderr)")
     parser.add_argument("--out", default=None, help="also write JSON here")
     parser.add_argument("--sae-grid", default=None, metavar="H:L,...",
@@ -378,14 +381,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="salve-realdata-") as tmp:
         sessions = Path(args.sessions_dir or tmp)
         name = f"realdata-{int(time.time())}"
-        seconds, cpu = build(data, sessions, name, size, args.seed)
+        seconds, cpu = build(data, sessions, name, size, args.seed, args.arch)
         result = evaluate(sessions / f"{name}.h5")
     result.update(dataset=dataset, seconds=seconds, cpu_seconds=cpu, load_average=load, load_average_end=os.getloadavg()[0],
                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
     result["verdict"] = verdict(result)
     command = "python bench/bench_realdata.py" + ("" if args.data == "mnist" else f" {args.data}") \
         + (f" --image-size {args.image_size}" if args.image_size else "") \
-        + (f" --seed {args.seed}" if args.seed else "")
+        + (f" --seed {args.seed}" if args.seed else "") + (f" --arch {args.arch}" if args.arch else "")
     text = markdown(result, command)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")

@@ -288,7 +288,6 @@ def real_data_config(name: str, n_classes: int | None = None, from_scratch: bool
         lr_step_epochs=REAL_SAE_LR_STEP, normalize=True))
 
 
-
 def dataset_defaults(name: str, kind: str, path: str | None = None, from_scratch: bool = True) -> SessionConfig:
     """The settings a new session starts from on a dataset kind when no preset is chosen: the
     demo's on Shapes, real data's otherwise (:func:`real_data_config`, the SAE width from the
@@ -296,6 +295,7 @@ def dataset_defaults(name: str, kind: str, path: str | None = None, from_scratch
     if kind == "shapes":
         return demo_config(name)
     return real_data_config(name, dataset_class_count(kind, path), from_scratch=from_scratch)
+
 
 # --------------------------------------------------------------------------- memory budget
 

@@ -468,7 +468,7 @@ def test_feature_card_snapshot(snap_compare, synth60: Path) -> None:
         await pilot.pause(0.2)
         text = screen_text(pilot.app)
         means = class_means_of(synth60)
-        assert f"feature 1/64 · dominant for circle · strongest μ circle {means[0, 1]:+.2f}" in text
+        assert f"feature 1/64 · dominant: circle · strongest μ circle {means[0, 1]:+.2f}" in text
         assert "▲ highest u_1" in text and screen.card.feature == 1
         assert "Grad-FAM failed" in text  # the synthetic session has no backbone weights
 
@@ -486,7 +486,7 @@ def test_feature_card_classes_panel_snapshot(snap_compare, synth60: Path) -> Non
         await wait_for(pilot, lambda: bool(screen.preview_error))
         await pilot.pause(0.2)
         text = screen_text(pilot.app)
-        assert "feature 7/64 · dominant for square" in text
+        assert "feature 7/64 · dominant: square" in text
         assert "▼ lowest u_7" in text  # two rows down: the lowest activations
         assert "μ_ck" in text and "W·D" in text  # panel 2: per-class means and direct effect
 

@@ -14,6 +14,7 @@ from salve_tui.app.screens.feature_text import (
     actmax_progress,
     actmax_status,
     class_label_width,
+    info_text,
     panel_title,
 )
 
@@ -53,3 +54,14 @@ def test_panel_title_marks_the_panel_and_names_the_class_columns() -> None:
     classes = panel_title("classes", ["cat", "dog"], "", busy=False).plain
     assert classes == "2 class".ljust(18) + "μ_ck" + "    W·D"
     assert panel_title("actmax", [], "u -0.5 → +3", busy=False).plain.endswith("4 act-max u -0.5 → +3")
+
+
+def test_the_card_info_line_fits_80_columns() -> None:
+    """At 80×24 the line read "… · dominant for 4 classes (◆ in panel 2) · strongest μ triangle …"
+    (cut). Worst Shapes cases: two long owner names, or many owners."""
+    names = ["circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "arrow", "hourglass"]
+    card = SimpleNamespace(feature=15, class_means=np.array([0.1] * 9 + [-12.345]))
+    for dominant in ([15] * 4 + [0] * 6, [0] * 6 + [15, 0, 0, 15]):
+        inputs = SimpleNamespace(class_names=names, dominant=np.array(dominant), D=np.zeros((512, 64)))
+        line = info_text(card, inputs).plain
+        assert len(line) <= 78 and line.endswith("strongest μ hourglass -12.35"), line

@@ -27,15 +27,15 @@ def owners(inputs: FeatureCardInputs, feature: int) -> list[str]:
 
 
 def info_text(card: FeatureCard, inputs: FeatureCardInputs) -> Text:
-    """``feature k/h · dominant for … · strongest μ class +x.xx``."""
+    """``feature k/h · dominant: … · strongest μ class +x.xx``, within 78 columns for Shapes."""
     k, names = card.feature, inputs.class_names
     dominant_for = owners(inputs, k)
     column = card.class_means
     strongest = int(np.nanargmax(np.abs(column))) if np.isfinite(column).any() else 0
     info = Text(f"feature {k}", style="bold")
     info.append(f"/{inputs.D.shape[1]} · ")
-    listed = ", ".join(dominant_for) if len(dominant_for) <= 2 else f"{len(dominant_for)} classes (◆ in panel 2)"
-    info.append(f"dominant for {listed}" if dominant_for else "dominant for no class",
+    listed = ", ".join(dominant_for) if len(dominant_for) <= 2 else f"{len(dominant_for)} classes (◆)"
+    info.append(f"dominant: {listed}" if dominant_for else "dominant: no class",
                 style="bold green" if dominant_for else "dim")
     info.append(f" · strongest μ {class_name(names, strongest)} {column[strongest]:+.2f}")
     return info
