@@ -598,11 +598,12 @@ def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
         await open_dashboard(pilot)
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, MatrixScreen) and pilot.app.screen.loaded)
-        await pilot.pause(0.3)  # the status line under the map is drawn after the first content frame
+        # the status line under the map is drawn after the first content frame (fixed pauses
+        # here made the snapshot flaky under load)
+        await wait_for(pilot, lambda: "in class" in screen_text(pilot.app), what="the matrix status line")
         await pilot.press("question_mark")
-        await pilot.pause(0.1)
-        assert isinstance(pilot.app.screen, HelpScreen)
-        assert "Help — Feature–class matrix" in screen_text(pilot.app)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen)
+                       and "Help — Feature–class matrix" in screen_text(pilot.app), what="help")
         keys = {row[0] for row in binding_rows(pilot.app.screen_stack[-2])}
         assert {"d", "e", "g", "n"} <= keys  # the matrix's own keys are listed
 
