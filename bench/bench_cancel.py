@@ -59,44 +59,6 @@ class StampingToken(CancelToken):
             raise JobCancelled("cancelled by the user")
 
 
-def _jobs() -> dict[str, Callable[[Any, Any, CancelToken], Any]]:
-    """Job kind → ``body(session, progress, cancel)`` as the TUI (or its pipeline) starts it."""
-    from core.workflow.actmax_images import actmax_png
-    from core.workflow.all_dominant import run_all_dominant
-    from core.workflow.alpha_crit import run_alpha_crit
-    from core.workflow.faithfulness import run_faithfulness
-    from core.workflow.ground_truth import run_groundtruth
-    from core.workflow.pipeline import run_pipeline
-    from core.workflow.robustness import run_seed_robustness
-    from core.workflow.sae_search_session import run_search
-    from salve_tui.app.screens.analysis_exports import EXPORTS, run_exports
-
-    def stage(name: str) -> Callable[..., Any]:
-        return lambda s, p, c: run_pipeline(s, [name], p, c, force=True)
-
-    return {
-        "backbone": stage("backbone"),
-        "activations": stage("activations"),
-        "sae": stage("sae"),
-        "rankings": stage("rankings"),
-        "act-max": lambda s, p, c: actmax_png(s, _dominant(s), progress=p, cancel=c),
-        "robustness": lambda s, p, c: run_seed_robustness(s, k=3, progress=p, cancel=c),
-        "faithfulness": lambda s, p, c: run_faithfulness(s, progress=p, cancel=c),
-        "sae-search": lambda s, p, c: run_search(s, p, c),
-        "all-dominant": lambda s, p, c: run_all_dominant(s, progress=p, cancel=c, redo=True),
-        "alpha-crit": lambda s, p, c: run_alpha_crit(s, progress=p, cancel=c),
-        "ground-truth": lambda s, p, c: run_groundtruth(s, p, c),
-        "exports": lambda s, p, c: run_exports(tuple(k.key for k in EXPORTS), s, p, c),
-    }
-
-
-def _dominant(session: Any) -> int:
-    import numpy as np
-
-    means = np.abs(np.nan_to_num(np.asarray(session.read_array("rankings/class_means"))))
-    return int(means[0].argmax())
-
-
 def fresh_copy(source: Path, folder: Path) -> Path:
     """The session file and its sibling folders, copied into an empty ``folder``."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -189,7 +151,9 @@ def main() -> None:
     parser.add_argument("--where", action="store_true", help="print where the longest gap is")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/salve_cancel_bench"))
     args = parser.parse_args()
-    jobs = _jobs()
+    from salve_tui.app.job_kinds import job_bodies
+
+    jobs = job_bodies()
     import matplotlib.pyplot  # noqa: F401  (the TUI has these loaded by the time a job runs:
     import torchvision  # noqa: F401  its preloader builds the model; a cold import is not a gap)
 

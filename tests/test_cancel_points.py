@@ -16,43 +16,11 @@ import pytest
 
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.store.session import Session, copy_session
-
-
-def _dominant(session: Session) -> int:
-    import numpy as np
-
-    return int(np.asarray(session.read_array("rankings/dominant"))[0])
+from salve_tui.app.job_kinds import dominant_feature, job_bodies
 
 
 def _bodies() -> dict[str, Callable[[Session, Any, CancelToken], Any]]:
-    from core.workflow.actmax_images import actmax_png
-    from core.workflow.all_dominant import run_all_dominant
-    from core.workflow.alpha_crit import run_alpha_crit
-    from core.workflow.faithfulness import run_faithfulness
-    from core.workflow.ground_truth import run_groundtruth
-    from core.workflow.pipeline import run_pipeline
-    from core.workflow.robustness import run_seed_robustness
-    from core.workflow.sae_search_session import run_search
-    from salve_tui.app.screens.analysis_exports import EXPORTS, run_exports
-
-    def stage(name: str) -> Callable[..., Any]:
-        return lambda s, p, c: run_pipeline(s, [name], p, c, force=True)
-
-    return {
-        "backbone": stage("backbone"),
-        "activations": stage("activations"),
-        "sae": stage("sae"),
-        "act-max": lambda s, p, c: actmax_png(s, _dominant(s), progress=p, cancel=c),
-        "robustness": lambda s, p, c: run_seed_robustness(s, k=2, epochs=2, progress=p, cancel=c),
-        "faithfulness": lambda s, p, c: run_faithfulness(s, samples=2, steps=2, n_random=1,
-                                                         progress=p, cancel=c),
-        "sae-search": lambda s, p, c: run_search(s, p, c),
-        "all-dominant": lambda s, p, c: run_all_dominant(s, progress=p, cancel=c, redo=True,
-                                                         batch_classes=1),
-        "alpha-crit": lambda s, p, c: run_alpha_crit(s, progress=p, cancel=c),
-        "ground-truth": lambda s, p, c: run_groundtruth(s, p, c),
-        "exports": lambda s, p, c: run_exports(tuple(k.key for k in EXPORTS), s, p, c),
-    }
+    return job_bodies(quick=True)
 
 
 @pytest.fixture
@@ -122,7 +90,7 @@ def test_faithfulness_looks_at_the_cancel_for_every_sample(session_copy: Session
             if self.cancelled:
                 raise JobCancelled("cancelled")
 
-    feature = _dominant(session_copy)
+    feature = dominant_feature(session_copy)
     run_faithfulness(session_copy, [feature], samples=3, steps=2, n_random=1, cancel=Counting(),
                      figure=False)
     assert Counting.looks == 1 + 1 + 3  # after loading, the pair, its 3 samples
