@@ -604,6 +604,13 @@ def test_help_on_matrix_snapshot(snap_compare, synth_folder: Path) -> None:
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, HelpScreen)
                        and "Help — Feature–class matrix" in screen_text(pilot.app), what="help")
+        # The matrix's status line shows at the help's left edge: wait until no worker (the
+        # preloader, a reload) can redraw it, and it is there (in a full run it was caught blank).
+        matrix = pilot.app.screen_stack[-2]
+        await wait_for(pilot, lambda: not [w for w in pilot.app.workers if w.is_running]
+                       and "in class" in str(matrix.query_one("#matrix-status").render()),
+                       what="the matrix settled under help")
+        await pilot.pause()
         keys = {row[0] for row in binding_rows(pilot.app.screen_stack[-2])}
         assert {"d", "e", "g", "n"} <= keys  # the matrix's own keys are listed
 
@@ -660,3 +667,37 @@ async def test_edit_preview_footer_names_each_methods_strength(synth_folder: Pat
             await pilot.press("m")
             await wait_for(pilot, lambda m=method: screen.method != m, what="next method")
         assert seen == {"salve": ["α"], "rome": ["target"], "steer": ["β"]}
+
+
+async def test_the_heatmap_reports_its_cursor_again_when_its_size_changes() -> None:
+    """The matrix's status line names the rows and columns on screen ("classes 0–k of 10") and
+    was recomputed only when the cursor moved, so a status drawn before the map's first layout
+    kept naming the rows of a smaller map (the help-on-matrix snapshot caught it one run in
+    three). The map now reports its cursor again whenever its size changes."""
+    import numpy as np
+    from textual.app import App, ComposeResult
+
+    from salve_tui.app.widgets.heatmap import Heatmap
+
+    class MapOnly(App):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reports: list[tuple[int, int, int]] = []
+
+        def compose(self) -> ComposeResult:
+            yield Heatmap()
+
+        def on_mount(self) -> None:
+            self.query_one(Heatmap).set_data(np.ones((10, 16)), [f"c{i}" for i in range(10)])
+
+        def on_heatmap_cursor_moved(self, message: Heatmap.CursorMoved) -> None:
+            self.reports.append((message.heatmap.size.width, message.row, message.column))
+
+    app = MapOnly()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.reports and app.reports[-1] == (80, 0, 0)  # its first layout, cursor unmoved
+        await pilot.resize_terminal(60, 24)
+        await pilot.pause()
+        await pilot.pause()
+        assert app.reports[-1] == (60, 0, 0)

@@ -352,6 +352,11 @@ class Heatmap(Widget, can_focus=True):
                      int(np.clip(column, self.first_column, self.first_column + visible_columns - 1)))
         self.refresh()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # What is on screen changed ("showing …", "classes …" in the screen's status line): a
+        # status computed before the first layout named the rows of a smaller map.
+        self.post_message(self.CursorMoved(self, *self.cursor))
+
     def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
         event.stop()
         if event.shift:
