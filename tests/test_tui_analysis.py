@@ -127,7 +127,8 @@ def test_confusion_text_marks_changed_cells() -> None:
     after = np.array([[1, 1], [1, 1]])
     text = confusion_text(before, after, ["ab", "cd"], 0)
     lines = text.plain.splitlines()
-    assert lines[2].split() == ["ab", "1", "1"] and lines[3].split() == ["cd", "1", "1"]
+    assert lines[1].split() == ["0", "1"]  # columns numbered like the rows
+    assert lines[2].split() == ["0", "ab", "1", "1"] and lines[3].split() == ["1", "cd", "1", "1"]
     yellow = [text.plain[span.start:span.end] for span in text.spans if "yellow" in str(span.style)]
     assert yellow == ["  1", "  1"]  # both cells of the first row changed
     # Three-digit counts widen the cells; too narrow for any matrix: the target row as a list.

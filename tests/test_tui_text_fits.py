@@ -39,6 +39,9 @@ def test_cut_labels_say_so() -> None:
     before = np.diag([4] * 10)
     text = confusion_text(before, before, list(SYNTH_NAMES), 0, width=60).plain
     assert "hourgl " not in text and "triang " not in text and "…" in text
+    # the edit preview's columns: numbered like its rows, not "ci… sq… … cr…" (circle? crescent?)
+    assert text.splitlines()[1].split() == [str(j) for j in range(10)]
+    assert text.splitlines()[2].startswith("0 circle ")
     pair = confusion_pair_text(before, before, list(SYNTH_NAMES), 0, width=200).plain
     assert "hourgla" not in pair.replace("hourglass", "")  # whole or with "…", never bare-cut
 

@@ -58,22 +58,24 @@ def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], targ
                    width: int = 45) -> Text:
     """Compact confusion matrix after the edit: rows true, columns predicted.
 
-    Cells are as wide as the largest count needs (+1 space); row labels are cut to what is left
-    of ``width`` (3–6 characters). Diagonal (correct) counts are green, cells that differ from
-    before the edit yellow, the target class's row bold. When even 3-character labels do not
-    fit (many classes), only the target row is listed, as its most frequent predictions.
+    Cells are as wide as the largest count needs (+1 space). Columns are numbered in class order
+    and each row starts with its number, then its name cut to what is left of ``width`` (3–6
+    characters): a name does not fit a count's cell ("ci… sq… tr…" told circle from crescent
+    by nothing). Diagonal (correct) counts are green, cells that differ from before the edit
+    yellow, the target class's row bold. When even 3-character names do not fit (many classes),
+    only the target row is listed, as its most frequent predictions.
     """
     C = after.shape[0]
-    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1)
-    label = min(6, width - 1 - C * cell)
+    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1, len(str(C - 1)) + 1)
+    number = len(str(C - 1))
+    label = min(6, width - 1 - C * cell - number - 1)
     if label < 3:
         return _target_row_text(before[target], after[target], names, target)
     text = Text()
-    text.append("after edit: rows true, cols predicted\n", style="dim")
-    text.append(" " * (label + 1) + "".join(f"{cut_label(name, cell - 1):>{cell}}" for name in names) + "\n",
-                style="dim")
+    text.append("after edit: rows true (#), cols predicted (#)\n", style="dim")
+    text.append(" " * (number + label + 2) + "".join(f"{j:>{cell}}" for j in range(C)) + "\n", style="dim")
     for i in range(C):
-        text.append(f"{cut_label(names[i], label):<{label}} ", style="bold" if i == target else "dim")
+        text.append(f"{i:>{number}} {cut_label(names[i], label):<{label}} ", style="bold" if i == target else "dim")
         for j in range(C):
             value = int(after[i, j])
             style = "yellow bold" if value != before[i, j] else ("green" if i == j else "")
