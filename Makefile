@@ -4,10 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist), one torch thread each; worksteal lets
-# the idle worker take tests queued on the busy one (the long tests no longer finish on one alone).
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one torch thread each.
 TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15
+PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 .PHONY: demo test test-slow test-variant test-interop install-interop lint bench clean-venv
 
@@ -29,7 +28,7 @@ test: $(STAMP)
 # The same suite with two torch threads and the compiled SAE kernel off: CI runs it after `test`,
 # so results that depend on the thread count or the engine cannot pass on one setting only.
 test-variant: $(STAMP)
-	OMP_NUM_THREADS=2 SALVE_NATIVE=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15
+	OMP_NUM_THREADS=2 SALVE_NATIVE=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 test-slow: $(STAMP)
 	$(PYTEST) -m slow
