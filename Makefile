@@ -10,10 +10,14 @@ PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $
 
 .PHONY: demo test test-slow test-variant test-interop install-interop lint bench clean-venv
 
+# pip byte-compiles every installed file on one core (torch has thousands): install without that,
+# then compile on every core (like pip, ignoring the few files that do not compile: torch ships
+# Python 3.12-only test helpers). Install time on the 2-core dev machine: bench/RESULTS.md.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
 	touch $(STAMP)
 
 # In a terminal: the TUI opens the demo session, building it first with visible progress.
@@ -36,7 +40,8 @@ test-slow: $(STAMP)
 # SAELens for the interop tests, into the same venv (pip keeps its torch build).
 INTEROP_STAMP := $(VENV)/.interop-installed
 $(INTEROP_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,interop]'
+	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev,interop]'
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
 	touch $(INTEROP_STAMP)
 
 install-interop: $(INTEROP_STAMP)

@@ -44,15 +44,26 @@ def _torchrun(path: Path, stage: str, env: dict[str, str] | None = None) -> subp
                  "-m", "salve_tui.cli.main", "run", str(path), stage], env)
 
 
-def _single(path: Path, stage: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "salve_tui.cli.main", "run", str(path), stage, "--force"], env)
+def _single(path: Path, stages: list[str]) -> None:
+    """The one-process reference, in this process, with one torch thread like each rank."""
+    import torch
+
+    from core.workflow.pipeline import run_pipeline
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with Session.open(path) as session:
+            run_pipeline(session, stages, force=True)
+    finally:
+        torch.set_num_threads(threads)
 
 
-def test_torchrun_activations_equal_a_single_process_run(tmp_path: Path, built_session_path: Path) -> None:
+def test_torchrun_activations_and_sae_equal_a_single_process_run(tmp_path: Path, built_session_path: Path) -> None:
     one, two = tmp_path / "one.h5", tmp_path / "two.h5"
     copy_session(built_session_path, one)
     copy_session(built_session_path, two)
-    _single(one, "activations")  # the reference, with the same thread count as each rank
+    _single(one, ["activations", "sae"])
     out = _torchrun(two, "activations")
     assert "done" in out.stdout and "2 processes" in out.stdout
     with Session.open(one, read_only=True) as a, Session.open(two, read_only=True) as b:
@@ -64,13 +75,7 @@ def test_torchrun_activations_equal_a_single_process_run(tmp_path: Path, built_s
                 np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{split}/{name}")
     assert not list(tmp_path.glob(".two.h5.shard-*")), "shard files are removed after the commit"
 
-
-def test_torchrun_sae_matches_single_process_training(tmp_path: Path, built_session_path: Path) -> None:
-    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    copy_session(built_session_path, one)
-    copy_session(built_session_path, two)
-    _single(one, "sae")
-    _torchrun(two, "sae")
+    _torchrun(two, "sae")  # on the same activations as the reference (equal above)
     with Session.open(one, read_only=True) as a, Session.open(two, read_only=True) as b:
         assert b.stages()["sae"].state == "done"
         ref, got = a.read_arrays("sae/weights"), b.read_arrays("sae/weights")
@@ -88,13 +93,13 @@ def test_torchrun_sae_over_the_budget_streams_on_every_rank(tmp_path: Path) -> N
 
     Slow (`make test-slow`): the default suite covers streaming on a data-parallel rank in process
     (`test_outofcore.py::test_data_parallel_sae_over_budget_streams_like_one_process`) and real
-    torchrun ranks in `test_torchrun_sae_matches_single_process_training`."""
+    torchrun ranks in `test_torchrun_activations_and_sae_equal_a_single_process_run`."""
     from test_outofcore import synthetic
 
     one, two = synthetic(tmp_path / "one.h5", n_train=4000, epochs=2), tmp_path / "two.h5"
     copy_session(one, two)
     env = {"SALVE_MEMORY_BUDGET": "1M", "SALVE_NATIVE": "0"}
-    _single(one, "sae", env)
+    _run([sys.executable, "-m", "salve_tui.cli.main", "run", str(one), "sae", "--force"], env)
     _torchrun(two, "sae", env)
     with Session.open(one, read_only=True) as a, Session.open(two, read_only=True) as b:
         assert a.summary()["sae"]["streamed"] is True, "one process"

@@ -2,8 +2,8 @@
 and no previous good output is damaged (old bytes, or a complete new file with a matching sidecar).
 
 Each scenario first measures how long the command takes uninterrupted, then kills fresh runs at
-random moments within that time. The fast test (default suite) kills two commands once each; the
-slow one kills every scenario at several random points.
+random moments within that time. The fast test (default suite) kills `salve edit` once; the slow
+one kills every scenario at several random points.
 """
 
 from __future__ import annotations
@@ -145,10 +145,13 @@ def referenced_array_files(path: Path) -> set[str]:
 
 
 def prepare_edit(built: Path, work: Path) -> None:
+    """The previous good model file, written in process (only the killed runs need a process)."""
+    from salve_tui.cli.main import main as salve_in_process
+
     folder = _copy_session(built, work)
-    rc, text, _ = salve(["edit", "tiny", "--class", "0", "--alpha", "1", "--out", str(work / "model.pt"),
-                         "--no-record"], folder)
-    assert rc == 0, text
+    rc = salve_in_process(["edit", "tiny", "--class", "0", "--alpha", "1", "--out", str(work / "model.pt"),
+                           "--no-record", "--sessions-dir", str(folder)])
+    assert rc == 0
 
 
 def run_edit_cmd(work: Path, kill_after: float | None) -> float:
@@ -235,11 +238,13 @@ def _kill_at_random_points(name: str, built: Path, tmp: Path, kills: int, seed: 
         run(fresh(f"kill{i}"), float(rng.uniform(0.3, 1.0)) * duration)
 
 
-def test_kill_during_pipeline_and_edit_leaves_everything_sound(built_session_path: Path, tmp_path: Path) -> None:
-    """Fast variant: one random kill each of `salve run` (every array in array files) and `salve edit --out`."""
-    # durations measured on the 2-core dev machine (start-up included); the slow test measures
-    for name, duration in (("pipeline-array-files", 20.0), ("edit", 10.0)):
-        _kill_at_random_points(name, built_session_path, tmp_path, kills=1, seed=1, duration=duration)
+def test_kill_during_edit_leaves_everything_sound(built_session_path: Path, tmp_path: Path) -> None:
+    """Fast variant: one random kill of `salve edit --out` over a previous good model file. (A
+    pipeline killed with every array in array files: `test_pipeline.py::test_kill_9_during_pipeline_then_resume`;
+    every scenario at several random points: the slow test.)"""
+    # `salve edit` takes ~5 s on the idle 2-core dev machine, start-up included (the slow test
+    # measures it): this seed kills it 3.3 s in
+    _kill_at_random_points("edit", built_session_path, tmp_path, kills=1, seed=1, duration=5.0)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.store.session import Session, copy_session
+from core.store.session import Session, copy_session, data_dir
 from core.workflow import pipeline, stage_activations
 from core.workflow.pipeline import load_activations, load_model, load_sae, run_pipeline, run_stage
 from salve_tui.cli.main import main as salve
@@ -94,14 +94,21 @@ def test_activation_stream_resumes_after_cancel(built_session_path: Path, tmp_pa
     assert np.array_equal(resumed["labels"], reference["labels"])
 
 
-def test_kill_9_during_pipeline_then_resume(tmp_path: Path) -> None:
-    """A real process killed with SIGKILL mid-SAE leaves a session that opens and resumes."""
+def test_kill_9_during_pipeline_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real process killed with SIGKILL mid-SAE leaves a session that opens and resumes, with
+    every array in an array file (weights, activations, checkpoints): none is left orphaned.
+    (`test_fault_injection.py` kills at random moments of every stage: `make test-slow`.)"""
+    from test_fault_injection import referenced_array_files
+
+    from core.store import arrayfiles
+
     config = tiny_config("killed", sae_epochs=3000)
     config.sae.checkpoint_every = 50
     path = tmp_path / "killed.h5"
     Session.create(path, config).close()
+    env = {**os.environ, "SALVE_ARRAY_FILE_MIN_BYTES": "0"}
     child = subprocess.Popen([sys.executable, "-m", "salve_tui.cli.main", "run", str(path)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -120,12 +127,18 @@ def test_kill_9_during_pipeline_then_resume(tmp_path: Path) -> None:
         assert 0 < epoch < 3000
         s_config = s.config
     s_config.sae.epochs = epoch + 2  # finish quickly: resume only needs the remaining epochs
+    monkeypatch.setattr(arrayfiles, "EXTERNAL_MIN_BYTES", 0)
     with Session.open(path) as s:
         with s.transaction() as tx:
             tx.write_json("config", s_config.to_dict())
         run_pipeline(s)
         assert s.stages()["rankings"].state == "done"
         assert s.read_array("sae/history/loss").shape == (epoch + 2,)
+        with s.rows("activations/train/a") as ds:
+            assert ds.is_virtual  # the killed run's arrays really went through array files
+    files = {p.name for p in data_dir(path).iterdir()}
+    assert {name.split("-")[0] for name in files} >= {"activations", "backbone", "sae", "rankings"}, files
+    assert files == referenced_array_files(path)  # no orphan left by the kill, no temp file
 
 
 def test_vit_pipeline(tmp_path: Path) -> None:
