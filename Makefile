@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The suite runs on TEST_WORKERS processes (pytest-xdist), one torch thread each.
-TEST_WORKERS ?= 2
+# The suite runs on TEST_WORKERS processes (pytest-xdist), one torch thread each: one more than
+# the cores (at most 8), since part of every worker's time is spent waiting on subprocesses and
+# app worker threads (2 cores: 264 s on 2 workers, 223 s on 3; bench/RESULTS.md).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 8 ? n + 1 : 8 )))
 PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 .PHONY: demo test test-slow test-variant test-interop install-interop lint bench clean-venv
