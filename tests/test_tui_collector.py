@@ -63,12 +63,69 @@ def test_a_screen_closing_home_runs_a_pass_and_freezes_what_survives() -> None:
     assert quiet.passes == 0
     time.sleep(collector_module.HOME_DELAY_S)
     quiet.tick()
+    assert quiet.passes == 0  # a key came just now (the esc): the next one usually follows
+    quiet.last_input -= collector_module.CLOSE_IDLE_S  # no key since
+    quiet.tick()
     assert quiet.passes == 1
     assert garbage() is None
     assert gc.get_freeze_count() > 0
     assert not any(o is survivor for o in gc.get_objects())  # frozen: out of later passes
     quiet.tick()
     assert quiet.passes == 1  # nothing promoted since: no second pass
+
+
+def test_a_key_after_a_close_gets_its_first_frame_before_the_pass() -> None:
+    """esc then at once another screen: the pass the close left runs once the new screen's
+    first frame is out (not under the key), and freezes nothing (that screen is alive)."""
+    depth = [3]
+    quiet = QuietCollector(lambda: depth[0] == 2, lambda: depth[0])
+    quiet.touched()
+    quiet.tick()
+    node = Node()
+    gc.collect(1)  # promoted to the oldest generation, where only a full pass finds it
+    garbage = weakref.ref(node)
+    del node
+    depth[0] = 2  # closed back home ...
+    quiet.tick()
+    quiet.touched()  # ... and the next key at once
+    depth[0] = 3
+    time.sleep(collector_module.HOME_DELAY_S)
+    quiet.tick()
+    assert quiet.passes == 0 and garbage() is not None  # not while the key is handled
+    quiet.screen_shown()  # the new screen's first frame is written
+    assert quiet.passes == 1 and garbage() is None
+    assert gc.get_freeze_count() == 0
+    quiet.screen_shown()
+    assert quiet.passes == 1  # one pass per close
+
+
+def test_one_idle_pass_per_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A screen filling in while nobody types used to be collected on every tick (50 ms)."""
+    monkeypatch.setattr(collector_module, "IDLE_S", 0.0)
+    quiet = QuietCollector(lambda: False, lambda: 4)
+    quiet._depth = 4
+    gc.collect(1)
+    quiet.tick()
+    gc.collect(1)  # more promoted while the screen fills in
+    quiet.tick()
+    assert quiet.passes == 1
+    quiet.touched()  # a key: a new pause can have its pass
+    quiet.tick()
+    assert quiet.passes == 2
+
+
+def test_the_preloaders_freeze_waits_until_only_home_is_shown() -> None:
+    """The preloader finishes in its thread whenever its data is in, often under an open
+    screen; frozen then, that screen stayed allocated and every later pass grew."""
+    home = [False]
+    quiet = QuietCollector(lambda: home[0], lambda: 3)
+    quiet._depth = 3
+    quiet.freeze_when_safe()
+    quiet.tick()
+    assert gc.get_freeze_count() == 0  # a screen is open
+    home[0] = True
+    quiet.tick()
+    assert gc.get_freeze_count() > 0
 
 
 def test_idle_pass_anywhere_but_no_freeze_away_from_home(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +186,7 @@ def test_nothing_is_frozen_while_a_closed_screen_is_still_alive(monkeypatch: pyt
     assert quiet.passes == 1 and gc.get_freeze_count() == 0  # collected, not frozen
     del screen
     gc.collect(1)
+    quiet.touched()  # the next pause
     quiet.tick()
     assert quiet.passes == 2 and gc.get_freeze_count() > 0
 
@@ -145,5 +203,6 @@ def test_the_pass_after_a_close_waits_for_screen_workers(monkeypatch: pytest.Mon
     quiet.tick()
     assert quiet.passes == 0  # a worker of the dashboard is still running
     busy[0] = False
+    quiet.last_input -= collector_module.CLOSE_IDLE_S  # and no key since the close
     quiet.tick()
     assert quiet.passes == 1 and gc.get_freeze_count() > 0

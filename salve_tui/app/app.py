@@ -82,7 +82,8 @@ class SalveApp(App[None]):
         self.job_events: Signal[JobMessage] = Signal(self, "job-events")
         self.log_events: Signal[Text] = Signal(self, "log-events")
         self.log_lines: list[Text] = []
-        self.shared = SessionAssets()  # inputs, latents, thumbnails, model/SAE: loaded once, shared
+        # inputs, latents, thumbnails, model/SAE: loaded once, shared; frozen when it is safe
+        self.shared = SessionAssets(on_loaded=lambda: self.collector.freeze_when_safe())
         self._quitting = False
         self._last_logged_progress = 0.0
         self._last_stage = ""

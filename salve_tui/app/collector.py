@@ -9,11 +9,21 @@ opens: 54 such passes in one `bench/bench_tui.py --screens` run, the cause of th
 first paints left after the screen leaks were fixed.
 
 Policy (:class:`QuietCollector`):
-- right after a screen closes back to a long-lived one (sessions list, dashboard), a full
-  pass runs (:data:`HOME_DELAY_S` later, once the screen's workers are done and Textual has
-  finished closing it, at most :data:`SETTLE_MAX_S`) and the survivors are frozen
-  (:func:`gc.freeze`), so the next pass again scans only what is new and stays short;
-- otherwise a pass runs once no key or mouse event has come for :data:`IDLE_S`;
+- after a screen closes back to a long-lived one (sessions list, dashboard), a full pass runs
+  once no key has come for :data:`CLOSE_IDLE_S` (a pass after a big screen takes 100–300 ms,
+  and the next key usually comes sooner: measured in tmux, every first paint over 100 ms was
+  one of these passes), the screen's workers are done and Textual has finished closing it (at
+  most :data:`SETTLE_MAX_S`); the survivors are frozen (:func:`gc.freeze`), so the next pass
+  again scans only what is new and stays short. When a key opens another screen first, the
+  pass runs once that screen's first frame is out (:meth:`QuietCollector.screen_shown`):
+  it delays the screen's content, not its first paint, and the closed screens' garbage never
+  piles up into an automatic pass of most of a second;
+- otherwise a pass runs once per pause, when no key or mouse event has come for :data:`IDLE_S`;
+- a pass freezes nothing while a closed screen is still alive: frozen alive, a screen stayed
+  allocated with all it held and blocked every later freeze, so every pass scanned a growing
+  heap. The preloader's freeze of the session's data waits until only long-lived screens are
+  shown and no worker runs (:meth:`QuietCollector.freeze_when_safe`; it used to freeze from its
+  thread, whatever screen was open); a closed screen caught by it is freed by the next reclaim;
 - either only when something was promoted since the last full pass;
 - automatic full passes are 10× rarer (after 100 middle-generation passes instead of 10): a
   safety net for a user who never pauses.
@@ -33,6 +43,7 @@ import weakref
 from collections.abc import Callable
 
 HOME_DELAY_S = 0.05  # after a screen closed back to a long-lived one
+CLOSE_IDLE_S = 0.6  # ... and once no key came for this long (the next one usually comes sooner)
 SETTLE_MAX_S = 0.5  # ... waiting at most this long for its workers to end
 IDLE_S = 1.0  # seconds without input before a pass may run anywhere else
 RECLAIM_IDLE_S = 5.0  # seconds idle on a long-lived screen before a whole-heap pass may run
@@ -61,6 +72,9 @@ class QuietCollector:
         self._frozen_after_reclaim: int | None = None
         self._saved_threshold: tuple[int, int, int] | None = None
         self._closed: weakref.WeakSet = weakref.WeakSet()  # closed screens not yet freed
+        self._outlived = False  # a closed screen survived the last full pass
+        self._idle_pass_for = -1.0  # the last_input of the pause that already had its idle pass
+        self._freeze_asked = False
 
     def closed(self, screen: object) -> None:
         """``screen`` was closed. Nothing is frozen until it is freed: Textual finishes removing
@@ -86,8 +100,28 @@ class QuietCollector:
         if gc.get_count()[2] == 0:
             return False
         if self._closed_at is not None and now - self._closed_at >= HOME_DELAY_S:
+            if now - self.last_input < CLOSE_IDLE_S:
+                return False  # the next key usually comes now: a pass would hold it up
             return self._quiet() or now - self._closed_at >= SETTLE_MAX_S
-        return now - self.last_input >= IDLE_S
+        # once per pause: a screen filling in while nobody types must not be collected every tick
+        return now - self.last_input >= IDLE_S and self._idle_pass_for != self.last_input
+
+    def screen_shown(self) -> None:
+        """A screen was opened and its first frame is out: the pass a close left pending runs
+        now, while the new screen loads (it delays that load, not a key). Nothing is frozen:
+        the new screen is alive."""
+        if self._closed_at is None or self.at_home() or gc.get_count()[2] == 0:
+            return
+        self._closed_at = None
+        self._idle_pass_for = self.last_input
+        gc.collect()
+        self.passes += 1
+
+    def freeze_when_safe(self) -> None:
+        """Freeze what is alive at the next tick at home with no worker running (the
+        preloader asks once the session's data is loaded; it may finish while any screen is
+        open, and a screen frozen then would stay allocated)."""
+        self._freeze_asked = True
 
     def _quiet(self) -> bool:
         """No screen worker runs and Textual has finished closing every closed screen (its
@@ -95,9 +129,13 @@ class QuietCollector:
         return self.settled() and all(getattr(screen, "_closed", True) for screen in list(self._closed))
 
     def reclaim_due(self, now: float) -> bool:
+        """Idle at home, and the frozen heap grew or a closed screen outlived a pass (something
+        frozen holds it: it stays allocated, and no pass may freeze until it is freed)."""
         baseline = self._frozen_after_reclaim
-        return (baseline is not None and now - self.last_input >= RECLAIM_IDLE_S and self.at_home()
-                and gc.get_freeze_count() > RECLAIM_GROWTH * baseline)
+        if (baseline is None or now - self.last_input < RECLAIM_IDLE_S or not self.at_home()
+                or not self.settled()):
+            return False
+        return gc.get_freeze_count() > RECLAIM_GROWTH * baseline or (self._outlived and bool(len(self._closed)))
 
     def tick(self) -> None:
         now = time.monotonic()
@@ -105,19 +143,38 @@ class QuietCollector:
         if depth < self._depth and self.at_home():
             self._closed_at = now
         self._depth = depth
+        if self._freeze_asked and self.at_home() and self.settled():
+            # No pass first: the session's data is alive and a pass would only cost. Closed
+            # screens not yet collected are frozen with it; the next reclaim frees them.
+            self._freeze_asked = False
+            self._outlived = self._outlived or bool(len(self._closed))
+            gc.freeze()
+            if self._frozen_after_reclaim is None or self.reclaims:
+                self._frozen_after_reclaim = gc.get_freeze_count()
         if self.reclaim_due(now):
             gc.unfreeze()
             gc.collect()
-            gc.freeze()
             self.reclaims += 1
+            self._outlived = False
+            if self._may_freeze():
+                gc.freeze()
+            else:  # a closed screen is still alive: freeze once it is gone
+                self._freeze_asked = True
             self._frozen_after_reclaim = gc.get_freeze_count()
             return
         if not self.due(now):
             return
         self._closed_at = None
+        self._idle_pass_for = self.last_input
         gc.collect()
         self.passes += 1
-        if self.at_home() and self.settled() and not len(self._closed):
+        self._outlived = bool(len(self._closed))
+        if self._may_freeze():
             gc.freeze()
             if self._frozen_after_reclaim is None:
                 self._frozen_after_reclaim = gc.get_freeze_count()
+
+    def _may_freeze(self) -> bool:
+        """Only long-lived screens are shown, no worker runs and every closed screen is freed:
+        a screen frozen while still alive would stay allocated, with all it references."""
+        return self.at_home() and self.settled() and not len(self._closed)

@@ -109,8 +109,13 @@ class _Item:
 class SessionAssets:
     """The shared, background-loaded read-only items of the open session (see the module doc)."""
 
-    def __init__(self, loaders: dict[str, Callable[[Session], Any]] | None = None) -> None:
+    def __init__(self, loaders: dict[str, Callable[[Session], Any]] | None = None,
+                 on_loaded: Callable[[], None] | None = None) -> None:
         self.loaders = dict(loaders or LOADERS)
+        # Called (from the loading thread) once every item is in: freeze the long-lived heap.
+        # The app freezes at its collector's next safe moment instead of at once: a screen
+        # open or just closed then would be frozen with everything it holds.
+        self.on_loaded = on_loaded or freeze_long_lived_objects
         self._lock = threading.Lock()
         self._items: dict[str, _Item] = {}
         self._session: Session | None = None
@@ -208,7 +213,7 @@ class SessionAssets:
             self._run(item, name, session)
             item.done.wait()
         if self.generation == generation:
-            freeze_long_lived_objects()
+            self.on_loaded()
 
 
 def freeze_long_lived_objects() -> None:

@@ -87,6 +87,9 @@ RESERVED_KEYS = frozenset({"r", "f", "a", "c", "q", "escape", "enter", "question
 VIEW_MODULE_PREFIX = "analysis_"
 BUILTIN_VIEW_MODULES = ("salve_tui.app.screens.sae_training",)
 LOAD_GROUP = "screen-load"  # the worker group of SessionScreen.reload
+# After a screen's first refresh, the terminal writer thread still has to write the frame: a
+# garbage collection started before would hold it up (the GIL). Measured in tmux: ~10 ms.
+FIRST_FRAME_WRITTEN_S = 0.03
 
 
 class SalveScreen(Screen):
@@ -109,6 +112,9 @@ class SalveScreen(Screen):
         if getattr(self.app, "session", None) is not None:  # the header: where am I
             self.title, self.sub_title = breadcrumb_text(self), ""
         self.fit_to(self.app.size.width, self.app.size.height)
+        collector = getattr(self.app, "collector", None)
+        if collector is not None:  # a pass a close left pending: once this frame is written
+            self.call_after_refresh(self.set_timer, FIRST_FRAME_WRITTEN_S, collector.screen_shown)
 
     def fit_to(self, width: int, height: int) -> None:
         """Below :data:`MIN_SIZE` one notice says what size is needed (instead of cut text)."""
