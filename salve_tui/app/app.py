@@ -82,8 +82,7 @@ class SalveApp(App[None]):
         self.job_events: Signal[JobMessage] = Signal(self, "job-events")
         self.log_events: Signal[Text] = Signal(self, "log-events")
         self.log_lines: list[Text] = []
-        # inputs, latents, thumbnails, model/SAE: loaded once, shared; frozen when it is safe
-        self.shared = SessionAssets(on_loaded=lambda: self.collector.freeze_when_safe())
+        self.shared = SessionAssets(on_loaded=lambda: self.collector.freeze_when_safe())  # loaded once, shared
         self._quitting = False
         self._last_logged_progress = 0.0
         self._last_stage = ""

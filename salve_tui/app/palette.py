@@ -53,13 +53,17 @@ class SalveCommands(SystemCommandsProvider):
                 yield Hit(WORD_MATCH_SCORE, command.title, command.callback, help=command.help)
 
 
+PAGE_WAIT_REFRESHES = 5
+
+
 def guard_option_list_paging() -> None:
     """Work around Textual's ``OptionList._move_page`` ``KeyError: 0`` (Textual 8.2).
 
     Paging reads ``_index_to_line[highlighted]``, which is empty until the list has been laid out
     with a width: the palette fills and highlights its list a frame before that, so ctrl+p then
-    PageDown typed quickly ended the app. Paging now waits for that layout (once), and is ignored
-    if the list still has no lines then.
+    PageDown typed quickly ended the app. Paging now waits for that layout (a refresh unrelated
+    to the list may come first: up to :data:`PAGE_WAIT_REFRESHES` of them), and is ignored if
+    the list still has no lines then.
     """
     from textual.widgets import OptionList
 
@@ -72,11 +76,13 @@ def guard_option_list_paging() -> None:
             original(self, direction)
             return
 
-        def later() -> None:
+        def later(refreshes_left: int) -> None:
             if self.highlighted is not None and self.highlighted in self._index_to_line:
                 original(self, direction)
+            elif refreshes_left and self.is_attached:
+                self.call_after_refresh(later, refreshes_left - 1)
 
-        self.call_after_refresh(later)
+        self.call_after_refresh(later, PAGE_WAIT_REFRESHES - 1)
 
     move_page.salve_guarded = True  # type: ignore[attr-defined]
     OptionList._move_page = move_page  # type: ignore[method-assign]
