@@ -168,6 +168,12 @@ class SessionAssets:
     def finished(self) -> bool:
         return all(state in ("ready", "failed") for state in self.status().values())
 
+    def ready(self, name: str) -> bool:
+        """``name`` is loaded (its value can be read without waiting)."""
+        with self._lock:
+            item = self._items.get(name)
+        return item is not None and item.state == "ready"
+
     def get(self, name: str, session: Session | None = None) -> Any:
         """The item ``name``: at once when ready, after the preloader when it is loading it, else
         loaded here and now (and kept for the others). Raises what loading it raised."""

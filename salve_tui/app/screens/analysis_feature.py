@@ -86,6 +86,9 @@ class CardData:
     card: FeatureCard
     images: dict[int, np.ndarray]  # the test images of the card's samples not shown before
     actmax: Actmax | None
+    # samples whose images are still to come: the preloader had not read the test split yet
+    # (regenerating it takes seconds), so the numbers and rows are shown first
+    images_pending: tuple[int, ...] = ()
 
 
 class FeatureDetailScreen(SessionScreen):
@@ -234,8 +237,11 @@ class FeatureDetailScreen(SessionScreen):
         card = inputs.card(feature)
         shown = set(self.images)
         needed = sorted({int(i) for i in (*card.top, *card.quantile_samples, *card.bottom)} - shown)
+        actmax = load_actmax_snapshots(session, feature)
+        if needed and not self.salve.shared.ready("thumbnails"):
+            return CardData(inputs, card, {}, actmax, tuple(needed))  # images follow (show)
         images = dict(zip(needed, self._sample_images(needed), strict=True)) if needed else {}
-        return CardData(inputs, card, images, load_actmax_snapshots(session, feature))
+        return CardData(inputs, card, images, actmax)
 
     def _sample_images(self, indices: list[int]) -> np.ndarray:
         """The test images at ``indices``: from the preloaded thumbnails when the split fits."""
@@ -258,6 +264,19 @@ class FeatureDetailScreen(SessionScreen):
         self._draw_panels()
         if first:
             self._select(*self.selection)
+        if data.images_pending:
+            needed = list(data.images_pending)
+            self.compute_in_thread(lambda: dict(zip(needed, self._sample_images(needed), strict=True)),
+                                   self._images_arrived, group="thumbnails")
+
+    def _images_arrived(self, images: dict[int, np.ndarray]) -> None:
+        """The card's test images, once the split is read: the thumbnails fill in."""
+        self.images.update(images)
+        if self.card is not None:
+            self._fill_rows()
+            sample = self.selected_sample
+            if sample is not None and (self.preview is None or self.preview.sample != sample):
+                self.query_one("#preview-image", ImageView).image = self.images.get(sample)
 
     def show_error(self, error: str) -> None:
         super().show_error(error)
@@ -379,9 +398,14 @@ class FeatureDetailScreen(SessionScreen):
         self.query_one("#preview-image", ImageView).image = self.images.get(sample)
         session, feature = self.session, self.feature
 
-        self.compute_in_thread(lambda: gradfam_with_overlay(session, sample, feature),
-                               lambda shown: self._show_preview(*shown),
-                               lambda error: self._show_preview_error(sample, error), group="gradfam")
+        def start_map() -> None:  # after the frame with the numbers and rows: not competing with it
+            if self.is_attached and self.selected_sample == sample and self.feature == feature:
+                self.compute_in_thread(lambda: gradfam_with_overlay(session, sample, feature),
+                                       lambda shown: self._show_preview(*shown),
+                                       lambda error: self._show_preview_error(sample, error),
+                                       group="gradfam")
+
+        self.call_after_refresh(start_map)
 
     def _draw_selected_title(self) -> None:
         title = selected_title(self.card, self.inputs, self.selected_sample, self.feature, self.preview,
