@@ -464,7 +464,7 @@ def test_feature_card_snapshot(snap_compare, synth60: Path) -> None:
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.card is not None and bool(screen.preview_error))
         await pilot.press("right")
-        await wait_for(pilot, lambda: bool(screen.preview_error))
+        await wait_for(pilot, lambda: bool(screen.preview_error) and not screen.images_pending)
         await pilot.pause(0.2)
         text = screen_text(pilot.app)
         means = class_means_of(synth60)
@@ -483,7 +483,7 @@ def test_feature_card_classes_panel_snapshot(snap_compare, synth60: Path) -> Non
         screen = pilot.app.screen
         await wait_for(pilot, lambda: screen.card is not None and bool(screen.preview_error))
         await pilot.press("2", "down", "down")
-        await wait_for(pilot, lambda: bool(screen.preview_error))
+        await wait_for(pilot, lambda: bool(screen.preview_error) and not screen.images_pending)
         await pilot.pause(0.2)
         text = screen_text(pilot.app)
         assert "feature 7/64 · dominant: square" in text

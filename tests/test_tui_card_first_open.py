@@ -45,8 +45,9 @@ async def test_card_shows_numbers_and_rows_before_the_thumbnails(
         thumbs = list(top.query(Thumbnail))
         assert thumbs[0].sample == int(screen.card.top[0])  # the first row, with its samples
         assert not app.shared.ready("thumbnails") and screen.images == {}  # no image read yet
+        assert screen.images_pending
         gate.set()
-        await wait_for(pilot, lambda: all(int(s) in screen.images for s in screen.card.top),
-                       what="the thumbnails")
+        await wait_for(pilot, lambda: not screen.images_pending, what="the thumbnails")
+        assert all(int(s) in screen.images for s in screen.card.top)
         await pilot.pause()
         assert thumbs[0].query_one("ImageView").image is not None

@@ -133,6 +133,7 @@ class FeatureDetailScreen(SessionScreen):
         self.inputs: FeatureCardInputs | None = None
         self.card: FeatureCard | None = None
         self.images: dict[int, np.ndarray] = {}  # test sample → RGB image
+        self.images_pending = False  # the rows are shown, their images are still being read
         self.selection = (0, 0)  # (row: 0 top, 1 quantiles, 2 bottom; column)
         self.panel = "histogram"
         self.preview: SaliencyResult | None = None
@@ -266,11 +267,17 @@ class FeatureDetailScreen(SessionScreen):
             self._select(*self.selection)
         if data.images_pending:
             needed = list(data.images_pending)
+            self.images_pending = True
             self.compute_in_thread(lambda: dict(zip(needed, self._sample_images(needed), strict=True)),
-                                   self._images_arrived, group="thumbnails")
+                                   self._images_arrived, self._images_failed, group="thumbnails")
+
+    def _images_failed(self, error: str) -> None:
+        self.images_pending = False
+        self.show_failure(error)
 
     def _images_arrived(self, images: dict[int, np.ndarray]) -> None:
         """The card's test images, once the split is read: the thumbnails fill in."""
+        self.images_pending = False
         self.images.update(images)
         if self.card is not None:
             self._fill_rows()
