@@ -15,11 +15,13 @@ PYTEST := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -n $
 # pip byte-compiles every installed file on one core (torch has thousands): install without that,
 # then compile on every core (like pip, ignoring the few files that do not compile: torch ships
 # Python 3.12-only test helpers). Install time on the 2-core dev machine: bench/RESULTS.md.
+COMPILE_SITE_PACKAGES := $(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
-	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
+	$(COMPILE_SITE_PACKAGES)
 	touch $(STAMP)
 
 # In a terminal: the TUI opens the demo session, building it first with visible progress.
@@ -43,7 +45,7 @@ test-slow: $(STAMP)
 INTEROP_STAMP := $(VENV)/.interop-installed
 $(INTEROP_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev,interop]'
-	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
+	$(COMPILE_SITE_PACKAGES)
 	touch $(INTEROP_STAMP)
 
 install-interop: $(INTEROP_STAMP)

@@ -112,6 +112,10 @@ class QuietCollector:
         the new screen is alive."""
         if self._closed_at is None or self.at_home() or gc.get_count()[2] == 0:
             return
+        self._full_pass()
+
+    def _full_pass(self) -> None:
+        """One full collection; it is the pass of the pending close and of the current pause."""
         self._closed_at = None
         self._idle_pass_for = self.last_input
         gc.collect()
@@ -149,6 +153,7 @@ class QuietCollector:
             self._freeze_asked = False
             self._outlived = self._outlived or bool(len(self._closed))
             gc.freeze()
+            # the reclaim baseline: after a reclaim this is the freeze it left pending
             if self._frozen_after_reclaim is None or self.reclaims:
                 self._frozen_after_reclaim = gc.get_freeze_count()
         if self.reclaim_due(now):
@@ -164,10 +169,7 @@ class QuietCollector:
             return
         if not self.due(now):
             return
-        self._closed_at = None
-        self._idle_pass_for = self.last_input
-        gc.collect()
-        self.passes += 1
+        self._full_pass()
         self._outlived = bool(len(self._closed))
         if self._may_freeze():
             gc.freeze()

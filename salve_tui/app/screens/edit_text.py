@@ -66,8 +66,8 @@ def confusion_text(before: np.ndarray, after: np.ndarray, names: list[str], targ
     only the target row is listed, as its most frequent predictions.
     """
     C = after.shape[0]
-    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1, len(str(C - 1)) + 1)
-    number = len(str(C - 1))
+    number = len(str(C - 1))  # digits of the largest class number
+    cell = max(3, len(str(int(max(after.max(initial=0), before.max(initial=0))))) + 1, number + 1)
     label = min(6, width - 1 - C * cell - number - 1)
     if label < 3:
         return _target_row_text(before[target], after[target], names, target)
